@@ -1,0 +1,452 @@
+//! ZeroMQ over TCP, on the pure-Rust `zeromq` crate.
+//!
+//! Kernel side: ROUTER for shell, control and stdin; XPUB for IOPub, driven
+//! by one task that both publishes and reads subscription events; REP for
+//! the heartbeat on a dedicated OS thread with its own small runtime, so a
+//! kernel busy with long work still answers pings.
+//!
+//! IOPub keeps PUB's contract: a publisher never waits on a slow
+//! subscriber. Messages queue up to [`IOPUB_HIGH_WATER_MARK`] and are
+//! dropped beyond it, as libzmq drops at its high-water mark.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use skillkernel_protocol::connection::ChannelPort;
+use skillkernel_protocol::ConnectionInfo;
+use tokio::sync::{mpsc, oneshot};
+use zeromq::prelude::*;
+use zeromq::{
+    util::PeerIdentity, DealerSocket, Endpoint, RepSocket, ReqSocket, RouterSocket, SocketOptions,
+    SubSocket, XPubSocket, ZmqMessage,
+};
+
+use crate::{
+    Channel, ClientSockets, FrameReceiver, FrameSender, Frames, HeartbeatGuard, IopubChannel,
+    KernelSockets, Transport, TransportError,
+};
+
+/// IOPub messages queued beyond this are dropped (libzmq's default SNDHWM).
+pub const IOPUB_HIGH_WATER_MARK: usize = 1000;
+
+/// The ZeroMQ transport.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ZmqTransport;
+
+fn to_zmq(frames: Frames) -> Result<ZmqMessage, String> {
+    ZmqMessage::try_from(frames).map_err(|e| e.to_string())
+}
+
+fn port_of(endpoint: &Endpoint) -> u16 {
+    match endpoint {
+        Endpoint::Tcp(_, port) => *port,
+        _ => 0,
+    }
+}
+
+async fn bind<S: Socket>(socket: &mut S, info: &mut ConnectionInfo, channel: ChannelPort) -> Result<(), TransportError> {
+    let endpoint = info.endpoint(channel);
+    let bound = socket
+        .bind(&endpoint)
+        .await
+        .map_err(|e| TransportError::Bind {
+            endpoint: endpoint.clone(),
+            reason: e.to_string(),
+        })?;
+    info.set_port(channel, port_of(&bound));
+    Ok(())
+}
+
+#[async_trait]
+impl Transport for ZmqTransport {
+    async fn bind(&self, info: &mut ConnectionInfo) -> Result<KernelSockets, TransportError> {
+        let shell = bind_router(info, ChannelPort::Shell, "shell").await?;
+        let control = bind_router(info, ChannelPort::Control, "control").await?;
+        let stdin = bind_router(info, ChannelPort::Stdin, "stdin").await?;
+        let iopub = bind_iopub(info).await?;
+        let heartbeat = spawn_heartbeat(info)?;
+        Ok(KernelSockets {
+            shell,
+            control,
+            stdin,
+            iopub,
+            heartbeat,
+        })
+    }
+}
+
+// ---------------------------------------------------------------- ROUTER
+
+struct RouterRx {
+    name: &'static str,
+    half: zeromq::RouterRecvHalf,
+}
+
+#[async_trait]
+impl FrameReceiver for RouterRx {
+    async fn recv(&mut self) -> Result<Frames, TransportError> {
+        match self.half.recv().await {
+            Ok(msg) => Ok(msg.into_vec()),
+            Err(zeromq::ZmqError::NoMessage) => Err(TransportError::Closed(self.name)),
+            Err(e) => Err(TransportError::Recv {
+                channel: self.name,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+struct RouterTx {
+    name: &'static str,
+    half: zeromq::RouterSendHalf,
+}
+
+#[async_trait]
+impl FrameSender for RouterTx {
+    async fn send(&self, frames: Frames) -> Result<(), TransportError> {
+        let msg = to_zmq(frames).map_err(|reason| TransportError::Send {
+            channel: self.name,
+            reason,
+        })?;
+        // The send half is a cheap handle onto shared state.
+        let mut half = self.half.clone();
+        half.send(msg).await.map_err(|e| TransportError::Send {
+            channel: self.name,
+            reason: e.to_string(),
+        })
+    }
+}
+
+async fn bind_router(
+    info: &mut ConnectionInfo,
+    port: ChannelPort,
+    name: &'static str,
+) -> Result<Channel, TransportError> {
+    let mut socket = RouterSocket::new();
+    bind(&mut socket, info, port).await?;
+    let (tx, rx) = socket.split();
+    Ok(Channel {
+        receiver: Box::new(RouterRx { name, half: rx }),
+        sender: Arc::new(RouterTx { name, half: tx }),
+    })
+}
+
+// ----------------------------------------------------------------- IOPub
+
+enum IopubItem {
+    Frames(Frames),
+    Flush(oneshot::Sender<()>),
+}
+
+struct IopubTx {
+    queue: mpsc::Sender<IopubItem>,
+    dropped: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl FrameSender for IopubTx {
+    async fn send(&self, frames: Frames) -> Result<(), TransportError> {
+        match self.queue.try_send(IopubItem::Frames(frames)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(dropped = n, "IOPub queue full; dropping messages for slow subscribers");
+                }
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed("iopub")),
+        }
+    }
+
+    async fn flush(&self) -> Result<(), TransportError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send(IopubItem::Flush(tx))
+            .await
+            .map_err(|_| TransportError::Closed("iopub"))?;
+        rx.await.map_err(|_| TransportError::Closed("iopub"))
+    }
+}
+
+async fn bind_iopub(info: &mut ConnectionInfo) -> Result<IopubChannel, TransportError> {
+    let mut socket = XPubSocket::new();
+    bind(&mut socket, info, ChannelPort::IoPub).await?;
+    let (queue, mut items) = mpsc::channel::<IopubItem>(IOPUB_HIGH_WATER_MARK);
+    let (sub_tx, sub_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                item = items.recv() => match item {
+                    Some(IopubItem::Frames(frames)) => match to_zmq(frames) {
+                        Ok(msg) => {
+                            if let Err(e) = socket.send(msg).await {
+                                tracing::debug!(error = %e, "IOPub send failed");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "IOPub message not sendable"),
+                    },
+                    Some(IopubItem::Flush(done)) => {
+                        let _ = done.send(());
+                    }
+                    None => break,
+                },
+                event = socket.recv() => match event {
+                    // XPUB reports `\x01topic` for subscribe, `\x00topic` for unsubscribe.
+                    Ok(msg) => {
+                        if let Some(frame) = msg.get(0) {
+                            if frame.first() == Some(&1) {
+                                let _ = sub_tx.send(frame.slice(1..));
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "IOPub subscriber event error"),
+                },
+            }
+        }
+    });
+    Ok(IopubChannel {
+        sender: Arc::new(IopubTx {
+            queue,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }),
+        subscriptions: sub_rx,
+    })
+}
+
+// ------------------------------------------------------------- heartbeat
+
+fn spawn_heartbeat(info: &mut ConnectionInfo) -> Result<HeartbeatGuard, TransportError> {
+    let endpoint = info.endpoint(ChannelPort::Heartbeat);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u16, TransportError>>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let thread_endpoint = endpoint.clone();
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || heartbeat_thread(thread_endpoint, ready_tx, stop_rx))
+        .map_err(|e| TransportError::Bind {
+            endpoint: endpoint.clone(),
+            reason: format!("cannot start heartbeat thread: {e}"),
+        })?;
+    let port = ready_rx.recv().map_err(|_| TransportError::Bind {
+        endpoint,
+        reason: "heartbeat thread exited before binding".into(),
+    })??;
+    info.hb_port = port;
+    Ok(HeartbeatGuard::new(move || {
+        let _ = stop_tx.send(());
+    }))
+}
+
+fn heartbeat_thread(
+    endpoint: String,
+    ready: std::sync::mpsc::Sender<Result<u16, TransportError>>,
+    stop: oneshot::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(TransportError::Bind {
+                endpoint,
+                reason: format!("cannot build heartbeat runtime: {e}"),
+            }));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut socket = RepSocket::new();
+        match socket.bind(&endpoint).await {
+            Ok(bound) => {
+                let _ = ready.send(Ok(port_of(&bound)));
+            }
+            Err(e) => {
+                let _ = ready.send(Err(TransportError::Bind {
+                    endpoint,
+                    reason: e.to_string(),
+                }));
+                return;
+            }
+        }
+        let echo = async {
+            loop {
+                match socket.recv().await {
+                    Ok(ping) => {
+                        if let Err(e) = socket.send(ping).await {
+                            tracing::debug!(error = %e, "heartbeat reply failed");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "heartbeat receive failed"),
+                }
+            }
+        };
+        tokio::select! {
+            _ = echo => {}
+            _ = stop => {}
+        }
+    });
+}
+
+// ---------------------------------------------------------------- client
+
+struct DealerRx {
+    name: &'static str,
+    half: zeromq::DealerRecvHalf,
+}
+
+#[async_trait]
+impl FrameReceiver for DealerRx {
+    async fn recv(&mut self) -> Result<Frames, TransportError> {
+        self.half
+            .recv()
+            .await
+            .map(ZmqMessage::into_vec)
+            .map_err(|e| TransportError::Recv {
+                channel: self.name,
+                reason: e.to_string(),
+            })
+    }
+}
+
+struct DealerTx {
+    name: &'static str,
+    half: tokio::sync::Mutex<zeromq::DealerSendHalf>,
+}
+
+#[async_trait]
+impl FrameSender for DealerTx {
+    async fn send(&self, frames: Frames) -> Result<(), TransportError> {
+        let err = |reason| TransportError::Send {
+            channel: self.name,
+            reason,
+        };
+        let msg = to_zmq(frames).map_err(err)?;
+        self.half
+            .lock()
+            .await
+            .send(msg)
+            .await
+            .map_err(|e| err(e.to_string()))
+    }
+}
+
+async fn connect_dealer(
+    info: &ConnectionInfo,
+    port: ChannelPort,
+    name: &'static str,
+    identity: &Bytes,
+) -> Result<Channel, TransportError> {
+    let endpoint = info.endpoint(port);
+    let mut options = SocketOptions::default();
+    let peer = PeerIdentity::try_from(identity.clone()).map_err(|e| TransportError::Connect {
+        endpoint: endpoint.clone(),
+        reason: e.to_string(),
+    })?;
+    options.peer_identity(peer);
+    let mut socket = DealerSocket::with_options(options);
+    socket
+        .connect(&endpoint)
+        .await
+        .map_err(|e| TransportError::Connect {
+            endpoint,
+            reason: e.to_string(),
+        })?;
+    let (tx, rx) = socket.split();
+    Ok(Channel {
+        receiver: Box::new(DealerRx { name, half: rx }),
+        sender: Arc::new(DealerTx {
+            name,
+            half: tokio::sync::Mutex::new(tx),
+        }),
+    })
+}
+
+struct SubRx(SubSocket);
+
+#[async_trait]
+impl FrameReceiver for SubRx {
+    async fn recv(&mut self) -> Result<Frames, TransportError> {
+        self.0
+            .recv()
+            .await
+            .map(ZmqMessage::into_vec)
+            .map_err(|e| TransportError::Recv {
+                channel: "iopub",
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// REQ heartbeat client: send a ping, then receive the echo.
+struct ReqChannel {
+    socket: tokio::sync::Mutex<ReqSocket>,
+    reply_tx: mpsc::UnboundedSender<Frames>,
+}
+
+#[async_trait]
+impl FrameSender for Arc<ReqChannel> {
+    async fn send(&self, frames: Frames) -> Result<(), TransportError> {
+        let err = |reason| TransportError::Send {
+            channel: "heartbeat",
+            reason,
+        };
+        let mut socket = self.socket.lock().await;
+        socket.send(to_zmq(frames).map_err(err)?).await.map_err(|e| err(e.to_string()))?;
+        let echo = socket.recv().await.map_err(|e| err(e.to_string()))?;
+        let _ = self.reply_tx.send(echo.into_vec());
+        Ok(())
+    }
+}
+
+struct ReqRx(mpsc::UnboundedReceiver<Frames>);
+
+#[async_trait]
+impl FrameReceiver for ReqRx {
+    async fn recv(&mut self) -> Result<Frames, TransportError> {
+        self.0.recv().await.ok_or(TransportError::Closed("heartbeat"))
+    }
+}
+
+/// Connects a client to a kernel: DEALER shell/control/stdin sharing one
+/// `identity` (so `input_request`s reach the asker), SUB IOPub subscribed
+/// to everything, REQ heartbeat.
+pub async fn connect(info: &ConnectionInfo, identity: &[u8]) -> Result<ClientSockets, TransportError> {
+    let identity = Bytes::copy_from_slice(identity);
+    let shell = connect_dealer(info, ChannelPort::Shell, "shell", &identity).await?;
+    let control = connect_dealer(info, ChannelPort::Control, "control", &identity).await?;
+    let stdin = connect_dealer(info, ChannelPort::Stdin, "stdin", &identity).await?;
+    let iopub_endpoint = info.endpoint(ChannelPort::IoPub);
+    let mut sub = SubSocket::new();
+    let connect_err = |endpoint: &str, e: zeromq::ZmqError| TransportError::Connect {
+        endpoint: endpoint.to_owned(),
+        reason: e.to_string(),
+    };
+    sub.connect(&iopub_endpoint)
+        .await
+        .map_err(|e| connect_err(&iopub_endpoint, e))?;
+    sub.subscribe("")
+        .await
+        .map_err(|e| connect_err(&iopub_endpoint, e))?;
+    let hb_endpoint = info.endpoint(ChannelPort::Heartbeat);
+    let mut req = ReqSocket::new();
+    req.connect(&hb_endpoint)
+        .await
+        .map_err(|e| connect_err(&hb_endpoint, e))?;
+    let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+    let req = Arc::new(ReqChannel {
+        socket: tokio::sync::Mutex::new(req),
+        reply_tx,
+    });
+    Ok(ClientSockets {
+        shell,
+        control,
+        stdin,
+        iopub: Box::new(SubRx(sub)),
+        heartbeat: Channel {
+            receiver: Box::new(ReqRx(reply_rx)),
+            sender: Arc::new(req),
+        },
+    })
+}
