@@ -1,0 +1,32 @@
+//! The control channel, served beside shell so that `interrupt_request`,
+//! `shutdown_request` and `kernel_info_request` are answered while a cell
+//! runs.
+
+use std::sync::Arc;
+
+use skillkernel_protocol::content::ExecutionState;
+use skillkernel_transport::Channel;
+use tokio::sync::mpsc;
+
+use crate::dispatch;
+use crate::session::Shared;
+use crate::shell::read_requests;
+
+pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
+    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(read_requests(
+        shared.clone(),
+        channel.receiver,
+        "control",
+        queue_tx,
+    ));
+    while let Some(msg) = queue_rx.recv().await {
+        shared.iopub.status(&msg, ExecutionState::Busy).await;
+        dispatch::respond(&shared, channel.sender.as_ref(), &msg).await;
+        shared.iopub.status(&msg, ExecutionState::Idle).await;
+        if shared.exit_requested() {
+            break;
+        }
+    }
+    reader.abort();
+}

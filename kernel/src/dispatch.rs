@@ -1,0 +1,120 @@
+//! Requests answered the same way on shell and control: everything but
+//! `execute_request`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map};
+use skillkernel_protocol::content::{
+    CommClose, CommInfoReply, CommOpen, CompleteRequest, ErrorContent, ErrorReply,
+    HistoryReply, HistoryRequest, InspectRequest, InterruptReply, IsCompleteRequest,
+    ReplyStatus, ShutdownReply, ShutdownRequest,
+};
+use skillkernel_protocol::Message;
+use skillkernel_transport::FrameSender;
+
+use crate::session::Shared;
+use crate::{complete, info, inspect, ExitReason};
+
+/// Answers `req` on `channel` (busy/idle are the caller's).
+pub(crate) async fn respond(shared: &Arc<Shared>, channel: &dyn FrameSender, req: &Message) {
+    let msg_type = req.msg_type().to_owned();
+    let result = match msg_type.as_str() {
+        "kernel_info_request" => Ok(("kernel_info_reply", json!(info::kernel_info()))),
+        "complete_request" => req
+            .parse_content::<CompleteRequest>()
+            .map(|c| ("complete_reply", json!(complete::complete(shared, &c.code, c.cursor_pos)))),
+        "inspect_request" => req
+            .parse_content::<InspectRequest>()
+            .map(|c| ("inspect_reply", json!(inspect::inspect(shared, &c.code, c.cursor_pos)))),
+        "is_complete_request" => req
+            .parse_content::<IsCompleteRequest>()
+            .map(|c| ("is_complete_reply", json!(complete::is_complete(&c.code)))),
+        "history_request" => req.parse_content::<HistoryRequest>().map(|h| {
+            let history = shared.state().history.query(&h);
+            (
+                "history_reply",
+                json!(HistoryReply {
+                    status: ReplyStatus::Ok,
+                    history
+                }),
+            )
+        }),
+        "comm_info_request" => Ok((
+            "comm_info_reply",
+            json!(CommInfoReply {
+                status: ReplyStatus::Ok,
+                comms: Map::new(),
+            }),
+        )),
+        "comm_open" => {
+            // No comm targets are registered: close it, as the spec asks.
+            if let Ok(open) = req.parse_content::<CommOpen>() {
+                tracing::info!(target_name = %open.target_name, "comm_open for unknown target; closing");
+                shared
+                    .iopub
+                    .publish(
+                        Some(req),
+                        "comm_close",
+                        CommClose {
+                            comm_id: open.comm_id,
+                            data: Map::new(),
+                        },
+                    )
+                    .await;
+            }
+            return;
+        }
+        "comm_msg" | "comm_close" => return,
+        "interrupt_request" => {
+            shared.interrupt();
+            Ok((
+                "interrupt_reply",
+                json!(InterruptReply {
+                    status: ReplyStatus::Ok
+                }),
+            ))
+        }
+        "shutdown_request" => {
+            let restart = req
+                .parse_content::<ShutdownRequest>()
+                .map(|s| s.restart)
+                .unwrap_or(false);
+            let reply = ShutdownReply {
+                status: ReplyStatus::Ok,
+                restart,
+            };
+            shared.reply(channel, req, "shutdown_reply", reply).await;
+            // Other clients learn of the shutdown on IOPub.
+            shared.iopub.publish(Some(req), "shutdown_reply", reply).await;
+            tracing::info!(restart, "shutdown requested");
+            shared.request_exit(ExitReason::Shutdown { restart });
+            return;
+        }
+        other => {
+            if let Some(base) = other.strip_suffix("_request") {
+                tracing::warn!(msg_type = other, "unsupported request; answering with an error");
+                let error = ErrorContent::new(
+                    "UnsupportedRequest",
+                    format!("skillkernel does not support `{other}`"),
+                );
+                shared
+                    .reply(channel, req, &format!("{base}_reply"), ErrorReply::new(error))
+                    .await;
+            } else {
+                tracing::warn!(msg_type = other, "ignoring message of unknown type");
+            }
+            return;
+        }
+    };
+    match result {
+        Ok((reply_type, content)) => shared.reply(channel, req, reply_type, content).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "invalid request content");
+            let reply_type = msg_type.replace("_request", "_reply");
+            let error = ErrorContent::new("InvalidRequest", e.to_string());
+            shared
+                .reply(channel, req, &reply_type, ErrorReply::new(error))
+                .await;
+        }
+    }
+}

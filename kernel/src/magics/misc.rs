@@ -1,0 +1,117 @@
+//! `%clear`, `%input`, `%status`.
+
+use serde_json::Value;
+use skillkernel_protocol::content::DisplayData;
+use skillkernel_protocol::PROTOCOL_VERSION;
+
+use super::split_args;
+use crate::errors::KernelError;
+use crate::execute::output::markdown_bundle;
+use crate::execute::ExecContext;
+use crate::magics::vars::is_valid_name;
+
+pub(super) async fn clear(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
+    let wait = match args.trim() {
+        "" => false,
+        "--wait" => true,
+        other => {
+            return Err(KernelError::usage(
+                "clear",
+                format!("unknown option `{other}`"),
+                "%clear [--wait]",
+            ))
+        }
+    };
+    ctx.out.clear(wait).await;
+    Ok(())
+}
+
+pub(super) async fn input(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
+    const USAGE: &str = "%input [--password] NAME [PROMPT]";
+    let mut words = split_args(args).into_iter().peekable();
+    let password = words.peek().map(String::as_str) == Some("--password");
+    if password {
+        words.next();
+    }
+    let name = words
+        .next()
+        .ok_or_else(|| KernelError::usage("input", "a variable name is required", USAGE))?;
+    if !is_valid_name(&name) {
+        return Err(KernelError::usage(
+            "input",
+            format!("`{name}` is not a valid variable name"),
+            USAGE,
+        ));
+    }
+    let rest: Vec<String> = words.collect();
+    let prompt = if rest.is_empty() {
+        format!("{name}: ")
+    } else {
+        rest.join(" ")
+    };
+    if !ctx.allow_stdin {
+        return Err(KernelError::StdinNotAllowed);
+    }
+    ctx.out.flush_stream().await;
+    let value = crate::stdin::ask(ctx.shared, ctx.request, &prompt, password, &ctx.cancel).await?;
+    ctx.shared
+        .state()
+        .variables
+        .insert(name, Value::String(value));
+    Ok(())
+}
+
+fn format_uptime(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h {m}m")
+    } else if h > 0 {
+        format!("{h}h {m}m {s}s")
+    } else {
+        format!("{m}m {s}s")
+    }
+}
+
+pub(super) async fn status(ctx: &mut ExecContext<'_>) -> Result<(), KernelError> {
+    let (count, vars, session) = {
+        let state = ctx.shared.state();
+        (
+            state.execution_count,
+            state.variables.len(),
+            state.history.session,
+        )
+    };
+    let markdown = format!(
+        "| | |\n|---|---|\n\
+         | kernel | skillkernel {} |\n\
+         | protocol | {} |\n\
+         | kernel session | `{}` |\n\
+         | history session | {} |\n\
+         | uptime | {} |\n\
+         | execution count | {} |\n\
+         | session variables | {} |\n",
+        env!("CARGO_PKG_VERSION"),
+        PROTOCOL_VERSION,
+        ctx.shared.session_id,
+        session,
+        format_uptime(ctx.shared.started.elapsed().as_secs()),
+        count,
+        vars,
+    );
+    ctx.out
+        .display(DisplayData::new(markdown_bundle(&markdown)))
+        .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_uptime;
+
+    #[test]
+    fn uptime_reads_naturally() {
+        assert_eq!(format_uptime(5), "0m 5s");
+        assert_eq!(format_uptime(3725), "1h 2m 5s");
+        assert_eq!(format_uptime(90000), "1d 1h 0m");
+    }
+}

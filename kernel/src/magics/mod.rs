@@ -1,0 +1,241 @@
+//! Magics: the `%name` line commands and `%%name` cell commands.
+//!
+//! Every magic is described once in [`LINE_MAGICS`] / [`CELL_MAGICS`]; help,
+//! completion, inspection and `is_complete` all read that table, so a new
+//! magic is documented and completable the moment it is added.
+
+pub mod help;
+mod history;
+mod misc;
+pub mod vars;
+
+use crate::cell::CellMagic;
+use crate::errors::KernelError;
+use crate::execute::ExecContext;
+
+/// The description of one magic.
+#[derive(Debug)]
+pub struct MagicSpec {
+    pub name: &'static str,
+    /// One-line usage, e.g. `%set NAME = VALUE`.
+    pub usage: &'static str,
+    pub summary: &'static str,
+    /// Markdown shown by `%help NAME` and inspection.
+    pub help: &'static str,
+    /// Words completed after the magic name.
+    pub subcommands: &'static [&'static str],
+    /// Whether the first argument is a session variable name.
+    pub takes_variable: bool,
+}
+
+/// `%name` magics.
+pub const LINE_MAGICS: &[MagicSpec] = &[
+    MagicSpec {
+        name: "help",
+        usage: "%help [TOPIC]",
+        summary: "Show what the kernel can do, or page help on a magic or topic.",
+        help: "With no argument, lists every magic and help topic.\n\
+               With a magic name (`%help set`) or a topic (`%help commands`), opens that page in the pager.",
+        subcommands: &[],
+        takes_variable: false,
+    },
+    MagicSpec {
+        name: "set",
+        usage: "%set NAME = VALUE",
+        summary: "Set a session variable.",
+        help: "Stores `VALUE` under `NAME` for this session. A value that is valid JSON \
+               (`3`, `[1, 2]`, `\"text\"`) is kept as JSON; anything else is kept as text.\n\n\
+               Names start with a letter or `_` and hold letters, digits and `_`.\n\n\
+               Example: `%set language = French`",
+        subcommands: &[],
+        takes_variable: true,
+    },
+    MagicSpec {
+        name: "get",
+        usage: "%get NAME",
+        summary: "Show a session variable as the cell's result.",
+        help: "Returns the value of `NAME` as the cell's `execute_result` \
+               (`text/plain`, and `application/json` for JSON values).",
+        subcommands: &[],
+        takes_variable: true,
+    },
+    MagicSpec {
+        name: "unset",
+        usage: "%unset NAME",
+        summary: "Remove a session variable.",
+        help: "Removes `NAME` from the session variables. Removing a name that is not set is an error.",
+        subcommands: &[],
+        takes_variable: true,
+    },
+    MagicSpec {
+        name: "vars",
+        usage: "%vars",
+        summary: "List session variables as a table.",
+        help: "Shows every session variable with its type and value, as an HTML table \
+               with a plain-text fallback.",
+        subcommands: &[],
+        takes_variable: false,
+    },
+    MagicSpec {
+        name: "history",
+        usage: "%history [-n N] [-g PATTERN] [-u] [-o]",
+        summary: "Show the input history of this session.",
+        help: "Prints the cells run so far, numbered by execution count.\n\n\
+               * `-n N` — only the last N entries\n\
+               * `-g PATTERN` — entries matching a glob pattern (`*`, `?`, `[abc]`), over all sessions\n\
+               * `-u` — with `-g`, each distinct input once\n\
+               * `-o` — also show a summary of each cell's output",
+        subcommands: &["-n", "-g", "-u", "-o"],
+        takes_variable: false,
+    },
+    MagicSpec {
+        name: "clear",
+        usage: "%clear [--wait]",
+        summary: "Clear the cell's output.",
+        help: "Sends `clear_output` to the front end. With `--wait`, the output is cleared \
+               only when new output arrives, which avoids flicker.",
+        subcommands: &["--wait"],
+        takes_variable: false,
+    },
+    MagicSpec {
+        name: "input",
+        usage: "%input [--password] NAME [PROMPT]",
+        summary: "Ask the user for a value and store it in a session variable.",
+        help: "Sends an `input_request` to the front end and stores the answer under `NAME`. \
+               With `--password` the front end hides what is typed. Needs a client that \
+               accepts input (`allow_stdin`).",
+        subcommands: &["--password"],
+        takes_variable: true,
+    },
+    MagicSpec {
+        name: "status",
+        usage: "%status",
+        summary: "Show the kernel's version, session and uptime.",
+        help: "Shows the kernel version, protocol version, this process's session id, uptime, \
+               execution count and the number of session variables.",
+        subcommands: &[],
+        takes_variable: false,
+    },
+];
+
+/// `%%name` magics.
+pub const CELL_MAGICS: &[MagicSpec] = &[
+    MagicSpec {
+        name: "sh",
+        usage: "%%sh",
+        summary: "Run the cell body as a shell script.",
+        help: "Runs the body with `/bin/sh`, streaming stdout and stderr as they come. \
+               A non-zero exit status fails the cell. Interrupt kills the script's whole \
+               process group.",
+        subcommands: &[],
+        takes_variable: false,
+    },
+    MagicSpec {
+        name: "set",
+        usage: "%%set NAME",
+        summary: "Store the cell body, verbatim, in a session variable.",
+        help: "Keeps the whole body (newlines included) as text under `NAME`, handy for \
+               long inputs such as documents to summarise.",
+        subcommands: &[],
+        takes_variable: true,
+    },
+];
+
+/// Finds a `%name` magic.
+pub fn find_line(name: &str) -> Option<&'static MagicSpec> {
+    LINE_MAGICS.iter().find(|m| m.name == name)
+}
+
+/// Finds a `%%name` magic.
+pub fn find_cell(name: &str) -> Option<&'static MagicSpec> {
+    CELL_MAGICS.iter().find(|m| m.name == name)
+}
+
+fn unknown(prefix: &str, name: &str, table: &[MagicSpec]) -> KernelError {
+    let names: Vec<String> = table.iter().map(|m| format!("{prefix}{}", m.name)).collect();
+    KernelError::UnknownMagic {
+        name: format!("{}{name}", &prefix[1..]),
+        hint: format!("Available: {}. `%help` lists them all.", names.join(", ")),
+    }
+}
+
+/// Runs a `%name args` line.
+pub async fn run_line(ctx: &mut ExecContext<'_>, name: &str, args: &str) -> Result<(), KernelError> {
+    match name {
+        "help" => help::run(ctx, args).await,
+        "set" => vars::set(ctx, args),
+        "get" => vars::get(ctx, args).await,
+        "unset" => vars::unset(ctx, args),
+        "vars" => vars::list(ctx).await,
+        "history" => history::run(ctx, args).await,
+        "clear" => misc::clear(ctx, args).await,
+        "input" => misc::input(ctx, args).await,
+        "status" => misc::status(ctx).await,
+        _ => Err(unknown("%", name, LINE_MAGICS)),
+    }
+}
+
+/// Runs a `%%name args` cell.
+pub async fn run_cell(ctx: &mut ExecContext<'_>, magic: &CellMagic) -> Result<(), KernelError> {
+    match magic.name.as_str() {
+        "sh" => crate::execute::command::run(ctx, &magic.body).await,
+        "set" => vars::set_body(ctx, &magic.args, &magic.body),
+        _ => Err(unknown("%%", &magic.name, CELL_MAGICS)),
+    }
+}
+
+/// Splits arguments shell-style on whitespace, honouring simple quotes.
+pub(crate) fn split_args(args: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for c in args.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_magic_has_usage_starting_with_its_name() {
+        for m in LINE_MAGICS {
+            assert!(m.usage.starts_with(&format!("%{}", m.name)), "{}", m.name);
+        }
+        for m in CELL_MAGICS {
+            assert!(m.usage.starts_with(&format!("%%{}", m.name)), "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn split_args_honours_quotes() {
+        assert_eq!(
+            split_args(r#"--password key "Your API key: " x"#),
+            vec!["--password", "key", "Your API key: ", "x"]
+        );
+        assert_eq!(split_args("  "), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,158 @@
+//! State shared by the kernel's tasks: identity, signer, session data, the
+//! running cell's cancellation token.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+use skillkernel_protocol::{Header, Message, Signer};
+use skillkernel_transport::FrameSender;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::history::History;
+use crate::iopub::Iopub;
+use crate::{ExitReason, KernelConfig};
+
+/// What a notebook session accumulates.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    /// Count of executions with `store_history`.
+    pub execution_count: u64,
+    /// `%set` variables. Values that parse as JSON are kept as JSON.
+    pub variables: BTreeMap<String, Value>,
+    pub history: History,
+}
+
+/// Everything the kernel's tasks share.
+pub struct Shared {
+    /// This kernel process's own session id, in every header it sends.
+    pub session_id: String,
+    pub username: String,
+    pub signer: Signer,
+    pub config: KernelConfig,
+    pub iopub: Iopub,
+    pub stdin: Arc<dyn FrameSender>,
+    pub started: Instant,
+    state: Mutex<SessionState>,
+    running: Mutex<Option<CancellationToken>>,
+    exit: watch::Sender<Option<ExitReason>>,
+    /// `input_request` msg_id → the cell waiting for its `input_reply`.
+    pub(crate) stdin_waiters: Mutex<HashMap<String, oneshot::Sender<String>>>,
+    /// Process groups of running `!commands`, killed at exit.
+    children: Mutex<HashSet<i32>>,
+}
+
+/// Locks a mutex, recovering the data if a panicking task poisoned it: the
+/// session state stays usable rather than taking the kernel down.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(
+        signer: Signer,
+        config: KernelConfig,
+        iopub: Arc<dyn FrameSender>,
+        stdin: Arc<dyn FrameSender>,
+    ) -> (Shared, watch::Receiver<Option<ExitReason>>) {
+        let session_id = uuid_like();
+        let username = std::env::var("USER").unwrap_or_else(|_| "skillkernel".into());
+        let (exit, exit_rx) = watch::channel(None);
+        let iopub = Iopub::new(iopub, signer.clone(), session_id.clone(), username.clone());
+        let shared = Shared {
+            session_id,
+            username,
+            signer,
+            config,
+            iopub,
+            stdin,
+            started: Instant::now(),
+            state: Mutex::new(SessionState::default()),
+            running: Mutex::new(None),
+            exit,
+            stdin_waiters: Mutex::new(HashMap::new()),
+            children: Mutex::new(HashSet::new()),
+        };
+        (shared, exit_rx)
+    }
+
+    /// The session state, locked.
+    pub fn state(&self) -> MutexGuard<'_, SessionState> {
+        lock(&self.state)
+    }
+
+    /// A fresh header from this kernel.
+    pub fn header(&self, msg_type: &str) -> Header {
+        Header::new(msg_type, &self.session_id, &self.username)
+    }
+
+    /// Builds the reply to `request` and sends it on `channel`.
+    pub async fn reply(
+        &self,
+        channel: &dyn FrameSender,
+        request: &Message,
+        msg_type: &str,
+        content: impl Serialize,
+    ) {
+        let reply = request.child(self.header(msg_type), content);
+        if let Err(e) = channel.send(reply.encode(&self.signer)).await {
+            tracing::warn!(error = %e, msg_type, "could not send reply");
+        }
+    }
+
+    /// Registers the cell now running; returns its cancellation token.
+    pub(crate) fn begin_cell(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        *lock(&self.running) = Some(token.clone());
+        token
+    }
+
+    pub(crate) fn end_cell(&self) {
+        *lock(&self.running) = None;
+    }
+
+    /// Cancels the running cell, if any.
+    pub fn interrupt(&self) {
+        if let Some(token) = lock(&self.running).as_ref() {
+            tracing::info!("interrupting the running cell");
+            token.cancel();
+        }
+    }
+
+    /// Tells [`crate::Kernel::wait`] to stop the kernel.
+    pub fn request_exit(&self, reason: ExitReason) {
+        self.interrupt();
+        self.exit.send_replace(Some(reason));
+    }
+
+    pub(crate) fn exit_requested(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    pub(crate) fn track_child(&self, pgid: i32) {
+        lock(&self.children).insert(pgid);
+    }
+
+    pub(crate) fn untrack_child(&self, pgid: i32) {
+        lock(&self.children).remove(&pgid);
+    }
+
+    /// Kills the process groups of `!commands` still running.
+    pub(crate) fn kill_children(&self) {
+        for pgid in lock(&self.children).drain() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    // A v4 UUID without pulling uuid into this crate: protocol's Header
+    // already makes them; reuse it.
+    Header::new("", "", "").msg_id
+}

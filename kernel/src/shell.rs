@@ -1,0 +1,119 @@
+//! The shell channel: requests handled strictly in arrival order.
+//!
+//! A reader task verifies each message and queues it; an executor task
+//! takes them one at a time and wraps each in `status: busy` … `idle`,
+//! publishing all of a request's output before its reply. When a cell
+//! fails with `stop_on_error`, execute requests already queued are
+//! answered `aborted` instead of run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use skillkernel_protocol::content::{AbortedReply, ErrorContent, ErrorReply, ExecuteRequest, ExecutionState};
+use skillkernel_protocol::Message;
+use skillkernel_transport::{Channel, FrameReceiver, FrameSender, TransportError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::dispatch;
+use crate::execute;
+use crate::session::Shared;
+
+/// How long to let already-sent requests arrive before aborting the queue.
+const ABORT_SETTLE: Duration = Duration::from_millis(10);
+
+pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>> {
+    let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(read_requests(shared.clone(), channel.receiver, "shell", queue_tx));
+    let executor = tokio::spawn(execute_in_order(shared, channel.sender, queue_rx));
+    vec![reader, executor]
+}
+
+/// Receives, verifies and queues requests from one channel. Anything that
+/// fails to decode is logged and dropped; the loop never stops for it.
+pub(crate) async fn read_requests(
+    shared: Arc<Shared>,
+    mut receiver: Box<dyn FrameReceiver>,
+    channel: &'static str,
+    queue: mpsc::UnboundedSender<Message>,
+) {
+    loop {
+        let frames = match receiver.recv().await {
+            Ok(frames) => frames,
+            Err(TransportError::Closed(_)) => break,
+            Err(e) => {
+                tracing::debug!(channel, error = %e, "receive error");
+                continue;
+            }
+        };
+        match Message::decode(frames, &shared.signer, &shared.config.limits) {
+            Ok(msg) => {
+                tracing::trace!(channel, msg_type = msg.msg_type(), "request");
+                if queue.send(msg).is_err() {
+                    break;
+                }
+            }
+            Err(e) => tracing::warn!(channel, error = %e, "dropping invalid message"),
+        }
+    }
+}
+
+async fn execute_in_order(
+    shared: Arc<Shared>,
+    sender: Arc<dyn FrameSender>,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+) {
+    while let Some(msg) = queue.recv().await {
+        let abort = handle(&shared, sender.as_ref(), &msg).await;
+        if abort {
+            tokio::time::sleep(ABORT_SETTLE).await;
+            while let Ok(queued) = queue.try_recv() {
+                if queued.msg_type() == "execute_request" {
+                    abort_request(&shared, sender.as_ref(), &queued).await;
+                } else {
+                    handle(&shared, sender.as_ref(), &queued).await;
+                }
+            }
+        }
+    }
+}
+
+/// Handles one shell request; true when the queue should be aborted.
+async fn handle(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) -> bool {
+    shared.iopub.status(msg, ExecutionState::Busy).await;
+    let mut abort = false;
+    if msg.msg_type() == "execute_request" {
+        match msg.parse_content::<ExecuteRequest>() {
+            Ok(req) => {
+                let stop_on_error = req.stop_on_error;
+                let outcome = execute::execute(shared, msg, req).await;
+                abort = outcome.failed && stop_on_error;
+                shared.iopub.flush().await;
+                shared.reply(sender, msg, "execute_reply", outcome.reply).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid execute_request");
+                let error = ErrorContent::new("InvalidRequest", e.to_string());
+                let count = shared.state().execution_count;
+                let mut reply = json!(ErrorReply::new(error));
+                reply["execution_count"] = json!(count);
+                shared.reply(sender, msg, "execute_reply", reply).await;
+            }
+        }
+    } else {
+        dispatch::respond(shared, sender, msg).await;
+        shared.iopub.flush().await;
+    }
+    shared.iopub.status(msg, ExecutionState::Idle).await;
+    abort
+}
+
+async fn abort_request(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {
+    tracing::info!(msg_id = %msg.header.msg_id, "aborting queued execute_request after an error");
+    shared.iopub.status(msg, ExecutionState::Busy).await;
+    shared
+        .reply(sender, msg, "execute_reply", AbortedReply::default())
+        .await;
+    shared.iopub.status(msg, ExecutionState::Idle).await;
+}
