@@ -1,0 +1,139 @@
+//! `skillkernel start`: one kernel in the foreground.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use futures::StreamExt;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_tokio::Signals;
+use skillkernel_kernel::{Kernel, KernelConfig, KernelHandle};
+use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
+use skillkernel_transport::zmq::ZmqTransport;
+use skillkernel_transport::{Transport, TransportError};
+use thiserror::Error;
+
+use crate::cli::StartArgs;
+use crate::{logging, paths};
+
+/// Why the kernel could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
+    logging::init(&args.log_level, args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.io_threads.max(1))
+        .thread_name("skillkernel-io")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let result = runtime.block_on(serve(args));
+    // Do not wait on stray blocking work (e.g. a stuck read) at exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
+}
+
+/// Where the connection comes from, and whether this process owns the file.
+struct Connection {
+    info: ConnectionInfo,
+    path: PathBuf,
+    created: bool,
+}
+
+fn connection(args: &StartArgs) -> Result<Connection, StartError> {
+    match &args.connection_file {
+        Some(path) if path.exists() => Ok(Connection {
+            info: ConnectionInfo::read(path)?,
+            path: path.clone(),
+            created: false,
+        }),
+        Some(path) => Ok(Connection {
+            info: ConnectionInfo::new_random(&args.ip, "skillkernel"),
+            path: path.clone(),
+            created: true,
+        }),
+        None => {
+            let name = format!("kernel-skillkernel-{}.json", uuid::Uuid::new_v4());
+            Ok(Connection {
+                info: ConnectionInfo::new_random(&args.ip, "skillkernel"),
+                path: paths::jupyter_runtime_dir().join(name),
+                created: true,
+            })
+        }
+    }
+}
+
+async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
+    let Connection {
+        mut info,
+        path,
+        created,
+    } = connection(&args)?;
+    let sockets = ZmqTransport.bind(&mut info).await?;
+    if created {
+        info.write(&path)?;
+        println!("Connection file: {}", path.display());
+        println!("Connect with:    skillctl --existing {}", path.display());
+    }
+    let config = KernelConfig {
+        command_timeout: Duration::from_secs(args.command_timeout),
+        limits: WireLimits {
+            max_message_bytes: args.max_message_bytes,
+            ..WireLimits::default()
+        },
+        ..KernelConfig::default()
+    };
+    let kernel = Kernel::start(sockets, info.signer(), config);
+    tracing::info!(
+        connection_file = %path.display(),
+        ip = %info.ip,
+        shell = info.shell_port,
+        iopub = info.iopub_port,
+        pid = std::process::id(),
+        "skillkernel serving"
+    );
+    let signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Signals)?;
+    let signal_handle = signals.handle();
+    let signal_task = tokio::spawn(forward_signals(signals, kernel.handle.clone()));
+    let reason = kernel.wait().await;
+    tracing::info!(?reason, "skillkernel stopping");
+    signal_handle.close();
+    signal_task.abort();
+    if created {
+        remove_connection_file(&path);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Signals become kernel requests; no work happens in the handler itself.
+async fn forward_signals(mut signals: Signals, kernel: KernelHandle) {
+    while let Some(signal) = signals.next().await {
+        match signal {
+            SIGINT => {
+                tracing::info!("SIGINT: interrupting the running cell");
+                kernel.interrupt();
+            }
+            SIGTERM => {
+                tracing::info!("SIGTERM: shutting down");
+                kernel.shutdown(false);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn remove_connection_file(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove connection file");
+    }
+}
