@@ -7,7 +7,7 @@ use skillkernel_protocol::KernelSpec;
 use thiserror::Error;
 
 use crate::cli::InstallArgs;
-use crate::paths;
+use skillkernel_protocol::paths;
 
 /// The kernelspec's directory name, what `--kernel` takes.
 pub const KERNEL_NAME: &str = "skillkernel";

@@ -12,7 +12,6 @@
 mod cli;
 mod install;
 mod logging;
-mod paths;
 mod start;
 
 use std::process::ExitCode;

@@ -14,7 +14,8 @@ use skillkernel_transport::{Transport, TransportError};
 use thiserror::Error;
 
 use crate::cli::StartArgs;
-use crate::{logging, paths};
+use crate::logging;
+use skillkernel_protocol::paths;
 
 /// Why the kernel could not start.
 #[derive(Debug, Error)]

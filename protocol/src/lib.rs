@@ -23,6 +23,7 @@ mod error;
 mod header;
 pub mod kernelspec;
 mod message;
+pub mod paths;
 mod signing;
 mod wire;
 

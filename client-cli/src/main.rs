@@ -1,0 +1,155 @@
+//! `skillctl`: talk to a running skillkernel from the terminal.
+//!
+//! Connected mode: it reads a connection file (`--existing FILE`, or the
+//! newest skillkernel one in the Jupyter runtime directory) and speaks the
+//! Jupyter protocol to the kernel like any front end.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use skillctl::render::{bundle_text, TerminalOutput};
+use skillctl::{ExecuteOptions, KernelClient, Target};
+use skillkernel_protocol::paths::{jupyter_runtime_dir, newest_connection_file};
+use skillkernel_protocol::ConnectionInfo;
+
+#[derive(Debug, Parser)]
+#[command(name = "skillctl", version, about = "Command-line client for a running skillkernel")]
+struct Cli {
+    /// Connection file of the kernel (a path, or a file name in the Jupyter
+    /// runtime directory). Default: the newest skillkernel connection file.
+    #[arg(long, global = true, value_name = "FILE")]
+    existing: Option<PathBuf>,
+
+    /// Seconds to wait for the kernel to answer.
+    #[arg(long, global = true, default_value_t = 10)]
+    connect_timeout: u64,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a cell and stream its output; exits 1 if the cell fails.
+    Exec {
+        /// The cell: a prompt, `%magic` lines or `!command`s.
+        code: String,
+        /// Do not record the cell in history.
+        #[arg(long)]
+        no_history: bool,
+    },
+    /// Show the kernel's kernel_info.
+    Info {
+        /// Print the raw kernel_info_reply content as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn resolve_connection_file(existing: Option<PathBuf>) -> Result<PathBuf, String> {
+    let runtime = jupyter_runtime_dir();
+    match existing {
+        Some(path) if path.exists() => Ok(path),
+        Some(path) => {
+            let in_runtime = runtime.join(&path);
+            if in_runtime.exists() {
+                Ok(in_runtime)
+            } else {
+                Err(format!("connection file {} not found", path.display()))
+            }
+        }
+        None => newest_connection_file(&runtime, "skillkernel").ok_or_else(|| {
+            format!(
+                "no skillkernel connection file in {}; start one with `skillkernel start` \
+                 or pass --existing FILE",
+                runtime.display()
+            )
+        }),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("skillctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let path = resolve_connection_file(cli.existing)?;
+    let info = ConnectionInfo::read(&path).map_err(|e| e.to_string())?;
+    let timeout = Duration::from_secs(cli.connect_timeout);
+    let mut client = tokio::time::timeout(timeout, KernelClient::connect(&info))
+        .await
+        .map_err(|_| format!("kernel at {} did not accept a connection", path.display()))?
+        .map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Info { json: raw } => {
+            let reply = client
+                .request(Target::Shell, "kernel_info_request", json!({}), timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            let c = &reply.content;
+            if raw {
+                println!("{}", serde_json::to_string_pretty(c).unwrap_or_default());
+            } else {
+                println!(
+                    "{} {} (protocol {})",
+                    c["implementation"].as_str().unwrap_or("?"),
+                    c["implementation_version"].as_str().unwrap_or("?"),
+                    c["protocol_version"].as_str().unwrap_or("?")
+                );
+                println!("language: {}", c["language_info"]["name"].as_str().unwrap_or("?"));
+                println!("connection file: {}", path.display());
+                println!("{}", c["banner"].as_str().unwrap_or(""));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Exec { code, no_history } => {
+            client.wait_ready(timeout).await.map_err(|e| e.to_string())?;
+            let interrupter = client.interrupter();
+            // Ctrl-C interrupts the cell in the kernel rather than killing skillctl.
+            let ctrl_c = tokio::spawn(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    let _ = interrupter.interrupt().await;
+                }
+            });
+            let options = ExecuteOptions {
+                store_history: !no_history,
+                ..ExecuteOptions::default()
+            };
+            let mut out = TerminalOutput::default();
+            let outcome = client.execute(&code, &options, &mut out).await;
+            ctrl_c.abort();
+            let outcome = outcome.map_err(|e| e.to_string())?;
+            if let Some(payloads) = outcome.reply.content["payload"].as_array() {
+                for p in payloads.iter().filter(|p| p["source"] == "page") {
+                    if let Some(text) = bundle_text(&p["data"]) {
+                        println!("{}", text.trim_end());
+                    }
+                }
+            }
+            match outcome.status() {
+                "ok" => Ok(ExitCode::SUCCESS),
+                "error" if !out.saw_error => {
+                    let c = &outcome.reply.content;
+                    eprintln!(
+                        "{}: {}",
+                        c["ename"].as_str().unwrap_or("Error"),
+                        c["evalue"].as_str().unwrap_or("")
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                _ => Ok(ExitCode::FAILURE),
+            }
+        }
+    }
+}
