@@ -127,8 +127,13 @@ class WireClient:
         return msg_id
 
     def execute(self, code: str) -> str:
-        return self.send(
-            self.shell,
+        msg_id, frames = self.execute_frames(code)
+        self.shell.send_multipart(frames)
+        return msg_id
+
+    def execute_frames(self, code: str) -> tuple[str, list[bytes]]:
+        """A signed execute_request, built ahead of the timed region."""
+        return self._frames(
             "execute_request",
             {
                 "code": code,
@@ -274,8 +279,9 @@ def drain(client: WireClient):
 
 
 def round_trip(client: WireClient, code: str, timeout_ms: int = 10_000) -> int:
+    msg_id, frames = client.execute_frames(code)
     t0 = now_ns()
-    msg_id = client.execute(code)
+    client.shell.send_multipart(frames)
     got_reply = got_idle = False
     poll = client.poller.poll
     shell, iopub, parse = client.shell, client.iopub, client.parse
@@ -295,6 +301,28 @@ def round_trip(client: WireClient, code: str, timeout_ms: int = 10_000) -> int:
                 if parent == msg_id and is_idle(msg_type, content):
                     got_idle = True
     return now_ns() - t0
+
+
+def count_iopub(client: WireClient, code: str, n: int = 20) -> float:
+    """IOPub messages (of any type) whose parent is the cell, per cell."""
+    drain(client)
+    count = 0
+    for _ in range(n):
+        msg_id = client.execute(code)
+        got_reply = got_idle = False
+        while not (got_reply and got_idle):
+            socks = dict(client.poller.poll(10_000))
+            if not socks:
+                raise TimeoutError("count_iopub: no reply/idle")
+            if client.shell in socks:
+                t, parent, _ = client.parse(client.shell.recv_multipart())
+                got_reply |= t == "execute_reply" and parent == msg_id
+            if client.iopub in socks:
+                t, parent, content = client.parse(client.iopub.recv_multipart())
+                if parent == msg_id:
+                    count += 1
+                    got_idle |= is_idle(t, content)
+    return count / n
 
 
 def pipelined(client: WireClient, code: str, n: int, timeout_s: float = 120.0) -> tuple[int, int, int]:
@@ -320,9 +348,12 @@ def pipelined(client: WireClient, code: str, n: int, timeout_s: float = 120.0) -
                 if parent in ids and is_idle(msg_type, content):
                     idles += 1
 
+    requests = [client.execute_frames(code) for _ in range(n)]
+    ids.update(m for m, _ in requests)
+    send = shell.send_multipart
     t0 = now_ns()
-    for _ in range(n):
-        ids.add(client.execute(code))
+    for _, frames in requests:
+        send(frames)
         socks = poll(0)
         if socks:
             handle(socks)
@@ -365,6 +396,39 @@ def rss_kib(pid: int) -> tuple[int, int]:
         total += one(p)
         stack += children(p)
     return one(pid), total
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time (user+system, ns) consumed so far by all live threads of pid,
+    from /proc/PID/task/*/schedstat."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+class CpuMeter:
+    """Kernel-process and client-process CPU over a phase."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def __enter__(self):
+        self.k0, self.c0, self.w0 = cpu_ns(self.pid), time.process_time_ns(), now_ns()
+        return self
+
+    def __exit__(self, *exc):
+        self.kernel_ns = cpu_ns(self.pid) - self.k0
+        self.client_ns = time.process_time_ns() - self.c0
+        self.wall_ns = now_ns() - self.w0
 
 
 def blocking_client_rtt(kp: KernelProc, code: str, warmup: int, n: int) -> list[int]:
@@ -423,6 +487,12 @@ class Result:
     rss_tree_kib: int = 0
     rss_after_start_kib: int = 0
     blocking_rtt_ms: list[float] = field(default_factory=list)
+    # CPU per execute (µs) in the rtt and pipelined phases
+    rtt_kernel_cpu_us: float = 0.0
+    rtt_client_cpu_us: float = 0.0
+    pipe_kernel_cpu_us: float = 0.0
+    pipe_client_cpu_us: float = 0.0
+    iopub_per_cell: float = 0.0
 
     def summary(self) -> dict:
         d = {
@@ -445,6 +515,11 @@ class Result:
             "rss_after_start_mib": self.rss_after_start_kib / 1024,
             "rss_mib": self.rss_kib / 1024,
             "rss_tree_mib": self.rss_tree_kib / 1024,
+            "rtt_kernel_cpu_us_per_cell": self.rtt_kernel_cpu_us,
+            "rtt_client_cpu_us_per_cell": self.rtt_client_cpu_us,
+            "pipelined_kernel_cpu_us_per_cell": self.pipe_kernel_cpu_us,
+            "pipelined_client_cpu_us_per_cell": self.pipe_client_cpu_us,
+            "iopub_msgs_per_cell": self.iopub_per_cell,
         }
         if self.blocking_rtt_ms:
             d["blocking_client_rtt_ms_p50"] = pct(self.blocking_rtt_ms, 0.5)
@@ -478,11 +553,18 @@ def bench_kernel(name: str, code: str, args, ksm, workdir, ctx, log) -> Result:
 
         for _ in range(args.warmup):
             round_trip(client, code)
-        r.rtt_ms = [round_trip(client, code) / 1e6 for _ in range(args.rtt)]
+        r.iopub_per_cell = count_iopub(client, code)
+        with CpuMeter(kp.pid()) as cpu:
+            r.rtt_ms = [round_trip(client, code) / 1e6 for _ in range(args.rtt)]
+        r.rtt_kernel_cpu_us = cpu.kernel_ns / args.rtt / 1e3
+        r.rtt_client_cpu_us = cpu.client_ns / args.rtt / 1e3
         print(f"  [{name}] rtt p50 {pct(r.rtt_ms, 0.5):.3f} ms over {args.rtt}", file=sys.stderr)
 
         drain(client)
-        el, rep, idl = pipelined(client, code, args.pipelined, args.pipelined_timeout)
+        with CpuMeter(kp.pid()) as cpu:
+            el, rep, idl = pipelined(client, code, args.pipelined, args.pipelined_timeout)
+        r.pipe_kernel_cpu_us = cpu.kernel_ns / args.pipelined / 1e3
+        r.pipe_client_cpu_us = cpu.client_ns / args.pipelined / 1e3
         r.pipe_n, r.pipe_s, r.pipe_replies, r.pipe_idles = args.pipelined, el / 1e9, rep, idl
         print(f"  [{name}] pipelined {args.pipelined} in {el / 1e9:.3f} s "
               f"(replies {rep}, idles {idl})", file=sys.stderr)
@@ -564,9 +646,9 @@ def report(results: list[dict], m: dict, args) -> str:
         row("Round trip p50 via BlockingKernelClient (reference)", "blocking_client_rtt_ms_p50",
             "ms", "{:.3f}", "")
 
-    hdr = ["Metric", f"skillkernel (`{sk['cell']}`)"]
+    hdr = ["Metric", f"{sk['kernel']} (`{sk['cell']}`)"]
     if base:
-        hdr += [f"ipykernel (`{base['cell']}`)", "skillkernel advantage"]
+        hdr += [f"{base['kernel']} (`{base['cell']}`)", f"{sk['kernel']} advantage"]
     hdr += ["Target", "Status"]
     lines = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] * len(hdr)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -581,7 +663,11 @@ def report(results: list[dict], m: dict, args) -> str:
             f"rtt mean {r['rtt_ms_mean']:.3f} ms; pipelined {r['pipelined_n']} in {r['pipelined_s']:.3f} s "
             f"(replies {r['pipelined_replies']}, idles {r['pipelined_idles']}); "
             f"RSS just after start {r['rss_after_start_mib']:.1f} MiB, "
-            f"process tree {r['rss_tree_mib']:.1f} MiB"
+            f"process tree {r['rss_tree_mib']:.1f} MiB; "
+            f"IOPub messages per cell {r['iopub_msgs_per_cell']:.1f}; "
+            f"CPU per cell kernel/client: round trip {r['rtt_kernel_cpu_us_per_cell']:.0f}/"
+            f"{r['rtt_client_cpu_us_per_cell']:.0f} µs, pipelined {r['pipelined_kernel_cpu_us_per_cell']:.0f}/"
+            f"{r['pipelined_client_cpu_us_per_cell']:.0f} µs"
         )
     mach = (f"Machine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}; "
             f"Python {m['python']}, pyzmq {m['pyzmq']} (libzmq {m['libzmq']}); {m['date']}")

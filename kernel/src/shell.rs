@@ -20,8 +20,9 @@ use crate::dispatch;
 use crate::execute;
 use crate::session::Shared;
 
-/// How long to let already-sent requests arrive before aborting the queue.
-const ABORT_SETTLE: Duration = Duration::from_millis(10);
+/// How long a failed cell lets already-sent requests reach the queue
+/// before collecting the ones to abort.
+const ABORT_SETTLE: Duration = Duration::from_millis(5);
 
 pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>> {
     let (queue_tx, queue_rx) = mpsc::unbounded_channel();
@@ -65,30 +66,41 @@ async fn execute_in_order(
     mut queue: mpsc::UnboundedReceiver<Message>,
 ) {
     while let Some(msg) = queue.recv().await {
-        let abort = handle(&shared, sender.as_ref(), &msg).await;
-        if abort {
-            tokio::time::sleep(ABORT_SETTLE).await;
-            while let Ok(queued) = queue.try_recv() {
-                if queued.msg_type() == "execute_request" {
-                    abort_request(&shared, sender.as_ref(), &queued).await;
-                } else {
-                    handle(&shared, sender.as_ref(), &queued).await;
-                }
+        let queued_before_failure = handle(&shared, sender.as_ref(), &msg, &mut queue).await;
+        for queued in queued_before_failure {
+            if queued.msg_type() == "execute_request" {
+                abort_request(&shared, sender.as_ref(), &queued).await;
+            } else {
+                handle(&shared, sender.as_ref(), &queued, &mut queue).await;
             }
         }
     }
 }
 
-/// Handles one shell request; true when the queue should be aborted.
-async fn handle(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) -> bool {
+/// Handles one shell request. When a cell fails with `stop_on_error`,
+/// returns the requests that were queued behind it: they were sent before
+/// the client could know of the failure, so their executes are aborted.
+async fn handle(
+    shared: &Arc<Shared>,
+    sender: &dyn FrameSender,
+    msg: &Message,
+    queue: &mut mpsc::UnboundedReceiver<Message>,
+) -> Vec<Message> {
     shared.iopub.status(msg, ExecutionState::Busy).await;
-    let mut abort = false;
+    let mut queued_before_failure = Vec::new();
     if msg.msg_type() == "execute_request" {
         match msg.parse_content::<ExecuteRequest>() {
             Ok(req) => {
                 let stop_on_error = req.stop_on_error;
                 let outcome = execute::execute(shared, msg, req).await;
-                abort = outcome.failed && stop_on_error;
+                if outcome.failed && stop_on_error {
+                    // Collect before replying: the client cannot have
+                    // reacted to a reply it has not seen.
+                    tokio::time::sleep(ABORT_SETTLE).await;
+                    while let Ok(queued) = queue.try_recv() {
+                        queued_before_failure.push(queued);
+                    }
+                }
                 shared.iopub.flush().await;
                 shared.reply(sender, msg, "execute_reply", outcome.reply).await;
             }
@@ -106,7 +118,7 @@ async fn handle(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) -
         shared.iopub.flush().await;
     }
     shared.iopub.status(msg, ExecutionState::Idle).await;
-    abort
+    queued_before_failure
 }
 
 async fn abort_request(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {

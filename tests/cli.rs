@@ -1,0 +1,106 @@
+//! The binaries as a user runs them: `skillctl` against a live daemon,
+//! `skillkernel install`.
+
+use std::process::Command;
+
+use harness::{bin, Daemon};
+
+fn skillctl(daemon: &Daemon, args: &[&str]) -> std::process::Output {
+    Command::new(bin("skillctl"))
+        .arg("--existing")
+        .arg(&daemon.connection_file)
+        .args(args)
+        .output()
+        .expect("run skillctl")
+}
+
+#[test]
+fn skillctl_exec_streams_output_and_reports_failure_by_exit_code() {
+    let daemon = Daemon::start(&[]);
+    let ok = skillctl(&daemon, &["exec", "!echo hello; echo warn >&2"]);
+    assert!(ok.status.success());
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "hello\n");
+    assert_eq!(String::from_utf8_lossy(&ok.stderr), "warn\n");
+
+    let set = skillctl(&daemon, &["exec", "%set x = 3\n%get x"]);
+    assert_eq!(String::from_utf8_lossy(&set.stdout), "3\n");
+
+    let failed = skillctl(&daemon, &["exec", "%get nope"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("NameError"));
+
+    let paged = skillctl(&daemon, &["exec", "%help get"]);
+    assert!(String::from_utf8_lossy(&paged.stdout).contains("%get NAME"));
+}
+
+#[test]
+fn skillctl_info_prints_kernel_info() {
+    let daemon = Daemon::start(&[]);
+    let out = skillctl(&daemon, &["info"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("skillkernel "), "{text}");
+    assert!(text.contains("language: skill"));
+    let json = skillctl(&daemon, &["info", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["implementation"], "skillkernel");
+}
+
+#[test]
+fn skillctl_without_existing_finds_the_newest_skillkernel_connection_file() {
+    let runtime = tempfile::tempdir().unwrap();
+    let mut daemon = Command::new(bin("skillkernel"))
+        .arg("start")
+        .env("JUPYTER_RUNTIME_DIR", runtime.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The daemon prints the path of the file it created.
+    let mut line = String::new();
+    let stdout = daemon.stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    assert!(line.starts_with("Connection file: "), "{line}");
+    let created = line.trim_start_matches("Connection file: ").trim();
+    assert!(created.starts_with(&runtime.path().display().to_string()));
+    let out = Command::new(bin("skillctl"))
+        .args(["exec", "!echo found"])
+        .env("JUPYTER_RUNTIME_DIR", runtime.path())
+        .output()
+        .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "found\n", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn skillctl_without_a_kernel_explains_what_to_do() {
+    let runtime = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("skillctl"))
+        .args(["info"])
+        .env("JUPYTER_RUNTIME_DIR", runtime.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skillkernel start"));
+}
+
+#[test]
+fn install_writes_a_kernelspec_jupyter_can_launch() {
+    let prefix = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("skillkernel"))
+        .args(["install", "--prefix"])
+        .arg(prefix.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let spec_path = prefix.path().join("share/jupyter/kernels/skillkernel/kernel.json");
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(spec_path).unwrap()).unwrap();
+    let argv0 = spec["argv"][0].as_str().unwrap();
+    assert!(std::path::Path::new(argv0).is_absolute());
+    assert!(std::path::Path::new(argv0).exists());
+    assert_eq!(spec["argv"][1], "start");
+    assert_eq!(spec["argv"][3], "{connection_file}");
+    assert_eq!(spec["display_name"], "Skill Kernel");
+}

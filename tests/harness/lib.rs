@@ -1,0 +1,161 @@
+//! Test harness: starts the real `skillkernel` binary and connects to it
+//! with the real `skillctl` client over ZeroMQ.
+//!
+//! The binaries are taken from the Cargo target directory this test runs
+//! from; `cargo build --workspace --bins` must run before `cargo test`
+//! (the README's test command and `.ci/run` do).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use skillctl::{ExecuteOptions, ExecuteOutcome, KernelClient, Quiet};
+use skillkernel_protocol::ConnectionInfo;
+
+/// Path of a workspace binary (`skillkernel`, `skillctl`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// A running daemon in a private temporary directory.
+pub struct Daemon {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub connection_file: PathBuf,
+    pub info: ConnectionInfo,
+    stderr_path: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `skillkernel start -f <tmp>/kernel-test.json` plus `args`.
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let connection_file = dir.path().join("kernel-test.json");
+        Self::start_in(dir, connection_file, args)
+    }
+
+    /// Starts with a given connection file (created by the daemon when absent).
+    pub fn start_in(dir: tempfile::TempDir, connection_file: PathBuf, args: &[&str]) -> Daemon {
+        let existed = connection_file.exists();
+        let stderr_path = dir.path().join("daemon.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("log file");
+        let stdout = std::fs::File::create(dir.path().join("daemon.out")).expect("out file");
+        let child = Command::new(bin("skillkernel"))
+            .arg("start")
+            .arg("-f")
+            .arg(&connection_file)
+            .args(args)
+            .env("JUPYTER_RUNTIME_DIR", dir.path())
+            .env("SKILLKERNEL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn skillkernel");
+        let mut daemon = Daemon {
+            child,
+            dir,
+            connection_file: connection_file.clone(),
+            info: ConnectionInfo::new_random("127.0.0.1", "unused"),
+            stderr_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            // The daemon writes the file atomically once every socket is bound.
+            if let Ok(info) = ConnectionInfo::read(&connection_file) {
+                if existed || info.shell_port != 0 {
+                    daemon.info = info;
+                    if !existed || daemon.log().contains("skillkernel serving") {
+                        break;
+                    }
+                }
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("skillkernel exited early ({status}): {}", daemon.log());
+            }
+            assert!(Instant::now() < deadline, "skillkernel did not start: {}", daemon.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        daemon
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// A client connected and ready (IOPub subscription live).
+    pub async fn client(&self) -> KernelClient {
+        let mut client = KernelClient::connect(&self.info).await.expect("connect");
+        client
+            .wait_ready(Duration::from_secs(20))
+            .await
+            .expect("kernel ready");
+        client
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("kill");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `code` with default options and no output handler.
+pub async fn run(client: &mut KernelClient, code: &str) -> ExecuteOutcome {
+    let options = ExecuteOptions {
+        timeout: Duration::from_secs(60),
+        ..ExecuteOptions::default()
+    };
+    client
+        .execute(code, &options, &mut Quiet)
+        .await
+        .unwrap_or_else(|e| panic!("executing {code:?}: {e}"))
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
