@@ -70,7 +70,12 @@ fn skillctl_without_existing_finds_the_newest_skillkernel_connection_file() {
         .unwrap();
     let _ = daemon.kill();
     let _ = daemon.wait();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "found\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "found\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -93,8 +98,14 @@ fn install_writes_a_kernelspec_jupyter_can_launch() {
         .arg(prefix.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let spec_path = prefix.path().join("share/jupyter/kernels/skillkernel/kernel.json");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec_path = prefix
+        .path()
+        .join("share/jupyter/kernels/skillkernel/kernel.json");
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(spec_path).unwrap()).unwrap();
     let argv0 = spec["argv"][0].as_str().unwrap();

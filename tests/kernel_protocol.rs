@@ -11,7 +11,11 @@ use skillkernel_protocol::{Header, Message};
 const T: Duration = Duration::from_secs(20);
 
 fn types(outcome: &skillctl::ExecuteOutcome) -> Vec<String> {
-    outcome.iopub.iter().map(|m| m.msg_type().to_owned()).collect()
+    outcome
+        .iopub
+        .iter()
+        .map(|m| m.msg_type().to_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,11 +56,15 @@ async fn execute_wraps_output_in_busy_and_idle_with_the_request_as_parent() {
     let request_id = outcome.reply.parent_header.msg_id().unwrap();
     for m in &outcome.iopub {
         assert_eq!(m.parent_header.msg_id().unwrap(), request_id);
-        assert_eq!(m.header.session, outcome.reply.header.session, "one kernel session");
+        assert_eq!(
+            m.header.session, outcome.reply.header.session,
+            "one kernel session"
+        );
         let date = &m.header.date;
         assert!(date.ends_with('Z') && date.len() == 27, "{date}");
     }
-    let ids: std::collections::HashSet<_> = outcome.iopub.iter().map(|m| &m.header.msg_id).collect();
+    let ids: std::collections::HashSet<_> =
+        outcome.iopub.iter().map(|m| &m.header.msg_id).collect();
     assert_eq!(ids.len(), outcome.iopub.len(), "fresh msg_id per message");
 }
 
@@ -65,7 +73,9 @@ async fn parent_header_is_an_exact_copy_of_the_request_header() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     let mut header = Header::new("kernel_info_request", client.session(), "tester");
-    header.extra.insert("x-custom-key".into(), json!({"kept": [1, 2, 3]}));
+    header
+        .extra
+        .insert("x-custom-key".into(), json!({"kept": [1, 2, 3]}));
     let request = Message::new(header.clone(), json!({}));
     client.send(Target::Shell, &request).await.unwrap();
     let reply = client.recv(Target::Shell, T).await.unwrap();
@@ -86,7 +96,10 @@ async fn execution_count_counts_only_stored_cells_and_silent_publishes_nothing()
         store_history: false,
         ..ExecuteOptions::default()
     };
-    let outcome = client.execute("%get a", &unstored, &mut Quiet).await.unwrap();
+    let outcome = client
+        .execute("%get a", &unstored, &mut Quiet)
+        .await
+        .unwrap();
     assert_eq!(outcome.reply.content["execution_count"], 1, "not counted");
     assert_eq!(outcome.of_type("execute_result").count(), 1);
 
@@ -94,7 +107,10 @@ async fn execution_count_counts_only_stored_cells_and_silent_publishes_nothing()
         silent: true,
         ..ExecuteOptions::default()
     };
-    let outcome = client.execute("!echo quiet", &silent, &mut Quiet).await.unwrap();
+    let outcome = client
+        .execute("!echo quiet", &silent, &mut Quiet)
+        .await
+        .unwrap();
     assert_eq!(outcome.status(), "ok");
     assert_eq!(types(&outcome), ["status", "status"], "only busy and idle");
 
@@ -198,19 +214,29 @@ async fn input_request_reaches_the_asking_client_and_stores_the_answer() {
     let mut client = daemon.client().await;
     let mut answer = Answer("s3cret", Vec::new());
     let outcome = client
-        .execute("%input --password key Your key: ", &ExecuteOptions::default(), &mut answer)
+        .execute(
+            "%input --password key Your key: ",
+            &ExecuteOptions::default(),
+            &mut answer,
+        )
         .await
         .unwrap();
     assert_eq!(outcome.status(), "ok");
     assert_eq!(answer.1, vec![("Your key:".to_owned(), true)]);
     let got = run(&mut client, "%get key").await;
-    assert_eq!(got.of_type("execute_result").next().unwrap().content["data"]["text/plain"], "s3cret");
+    assert_eq!(
+        got.of_type("execute_result").next().unwrap().content["data"]["text/plain"],
+        "s3cret"
+    );
 
     let no_stdin = ExecuteOptions {
         allow_stdin: false,
         ..ExecuteOptions::default()
     };
-    let refused = client.execute("%input k", &no_stdin, &mut Quiet).await.unwrap();
+    let refused = client
+        .execute("%input k", &no_stdin, &mut Quiet)
+        .await
+        .unwrap();
     assert_eq!(refused.reply.content["ename"], "StdinNotImplementedError");
 }
 
@@ -226,10 +252,18 @@ async fn interrupt_request_stops_a_long_command_and_the_kernel_carries_on() {
     });
     let outcome = run(&mut client, "!echo started; sleep 30").await;
     interrupt.await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(outcome.status(), "error");
     assert_eq!(outcome.reply.content["ename"], "KeyboardInterrupt");
-    assert_eq!(outcome.stream_text("stdout"), "started\n", "output before the interrupt is kept");
+    assert_eq!(
+        outcome.stream_text("stdout"),
+        "started\n",
+        "output before the interrupt is kept"
+    );
     let next = run(&mut client, "!echo after").await;
     assert_eq!(next.stream_text("stdout"), "after\n");
 }
@@ -247,14 +281,25 @@ async fn heartbeat_and_control_answer_while_a_cell_runs() {
     client.send(Target::Shell, &cell).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
-    other.heartbeat(Duration::from_secs(1)).await.expect("heartbeat during work");
+    other
+        .heartbeat(Duration::from_secs(1))
+        .await
+        .expect("heartbeat during work");
     let info = other
-        .request(Target::Control, "kernel_info_request", json!({}), Duration::from_secs(1))
+        .request(
+            Target::Control,
+            "kernel_info_request",
+            json!({}),
+            Duration::from_secs(1),
+        )
         .await
         .expect("control during work");
     assert_eq!(info.content["status"], "ok");
     assert!(t.elapsed() < Duration::from_secs(1));
-    let outcome = client.collect(&cell.header.msg_id, T, &mut Quiet).await.unwrap();
+    let outcome = client
+        .collect(&cell.header.msg_id, T, &mut Quiet)
+        .await
+        .unwrap();
     assert_eq!(outcome.status(), "ok");
 }
 
@@ -270,7 +315,11 @@ async fn command_output_streams_while_the_command_runs() {
     }
     let mut times = Times(Vec::new());
     let outcome = client
-        .execute("!echo first; sleep 1; echo second >&2", &ExecuteOptions::default(), &mut times)
+        .execute(
+            "!echo first; sleep 1; echo second >&2",
+            &ExecuteOptions::default(),
+            &mut times,
+        )
         .await
         .unwrap();
     assert_eq!(outcome.stream_text("stdout"), "first\n");
@@ -289,7 +338,10 @@ async fn failing_and_overlong_commands_are_errors() {
     let mut client = daemon.client().await;
     let failed = run(&mut client, "!exit 3").await;
     assert_eq!(failed.reply.content["ename"], "CommandFailedError");
-    assert!(failed.reply.content["evalue"].as_str().unwrap().contains("3"));
+    assert!(failed.reply.content["evalue"]
+        .as_str()
+        .unwrap()
+        .contains("3"));
     let t = Instant::now();
     let slow = run(&mut client, "!sleep 20").await;
     assert_eq!(slow.reply.content["ename"], "TimeoutError");
@@ -302,12 +354,18 @@ async fn magics_produce_the_expected_mime_types() {
     let mut client = daemon.client().await;
     let help = run(&mut client, "%help").await;
     let display = help.of_type("display_data").next().unwrap();
-    assert!(display.content["data"]["text/markdown"].as_str().unwrap().contains("%set"));
+    assert!(display.content["data"]["text/markdown"]
+        .as_str()
+        .unwrap()
+        .contains("%set"));
 
     let paged = run(&mut client, "%help history").await;
     let payload = &paged.reply.content["payload"][0];
     assert_eq!(payload["source"], "page");
-    assert!(payload["data"]["text/plain"].as_str().unwrap().contains("-g PATTERN"));
+    assert!(payload["data"]["text/plain"]
+        .as_str()
+        .unwrap()
+        .contains("-g PATTERN"));
 
     run(&mut client, "%set items = [1, 2]").await;
     let got = run(&mut client, "%get items").await;
@@ -316,8 +374,14 @@ async fn magics_produce_the_expected_mime_types() {
 
     let vars = run(&mut client, "%vars").await;
     let table = vars.of_type("display_data").next().unwrap();
-    assert!(table.content["data"]["text/html"].as_str().unwrap().contains("<table>"));
-    assert!(table.content["data"]["text/plain"].as_str().unwrap().contains("items"));
+    assert!(table.content["data"]["text/html"]
+        .as_str()
+        .unwrap()
+        .contains("<table>"));
+    assert!(table.content["data"]["text/plain"]
+        .as_str()
+        .unwrap()
+        .contains("items"));
 
     let cleared = run(&mut client, "%clear").await;
     assert_eq!(cleared.of_type("clear_output").count(), 1);
@@ -355,7 +419,12 @@ async fn completion_inspection_and_history_requests() {
 
     let code = "%get na";
     let reply = client
-        .request(Target::Shell, "complete_request", json!({"code": code, "cursor_pos": 7}), T)
+        .request(
+            Target::Shell,
+            "complete_request",
+            json!({"code": code, "cursor_pos": 7}),
+            T,
+        )
         .await
         .unwrap();
     assert_eq!(reply.content["matches"], json!(["naive", "nature"]));
@@ -365,17 +434,34 @@ async fn completion_inspection_and_history_requests() {
     // Cursor positions count code points, not bytes.
     let code = "%get naïve %cl";
     let reply = client
-        .request(Target::Shell, "complete_request", json!({"code": code, "cursor_pos": 14}), T)
+        .request(
+            Target::Shell,
+            "complete_request",
+            json!({"code": code, "cursor_pos": 14}),
+            T,
+        )
         .await
         .unwrap();
-    assert_eq!(reply.content["matches"], json!([]), "magics only start a line");
+    assert_eq!(
+        reply.content["matches"],
+        json!([]),
+        "magics only start a line"
+    );
 
     let reply = client
-        .request(Target::Shell, "inspect_request", json!({"code": "%history", "cursor_pos": 3, "detail_level": 0}), T)
+        .request(
+            Target::Shell,
+            "inspect_request",
+            json!({"code": "%history", "cursor_pos": 3, "detail_level": 0}),
+            T,
+        )
         .await
         .unwrap();
     assert_eq!(reply.content["found"], true);
-    assert!(reply.content["data"]["text/markdown"].as_str().unwrap().contains("%history"));
+    assert!(reply.content["data"]["text/markdown"]
+        .as_str()
+        .unwrap()
+        .contains("%history"));
 
     let reply = client
         .request(Target::Shell, "history_request",

@@ -13,7 +13,12 @@ async fn shutdown_request_replies_notifies_iopub_and_exits_cleanly() {
     let mut daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     let reply = client
-        .request(Target::Control, "shutdown_request", json!({"restart": false}), Duration::from_secs(10))
+        .request(
+            Target::Control,
+            "shutdown_request",
+            json!({"restart": false}),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert_eq!(reply.content["status"], "ok");
@@ -26,9 +31,14 @@ async fn shutdown_request_replies_notifies_iopub_and_exits_cleanly() {
         }
     }
     assert!(notified, "shutdown_reply broadcast on IOPub");
-    let status = daemon.wait_exit(Duration::from_secs(10)).expect("daemon exits");
+    let status = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("daemon exits");
     assert!(status.success(), "{status}");
-    assert!(!daemon.connection_file.exists(), "the file the daemon created is removed");
+    assert!(
+        !daemon.connection_file.exists(),
+        "the file the daemon created is removed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +56,10 @@ async fn sigint_interrupts_the_cell_and_the_daemon_keeps_serving() {
     assert_eq!(outcome.reply.content["ename"], "KeyboardInterrupt");
     assert!(t.elapsed() < Duration::from_secs(10));
     assert!(daemon.is_running());
-    assert_eq!(run(&mut client, "!echo ok").await.stream_text("stdout"), "ok\n");
+    assert_eq!(
+        run(&mut client, "!echo ok").await.stream_text("stdout"),
+        "ok\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,13 +75,24 @@ async fn sigterm_stops_the_daemon_and_kills_running_commands() {
     );
     client.send(Target::Shell, &cell).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !marker.exists() || std::fs::read_to_string(&marker).unwrap_or_default().trim().is_empty() {
+    while !marker.exists()
+        || std::fs::read_to_string(&marker)
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    {
         assert!(Instant::now() < deadline, "command did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let child: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    let child: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     daemon.signal(Signal::SIGTERM);
-    let status = daemon.wait_exit(Duration::from_secs(10)).expect("daemon exits on SIGTERM");
+    let status = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("daemon exits on SIGTERM");
     assert!(status.success(), "{status}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), None).is_ok();
@@ -85,10 +109,14 @@ async fn a_jupyter_written_connection_file_is_used_as_is_and_left_in_place() {
     info.stdin_port = free_port();
     info.control_port = free_port();
     info.hb_port = free_port();
-    info.extra.insert("jupyter_session".into(), json!("notebook.ipynb"));
+    info.extra
+        .insert("jupyter_session".into(), json!("notebook.ipynb"));
     info.write(&path).unwrap();
     let mut daemon = Daemon::start_in(dir, path.clone(), &[]);
-    assert_eq!(daemon.info, info, "the daemon does not rewrite Jupyter's file");
+    assert_eq!(
+        daemon.info, info,
+        "the daemon does not rewrite Jupyter's file"
+    );
     let mut client = daemon.client().await;
     assert_eq!(run(&mut client, "!echo hi").await.status(), "ok");
     daemon.signal(Signal::SIGTERM);
@@ -116,5 +144,8 @@ async fn a_busy_port_fails_start_with_a_clear_message() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("cannot listen on tcp://127.0.0.1:{port}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on tcp://127.0.0.1:{port}")),
+        "{stderr}"
+    );
 }

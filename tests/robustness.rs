@@ -37,11 +37,17 @@ async fn malformed_messages_are_logged_dropped_and_the_kernel_answers_the_next()
     };
     let oversized = {
         let big = "x".repeat(200_000);
-        Message::new(Header::new("execute_request", &session, "t"), json!({"code": big})).encode(&signer)
+        Message::new(
+            Header::new("execute_request", &session, "t"),
+            json!({"code": big}),
+        )
+        .encode(&signer)
     };
     let no_msg_type = {
         let mut f = vec![Bytes::from_static(DELIMITER), Bytes::new()];
-        f.extend([br#"{"msg_id":"1"}"#.as_slice(), b"{}", b"{}", b"{}"].map(Bytes::copy_from_slice));
+        f.extend(
+            [br#"{"msg_id":"1"}"#.as_slice(), b"{}", b"{}", b"{}"].map(Bytes::copy_from_slice),
+        );
         let sig = signer.sign([&f[2], &f[3], &f[4], &f[5]]);
         f[1] = Bytes::from(sig);
         f
@@ -58,7 +64,12 @@ async fn malformed_messages_are_logged_dropped_and_the_kernel_answers_the_next()
     for (name, frames) in &cases {
         client.send_raw_shell(frames.clone()).await.unwrap();
         let reply = client
-            .request(Target::Shell, "kernel_info_request", json!({}), Duration::from_secs(10))
+            .request(
+                Target::Shell,
+                "kernel_info_request",
+                json!({}),
+                Duration::from_secs(10),
+            )
             .await
             .unwrap_or_else(|e| panic!("no answer after {name}: {e}"));
         assert_eq!(reply.content["status"], "ok", "after {name}");
@@ -83,13 +94,23 @@ async fn invalid_content_gets_an_error_reply_not_silence() {
     let daemon = Daemon::start(&[]);
     let mut client = daemon.client().await;
     let reply = client
-        .request(Target::Shell, "complete_request", json!({"code": 5}), Duration::from_secs(10))
+        .request(
+            Target::Shell,
+            "complete_request",
+            json!({"code": 5}),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert_eq!(reply.msg_type(), "complete_reply");
     assert_eq!(reply.content["status"], "error");
     let reply = client
-        .request(Target::Shell, "execute_request", json!({"silent": true}), Duration::from_secs(10))
+        .request(
+            Target::Shell,
+            "execute_request",
+            json!({"silent": true}),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert_eq!(reply.content["status"], "error");

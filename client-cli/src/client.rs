@@ -175,7 +175,11 @@ impl KernelClient {
     }
 
     /// The next message on shell or control.
-    pub async fn recv(&mut self, target: Target, timeout: Duration) -> Result<Message, ClientError> {
+    pub async fn recv(
+        &mut self,
+        target: Target,
+        timeout: Duration,
+    ) -> Result<Message, ClientError> {
         let receiver = match target {
             Target::Shell => &mut self.sockets.shell.receiver,
             Target::Control => &mut self.sockets.control.receiver,
@@ -216,7 +220,11 @@ impl KernelClient {
     pub async fn heartbeat(&mut self, timeout: Duration) -> Result<(), ClientError> {
         let ping = bytes::Bytes::from(uuid::Uuid::new_v4().to_string());
         tokio::time::timeout(timeout, async {
-            self.sockets.heartbeat.sender.send(vec![ping.clone()]).await?;
+            self.sockets
+                .heartbeat
+                .sender
+                .send(vec![ping.clone()])
+                .await?;
             let echo = self.sockets.heartbeat.receiver.recv().await?;
             Ok::<_, ClientError>(echo)
         })
@@ -238,7 +246,8 @@ impl KernelClient {
             let info = self
                 .request(Target::Shell, "kernel_info_request", json!({}), left)
                 .await?;
-            let wait = Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
+            let wait =
+                Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
             if self.recv_iopub(wait).await.is_ok() {
                 // Drain what is already there (welcome, busy, idle).
                 while self.recv_iopub(Duration::from_millis(50)).await.is_ok() {}
@@ -267,7 +276,8 @@ impl KernelClient {
             }),
         );
         self.send(Target::Shell, &msg).await?;
-        self.collect(&msg.header.msg_id, options.timeout, handler).await
+        self.collect(&msg.header.msg_id, options.timeout, handler)
+            .await
     }
 
     /// Collects the reply and IOPub output of an already-sent request.
@@ -366,4 +376,3 @@ impl Interrupter {
         Ok(())
     }
 }
-

@@ -16,7 +16,11 @@ use skillkernel_protocol::paths::{jupyter_runtime_dir, newest_connection_file};
 use skillkernel_protocol::ConnectionInfo;
 
 #[derive(Debug, Parser)]
-#[command(name = "skillctl", version, about = "Command-line client for a running skillkernel")]
+#[command(
+    name = "skillctl",
+    version,
+    about = "Command-line client for a running skillkernel"
+)]
 struct Cli {
     /// Connection file of the kernel (a path, or a file name in the Jupyter
     /// runtime directory). Default: the newest skillkernel connection file.
@@ -107,14 +111,20 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                     c["implementation_version"].as_str().unwrap_or("?"),
                     c["protocol_version"].as_str().unwrap_or("?")
                 );
-                println!("language: {}", c["language_info"]["name"].as_str().unwrap_or("?"));
+                println!(
+                    "language: {}",
+                    c["language_info"]["name"].as_str().unwrap_or("?")
+                );
                 println!("connection file: {}", path.display());
                 println!("{}", c["banner"].as_str().unwrap_or(""));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Exec { code, no_history } => {
-            client.wait_ready(timeout).await.map_err(|e| e.to_string())?;
+            client
+                .wait_ready(timeout)
+                .await
+                .map_err(|e| e.to_string())?;
             let interrupter = client.interrupter();
             // Ctrl-C interrupts the cell in the kernel rather than killing skillctl.
             let ctrl_c = tokio::spawn(async move {

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "skillkernel", version, about = "A Jupyter kernel for LLM skills, prompts and commands")]
+#[command(
+    name = "skillkernel",
+    version,
+    about = "A Jupyter kernel for LLM skills, prompts and commands"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -42,7 +46,12 @@ pub struct StartArgs {
     pub log_level: String,
 
     /// Log line format on stderr.
-    #[arg(long, value_enum, env = "SKILLKERNEL_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        value_enum,
+        env = "SKILLKERNEL_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 
     /// Seconds a `!command` may run before it is killed.

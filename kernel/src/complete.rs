@@ -29,16 +29,19 @@ pub fn complete(shared: &Shared, code: &str, cursor_pos: usize) -> CompleteReply
     let cursor = byte_offset(code, cursor_pos);
     let line_start = code[..cursor].rfind('\n').map_or(0, |i| i + 1);
     let line = &code[line_start..cursor];
-    let word_start = line
-        .rfind(char::is_whitespace)
-        .map_or(0, |i| i + line[i..].chars().next().map_or(1, char::len_utf8));
+    let word_start = line.rfind(char::is_whitespace).map_or(0, |i| {
+        i + line[i..].chars().next().map_or(1, char::len_utf8)
+    });
     let word = &line[word_start..];
     let at_cell_start = code[..line_start].trim().is_empty();
     let variables = || -> Vec<String> { shared.state().variables.keys().cloned().collect() };
 
     let mut start = line_start + word_start;
     let candidates: Vec<String> = if word_start == 0 && word.starts_with("%%") && at_cell_start {
-        CELL_MAGICS.iter().map(|m| format!("%%{}", m.name)).collect()
+        CELL_MAGICS
+            .iter()
+            .map(|m| format!("%%{}", m.name))
+            .collect()
     } else if word_start == 0 && word.starts_with('%') {
         let mut v: Vec<String> = LINE_MAGICS.iter().map(|m| format!("%{}", m.name)).collect();
         if at_cell_start {
@@ -46,7 +49,10 @@ pub fn complete(shared: &Shared, code: &str, cursor_pos: usize) -> CompleteReply
         }
         v
     } else if word_start == 0 && word.starts_with('!') {
-        executables(&word[1..]).into_iter().map(|e| format!("!{e}")).collect()
+        executables(&word[1..])
+            .into_iter()
+            .map(|e| format!("!{e}"))
+            .collect()
     } else if let Some(brace) = word.rfind("{{") {
         // `{{var` inside prompt text.
         start += brace + 2;

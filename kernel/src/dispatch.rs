@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Map};
 use skillkernel_protocol::content::{
-    CommClose, CommInfoReply, CommOpen, CompleteRequest, ErrorContent, ErrorReply,
-    HistoryReply, HistoryRequest, InspectRequest, InterruptReply, IsCompleteRequest,
-    ReplyStatus, ShutdownReply, ShutdownRequest,
+    CommClose, CommInfoReply, CommOpen, CompleteRequest, ErrorContent, ErrorReply, HistoryReply,
+    HistoryRequest, InspectRequest, InterruptReply, IsCompleteRequest, ReplyStatus, ShutdownReply,
+    ShutdownRequest,
 };
 use skillkernel_protocol::Message;
 use skillkernel_transport::FrameSender;
@@ -20,12 +20,18 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &dyn FrameSender, req
     let msg_type = req.msg_type().to_owned();
     let result = match msg_type.as_str() {
         "kernel_info_request" => Ok(("kernel_info_reply", json!(info::kernel_info()))),
-        "complete_request" => req
-            .parse_content::<CompleteRequest>()
-            .map(|c| ("complete_reply", json!(complete::complete(shared, &c.code, c.cursor_pos)))),
-        "inspect_request" => req
-            .parse_content::<InspectRequest>()
-            .map(|c| ("inspect_reply", json!(inspect::inspect(shared, &c.code, c.cursor_pos)))),
+        "complete_request" => req.parse_content::<CompleteRequest>().map(|c| {
+            (
+                "complete_reply",
+                json!(complete::complete(shared, &c.code, c.cursor_pos)),
+            )
+        }),
+        "inspect_request" => req.parse_content::<InspectRequest>().map(|c| {
+            (
+                "inspect_reply",
+                json!(inspect::inspect(shared, &c.code, c.cursor_pos)),
+            )
+        }),
         "is_complete_request" => req
             .parse_content::<IsCompleteRequest>()
             .map(|c| ("is_complete_reply", json!(complete::is_complete(&c.code)))),
@@ -85,20 +91,31 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &dyn FrameSender, req
             };
             shared.reply(channel, req, "shutdown_reply", reply).await;
             // Other clients learn of the shutdown on IOPub.
-            shared.iopub.publish(Some(req), "shutdown_reply", reply).await;
+            shared
+                .iopub
+                .publish(Some(req), "shutdown_reply", reply)
+                .await;
             tracing::info!(restart, "shutdown requested");
             shared.request_exit(ExitReason::Shutdown { restart });
             return;
         }
         other => {
             if let Some(base) = other.strip_suffix("_request") {
-                tracing::warn!(msg_type = other, "unsupported request; answering with an error");
+                tracing::warn!(
+                    msg_type = other,
+                    "unsupported request; answering with an error"
+                );
                 let error = ErrorContent::new(
                     "UnsupportedRequest",
                     format!("skillkernel does not support `{other}`"),
                 );
                 shared
-                    .reply(channel, req, &format!("{base}_reply"), ErrorReply::new(error))
+                    .reply(
+                        channel,
+                        req,
+                        &format!("{base}_reply"),
+                        ErrorReply::new(error),
+                    )
                     .await;
             } else {
                 tracing::warn!(msg_type = other, "ignoring message of unknown type");

@@ -92,8 +92,11 @@ impl History {
         let Ok(glob) = glob::Pattern::new(pattern) else {
             return Vec::new();
         };
-        let mut hits: Vec<&HistoryEntry> =
-            self.entries.iter().filter(|e| glob.matches(&e.input)).collect();
+        let mut hits: Vec<&HistoryEntry> = self
+            .entries
+            .iter()
+            .filter(|e| glob.matches(&e.input))
+            .collect();
         if unique {
             let mut seen = std::collections::HashSet::new();
             let mut kept: Vec<&HistoryEntry> = hits

@@ -10,9 +10,9 @@ use crate::session::Shared;
 
 /// The word around byte offset `cursor`, split on whitespace.
 fn word_at(code: &str, cursor: usize) -> &str {
-    let start = code[..cursor]
-        .rfind(char::is_whitespace)
-        .map_or(0, |i| i + code[i..].chars().next().map_or(1, char::len_utf8));
+    let start = code[..cursor].rfind(char::is_whitespace).map_or(0, |i| {
+        i + code[i..].chars().next().map_or(1, char::len_utf8)
+    });
     let end = code[cursor..]
         .find(char::is_whitespace)
         .map_or(code.len(), |i| cursor + i);

@@ -126,7 +126,10 @@ impl Kernel {
             shared.clone(),
             iopub.subscriptions,
         )));
-        tasks.push(tokio::spawn(stdin::read_replies(shared.clone(), stdin.receiver)));
+        tasks.push(tokio::spawn(stdin::read_replies(
+            shared.clone(),
+            stdin.receiver,
+        )));
         tasks.push(tokio::spawn(control::serve(shared.clone(), control)));
         tasks.extend(shell::serve(shared.clone(), shell));
         Kernel {

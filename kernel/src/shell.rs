@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use skillkernel_protocol::content::{AbortedReply, ErrorContent, ErrorReply, ExecuteRequest, ExecutionState};
+use skillkernel_protocol::content::{
+    AbortedReply, ErrorContent, ErrorReply, ExecuteRequest, ExecutionState,
+};
 use skillkernel_protocol::Message;
 use skillkernel_transport::{Channel, FrameReceiver, FrameSender, TransportError};
 use tokio::sync::mpsc;
@@ -26,7 +28,12 @@ const ABORT_SETTLE: Duration = Duration::from_millis(5);
 
 pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>> {
     let (queue_tx, queue_rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_requests(shared.clone(), channel.receiver, "shell", queue_tx));
+    let reader = tokio::spawn(read_requests(
+        shared.clone(),
+        channel.receiver,
+        "shell",
+        queue_tx,
+    ));
     let executor = tokio::spawn(execute_in_order(shared, channel.sender, queue_rx));
     vec![reader, executor]
 }
@@ -102,7 +109,9 @@ async fn handle(
                     }
                 }
                 shared.iopub.flush().await;
-                shared.reply(sender, msg, "execute_reply", outcome.reply).await;
+                shared
+                    .reply(sender, msg, "execute_reply", outcome.reply)
+                    .await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "invalid execute_request");

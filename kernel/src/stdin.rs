@@ -35,7 +35,9 @@ pub async fn ask(
     let msg_id = request.header.msg_id.clone();
     if let Err(e) = shared.stdin.send(request.encode(&shared.signer)).await {
         lock(&shared.stdin_waiters).remove(&msg_id);
-        return Err(KernelError::Io(format!("could not send input_request: {e}")));
+        return Err(KernelError::Io(format!(
+            "could not send input_request: {e}"
+        )));
     }
     let result = tokio::select! {
         value = rx => value.map_err(|_| KernelError::Io("stdin channel closed".into())),

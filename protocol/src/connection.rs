@@ -33,7 +33,9 @@ pub enum ConnectionError {
          skillkernel supports only `hmac-sha256` (or an empty key for no signing)"
     )]
     UnsupportedScheme { path: PathBuf, scheme: String },
-    #[error("connection file {path} uses transport `{transport}`; skillkernel supports only `tcp`")]
+    #[error(
+        "connection file {path} uses transport `{transport}`; skillkernel supports only `tcp`"
+    )]
     UnsupportedTransport { path: PathBuf, transport: String },
     #[error("cannot write connection file {path}: {source}")]
     Write {

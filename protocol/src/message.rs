@@ -127,10 +127,12 @@ impl Message {
                 return Err(ProtocolError::MissingHeaderField(field));
             }
         }
-        let header: Header = serde_json::from_value(Value::Object(header_value))
-            .map_err(|source| ProtocolError::Json {
-                frame: "header",
-                source,
+        let header: Header =
+            serde_json::from_value(Value::Object(header_value)).map_err(|source| {
+                ProtocolError::Json {
+                    frame: "header",
+                    source,
+                }
             })?;
         parse_object(&wire.parent_header, "parent_header")?;
         let metadata = parse_object(&wire.metadata, "metadata")?;
@@ -208,7 +210,10 @@ mod tests {
         let signer = Signer::new(b"k");
         let frames = request(&signer);
         let req = Message::decode(frames.clone(), &signer, &WireLimits::default()).unwrap();
-        let reply = req.child(Header::new("execute_reply", "kernel", "kernel"), json!({"status":"ok"}));
+        let reply = req.child(
+            Header::new("execute_reply", "kernel", "kernel"),
+            json!({"status":"ok"}),
+        );
         let out = reply.encode(&signer);
         assert_eq!(out[0], frames[0], "routed back to the requester");
         let wire = split_frames(out, &WireLimits::default()).unwrap();
@@ -229,6 +234,9 @@ mod tests {
         let mut wire = split_frames(request(&signer), &WireLimits::default()).unwrap();
         wire.header = Bytes::from_static(br#"{"msg_id":"x"}"#);
         let err = Message::decode(wire.into_frames(), &signer, &WireLimits::default());
-        assert!(matches!(err, Err(ProtocolError::MissingHeaderField("msg_type"))));
+        assert!(matches!(
+            err,
+            Err(ProtocolError::MissingHeaderField("msg_type"))
+        ));
     }
 }

@@ -131,7 +131,9 @@ mod tests {
 
     #[test]
     fn splits_identities_and_buffers() {
-        let f = frames(&[b"id1", b"id2", DELIMITER, b"sig", b"h", b"p", b"m", b"c", b"b1"]);
+        let f = frames(&[
+            b"id1", b"id2", DELIMITER, b"sig", b"h", b"p", b"m", b"c", b"b1",
+        ]);
         let w = split_frames(f.clone(), &WireLimits::default()).unwrap();
         assert_eq!(w.identities.len(), 2);
         assert_eq!(&w.header[..], b"h");

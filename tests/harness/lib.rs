@@ -85,7 +85,11 @@ impl Daemon {
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("skillkernel exited early ({status}): {}", daemon.log());
             }
-            assert!(Instant::now() < deadline, "skillkernel did not start: {}", daemon.log());
+            assert!(
+                Instant::now() < deadline,
+                "skillkernel did not start: {}",
+                daemon.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         daemon

@@ -26,7 +26,10 @@ struct Rx {
 #[async_trait]
 impl FrameReceiver for Rx {
     async fn recv(&mut self) -> Result<Frames, TransportError> {
-        self.rx.recv().await.ok_or(TransportError::Closed(self.name))
+        self.rx
+            .recv()
+            .await
+            .ok_or(TransportError::Closed(self.name))
     }
 }
 
@@ -166,7 +169,10 @@ mod tests {
         kernel.shell.sender.send(got).await.unwrap();
         let back = client.shell.receiver.recv().await.unwrap();
         assert_eq!(back, vec![Bytes::from_static(b"hello")]);
-        assert_eq!(kernel.iopub.subscriptions.recv().await.unwrap(), Bytes::new());
+        assert_eq!(
+            kernel.iopub.subscriptions.recv().await.unwrap(),
+            Bytes::new()
+        );
     }
 
     #[tokio::test]

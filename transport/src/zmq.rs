@@ -46,7 +46,11 @@ fn port_of(endpoint: &Endpoint) -> u16 {
     }
 }
 
-async fn bind<S: Socket>(socket: &mut S, info: &mut ConnectionInfo, channel: ChannelPort) -> Result<(), TransportError> {
+async fn bind<S: Socket>(
+    socket: &mut S,
+    info: &mut ConnectionInfo,
+    channel: ChannelPort,
+) -> Result<(), TransportError> {
     let endpoint = info.endpoint(channel);
     let bound = socket
         .bind(&endpoint)
@@ -153,7 +157,10 @@ impl FrameSender for IopubTx {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
-                    tracing::warn!(dropped = n, "IOPub queue full; dropping messages for slow subscribers");
+                    tracing::warn!(
+                        dropped = n,
+                        "IOPub queue full; dropping messages for slow subscribers"
+                    );
                 }
                 Ok(())
             }
@@ -246,7 +253,10 @@ fn heartbeat_thread(
     ready: std::sync::mpsc::Sender<Result<u16, TransportError>>,
     stop: oneshot::Receiver<()>,
 ) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(TransportError::Bind {
@@ -393,7 +403,10 @@ impl FrameSender for Arc<ReqChannel> {
             reason,
         };
         let mut socket = self.socket.lock().await;
-        socket.send(to_zmq(frames).map_err(err)?).await.map_err(|e| err(e.to_string()))?;
+        socket
+            .send(to_zmq(frames).map_err(err)?)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         let echo = socket.recv().await.map_err(|e| err(e.to_string()))?;
         let _ = self.reply_tx.send(echo.into_vec());
         Ok(())
@@ -405,14 +418,20 @@ struct ReqRx(mpsc::UnboundedReceiver<Frames>);
 #[async_trait]
 impl FrameReceiver for ReqRx {
     async fn recv(&mut self) -> Result<Frames, TransportError> {
-        self.0.recv().await.ok_or(TransportError::Closed("heartbeat"))
+        self.0
+            .recv()
+            .await
+            .ok_or(TransportError::Closed("heartbeat"))
     }
 }
 
 /// Connects a client to a kernel: DEALER shell/control/stdin sharing one
 /// `identity` (so `input_request`s reach the asker), SUB IOPub subscribed
 /// to everything, REQ heartbeat.
-pub async fn connect(info: &ConnectionInfo, identity: &[u8]) -> Result<ClientSockets, TransportError> {
+pub async fn connect(
+    info: &ConnectionInfo,
+    identity: &[u8],
+) -> Result<ClientSockets, TransportError> {
     let identity = Bytes::copy_from_slice(identity);
     let shell = connect_dealer(info, ChannelPort::Shell, "shell", &identity).await?;
     let control = connect_dealer(info, ChannelPort::Control, "control", &identity).await?;

@@ -223,6 +223,9 @@ mod tests {
     #[test]
     fn whitespace_is_empty() {
         assert_eq!(parse("  \n\t").unwrap(), Cell::Empty);
-        assert_eq!(parse("%help\n# only a comment").unwrap().to_owned(), parse("%help").unwrap());
+        assert_eq!(
+            parse("%help\n# only a comment").unwrap().to_owned(),
+            parse("%help").unwrap()
+        );
     }
 }

@@ -48,7 +48,10 @@ pub async fn run(ctx: &mut ExecContext<'_>, script: &str) -> Result<(), KernelEr
     result
 }
 
-async fn pump(ctx: &mut ExecContext<'_>, child: &mut tokio::process::Child) -> Result<(), KernelError> {
+async fn pump(
+    ctx: &mut ExecContext<'_>,
+    child: &mut tokio::process::Child,
+) -> Result<(), KernelError> {
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let mut out_buf = vec![0u8; 16 * 1024];
@@ -87,11 +90,12 @@ async fn pump(ctx: &mut ExecContext<'_>, child: &mut tokio::process::Child) -> R
             _ = &mut deadline => return Err(KernelError::CommandTimeout { secs: timeout.as_secs() }),
         }
     }
-    for (carry, name) in [(out_carry, StreamName::Stdout), (err_carry, StreamName::Stderr)] {
+    for (carry, name) in [
+        (out_carry, StreamName::Stdout),
+        (err_carry, StreamName::Stderr),
+    ] {
         if !carry.is_empty() {
-            ctx.out
-                .stream(name, &String::from_utf8_lossy(&carry))
-                .await;
+            ctx.out.stream(name, &String::from_utf8_lossy(&carry)).await;
         }
     }
     let status = tokio::select! {
@@ -134,8 +138,7 @@ fn decode(carry: &mut Vec<u8>, bytes: &[u8]) -> String {
         }
     };
     let rest = carry.split_off(valid_up_to);
-    let text = String::from_utf8(std::mem::replace(carry, rest)).unwrap_or_default();
-    text
+    String::from_utf8(std::mem::replace(carry, rest)).unwrap_or_default()
 }
 
 fn describe_status(status: std::process::ExitStatus) -> String {
@@ -151,7 +154,10 @@ fn describe_status(status: std::process::ExitStatus) -> String {
 async fn kill_group(pgid: i32, child: &mut tokio::process::Child) {
     let pid = Pid::from_raw(pgid);
     let _ = killpg(pid, Signal::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         let _ = killpg(pid, Signal::SIGKILL);
         let _ = child.wait().await;
     }

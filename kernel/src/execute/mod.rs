@@ -38,7 +38,11 @@ pub struct ExecuteOutcome {
 
 /// Runs one `execute_request` end to end (except busy/idle and sending the
 /// reply, which the shell loop does).
-pub async fn execute(shared: &Arc<Shared>, request: &Message, req: ExecuteRequest) -> ExecuteOutcome {
+pub async fn execute(
+    shared: &Arc<Shared>,
+    request: &Message,
+    req: ExecuteRequest,
+) -> ExecuteOutcome {
     let store_history = req.store_history && !req.silent;
     let execution_count = {
         let mut state = shared.state();
@@ -73,7 +77,7 @@ pub async fn execute(shared: &Arc<Shared>, request: &Message, req: ExecuteReques
     let result = run_cell(&mut ctx, &req.code).await;
     shared.end_cell();
     ctx.out.flush_stream().await;
-    let outcome = match result {
+    match result {
         Ok(()) => {
             let user_expressions = evaluate_user_expressions(shared, &req.user_expressions);
             let (payload, _) = take_parts(ctx.out, shared, store_history, execution_count);
@@ -102,11 +106,15 @@ pub async fn execute(shared: &Arc<Shared>, request: &Message, req: ExecuteReques
                 failed: true,
             }
         }
-    };
-    outcome
+    }
 }
 
-fn take_parts(out: Output<'_>, shared: &Shared, store_history: bool, count: u64) -> (Vec<Value>, String) {
+fn take_parts(
+    out: Output<'_>,
+    shared: &Shared,
+    store_history: bool,
+    count: u64,
+) -> (Vec<Value>, String) {
     let (payload, summary) = out.into_parts();
     if store_history && !summary.is_empty() {
         shared.state().history.set_output(count, &summary);

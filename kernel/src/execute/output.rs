@@ -45,7 +45,9 @@ impl<'a> Output<'a> {
 
     async fn publish(&self, msg_type: &str, content: impl serde::Serialize) {
         if !self.silent {
-            self.iopub.publish(Some(self.parent), msg_type, content).await;
+            self.iopub
+                .publish(Some(self.parent), msg_type, content)
+                .await;
         }
     }
 

@@ -70,7 +70,9 @@ pub fn overview_markdown() -> String {
     for (name, summary, _) in TOPICS {
         s.push_str(&format!("* `%help {name}` — {summary}\n"));
     }
-    s.push_str("\nTab completes magics and their arguments; Shift-Tab on a magic shows its help.\n");
+    s.push_str(
+        "\nTab completes magics and their arguments; Shift-Tab on a magic shows its help.\n",
+    );
     s
 }
 
@@ -117,7 +119,10 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
         }
         None => Err(KernelError::usage(
             "help",
-            format!("no help on `{topic}`; try one of: {}", help_subjects().join(", ")),
+            format!(
+                "no help on `{topic}`; try one of: {}",
+                help_subjects().join(", ")
+            ),
             "%help [TOPIC]",
         )),
     }

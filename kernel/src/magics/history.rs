@@ -28,9 +28,9 @@ fn parse(args: &str) -> Result<Options, KernelError> {
     while let Some(word) = it.next() {
         match word.as_str() {
             "-n" => {
-                let n = it.next().ok_or_else(|| {
-                    KernelError::usage("history", "-n needs a number", USAGE)
-                })?;
+                let n = it
+                    .next()
+                    .ok_or_else(|| KernelError::usage("history", "-n needs a number", USAGE))?;
                 opts.n = Some(n.parse().map_err(|_| {
                     KernelError::usage("history", format!("-n needs a number, not `{n}`"), USAGE)
                 })?);

@@ -152,7 +152,10 @@ pub fn find_cell(name: &str) -> Option<&'static MagicSpec> {
 }
 
 fn unknown(prefix: &str, name: &str, table: &[MagicSpec]) -> KernelError {
-    let names: Vec<String> = table.iter().map(|m| format!("{prefix}{}", m.name)).collect();
+    let names: Vec<String> = table
+        .iter()
+        .map(|m| format!("{prefix}{}", m.name))
+        .collect();
     KernelError::UnknownMagic {
         name: format!("{}{name}", &prefix[1..]),
         hint: format!("Available: {}. `%help` lists them all.", names.join(", ")),
@@ -160,7 +163,11 @@ fn unknown(prefix: &str, name: &str, table: &[MagicSpec]) -> KernelError {
 }
 
 /// Runs a `%name args` line.
-pub async fn run_line(ctx: &mut ExecContext<'_>, name: &str, args: &str) -> Result<(), KernelError> {
+pub async fn run_line(
+    ctx: &mut ExecContext<'_>,
+    name: &str,
+    args: &str,
+) -> Result<(), KernelError> {
     match name {
         "help" => help::run(ctx, args).await,
         "set" => vars::set(ctx, args),

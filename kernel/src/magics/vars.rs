@@ -41,7 +41,11 @@ fn check_name(magic: &str, name: &str, usage: &str) -> Result<(), KernelError> {
     if is_valid_name(name) {
         Ok(())
     } else if name.is_empty() {
-        Err(KernelError::usage(magic, "a variable name is required", usage))
+        Err(KernelError::usage(
+            magic,
+            "a variable name is required",
+            usage,
+        ))
     } else {
         Err(KernelError::usage(
             magic,
@@ -77,7 +81,11 @@ pub(super) fn set(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErr
 }
 
 /// `%%set NAME`: the body, verbatim, as text.
-pub(super) fn set_body(ctx: &mut ExecContext<'_>, args: &str, body: &str) -> Result<(), KernelError> {
+pub(super) fn set_body(
+    ctx: &mut ExecContext<'_>,
+    args: &str,
+    body: &str,
+) -> Result<(), KernelError> {
     let name = args.trim();
     check_name("%set", name, "%%set NAME")?;
     ctx.shared
@@ -159,7 +167,12 @@ pub(super) async fn list(ctx: &mut ExecContext<'_>) -> Result<(), KernelError> {
             Value::String(format!("<p>{}</p>", html_escape(text))),
         );
     } else {
-        let width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(4).max(4);
+        let width = rows
+            .iter()
+            .map(|r| r.0.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let mut text = format!("{:<width$}  {:<6}  value\n", "name", "type");
         let mut html = String::from(
             "<table><thead><tr><th>name</th><th>type</th><th>value</th></tr></thead><tbody>",
