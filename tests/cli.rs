@@ -56,7 +56,9 @@ fn skillctl_without_existing_finds_the_newest_skillkernel_connection_file() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // The daemon prints the path of the file it created.
+    // The daemon prints the path of the file it created. Reading only the
+    // first line and closing the pipe also proves a closed stdout does not
+    // kill the daemon.
     let mut line = String::new();
     let stdout = daemon.stdout.take().unwrap();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
@@ -114,4 +116,35 @@ fn install_writes_a_kernelspec_jupyter_can_launch() {
     assert_eq!(spec["argv"][1], "start");
     assert_eq!(spec["argv"][3], "{connection_file}");
     assert_eq!(spec["display_name"], "Skill Kernel");
+}
+
+#[test]
+fn packaged_kernelspec_template_matches_what_install_writes() {
+    let prefix = tempfile::tempdir().unwrap();
+    let status = Command::new(bin("skillkernel"))
+        .args(["install", "--prefix"])
+        .arg(prefix.path())
+        .output()
+        .unwrap()
+        .status;
+    assert!(status.success());
+    let installed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            prefix
+                .path()
+                .join("share/jupyter/kernels/skillkernel/kernel.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let argv0 = std::path::PathBuf::from(installed["argv"][0].as_str().unwrap());
+    let bindir = argv0.parent().unwrap().to_string_lossy().into_owned();
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/kernelspec/kernel.json.in"),
+    )
+    .unwrap();
+    let packaged: serde_json::Value =
+        serde_json::from_str(&template.replace("@BINDIR@", &bindir)).unwrap();
+    assert_eq!(packaged, installed);
 }

@@ -83,8 +83,7 @@ async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
     let sockets = ZmqTransport.bind(&mut info).await?;
     if created {
         info.write(&path)?;
-        println!("Connection file: {}", path.display());
-        println!("Connect with:    skillctl --existing {}", path.display());
+        announce(&path);
     }
     let config = KernelConfig {
         command_timeout: Duration::from_secs(args.command_timeout),
@@ -114,6 +113,21 @@ async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
         remove_connection_file(&path);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints where the connection file is. Whoever started us may have closed
+/// stdout already (a launcher that read the first line); that is not an
+/// error worth dying for, so write failures are ignored.
+fn announce(path: &Path) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Connection file: {}", path.display());
+    let _ = writeln!(
+        out,
+        "Connect with:    skillctl --existing {}",
+        path.display()
+    );
+    let _ = out.flush();
 }
 
 /// Signals become kernel requests; no work happens in the handler itself.

@@ -2,7 +2,7 @@
 //! with the real `skillctl` client over ZeroMQ.
 //!
 //! The binaries are taken from the Cargo target directory this test runs
-//! from; `cargo build --workspace --bins` must run before `cargo test`
+//! from; `cargo build --workspace --all-targets` must run before `cargo test`
 //! (the README's test command and `.ci/run` do).
 
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        "{} is missing: run `cargo build --workspace --all-targets` before the tests",
         path.display()
     );
     path
