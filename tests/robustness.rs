@@ -116,3 +116,26 @@ async fn invalid_content_gets_an_error_reply_not_silence() {
     assert_eq!(reply.content["status"], "error");
     assert!(reply.content["execution_count"].is_number());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_does_not_stall_the_kernel() {
+    let daemon = Daemon::start(&[]);
+    // Connected and subscribed, but never reads IOPub again.
+    let _stalled = daemon.client().await;
+    let mut client = daemon.client().await;
+    let t = std::time::Instant::now();
+    // ~16 MB of output: far more than the stalled peer's socket buffers hold.
+    let big = run(&mut client, "!head -c 16000000 /dev/zero | tr '\\0' x").await;
+    assert_eq!(big.status(), "ok");
+    let after = run(&mut client, "!echo done").await;
+    assert_eq!(after.stream_text("stdout"), "done\n");
+    client
+        .heartbeat(Duration::from_secs(2))
+        .await
+        .expect("heartbeat");
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t.elapsed()
+    );
+}

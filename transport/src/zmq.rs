@@ -5,9 +5,14 @@
 //! the heartbeat on a dedicated OS thread with its own small runtime, so a
 //! kernel busy with long work still answers pings.
 //!
-//! IOPub keeps PUB's contract: a publisher never waits on a slow
-//! subscriber. Messages queue up to [`IOPUB_HIGH_WATER_MARK`] and are
-//! dropped beyond it, as libzmq drops at its high-water mark.
+//! IOPub keeps PUB's contract as far as the crate allows: a publisher never
+//! waits on a slow subscriber. Messages queue up to
+//! [`IOPUB_HIGH_WATER_MARK`] and are dropped beyond it, as libzmq drops at
+//! its high-water mark. The crate's XPUB writes to each subscriber in turn
+//! and waits while one's TCP buffer is full, so each send is bounded by
+//! [`IOPUB_SEND_TIMEOUT`]: a subscriber that stops reading loses messages
+//! (a partly written one stays buffered and completes later), and
+//! everyone else is delayed by at most that long per message.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +35,10 @@ use crate::{
 
 /// IOPub messages queued beyond this are dropped (libzmq's default SNDHWM).
 pub const IOPUB_HIGH_WATER_MARK: usize = 1000;
+/// Longest one IOPub send may wait for subscribers' sockets.
+pub const IOPUB_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(25);
+/// Longest [`FrameSender::flush`] waits for the IOPub queue to drain.
+pub const IOPUB_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The ZeroMQ transport.
 #[derive(Debug, Default, Clone, Copy)]
@@ -170,11 +179,21 @@ impl FrameSender for IopubTx {
 
     async fn flush(&self) -> Result<(), TransportError> {
         let (tx, rx) = oneshot::channel();
-        self.queue
-            .send(IopubItem::Flush(tx))
-            .await
-            .map_err(|_| TransportError::Closed("iopub"))?;
-        rx.await.map_err(|_| TransportError::Closed("iopub"))
+        let wait = async {
+            self.queue
+                .send(IopubItem::Flush(tx))
+                .await
+                .map_err(|_| TransportError::Closed("iopub"))?;
+            rx.await.map_err(|_| TransportError::Closed("iopub"))
+        };
+        match tokio::time::timeout(IOPUB_FLUSH_TIMEOUT, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Subscribers are not keeping up; replies must not wait on them.
+                tracing::warn!("IOPub flush timed out; subscribers are slow");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -189,11 +208,11 @@ async fn bind_iopub(info: &mut ConnectionInfo) -> Result<IopubChannel, Transport
                 biased;
                 item = items.recv() => match item {
                     Some(IopubItem::Frames(frames)) => match to_zmq(frames) {
-                        Ok(msg) => {
-                            if let Err(e) = socket.send(msg).await {
-                                tracing::debug!(error = %e, "IOPub send failed");
-                            }
-                        }
+                        Ok(msg) => match tokio::time::timeout(IOPUB_SEND_TIMEOUT, socket.send(msg)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::debug!(error = %e, "IOPub send failed"),
+                            Err(_) => tracing::debug!("IOPub send timed out: a subscriber is not reading"),
+                        },
                         Err(e) => tracing::warn!(error = %e, "IOPub message not sendable"),
                     },
                     Some(IopubItem::Flush(done)) => {
