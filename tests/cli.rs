@@ -148,3 +148,33 @@ fn packaged_kernelspec_template_matches_what_install_writes() {
         serde_json::from_str(&template.replace("@BINDIR@", &bindir)).unwrap();
     assert_eq!(packaged, installed);
 }
+
+#[test]
+fn install_targets_the_user_dir_or_the_active_environment() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("skillkernel"))
+        .args(["install", "--user"])
+        .env("JUPYTER_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(data.path().join("kernels/skillkernel/kernel.json").exists());
+
+    let venv = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("skillkernel"))
+        .args(["install", "--sys-prefix"])
+        .env("VIRTUAL_ENV", venv.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(venv
+        .path()
+        .join("share/jupyter/kernels/skillkernel/kernel.json")
+        .exists());
+
+    let both = Command::new(bin("skillkernel"))
+        .args(["install", "--user", "--sys-prefix"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success(), "the locations exclude each other");
+}

@@ -291,17 +291,11 @@ impl KernelClient {
         let mut reply = None;
         let mut iopub = Vec::new();
         let mut idle = false;
-        let mine = |m: &Message| m.parent_header.msg_id().as_deref() == Some(msg_id);
+        let mine = |m: &Message| is_child_of(m, msg_id);
         // Output that arrived while an earlier call waited for something else.
         let backlog = std::mem::take(&mut self.iopub_backlog);
         for m in backlog {
-            if mine(&m) {
-                idle |= is_idle(&m);
-                handler.on_iopub(&m);
-                iopub.push(m);
-            } else {
-                self.iopub_backlog.push(m);
-            }
+            self.sort_iopub(m, msg_id, &mut idle, &mut iopub, handler);
         }
         while reply.is_none() || !idle {
             let sockets = &mut self.sockets;
@@ -314,13 +308,7 @@ impl KernelClient {
                 }
                 frames = sockets.iopub.recv(), if !idle => {
                     let m = Message::decode(frames?, &self.signer, &self.limits)?;
-                    if mine(&m) {
-                        idle |= is_idle(&m);
-                        handler.on_iopub(&m);
-                        iopub.push(m);
-                    } else {
-                        self.iopub_backlog.push(m);
-                    }
+                    self.sort_iopub(m, msg_id, &mut idle, &mut iopub, handler);
                 }
                 frames = sockets.stdin.receiver.recv() => {
                     let m = Message::decode(frames?, &self.signer, &self.limits)?;
@@ -344,6 +332,25 @@ impl KernelClient {
         })
     }
 
+    /// Routes an IOPub message: to `iopub` and the handler when it belongs
+    /// to `msg_id` (noting its `idle`), else to the backlog for later calls.
+    fn sort_iopub(
+        &mut self,
+        m: Message,
+        msg_id: &str,
+        idle: &mut bool,
+        iopub: &mut Vec<Message>,
+        handler: &mut dyn OutputHandler,
+    ) {
+        if is_child_of(&m, msg_id) {
+            *idle |= is_idle(&m);
+            handler.on_iopub(&m);
+            iopub.push(m);
+        } else {
+            self.iopub_backlog.push(m);
+        }
+    }
+
     /// A handle that can send `interrupt_request` while `execute` runs.
     pub fn interrupter(&self) -> Interrupter {
         Interrupter {
@@ -352,6 +359,10 @@ impl KernelClient {
             session: self.session.clone(),
         }
     }
+}
+
+fn is_child_of(m: &Message, msg_id: &str) -> bool {
+    m.parent_header.msg_id().as_deref() == Some(msg_id)
 }
 
 fn is_idle(m: &Message) -> bool {
