@@ -40,6 +40,7 @@ pub mod info;
 pub mod inspect;
 pub mod iopub;
 pub mod magics;
+mod memory;
 pub mod session;
 pub mod shell;
 pub mod stdin;

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::dispatch;
 use crate::execute;
+use crate::memory::Trimmer;
 use crate::session::Shared;
 
 /// How long a failed cell lets already-sent requests reach the queue
@@ -72,6 +73,7 @@ async fn execute_in_order(
     sender: Arc<dyn FrameSender>,
     mut queue: mpsc::UnboundedReceiver<Message>,
 ) {
+    let trimmer = Trimmer::default();
     while let Some(msg) = queue.recv().await {
         let queued_before_failure = handle(&shared, sender.as_ref(), &msg, &mut queue).await;
         for queued in queued_before_failure {
@@ -81,6 +83,7 @@ async fn execute_in_order(
                 handle(&shared, sender.as_ref(), &queued, &mut queue).await;
             }
         }
+        trimmer.handled(queue.is_empty());
     }
 }
 
