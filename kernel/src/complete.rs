@@ -159,8 +159,10 @@ pub fn is_complete(code: &str) -> IsCompleteReply {
                 // `%%sh` alone: the body is still to come.
                 incomplete()
             } else {
-                // A cell magic body ends at an empty line.
-                if code.ends_with("\n\n") || code.ends_with("\n\r\n") {
+                // A cell magic body ends at an empty line, as in IPython:
+                // the console submits once the last line is blank.
+                let last_line = code.rsplit('\n').next().unwrap_or("");
+                if code.contains('\n') && last_line.trim().is_empty() {
                     reply(IsCompleteStatus::Complete)
                 } else {
                     incomplete()
@@ -205,6 +207,7 @@ mod tests {
         assert_eq!(is_complete("%%sh").status, Incomplete);
         assert_eq!(is_complete("%%sh\necho hi").status, Incomplete);
         assert_eq!(is_complete("%%sh\necho hi\n\n").status, Complete);
+        assert_eq!(is_complete("%%sh\necho hi\n").status, Complete);
         assert_eq!(is_complete("!echo a \\").status, Incomplete);
         assert_eq!(is_complete("%nosuchmagic").status, Invalid);
         assert_eq!(is_complete("%%nosuch\nbody").status, Invalid);
