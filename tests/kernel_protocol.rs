@@ -513,3 +513,42 @@ async fn comms_to_unknown_targets_are_closed_and_unknown_requests_get_errors() {
     let after = run(&mut client, "!echo still here").await;
     assert_eq!(after.stream_text("stdout"), "still here\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_asks_the_front_end_to_close() {
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+    let outcome = run(&mut client, "exit").await;
+    assert_eq!(outcome.status(), "ok");
+    assert_eq!(
+        outcome.reply.content["payload"],
+        json!([{"source": "ask_exit", "keepkernel": false}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_reply_without_parent_header_reaches_the_waiting_cell() {
+    // jupyter_client's `input()` (so `jupyter console`) sends replies with
+    // an empty parent header.
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+    let cell = client.message(
+        "execute_request",
+        json!({"code": "%input name", "silent": false, "store_history": true,
+               "user_expressions": {}, "allow_stdin": true, "stop_on_error": true}),
+    );
+    client.send(Target::Shell, &cell).await.unwrap();
+    let request = client.recv_stdin(T).await.unwrap();
+    assert_eq!(request.msg_type(), "input_request");
+    client.send_input_reply("Ada", None).await.unwrap();
+    let outcome = client
+        .collect(&cell.header.msg_id, T, &mut Quiet)
+        .await
+        .unwrap();
+    assert_eq!(outcome.status(), "ok");
+    let got = run(&mut client, "%get name").await;
+    assert_eq!(
+        got.of_type("execute_result").next().unwrap().content["data"]["text/plain"],
+        "Ada"
+    );
+}

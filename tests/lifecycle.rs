@@ -163,3 +163,40 @@ fn is_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+#[test]
+fn the_kernel_exits_when_the_jupyter_process_that_launched_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = dir.path().join("kernel-orphan.json");
+    let pid_file = dir.path().join("kernel.pid");
+    // A short-lived "launcher" shell that starts the kernel, as Jupyter
+    // does with JPY_PARENT_PID set, and then exits.
+    let script = format!(
+        "JPY_PARENT_PID=$$ {} start -f {} >/dev/null 2>&1 & echo $! > {}; sleep 1",
+        harness::bin("skillkernel").display(),
+        conn.display(),
+        pid_file.display()
+    );
+    let status = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "kernel {pid} outlived its launcher"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !conn.exists(),
+        "the orphaned kernel cleaned up its connection file"
+    );
+}

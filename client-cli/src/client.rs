@@ -195,6 +195,38 @@ impl KernelClient {
         Self::recv_on(&mut self.sockets.iopub, &self.signer, &self.limits, timeout).await
     }
 
+    /// The next message on stdin (an `input_request`).
+    pub async fn recv_stdin(&mut self, timeout: Duration) -> Result<Message, ClientError> {
+        Self::recv_on(
+            &mut self.sockets.stdin.receiver,
+            &self.signer,
+            &self.limits,
+            timeout,
+        )
+        .await
+    }
+
+    /// Answers an `input_request`. `parent` is the request being answered;
+    /// `None` sends an empty parent header, as `jupyter_client` does.
+    pub async fn send_input_reply(
+        &self,
+        value: &str,
+        parent: Option<&Message>,
+    ) -> Result<(), ClientError> {
+        let header = Header::new("input_reply", &self.session, "skillctl");
+        let content = json!({ "value": value });
+        let reply = match parent {
+            Some(parent) => parent.child(header, content),
+            None => Message::new(header, content),
+        };
+        self.sockets
+            .stdin
+            .sender
+            .send(reply.encode(&self.signer))
+            .await?;
+        Ok(())
+    }
+
     /// Sends a request and waits for the reply to it (other replies on the
     /// channel are skipped).
     pub async fn request(
@@ -316,11 +348,7 @@ impl KernelClient {
                         let prompt = m.content["prompt"].as_str().unwrap_or("");
                         let password = m.content["password"].as_bool().unwrap_or(false);
                         let value = handler.on_input_request(prompt, password).unwrap_or_default();
-                        let answer = m.child(
-                            Header::new("input_reply", &self.session, "skillctl"),
-                            json!({ "value": value }),
-                        );
-                        sockets.stdin.sender.send(answer.encode(&self.signer)).await?;
+                        self.send_input_reply(&value, Some(&m)).await?;
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => return Err(ClientError::Timeout(timeout)),

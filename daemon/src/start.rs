@@ -105,10 +105,15 @@ async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
     let signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Signals)?;
     let signal_handle = signals.handle();
     let signal_task = tokio::spawn(forward_signals(signals, kernel.handle.clone()));
+    let parent_watch =
+        parent_pid_to_watch().map(|pid| tokio::spawn(watch_parent(pid, kernel.handle.clone())));
     let reason = kernel.wait().await;
     tracing::info!(?reason, "skillkernel stopping");
     signal_handle.close();
     signal_task.abort();
+    if let Some(task) = parent_watch {
+        task.abort();
+    }
     if created {
         remove_connection_file(&path);
     }
@@ -128,6 +133,27 @@ fn announce(path: &Path) {
         path.display()
     );
     let _ = out.flush();
+}
+
+/// The launcher's PID when it asked us to die with it: Jupyter sets
+/// `JPY_PARENT_PID` for the kernels it starts.
+fn parent_pid_to_watch() -> Option<u32> {
+    std::env::var("JPY_PARENT_PID").ok()?.trim().parse().ok()
+}
+
+/// Shuts the kernel down when the launching process is gone (we were
+/// re-parented), as ipykernel does, so a crashed front end leaves no
+/// orphan kernel behind.
+async fn watch_parent(parent: u32, kernel: KernelHandle) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if std::os::unix::process::parent_id() != parent {
+            tracing::warn!(parent, "parent process exited; shutting down");
+            kernel.shutdown(false);
+            return;
+        }
+    }
 }
 
 /// Signals become kernel requests; no work happens in the handler itself.

@@ -180,7 +180,7 @@ pub fn is_complete(code: &str) -> IsCompleteReply {
                 IsCompleteStatus::Invalid
             })
         }
-        Ok(Cell::Empty | Cell::Prompt(_)) => reply(IsCompleteStatus::Complete),
+        Ok(Cell::Empty | Cell::Prompt(_) | Cell::Exit) => reply(IsCompleteStatus::Complete),
         Err(ParseError::DanglingContinuation) => incomplete(),
         Err(_) => reply(IsCompleteStatus::Invalid),
     }

@@ -47,6 +47,22 @@ pub async fn ask(
     result
 }
 
+/// The waiter an `input_reply` belongs to: the one whose `input_request` it
+/// names as parent, else — since shell runs one cell at a time, at most one
+/// cell waits — the only waiter. `jupyter_client`'s `input()` (and so
+/// `jupyter console`) sends replies with an empty parent header.
+fn take_waiter(shared: &Shared, parent_id: Option<String>) -> Option<oneshot::Sender<String>> {
+    let mut waiters = lock(&shared.stdin_waiters);
+    if let Some(waiter) = parent_id.as_ref().and_then(|id| waiters.remove(id)) {
+        return Some(waiter);
+    }
+    if waiters.len() == 1 {
+        let id = waiters.keys().next().cloned()?;
+        return waiters.remove(&id);
+    }
+    None
+}
+
 /// Reads `input_reply`s and hands each to the cell waiting for it.
 pub(crate) async fn read_replies(shared: Arc<Shared>, mut receiver: Box<dyn FrameReceiver>) {
     loop {
@@ -76,15 +92,11 @@ pub(crate) async fn read_replies(shared: Arc<Shared>, mut receiver: Box<dyn Fram
                 continue;
             }
         };
-        let Some(parent_id) = msg.parent_header.msg_id() else {
-            tracing::warn!("input_reply without a parent msg_id");
-            continue;
-        };
-        match lock(&shared.stdin_waiters).remove(&parent_id) {
+        match take_waiter(&shared, msg.parent_header.msg_id()) {
             Some(waiter) => {
                 let _ = waiter.send(value);
             }
-            None => tracing::debug!(%parent_id, "input_reply for no waiting cell"),
+            None => tracing::warn!("input_reply for no waiting cell; dropped"),
         }
     }
 }

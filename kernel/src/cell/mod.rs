@@ -25,6 +25,9 @@ pub enum Cell {
     Lines(Vec<Line>),
     /// `%%name args` plus a body.
     CellMagic(CellMagic),
+    /// `exit` or `quit` alone: the front end should close (the spec's
+    /// `ask_exit` payload), as IPython kernels answer it.
+    Exit,
 }
 
 /// One line of a [`Cell::Lines`] cell.
@@ -79,6 +82,9 @@ pub fn parse(code: &str) -> Result<Cell, ParseError> {
     let trimmed = code.trim();
     if trimmed.is_empty() {
         return Ok(Cell::Empty);
+    }
+    if matches!(trimmed, "exit" | "quit" | "exit()" | "quit()") {
+        return Ok(Cell::Exit);
     }
     if let Some(rest) = code.trim_start().strip_prefix("%%") {
         let (first, body) = match rest.split_once('\n') {
@@ -218,6 +224,13 @@ mod tests {
         );
         assert_eq!(parse("% set"), Err(ParseError::EmptyMagicName { line: 1 }));
         assert_eq!(parse("!"), Err(ParseError::EmptyCommand { line: 1 }));
+    }
+
+    #[test]
+    fn exit_and_quit_alone_ask_the_front_end_to_close() {
+        assert_eq!(parse(" exit\n").unwrap(), Cell::Exit);
+        assert_eq!(parse("quit()").unwrap(), Cell::Exit);
+        assert_eq!(parse("exit now").unwrap(), Cell::Prompt("exit now".into()));
     }
 
     #[test]

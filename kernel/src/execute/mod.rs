@@ -131,6 +131,10 @@ pub async fn run_cell(ctx: &mut ExecContext<'_>, code: &str) -> Result<(), Kerne
     let cell = cell::parse(code).map_err(|e| KernelError::Syntax(e.to_string()))?;
     match cell {
         Cell::Empty => Ok(()),
+        Cell::Exit => {
+            ctx.out.ask_exit(false);
+            Ok(())
+        }
         Cell::Prompt(_) => Err(KernelError::NoModel),
         Cell::Lines(lines) => {
             for line in lines {

@@ -119,6 +119,13 @@ impl<'a> Output<'a> {
         self.payload.push(page_payload(data, 0));
     }
 
+    /// Adds the `ask_exit` payload: the front end should close, keeping the
+    /// kernel running when `keep_kernel`.
+    pub fn ask_exit(&mut self, keep_kernel: bool) {
+        self.payload
+            .push(serde_json::json!({"source": "ask_exit", "keepkernel": keep_kernel}));
+    }
+
     /// Publishes an `error`.
     pub async fn error(&mut self, error: &ErrorContent) {
         self.flush_stream().await;
