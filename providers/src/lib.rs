@@ -3,8 +3,9 @@
 //! A provider lists, describes, pulls, removes and runs language models.
 //! The kernel talks to providers only through this trait, so an Ollama
 //! server and in-process Candle inference look the same to a notebook.
-//! Backends arrive with the models work; this crate holds the contract
-//! they implement.
+//!
+//! * [`candle`] — embedded inference on GGUF files (llama, qwen2, qwen3).
+//! * [`spec`] — model specifiers, `name[@backend]`.
 //!
 //! # What this crate must never do
 //!
@@ -12,10 +13,14 @@
 //! tokens come out as plain Rust values and streams that the kernel turns
 //! into Jupyter output.
 
+pub mod candle;
+pub mod spec;
+
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_trait::async_trait;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -82,29 +87,95 @@ pub struct CompletionRequest {
     pub options: GenerationOptions,
 }
 
+impl Default for GenerationOptions {
+    fn default() -> Self {
+        GenerationOptions {
+            max_tokens: 512,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            repeat_penalty: Some(1.1),
+            seed: None,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// How a generation went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationStats {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Time to process the prompt.
+    pub prompt_ms: f64,
+    /// Time from the request to the first generated token.
+    pub first_token_ms: Option<f64>,
+    pub total_ms: f64,
+    /// `stop` (EOS or a stop string), `length` or `cancelled`.
+    pub finish_reason: String,
+}
+
+impl GenerationStats {
+    /// Generated tokens per second after the first.
+    pub fn tokens_per_second(&self) -> f64 {
+        let decode_ms = self.total_ms - self.first_token_ms.unwrap_or(self.prompt_ms);
+        if self.completion_tokens > 1 && decode_ms > 0.0 {
+            (self.completion_tokens - 1) as f64 * 1000.0 / decode_ms
+        } else {
+            0.0
+        }
+    }
+}
+
 /// A finished generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     pub text: String,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
+    pub stats: GenerationStats,
 }
 
-/// Why a provider call failed.
+/// What a generation stream yields: text as it is decoded, then stats.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    Text(String),
+    Done(GenerationStats),
+}
+
+/// Why a provider call failed. Each message ends in what to do about it.
 #[derive(Debug, Error)]
 pub enum ProviderError {
-    #[error("model `{0}` is not available; pull it or choose another")]
-    ModelNotFound(String),
+    #[error("model `{model}` is not available: {hint}")]
+    ModelNotFound { model: String, hint: String },
+    #[error("{path} is not a usable model: {reason}")]
+    InvalidModel { path: PathBuf, reason: String },
     #[error("{backend} is unavailable: {reason}")]
     Unavailable { backend: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
     #[error("generation was cancelled")]
     Cancelled,
     #[error("{0}")]
     Other(String),
 }
 
-/// A stream of text pieces as they are generated.
-pub type TokenStream = Pin<Box<dyn Stream<Item = Result<String, ProviderError>> + Send>>;
+/// Generated text as it is decoded, ending with [`StreamEvent::Done`].
+pub type TokenStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderError>> + Send>>;
+
+/// Drains a [`TokenStream`] into a [`Completion`].
+pub async fn collect(mut stream: TokenStream) -> Result<Completion, ProviderError> {
+    let mut text = String::new();
+    while let Some(event) = stream.next().await {
+        match event? {
+            StreamEvent::Text(piece) => text.push_str(&piece),
+            StreamEvent::Done(stats) => return Ok(Completion { text, stats }),
+        }
+    }
+    Err(ProviderError::Other(
+        "the generation ended without a result".into(),
+    ))
+}
 /// A stream of download progress.
 pub type PullStream = Pin<Box<dyn Stream<Item = Result<PullProgress, ProviderError>> + Send>>;
 

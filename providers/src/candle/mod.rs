@@ -1,0 +1,262 @@
+//! Embedded inference with Candle: GGUF models from a model directory, run
+//! in-process on the backend's own thread.
+//!
+//! Models are named by file: `SmolLM2-135M-Instruct.Q4_1.gguf` answers to
+//! its lower-cased stem and to any unique prefix of it (`smollm2-135m`).
+//! A model is loaded on first use and stays loaded. One inference thread
+//! runs one generation at a time; the IO runtime only ever waits on
+//! channels.
+
+mod detok;
+mod engine;
+pub mod gguf;
+mod template;
+mod tokenizer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use engine::LoadedModel;
+pub use gguf::{Architecture, GgufFile};
+pub use tokenizer::load as load_tokenizer;
+
+use crate::{
+    Completion, CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream,
+    StreamEvent, TokenStream,
+};
+
+/// The backend name in model specifiers (`name@candle`).
+pub const BACKEND: &str = "candle";
+
+struct Job {
+    request: CompletionRequest,
+    path: PathBuf,
+    name: String,
+    cancel: CancellationToken,
+    events: mpsc::UnboundedSender<Result<StreamEvent, ProviderError>>,
+}
+
+/// The Candle backend.
+pub struct CandleProvider {
+    model_dir: PathBuf,
+    jobs: Mutex<std_mpsc::Sender<Job>>,
+}
+
+impl CandleProvider {
+    /// A backend serving the GGUF files in `model_dir`.
+    pub fn new(model_dir: impl Into<PathBuf>) -> Result<Self, ProviderError> {
+        let (tx, rx) = std_mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("candle-inference".into())
+            .spawn(move || inference_thread(rx))
+            .map_err(|e| ProviderError::Other(format!("cannot start the inference thread: {e}")))?;
+        Ok(CandleProvider {
+            model_dir: model_dir.into(),
+            jobs: Mutex::new(tx),
+        })
+    }
+
+    pub fn model_dir(&self) -> &Path {
+        &self.model_dir
+    }
+
+    /// GGUF files in the model directory, by model name.
+    fn files(&self) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(&self.model_dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(String, PathBuf)> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|x| x.eq_ignore_ascii_case("gguf"))
+            })
+            .filter_map(|p| Some((model_name(&p)?, p)))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The file for `name`: an exact name, else a unique prefix.
+    pub fn resolve(&self, name: &str) -> Result<(String, PathBuf), ProviderError> {
+        let wanted = name.to_lowercase();
+        let files = self.files();
+        if let Some(hit) = files.iter().find(|(n, _)| *n == wanted) {
+            return Ok(hit.clone());
+        }
+        let matches: Vec<_> = files
+            .iter()
+            .filter(|(n, _)| n.starts_with(&wanted))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(ProviderError::ModelNotFound {
+                model: name.to_owned(),
+                hint: format!(
+                    "no GGUF file for it in {}; run packaging/fetch-default-model for the default model, or copy a .gguf file there",
+                    self.model_dir.display()
+                ),
+            }),
+            many => Err(ProviderError::ModelNotFound {
+                model: name.to_owned(),
+                hint: format!(
+                    "the name is ambiguous: {}",
+                    many.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }),
+        }
+    }
+
+    fn info_for(name: &str, path: &Path) -> Result<ModelInfo, ProviderError> {
+        let gguf = GgufFile::open(path)?;
+        Ok(ModelInfo {
+            name: name.to_owned(),
+            backend: BACKEND.into(),
+            size_bytes: std::fs::metadata(path).ok().map(|m| m.len()),
+            family: Some(gguf.architecture.as_str().to_owned()),
+            quantization: gguf.quantization(),
+            context_length: gguf.context_length(),
+        })
+    }
+}
+
+/// A model's name: the file stem, lower-cased.
+pub fn model_name(path: &Path) -> Option<String> {
+    path.file_stem()?.to_str().map(str::to_lowercase)
+}
+
+/// Runs jobs one at a time, keeping loaded models between them.
+fn inference_thread(jobs: std_mpsc::Receiver<Job>) {
+    let mut loaded: HashMap<PathBuf, LoadedModel> = HashMap::new();
+    while let Ok(job) = jobs.recv() {
+        if job.cancel.is_cancelled() {
+            let _ = job.events.send(Err(ProviderError::Cancelled));
+            continue;
+        }
+        if !loaded.contains_key(&job.path) {
+            let started = std::time::Instant::now();
+            let result = GgufFile::open(&job.path).and_then(|g| LoadedModel::load(&job.name, g));
+            match result {
+                Ok(model) => {
+                    tracing::info!(model = %job.name, ms = started.elapsed().as_millis() as u64, "model loaded");
+                    loaded.insert(job.path.clone(), model);
+                }
+                Err(e) => {
+                    let _ = job.events.send(Err(e));
+                    continue;
+                }
+            }
+        }
+        let Some(model) = loaded.get_mut(&job.path) else {
+            continue;
+        };
+        let events = job.events.clone();
+        let mut on_text = |piece: &str| {
+            let _ = events.send(Ok(StreamEvent::Text(piece.to_owned())));
+        };
+        let result = model.generate(
+            &job.request.messages,
+            &job.request.options,
+            &job.cancel,
+            &mut on_text,
+        );
+        let _ = job.events.send(result.map(StreamEvent::Done));
+    }
+}
+
+#[async_trait]
+impl Provider for CandleProvider {
+    fn backend(&self) -> &str {
+        BACKEND
+    }
+
+    async fn list(&self) -> Result<Vec<ModelInfo>, ProviderError> {
+        let files = self.files();
+        tokio::task::spawn_blocking(move || {
+            files
+                .iter()
+                .filter_map(|(name, path)| match Self::info_for(name, path) {
+                    Ok(info) => Some(info),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping unusable model file");
+                        None
+                    }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ProviderError::Other(e.to_string()))
+    }
+
+    async fn info(&self, model: &str) -> Result<ModelInfo, ProviderError> {
+        let (name, path) = self.resolve(model)?;
+        tokio::task::spawn_blocking(move || Self::info_for(&name, &path))
+            .await
+            .map_err(|e| ProviderError::Other(e.to_string()))?
+    }
+
+    async fn pull(&self, model: &str) -> Result<PullStream, ProviderError> {
+        Err(ProviderError::Unsupported(format!(
+            "pulling `{model}` into the Candle backend is not available in this build; \
+             copy a .gguf file into {} (packaging/fetch-default-model installs the default)",
+            self.model_dir.display()
+        )))
+    }
+
+    async fn remove(&self, model: &str) -> Result<(), ProviderError> {
+        let (_, path) = self.resolve(model)?;
+        std::fs::remove_file(&path)
+            .map_err(|e| ProviderError::Other(format!("cannot remove {}: {e}", path.display())))
+    }
+
+    async fn status(&self) -> ProviderStatus {
+        let count = self.files().len();
+        ProviderStatus {
+            backend: BACKEND.into(),
+            available: count > 0,
+            version: Some(format!("candle {}", env!("CARGO_PKG_VERSION"))),
+            detail: format!("{count} model file(s) in {}", self.model_dir.display()),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: CompletionRequest,
+        cancel: CancellationToken,
+    ) -> Result<Completion, ProviderError> {
+        crate::collect(self.stream(request, cancel).await?).await
+    }
+
+    async fn stream(
+        &self,
+        request: CompletionRequest,
+        cancel: CancellationToken,
+    ) -> Result<TokenStream, ProviderError> {
+        let (name, path) = self.resolve(&request.model)?;
+        let (events, rx) = mpsc::unbounded_channel();
+        let job = Job {
+            request,
+            path,
+            name,
+            cancel,
+            events,
+        };
+        self.jobs
+            .lock()
+            .map_err(|_| ProviderError::Other("inference thread lock poisoned".into()))?
+            .send(job)
+            .map_err(|_| ProviderError::Other("the inference thread has stopped".into()))?;
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
+    }
+}
+
+/// Shared handle type the kernel keeps.
+pub type SharedCandle = Arc<CandleProvider>;
