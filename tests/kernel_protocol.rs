@@ -400,14 +400,17 @@ async fn magics_produce_the_expected_mime_types() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_without_a_model_says_how_to_get_one() {
-    let daemon = Daemon::start(&[]);
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().to_str().unwrap();
+    let daemon = Daemon::start(&["--model-dir", dir]);
     let mut client = daemon.client().await;
     let outcome = run(&mut client, "What is the capital of France?").await;
-    assert_eq!(outcome.reply.content["ename"], "NoModelConfiguredError");
-    assert!(outcome.reply.content["evalue"]
-        .as_str()
-        .unwrap()
-        .contains("fetch-default-model"));
+    assert_eq!(outcome.reply.content["ename"], "ModelNotFoundError");
+    let evalue = outcome.reply.content["evalue"].as_str().unwrap();
+    assert!(evalue.contains("fetch-default-model"), "{evalue}");
+    assert!(evalue.contains(dir), "names the model directory: {evalue}");
+    let still = run(&mut client, "!echo still serving").await;
+    assert_eq!(still.status(), "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

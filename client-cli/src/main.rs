@@ -138,6 +138,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             let mut out = TerminalOutput::default();
             let outcome = client.execute(&code, &options, &mut out).await;
+            out.finish();
             ctrl_c.abort();
             let outcome = outcome.map_err(|e| e.to_string())?;
             if let Some(payloads) = outcome.reply.content["payload"].as_array() {

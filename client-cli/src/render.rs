@@ -22,6 +22,40 @@ pub fn bundle_text(data: &Value) -> Option<String> {
 pub struct TerminalOutput {
     /// Whether an `error` was shown.
     pub saw_error: bool,
+    /// Text already printed for each `display_id`, so an update that
+    /// extends it (a streaming answer) prints only what is new.
+    displays: std::collections::HashMap<String, String>,
+}
+
+impl TerminalOutput {
+    fn show_display(&mut self, content: &Value, update: bool) {
+        let Some(text) = bundle_text(&content["data"]) else {
+            return;
+        };
+        let id = content["transient"]["display_id"]
+            .as_str()
+            .map(str::to_owned);
+        let Some(id) = id else {
+            println!("{}", text.trim_end());
+            return;
+        };
+        let shown = self.displays.entry(id).or_default();
+        match text.strip_prefix(shown.as_str()) {
+            Some(delta) if update || shown.is_empty() => print!("{delta}"),
+            // Replaced rather than extended: show it whole on a new line.
+            _ => print!("\n{text}"),
+        }
+        let _ = std::io::stdout().flush();
+        *shown = text;
+    }
+
+    /// Ends any display still open on the line.
+    pub fn finish(&mut self) {
+        if self.displays.values().any(|t| !t.ends_with('\n')) {
+            println!();
+        }
+        self.displays.clear();
+    }
 }
 
 impl OutputHandler for TerminalOutput {
@@ -38,11 +72,13 @@ impl OutputHandler for TerminalOutput {
                     let _ = std::io::stdout().flush();
                 }
             }
-            "execute_result" | "display_data" | "update_display_data" => {
+            "execute_result" => {
                 if let Some(text) = bundle_text(&c["data"]) {
                     println!("{}", text.trim_end());
                 }
             }
+            "display_data" => self.show_display(c, false),
+            "update_display_data" => self.show_display(c, true),
             "error" => {
                 self.saw_error = true;
                 match c["traceback"].as_array() {

@@ -62,6 +62,35 @@ pub struct StartArgs {
     #[arg(long, env = "SKILLKERNEL_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Directory of GGUF models for embedded inference. Default:
+    /// ~/.local/share/skillkernel/models.
+    #[arg(long, env = "SKILLKERNEL_MODEL_DIR", value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+
+    /// The model prompt cells use until `%model use` picks another.
+    #[arg(long, env = "SKILLKERNEL_MODEL", default_value = "smollm2-135m")]
+    pub model: String,
+
+    /// System message that opens each conversation ("" for none).
+    #[arg(
+        long,
+        env = "SKILLKERNEL_SYSTEM_PROMPT",
+        default_value = "You are a helpful assistant."
+    )]
+    pub system_prompt: String,
+
+    /// Most tokens one answer may have.
+    #[arg(long, env = "SKILLKERNEL_MAX_TOKENS", default_value_t = 512)]
+    pub max_tokens: u32,
+
+    /// Sampling temperature for prompt cells (0 = greedy).
+    #[arg(long, env = "SKILLKERNEL_TEMPERATURE", default_value_t = 0.0)]
+    pub temperature: f32,
+
+    /// Repeat penalty over the last 64 tokens (1.0 = off).
+    #[arg(long, env = "SKILLKERNEL_REPEAT_PENALTY", default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+
     /// Tokio worker threads for IO (inference uses its own threads).
     #[arg(long, env = "SKILLKERNEL_IO_THREADS", default_value_t = 2)]
     pub io_threads: usize,

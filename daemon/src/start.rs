@@ -7,8 +7,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_tokio::Signals;
-use skillkernel_kernel::{Kernel, KernelConfig, KernelHandle};
+use std::sync::Arc;
+
+use skillkernel_kernel::{Kernel, KernelConfig, KernelHandle, Models};
 use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
+use skillkernel_providers::candle::CandleProvider;
+use skillkernel_providers::GenerationOptions;
 use skillkernel_transport::zmq::ZmqTransport;
 use skillkernel_transport::{Transport, TransportError};
 use thiserror::Error;
@@ -28,6 +32,8 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the model backend: {0}")]
+    Models(String),
 }
 
 pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
@@ -42,6 +48,35 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     // Do not wait on stray blocking work (e.g. a stuck read) at exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
     result
+}
+
+/// The model directory: `--model-dir`, else the user's data directory.
+pub fn model_dir(args: &StartArgs) -> PathBuf {
+    args.model_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("skillkernel/models")
+    })
+}
+
+/// The embedded Candle backend over the model directory.
+fn models(args: &StartArgs) -> Result<Models, StartError> {
+    let dir = model_dir(args);
+    let provider = CandleProvider::new(&dir).map_err(|e| StartError::Models(e.to_string()))?;
+    tracing::info!(model_dir = %dir.display(), default_model = %args.model, "embedded models");
+    Ok(Models {
+        provider: Arc::new(provider),
+        default_model: args.model.clone(),
+        options: GenerationOptions {
+            max_tokens: args.max_tokens,
+            temperature: args.temperature,
+            repeat_penalty: Some(args.repeat_penalty).filter(|p| (*p - 1.0).abs() > f32::EPSILON),
+            ..GenerationOptions::default()
+        },
+        system_prompt: Some(args.system_prompt.clone()).filter(|s| !s.trim().is_empty()),
+    })
 }
 
 /// Where the connection comes from, and whether this process owns the file.
@@ -91,6 +126,7 @@ async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
             max_message_bytes: args.max_message_bytes,
             ..WireLimits::default()
         },
+        models: Some(models(&args)?),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

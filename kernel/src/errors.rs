@@ -33,6 +33,12 @@ pub enum KernelError {
          daemon with a model backend; `%help models` explains the options"
     )]
     NoModel,
+    #[error("{message}")]
+    Model {
+        /// `ModelNotFoundError`, `InvalidModelError`, `ModelUnavailableError`, `ModelError`.
+        ename: &'static str,
+        message: String,
+    },
     #[error("this cell asks for input, but the client does not accept input requests (allow_stdin is false)")]
     StdinNotAllowed,
     #[error("{0}")]
@@ -52,6 +58,7 @@ impl KernelError {
             KernelError::CommandTimeout { .. } => "TimeoutError",
             KernelError::Interrupted => "KeyboardInterrupt",
             KernelError::NoModel => "NoModelConfiguredError",
+            KernelError::Model { ename, .. } => ename,
             KernelError::StdinNotAllowed => "StdinNotImplementedError",
             KernelError::Io(_) => "IOError",
         }

@@ -41,6 +41,7 @@ pub mod inspect;
 pub mod iopub;
 pub mod magics;
 mod memory;
+pub mod prompt;
 pub mod session;
 pub mod shell;
 pub mod stdin;
@@ -49,12 +50,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skillkernel_protocol::{Signer, WireLimits};
+use skillkernel_providers::{GenerationOptions, Provider};
 use skillkernel_transport::KernelSockets;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use errors::KernelError;
 pub use session::Shared;
+pub use skillkernel_providers as providers;
 
 /// Settings the kernel runs with.
 #[derive(Debug, Clone)]
@@ -65,6 +68,8 @@ pub struct KernelConfig {
     pub command_timeout: Duration,
     /// Bounds on inbound messages.
     pub limits: WireLimits,
+    /// Where prompt cells get their model; `None` means no model backend.
+    pub models: Option<Models>,
 }
 
 impl Default for KernelConfig {
@@ -73,7 +78,29 @@ impl Default for KernelConfig {
             kernel_name: "skillkernel".into(),
             command_timeout: Duration::from_secs(600),
             limits: WireLimits::default(),
+            models: None,
         }
+    }
+}
+
+/// The model backend prompt cells use.
+#[derive(Clone)]
+pub struct Models {
+    pub provider: Arc<dyn Provider>,
+    /// The model a session starts with (`%model use` changes it).
+    pub default_model: String,
+    /// Sampling and length settings for prompt cells.
+    pub options: GenerationOptions,
+    /// The system message that opens every conversation, if any.
+    pub system_prompt: Option<String>,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models")
+            .field("backend", &self.provider.backend())
+            .field("default_model", &self.default_model)
+            .finish()
     }
 }
 

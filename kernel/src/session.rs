@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 use skillkernel_protocol::{Header, Message, Signer};
+use skillkernel_providers::ChatMessage;
 use skillkernel_transport::FrameSender;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,10 @@ pub struct SessionState {
     /// `%set` variables. Values that parse as JSON are kept as JSON.
     pub variables: BTreeMap<String, Value>,
     pub history: History,
+    /// The chat so far: alternating user and assistant turns.
+    pub conversation: Vec<ChatMessage>,
+    /// The model chosen with `%model use`; `None` means the default.
+    pub current_model: Option<String>,
 }
 
 /// Everything the kernel's tasks share.
@@ -97,7 +102,21 @@ impl Shared {
         msg_type: &str,
         content: impl Serialize,
     ) {
-        let reply = request.child(self.header(msg_type), content);
+        self.reply_with_metadata(channel, request, msg_type, content, serde_json::Map::new())
+            .await;
+    }
+
+    /// [`Shared::reply`] with the reply's `metadata` set.
+    pub async fn reply_with_metadata(
+        &self,
+        channel: &dyn FrameSender,
+        request: &Message,
+        msg_type: &str,
+        content: impl Serialize,
+        metadata: serde_json::Map<String, Value>,
+    ) {
+        let mut reply = request.child(self.header(msg_type), content);
+        reply.metadata = metadata;
         if let Err(e) = channel.send(reply.encode(&self.signer)).await {
             tracing::warn!(error = %e, msg_type, "could not send reply");
         }

@@ -113,7 +113,13 @@ async fn handle(
                 }
                 shared.iopub.flush().await;
                 shared
-                    .reply(sender, msg, "execute_reply", outcome.reply)
+                    .reply_with_metadata(
+                        sender,
+                        msg,
+                        "execute_reply",
+                        outcome.reply,
+                        outcome.metadata,
+                    )
                     .await;
             }
             Err(e) => {

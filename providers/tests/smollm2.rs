@@ -27,10 +27,17 @@ fn model_dir() -> PathBuf {
 fn ask(question: &str) -> CompletionRequest {
     CompletionRequest {
         model: "smollm2-135m".into(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: question.into(),
-        }],
+        messages: vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "You are a helpful assistant.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: question.into(),
+            },
+        ],
+        // Pure greedy decoding, as llama.cpp's reference answer was made.
         options: GenerationOptions {
             max_tokens: 48,
             repeat_penalty: None,

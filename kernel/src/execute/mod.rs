@@ -30,9 +30,11 @@ pub struct ExecContext<'a> {
     pub allow_stdin: bool,
 }
 
-/// The reply content and whether the cell failed.
+/// The reply content and metadata, and whether the cell failed.
 pub struct ExecuteOutcome {
     pub reply: Value,
+    /// The reply's `metadata` (e.g. the model's token counts).
+    pub metadata: Map<String, Value>,
     pub failed: bool,
 }
 
@@ -80,7 +82,7 @@ pub async fn execute(
     match result {
         Ok(()) => {
             let user_expressions = evaluate_user_expressions(shared, &req.user_expressions);
-            let (payload, _) = take_parts(ctx.out, shared, store_history, execution_count);
+            let (payload, metadata) = take_parts(ctx.out, shared, store_history, execution_count);
             ExecuteOutcome {
                 reply: to_value(ExecuteReply {
                     status: ReplyStatus::Ok,
@@ -88,14 +90,16 @@ pub async fn execute(
                     payload,
                     user_expressions,
                 }),
+                metadata,
                 failed: false,
             }
         }
         Err(error) => {
             let content = error.to_content();
             ctx.out.error(&content).await;
-            let (payload, _) = take_parts(ctx.out, shared, store_history, execution_count);
+            let (payload, metadata) = take_parts(ctx.out, shared, store_history, execution_count);
             ExecuteOutcome {
+                metadata,
                 reply: to_value(ExecuteErrorReply {
                     status: ReplyStatus::Error,
                     execution_count,
@@ -114,12 +118,12 @@ fn take_parts(
     shared: &Shared,
     store_history: bool,
     count: u64,
-) -> (Vec<Value>, String) {
-    let (payload, summary) = out.into_parts();
+) -> (Vec<Value>, Map<String, Value>) {
+    let (payload, summary, metadata) = out.into_parts();
     if store_history && !summary.is_empty() {
         shared.state().history.set_output(count, &summary);
     }
-    (payload, summary)
+    (payload, metadata)
 }
 
 fn to_value(content: impl serde::Serialize) -> Value {
@@ -135,7 +139,7 @@ pub async fn run_cell(ctx: &mut ExecContext<'_>, code: &str) -> Result<(), Kerne
             ctx.out.ask_exit(false);
             Ok(())
         }
-        Cell::Prompt(_) => Err(KernelError::NoModel),
+        Cell::Prompt(text) => crate::prompt::run(ctx, &text).await,
         Cell::Lines(lines) => {
             for line in lines {
                 if ctx.cancel.is_cancelled() {

@@ -28,6 +28,8 @@ pub struct Output<'a> {
     payload: Vec<Value>,
     /// Plain-text record of the output, for history.
     summary: String,
+    /// Goes into the reply's `metadata`.
+    metadata: Map<String, Value>,
 }
 
 impl<'a> Output<'a> {
@@ -40,6 +42,7 @@ impl<'a> Output<'a> {
             pending: None,
             payload: Vec::new(),
             summary: String::new(),
+            metadata: Map::new(),
         }
     }
 
@@ -137,8 +140,13 @@ impl<'a> Output<'a> {
         self.execution_count
     }
 
-    pub(crate) fn into_parts(self) -> (Vec<Value>, String) {
-        (self.payload, self.summary)
+    /// Sets a key of the reply's `metadata` (e.g. token counts).
+    pub fn set_metadata(&mut self, key: &str, value: Value) {
+        self.metadata.insert(key.to_owned(), value);
+    }
+
+    pub(crate) fn into_parts(self) -> (Vec<Value>, String, Map<String, Value>) {
+        (self.payload, self.summary, self.metadata)
     }
 
     fn note(&mut self, text: &str) {

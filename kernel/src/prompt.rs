@@ -1,0 +1,160 @@
+//! Prompt cells: one chat turn with the session's model, streamed into the
+//! notebook as it is generated.
+//!
+//! The answer is a Markdown display that is updated in place
+//! (`update_display_data`, at most every [`UPDATE_INTERVAL`]) and ends as
+//! the full answer. The turn joins the session's conversation; an
+//! interrupted turn keeps what was said so far.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+use skillkernel_protocol::content::DisplayData;
+use skillkernel_providers::{
+    ChatMessage, CompletionRequest, GenerationStats, ProviderError, StreamEvent,
+};
+
+use crate::errors::KernelError;
+use crate::execute::output::markdown_bundle;
+use crate::execute::ExecContext;
+
+/// Shortest time between two in-place updates of a streaming answer.
+pub const UPDATE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The model a session uses now.
+pub fn current_model(ctx: &ExecContext<'_>) -> Option<String> {
+    let models = ctx.shared.config.models.as_ref()?;
+    Some(
+        ctx.shared
+            .state()
+            .current_model
+            .clone()
+            .unwrap_or_else(|| models.default_model.clone()),
+    )
+}
+
+/// A provider failure as the notebook sees it.
+pub fn provider_error(e: ProviderError) -> KernelError {
+    let ename = match &e {
+        ProviderError::Cancelled => return KernelError::Interrupted,
+        ProviderError::ModelNotFound { .. } => "ModelNotFoundError",
+        ProviderError::InvalidModel { .. } => "InvalidModelError",
+        ProviderError::Unavailable { .. } => "ModelUnavailableError",
+        _ => "ModelError",
+    };
+    KernelError::Model {
+        ename,
+        message: e.to_string(),
+    }
+}
+
+/// Runs `text` as a chat turn.
+pub async fn run(ctx: &mut ExecContext<'_>, text: &str) -> Result<(), KernelError> {
+    let Some(models) = ctx.shared.config.models.clone() else {
+        return Err(KernelError::NoModel);
+    };
+    let model = current_model(ctx).unwrap_or_default();
+    let user = ChatMessage {
+        role: "user".into(),
+        content: text.to_owned(),
+    };
+    let mut messages: Vec<ChatMessage> = models
+        .system_prompt
+        .iter()
+        .map(|s| ChatMessage {
+            role: "system".into(),
+            content: s.clone(),
+        })
+        .collect();
+    messages.extend(ctx.shared.state().conversation.iter().cloned());
+    messages.push(user.clone());
+    let request = CompletionRequest {
+        model: model.clone(),
+        messages,
+        options: models.options.clone(),
+    };
+    let cancel = ctx.cancel.child_token();
+    let mut stream = models
+        .provider
+        .stream(request, cancel)
+        .await
+        .map_err(provider_error)?;
+    let display_id = format!("answer-{}", ctx.request.header.msg_id);
+    let mut answer = String::new();
+    let mut shown = false;
+    let mut last_update = Instant::now();
+    let mut stats: Option<GenerationStats> = None;
+    let mut failure = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(StreamEvent::Text(piece)) => {
+                answer.push_str(&piece);
+                if !shown {
+                    let display =
+                        DisplayData::new(markdown_bundle(&answer)).with_display_id(&display_id);
+                    ctx.out.display(display).await;
+                    shown = true;
+                    last_update = Instant::now();
+                } else if last_update.elapsed() >= UPDATE_INTERVAL {
+                    update(ctx, &display_id, &answer).await;
+                    last_update = Instant::now();
+                }
+            }
+            Ok(StreamEvent::Done(s)) => stats = Some(s),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if shown {
+        update(ctx, &display_id, &answer).await;
+    }
+    // The turn joins the conversation, even when cut short, so the next
+    // prompt sees what was said.
+    if !answer.is_empty() {
+        let mut state = ctx.shared.state();
+        state.conversation.push(user);
+        state.conversation.push(ChatMessage {
+            role: "assistant".into(),
+            content: answer.clone(),
+        });
+    }
+    if let Some(stats) = &stats {
+        ctx.out
+            .set_metadata("model", generation_metadata(&model, stats));
+    }
+    if let Some(e) = failure {
+        return Err(provider_error(e));
+    }
+    if ctx.cancel.is_cancelled()
+        || stats
+            .as_ref()
+            .is_some_and(|s| s.finish_reason == "cancelled")
+    {
+        return Err(KernelError::Interrupted);
+    }
+    Ok(())
+}
+
+async fn update(ctx: &mut ExecContext<'_>, display_id: &str, answer: &str) {
+    let display = DisplayData::new(markdown_bundle(answer)).with_display_id(display_id);
+    ctx.out.update_display(display).await;
+}
+
+/// Token counts and speed, for the reply's metadata.
+pub fn generation_metadata(model: &str, s: &GenerationStats) -> Value {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(model));
+    m.insert("prompt_tokens".into(), json!(s.prompt_tokens));
+    m.insert("completion_tokens".into(), json!(s.completion_tokens));
+    m.insert(
+        "tokens_per_second".into(),
+        json!((s.tokens_per_second() * 10.0).round() / 10.0),
+    );
+    m.insert(
+        "time_to_first_token_ms".into(),
+        json!(s.first_token_ms.map(|t| t.round())),
+    );
+    m.insert("total_ms".into(), json!(s.total_ms.round()));
+    m.insert("finish_reason".into(), json!(s.finish_reason));
+    Value::Object(m)
+}

@@ -1,0 +1,150 @@
+//! Prompt cells through the real daemon with the real default model
+//! (SmolLM2-135M-Instruct from `SKILLKERNEL_MODEL_DIR`; `scripts/test`
+//! fetches it).
+
+use std::time::{Duration, Instant};
+
+use harness::{run, Daemon};
+use skillctl::{ExecuteOptions, OutputHandler};
+use skillkernel_protocol::Message;
+
+fn model_dir() -> String {
+    let dir = std::env::var("SKILLKERNEL_MODEL_DIR")
+        .expect("set SKILLKERNEL_MODEL_DIR to the default model's directory (scripts/test does)");
+    assert!(
+        std::path::Path::new(&dir)
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+            .exists(),
+        "run packaging/fetch-default-model {dir}"
+    );
+    dir
+}
+
+/// The final Markdown of a streamed answer.
+fn answer(outcome: &skillctl::ExecuteOutcome) -> String {
+    outcome
+        .iopub
+        .iter()
+        .filter(|m| matches!(m.msg_type(), "display_data" | "update_display_data"))
+        .filter_map(|m| m.content["data"]["text/markdown"].as_str())
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_cell_streams_the_answer_and_keeps_the_conversation() {
+    let dir = model_dir();
+    let daemon = Daemon::start(&["--model-dir", &dir, "--repeat-penalty", "1.0"]);
+    let mut client = daemon.client().await;
+    let outcome = run(&mut client, "What is the capital of France?").await;
+    assert_eq!(outcome.status(), "ok", "{:?}", outcome.reply.content);
+    let text = answer(&outcome);
+    assert!(text.contains("Paris"), "answer: {text:?}");
+    let first = outcome
+        .of_type("display_data")
+        .next()
+        .expect("a display opened");
+    let id = &first.content["transient"]["display_id"];
+    assert!(id.is_string());
+    for update in outcome.of_type("update_display_data") {
+        assert_eq!(
+            &update.content["transient"]["display_id"], id,
+            "updates in place"
+        );
+    }
+    let meta = &outcome.reply.metadata["model"];
+    assert!(meta["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(meta["prompt_tokens"].as_u64().unwrap() > 10);
+    assert_eq!(meta["name"], "smollm2-135m");
+
+    // The next turn sees the first: its prompt is longer.
+    let second = run(&mut client, "Say that again.").await;
+    assert_eq!(second.status(), "ok");
+    let tokens = second.reply.metadata["model"]["prompt_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(tokens > meta["prompt_tokens"].as_u64().unwrap() + 5);
+}
+
+/// Interrupts `delay` after the answer starts showing; records when.
+struct InterruptAfterFirstText {
+    interrupter: Option<skillctl::Interrupter>,
+    delay: Duration,
+    sent_at: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl OutputHandler for InterruptAfterFirstText {
+    fn on_iopub(&mut self, msg: &Message) {
+        if msg.msg_type() != "display_data" {
+            return;
+        }
+        if let Some(interrupter) = self.interrupter.take() {
+            let (delay, sent_at) = (self.delay, self.sent_at.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                *sent_at.lock().unwrap() = Some(Instant::now());
+                interrupter.interrupt().await
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_stops_generation_and_keeps_what_was_said() {
+    let dir = model_dir();
+    let daemon = Daemon::start(&["--model-dir", &dir, "--max-tokens", "2000"]);
+    let mut client = daemon.client().await;
+    let mut handler = InterruptAfterFirstText {
+        interrupter: Some(client.interrupter()),
+        delay: Duration::from_millis(1500),
+        sent_at: Default::default(),
+    };
+    let outcome = client
+        .execute(
+            "Write a very long story about a dragon who learns to sing.",
+            &ExecuteOptions {
+                timeout: Duration::from_secs(120),
+                ..ExecuteOptions::default()
+            },
+            &mut handler,
+        )
+        .await
+        .unwrap();
+    let ended = Instant::now();
+    let sent_at = handler.sent_at.lock().unwrap().expect("interrupt sent");
+    assert_eq!(outcome.reply.content["ename"], "KeyboardInterrupt");
+    assert!(
+        ended.duration_since(sent_at) < Duration::from_secs(2),
+        "generation stopped promptly"
+    );
+    let partial = answer(&outcome);
+    assert!(!partial.is_empty(), "what was said is kept on screen");
+    // … and in the conversation: the next turn's prompt includes it. (That
+    // turn is cut short as soon as it speaks; its metadata still counts
+    // the prompt.)
+    let mut cut = InterruptOnFirstText(Some(client.interrupter()));
+    let next = client
+        .execute("Thanks.", &ExecuteOptions::default(), &mut cut)
+        .await
+        .unwrap();
+    let prompt_tokens = next.reply.metadata["model"]["prompt_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        prompt_tokens > 40,
+        "prompt holds the story so far: {prompt_tokens}"
+    );
+}
+
+struct InterruptOnFirstText(Option<skillctl::Interrupter>);
+
+impl OutputHandler for InterruptOnFirstText {
+    fn on_iopub(&mut self, msg: &Message) {
+        if msg.msg_type() == "display_data" {
+            if let Some(interrupter) = self.0.take() {
+                tokio::spawn(async move { interrupter.interrupt().await });
+            }
+        }
+    }
+}
