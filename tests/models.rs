@@ -148,3 +148,32 @@ impl OutputHandler for InterruptOnFirstText {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_magic_lists_describes_and_chooses_models() {
+    let dir = model_dir();
+    let daemon = Daemon::start(&["--model-dir", &dir]);
+    let mut client = daemon.client().await;
+    let list = run(&mut client, "%model list").await;
+    let table = list.of_type("display_data").next().expect("a table");
+    let text = table.content["data"]["text/plain"].as_str().unwrap();
+    assert!(text.contains("smollm2-135m-instruct.q4_1"), "{text}");
+    assert!(text.contains("llama") && text.contains("Q4_1"), "{text}");
+    assert!(table.content["data"]["text/html"]
+        .as_str()
+        .unwrap()
+        .contains("<table>"));
+
+    let missing = run(&mut client, "%model use no-such-model").await;
+    assert_eq!(missing.reply.content["ename"], "ModelNotFoundError");
+
+    let chosen = run(&mut client, "%model use smollm2").await;
+    assert_eq!(chosen.status(), "ok");
+    let status = run(&mut client, "%model status").await;
+    let md = status.of_type("display_data").next().unwrap().content["data"]["text/markdown"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(md.contains("smollm2-135m-instruct.q4_1"), "{md}");
+    assert!(md.contains(&dir), "{md}");
+}

@@ -7,6 +7,7 @@
 pub mod help;
 mod history;
 mod misc;
+mod model;
 pub mod vars;
 
 use crate::cell::CellMagic;
@@ -108,6 +109,18 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
         takes_variable: true,
     },
     MagicSpec {
+        name: "model",
+        usage: "%model [list | use NAME | info [NAME] | status | rm NAME]",
+        summary: "List, inspect and choose the model prompt cells use.",
+        help: "* `%model` or `%model list` — the models in the model directory, as a table (`*` marks this session's)\n\
+               * `%model use NAME` — prompt cells of this session use NAME (a file stem or a unique prefix); the conversation is kept\n\
+               * `%model info [NAME]` — one model's details\n\
+               * `%model status` — whether the backend can serve, and where it looks\n\
+               * `%model rm NAME` — delete a model file",
+        subcommands: &["list", "use", "info", "status", "rm"],
+        takes_variable: false,
+    },
+    MagicSpec {
         name: "status",
         usage: "%status",
         summary: "Show the kernel's version, session and uptime.",
@@ -178,6 +191,7 @@ pub async fn run_line(
         "clear" => misc::clear(ctx, args).await,
         "input" => misc::input(ctx, args).await,
         "status" => misc::status(ctx).await,
+        "model" => model::run(ctx, args).await,
         _ => Err(unknown("%", name, LINE_MAGICS)),
     }
 }
