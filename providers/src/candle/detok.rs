@@ -128,6 +128,44 @@ fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokenizers::models::bpe::{Vocab, BPE};
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+    /// A byte-level tokenizer with no merges: one token per byte, so every
+    /// multi-byte character spans several tokens.
+    fn byte_tokenizer() -> Tokenizer {
+        let vocab: Vocab = ByteLevel::alphabet()
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), i as u32))
+            .collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, vec![])
+            .build()
+            .unwrap();
+        let mut t = Tokenizer::new(bpe);
+        t.with_pre_tokenizer(Some(ByteLevel::new(false, true, false)));
+        t.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
+        t
+    }
+
+    #[test]
+    fn multi_byte_characters_are_never_split_across_pieces() {
+        let tokenizer = byte_tokenizer();
+        let text = "héllo wörld 🎉 ok";
+        let ids = tokenizer.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(ids.len(), text.len(), "one token per byte");
+        let mut detok = Detokenizer::new(&tokenizer);
+        let mut pieces = Vec::new();
+        for id in ids {
+            pieces.extend(detok.push(id));
+        }
+        pieces.extend(detok.finish());
+        for p in &pieces {
+            assert!(!p.contains('\u{fffd}'), "{p:?} in {pieces:?}");
+        }
+        assert_eq!(pieces.concat(), text);
+    }
 
     #[test]
     fn stop_strings_end_generation_and_are_not_shown() {

@@ -46,6 +46,32 @@ pub struct GgufFile {
     pub architecture: Architecture,
 }
 
+/// Checks that the file holds every tensor its header promises, so a
+/// half-downloaded model is refused up front rather than mid-load.
+fn check_complete(path: &Path, content: &Content) -> Result<(), ProviderError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| invalid(path, format!("cannot stat: {e}")))?
+        .len();
+    let needed = content
+        .tensor_infos
+        .values()
+        .map(|t| {
+            let dtype = t.ggml_dtype;
+            let bytes = t.shape.elem_count() / dtype.block_size() * dtype.type_size();
+            t.offset + bytes as u64
+        })
+        .max()
+        .unwrap_or(0)
+        + content.tensor_data_offset;
+    if len < needed {
+        return Err(invalid(
+            path,
+            format!("it is truncated ({len} of {needed} bytes); re-download or re-import it"),
+        ));
+    }
+    Ok(())
+}
+
 /// Why a file is not a model this backend can run.
 pub(crate) fn invalid(path: &Path, why: impl std::fmt::Display) -> ProviderError {
     ProviderError::InvalidModel {
@@ -79,6 +105,7 @@ impl GgufFile {
                 ),
             )
         })?;
+        check_complete(path, &content)?;
         Ok(GgufFile {
             path: path.to_owned(),
             content,
