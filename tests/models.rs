@@ -177,3 +177,49 @@ async fn model_magic_lists_describes_and_chooses_models() {
     assert!(md.contains("smollm2-135m-instruct.q4_1"), "{md}");
     assert!(md.contains(&dir), "{md}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cell_prompt_fills_variables_and_leaves_the_conversation_alone() {
+    let dir = model_dir();
+    let daemon = Daemon::start(&["--model-dir", &dir, "--repeat-penalty", "1.0"]);
+    let mut client = daemon.client().await;
+    run(&mut client, "%set country = France").await;
+    let first = run(
+        &mut client,
+        "%%prompt\nWhat is the capital of {{ country }}?",
+    )
+    .await;
+    assert_eq!(first.status(), "ok", "{:?}", first.reply.content);
+    assert!(answer(&first).contains("Paris"), "{}", answer(&first));
+    // Not part of the conversation: the same one-shot costs the same prompt.
+    let again = run(&mut client, "%%prompt\nWhat is the capital of {{country}}?").await;
+    assert_eq!(
+        again.reply.metadata["model"]["prompt_tokens"],
+        first.reply.metadata["model"]["prompt_tokens"]
+    );
+    let missing = run(&mut client, "%%prompt\nHello {{nobody}}").await;
+    assert_eq!(missing.reply.content["ename"], "NameError");
+}
+
+#[test]
+fn skillctl_chat_streams_the_answer_to_the_terminal() {
+    let dir = model_dir();
+    let daemon = Daemon::start(&["--model-dir", &dir, "--repeat-penalty", "1.0"]);
+    let out = std::process::Command::new(harness::bin("skillctl"))
+        .arg("--existing")
+        .arg(&daemon.connection_file)
+        .args(["chat", "What is the capital of France?"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Paris"), "{text}");
+    assert_eq!(text.matches("Paris").count(), 1, "printed once, not per update: {text}");
+    let refused = std::process::Command::new(harness::bin("skillctl"))
+        .arg("--existing")
+        .arg(&daemon.connection_file)
+        .args(["chat", "%vars"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+}

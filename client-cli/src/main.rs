@@ -45,6 +45,11 @@ enum Command {
         #[arg(long)]
         no_history: bool,
     },
+    /// Send a prompt to the session's model and stream the answer.
+    Chat {
+        /// The prompt (plain text; use `exec` for magics and commands).
+        prompt: String,
+    },
     /// Show the kernel's kernel_info.
     Info {
         /// Print the raw kernel_info_reply content as JSON.
@@ -120,47 +125,64 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Exec { code, no_history } => {
-            client
-                .wait_ready(timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-            let interrupter = client.interrupter();
-            // Ctrl-C interrupts the cell in the kernel rather than killing skillctl.
-            let ctrl_c = tokio::spawn(async move {
-                while tokio::signal::ctrl_c().await.is_ok() {
-                    let _ = interrupter.interrupt().await;
-                }
-            });
-            let options = ExecuteOptions {
-                store_history: !no_history,
-                ..ExecuteOptions::default()
-            };
-            let mut out = TerminalOutput::default();
-            let outcome = client.execute(&code, &options, &mut out).await;
-            out.finish();
-            ctrl_c.abort();
-            let outcome = outcome.map_err(|e| e.to_string())?;
-            if let Some(payloads) = outcome.reply.content["payload"].as_array() {
-                for p in payloads.iter().filter(|p| p["source"] == "page") {
-                    if let Some(text) = bundle_text(&p["data"]) {
-                        println!("{}", text.trim_end());
-                    }
-                }
+        Command::Chat { prompt } => {
+            let first = prompt.trim_start().chars().next();
+            if matches!(first, Some('%') | Some('!')) {
+                return Err("a prompt cannot start with `%` or `!`; use `skillctl exec` for magics and commands".into());
             }
-            match outcome.status() {
-                "ok" => Ok(ExitCode::SUCCESS),
-                "error" if !out.saw_error => {
-                    let c = &outcome.reply.content;
-                    eprintln!(
-                        "{}: {}",
-                        c["ename"].as_str().unwrap_or("Error"),
-                        c["evalue"].as_str().unwrap_or("")
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
-                _ => Ok(ExitCode::FAILURE),
+            run_cell(&mut client, &prompt, true, timeout).await
+        }
+        Command::Exec { code, no_history } => {
+            run_cell(&mut client, &code, !no_history, timeout).await
+        }
+    }
+}
+
+/// Runs one cell, streaming its output; exit status 1 when it fails.
+async fn run_cell(
+    client: &mut KernelClient,
+    code: &str,
+    store_history: bool,
+    timeout: Duration,
+) -> Result<ExitCode, String> {
+    client
+        .wait_ready(timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let interrupter = client.interrupter();
+    // Ctrl-C interrupts the cell in the kernel rather than killing skillctl.
+    let ctrl_c = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            let _ = interrupter.interrupt().await;
+        }
+    });
+    let options = ExecuteOptions {
+        store_history,
+        ..ExecuteOptions::default()
+    };
+    let mut out = TerminalOutput::default();
+    let outcome = client.execute(code, &options, &mut out).await;
+    out.finish();
+    ctrl_c.abort();
+    let outcome = outcome.map_err(|e| e.to_string())?;
+    if let Some(payloads) = outcome.reply.content["payload"].as_array() {
+        for p in payloads.iter().filter(|p| p["source"] == "page") {
+            if let Some(text) = bundle_text(&p["data"]) {
+                println!("{}", text.trim_end());
             }
         }
+    }
+    match outcome.status() {
+        "ok" => Ok(ExitCode::SUCCESS),
+        "error" if !out.saw_error => {
+            let c = &outcome.reply.content;
+            eprintln!(
+                "{}: {}",
+                c["ename"].as_str().unwrap_or("Error"),
+                c["evalue"].as_str().unwrap_or("")
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Ok(ExitCode::FAILURE),
     }
 }

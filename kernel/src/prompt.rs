@@ -49,8 +49,44 @@ pub fn provider_error(e: ProviderError) -> KernelError {
     }
 }
 
-/// Runs `text` as a chat turn.
+/// Runs `text` as a chat turn of the session's conversation.
 pub async fn run(ctx: &mut ExecContext<'_>, text: &str) -> Result<(), KernelError> {
+    ask(ctx, text, true).await
+}
+
+/// `%%prompt`: the body with `{{var}}` filled from session variables, sent
+/// on its own — no conversation before it, none kept after.
+pub async fn run_one_shot(ctx: &mut ExecContext<'_>, template: &str) -> Result<(), KernelError> {
+    let text = fill_variables(ctx, template)?;
+    ask(ctx, &text, false).await
+}
+
+/// Replaces each `{{name}}` with the session variable `name`.
+pub fn fill_variables(ctx: &ExecContext<'_>, template: &str) -> Result<String, KernelError> {
+    let state = ctx.shared.state();
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err(KernelError::Syntax(
+                "`{{` without a closing `}}` in the prompt template".into(),
+            ));
+        };
+        let name = after[..end].trim();
+        let value = state
+            .variables
+            .get(name)
+            .ok_or_else(|| KernelError::VariableNotFound(name.to_owned()))?;
+        out.push_str(&crate::magics::vars::display_value(value));
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<(), KernelError> {
     let Some(models) = ctx.shared.config.models.clone() else {
         return Err(KernelError::NoModel);
     };
@@ -67,7 +103,9 @@ pub async fn run(ctx: &mut ExecContext<'_>, text: &str) -> Result<(), KernelErro
             content: s.clone(),
         })
         .collect();
-    messages.extend(ctx.shared.state().conversation.iter().cloned());
+    if remember {
+        messages.extend(ctx.shared.state().conversation.iter().cloned());
+    }
     messages.push(user.clone());
     let request = CompletionRequest {
         model: model.clone(),
@@ -110,7 +148,7 @@ pub async fn run(ctx: &mut ExecContext<'_>, text: &str) -> Result<(), KernelErro
     }
     // The turn joins the conversation, even when cut short, so the next
     // prompt sees what was said.
-    if !answer.is_empty() {
+    if remember && !answer.is_empty() {
         let mut state = ctx.shared.state();
         state.conversation.push(user);
         state.conversation.push(ChatMessage {

@@ -134,6 +134,17 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
 /// `%%name` magics.
 pub const CELL_MAGICS: &[MagicSpec] = &[
     MagicSpec {
+        name: "prompt",
+        usage: "%%prompt",
+        summary: "A one-shot prompt: the body, with {{var}} from session variables, without the conversation.",
+        help: "Sends the body to the session's model on its own: no earlier turns go with it and \
+               the exchange is not added to the conversation. `{{name}}` is replaced by the \
+               session variable `name` (set with `%set` or `%%set`); a missing one is an error.\n\n\
+               Example:\n\n```\n%%prompt\nTranslate into {{language}}: {{text}}\n```",
+        subcommands: &[],
+        takes_variable: false,
+    },
+    MagicSpec {
         name: "sh",
         usage: "%%sh",
         summary: "Run the cell body as a shell script.",
@@ -200,6 +211,7 @@ pub async fn run_line(
 pub async fn run_cell(ctx: &mut ExecContext<'_>, magic: &CellMagic) -> Result<(), KernelError> {
     match magic.name.as_str() {
         "sh" => crate::execute::command::run(ctx, &magic.body).await,
+        "prompt" => crate::prompt::run_one_shot(ctx, &magic.body).await,
         "set" => vars::set_body(ctx, &magic.args, &magic.body),
         _ => Err(unknown("%%", &magic.name, CELL_MAGICS)),
     }
