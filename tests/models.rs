@@ -211,10 +211,18 @@ fn skillctl_chat_streams_the_answer_to_the_terminal() {
         .args(["chat", "What is the capital of France?"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Paris"), "{text}");
-    assert_eq!(text.matches("Paris").count(), 1, "printed once, not per update: {text}");
+    assert_eq!(
+        text.matches("Paris").count(),
+        1,
+        "printed once, not per update: {text}"
+    );
     let refused = std::process::Command::new(harness::bin("skillctl"))
         .arg("--existing")
         .arg(&daemon.connection_file)
@@ -222,4 +230,73 @@ fn skillctl_chat_streams_the_answer_to_the_terminal() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_request_answers_list_info_status_use_with_structured_data() {
+    use serde_json::json;
+    use skillctl::Target;
+    let dir = model_dir();
+    let daemon = Daemon::start(&["--model-dir", &dir]);
+    let mut client = daemon.client().await;
+    let t = Duration::from_secs(20);
+    let list = client
+        .request(Target::Shell, "model_request", json!({"action": "list"}), t)
+        .await
+        .unwrap();
+    assert_eq!(list.msg_type(), "model_reply");
+    assert_eq!(list.content["status"], "ok");
+    let models = list.content["models"].as_array().unwrap();
+    assert!(models
+        .iter()
+        .any(|m| m["name"] == "smollm2-135m-instruct.q4_1"
+            && m["backend"] == "candle"
+            && m["quantization"] == "Q4_1"));
+    let info = client
+        .request(Target::Shell, "model_request", json!({"action": "info"}), t)
+        .await
+        .unwrap();
+    assert_eq!(info.content["model"]["family"], "llama");
+    assert_eq!(info.content["model"]["context_length"], 8192);
+    let status = client
+        .request(
+            Target::Shell,
+            "model_request",
+            json!({"action": "status"}),
+            t,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.content["providers"][0]["available"], true);
+    let used = client
+        .request(
+            Target::Shell,
+            "model_request",
+            json!({"action": "use", "model": "smollm2"}),
+            t,
+        )
+        .await
+        .unwrap();
+    assert_eq!(used.content["current"], "smollm2-135m-instruct.q4_1");
+    let bad = client
+        .request(
+            Target::Shell,
+            "model_request",
+            json!({"action": "use", "model": "nope"}),
+            t,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad.content["status"], "error");
+    assert_eq!(bad.content["ename"], "ModelNotFoundError");
+    let unknown = client
+        .request(
+            Target::Shell,
+            "model_request",
+            json!({"action": "dance"}),
+            t,
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown.content["ename"], "UsageError");
 }

@@ -41,6 +41,7 @@ pub mod inspect;
 pub mod iopub;
 pub mod magics;
 mod memory;
+mod model_request;
 pub mod prompt;
 pub mod session;
 pub mod shell;
