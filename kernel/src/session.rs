@@ -29,6 +29,42 @@ pub struct SessionState {
     pub conversation: Vec<ChatMessage>,
     /// The model chosen with `%model use`; `None` means the default.
     pub current_model: Option<String>,
+    /// Generation figures per model, for `%model stats`.
+    pub model_stats: BTreeMap<String, ModelUsage>,
+}
+
+/// What a session has generated with one model.
+#[derive(Debug, Default, Clone)]
+pub struct ModelUsage {
+    pub turns: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Time spent decoding after the first token, for the mean speed.
+    pub decode_ms: f64,
+    pub last_tokens_per_second: f64,
+    pub last_first_token_ms: Option<f64>,
+}
+
+impl ModelUsage {
+    /// Adds one generation.
+    pub fn record(&mut self, s: &skillkernel_providers::GenerationStats) {
+        self.turns += 1;
+        self.prompt_tokens += u64::from(s.prompt_tokens);
+        self.completion_tokens += u64::from(s.completion_tokens);
+        self.decode_ms += s.total_ms - s.first_token_ms.unwrap_or(s.prompt_ms);
+        self.last_tokens_per_second = s.tokens_per_second();
+        self.last_first_token_ms = s.first_token_ms;
+    }
+
+    /// Mean decode speed over the session.
+    pub fn tokens_per_second(&self) -> f64 {
+        let decoded = self.completion_tokens.saturating_sub(self.turns);
+        if self.decode_ms > 0.0 {
+            decoded as f64 * 1000.0 / self.decode_ms
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Everything the kernel's tasks share.

@@ -12,7 +12,7 @@ use crate::magics::vars::html_escape;
 use crate::prompt::{current_model, provider_error};
 use crate::Models;
 
-const USAGE: &str = "%model [list | use NAME | info [NAME] | status | rm NAME]";
+const USAGE: &str = "%model [list | use NAME | info [NAME] | status | stats | rm NAME]";
 
 fn models(ctx: &ExecContext<'_>) -> Result<Models, KernelError> {
     ctx.shared.config.models.clone().ok_or(KernelError::NoModel)
@@ -150,6 +150,47 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
             ctx.out
                 .display(DisplayData::new(markdown_bundle(&text)))
                 .await;
+            Ok(())
+        }
+        ["stats"] => {
+            let rows: Vec<Vec<String>> = ctx
+                .shared
+                .state()
+                .model_stats
+                .iter()
+                .map(|(name, u)| {
+                    vec![
+                        name.clone(),
+                        u.turns.to_string(),
+                        u.prompt_tokens.to_string(),
+                        u.completion_tokens.to_string(),
+                        format!("{:.1}", u.tokens_per_second()),
+                        format!("{:.1}", u.last_tokens_per_second),
+                        u.last_first_token_ms
+                            .map(|t| format!("{t:.0}"))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                let text = "No prompts run in this session yet.";
+                ctx.out
+                    .display(DisplayData::new(markdown_bundle(text)))
+                    .await;
+            } else {
+                let header = [
+                    "model",
+                    "turns",
+                    "prompt tok",
+                    "generated tok",
+                    "mean tok/s",
+                    "last tok/s",
+                    "last TTFT ms",
+                ];
+                ctx.out
+                    .display(DisplayData::new(table(&header, &rows)))
+                    .await;
+            }
             Ok(())
         }
         ["rm", name] => {
