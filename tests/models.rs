@@ -300,3 +300,22 @@ async fn model_request_answers_list_info_status_use_with_structured_data() {
         .unwrap();
     assert_eq!(unknown.content["ename"], "UsageError");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_import_makes_a_local_file_usable_from_a_cell() {
+    let source = std::path::Path::new(&model_dir()).join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let empty = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&["--model-dir", empty.path().to_str().unwrap()]);
+    let mut client = daemon.client().await;
+    let imported = run(
+        &mut client,
+        &format!("%model import {} smol", source.display()),
+    )
+    .await;
+    assert_eq!(imported.status(), "ok", "{:?}", imported.reply.content);
+    assert!(empty.path().join("smol.gguf").exists());
+    let used = run(&mut client, "%model use smol").await;
+    assert_eq!(used.status(), "ok");
+    let bad = run(&mut client, "%model import /etc/hostname").await;
+    assert_eq!(bad.reply.content["ename"], "InvalidModelError");
+}

@@ -188,6 +188,19 @@ pub trait Provider: Send + Sync {
     async fn info(&self, model: &str) -> Result<ModelInfo, ProviderError>;
     async fn pull(&self, model: &str) -> Result<PullStream, ProviderError>;
     async fn remove(&self, model: &str) -> Result<(), ProviderError>;
+    /// Adds a model from a local file, named `name` or after the file.
+    async fn import(
+        &self,
+        source: &std::path::Path,
+        name: Option<&str>,
+    ) -> Result<ModelInfo, ProviderError> {
+        let _ = name;
+        Err(ProviderError::Unsupported(format!(
+            "the {} backend cannot import {}",
+            self.backend(),
+            source.display()
+        )))
+    }
     async fn status(&self) -> ProviderStatus;
     async fn complete(
         &self,

@@ -258,3 +258,37 @@ async fn bad_model_files_give_clear_errors_and_the_backend_keeps_serving() {
     let (_, stats) = generate(&p, request("good", greedy(4))).await;
     assert!(stats.completion_tokens > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_copies_checked_models_and_leaves_nothing_on_failure() {
+    let outside = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let good = tiny_gguf::write(outside.path(), "Fresh-Model", Shape::qwen2(), None);
+    let bytes = std::fs::read(&good).unwrap();
+    let broken = outside.path().join("broken.gguf");
+    std::fs::write(&broken, &bytes[..bytes.len() - 100]).unwrap();
+    let p = CandleProvider::new(models.path()).unwrap();
+
+    let info = p.import(&good, None).await.unwrap();
+    assert_eq!(info.name, "fresh-model");
+    assert_eq!(info.family.as_deref(), Some("qwen2"));
+    let renamed = p.import(&good, Some("Other")).await.unwrap();
+    assert_eq!(renamed.name, "other");
+    let again = p.import(&good, None).await.unwrap_err().to_string();
+    assert!(again.contains("already exists"), "{again}");
+    let bad = p.import(&broken, None).await.unwrap_err().to_string();
+    assert!(bad.contains("truncated"), "{bad}");
+
+    let mut names: Vec<String> = std::fs::read_dir(models.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["fresh-model.gguf", "other.gguf"],
+        "no partial files"
+    );
+    let (_, stats) = generate(&p, request("fresh-model", greedy(3))).await;
+    assert!(stats.completion_tokens > 0);
+}

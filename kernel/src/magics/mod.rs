@@ -110,15 +110,16 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
     },
     MagicSpec {
         name: "model",
-        usage: "%model [list | use NAME | info [NAME] | status | stats | rm NAME]",
+        usage: "%model [list | use NAME | info [NAME] | status | stats | import PATH [NAME] | rm NAME]",
         summary: "List, inspect and choose the model prompt cells use.",
         help: "* `%model` or `%model list` — the models in the model directory, as a table (`*` marks this session's)\n\
                * `%model use NAME` — prompt cells of this session use NAME (a file stem or a unique prefix); the conversation is kept\n\
                * `%model info [NAME]` — one model's details\n\
                * `%model status` — whether the backend can serve, and where it looks\n\
                * `%model stats` — this session's prompts per model: turns, tokens, tokens/s, time to first token\n\
+               * `%model import PATH [NAME]` — copy a local GGUF file into the model directory (checked first)\n\
                * `%model rm NAME` — delete a model file",
-        subcommands: &["list", "use", "info", "status", "stats", "rm"],
+        subcommands: &["list", "use", "info", "status", "stats", "import", "rm"],
         takes_variable: false,
     },
     MagicSpec {

@@ -12,7 +12,8 @@ use crate::magics::vars::html_escape;
 use crate::prompt::{current_model, provider_error};
 use crate::Models;
 
-const USAGE: &str = "%model [list | use NAME | info [NAME] | status | stats | rm NAME]";
+const USAGE: &str =
+    "%model [list | use NAME | info [NAME] | status | stats | import PATH [NAME] | rm NAME]";
 
 fn models(ctx: &ExecContext<'_>) -> Result<Models, KernelError> {
     ctx.shared.config.models.clone().ok_or(KernelError::NoModel)
@@ -191,6 +192,19 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
                     .display(DisplayData::new(table(&header, &rows)))
                     .await;
             }
+            Ok(())
+        }
+        ["import", path] | ["import", path, _] => {
+            let name = words.get(2).map(String::as_str);
+            let info = models
+                .provider
+                .import(std::path::Path::new(path), name)
+                .await
+                .map_err(provider_error)?;
+            let rows = vec![row(&info, &current)];
+            ctx.out
+                .display(DisplayData::new(table(&COLUMNS, &rows)))
+                .await;
             Ok(())
         }
         ["rm", name] => {

@@ -113,6 +113,49 @@ impl CandleProvider {
         }
     }
 
+    /// Copies a local GGUF file into the model directory as `name` (default:
+    /// the file's own name), after checking it is a complete, supported
+    /// model. The copy is written aside and renamed into place, so a failed
+    /// import leaves no half file behind as a model.
+    pub async fn import_file(
+        &self,
+        source: &Path,
+        name: Option<&str>,
+    ) -> Result<ModelInfo, ProviderError> {
+        let source = source.to_owned();
+        let dir = self.model_dir.clone();
+        let name = name.map(str::to_lowercase);
+        tokio::task::spawn_blocking(move || {
+            GgufFile::open(&source)?;
+            let stem = match name {
+                Some(n) => n,
+                None => model_name(&source).ok_or_else(|| gguf::invalid(&source, "it has no file name"))?,
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ProviderError::Other(format!("cannot create {}: {e}", dir.display())))?;
+            let target = dir.join(format!("{stem}.gguf"));
+            if target.exists() {
+                return Err(ProviderError::Other(format!(
+                    "a model named `{stem}` already exists ({}); remove it first or import under another name",
+                    target.display()
+                )));
+            }
+            let partial = dir.join(format!(".{stem}.gguf.partial"));
+            let copied = std::fs::copy(&source, &partial).and_then(|_| std::fs::rename(&partial, &target));
+            if let Err(e) = copied {
+                let _ = std::fs::remove_file(&partial);
+                return Err(ProviderError::Other(format!(
+                    "cannot copy {} into {}: {e}",
+                    source.display(),
+                    dir.display()
+                )));
+            }
+            Self::info_for(&stem, &target)
+        })
+        .await
+        .map_err(|e| ProviderError::Other(e.to_string()))?
+    }
+
     fn info_for(name: &str, path: &Path) -> Result<ModelInfo, ProviderError> {
         let gguf = GgufFile::open(path)?;
         Ok(ModelInfo {
@@ -207,6 +250,10 @@ impl Provider for CandleProvider {
              copy a .gguf file into {} (packaging/fetch-default-model installs the default)",
             self.model_dir.display()
         )))
+    }
+
+    async fn import(&self, source: &Path, name: Option<&str>) -> Result<ModelInfo, ProviderError> {
+        self.import_file(source, name).await
     }
 
     async fn remove(&self, model: &str) -> Result<(), ProviderError> {
