@@ -65,6 +65,21 @@ async fn a_prompt_cell_streams_the_answer_and_keeps_the_conversation() {
         .as_u64()
         .unwrap();
     assert!(tokens > meta["prompt_tokens"].as_u64().unwrap() + 5);
+
+    let stats = run(&mut client, "%model stats").await;
+    let table = stats.of_type("display_data").next().unwrap().content["data"]["text/plain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("smollm2-135m"))
+        .unwrap_or_else(|| panic!("no row for the model: {table}"));
+    assert_eq!(
+        row.split_whitespace().nth(1),
+        Some("2"),
+        "two turns: {table}"
+    );
 }
 
 /// Interrupts `delay` after the answer starts showing; records when.

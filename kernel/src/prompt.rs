@@ -159,6 +159,12 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
     if let Some(stats) = &stats {
         ctx.out
             .set_metadata("model", generation_metadata(&model, stats));
+        ctx.shared
+            .state()
+            .model_stats
+            .entry(model.clone())
+            .or_default()
+            .record(stats);
     }
     if let Some(e) = failure {
         return Err(provider_error(e));
