@@ -120,8 +120,8 @@ async fn invalid_content_gets_an_error_reply_not_silence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_does_not_stall_the_kernel() {
     let daemon = Daemon::start(&[]);
-    // Connected and subscribed, but never reads IOPub again.
-    let _stalled = daemon.client().await;
+    // Subscribed, but never reads: its TCP buffers fill and stay full.
+    let _stalled = harness::stalled_subscriber(&daemon.info);
     let mut client = daemon.client().await;
     let t = std::time::Instant::now();
     // ~16 MB of output: far more than the stalled peer's socket buffers hold.

@@ -266,7 +266,7 @@ impl KernelClient {
     }
 
     /// Waits until the kernel answers `kernel_info_request` and this
-    /// client's IOPub subscription is live (an `iopub_welcome` or any
+    /// client's IOPub subscription is live (any
     /// message arrived), as `jupyter_client`'s `wait_for_ready` does.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Message, ClientError> {
         let deadline = Instant::now() + timeout;
@@ -281,7 +281,7 @@ impl KernelClient {
             let wait =
                 Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
             if self.recv_iopub(wait).await.is_ok() {
-                // Drain what is already there (welcome, busy, idle).
+                // Drain what is already there (busy, idle).
                 while self.recv_iopub(Duration::from_millis(50)).await.is_ok() {}
                 return Ok(info);
             }

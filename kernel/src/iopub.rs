@@ -1,5 +1,4 @@
-//! Publishing on IOPub: status, output, and the welcome for new
-//! subscribers.
+//! Publishing on IOPub: status and output.
 //!
 //! Publishing never waits for subscribers (the transport drops at its
 //! high-water mark, as PUB does); [`Iopub::flush`] waits only until earlier
@@ -8,14 +7,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::Serialize;
-use skillkernel_protocol::content::{ExecutionState, IopubWelcome, Status};
+use skillkernel_protocol::content::{ExecutionState, Status};
 use skillkernel_protocol::{Header, Message, Signer};
 use skillkernel_transport::FrameSender;
-use tokio::sync::mpsc;
-
-use crate::session::Shared;
 
 /// The kernel's IOPub publisher.
 pub struct Iopub {
@@ -71,21 +66,5 @@ impl Iopub {
         if let Err(e) = self.sender.flush().await {
             tracing::debug!(error = %e, "IOPub flush failed");
         }
-    }
-}
-
-/// Greets each new IOPub subscription with `iopub_welcome` (JEP 65), so a
-/// client knows when its subscription is live and no output is lost.
-pub(crate) async fn welcome_subscribers(
-    shared: Arc<Shared>,
-    mut subscriptions: mpsc::UnboundedReceiver<Bytes>,
-) {
-    while let Some(topic) = subscriptions.recv().await {
-        let subscription = String::from_utf8_lossy(&topic).into_owned();
-        tracing::debug!(%subscription, "new IOPub subscriber");
-        shared
-            .iopub
-            .publish(None, "iopub_welcome", IopubWelcome { subscription })
-            .await;
     }
 }

@@ -13,7 +13,6 @@
 //!   ([`control`]);
 //! * a **stdin reader** that routes `input_reply`s to the cell waiting for
 //!   them ([`stdin`]);
-//! * an **IOPub welcomer** that greets new subscribers ([`iopub`]).
 //!
 //! A cell is parsed by [`cell`] into a prompt, line magics, a cell magic or
 //! `!commands`, and run by [`execute`] with an [`execute::Output`] that
@@ -151,10 +150,6 @@ impl Kernel {
         let (shared, exit) = Shared::new(signer, config, iopub.sender, stdin.sender);
         let shared = Arc::new(shared);
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(iopub::welcome_subscribers(
-            shared.clone(),
-            iopub.subscriptions,
-        )));
         tasks.push(tokio::spawn(stdin::read_replies(
             shared.clone(),
             stdin.receiver,

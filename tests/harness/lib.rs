@@ -163,3 +163,43 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// An IOPub subscriber that subscribes to everything and then never reads,
+/// at the TCP level: a bare ZMTP 3.0 `SUB` handshake on a plain socket
+/// (the `zeromq` crate's own SUB socket keeps reading into memory, so it
+/// cannot stall a publisher). Holding the returned stream keeps it stalled.
+pub fn stalled_subscriber(info: &ConnectionInfo) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect((info.ip.as_str(), info.iopub_port)).expect("connect IOPub");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // Greeting: signature, version 3.0, NULL mechanism, as-server = 0.
+    let mut greeting = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0];
+    let mut mechanism = b"NULL".to_vec();
+    mechanism.resize(20, 0);
+    greeting.extend(mechanism);
+    greeting.resize(64, 0);
+    stream.write_all(&greeting).expect("send greeting");
+    let mut peer = [0u8; 64];
+    stream.read_exact(&mut peer).expect("read greeting");
+    // READY command with Socket-Type SUB.
+    let mut ready = vec![5u8];
+    ready.extend(b"READY");
+    ready.push(11);
+    ready.extend(b"Socket-Type");
+    ready.extend(3u32.to_be_bytes());
+    ready.extend(b"SUB");
+    let mut frame = vec![0x04, ready.len() as u8];
+    frame.extend(ready);
+    stream.write_all(&frame).expect("send READY");
+    // The publisher's READY.
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).expect("read READY");
+    let mut body = vec![0u8; head[1] as usize];
+    stream.read_exact(&mut body).expect("read READY body");
+    // Subscribe to every topic: a one-byte message `\x01`.
+    stream.write_all(&[0x00, 0x01, 0x01]).expect("subscribe");
+    stream
+}

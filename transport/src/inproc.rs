@@ -95,16 +95,13 @@ fn router_pair(name: &'static str) -> (Channel, Channel) {
     (kernel, client)
 }
 
-/// A connected kernel/client pair with no sockets. The client is
-/// subscribed to IOPub from the start, and the kernel is told so.
+/// A connected kernel/client pair with no sockets. The client receives
+/// every IOPub message from the start.
 pub fn pair() -> (KernelSockets, ClientSockets) {
     let (shell_k, shell_c) = router_pair("shell");
     let (control_k, control_c) = router_pair("control");
     let (stdin_k, stdin_c) = router_pair("stdin");
     let (iopub_tx, iopub_rx) = mpsc::unbounded_channel();
-    let (sub_tx, sub_rx) = mpsc::unbounded_channel();
-    // The in-process client subscribes to everything at once.
-    let _ = sub_tx.send(Bytes::new());
     let (hb_to_kernel, mut hb_kernel_rx) = mpsc::unbounded_channel::<Frames>();
     let (hb_to_client, hb_client_rx) = mpsc::unbounded_channel();
     let echo = tokio::spawn(async move {
@@ -124,7 +121,6 @@ pub fn pair() -> (KernelSockets, ClientSockets) {
                 tx: iopub_tx,
                 routing: Routing::None,
             }),
-            subscriptions: sub_rx,
         },
         heartbeat: HeartbeatGuard::new(move || echo.abort()),
     };
@@ -169,10 +165,6 @@ mod tests {
         kernel.shell.sender.send(got).await.unwrap();
         let back = client.shell.receiver.recv().await.unwrap();
         assert_eq!(back, vec![Bytes::from_static(b"hello")]);
-        assert_eq!(
-            kernel.iopub.subscriptions.recv().await.unwrap(),
-            Bytes::new()
-        );
     }
 
     #[tokio::test]

@@ -8,10 +8,10 @@
 //! receivers; [`ClientSockets`] is the matching client side used by
 //! `skillctl` and the tests.
 //!
-//! * [`zmq`]: ZeroMQ over TCP on the pure-Rust `zeromq` crate. IOPub is an
-//!   XPUB socket whose subscription events are reported so the kernel can
-//!   send `iopub_welcome`; the heartbeat echoes on its own OS thread so
-//!   it answers while the kernel is busy.
+//! * [`zmq`]: ZeroMQ over TCP on the pure-Rust `zeromq` crate. IOPub is a
+//!   PUB socket, which queues per subscriber and drops for one that stops
+//!   reading; the heartbeat echoes on its own OS thread so it answers
+//!   while the kernel is busy.
 //! * [`inproc`]: tokio channels, for fast tests of the kernel with no
 //!   sockets at all.
 //!
@@ -29,7 +29,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use skillkernel_protocol::ConnectionInfo;
 use thiserror::Error;
-use tokio::sync::mpsc;
 
 /// One multipart message as raw frames.
 pub type Frames = Vec<Bytes>;
@@ -86,9 +85,6 @@ pub struct Channel {
 /// The IOPub channel, kernel side.
 pub struct IopubChannel {
     pub sender: Arc<dyn FrameSender>,
-    /// Topics that subscribers subscribed to (XPUB), so the kernel can
-    /// greet them with `iopub_welcome`.
-    pub subscriptions: mpsc::UnboundedReceiver<Bytes>,
 }
 
 /// Everything a kernel listens on.

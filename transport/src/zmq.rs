@@ -1,18 +1,18 @@
 //! ZeroMQ over TCP, on the pure-Rust `zeromq` crate.
 //!
-//! Kernel side: ROUTER for shell, control and stdin; XPUB for IOPub, driven
-//! by one task that both publishes and reads subscription events; REP for
-//! the heartbeat on a dedicated OS thread with its own small runtime, so a
-//! kernel busy with long work still answers pings.
+//! Kernel side: ROUTER for shell, control and stdin; PUB for IOPub, fed by
+//! one task from a bounded queue; REP for the heartbeat on a dedicated OS
+//! thread with its own small runtime, so a kernel busy with long work still
+//! answers pings.
 //!
-//! IOPub keeps PUB's contract as far as the crate allows: a publisher never
-//! waits on a slow subscriber. Messages queue up to
-//! [`IOPUB_HIGH_WATER_MARK`] and are dropped beyond it, as libzmq drops at
-//! its high-water mark. The crate's XPUB writes to each subscriber in turn
-//! and waits while one's TCP buffer is full, so each send is bounded by
-//! [`IOPUB_SEND_TIMEOUT`]: a subscriber that stops reading loses messages
-//! (a partly written one stays buffered and completes later), and
-//! everyone else is delayed by at most that long per message.
+//! IOPub never waits on a subscriber. The kernel's queue holds up to
+//! [`IOPUB_HIGH_WATER_MARK`] messages and drops beyond it, as libzmq drops
+//! at its high-water mark; the crate's PUB socket then gives each
+//! subscriber its own queue, so one that stops reading loses messages
+//! without holding up the others. (The crate's XPUB, which would report
+//! subscriptions for `iopub_welcome`, writes to subscribers one after
+//! another and blocks on a full one, starving everyone else; PUB is chosen
+//! for that reason.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,8 +24,8 @@ use skillkernel_protocol::ConnectionInfo;
 use tokio::sync::{mpsc, oneshot};
 use zeromq::prelude::*;
 use zeromq::{
-    util::PeerIdentity, DealerSocket, Endpoint, RepSocket, ReqSocket, RouterSocket, SocketOptions,
-    SubSocket, XPubSocket, ZmqMessage,
+    util::PeerIdentity, DealerSocket, Endpoint, PubSocket, RepSocket, ReqSocket, RouterSocket,
+    SocketOptions, SubSocket, ZmqMessage,
 };
 
 use crate::{
@@ -35,10 +35,6 @@ use crate::{
 
 /// IOPub messages queued beyond this are dropped (libzmq's default SNDHWM).
 pub const IOPUB_HIGH_WATER_MARK: usize = 1000;
-/// Longest one IOPub send may wait for subscribers' sockets.
-pub const IOPUB_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(25);
-/// Longest [`FrameSender::flush`] waits for the IOPub queue to drain.
-pub const IOPUB_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The ZeroMQ transport.
 #[derive(Debug, Default, Clone, Copy)]
@@ -179,58 +175,34 @@ impl FrameSender for IopubTx {
 
     async fn flush(&self) -> Result<(), TransportError> {
         let (tx, rx) = oneshot::channel();
-        let wait = async {
-            self.queue
-                .send(IopubItem::Flush(tx))
-                .await
-                .map_err(|_| TransportError::Closed("iopub"))?;
-            rx.await.map_err(|_| TransportError::Closed("iopub"))
-        };
-        match tokio::time::timeout(IOPUB_FLUSH_TIMEOUT, wait).await {
-            Ok(result) => result,
-            Err(_) => {
-                // Subscribers are not keeping up; replies must not wait on them.
-                tracing::warn!("IOPub flush timed out; subscribers are slow");
-                Ok(())
-            }
-        }
+        self.queue
+            .send(IopubItem::Flush(tx))
+            .await
+            .map_err(|_| TransportError::Closed("iopub"))?;
+        rx.await.map_err(|_| TransportError::Closed("iopub"))
     }
 }
 
 async fn bind_iopub(info: &mut ConnectionInfo) -> Result<IopubChannel, TransportError> {
-    let mut socket = XPubSocket::new();
+    let mut socket = PubSocket::new();
     bind(&mut socket, info, ChannelPort::IoPub).await?;
     let (queue, mut items) = mpsc::channel::<IopubItem>(IOPUB_HIGH_WATER_MARK);
-    let (sub_tx, sub_rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                item = items.recv() => match item {
-                    Some(IopubItem::Frames(frames)) => match to_zmq(frames) {
-                        Ok(msg) => match tokio::time::timeout(IOPUB_SEND_TIMEOUT, socket.send(msg)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => tracing::debug!(error = %e, "IOPub send failed"),
-                            Err(_) => tracing::debug!("IOPub send timed out: a subscriber is not reading"),
-                        },
-                        Err(e) => tracing::warn!(error = %e, "IOPub message not sendable"),
-                    },
-                    Some(IopubItem::Flush(done)) => {
-                        let _ = done.send(());
-                    }
-                    None => break,
-                },
-                event = socket.recv() => match event {
-                    // XPUB reports `\x01topic` for subscribe, `\x00topic` for unsubscribe.
+        while let Some(item) = items.recv().await {
+            match item {
+                IopubItem::Frames(frames) => match to_zmq(frames) {
+                    // PUB hands the message to each subscriber's own queue
+                    // and returns; it never waits on a subscriber.
                     Ok(msg) => {
-                        if let Some(frame) = msg.get(0) {
-                            if frame.first() == Some(&1) {
-                                let _ = sub_tx.send(frame.slice(1..));
-                            }
+                        if let Err(e) = socket.send(msg).await {
+                            tracing::debug!(error = %e, "IOPub send failed");
                         }
                     }
-                    Err(e) => tracing::debug!(error = %e, "IOPub subscriber event error"),
+                    Err(e) => tracing::warn!(error = %e, "IOPub message not sendable"),
                 },
+                IopubItem::Flush(done) => {
+                    let _ = done.send(());
+                }
             }
         }
     });
@@ -239,7 +211,6 @@ async fn bind_iopub(info: &mut ConnectionInfo) -> Result<IopubChannel, Transport
             queue,
             dropped: Arc::new(AtomicU64::new(0)),
         }),
-        subscriptions: sub_rx,
     })
 }
 

@@ -64,10 +64,3 @@ pub enum ExecutionState {
 pub struct ClearOutput {
     pub wait: bool,
 }
-
-/// `iopub_welcome` (JEP 65): sent by an XPUB IOPub socket when a client
-/// subscribes, so the client knows its subscription is live.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IopubWelcome {
-    pub subscription: String,
-}
