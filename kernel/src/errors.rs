@@ -1,6 +1,7 @@
 //! Errors a cell can end in, each with the `ename` Jupyter shows.
 
 use skillkernel_protocol::content::ErrorContent;
+use skillkernel_providers::ProviderError;
 use thiserror::Error;
 
 /// Why a cell failed. The `Display` text is the `evalue`; [`KernelError::ename`]
@@ -74,6 +75,23 @@ impl KernelError {
             magic: format!("%{magic}"),
             message: message.into(),
             usage: usage.to_owned(),
+        }
+    }
+}
+
+impl From<ProviderError> for KernelError {
+    /// A model backend's failure as the notebook sees it.
+    fn from(e: ProviderError) -> Self {
+        let ename = match &e {
+            ProviderError::Cancelled => return KernelError::Interrupted,
+            ProviderError::ModelNotFound { .. } => "ModelNotFoundError",
+            ProviderError::InvalidModel { .. } => "InvalidModelError",
+            ProviderError::Unavailable { .. } => "ModelUnavailableError",
+            _ => "ModelError",
+        };
+        KernelError::Model {
+            ename,
+            message: e.to_string(),
         }
     }
 }

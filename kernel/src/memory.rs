@@ -6,23 +6,21 @@
 //! life. When the shell queue drains after enough work, the kernel asks
 //! the allocator to return free pages to the system.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 /// Requests handled since the last trim that make a trim worthwhile.
 const TRIM_AFTER_REQUESTS: u64 = 256;
 
 /// Counts handled requests and trims when the queue has drained.
 #[derive(Debug, Default)]
 pub(crate) struct Trimmer {
-    since_trim: AtomicU64,
+    since_trim: u64,
 }
 
 impl Trimmer {
     /// Notes one handled request; `queue_empty` says whether more wait.
-    pub(crate) fn handled(&self, queue_empty: bool) {
-        let n = self.since_trim.fetch_add(1, Ordering::Relaxed) + 1;
-        if queue_empty && n >= TRIM_AFTER_REQUESTS {
-            self.since_trim.store(0, Ordering::Relaxed);
+    pub(crate) fn handled(&mut self, queue_empty: bool) {
+        self.since_trim += 1;
+        if queue_empty && self.since_trim >= TRIM_AFTER_REQUESTS {
+            self.since_trim = 0;
             // Trimming walks the heap; keep it off the IO threads.
             tokio::task::spawn_blocking(release_free_memory);
         }

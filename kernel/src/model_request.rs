@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use skillkernel_protocol::content::ErrorContent;
 
 use crate::errors::KernelError;
-use crate::prompt::provider_error;
 use crate::session::Shared;
 
 #[derive(Debug, Deserialize)]
@@ -34,32 +33,24 @@ fn need_model(req: &ModelRequest) -> Result<&str, KernelError> {
 
 async fn answer(shared: &Arc<Shared>, req: ModelRequest) -> Result<Value, KernelError> {
     let models = shared.config.models.clone().ok_or(KernelError::NoModel)?;
-    let current = shared
-        .state()
-        .current_model
-        .clone()
-        .unwrap_or_else(|| models.default_model.clone());
+    let current = shared.current_model().unwrap_or_default();
     let provider = &models.provider;
     Ok(match req.action.as_str() {
         "list" => {
-            json!({ "models": provider.list().await.map_err(provider_error)?, "current": current })
+            json!({ "models": provider.list().await?, "current": current })
         }
         "info" => {
             let name = req.model.clone().unwrap_or(current);
-            json!({ "model": provider.info(&name).await.map_err(provider_error)? })
+            json!({ "model": provider.info(&name).await? })
         }
         "status" => json!({ "providers": [provider.status().await], "current": current }),
         "use" => {
-            let info = provider
-                .info(need_model(&req)?)
-                .await
-                .map_err(provider_error)?;
-            shared.state().current_model = Some(info.name.clone());
+            let info = shared.use_model(need_model(&req)?).await?;
             json!({ "model": info, "current": info.name })
         }
         "remove" => {
             let name = need_model(&req)?;
-            provider.remove(name).await.map_err(provider_error)?;
+            provider.remove(name).await?;
             json!({ "removed": name })
         }
         other => {

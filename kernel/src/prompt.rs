@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use skillkernel_protocol::content::DisplayData;
-use skillkernel_providers::{
-    ChatMessage, CompletionRequest, GenerationStats, ProviderError, StreamEvent,
-};
+use skillkernel_providers::{ChatMessage, CompletionRequest, GenerationStats, StreamEvent};
 
 use crate::errors::KernelError;
 use crate::execute::output::markdown_bundle;
@@ -21,33 +19,6 @@ use crate::execute::ExecContext;
 
 /// Shortest time between two in-place updates of a streaming answer.
 pub const UPDATE_INTERVAL: Duration = Duration::from_millis(50);
-
-/// The model a session uses now.
-pub fn current_model(ctx: &ExecContext<'_>) -> Option<String> {
-    let models = ctx.shared.config.models.as_ref()?;
-    Some(
-        ctx.shared
-            .state()
-            .current_model
-            .clone()
-            .unwrap_or_else(|| models.default_model.clone()),
-    )
-}
-
-/// A provider failure as the notebook sees it.
-pub fn provider_error(e: ProviderError) -> KernelError {
-    let ename = match &e {
-        ProviderError::Cancelled => return KernelError::Interrupted,
-        ProviderError::ModelNotFound { .. } => "ModelNotFoundError",
-        ProviderError::InvalidModel { .. } => "InvalidModelError",
-        ProviderError::Unavailable { .. } => "ModelUnavailableError",
-        _ => "ModelError",
-    };
-    KernelError::Model {
-        ename,
-        message: e.to_string(),
-    }
-}
 
 /// Runs `text` as a chat turn of the session's conversation.
 pub async fn run(ctx: &mut ExecContext<'_>, text: &str) -> Result<(), KernelError> {
@@ -90,7 +61,7 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
     let Some(models) = ctx.shared.config.models.clone() else {
         return Err(KernelError::NoModel);
     };
-    let model = current_model(ctx).unwrap_or_default();
+    let model = ctx.shared.current_model().unwrap_or_default();
     let user = ChatMessage {
         role: "user".into(),
         content: text.to_owned(),
@@ -117,10 +88,13 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         .provider
         .stream(request, cancel)
         .await
-        .map_err(provider_error)?;
+        .map_err(KernelError::from)?;
     let display_id = format!("answer-{}", ctx.request.header.msg_id);
     let mut answer = String::new();
     let mut shown = false;
+    // Length of the answer as last published, so the final update is sent
+    // only when there is something new.
+    let mut sent = 0;
     let mut last_update = Instant::now();
     let mut stats: Option<GenerationStats> = None;
     let mut failure = None;
@@ -133,9 +107,11 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
                         DisplayData::new(markdown_bundle(&answer)).with_display_id(&display_id);
                     ctx.out.display(display).await;
                     shown = true;
+                    sent = answer.len();
                     last_update = Instant::now();
                 } else if last_update.elapsed() >= UPDATE_INTERVAL {
                     update(ctx, &display_id, &answer).await;
+                    sent = answer.len();
                     last_update = Instant::now();
                 }
             }
@@ -143,7 +119,7 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
             Err(e) => failure = Some(e),
         }
     }
-    if shown {
+    if shown && sent < answer.len() {
         update(ctx, &display_id, &answer).await;
     }
     // The turn joins the conversation, even when cut short, so the next
@@ -167,7 +143,7 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
             .record(stats);
     }
     if let Some(e) = failure {
-        return Err(provider_error(e));
+        return Err(e.into());
     }
     if ctx.cancel.is_cancelled()
         || stats

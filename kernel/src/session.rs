@@ -8,7 +8,9 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 use skillkernel_protocol::{Header, Message, Signer};
-use skillkernel_providers::ChatMessage;
+use skillkernel_providers::{ChatMessage, ModelInfo};
+
+use crate::errors::KernelError;
 use skillkernel_transport::FrameSender;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -123,6 +125,25 @@ impl Shared {
     /// The session state, locked.
     pub fn state(&self) -> MutexGuard<'_, SessionState> {
         lock(&self.state)
+    }
+
+    /// The model this session's prompts use, if a model backend is set up.
+    pub fn current_model(&self) -> Option<String> {
+        let models = self.config.models.as_ref()?;
+        Some(
+            self.state()
+                .current_model
+                .clone()
+                .unwrap_or_else(|| models.default_model.clone()),
+        )
+    }
+
+    /// Makes `name` this session's model once the backend knows it.
+    pub async fn use_model(&self, name: &str) -> Result<ModelInfo, KernelError> {
+        let models = self.config.models.as_ref().ok_or(KernelError::NoModel)?;
+        let info = models.provider.info(name).await?;
+        self.state().current_model = Some(info.name.clone());
+        Ok(info)
     }
 
     /// A fresh header from this kernel.

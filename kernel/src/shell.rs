@@ -73,7 +73,7 @@ async fn execute_in_order(
     sender: Arc<dyn FrameSender>,
     mut queue: mpsc::UnboundedReceiver<Message>,
 ) {
-    let trimmer = Trimmer::default();
+    let mut trimmer = Trimmer::default();
     while let Some(msg) = queue.recv().await {
         let queued_before_failure = handle(&shared, sender.as_ref(), &msg, &mut queue).await;
         for queued in queued_before_failure {

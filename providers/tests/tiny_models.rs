@@ -33,6 +33,15 @@ fn greedy(max_tokens: u32) -> GenerationOptions {
     }
 }
 
+async fn model_names(p: &CandleProvider) -> Vec<String> {
+    p.list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect()
+}
+
 async fn generate(
     p: &CandleProvider,
     req: CompletionRequest,
@@ -54,13 +63,7 @@ async fn llama_and_qwen2_shapes_load_and_generate_deterministically() {
     tiny_gguf::write(dir.path(), "tiny-llama", Shape::llama(), None);
     tiny_gguf::write(dir.path(), "tiny-qwen2", Shape::qwen2(), None);
     let p = CandleProvider::new(dir.path()).unwrap();
-    let names: Vec<String> = p
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
+    let names = model_names(&p).await;
     assert_eq!(names, ["tiny-llama", "tiny-qwen2"]);
     for model in ["tiny-llama", "tiny-qwen2"] {
         let info = p.info(model).await.unwrap();
@@ -247,13 +250,7 @@ async fn bad_model_files_give_clear_errors_and_the_backend_keeps_serving() {
     assert!(missing.contains("fetch-default-model"), "{missing}");
     // `list` skips the broken files and still shows the good one, which
     // still generates.
-    let names: Vec<String> = p
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.name)
-        .collect();
+    let names = model_names(&p).await;
     assert_eq!(names, ["good"]);
     let (_, stats) = generate(&p, request("good", greedy(4))).await;
     assert!(stats.completion_tokens > 0);

@@ -386,7 +386,7 @@ struct ReqChannel {
 }
 
 #[async_trait]
-impl FrameSender for Arc<ReqChannel> {
+impl FrameSender for ReqChannel {
     async fn send(&self, frames: Frames) -> Result<(), TransportError> {
         let err = |reason| TransportError::Send {
             channel: "heartbeat",
@@ -444,10 +444,10 @@ pub async fn connect(
         .await
         .map_err(|e| connect_err(&hb_endpoint, e))?;
     let (reply_tx, reply_rx) = mpsc::unbounded_channel();
-    let req = Arc::new(ReqChannel {
+    let req = ReqChannel {
         socket: tokio::sync::Mutex::new(req),
         reply_tx,
-    });
+    };
     Ok(ClientSockets {
         shell,
         control,

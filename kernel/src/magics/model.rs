@@ -9,7 +9,6 @@ use crate::errors::KernelError;
 use crate::execute::output::markdown_bundle;
 use crate::execute::ExecContext;
 use crate::magics::vars::html_escape;
-use crate::prompt::{current_model, provider_error};
 use crate::Models;
 
 const USAGE: &str =
@@ -94,7 +93,7 @@ const COLUMNS: [&str; 7] = ["", "name", "backend", "family", "quant", "size", "c
 pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
     let words = split_args(args);
     let models = models(ctx)?;
-    let current = current_model(ctx).unwrap_or_default();
+    let current = ctx.shared.current_model().unwrap_or_default();
     match words
         .iter()
         .map(String::as_str)
@@ -102,7 +101,7 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
         .as_slice()
     {
         [] | ["list"] => {
-            let list = models.provider.list().await.map_err(provider_error)?;
+            let list = models.provider.list().await?;
             if list.is_empty() {
                 let status = models.provider.status().await;
                 let text = format!(
@@ -121,8 +120,7 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
             Ok(())
         }
         ["use", name] => {
-            let info = models.provider.info(name).await.map_err(provider_error)?;
-            ctx.shared.state().current_model = Some(info.name.clone());
+            let info = ctx.shared.use_model(name).await?;
             let text = format!("Prompt cells now use **{}** ({}).", info.name, info.backend);
             ctx.out
                 .display(DisplayData::new(markdown_bundle(&text)))
@@ -131,7 +129,7 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
         }
         ["info"] | ["info", _] => {
             let name = words.get(1).cloned().unwrap_or(current.clone());
-            let info = models.provider.info(&name).await.map_err(provider_error)?;
+            let info = models.provider.info(&name).await?;
             let rows = vec![row(&info, &current)];
             ctx.out
                 .display(DisplayData::new(table(&COLUMNS, &rows)))
@@ -199,8 +197,7 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
             let info = models
                 .provider
                 .import(std::path::Path::new(path), name)
-                .await
-                .map_err(provider_error)?;
+                .await?;
             let rows = vec![row(&info, &current)];
             ctx.out
                 .display(DisplayData::new(table(&COLUMNS, &rows)))
@@ -208,7 +205,7 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
             Ok(())
         }
         ["rm", name] => {
-            models.provider.remove(name).await.map_err(provider_error)?;
+            models.provider.remove(name).await?;
             let text = format!("Removed model `{name}`.");
             ctx.out
                 .display(DisplayData::new(markdown_bundle(&text)))

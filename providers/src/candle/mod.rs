@@ -15,7 +15,7 @@ mod tokenizer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -267,7 +267,9 @@ impl Provider for CandleProvider {
         ProviderStatus {
             backend: BACKEND.into(),
             available: count > 0,
-            version: Some(format!("candle {}", env!("CARGO_PKG_VERSION"))),
+            version: Some(
+                concat!("embedded (skillkernel ", env!("CARGO_PKG_VERSION"), ")").to_owned(),
+            ),
             detail: format!("{count} model file(s) in {}", self.model_dir.display()),
         }
     }
@@ -304,6 +306,3 @@ impl Provider for CandleProvider {
         })))
     }
 }
-
-/// Shared handle type the kernel keeps.
-pub type SharedCandle = Arc<CandleProvider>;
