@@ -6,6 +6,10 @@
 //!
 //! * [`candle`] — embedded inference on GGUF files (llama, qwen2, qwen3).
 //! * [`spec`] — model specifiers, `name[@backend]`.
+//! * [`registry`] — all backends behind one front: routing, profiles with
+//!   a local-first fallback chain, the response cache in front.
+//! * [`cache`] — answers to deterministic requests, in sled, with a TTL.
+//! * [`config`] — the `[models]` configuration everything above is built from.
 //!
 //! # What this crate must never do
 //!
@@ -13,8 +17,15 @@
 //! tokens come out as plain Rust values and streams that the kernel turns
 //! into Jupyter output.
 
+pub mod cache;
 pub mod candle;
+pub mod config;
+pub mod registry;
 pub mod spec;
+
+pub use cache::ResponseCache;
+pub use config::ModelsConfig;
+pub use registry::{Registry, Route};
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -113,6 +124,9 @@ pub struct GenerationStats {
     pub total_ms: f64,
     /// `stop` (EOS or a stop string), `length` or `cancelled`.
     pub finish_reason: String,
+    /// The answer came from the response cache, not from the model.
+    #[serde(default)]
+    pub cached: bool,
 }
 
 impl GenerationStats {
@@ -186,6 +200,11 @@ pub trait Provider: Send + Sync {
     fn backend(&self) -> &str;
     async fn list(&self) -> Result<Vec<ModelInfo>, ProviderError>;
     async fn info(&self, model: &str) -> Result<ModelInfo, ProviderError>;
+    /// The backend's own name for `model` when it has it — a cheap check
+    /// the registry makes before every routed request.
+    async fn has_model(&self, model: &str) -> Result<String, ProviderError> {
+        self.info(model).await.map(|info| info.name)
+    }
     async fn pull(&self, model: &str) -> Result<PullStream, ProviderError>;
     async fn remove(&self, model: &str) -> Result<(), ProviderError>;
     /// Adds a model from a local file, named `name` or after the file.

@@ -273,6 +273,7 @@ impl LoadedModel {
             first_token_ms: first_token_at.map(|t| (t - started).as_secs_f64() * 1e3),
             total_ms: (done - started).as_secs_f64() * 1e3,
             finish_reason: finish_reason.to_owned(),
+            cached: false,
         })
     }
 }

@@ -10,10 +10,11 @@
 mod detok;
 mod engine;
 pub mod gguf;
+pub mod pull;
 mod template;
 mod tokenizer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc as std_mpsc, Mutex};
 
@@ -45,6 +46,8 @@ struct Job {
 pub struct CandleProvider {
     model_dir: PathBuf,
     jobs: Mutex<std_mpsc::Sender<Job>>,
+    hub_url: String,
+    catalog: BTreeMap<String, String>,
 }
 
 impl CandleProvider {
@@ -55,10 +58,28 @@ impl CandleProvider {
             .name("candle-inference".into())
             .spawn(move || inference_thread(rx))
             .map_err(|e| ProviderError::Other(format!("cannot start the inference thread: {e}")))?;
+        let defaults = crate::config::CandleConfig::default();
         Ok(CandleProvider {
             model_dir: model_dir.into(),
             jobs: Mutex::new(tx),
+            hub_url: defaults.hub_url,
+            catalog: defaults.catalog,
         })
+    }
+
+    /// A backend over `model_dir` with the hub and catalog of `config`.
+    pub fn with_config(
+        model_dir: impl Into<PathBuf>,
+        config: &crate::config::CandleConfig,
+    ) -> Result<Self, ProviderError> {
+        let mut provider = Self::new(model_dir)?;
+        provider.hub_url = config.hub_url.clone();
+        provider.catalog = config
+            .catalog
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), v.clone()))
+            .collect();
+        Ok(provider)
     }
 
     pub fn model_dir(&self) -> &Path {
@@ -244,12 +265,24 @@ impl Provider for CandleProvider {
             .map_err(|e| ProviderError::Other(e.to_string()))?
     }
 
+    async fn has_model(&self, model: &str) -> Result<String, ProviderError> {
+        self.resolve(model).map(|(name, _)| name)
+    }
+
     async fn pull(&self, model: &str) -> Result<PullStream, ProviderError> {
-        Err(ProviderError::Unsupported(format!(
-            "pulling `{model}` into the Candle backend is not available in this build; \
-             copy a .gguf file into {} (packaging/fetch-default-model installs the default)",
-            self.model_dir.display()
-        )))
+        let path = self
+            .catalog
+            .get(&model.to_lowercase())
+            .map(String::as_str)
+            .unwrap_or(model);
+        let target = pull::HubFile::parse(path).ok_or_else(|| ProviderError::ModelNotFound {
+            model: model.to_owned(),
+            hint: format!(
+                "pull takes ORG/REPO/FILE.gguf from the hub at {} or a name from [models.candle.catalog] in the config",
+                self.hub_url
+            ),
+        })?;
+        Ok(pull::start(&self.hub_url, target, &self.model_dir))
     }
 
     async fn import(&self, source: &Path, name: Option<&str>) -> Result<ModelInfo, ProviderError> {

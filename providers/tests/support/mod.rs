@@ -1,1 +1,2 @@
+pub mod fake_hub;
 pub mod tiny_gguf;

@@ -1,0 +1,196 @@
+//! The `[models]` part of skillkernel's configuration: which backends run,
+//! in which order, the routing profiles, the response cache.
+//!
+//! Every field has a default, so an empty file (or none) gives the
+//! embedded backend with the default model, Ollama at its usual address as
+//! a second choice, and a one-day cache for deterministic answers. The
+//! daemon reads this from TOML; see `docs/operations.md` for a full file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::GenerationOptions;
+
+/// The routing profiles every configuration has, cheapest first.
+pub const PROFILES: [&str; 3] = ["cheap", "balanced", "premium"];
+
+/// Model settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Where the embedded backend keeps its GGUF files.
+    pub dir: Option<PathBuf>,
+    /// What prompt cells start with: a model, `name@backend`, or a profile.
+    pub default: String,
+    /// The system message opening every conversation; empty for none.
+    pub system_prompt: String,
+    /// Backends in fallback order, local first.
+    pub backends: Vec<String>,
+    /// Sampling and length settings for prompt cells.
+    pub generation: GenerationConfig,
+    pub candle: CandleConfig,
+    pub ollama: OllamaConfig,
+    /// Profile name → model specifiers tried in order.
+    pub profiles: BTreeMap<String, Vec<String>>,
+    pub cache: CacheConfig,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig {
+            dir: None,
+            default: "smollm2-135m".into(),
+            system_prompt: "You are a helpful assistant.".into(),
+            backends: vec!["candle".into(), "ollama".into()],
+            generation: GenerationConfig::default(),
+            candle: CandleConfig::default(),
+            ollama: OllamaConfig::default(),
+            profiles: BTreeMap::new(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// Sampling and length settings (see [`GenerationOptions`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationConfig {
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_k: Option<u32>,
+    pub top_p: Option<f32>,
+    /// 1.0 turns the penalty off.
+    pub repeat_penalty: f32,
+    pub seed: Option<u64>,
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig {
+            max_tokens: 512,
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            repeat_penalty: 1.1,
+            seed: None,
+            stop: Vec::new(),
+        }
+    }
+}
+
+impl GenerationConfig {
+    pub fn options(&self) -> GenerationOptions {
+        GenerationOptions {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repeat_penalty: Some(self.repeat_penalty).filter(|p| (*p - 1.0).abs() > f32::EPSILON),
+            seed: self.seed,
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+/// The embedded backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CandleConfig {
+    /// Inference threads; 0 means one per core.
+    pub threads: usize,
+    /// Base URL of the Hugging Face-style hub `pull` downloads from.
+    pub hub_url: String,
+    /// Short names for `pull`: name → `ORG/REPO/FILE.gguf`.
+    pub catalog: BTreeMap<String, String>,
+}
+
+impl Default for CandleConfig {
+    fn default() -> Self {
+        CandleConfig {
+            threads: 0,
+            hub_url: "https://huggingface.co".into(),
+            catalog: BTreeMap::new(),
+        }
+    }
+}
+
+/// The Ollama backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OllamaConfig {
+    /// Server address; unset means `OLLAMA_HOST`, else `127.0.0.1:11434`.
+    pub host: Option<String>,
+}
+
+/// The response cache for deterministic requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// How long an answer stays valid, in seconds.
+    pub ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+impl ModelsConfig {
+    /// The chain of specifiers a profile tries: its configured models, then
+    /// the default model (when that is not itself a profile), so every
+    /// profile ends on something local.
+    pub fn profile_chain(&self, profile: &str) -> Option<Vec<String>> {
+        let configured = self.profiles.get(profile);
+        if configured.is_none() && !PROFILES.contains(&profile) {
+            return None;
+        }
+        let mut chain: Vec<String> = configured.cloned().unwrap_or_default();
+        if !self.is_profile(&self.default) && !chain.contains(&self.default) {
+            chain.push(self.default.clone());
+        }
+        Some(chain)
+    }
+
+    /// Whether `name` names a routing profile rather than a model.
+    pub fn is_profile(&self, name: &str) -> bool {
+        let name = name.strip_prefix("profile:").unwrap_or(name);
+        PROFILES.contains(&name) || self.profiles.contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults_and_unknown_keys_are_refused() {
+        let c: ModelsConfig = toml::from_str("").unwrap();
+        assert_eq!(c, ModelsConfig::default());
+        let e = toml::from_str::<ModelsConfig>("defualt = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("defualt"), "{e}");
+    }
+
+    #[test]
+    fn profiles_end_on_the_default_model() {
+        let c: ModelsConfig = toml::from_str(
+            "default = \"smol\"\n[profiles]\npremium = [\"big@ollama\", \"mid@ollama\"]\nfast = [\"tiny\"]",
+        )
+        .unwrap();
+        assert_eq!(
+            c.profile_chain("premium").unwrap(),
+            ["big@ollama", "mid@ollama", "smol"]
+        );
+        assert_eq!(c.profile_chain("cheap").unwrap(), ["smol"]);
+        assert_eq!(c.profile_chain("fast").unwrap(), ["tiny", "smol"]);
+        assert!(c.profile_chain("smol").is_none());
+        assert!(c.is_profile("profile:fast") && !c.is_profile("smol"));
+    }
+}

@@ -1,0 +1,360 @@
+//! The provider registry: every configured backend behind one front, model
+//! specifiers routed to the right one, routing profiles with a fallback
+//! chain, and the response cache in front of generation.
+//!
+//! Routing rules, in order:
+//! * `name@backend` goes to that backend and nowhere else;
+//! * a profile (`cheap`, `balanced`, `premium`, or one from the config,
+//!   optionally written `profile:NAME`) tries its chain in order and takes
+//!   the first model whose backend is up and has it;
+//! * a bare name goes to the first backend, in the configured order (local
+//!   first), that has a model by that name.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::ResponseCache;
+use crate::config::ModelsConfig;
+use crate::spec::ModelSpec;
+use crate::{
+    Completion, CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream,
+    StreamEvent, TokenStream,
+};
+
+/// Where a specifier led.
+#[derive(Clone)]
+pub struct Route {
+    pub provider: Arc<dyn Provider>,
+    /// The model's name in its backend.
+    pub model: String,
+    /// The profile that chose it, if one did.
+    pub profile: Option<String>,
+}
+
+impl Route {
+    /// `name@backend`, the unambiguous way to name what was chosen.
+    pub fn spec(&self) -> String {
+        format!("{}@{}", self.model, self.provider.backend())
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("model", &self.spec())
+            .field("profile", &self.profile)
+            .finish()
+    }
+}
+
+/// Models from every backend, and the backends that could not be asked.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub models: Vec<ModelInfo>,
+    pub unavailable: Vec<(String, ProviderError)>,
+}
+
+/// All configured backends behind one front.
+pub struct Registry {
+    backends: Vec<Arc<dyn Provider>>,
+    config: ModelsConfig,
+    cache: Option<ResponseCache>,
+}
+
+impl Registry {
+    /// A registry over `backends`, tried in the given order.
+    pub fn new(backends: Vec<Arc<dyn Provider>>, config: ModelsConfig) -> Self {
+        Registry {
+            backends,
+            config,
+            cache: None,
+        }
+    }
+
+    /// Serves deterministic requests from `cache` when it has them.
+    pub fn with_cache(mut self, cache: ResponseCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn backends(&self) -> &[Arc<dyn Provider>] {
+        &self.backends
+    }
+
+    pub fn config(&self) -> &ModelsConfig {
+        &self.config
+    }
+
+    pub fn cache(&self) -> Option<&ResponseCache> {
+        self.cache.as_ref()
+    }
+
+    /// The backend called `name`.
+    pub fn backend(&self, name: &str) -> Result<&Arc<dyn Provider>, ProviderError> {
+        self.backends
+            .iter()
+            .find(|p| p.backend() == name)
+            .ok_or_else(|| {
+                ProviderError::Unsupported(format!(
+                    "no backend `{name}` is configured; configured: {}",
+                    self.backend_names().join(", ")
+                ))
+            })
+    }
+
+    fn backend_names(&self) -> Vec<&str> {
+        self.backends.iter().map(|p| p.backend()).collect()
+    }
+
+    /// Where `spec` leads now.
+    pub async fn route(&self, spec: &str) -> Result<Route, ProviderError> {
+        let trimmed = spec.trim();
+        let profile = trimmed.strip_prefix("profile:").unwrap_or(trimmed);
+        if let Some(chain) = self.config.profile_chain(profile) {
+            return self.route_profile(profile, &chain).await;
+        }
+        self.route_model(trimmed).await
+    }
+
+    async fn route_profile(&self, profile: &str, chain: &[String]) -> Result<Route, ProviderError> {
+        let mut skipped = Vec::new();
+        for candidate in chain {
+            match self.route_model(candidate).await {
+                Ok(mut route) => {
+                    if !skipped.is_empty() {
+                        tracing::info!(profile, chosen = %route.spec(), skipped = %skipped.join("; "), "profile fell back");
+                    }
+                    route.profile = Some(profile.to_owned());
+                    return Ok(route);
+                }
+                Err(e) => skipped.push(format!("{candidate}: {e}")),
+            }
+        }
+        Err(ProviderError::Unavailable {
+            backend: format!("profile `{profile}`"),
+            reason: if skipped.is_empty() {
+                "it lists no models; add some under [models.profiles] in the config".into()
+            } else {
+                format!(
+                    "no model in its chain is available ({})",
+                    skipped.join("; ")
+                )
+            },
+        })
+    }
+
+    async fn route_model(&self, spec: &str) -> Result<Route, ProviderError> {
+        let parsed = ModelSpec::parse(spec).ok_or_else(|| ProviderError::ModelNotFound {
+            model: spec.to_owned(),
+            hint: "give a model name, `name@backend` or a profile (cheap, balanced, premium)"
+                .into(),
+        })?;
+        if let Some(backend) = &parsed.backend {
+            let provider = self.backend(backend)?;
+            let model = provider.has_model(&parsed.name).await?;
+            return Ok(Route {
+                provider: Arc::clone(provider),
+                model,
+                profile: None,
+            });
+        }
+        let mut errors = Vec::new();
+        for provider in &self.backends {
+            match provider.has_model(&parsed.name).await {
+                Ok(model) => {
+                    return Ok(Route {
+                        provider: Arc::clone(provider),
+                        model,
+                        profile: None,
+                    })
+                }
+                Err(e) => errors.push((provider.backend().to_owned(), e)),
+            }
+        }
+        Err(not_found(&parsed.name, errors))
+    }
+
+    /// Describes the model `spec` leads to.
+    pub async fn info(&self, spec: &str) -> Result<ModelInfo, ProviderError> {
+        let route = self.route(spec).await?;
+        route.provider.info(&route.model).await
+    }
+
+    /// Models of every backend; a backend that is down is reported, not fatal.
+    pub async fn list(&self) -> Listing {
+        let mut listing = Listing::default();
+        for provider in &self.backends {
+            match provider.list().await {
+                Ok(models) => listing.models.extend(models),
+                Err(e) => listing.unavailable.push((provider.backend().to_owned(), e)),
+            }
+        }
+        listing
+    }
+
+    /// Status of every backend, in routing order.
+    pub async fn statuses(&self) -> Vec<ProviderStatus> {
+        let mut out = Vec::with_capacity(self.backends.len());
+        for provider in &self.backends {
+            out.push(provider.status().await);
+        }
+        out
+    }
+
+    /// The backend a pull of `spec` goes to, and the name to pull.
+    ///
+    /// `@backend` decides when given. Otherwise hub paths
+    /// (`ORG/REPO/FILE.gguf`) and names from the embedded backend's catalog
+    /// go to `candle`, and anything else to the first backend that is not
+    /// `candle` (Ollama's registry names), falling back to the first.
+    pub fn pull_target(&self, spec: &str) -> Result<(Arc<dyn Provider>, String), ProviderError> {
+        let parsed = ModelSpec::parse(spec).ok_or_else(|| ProviderError::ModelNotFound {
+            model: spec.to_owned(),
+            hint: "give what to pull: ORG/REPO/FILE.gguf, a catalog name, or name@ollama".into(),
+        })?;
+        if let Some(backend) = &parsed.backend {
+            return Ok((Arc::clone(self.backend(backend)?), parsed.name));
+        }
+        let hub_path =
+            parsed.name.matches('/').count() >= 2 && parsed.name.to_lowercase().ends_with(".gguf");
+        let wants_candle = hub_path
+            || self
+                .config
+                .candle
+                .catalog
+                .contains_key(&parsed.name.to_lowercase());
+        let provider = self
+            .backends
+            .iter()
+            .find(|p| (p.backend() == crate::candle::BACKEND) == wants_candle)
+            .or_else(|| self.backends.first())
+            .ok_or_else(|| ProviderError::Unsupported("no model backend is configured".into()))?;
+        Ok((Arc::clone(provider), parsed.name))
+    }
+
+    /// Downloads `spec` into its backend, streaming progress.
+    pub async fn pull(&self, spec: &str) -> Result<(String, PullStream), ProviderError> {
+        let (provider, name) = self.pull_target(spec)?;
+        let stream = provider.pull(&name).await?;
+        Ok((provider.backend().to_owned(), stream))
+    }
+
+    /// Deletes the model `spec` names (never through a profile).
+    pub async fn remove(&self, spec: &str) -> Result<String, ProviderError> {
+        if self.config.is_profile(spec) {
+            return Err(ProviderError::Unsupported(format!(
+                "`{spec}` is a routing profile, not a model; name the model to remove"
+            )));
+        }
+        let route = self.route_model(spec).await?;
+        route.provider.remove(&route.model).await?;
+        Ok(route.spec())
+    }
+
+    /// Adds a local model file to the first backend that can import.
+    pub async fn import(
+        &self,
+        source: &std::path::Path,
+        name: Option<&str>,
+    ) -> Result<ModelInfo, ProviderError> {
+        let mut last = None;
+        for provider in &self.backends {
+            match provider.import(source, name).await {
+                Err(ProviderError::Unsupported(why)) => last = Some(why),
+                other => return other,
+            }
+        }
+        Err(ProviderError::Unsupported(last.unwrap_or_else(|| {
+            "no configured backend can import model files".into()
+        })))
+    }
+
+    /// Generates for `request` (its `model` is a specifier), from the cache
+    /// when the request is deterministic and the answer is there.
+    pub async fn stream(
+        &self,
+        mut request: CompletionRequest,
+        cancel: CancellationToken,
+    ) -> Result<(Route, TokenStream), ProviderError> {
+        let route = self.route(&request.model).await?;
+        request.model = route.model.clone();
+        let Some(cache) = self
+            .cache
+            .as_ref()
+            .filter(|_| ResponseCache::is_deterministic(&request))
+        else {
+            let stream = route.provider.stream(request, cancel).await?;
+            return Ok((route, stream));
+        };
+        let started = Instant::now();
+        let key = ResponseCache::key(route.provider.backend(), &request);
+        if let Some(hit) = cache.get(&key) {
+            let mut stats = hit.stats;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            stats.cached = true;
+            stats.prompt_ms = ms;
+            stats.first_token_ms = Some(ms);
+            stats.total_ms = ms;
+            let events = vec![
+                Ok(StreamEvent::Text(hit.text)),
+                Ok(StreamEvent::Done(stats)),
+            ];
+            return Ok((route, Box::pin(futures::stream::iter(events))));
+        }
+        let inner = route.provider.stream(request, cancel).await?;
+        Ok((route, remember(inner, cache.clone(), key)))
+    }
+
+    /// Generates to the end for `request`.
+    pub async fn complete(
+        &self,
+        request: CompletionRequest,
+        cancel: CancellationToken,
+    ) -> Result<(Route, Completion), ProviderError> {
+        let (route, stream) = self.stream(request, cancel).await?;
+        Ok((route, crate::collect(stream).await?))
+    }
+}
+
+/// Passes a stream through, keeping its answer in the cache when it ends
+/// normally (not cancelled, not failed).
+fn remember(inner: TokenStream, cache: ResponseCache, key: [u8; 32]) -> TokenStream {
+    let mut text = String::new();
+    Box::pin(inner.inspect(move |event| match event {
+        Ok(StreamEvent::Text(piece)) => text.push_str(piece),
+        Ok(StreamEvent::Done(stats)) if stats.finish_reason != "cancelled" => {
+            let completion = Completion {
+                text: std::mem::take(&mut text),
+                stats: stats.clone(),
+            };
+            if let Err(e) = cache.put(&key, &completion) {
+                tracing::warn!(error = %e, "could not keep the answer in the response cache");
+            }
+        }
+        _ => {}
+    }))
+}
+
+/// One error for a name no backend has, keeping each backend's reason.
+fn not_found(name: &str, mut errors: Vec<(String, ProviderError)>) -> ProviderError {
+    if errors.len() == 1 {
+        return errors.remove(0).1;
+    }
+    if errors.is_empty() {
+        return ProviderError::Unsupported("no model backend is configured".into());
+    }
+    let reasons: Vec<String> = errors
+        .iter()
+        .map(|(backend, e)| match e {
+            ProviderError::ModelNotFound { hint, .. } => format!("{backend}: {hint}"),
+            other => format!("{backend}: {other}"),
+        })
+        .collect();
+    ProviderError::ModelNotFound {
+        model: name.to_owned(),
+        hint: reasons.join("; "),
+    }
+}
