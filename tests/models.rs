@@ -56,7 +56,8 @@ async fn a_prompt_cell_streams_the_answer_and_keeps_the_conversation() {
     let meta = &outcome.reply.metadata["model"];
     assert!(meta["completion_tokens"].as_u64().unwrap() > 0);
     assert!(meta["prompt_tokens"].as_u64().unwrap() > 10);
-    assert_eq!(meta["name"], "smollm2-135m");
+    assert_eq!(meta["name"], "smollm2-135m-instruct.q4_1@candle");
+    assert_eq!(meta["cached"], false);
 
     // The next turn sees the first: its prompt is longer.
     let second = run(&mut client, "Say that again.").await;
@@ -185,12 +186,21 @@ async fn model_magic_lists_describes_and_chooses_models() {
     let chosen = run(&mut client, "%model use smollm2").await;
     assert_eq!(chosen.status(), "ok");
     let status = run(&mut client, "%model status").await;
-    let md = status.of_type("display_data").next().unwrap().content["data"]["text/markdown"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(md.contains("smollm2-135m-instruct.q4_1"), "{md}");
-    assert!(md.contains(&dir), "{md}");
+    let shown: String = status
+        .of_type("display_data")
+        .flat_map(|m| {
+            ["text/plain", "text/markdown"]
+                .map(|mime| m.content["data"][mime].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    assert!(
+        shown.contains("smollm2-135m-instruct.q4_1@candle"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&dir),
+        "the backend table shows the model dir: {shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +302,7 @@ async fn model_request_answers_list_info_status_use_with_structured_data() {
         )
         .await
         .unwrap();
-    assert_eq!(used.content["current"], "smollm2-135m-instruct.q4_1");
+    assert_eq!(used.content["current"], "smollm2-135m-instruct.q4_1@candle");
     let bad = client
         .request(
             Target::Shell,

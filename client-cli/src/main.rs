@@ -4,6 +4,8 @@
 //! newest skillkernel one in the Jupyter runtime directory) and speaks the
 //! Jupyter protocol to the kernel like any front end.
 
+mod model;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -49,6 +51,14 @@ enum Command {
     Chat {
         /// The prompt (plain text; use `exec` for magics and commands).
         prompt: String,
+    },
+    /// List, pull, inspect, remove and choose the kernel's models.
+    Model {
+        #[command(subcommand)]
+        command: model::ModelCommand,
+        /// Print the raw model_reply content as JSON.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Show the kernel's kernel_info.
     Info {
@@ -132,6 +142,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             run_cell(&mut client, &prompt, true, timeout).await
         }
+        Command::Model { command, json } => model::run(&mut client, command, json, timeout).await,
         Command::Exec { code, no_history } => {
             run_cell(&mut client, &code, !no_history, timeout).await
         }

@@ -62,34 +62,53 @@ pub struct StartArgs {
     #[arg(long, env = "SKILLKERNEL_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Configuration file, read after the system file
+    /// (/etc/skillkernel/config.toml) and the user file
+    /// (~/.config/skillkernel/config.toml). See docs/operations.md.
+    #[arg(long, env = "SKILLKERNEL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where the kernel keeps state (the response cache). Default:
+    /// ~/.local/state/skillkernel.
+    #[arg(long, env = "SKILLKERNEL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
     /// Directory of GGUF models for embedded inference. Default:
-    /// ~/.local/share/skillkernel/models.
+    /// ~/.local/share/skillkernel/models. Overrides `[models] dir`.
     #[arg(long, env = "SKILLKERNEL_MODEL_DIR", value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
 
-    /// The model prompt cells use until `%model use` picks another.
-    #[arg(long, env = "SKILLKERNEL_MODEL", default_value = "smollm2-135m")]
-    pub model: String,
+    /// What prompt cells use until `%model use` picks another: a model,
+    /// `name@backend` or a profile (cheap, balanced, premium). Default:
+    /// smollm2-135m. Overrides `[models] default`.
+    #[arg(long, env = "SKILLKERNEL_MODEL")]
+    pub model: Option<String>,
 
     /// System message that opens each conversation ("" for none).
-    #[arg(
-        long,
-        env = "SKILLKERNEL_SYSTEM_PROMPT",
-        default_value = "You are a helpful assistant."
-    )]
-    pub system_prompt: String,
+    /// Default: "You are a helpful assistant."
+    #[arg(long, env = "SKILLKERNEL_SYSTEM_PROMPT")]
+    pub system_prompt: Option<String>,
 
-    /// Most tokens one answer may have.
-    #[arg(long, env = "SKILLKERNEL_MAX_TOKENS", default_value_t = 512)]
-    pub max_tokens: u32,
+    /// Most tokens one answer may have (default 512).
+    #[arg(long, env = "SKILLKERNEL_MAX_TOKENS")]
+    pub max_tokens: Option<u32>,
 
-    /// Sampling temperature for prompt cells (0 = greedy).
-    #[arg(long, env = "SKILLKERNEL_TEMPERATURE", default_value_t = 0.0)]
-    pub temperature: f32,
+    /// Sampling temperature for prompt cells (default 0 = greedy).
+    #[arg(long, env = "SKILLKERNEL_TEMPERATURE")]
+    pub temperature: Option<f32>,
 
-    /// Repeat penalty over the last 64 tokens (1.0 = off).
-    #[arg(long, env = "SKILLKERNEL_REPEAT_PENALTY", default_value_t = 1.1)]
-    pub repeat_penalty: f32,
+    /// Repeat penalty over the last 64 tokens (default 1.1; 1.0 = off).
+    #[arg(long, env = "SKILLKERNEL_REPEAT_PENALTY")]
+    pub repeat_penalty: Option<f32>,
+
+    /// Ollama server address. Default: `[models.ollama] host`, else
+    /// OLLAMA_HOST, else 127.0.0.1:11434.
+    #[arg(long, value_name = "URL")]
+    pub ollama_host: Option<String>,
+
+    /// Inference threads of the embedded backend (default: one per core).
+    #[arg(long, env = "SKILLKERNEL_THREADS")]
+    pub threads: Option<usize>,
 
     /// Tokio worker threads for IO (inference uses its own threads).
     #[arg(long, env = "SKILLKERNEL_IO_THREADS", default_value_t = 2)]

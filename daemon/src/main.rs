@@ -10,6 +10,7 @@
 //! It must never handle a Jupyter message itself.
 
 mod cli;
+mod config;
 mod install;
 mod logging;
 mod start;

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use skillkernel_kernel::{Kernel, KernelConfig, KernelHandle, Models};
 use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
-use skillkernel_providers::candle::CandleProvider;
-use skillkernel_providers::GenerationOptions;
+use skillkernel_providers::Registry;
 use skillkernel_transport::zmq::ZmqTransport;
 use skillkernel_transport::{Transport, TransportError};
 use thiserror::Error;
 
 use crate::cli::StartArgs;
+use crate::config::{Config, ConfigError};
 use crate::logging;
 use skillkernel_protocol::paths;
 
@@ -32,8 +32,8 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-    #[error("cannot start the model backend: {0}")]
-    Models(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
@@ -50,33 +50,28 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     result
 }
 
-/// The model directory: `--model-dir`, else the user's data directory.
-pub fn model_dir(args: &StartArgs) -> PathBuf {
-    args.model_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("skillkernel/models")
-    })
-}
-
-/// The embedded Candle backend over the model directory.
-fn models(args: &StartArgs) -> Result<Models, StartError> {
-    let dir = model_dir(args);
-    let provider = CandleProvider::new(&dir).map_err(|e| StartError::Models(e.to_string()))?;
-    tracing::info!(model_dir = %dir.display(), default_model = %args.model, "embedded models");
-    Ok(Models {
-        provider: Arc::new(provider),
-        default_model: args.model.clone(),
-        options: GenerationOptions {
-            max_tokens: args.max_tokens,
-            temperature: args.temperature,
-            repeat_penalty: Some(args.repeat_penalty).filter(|p| (*p - 1.0).abs() > f32::EPSILON),
-            ..GenerationOptions::default()
-        },
-        system_prompt: Some(args.system_prompt.clone()).filter(|s| !s.trim().is_empty()),
-    })
+/// The model backends the configuration asks for.
+fn models(config: &Config) -> Models {
+    let m = &config.models;
+    let model_dir = config.model_dir();
+    let cache_dir = config.state_dir().join("cache");
+    let (registry, notes) = Registry::from_config(m, &model_dir, Some(&cache_dir));
+    for note in notes {
+        tracing::warn!("{note}");
+    }
+    tracing::info!(
+        model_dir = %model_dir.display(),
+        default_model = %m.default,
+        backends = ?m.backends,
+        cache = registry.cache().is_some(),
+        "models"
+    );
+    Models {
+        registry: Arc::new(registry),
+        default_model: m.default.clone(),
+        options: m.generation.options(),
+        system_prompt: Some(m.system_prompt.clone()).filter(|s| !s.trim().is_empty()),
+    }
 }
 
 /// Where the connection comes from, and whether this process owns the file.
@@ -110,6 +105,9 @@ fn connection(args: &StartArgs) -> Result<Connection, StartError> {
 }
 
 async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
+    let (mut settings, files) = Config::load(args.config.as_deref())?;
+    settings.apply(&args);
+    tracing::info!(files = ?files, "configuration read");
     let Connection {
         mut info,
         path,
@@ -126,7 +124,7 @@ async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
             max_message_bytes: args.max_message_bytes,
             ..WireLimits::default()
         },
-        models: Some(models(&args)?),
+        models: Some(models(&settings)),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

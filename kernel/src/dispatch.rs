@@ -47,7 +47,7 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &dyn FrameSender, req
         }),
         "model_request" => Ok((
             "model_reply",
-            crate::model_request::reply(shared, &req.content).await,
+            crate::model_request::reply(shared, req).await,
         )),
         "comm_info_request" => Ok((
             "comm_info_reply",

@@ -42,6 +42,7 @@ pub mod magics;
 mod memory;
 mod model_request;
 pub mod prompt;
+mod pull;
 pub mod session;
 pub mod shell;
 pub mod stdin;
@@ -50,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skillkernel_protocol::{Signer, WireLimits};
-use skillkernel_providers::{GenerationOptions, Provider};
+use skillkernel_providers::{GenerationOptions, Registry};
 use skillkernel_transport::KernelSockets;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -83,11 +84,13 @@ impl Default for KernelConfig {
     }
 }
 
-/// The model backend prompt cells use.
+/// The model backends prompt cells use.
 #[derive(Clone)]
 pub struct Models {
-    pub provider: Arc<dyn Provider>,
-    /// The model a session starts with (`%model use` changes it).
+    /// Every configured backend, with routing and the response cache.
+    pub registry: Arc<Registry>,
+    /// What a session starts with — a model, `name@backend` or a routing
+    /// profile (`%model use` changes it).
     pub default_model: String,
     /// Sampling and length settings for prompt cells.
     pub options: GenerationOptions,
@@ -98,7 +101,15 @@ pub struct Models {
 impl std::fmt::Debug for Models {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Models")
-            .field("backend", &self.provider.backend())
+            .field(
+                "backends",
+                &self
+                    .registry
+                    .backends()
+                    .iter()
+                    .map(|p| p.backend())
+                    .collect::<Vec<_>>(),
+            )
             .field("default_model", &self.default_model)
             .finish()
     }

@@ -84,11 +84,12 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         options: models.options.clone(),
     };
     let cancel = ctx.cancel.child_token();
-    let mut stream = models
-        .provider
+    let (route, mut stream) = models
+        .registry
         .stream(request, cancel)
         .await
         .map_err(KernelError::from)?;
+    let model = route.spec();
     let display_id = format!("answer-{}", ctx.request.header.msg_id);
     let mut answer = String::new();
     let mut shown = false;
@@ -133,8 +134,9 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         });
     }
     if let Some(stats) = &stats {
-        ctx.out
-            .set_metadata("model", generation_metadata(&model, stats));
+        let mut metadata = generation_metadata(&model, stats);
+        metadata["profile"] = json!(route.profile);
+        ctx.out.set_metadata("model", metadata);
         ctx.shared
             .state()
             .model_stats
@@ -176,5 +178,6 @@ pub fn generation_metadata(model: &str, s: &GenerationStats) -> Value {
     );
     m.insert("total_ms".into(), json!(s.total_ms.round()));
     m.insert("finish_reason".into(), json!(s.finish_reason));
+    m.insert("cached".into(), json!(s.cached));
     Value::Object(m)
 }

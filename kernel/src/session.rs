@@ -138,12 +138,20 @@ impl Shared {
         )
     }
 
-    /// Makes `name` this session's model once the backend knows it.
-    pub async fn use_model(&self, name: &str) -> Result<ModelInfo, KernelError> {
+    /// Makes `spec` this session's model once a backend has it. A routing
+    /// profile stays a profile (it is routed again for every prompt, so
+    /// its fallback keeps working); a model is kept as `name@backend`.
+    /// Returns the model now chosen and what the session keeps.
+    pub async fn use_model(&self, spec: &str) -> Result<(ModelInfo, String), KernelError> {
         let models = self.config.models.as_ref().ok_or(KernelError::NoModel)?;
-        let info = models.provider.info(name).await?;
-        self.state().current_model = Some(info.name.clone());
-        Ok(info)
+        let route = models.registry.route(spec).await?;
+        let info = route.provider.info(&route.model).await?;
+        let kept = match &route.profile {
+            Some(profile) => profile.clone(),
+            None => route.spec(),
+        };
+        self.state().current_model = Some(kept.clone());
+        Ok((info, kept))
     }
 
     /// A fresh header from this kernel.

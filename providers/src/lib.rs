@@ -17,6 +17,7 @@
 //! tokens come out as plain Rust values and streams that the kernel turns
 //! into Jupyter output.
 
+mod backends;
 pub mod cache;
 pub mod candle;
 pub mod config;
@@ -59,6 +60,9 @@ pub struct PullProgress {
     pub status: String,
     pub completed_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
+    /// On the final `success` step: the name the model is now known by.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// Whether a backend can serve requests now.

@@ -358,3 +358,48 @@ fn not_found(name: &str, mut errors: Vec<(String, ProviderError)>) -> ProviderEr
         hint: reasons.join("; "),
     }
 }
+
+/// What [`Registry::from_config`] could not set up, for the operator's log.
+pub type SetupNotes = Vec<String>;
+
+impl Registry {
+    /// Builds the backends `config` names, in its order, over `model_dir`
+    /// for the embedded backend, with the response cache in `cache_dir`
+    /// when enabled. A backend or cache that cannot be set up is left out
+    /// and explained in the notes; the kernel still serves without it.
+    pub fn from_config(
+        config: &ModelsConfig,
+        model_dir: &std::path::Path,
+        cache_dir: Option<&std::path::Path>,
+    ) -> (Registry, SetupNotes) {
+        let mut notes = Vec::new();
+        let mut backends: Vec<Arc<dyn Provider>> = Vec::new();
+        for name in &config.backends {
+            match crate::backends::build(name, config, model_dir) {
+                Ok(provider) => backends.push(provider),
+                Err(e) => notes.push(format!("backend `{name}` left out: {e}")),
+            }
+        }
+        let mut registry = Registry::new(backends, config.clone());
+        match (config.cache.enabled, cache_dir) {
+            (true, Some(dir)) => {
+                let ttl = std::time::Duration::from_secs(config.cache.ttl_secs);
+                match ResponseCache::open(dir, ttl) {
+                    Ok(cache) => {
+                        let purged = cache.purge_expired();
+                        if purged > 0 {
+                            tracing::info!(purged, "expired cached answers removed");
+                        }
+                        registry = registry.with_cache(cache);
+                    }
+                    Err(e) => notes.push(format!(
+                        "response cache off: {e} (another kernel may be using this state directory)"
+                    )),
+                }
+            }
+            (true, None) => notes.push("response cache off: no state directory".into()),
+            (false, _) => {}
+        }
+        (registry, notes)
+    }
+}

@@ -59,6 +59,11 @@ impl Daemon {
             .args(args)
             .env("JUPYTER_RUNTIME_DIR", dir.path())
             .env("SKILLKERNEL_LOG", "info")
+            // Each daemon gets its own state and no host config files, so
+            // tests neither share a response cache nor pick up local settings.
+            .env("SKILLKERNEL_STATE_DIR", dir.path().join("state"))
+            .env("SKILLKERNEL_SYSTEM_CONFIG", "")
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

@@ -11,8 +11,7 @@ use crate::execute::ExecContext;
 use crate::magics::vars::html_escape;
 use crate::Models;
 
-const USAGE: &str =
-    "%model [list | use NAME | info [NAME] | status | stats | import PATH [NAME] | rm NAME]";
+const USAGE: &str = "%model [list | use NAME|PROFILE | info [NAME] | status | stats | pull NAME | import PATH [NAME] | rm NAME]";
 
 fn models(ctx: &ExecContext<'_>) -> Result<Models, KernelError> {
     ctx.shared.config.models.clone().ok_or(KernelError::NoModel)
@@ -69,12 +68,16 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> Map<String, Value> {
     data
 }
 
+/// Whether `info` is what the session's `current` specifier names.
+fn is_current(info: &ModelInfo, current: &str) -> bool {
+    match current.rsplit_once('@') {
+        Some((name, backend)) => info.name == name && info.backend == backend,
+        None => info.name == current || info.name.starts_with(current),
+    }
+}
+
 fn row(info: &ModelInfo, current: &str) -> Vec<String> {
-    let marker = if info.name == current || info.name.starts_with(current) {
-        "*"
-    } else {
-        ""
-    };
+    let marker = if is_current(info, current) { "*" } else { "" };
     vec![
         marker.into(),
         info.name.clone(),
@@ -90,9 +93,18 @@ fn row(info: &ModelInfo, current: &str) -> Vec<String> {
 
 const COLUMNS: [&str; 7] = ["", "name", "backend", "family", "quant", "size", "context"];
 
+async fn show(ctx: &mut ExecContext<'_>, data: Map<String, Value>) {
+    ctx.out.display(DisplayData::new(data)).await;
+}
+
+async fn say(ctx: &mut ExecContext<'_>, markdown: &str) {
+    show(ctx, markdown_bundle(markdown)).await;
+}
+
 pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
     let words = split_args(args);
     let models = models(ctx)?;
+    let registry = &models.registry;
     let current = ctx.shared.current_model().unwrap_or_default();
     match words
         .iter()
@@ -101,54 +113,95 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
         .as_slice()
     {
         [] | ["list"] => {
-            let list = models.provider.list().await?;
-            if list.is_empty() {
-                let status = models.provider.status().await;
+            let listing = registry.list().await;
+            let down: String = listing
+                .unavailable
+                .iter()
+                .map(|(backend, e)| format!("\n* {backend}: {e}"))
+                .collect();
+            if listing.models.is_empty() {
                 let text = format!(
-                    "No models ({}). Install the default with packaging/fetch-default-model.",
-                    status.detail
+                    "No models. Install the default with `packaging/fetch-default-model`, or `%model pull`.{down}"
                 );
-                ctx.out
-                    .display(DisplayData::new(markdown_bundle(&text)))
-                    .await;
+                say(ctx, &text).await;
             } else {
-                let rows: Vec<Vec<String>> = list.iter().map(|m| row(m, &current)).collect();
-                ctx.out
-                    .display(DisplayData::new(table(&COLUMNS, &rows)))
-                    .await;
+                let rows: Vec<Vec<String>> =
+                    listing.models.iter().map(|m| row(m, &current)).collect();
+                show(ctx, table(&COLUMNS, &rows)).await;
+                if !down.is_empty() {
+                    say(ctx, &format!("Backends not reachable:{down}")).await;
+                }
             }
             Ok(())
         }
-        ["use", name] => {
-            let info = ctx.shared.use_model(name).await?;
-            let text = format!("Prompt cells now use **{}** ({}).", info.name, info.backend);
-            ctx.out
-                .display(DisplayData::new(markdown_bundle(&text)))
-                .await;
+        ["use", spec] => {
+            let (info, kept) = ctx.shared.use_model(spec).await?;
+            let text = if kept.contains('@') {
+                format!("Prompt cells now use **{}** ({}).", info.name, info.backend)
+            } else {
+                format!(
+                    "Prompt cells now use the **{kept}** profile (now **{}** on {}).",
+                    info.name, info.backend
+                )
+            };
+            say(ctx, &text).await;
             Ok(())
         }
         ["info"] | ["info", _] => {
-            let name = words.get(1).cloned().unwrap_or(current.clone());
-            let info = models.provider.info(&name).await?;
+            let spec = words.get(1).cloned().unwrap_or(current.clone());
+            let info = registry.info(&spec).await?;
             let rows = vec![row(&info, &current)];
-            ctx.out
-                .display(DisplayData::new(table(&COLUMNS, &rows)))
-                .await;
+            show(ctx, table(&COLUMNS, &rows)).await;
             Ok(())
         }
         ["status"] => {
-            let status = models.provider.status().await;
+            let rows: Vec<Vec<String>> = registry
+                .statuses()
+                .await
+                .into_iter()
+                .map(|s| {
+                    vec![
+                        s.backend,
+                        if s.available { "yes" } else { "no" }.into(),
+                        s.version.unwrap_or_default(),
+                        s.detail,
+                    ]
+                })
+                .collect();
+            show(
+                ctx,
+                table(&["backend", "available", "version", "detail"], &rows),
+            )
+            .await;
+            let cache = match registry.cache() {
+                Some(c) => format!("on, {} entries", c.len()),
+                None => "off".into(),
+            };
+            let route = registry
+                .route(&current)
+                .await
+                .map(|r| r.spec())
+                .unwrap_or_else(|e| format!("unavailable: {e}"));
+            say(
+                ctx,
+                &format!("Session model: **{current}** → {route}. Response cache: {cache}."),
+            )
+            .await;
+            Ok(())
+        }
+        ["pull", spec] => {
+            let display_id = format!("pull-{}", ctx.request.header.msg_id);
+            let cancel = ctx.cancel.clone();
+            let summary =
+                crate::pull::pull_with_progress(&models, &mut ctx.out, spec, &display_id, &cancel)
+                    .await?;
             let text = format!(
-                "| | |\n|---|---|\n| backend | {} |\n| available | {} |\n| version | {} |\n| detail | {} |\n| session model | {} |\n",
-                status.backend,
-                if status.available { "yes" } else { "no" },
-                status.version.unwrap_or_default(),
-                status.detail,
-                current,
+                "Pulled **{spec}** into {} as `{}` in {:.1} s.",
+                summary.backend,
+                summary.installed.as_deref().unwrap_or(spec),
+                summary.seconds
             );
-            ctx.out
-                .display(DisplayData::new(markdown_bundle(&text)))
-                .await;
+            say(ctx, &text).await;
             Ok(())
         }
         ["stats"] => {
@@ -194,22 +247,14 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
         }
         ["import", path] | ["import", path, _] => {
             let name = words.get(2).map(String::as_str);
-            let info = models
-                .provider
-                .import(std::path::Path::new(path), name)
-                .await?;
+            let info = registry.import(std::path::Path::new(path), name).await?;
             let rows = vec![row(&info, &current)];
-            ctx.out
-                .display(DisplayData::new(table(&COLUMNS, &rows)))
-                .await;
+            show(ctx, table(&COLUMNS, &rows)).await;
             Ok(())
         }
-        ["rm", name] => {
-            models.provider.remove(name).await?;
-            let text = format!("Removed model `{name}`.");
-            ctx.out
-                .display(DisplayData::new(markdown_bundle(&text)))
-                .await;
+        ["rm", spec] => {
+            let removed = registry.remove(spec).await?;
+            say(ctx, &format!("Removed model `{removed}`.")).await;
             Ok(())
         }
         _ => Err(KernelError::usage(

@@ -130,6 +130,19 @@ impl Download {
                 status: status.into(),
                 completed_bytes: done,
                 total_bytes: total,
+                model: None,
+            }))
+            .await;
+    }
+
+    async fn succeed(&self, name: &str) {
+        let _ = self
+            .progress
+            .send(Ok(PullProgress {
+                status: "success".into(),
+                completed_bytes: None,
+                total_bytes: None,
+                model: Some(name.to_owned()),
             }))
             .await;
     }
@@ -235,7 +248,7 @@ impl Download {
                 None,
             )
             .await;
-            self.say("success", None, None).await;
+            self.succeed(&name).await;
             return Ok(());
         }
         tokio::fs::create_dir_all(&self.dir)
@@ -280,7 +293,7 @@ impl Download {
                 ))
             })?;
         tracing::info!(model = %name, %url, sha256 = %digest, "model pulled");
-        self.say("success", None, None).await;
+        self.succeed(&name).await;
         Ok(())
     }
 

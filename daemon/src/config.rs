@@ -1,0 +1,204 @@
+//! The daemon's configuration: TOML files layered system → user →
+//! `--config`, then environment variables and command-line options on top.
+//!
+//! Files merge table by table, so a user file that sets only
+//! `[models.ollama] host` keeps everything else from the system file. An
+//! unknown key is an error naming the file, so a typo is not silently
+//! ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use skillkernel_providers::ModelsConfig;
+use thiserror::Error;
+
+use crate::cli::StartArgs;
+
+/// Everything the configuration files can set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub models: ModelsConfig,
+}
+
+/// Where the daemon keeps things.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// State directory (response cache). Default: ~/.local/state/skillkernel.
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The system-wide file; `SKILLKERNEL_SYSTEM_CONFIG` moves it ("" skips it).
+fn system_file() -> Option<PathBuf> {
+    match std::env::var_os("SKILLKERNEL_SYSTEM_CONFIG") {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => Some(PathBuf::from("/etc/skillkernel/config.toml")),
+    }
+}
+
+/// The user's file under `$XDG_CONFIG_HOME` (default `~/.config`).
+fn user_file() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".config")))
+        .map(|d| d.join("skillkernel/config.toml"))
+}
+
+/// Parses one file into a TOML table.
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Lays `top` over `base`, table by table.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads the layered files: optional system and user files, then
+    /// `explicit`, which must exist.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Vec<PathBuf>), ConfigError> {
+        let mut table = toml::Table::new();
+        let mut used = Vec::new();
+        let optional = [system_file(), user_file()];
+        for path in optional.into_iter().flatten().filter(|p| p.exists()) {
+            merge(&mut table, read_table(&path)?);
+            // Each file must be valid on its own, so errors name the right one.
+            Self::from_table(table.clone(), &path)?;
+            used.push(path);
+        }
+        if let Some(path) = explicit {
+            merge(&mut table, read_table(path)?);
+            Self::from_table(table.clone(), path)?;
+            used.push(path.to_owned());
+        }
+        let last = used.last().cloned().unwrap_or_default();
+        Ok((Self::from_table(table, &last)?, used))
+    }
+
+    fn from_table(table: toml::Table, path: &Path) -> Result<Config, ConfigError> {
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies environment variables and options (clap has already folded
+    /// `SKILLKERNEL_*` variables into `args`).
+    pub fn apply(&mut self, args: &StartArgs) {
+        let m = &mut self.models;
+        if let Some(dir) = &args.model_dir {
+            m.dir = Some(dir.clone());
+        }
+        if let Some(model) = &args.model {
+            m.default = model.clone();
+        }
+        if let Some(prompt) = &args.system_prompt {
+            m.system_prompt = prompt.clone();
+        }
+        if let Some(n) = args.max_tokens {
+            m.generation.max_tokens = n;
+        }
+        if let Some(t) = args.temperature {
+            m.generation.temperature = t;
+        }
+        if let Some(p) = args.repeat_penalty {
+            m.generation.repeat_penalty = p;
+        }
+        if let Some(host) = &args.ollama_host {
+            m.ollama.host = Some(host.clone());
+        }
+        if let Some(threads) = args.threads {
+            m.candle.threads = threads;
+        }
+        if let Some(dir) = &args.state_dir {
+            self.daemon.state_dir = Some(dir.clone());
+        }
+    }
+
+    /// The state directory: configured, else `$XDG_STATE_HOME/skillkernel`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.daemon.state_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("skillkernel")
+        })
+    }
+
+    /// The model directory: configured, else `$XDG_DATA_HOME/skillkernel/models`.
+    pub fn model_dir(&self) -> PathBuf {
+        self.models.dir.clone().unwrap_or_else(|| {
+            std::env::var_os("XDG_DATA_HOME")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("skillkernel/models")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_files_override_earlier_ones_key_by_key() {
+        let mut base: toml::Table =
+            "[models]\ndefault = \"a\"\n[models.ollama]\nhost = \"h1\"\n[models.cache]\nttl_secs = 5"
+                .parse()
+                .unwrap();
+        let top: toml::Table = "[models.ollama]\nhost = \"h2\"".parse().unwrap();
+        merge(&mut base, top);
+        let c = Config::from_table(base, Path::new("x")).unwrap();
+        assert_eq!(c.models.default, "a");
+        assert_eq!(c.models.ollama.host.as_deref(), Some("h2"));
+        assert_eq!(c.models.cache.ttl_secs, 5);
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[models]\ndefualt = \"x\"\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("defualt"), "{e}");
+        let missing = Config::load(Some(&dir.path().join("nope.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nope.toml"), "{missing}");
+    }
+}
