@@ -5,6 +5,7 @@
 //! server and in-process Candle inference look the same to a notebook.
 //!
 //! * [`candle`] — embedded inference on GGUF files (llama, qwen2, qwen3).
+//! * [`ollama`] — a local or remote Ollama server over its REST API.
 //! * [`spec`] — model specifiers, `name[@backend]`.
 //!
 //! # What this crate must never do
@@ -14,6 +15,7 @@
 //! into Jupyter output.
 
 pub mod candle;
+pub mod ollama;
 pub mod spec;
 
 use std::path::PathBuf;
