@@ -227,6 +227,45 @@ impl FakeOllama {
     }
 }
 
+/// An address that accepts no connection and refuses none: a listener with
+/// a full backlog that never accepts, so the kernel drops further SYNs, as a
+/// firewalled or powered-off host does. Keep the returned value alive.
+pub struct Blackhole {
+    _listener: std::net::TcpListener,
+    _queued: Vec<std::net::TcpStream>,
+    pub url: String,
+}
+
+impl Blackhole {
+    pub fn new() -> Blackhole {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        let addr = socket.local_addr().expect("address");
+        let listener = std::net::TcpListener::from(
+            socket.listen(0).and_then(|l| l.into_std()).expect("listen"),
+        );
+        // Fill the accept queue (backlog 0 holds one or two on Linux).
+        let queued = (0..4)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+            })
+            .collect();
+        Blackhole {
+            _listener: listener,
+            _queued: queued,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
+impl Default for Blackhole {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for FakeOllama {
     fn drop(&mut self) {
         self.accept.abort();
