@@ -243,9 +243,7 @@ impl Blackhole {
             .bind("127.0.0.1:0".parse().expect("address"))
             .expect("bind");
         let addr = socket.local_addr().expect("address");
-        let listener = std::net::TcpListener::from(
-            socket.listen(0).and_then(|l| l.into_std()).expect("listen"),
-        );
+        let listener = socket.listen(0).and_then(|l| l.into_std()).expect("listen");
         // Fill the accept queue (backlog 0 holds one or two on Linux).
         let queued = (0..4)
             .filter_map(|_| {
