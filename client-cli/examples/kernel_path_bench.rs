@@ -30,7 +30,8 @@ use skillkernel_providers::{ChatMessage, CompletionRequest, GenerationOptions, P
 use tokio_util::sync::CancellationToken;
 
 const SYSTEM: &str = "You are a helpful assistant.";
-const PROMPT: &str = "Write a short story about a lighthouse keeper who finds a message in a bottle.";
+const PROMPT: &str =
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.";
 
 /// The median of `xs` (sorted in place).
 fn median(xs: &mut [f64]) -> f64 {
@@ -77,7 +78,9 @@ fn args() -> Result<Args, String> {
 }
 
 fn dirs_home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default()
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 /// `skillkernel` from the same target directory as this example.
@@ -88,9 +91,10 @@ fn daemon_binary() -> Result<PathBuf, String> {
         .and_then(Path::parent)
         .ok_or("cannot find the target directory")?;
     let path = dir.join("skillkernel");
-    path.exists()
-        .then_some(path.clone())
-        .ok_or(format!("{} is missing: build the workspace first", path.display()))
+    path.exists().then_some(path.clone()).ok_or(format!(
+        "{} is missing: build the workspace first",
+        path.display()
+    ))
 }
 
 struct Daemon(Child);
@@ -115,7 +119,12 @@ fn start_daemon(a: &Args, dir: &Path) -> Result<(Daemon, ConnectionInfo), String
         .arg("--model-dir")
         .arg(&a.model_dir)
         .args(["--model", &a.model, "--system-prompt", SYSTEM])
-        .args(["--max-tokens", &a.max_tokens.to_string(), "--repeat-penalty", "1.0"])
+        .args([
+            "--max-tokens",
+            &a.max_tokens.to_string(),
+            "--repeat-penalty",
+            "1.0",
+        ])
         .env("SKILLKERNEL_LOG", "warn")
         .env("SKILLKERNEL_SYSTEM_CONFIG", "")
         .env("XDG_CONFIG_HOME", dir)
@@ -162,7 +171,10 @@ async fn bare(p: &CandleProvider, a: &Args) -> Result<(f64, u32), String> {
         .complete(request, CancellationToken::new())
         .await
         .map_err(|e| e.to_string())?;
-    Ok((started.elapsed().as_secs_f64(), done.stats.completion_tokens))
+    Ok((
+        started.elapsed().as_secs_f64(),
+        done.stats.completion_tokens,
+    ))
 }
 
 /// One prompt cell: seconds to reply + idle, tokens, and IOPub messages.
@@ -191,7 +203,9 @@ async fn bench(a: Args) -> Result<serde_json::Value, String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let provider = CandleProvider::new(&a.model_dir).map_err(|e| e.to_string())?;
     let (_daemon, info) = start_daemon(&a, &dir)?;
-    let mut client = KernelClient::connect(&info).await.map_err(|e| e.to_string())?;
+    let mut client = KernelClient::connect(&info)
+        .await
+        .map_err(|e| e.to_string())?;
     client
         .wait_ready(Duration::from_secs(20))
         .await
@@ -205,7 +219,9 @@ async fn bench(a: Args) -> Result<serde_json::Value, String> {
         let (bs, bt) = bare(&provider, &a).await?;
         let (ks, kt, n) = cell(&mut client).await?;
         if bt != kt {
-            return Err(format!("run {run}: bare loop made {bt} tokens, the cell {kt}"));
+            return Err(format!(
+                "run {run}: bare loop made {bt} tokens, the cell {kt}"
+            ));
         }
         eprintln!("run {run}: bare {bs:.3} s, cell {ks:.3} s, {bt} tokens, {n} IOPub messages");
         bare_spt.push(bs / bt.max(1) as f64);
@@ -237,7 +253,10 @@ async fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(report) => {
-            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use crate::candle::CandleProvider;
 use crate::config::ModelsConfig;
+use crate::ollama::OllamaProvider;
 use crate::{Provider, ProviderError};
 
 /// The backend names this build knows.
-pub const KNOWN: [&str; 1] = [crate::candle::BACKEND];
+pub const KNOWN: [&str; 2] = [crate::candle::BACKEND, crate::ollama::BACKEND];
 
 /// Sets up the backend called `name`.
 pub fn build(
@@ -20,6 +21,9 @@ pub fn build(
         crate::candle::BACKEND => Ok(Arc::new(CandleProvider::with_config(
             model_dir,
             &config.candle,
+        )?)),
+        crate::ollama::BACKEND => Ok(Arc::new(OllamaProvider::new(
+            config.ollama.host.as_deref(),
         )?)),
         other => Err(ProviderError::Unsupported(format!(
             "unknown backend `{other}`; known: {}",

@@ -5,6 +5,7 @@
 //! server and in-process Candle inference look the same to a notebook.
 //!
 //! * [`candle`] — embedded inference on GGUF files (llama, qwen2, qwen3).
+//! * [`ollama`] — a local or remote Ollama server over its REST API.
 //! * [`spec`] — model specifiers, `name[@backend]`.
 //! * [`registry`] — all backends behind one front: routing, profiles with
 //!   a local-first fallback chain, the response cache in front.
@@ -21,6 +22,7 @@ mod backends;
 pub mod cache;
 pub mod candle;
 pub mod config;
+pub mod ollama;
 pub mod registry;
 pub mod spec;
 

@@ -5,6 +5,8 @@
 //! from; `cargo build --workspace --all-targets` must run before `cargo test`
 //! (the README's test command and `.ci/run` do).
 
+pub mod fake_ollama;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
