@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a kernel in the foreground.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Install the `skillkernel` kernelspec for Jupyter.
     Install(InstallArgs),
 }

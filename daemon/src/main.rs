@@ -22,7 +22,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Start(args) => start::run(args).map_err(Into::into),
+        cli::Command::Start(args) => start::run(*args).map_err(Into::into),
         cli::Command::Install(args) => install::run(args),
     };
     let result: Result<ExitCode, Box<dyn std::error::Error>> = result;

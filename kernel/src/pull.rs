@@ -45,7 +45,9 @@ fn mib(bytes: u64) -> String {
 
 /// The progress display: a bar when the size is known, the step otherwise.
 fn render(spec: &str, step: &PullProgress) -> Map<String, Value> {
-    let (text, html) = match (step.completed_bytes, step.total_bytes) {
+    // Ollama leaves `completed` out while it is zero.
+    let done = step.completed_bytes.or(step.total_bytes.map(|_| 0));
+    let (text, html) = match (done, step.total_bytes) {
         (Some(done), Some(total)) if total > 0 => {
             let pct = (done as f64 * 100.0 / total as f64).min(100.0);
             let filled = (pct / 5.0).round() as usize;
@@ -117,6 +119,13 @@ pub(crate) async fn pull_with_progress(
         summary.completed_bytes = step.completed_bytes.or(summary.completed_bytes);
         summary.total_bytes = step.total_bytes.or(summary.total_bytes);
         let new_step = step.status != last_step;
+        if new_step {
+            // Finish the previous step's bar before the next step replaces it.
+            if let Some(previous) = pending.take() {
+                let display = DisplayData::new(render(spec, &previous)).with_display_id(display_id);
+                out.update_display(display).await;
+            }
+        }
         if new_step || last_shown.elapsed() >= UPDATE_EVERY {
             let display = DisplayData::new(render(spec, &step)).with_display_id(display_id);
             if shown {
