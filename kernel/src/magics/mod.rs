@@ -110,16 +110,17 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
     },
     MagicSpec {
         name: "model",
-        usage: "%model [list | use NAME | info [NAME] | status | stats | import PATH [NAME] | rm NAME]",
-        summary: "List, inspect and choose the model prompt cells use.",
-        help: "* `%model` or `%model list` — the models in the model directory, as a table (`*` marks this session's)\n\
-               * `%model use NAME` — prompt cells of this session use NAME (a file stem or a unique prefix); the conversation is kept\n\
-               * `%model info [NAME]` — one model's details\n\
-               * `%model status` — whether the backend can serve, and where it looks\n\
+        usage: model::USAGE,
+        summary: "List, pull, inspect and choose the models prompt cells use.",
+        help: "* `%model` or `%model list` — the models of every backend, as a table (`*` marks this session's); unreachable backends are named\n\
+               * `%model use SPEC` — prompt cells of this session use SPEC: a model (file stem or unique prefix), `name@backend` (`llama3.2@ollama`), or a routing profile (`cheap`, `balanced`, `premium`); the conversation is kept\n\
+               * `%model info [SPEC]` — one model's details\n\
+               * `%model status` — each backend (available, version, detail), where the session's model routes now, the response cache\n\
                * `%model stats` — this session's prompts per model: turns, tokens, tokens/s, time to first token\n\
+               * `%model pull SPEC` — download with a progress bar: `ORG/REPO/FILE.gguf` from the hub into the model directory, or `name@ollama` through Ollama\n\
                * `%model import PATH [NAME]` — copy a local GGUF file into the model directory (checked first)\n\
-               * `%model rm NAME` — delete a model file",
-        subcommands: &["list", "use", "info", "status", "stats", "import", "rm"],
+               * `%model rm SPEC` — delete a model",
+        subcommands: &["list", "use", "info", "status", "stats", "pull", "import", "rm"],
         takes_variable: false,
     },
     MagicSpec {

@@ -11,7 +11,7 @@ use crate::execute::ExecContext;
 use crate::magics::vars::html_escape;
 use crate::Models;
 
-const USAGE: &str = "%model [list | use NAME|PROFILE | info [NAME] | status | stats | pull NAME | import PATH [NAME] | rm NAME]";
+pub(super) const USAGE: &str = "%model [list | use NAME|PROFILE | info [NAME] | status | stats | pull NAME | import PATH [NAME] | rm NAME]";
 
 fn models(ctx: &ExecContext<'_>) -> Result<Models, KernelError> {
     ctx.shared.config.models.clone().ok_or(KernelError::NoModel)
