@@ -10,6 +10,10 @@
 mod detok;
 mod engine;
 pub mod gguf;
+mod model;
+mod pool;
+mod quant;
+mod simd;
 mod template;
 mod tokenizer;
 
@@ -48,12 +52,23 @@ pub struct CandleProvider {
 }
 
 impl CandleProvider {
-    /// A backend serving the GGUF files in `model_dir`.
+    /// A backend serving the GGUF files in `model_dir`, with one inference
+    /// thread per CPU.
     pub fn new(model_dir: impl Into<PathBuf>) -> Result<Self, ProviderError> {
+        Self::with_threads(model_dir, None)
+    }
+
+    /// A backend running inference on `threads` threads (default: one per
+    /// CPU).
+    pub fn with_threads(
+        model_dir: impl Into<PathBuf>,
+        threads: Option<usize>,
+    ) -> Result<Self, ProviderError> {
+        let threads = threads.unwrap_or_else(engine::default_threads).max(1);
         let (tx, rx) = std_mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("candle-inference".into())
-            .spawn(move || inference_thread(rx))
+            .spawn(move || inference_thread(rx, threads))
             .map_err(|e| ProviderError::Other(format!("cannot start the inference thread: {e}")))?;
         Ok(CandleProvider {
             model_dir: model_dir.into(),
@@ -175,7 +190,7 @@ pub fn model_name(path: &Path) -> Option<String> {
 }
 
 /// Runs jobs one at a time, keeping loaded models between them.
-fn inference_thread(jobs: std_mpsc::Receiver<Job>) {
+fn inference_thread(jobs: std_mpsc::Receiver<Job>, threads: usize) {
     let mut loaded: HashMap<PathBuf, LoadedModel> = HashMap::new();
     while let Ok(job) = jobs.recv() {
         if job.cancel.is_cancelled() {
@@ -184,7 +199,8 @@ fn inference_thread(jobs: std_mpsc::Receiver<Job>) {
         }
         if !loaded.contains_key(&job.path) {
             let started = std::time::Instant::now();
-            let result = GgufFile::open(&job.path).and_then(|g| LoadedModel::load(&job.name, g));
+            let result = GgufFile::open(&job.path)
+                .and_then(|g| LoadedModel::load_with_threads(&job.name, g, threads));
             match result {
                 Ok(model) => {
                     tracing::info!(model = %job.name, ms = started.elapsed().as_millis() as u64, "model loaded");
