@@ -125,6 +125,11 @@ impl Pool {
         })
     }
 
+    /// Threads in all, the caller included.
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
     /// Runs `task(i)` for every `i < n`, spread over the threads, and
     /// returns when all are done. A panic in a task is re-raised here.
     pub fn run(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {

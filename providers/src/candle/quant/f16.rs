@@ -4,6 +4,7 @@
 //! with the F16C instructions the SIMD kernels use.
 
 /// The `f32` value of half-precision bits (exact).
+#[inline]
 pub fn to_f32(h: u16) -> f32 {
     let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
     let exp = (h >> 10) & 0x1f;
@@ -18,6 +19,7 @@ pub fn to_f32(h: u16) -> f32 {
 }
 
 /// The nearest half-precision value to `x` (ties to even), as bits.
+#[inline]
 pub fn from_f32(x: f32) -> u16 {
     let bits = x.to_bits();
     let sign = ((bits >> 16) & 0x8000) as u16;
@@ -56,6 +58,7 @@ pub fn from_f32(x: f32) -> u16 {
 }
 
 /// `x` rounded to half precision and back.
+#[inline]
 pub fn round(x: f32) -> f32 {
     to_f32(from_f32(x))
 }

@@ -25,8 +25,12 @@ use q8_0::BlockQ8_0;
 
 /// Values per quantization block.
 pub const QK: usize = 32;
-/// Weight rows per unit of parallel work.
+/// Weight rows per kernel call: small enough to stay in L1 while every
+/// activation tile passes over them.
 const CHUNK_ROWS: usize = 16;
+/// Parallel items per thread and matrix: enough to balance the threads,
+/// few enough that claiming them (an atomic each) stays cheap.
+const ITEMS_PER_THREAD: usize = 8;
 /// Activation rows sharing one pass over a weight row.
 const TILE: usize = 4;
 
@@ -233,6 +237,49 @@ unsafe impl Send for Out {}
 // SAFETY: as above.
 unsafe impl Sync for Out {}
 
+/// Rows `r0..r0 + rows` (at most [`CHUNK_ROWS`]) of `w` against every
+/// activation row, into their columns of `out`.
+fn rows_times_x(w: &Matrix, r0: usize, rows: usize, x: &[f32], q8: &[BlockQ8], m: usize, out: Out) {
+    let k = w.cols;
+    let kb = k / QK;
+    let mut tile = [0f32; CHUNK_ROWS * TILE];
+    for i0 in (0..m).step_by(TILE) {
+        let r = TILE.min(m - i0);
+        match &w.data {
+            Data::Q4_1(b) => q4_1::gemm_tile(
+                &b[r0 * kb..(r0 + rows) * kb],
+                kb,
+                &q8[i0 * kb..(i0 + r) * kb],
+                r,
+                &mut tile,
+            ),
+            Data::Q8_0(b) => q8_0::gemm_tile(
+                &b[r0 * kb..(r0 + rows) * kb],
+                kb,
+                &q8[i0 * kb..(i0 + r) * kb],
+                r,
+                &mut tile,
+            ),
+            Data::F32(v) => {
+                for j in 0..rows {
+                    let wr = &v[(r0 + j) * k..(r0 + j + 1) * k];
+                    for i in 0..r {
+                        tile[j * r + i] = simd::dot(wr, &x[(i0 + i) * k..(i0 + i + 1) * k]);
+                    }
+                }
+            }
+            Data::Candle(_) => unreachable!("run by Candle, not here"),
+        }
+        for j in 0..rows {
+            for i in 0..r {
+                // SAFETY: (i0 + i, r0 + j) is inside the m × w.rows output,
+                // and only the caller's item writes weight row r0 + j.
+                unsafe { *out.ptr().add((i0 + i) * w.rows + r0 + j) = tile[j * r + i] };
+            }
+        }
+    }
+}
+
 /// Computes every job's `out` = x · wᵀ for the `m` rows of `x`, in one
 /// parallel pass: all the jobs share the input (Q, K and V; gate and up),
 /// so it is quantized once and the threads meet once.
@@ -276,56 +323,34 @@ pub fn matmul(
         }
     }
     let q8: &[BlockQ8] = q8;
-    let native: Vec<(&Matrix, Out, usize)> = jobs
+    let threads = pool.threads();
+    // (matrix, output, rows per item, items)
+    let native: Vec<(&Matrix, Out, usize, usize)> = jobs
         .iter_mut()
         .filter(|j| !matches!(j.w.data, Data::Candle(_)))
-        .map(|j| (j.w, Out(j.out.as_mut_ptr()), j.w.rows.div_ceil(CHUNK_ROWS)))
+        .map(|j| {
+            let per_item = (j.w.rows / (threads * ITEMS_PER_THREAD))
+                .next_multiple_of(CHUNK_ROWS)
+                .max(CHUNK_ROWS);
+            (
+                j.w,
+                Out(j.out.as_mut_ptr()),
+                per_item,
+                j.w.rows.div_ceil(per_item),
+            )
+        })
         .collect();
-    let total: usize = native.iter().map(|j| j.2).sum();
-    pool.run(total, &|mut chunk| {
+    let total: usize = native.iter().map(|j| j.3).sum();
+    pool.run(total, &|mut item| {
         let mut job = 0;
-        while chunk >= native[job].2 {
-            chunk -= native[job].2;
+        while item >= native[job].3 {
+            item -= native[job].3;
             job += 1;
         }
-        let (w, out, _) = native[job];
-        let r0 = chunk * CHUNK_ROWS;
-        let rows = CHUNK_ROWS.min(w.rows - r0);
-        let mut tile = [0f32; CHUNK_ROWS * TILE];
-        for i0 in (0..m).step_by(TILE) {
-            let r = TILE.min(m - i0);
-            match &w.data {
-                Data::Q4_1(b) => q4_1::gemm_tile(
-                    &b[r0 * kb..(r0 + rows) * kb],
-                    kb,
-                    &q8[i0 * kb..(i0 + r) * kb],
-                    r,
-                    &mut tile,
-                ),
-                Data::Q8_0(b) => q8_0::gemm_tile(
-                    &b[r0 * kb..(r0 + rows) * kb],
-                    kb,
-                    &q8[i0 * kb..(i0 + r) * kb],
-                    r,
-                    &mut tile,
-                ),
-                Data::F32(v) => {
-                    for j in 0..rows {
-                        let wr = &v[(r0 + j) * k..(r0 + j + 1) * k];
-                        for i in 0..r {
-                            tile[j * r + i] = simd::dot(wr, &x[(i0 + i) * k..(i0 + i + 1) * k]);
-                        }
-                    }
-                }
-                Data::Candle(_) => unreachable!("filtered out above"),
-            }
-            for j in 0..rows {
-                for i in 0..r {
-                    // SAFETY: (i0 + i, r0 + j) is inside the m × w.rows
-                    // output, and only this item writes weight row r0 + j.
-                    unsafe { *out.ptr().add((i0 + i) * w.rows + r0 + j) = tile[j * r + i] };
-                }
-            }
+        let (w, out, per_item, _) = native[job];
+        let end = ((item + 1) * per_item).min(w.rows);
+        for r0 in (item * per_item..end).step_by(CHUNK_ROWS) {
+            rows_times_x(w, r0, CHUNK_ROWS.min(end - r0), x, q8, m, out);
         }
     });
     Ok(())
