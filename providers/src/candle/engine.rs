@@ -28,8 +28,8 @@ const REPEAT_WINDOW: usize = 64;
 /// The network: our own forward pass, or candle-transformers' llama for
 /// the mixture-of-experts files ours does not implement.
 enum Network {
-    Native(Model),
-    CandleMoe(quantized_llama::ModelWeights),
+    Native(Box<Model>),
+    CandleMoe(Box<quantized_llama::ModelWeights>),
 }
 
 impl Network {
@@ -145,11 +145,11 @@ impl LoadedModel {
             )
         };
         let network = match Model::load(architecture, &content, &mut reader, threads.max(1)) {
-            Ok(model) => Network::Native(model),
+            Ok(model) => Network::Native(Box::new(model)),
             Err(ModelError::Unsupported(why)) if architecture == Architecture::Llama => {
                 tracing::info!(model = name, "{why}: using candle-transformers' llama");
                 quantized_llama::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
-                    .map(Network::CandleMoe)
+                    .map(|m| Network::CandleMoe(Box::new(m)))
                     .map_err(|e| cannot(&e))?
             }
             Err(e) => return Err(cannot(&e)),

@@ -141,11 +141,14 @@ fn ours(path: &Path, arch: Architecture, threads: usize) -> Model {
     Model::load(arch, &content, &mut reader, threads).unwrap()
 }
 
+/// One of candle-transformers' `forward`s: tokens and position → logits.
+type Forward = Box<dyn FnMut(&[u32], usize) -> Tensor>;
+
 /// candle-transformers' logits for the prompt, then for each decode token.
 fn candle_logits(path: &Path, arch: Architecture) -> Vec<Vec<f32>> {
     let (content, mut reader) = open(path);
     let dev = Device::Cpu;
-    let mut forward: Box<dyn FnMut(&[u32], usize) -> Tensor> = match arch {
+    let mut forward: Forward = match arch {
         Architecture::Llama => {
             let mut m =
                 quantized_llama::ModelWeights::from_gguf(content, &mut reader, &dev).unwrap();
