@@ -7,7 +7,10 @@ Each engine runs in its own child process, one after the other, for
 
 * Candle: `target/release/examples/generate_bench` (providers/examples/
   generate_bench.rs), which prints JSON. Its threads are set with
-  --threads, which sets CANDLE_NUM_THREADS and RAYON_NUM_THREADS.
+  --threads (the backend's own inference threads; it also sets
+  CANDLE_NUM_THREADS and RAYON_NUM_THREADS for Candle's pools, which only
+  tensor types without a kernel of the backend use). Every timed run starts
+  from an empty KV cache, like llama.cpp's reset.
 * llama.cpp: this script again with --llama-worker, which loads
   `Llama(model, n_threads=T, n_threads_batch=T, n_ctx=2048)` and drives it
   with the low-level API (tokenize, eval, logits → argmax), so that:
@@ -22,7 +25,7 @@ Each engine runs in its own child process, one after the other, for
 
 Figures, the same definitions for both engines:
 
-* load      — Candle: GgufFile::open + LoadedModel::load. llama.cpp: the
+* load      — Candle: GgufFile::open + LoadedModel::load_with_threads. llama.cpp: the
               Llama(...) constructor (model mmap + context + KV cache).
 * ttft      — from the prompt (Candle: messages; llama.cpp: the rendered
               prompt text) to the first sampled token: template/tokenize,
@@ -32,7 +35,7 @@ Figures, the same definitions for both engines:
               token to the end.
 * RSS       — VmRSS of the engine's process after load and after all
               generation (llama.cpp mmaps the file, so its pages show up as
-              RssFile once touched; Candle copies weights to the heap).
+              RssFile once touched; Candle reads the weights into the heap).
 
 Before each engine run the script waits until the machine is idle (CPU busy
 < --idle-busy over a short window), and after it checks how much CPU other

@@ -18,11 +18,7 @@ const DEFAULT_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 const HUB_PATH: &str = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn default_model() -> PathBuf {
-    let dir = std::env::var("SKILLKERNEL_MODEL_DIR")
-        .expect("set SKILLKERNEL_MODEL_DIR to the default model's directory (scripts/test does)");
-    let path = Path::new(&dir).join(DEFAULT_FILE);
-    assert!(path.exists(), "run packaging/fetch-default-model {dir}");
-    path
+    Path::new(&harness::default_model_dir()).join(DEFAULT_FILE)
 }
 
 /// A hub serving the default model, and a config file pointing at it.

@@ -9,15 +9,7 @@ use skillctl::{ExecuteOptions, OutputHandler};
 use skillkernel_protocol::Message;
 
 fn model_dir() -> String {
-    let dir = std::env::var("SKILLKERNEL_MODEL_DIR")
-        .expect("set SKILLKERNEL_MODEL_DIR to the default model's directory (scripts/test does)");
-    assert!(
-        std::path::Path::new(&dir)
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-            .exists(),
-        "run packaging/fetch-default-model {dir}"
-    );
-    dir
+    harness::default_model_dir()
 }
 
 /// The final Markdown of a streamed answer.

@@ -10,15 +10,7 @@ use harness::fake_ollama::{Config, FakeOllama};
 use harness::{run, Daemon};
 
 fn model_dir() -> String {
-    let dir = std::env::var("SKILLKERNEL_MODEL_DIR")
-        .expect("set SKILLKERNEL_MODEL_DIR to the default model's directory (scripts/test does)");
-    assert!(
-        PathBuf::from(&dir)
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-            .exists(),
-        "run packaging/fetch-default-model {dir}"
-    );
-    dir
+    harness::default_model_dir()
 }
 
 fn config_file(dir: &std::path::Path, body: &str) -> PathBuf {

@@ -149,6 +149,17 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
+/// Ctrl-C interrupts the kernel's work rather than killing skillctl, until
+/// the returned task is aborted.
+fn interrupt_on_ctrl_c(client: &KernelClient) -> tokio::task::JoinHandle<()> {
+    let interrupter = client.interrupter();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            let _ = interrupter.interrupt().await;
+        }
+    })
+}
+
 /// Runs one cell, streaming its output; exit status 1 when it fails.
 async fn run_cell(
     client: &mut KernelClient,
@@ -160,13 +171,7 @@ async fn run_cell(
         .wait_ready(timeout)
         .await
         .map_err(|e| e.to_string())?;
-    let interrupter = client.interrupter();
-    // Ctrl-C interrupts the cell in the kernel rather than killing skillctl.
-    let ctrl_c = tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            let _ = interrupter.interrupt().await;
-        }
-    });
+    let ctrl_c = interrupt_on_ctrl_c(client);
     let options = ExecuteOptions {
         store_history,
         ..ExecuteOptions::default()

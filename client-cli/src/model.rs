@@ -228,12 +228,7 @@ pub async fn run(
         ModelCommand::Pull { .. } => Duration::from_secs(7 * 24 * 3600),
         _ => timeout.max(Duration::from_secs(120)),
     };
-    let interrupter = client.interrupter();
-    let ctrl_c = tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            let _ = interrupter.interrupt().await;
-        }
-    });
+    let ctrl_c = crate::interrupt_on_ctrl_c(client);
     client
         .send(Target::Shell, &msg)
         .await

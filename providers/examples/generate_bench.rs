@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Prints one JSON object on stdout (progress goes to stderr). It uses only
-//! the crate's public API: `GgufFile::open`, `LoadedModel::load`,
+//! the crate's public API: `GgufFile::open`, `LoadedModel::load_with_threads`,
 //! `LoadedModel::encode_chat` and `LoadedModel::generate`, whose
 //! `GenerationStats` supply the timings. What each figure means:
 //!
@@ -25,10 +25,13 @@
 //!   `generate` has run one forward pass per generated token, the last one
 //!   unused; when it stops at EOS it has run one fewer. Both are counted.
 //!
-//! Threads: Candle sizes its quantized-matmul pool from `CANDLE_NUM_THREADS`
-//! (falling back to `RAYON_NUM_THREADS`, then the physical core count) and
-//! its rayon pools from `RAYON_NUM_THREADS`. `--threads N` sets both before
-//! the first Candle call; the JSON reports what Candle then uses.
+//! Every timed run starts from an empty KV cache (`LoadedModel::clear_cache`),
+//! so a repeated prompt is processed in full rather than reused.
+//!
+//! Threads: `--threads N` loads the model with `LoadedModel::load_with_threads`
+//! (default: one per CPU). It also sets `CANDLE_NUM_THREADS` and
+//! `RAYON_NUM_THREADS` for Candle's own pools, which only tensor types
+//! without a kernel of the backend's use.
 //!
 //! The scenarios (prompts and max tokens) are built in; `--spec FILE` replaces
 //! them with a JSON array of `{"name", "messages": [{"role","content"}],
@@ -169,10 +172,14 @@ fn cpu_features() -> Value {
     Value::Null
 }
 
-fn load(path: &std::path::Path) -> (LoadedModel, f64) {
+fn load(path: &std::path::Path, threads: Option<usize>) -> (LoadedModel, f64) {
     let started = Instant::now();
     let gguf = GgufFile::open(path).unwrap_or_else(|e| die(&e.to_string()));
-    let model = LoadedModel::load("bench", gguf).unwrap_or_else(|e| die(&e.to_string()));
+    let model = match threads {
+        Some(n) => LoadedModel::load_with_threads("bench", gguf, n),
+        None => LoadedModel::load("bench", gguf),
+    }
+    .unwrap_or_else(|e| die(&e.to_string()));
     (model, started.elapsed().as_secs_f64() * 1e3)
 }
 
@@ -226,7 +233,9 @@ fn main() {
     }
     let model_path = model_path.unwrap_or_else(|| die("--model FILE.gguf is required"));
     if let Some(n) = threads {
-        // Before anything in Candle reads them: its pools are sized once.
+        // The backend's own kernels run on `n` threads (load_with_threads);
+        // Candle's pools, used only for tensor types without a kernel of
+        // ours, are sized from these before anything in Candle reads them.
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
@@ -237,7 +246,7 @@ fn main() {
     let file_bytes = std::fs::metadata(&model_path).map(|m| m.len()).unwrap_or(0);
 
     let rss_start = memory();
-    let (mut model, first_load_ms) = load(&model_path);
+    let (mut model, first_load_ms) = load(&model_path, threads);
     let rss_after_load = memory();
     eprintln!("loaded in {first_load_ms:.1} ms");
 
@@ -255,6 +264,7 @@ fn main() {
     // Warm-up: every scenario once (page faults, lazily built caches, pools).
     for _ in 0..warmup {
         for s in &scenarios {
+            model.clear_cache();
             model
                 .generate(&s.messages, &options(s.max_tokens), &cancel, &mut |_| {})
                 .unwrap_or_else(|e| die(&e.to_string()));
@@ -278,6 +288,9 @@ fn main() {
         let mut text = String::new();
         for r in 0..runs {
             let mut out = String::new();
+            // Every run processes its whole prompt: no reuse of the KV cache
+            // from the previous run (llama.cpp's side resets too).
+            model.clear_cache();
             let stats = model
                 .generate(&s.messages, &options(s.max_tokens), &cancel, &mut |p| {
                     out.push_str(p)
@@ -344,7 +357,7 @@ fn main() {
     let mut load_ms = vec![first_load_ms];
     drop(model);
     for _ in 1..load_runs {
-        let (m, ms) = load(&model_path);
+        let (m, ms) = load(&model_path, threads);
         drop(m);
         load_ms.push(ms);
     }

@@ -227,11 +227,14 @@ pub trait Provider: Send + Sync {
         )))
     }
     async fn status(&self) -> ProviderStatus;
+    /// Generates to the end; by default by draining [`Provider::stream`].
     async fn complete(
         &self,
         request: CompletionRequest,
         cancel: CancellationToken,
-    ) -> Result<Completion, ProviderError>;
+    ) -> Result<Completion, ProviderError> {
+        collect(self.stream(request, cancel).await?).await
+    }
     /// Streams text as it is generated; stops early when `cancel` trips.
     async fn stream(
         &self,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use skillkernel_providers::{
-    ChatMessage, Completion, CompletionRequest, GenerationOptions, GenerationStats, ModelInfo,
-    ModelsConfig, Provider, ProviderError, ProviderStatus, PullStream, Registry, ResponseCache,
-    StreamEvent, TokenStream,
+    ChatMessage, CompletionRequest, GenerationOptions, GenerationStats, ModelInfo, ModelsConfig,
+    Provider, ProviderError, ProviderStatus, PullStream, Registry, ResponseCache, StreamEvent,
+    TokenStream,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -98,13 +98,6 @@ impl Provider for Scripted {
             version: None,
             detail: String::new(),
         }
-    }
-    async fn complete(
-        &self,
-        request: CompletionRequest,
-        cancel: CancellationToken,
-    ) -> Result<Completion, ProviderError> {
-        skillkernel_providers::collect(self.stream(request, cancel).await?).await
     }
     async fn stream(
         &self,

@@ -31,6 +31,20 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The directory holding the default model (`SKILLKERNEL_MODEL_DIR`, which
+/// `scripts/test` sets and fills).
+pub fn default_model_dir() -> String {
+    let dir = std::env::var("SKILLKERNEL_MODEL_DIR")
+        .expect("set SKILLKERNEL_MODEL_DIR to the default model's directory (scripts/test does)");
+    assert!(
+        Path::new(&dir)
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+            .exists(),
+        "run packaging/fetch-default-model {dir}"
+    );
+    dir
+}
+
 /// A running daemon in a private temporary directory.
 pub struct Daemon {
     child: Child,

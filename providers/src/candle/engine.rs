@@ -7,57 +7,81 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
+use candle_transformers::models::quantized_llama;
 use tokenizers::Tokenizer;
 use tokio_util::sync::CancellationToken;
 
 use super::detok::{Detokenizer, StopFilter};
 use super::gguf::{invalid, Architecture, GgufFile};
+use super::model::{Model, ModelError};
 use super::template::{ChatTemplate, CHATML};
 use super::tokenizer;
 use crate::{ChatMessage, GenerationOptions, GenerationStats, ProviderError};
 
 /// Prompt tokens fed per forward pass, so a long prompt can be cancelled
-/// between chunks.
+/// between chunks. (The native forward pass gives the same logits however
+/// the prompt is split.)
 const PROMPT_CHUNK: usize = 128;
 /// How many recent tokens the repeat penalty looks at.
 const REPEAT_WINDOW: usize = 64;
 
-/// The weights of one of the supported architectures.
-enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
-    Qwen3(quantized_qwen3::ModelWeights),
+/// The network: our own forward pass, or candle-transformers' llama for
+/// the mixture-of-experts files ours does not implement.
+enum Network {
+    Native(Box<Model>),
+    CandleMoe(Box<quantized_llama::ModelWeights>),
 }
 
-impl Weights {
-    fn forward(&mut self, input: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+impl Network {
+    /// Runs `tokens` after the `cached` positions; the logits of the last.
+    fn forward(&mut self, tokens: &[u32], cached: usize) -> Result<Vec<f32>, ProviderError> {
         match self {
-            Weights::Llama(m) => m.forward(input, pos),
-            Weights::Qwen2(m) => m.forward(input, pos),
-            Weights::Qwen3(m) => m.forward(input, pos),
+            Network::Native(m) => m
+                .forward(tokens)
+                .map_err(|e| ProviderError::Inference(e.to_string())),
+            Network::CandleMoe(m) => Tensor::new(tokens, &Device::Cpu)
+                .and_then(|t| t.unsqueeze(0))
+                .and_then(|t| m.forward(&t, cached))
+                .and_then(|l| l.squeeze(0))
+                .and_then(|l| l.to_dtype(candle_core::DType::F32))
+                .and_then(|l| l.to_vec1())
+                .map_err(candle_err),
         }
     }
 
-    fn clear_kv_cache(&mut self) {
+    /// Keeps the first `positions` cached positions (Candle's models can
+    /// only drop everything).
+    fn truncate(&mut self, positions: usize) -> usize {
         match self {
-            Weights::Llama(m) => m.clear_kv_cache(),
-            Weights::Qwen2(m) => m.clear_kv_cache(),
-            Weights::Qwen3(m) => m.clear_kv_cache(),
+            Network::Native(m) => {
+                m.truncate(positions);
+                m.len()
+            }
+            Network::CandleMoe(m) => {
+                m.clear_kv_cache();
+                0
+            }
         }
     }
+}
+
+/// Inference threads when none are configured: one per available CPU.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A model in memory, ready to generate.
 pub struct LoadedModel {
     pub name: String,
     pub architecture: Architecture,
-    weights: Weights,
+    network: Network,
+    /// The tokens whose keys and values the network has cached, so a
+    /// conversation's next turn only runs its new tokens.
+    cached: Vec<u32>,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     eos: Vec<u32>,
     context_length: usize,
-    device: Device,
 }
 
 fn candle_err(e: candle_core::Error) -> ProviderError {
@@ -65,9 +89,19 @@ fn candle_err(e: candle_core::Error) -> ProviderError {
 }
 
 impl LoadedModel {
-    /// Loads weights, tokenizer and chat template.
+    /// Loads weights, tokenizer and chat template, with one inference
+    /// thread per CPU.
     pub fn load(name: &str, gguf: GgufFile) -> Result<Self, ProviderError> {
-        let device = Device::Cpu;
+        Self::load_with_threads(name, gguf, default_threads())
+    }
+
+    /// [`LoadedModel::load`] with `threads` inference threads (the calling
+    /// thread and `threads - 1` workers).
+    pub fn load_with_threads(
+        name: &str,
+        gguf: GgufFile,
+        threads: usize,
+    ) -> Result<Self, ProviderError> {
         let tokenizer = tokenizer::load(&gguf)?;
         let token_text = |key: &str| {
             tokenizer::token_id(&gguf, key)
@@ -104,36 +138,43 @@ impl LoadedModel {
             File::open(&path).map_err(|e| invalid(&path, format!("cannot open: {e}")))?,
         );
         let content = gguf.content;
-        let weights = match architecture {
-            Architecture::Llama => {
-                quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
-                    .map(Weights::Llama)
-            }
-            Architecture::Qwen2 => {
-                quantized_qwen2::ModelWeights::from_gguf(content, &mut reader, &device)
-                    .map(Weights::Qwen2)
-            }
-            Architecture::Qwen3 => {
-                quantized_qwen3::ModelWeights::from_gguf(content, &mut reader, &device)
-                    .map(Weights::Qwen3)
-            }
-        }
-        .map_err(|e| {
+        let cannot = |e: &dyn std::fmt::Display| {
             invalid(
                 &path,
                 format!("cannot load weights ({e}); the file may be truncated"),
             )
-        })?;
+        };
+        let network = match Model::load(architecture, &content, &mut reader, threads.max(1)) {
+            Ok(model) => Network::Native(Box::new(model)),
+            Err(ModelError::Unsupported(why)) if architecture == Architecture::Llama => {
+                tracing::info!(model = name, "{why}: using candle-transformers' llama");
+                quantized_llama::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
+                    .map(|m| Network::CandleMoe(Box::new(m)))
+                    .map_err(|e| cannot(&e))?
+            }
+            Err(e) => return Err(cannot(&e)),
+        };
         Ok(LoadedModel {
             name: name.to_owned(),
             architecture,
-            weights,
+            network,
+            cached: Vec::new(),
             tokenizer,
             template,
             eos,
             context_length,
-            device,
         })
+    }
+
+    /// Forgets the cached conversation, so the next generation processes
+    /// its whole prompt (benchmarks of cold prompts use this).
+    pub fn clear_cache(&mut self) {
+        if let Network::Native(m) = &mut self.network {
+            m.clear();
+        } else {
+            self.network.truncate(0);
+        }
+        self.cached.clear();
     }
 
     /// The prompt tokens for a conversation, trimmed to fit the context.
@@ -177,22 +218,24 @@ impl LoadedModel {
         if prompt.is_empty() {
             return Err(ProviderError::Inference("the prompt is empty".into()));
         }
-        self.weights.clear_kv_cache();
+        // Reuse the cached positions the prompt starts with (the system
+        // prompt and earlier turns), but run at least its last token.
+        let common = self
+            .cached
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let kept = self.network.truncate(common.min(prompt.len() - 1));
+        self.cached.truncate(kept);
         let mut sampler =
             LogitsProcessor::from_sampling(options.seed.unwrap_or(299_792_458), sampling(options));
         let mut logits = None;
-        for (i, chunk) in prompt.chunks(PROMPT_CHUNK).enumerate() {
+        for chunk in prompt[kept..].chunks(PROMPT_CHUNK) {
             if cancel.is_cancelled() {
                 return Err(ProviderError::Cancelled);
             }
-            let input = Tensor::new(chunk, &self.device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(candle_err)?;
-            logits = Some(
-                self.weights
-                    .forward(&input, i * PROMPT_CHUNK)
-                    .map_err(candle_err)?,
-            );
+            logits = Some(feed(&mut self.network, &mut self.cached, chunk)?);
         }
         let prompt_done = Instant::now();
         let mut logits = logits.ok_or_else(|| ProviderError::Inference("no logits".into()))?;
@@ -209,10 +252,8 @@ impl LoadedModel {
                 finish_reason = "cancelled";
                 break;
             }
-            let logits_1d = logits
-                .squeeze(0)
-                .and_then(|l| l.to_dtype(candle_core::DType::F32))
-                .map_err(candle_err)?;
+            let n_vocab = logits.len();
+            let logits_1d = Tensor::from_vec(logits, n_vocab, &Device::Cpu).map_err(candle_err)?;
             let logits_1d = match options.repeat_penalty {
                 Some(p) if p != 1.0 => {
                     let start = all_tokens.len().saturating_sub(REPEAT_WINDOW);
@@ -244,13 +285,7 @@ impl LoadedModel {
                     break;
                 }
             }
-            let input = Tensor::new(&[token], &self.device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(candle_err)?;
-            logits = self
-                .weights
-                .forward(&input, all_tokens.len() - 1)
-                .map_err(candle_err)?;
+            logits = feed(&mut self.network, &mut self.cached, &[token])?;
         }
         if !stopped_by_string {
             // Release what the detokenizer and the stop filter held back.
@@ -275,6 +310,26 @@ impl LoadedModel {
             finish_reason: finish_reason.to_owned(),
             cached: false,
         })
+    }
+}
+
+/// Runs `tokens` after the cached ones and records them as cached.
+fn feed(
+    network: &mut Network,
+    cached: &mut Vec<u32>,
+    tokens: &[u32],
+) -> Result<Vec<f32>, ProviderError> {
+    match network.forward(tokens, cached.len()) {
+        Ok(logits) => {
+            cached.extend_from_slice(tokens);
+            Ok(logits)
+        }
+        Err(e) => {
+            // The cache may hold part of this call: start afresh next time.
+            network.truncate(0);
+            cached.clear();
+            Err(e)
+        }
     }
 }
 

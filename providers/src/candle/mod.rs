@@ -10,7 +10,11 @@
 mod detok;
 mod engine;
 pub mod gguf;
+mod model;
+mod pool;
 pub mod pull;
+mod quant;
+mod simd;
 mod template;
 mod tokenizer;
 
@@ -27,8 +31,8 @@ pub use gguf::{Architecture, GgufFile};
 pub use tokenizer::load as load_tokenizer;
 
 use crate::{
-    Completion, CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream,
-    StreamEvent, TokenStream,
+    CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream, StreamEvent,
+    TokenStream,
 };
 
 /// The backend name in model specifiers (`name@candle`).
@@ -51,12 +55,23 @@ pub struct CandleProvider {
 }
 
 impl CandleProvider {
-    /// A backend serving the GGUF files in `model_dir`.
+    /// A backend serving the GGUF files in `model_dir`, with one inference
+    /// thread per CPU.
     pub fn new(model_dir: impl Into<PathBuf>) -> Result<Self, ProviderError> {
+        Self::with_threads(model_dir, None)
+    }
+
+    /// A backend running inference on `threads` threads (default: one per
+    /// CPU).
+    pub fn with_threads(
+        model_dir: impl Into<PathBuf>,
+        threads: Option<usize>,
+    ) -> Result<Self, ProviderError> {
+        let threads = threads.unwrap_or_else(engine::default_threads).max(1);
         let (tx, rx) = std_mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("candle-inference".into())
-            .spawn(move || inference_thread(rx))
+            .spawn(move || inference_thread(rx, threads))
             .map_err(|e| ProviderError::Other(format!("cannot start the inference thread: {e}")))?;
         let defaults = crate::config::CandleConfig::default();
         Ok(CandleProvider {
@@ -67,12 +82,14 @@ impl CandleProvider {
         })
     }
 
-    /// A backend over `model_dir` with the hub and catalog of `config`.
+    /// A backend over `model_dir` with the threads, hub and catalog of
+    /// `config`.
     pub fn with_config(
         model_dir: impl Into<PathBuf>,
         config: &crate::config::CandleConfig,
     ) -> Result<Self, ProviderError> {
-        let mut provider = Self::new(model_dir)?;
+        let threads = Some(config.threads).filter(|n| *n > 0);
+        let mut provider = Self::with_threads(model_dir, threads)?;
         provider.hub_url = config.hub_url.clone();
         provider.catalog = config
             .catalog
@@ -196,7 +213,7 @@ pub fn model_name(path: &Path) -> Option<String> {
 }
 
 /// Runs jobs one at a time, keeping loaded models between them.
-fn inference_thread(jobs: std_mpsc::Receiver<Job>) {
+fn inference_thread(jobs: std_mpsc::Receiver<Job>, threads: usize) {
     let mut loaded: HashMap<PathBuf, LoadedModel> = HashMap::new();
     while let Ok(job) = jobs.recv() {
         if job.cancel.is_cancelled() {
@@ -205,7 +222,8 @@ fn inference_thread(jobs: std_mpsc::Receiver<Job>) {
         }
         if !loaded.contains_key(&job.path) {
             let started = std::time::Instant::now();
-            let result = GgufFile::open(&job.path).and_then(|g| LoadedModel::load(&job.name, g));
+            let result = GgufFile::open(&job.path)
+                .and_then(|g| LoadedModel::load_with_threads(&job.name, g, threads));
             match result {
                 Ok(model) => {
                     tracing::info!(model = %job.name, ms = started.elapsed().as_millis() as u64, "model loaded");
@@ -305,14 +323,6 @@ impl Provider for CandleProvider {
             ),
             detail: format!("{count} model file(s) in {}", self.model_dir.display()),
         }
-    }
-
-    async fn complete(
-        &self,
-        request: CompletionRequest,
-        cancel: CancellationToken,
-    ) -> Result<Completion, ProviderError> {
-        crate::collect(self.stream(request, cancel).await?).await
     }
 
     async fn stream(

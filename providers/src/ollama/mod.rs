@@ -31,8 +31,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Completion, CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream,
-    TokenStream,
+    CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream, TokenStream,
 };
 
 /// The backend name in model specifiers (`name@ollama`).
@@ -233,14 +232,6 @@ impl Provider for OllamaProvider {
                 detail: e.to_string(),
             },
         }
-    }
-
-    async fn complete(
-        &self,
-        request: CompletionRequest,
-        cancel: CancellationToken,
-    ) -> Result<Completion, ProviderError> {
-        crate::collect(self.stream(request, cancel).await?).await
     }
 
     async fn stream(
