@@ -5,43 +5,34 @@ use std::process::Command;
 
 use harness::{bin, Daemon};
 
-fn skillctl(daemon: &Daemon, args: &[&str]) -> std::process::Output {
-    Command::new(bin("skillctl"))
-        .arg("--existing")
-        .arg(&daemon.connection_file)
-        .args(args)
-        .output()
-        .expect("run skillctl")
-}
-
 #[test]
 fn skillctl_exec_streams_output_and_reports_failure_by_exit_code() {
     let daemon = Daemon::start(&[]);
-    let ok = skillctl(&daemon, &["exec", "!echo hello; echo warn >&2"]);
+    let ok = daemon.skillctl(&["exec", "!echo hello; echo warn >&2"]);
     assert!(ok.status.success());
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "hello\n");
     assert_eq!(String::from_utf8_lossy(&ok.stderr), "warn\n");
 
-    let set = skillctl(&daemon, &["exec", "%set x = 3\n%get x"]);
+    let set = daemon.skillctl(&["exec", "%set x = 3\n%get x"]);
     assert_eq!(String::from_utf8_lossy(&set.stdout), "3\n");
 
-    let failed = skillctl(&daemon, &["exec", "%get nope"]);
+    let failed = daemon.skillctl(&["exec", "%get nope"]);
     assert_eq!(failed.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("NameError"));
 
-    let paged = skillctl(&daemon, &["exec", "%help get"]);
+    let paged = daemon.skillctl(&["exec", "%help get"]);
     assert!(String::from_utf8_lossy(&paged.stdout).contains("%get NAME"));
 }
 
 #[test]
 fn skillctl_info_prints_kernel_info() {
     let daemon = Daemon::start(&[]);
-    let out = skillctl(&daemon, &["info"]);
+    let out = daemon.skillctl(&["info"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("skillkernel "), "{text}");
     assert!(text.contains("language: skill"));
-    let json = skillctl(&daemon, &["info", "--json"]);
+    let json = daemon.skillctl(&["info", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["implementation"], "skillkernel");
 }

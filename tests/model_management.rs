@@ -21,11 +21,20 @@ fn default_model() -> PathBuf {
     Path::new(&harness::default_model_dir()).join(DEFAULT_FILE)
 }
 
-/// A hub serving the default model, and a config file pointing at it.
-async fn hub_and_config(dir: &Path) -> (FakeHub, PathBuf) {
+/// A daemon with an empty model directory and a config pointing at a
+/// fake hub that serves the default model.
+struct WithHub {
+    hub: FakeHub,
+    daemon: Daemon,
+    model_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn with_hub(extra: &[&str]) -> WithHub {
+    let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(default_model()).unwrap();
     let hub = FakeHub::start(vec![(HUB_PATH.into(), bytes)]).await;
-    let config = dir.join("skillkernel.toml");
+    let config = dir.path().join("skillkernel.toml");
     std::fs::write(
         &config,
         format!(
@@ -34,16 +43,21 @@ async fn hub_and_config(dir: &Path) -> (FakeHub, PathBuf) {
         ),
     )
     .unwrap();
-    (hub, config)
-}
-
-fn skillctl(daemon: &Daemon, args: &[&str]) -> Output {
-    std::process::Command::new(harness::bin("skillctl"))
-        .arg("--existing")
-        .arg(&daemon.connection_file)
-        .args(args)
-        .output()
-        .unwrap()
+    let model_dir = dir.path().join("models");
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--model-dir",
+        model_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let daemon = Daemon::start(&args);
+    WithHub {
+        hub,
+        daemon,
+        model_dir,
+        _dir: dir,
+    }
 }
 
 fn text(out: &Output) -> (String, String) {
@@ -55,17 +69,12 @@ fn text(out: &Output) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_pull_in_a_cell_shows_a_progress_bar_and_the_model_then_answers() {
-    let models = tempfile::tempdir().unwrap();
-    let (hub, config) = hub_and_config(models.path()).await;
-    let model_dir = models.path().join("models");
-    let daemon = Daemon::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--model-dir",
-        model_dir.to_str().unwrap(),
-        "--repeat-penalty",
-        "1.0",
-    ]);
+    let WithHub {
+        hub,
+        daemon,
+        model_dir,
+        ..
+    } = with_hub(&["--repeat-penalty", "1.0"]).await;
     let mut client = daemon.client().await;
 
     let before = run(&mut client, "What is the capital of France?").await;
@@ -116,15 +125,7 @@ async fn model_pull_in_a_cell_shows_a_progress_bar_and_the_model_then_answers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_request_pull_reports_progress_on_iopub_and_a_structured_reply() {
-    let models = tempfile::tempdir().unwrap();
-    let (_hub, config) = hub_and_config(models.path()).await;
-    let model_dir = models.path().join("models");
-    let daemon = Daemon::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--model-dir",
-        model_dir.to_str().unwrap(),
-    ]);
+    let WithHub { daemon, .. } = with_hub(&[]).await;
     let mut client = daemon.client().await;
     let msg = client.message(
         "model_request",
@@ -150,17 +151,11 @@ async fn model_request_pull_reports_progress_on_iopub_and_a_structured_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skillctl_model_commands_pull_list_use_and_remove() {
-    let models = tempfile::tempdir().unwrap();
-    let (_hub, config) = hub_and_config(models.path()).await;
-    let model_dir = models.path().join("models");
-    let daemon = Daemon::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--model-dir",
-        model_dir.to_str().unwrap(),
-    ]);
+    let WithHub {
+        daemon, model_dir, ..
+    } = with_hub(&[]).await;
 
-    let pull = skillctl(&daemon, &["model", "pull", HUB_PATH]);
+    let pull = daemon.skillctl(&["model", "pull", HUB_PATH]);
     let (out, err) = text(&pull);
     assert!(pull.status.success(), "{out}\n{err}");
     assert!(out.contains("pulled") && out.contains("candle"), "{out}");
@@ -170,7 +165,7 @@ async fn skillctl_model_commands_pull_list_use_and_remove() {
     );
     assert!(err.contains("verifying sha256 digest"), "{err}");
 
-    let list = skillctl(&daemon, &["model", "list"]);
+    let list = daemon.skillctl(&["model", "list"]);
     let (out, err) = text(&list);
     assert!(list.status.success(), "{err}");
     assert!(
@@ -182,10 +177,10 @@ async fn skillctl_model_commands_pull_list_use_and_remove() {
         "Ollama is down here: {err}"
     );
 
-    let used = skillctl(&daemon, &["model", "use", "smollm2@candle"]);
+    let used = daemon.skillctl(&["model", "use", "smollm2@candle"]);
     assert!(used.status.success(), "{:?}", text(&used));
     assert!(text(&used).0.contains("smollm2-135m-instruct.q4_1@candle"));
-    let list = skillctl(&daemon, &["model", "list"]);
+    let list = daemon.skillctl(&["model", "list"]);
     assert!(
         text(&list)
             .0
@@ -195,14 +190,14 @@ async fn skillctl_model_commands_pull_list_use_and_remove() {
         text(&list)
     );
 
-    let status = skillctl(&daemon, &["model", "status", "--json"]);
+    let status = daemon.skillctl(&["model", "status", "--json"]);
     let reply: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(reply["providers"][0]["backend"], "candle");
     assert_eq!(reply["providers"][1]["backend"], "ollama");
     assert_eq!(reply["providers"][1]["available"], false);
     assert!(reply["cache"]["entries"].is_u64(), "{reply}");
 
-    let info = skillctl(&daemon, &["model", "info", "nothing-like-it"]);
+    let info = daemon.skillctl(&["model", "info", "nothing-like-it"]);
     assert_eq!(info.status.code(), Some(1));
     assert!(
         text(&info).1.contains("ModelNotFoundError"),
@@ -210,10 +205,7 @@ async fn skillctl_model_commands_pull_list_use_and_remove() {
         text(&info)
     );
 
-    let rm = skillctl(
-        &daemon,
-        &["model", "rm", "smollm2-135m-instruct.q4_1@candle"],
-    );
+    let rm = daemon.skillctl(&["model", "rm", "smollm2-135m-instruct.q4_1@candle"]);
     assert!(rm.status.success(), "{:?}", text(&rm));
     assert!(!model_dir.join(DEFAULT_FILE).exists());
 }

@@ -222,12 +222,7 @@ async fn cell_prompt_fills_variables_and_leaves_the_conversation_alone() {
 fn skillctl_chat_streams_the_answer_to_the_terminal() {
     let dir = model_dir();
     let daemon = Daemon::start(&["--model-dir", &dir, "--repeat-penalty", "1.0"]);
-    let out = std::process::Command::new(harness::bin("skillctl"))
-        .arg("--existing")
-        .arg(&daemon.connection_file)
-        .args(["chat", "What is the capital of France?"])
-        .output()
-        .unwrap();
+    let out = daemon.skillctl(&["chat", "What is the capital of France?"]);
     assert!(
         out.status.success(),
         "{}",
@@ -240,12 +235,7 @@ fn skillctl_chat_streams_the_answer_to_the_terminal() {
         1,
         "printed once, not per update: {text}"
     );
-    let refused = std::process::Command::new(harness::bin("skillctl"))
-        .arg("--existing")
-        .arg(&daemon.connection_file)
-        .args(["chat", "%vars"])
-        .output()
-        .unwrap();
+    let refused = daemon.skillctl(&["chat", "%vars"]);
     assert_eq!(refused.status.code(), Some(2));
 }
 

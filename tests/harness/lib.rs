@@ -130,6 +130,16 @@ impl Daemon {
         client
     }
 
+    /// Runs `skillctl --existing <this daemon> args…` to the end.
+    pub fn skillctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("skillctl"))
+            .arg("--existing")
+            .arg(&self.connection_file)
+            .args(args)
+            .output()
+            .expect("run skillctl")
+    }
+
     /// Everything the daemon logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()

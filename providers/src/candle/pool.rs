@@ -89,6 +89,24 @@ impl Shared {
     }
 }
 
+/// A raw output pointer for pool items that each write their own, disjoint
+/// part of one buffer (a head, a block of rows) — what `&mut` cannot
+/// express across the items of one [`Pool::run`].
+#[derive(Clone, Copy)]
+pub(crate) struct Out(pub(crate) *mut f32);
+
+impl Out {
+    /// The pointer; a method, so closures capture the Send + Sync wrapper.
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: used only inside one `Pool::run` whose items write disjoint
+// elements of a buffer that outlives the call.
+unsafe impl Send for Out {}
+// SAFETY: as above.
+unsafe impl Sync for Out {}
+
 /// A fixed set of inference threads.
 pub struct Pool {
     shared: Arc<Shared>,

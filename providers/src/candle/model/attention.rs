@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 
-use crate::candle::pool::Pool;
+use crate::candle::pool::{Out, Pool};
 use crate::candle::simd;
 
 /// x / sqrt(mean(x²) + eps) · w for each row of `x` (width `w.len()`),
@@ -120,22 +120,6 @@ pub struct Heads {
     pub n_kv_head: usize,
     pub head_dim: usize,
 }
-
-/// A raw output pointer that each pool item writes its own head through.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-
-impl Out {
-    /// The pointer; a method, so closures capture the Send + Sync wrapper.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
-// SAFETY: used only inside one `Pool::run` whose items write disjoint
-// heads of a buffer that outlives the call.
-unsafe impl Send for Out {}
-// SAFETY: as above.
-unsafe impl Sync for Out {}
 
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };

@@ -18,7 +18,7 @@ use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{Device, Module, Tensor};
 
 use super::model::ModelError;
-use super::pool::Pool;
+use super::pool::{Out, Pool};
 use super::simd;
 use q4_1::BlockQ4_1;
 use q8_0::BlockQ8_0;
@@ -72,6 +72,39 @@ pub fn has_avx2() -> bool {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
     })
+}
+
+/// An AVX2 tile kernel: `r` activation rows (the array index + 1) against
+/// every weight row.
+#[cfg(target_arch = "x86_64")]
+pub type Avx2Tile<B> = unsafe fn(&[B], usize, &[BlockQ8], &mut [f32]);
+
+/// `out[j * r + i] = dot(row j of w, row i of acts)` for every row of `w`
+/// (`kb` blocks each) and the `r` ≤ 4 activation rows in `acts`: the AVX2
+/// `tiles` when the CPU has them, else `dot_scalar` row by row.
+pub fn gemm_tile<B>(
+    w: &[B],
+    kb: usize,
+    acts: &[BlockQ8],
+    r: usize,
+    out: &mut [f32],
+    dot_scalar: fn(&[B], &[BlockQ8]) -> f32,
+    #[cfg(target_arch = "x86_64")] tiles: [Avx2Tile<B>; 4],
+) {
+    assert!((1..=4).contains(&r) && acts.len() == r * kb && w.len() % kb == 0);
+    assert!(out.len() >= w.len() / kb * r);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above), and
+        // the asserts above guarantee every block the kernel reads exists.
+        unsafe { tiles[r - 1](w, kb, acts, out) };
+        return;
+    }
+    for (j, row) in w.chunks_exact(kb).enumerate() {
+        for (i, act) in acts.chunks_exact(kb).enumerate() {
+            out[j * r + i] = dot_scalar(row, act);
+        }
+    }
 }
 
 /// The sum of the eight lanes.
@@ -219,23 +252,6 @@ pub struct Job<'a> {
     pub w: &'a Matrix,
     pub out: &'a mut [f32],
 }
-
-/// A raw output pointer that pool items write through, each to its own
-/// weight rows' columns.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-
-impl Out {
-    /// The pointer; a method, so closures capture the Send + Sync wrapper.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
-// SAFETY: only used inside one `Pool::run`, whose items write disjoint
-// elements, and the buffer outlives the call.
-unsafe impl Send for Out {}
-// SAFETY: as above.
-unsafe impl Sync for Out {}
 
 /// Rows `r0..r0 + rows` (at most [`CHUNK_ROWS`]) of `w` against every
 /// activation row, into their columns of `out`.

@@ -46,30 +46,24 @@ pub fn dot_scalar(x: &[BlockQ4_1], y: &[BlockQ8]) -> f32 {
     sum
 }
 
-/// `out[j * r + i] = dot(row j of w, row i of acts)` for every row of `w`
-/// (`kb` blocks each) and the `r` ≤ 4 activation rows in `acts`.
+/// `out[j * r + i] = dot(row j of w, row i of acts)`; see
+/// [`super::gemm_tile`].
 pub fn gemm_tile(w: &[BlockQ4_1], kb: usize, acts: &[BlockQ8], r: usize, out: &mut [f32]) {
-    assert!((1..=4).contains(&r) && acts.len() == r * kb && w.len() % kb == 0);
-    assert!(out.len() >= w.len() / kb * r);
-    #[cfg(target_arch = "x86_64")]
-    if super::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above), and
-        // the asserts above guarantee every block the kernel reads exists.
-        unsafe {
-            match r {
-                4 => avx2::tile::<4>(w, kb, acts, out),
-                3 => avx2::tile::<3>(w, kb, acts, out),
-                2 => avx2::tile::<2>(w, kb, acts, out),
-                _ => avx2::tile::<1>(w, kb, acts, out),
-            }
-        }
-        return;
-    }
-    for (j, row) in w.chunks_exact(kb).enumerate() {
-        for (i, act) in acts.chunks_exact(kb).enumerate() {
-            out[j * r + i] = dot_scalar(row, act);
-        }
-    }
+    super::gemm_tile(
+        w,
+        kb,
+        acts,
+        r,
+        out,
+        dot_scalar,
+        #[cfg(target_arch = "x86_64")]
+        [
+            avx2::tile::<1>,
+            avx2::tile::<2>,
+            avx2::tile::<3>,
+            avx2::tile::<4>,
+        ],
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
