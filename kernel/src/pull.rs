@@ -45,9 +45,7 @@ fn mib(bytes: u64) -> String {
 
 /// The progress display: a bar when the size is known, the step otherwise.
 fn render(spec: &str, step: &PullProgress) -> Map<String, Value> {
-    // Ollama leaves `completed` out while it is zero.
-    let done = step.completed_bytes.or(step.total_bytes.map(|_| 0));
-    let (text, html) = match (done, step.total_bytes) {
+    let (text, html) = match (step.completed_bytes, step.total_bytes) {
         (Some(done), Some(total)) if total > 0 => {
             let pct = (done as f64 * 100.0 / total as f64).min(100.0);
             let filled = (pct / 5.0).round() as usize;

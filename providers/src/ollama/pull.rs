@@ -53,7 +53,8 @@ impl State {
                 Some(Ok(PullProgress {
                     model: self.succeeded.then(|| self.model.clone()),
                     status: status.message,
-                    completed_bytes: status.completed,
+                    // Ollama leaves `completed` out while it is zero.
+                    completed_bytes: status.completed.or(status.total.map(|_| 0)),
                     total_bytes: status.total,
                 }))
             }
