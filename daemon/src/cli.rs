@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,12 +25,6 @@ pub enum Command {
     Install(InstallArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Connection file: read when it exists (as Jupyter writes it),
@@ -41,26 +37,44 @@ pub struct StartArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub ip: String,
 
-    /// Log filter (`info`, `debug`, `skillkernel_kernel=trace`, …).
-    #[arg(long, env = "SKILLKERNEL_LOG", default_value = "info")]
-    pub log_level: String,
+    /// Detach and run as a daemon: double-fork, new session, stdio to the
+    /// log or /dev/null, PID file held under a lock. The launching process
+    /// exits 0 once the kernel serves, non-zero with the reason otherwise.
+    #[arg(long)]
+    pub daemon: bool,
 
-    /// Log line format on stderr.
-    #[arg(
-        long,
-        value_enum,
-        env = "SKILLKERNEL_LOG_FORMAT",
-        default_value = "text"
-    )]
-    pub log_format: LogFormat,
+    /// PID file, locked for the daemon's whole life (`[daemon] pid_file`).
+    /// Default in `--daemon` mode: `<state-dir>/skillkernel.pid`.
+    #[arg(long, env = "SKILLKERNEL_PID_FILE", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
 
-    /// Seconds a `!command` may run before it is killed.
-    #[arg(long, env = "SKILLKERNEL_COMMAND_TIMEOUT", default_value_t = 600)]
-    pub command_timeout: u64,
+    /// Directory for log files with rotation (`[log] dir`); unset: stderr.
+    #[arg(long, env = "SKILLKERNEL_LOG_DIR", value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
 
-    /// Largest inbound message accepted, in bytes; larger ones are dropped.
-    #[arg(long, env = "SKILLKERNEL_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub max_message_bytes: usize,
+    /// Persisted session to continue (`[daemon] session`). Default: the
+    /// connection file's stem with `-f`, else `default`.
+    #[arg(long, env = "SKILLKERNEL_SESSION")]
+    pub session: Option<String>,
+
+    /// Log filter (`info`, `debug`, `skillkernel_kernel=trace`, …);
+    /// `[log] level`, default `info`.
+    #[arg(long, env = "SKILLKERNEL_LOG")]
+    pub log_level: Option<String>,
+
+    /// Log line format (`[log] format`, default text).
+    #[arg(long, value_enum, env = "SKILLKERNEL_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Seconds a `!command` may run before it is killed
+    /// (`[limits] command_timeout_secs`, default 600).
+    #[arg(long, env = "SKILLKERNEL_COMMAND_TIMEOUT")]
+    pub command_timeout: Option<u64>,
+
+    /// Largest inbound message accepted, in bytes; larger ones are dropped
+    /// (`[limits] max_message_bytes`, default 64 MiB).
+    #[arg(long, env = "SKILLKERNEL_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
 
     /// Configuration file, read after the system file
     /// (/etc/skillkernel/config.toml) and the user file

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+use crate::config::LogFormat;
 
 /// Installs the global subscriber. `RUST_LOG` wins over `--log-level`.
 /// The `zeromq` crate's per-connection chatter is kept at `warn` unless

@@ -37,14 +37,17 @@ pub enum StartError {
 }
 
 pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
-    logging::init(&args.log_level, args.log_format);
+    let (mut settings, files) = Config::load(args.config.as_deref())?;
+    settings.apply(&args);
+    logging::init(&settings.log.level, settings.log.format);
+    tracing::info!(files = ?files, "configuration read");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.io_threads.max(1))
         .thread_name("skillkernel-io")
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
-    let result = runtime.block_on(serve(args));
+    let result = runtime.block_on(serve(args, settings));
     // Do not wait on stray blocking work (e.g. a stuck read) at exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
     result
@@ -104,10 +107,7 @@ fn connection(args: &StartArgs) -> Result<Connection, StartError> {
     }
 }
 
-async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
-    let (mut settings, files) = Config::load(args.config.as_deref())?;
-    settings.apply(&args);
-    tracing::info!(files = ?files, "configuration read");
+async fn serve(args: StartArgs, settings: Config) -> Result<ExitCode, StartError> {
     let Connection {
         mut info,
         path,
@@ -119,9 +119,9 @@ async fn serve(args: StartArgs) -> Result<ExitCode, StartError> {
         announce(&path);
     }
     let config = KernelConfig {
-        command_timeout: Duration::from_secs(args.command_timeout),
+        command_timeout: Duration::from_secs(settings.limits.command_timeout_secs),
         limits: WireLimits {
-            max_message_bytes: args.max_message_bytes,
+            max_message_bytes: settings.limits.max_message_bytes,
             ..WireLimits::default()
         },
         models: Some(models(&settings)),

@@ -14,20 +14,24 @@ use thiserror::Error;
 
 use crate::cli::StartArgs;
 
+mod sections;
+
+pub use sections::{
+    DaemonConfig, HealthConfig, LimitsConfig, LogConfig, LogFormat, LogRotation, ShutdownConfig,
+    StateConfig,
+};
+
 /// Everything the configuration files can set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub daemon: DaemonConfig,
+    pub log: LogConfig,
+    pub limits: LimitsConfig,
+    pub shutdown: ShutdownConfig,
+    pub state: StateConfig,
+    pub health: HealthConfig,
     pub models: ModelsConfig,
-}
-
-/// Where the daemon keeps things.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DaemonConfig {
-    /// State directory (response cache). Default: ~/.local/state/skillkernel.
-    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -143,6 +147,27 @@ impl Config {
         }
         if let Some(dir) = &args.state_dir {
             self.daemon.state_dir = Some(dir.clone());
+        }
+        if let Some(file) = &args.pid_file {
+            self.daemon.pid_file = Some(file.clone());
+        }
+        if let Some(session) = &args.session {
+            self.daemon.session = Some(session.clone());
+        }
+        if let Some(level) = &args.log_level {
+            self.log.level = level.clone();
+        }
+        if let Some(format) = args.log_format {
+            self.log.format = format;
+        }
+        if let Some(dir) = &args.log_dir {
+            self.log.dir = Some(dir.clone());
+        }
+        if let Some(secs) = args.command_timeout {
+            self.limits.command_timeout_secs = secs;
+        }
+        if let Some(bytes) = args.max_message_bytes {
+            self.limits.max_message_bytes = bytes;
         }
     }
 

@@ -1,0 +1,161 @@
+//! The sections of the configuration file other than `[models]` (which
+//! the providers crate owns). Every key has a default, so every key is
+//! optional; `deny_unknown_fields` turns a typo into an error.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `[daemon]`: where the daemon keeps things and what it is called.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// State directory (sessions, response cache, dumps).
+    /// Default: `$XDG_STATE_HOME/skillkernel` (~/.local/state/skillkernel).
+    pub state_dir: Option<PathBuf>,
+    /// PID file held under an exclusive lock in `--daemon` mode.
+    pub pid_file: Option<PathBuf>,
+    /// Name of the persisted session this kernel continues. Default: the
+    /// connection file's stem when one is given (`-f`), else `default`.
+    pub session: Option<String>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How often the log file is rotated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRotation {
+    Minutely,
+    Hourly,
+    #[default]
+    Daily,
+    Never,
+}
+
+/// `[log]`: what is logged and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter (`info`, `debug`, `skillkernel_kernel=trace`, …).
+    /// Changes on reload.
+    pub level: String,
+    pub format: LogFormat,
+    /// Directory for `skillkernel.log` and its rotated files; unset means
+    /// stderr only (in `--daemon` mode stderr is /dev/null then).
+    pub dir: Option<PathBuf>,
+    pub rotation: LogRotation,
+    /// Rotated files kept (lz4-compressed); older ones are deleted.
+    pub keep: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+            dir: None,
+            rotation: LogRotation::Daily,
+            keep: 7,
+        }
+    }
+}
+
+/// `[limits]`: bounds on work; all change on reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// A `!command` is killed after this many seconds.
+    pub command_timeout_secs: u64,
+    /// Larger inbound messages are dropped.
+    pub max_message_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            command_timeout_secs: 600,
+            max_message_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[shutdown]`: how long the shutdown coordinator waits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// WaitingForOperations: how long running cells may finish before they
+    /// are cancelled.
+    pub grace_secs: f64,
+    /// Each later phase (SavingState, NotifyingClients, Cleanup) is cut off
+    /// after this long; the shutdown then goes on, forced.
+    pub operation_timeout_secs: f64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            grace_secs: 10.0,
+            operation_timeout_secs: 5.0,
+        }
+    }
+}
+
+/// `[state]`: the persisted session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// Persist sessions in the state dir (off: everything in memory).
+    pub persist: bool,
+    /// Cell outputs longer than this are stored whole as artifacts;
+    /// history keeps a summary.
+    pub artifact_threshold_bytes: usize,
+    /// Artifacts longer than this are lz4-compressed.
+    pub compress_threshold_bytes: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            persist: true,
+            artifact_threshold_bytes: 2048,
+            compress_threshold_bytes: 512,
+        }
+    }
+}
+
+/// `[health]`: how often the health monitor samples and where its
+/// thresholds lie. Change on reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    pub interval_secs: f64,
+    /// Process resident memory above which the kernel is degraded / unhealthy.
+    pub rss_degraded_mib: u64,
+    pub rss_unhealthy_mib: u64,
+    /// System memory available below which the kernel is degraded / unhealthy.
+    pub available_memory_degraded_percent: f64,
+    pub available_memory_unhealthy_percent: f64,
+    /// One-minute load average per core above which the host is degraded.
+    pub load_degraded_per_core: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_secs: 5.0,
+            rss_degraded_mib: 4096,
+            rss_unhealthy_mib: 12288,
+            available_memory_degraded_percent: 10.0,
+            available_memory_unhealthy_percent: 3.0,
+            load_degraded_per_core: 4.0,
+        }
+    }
+}
