@@ -63,8 +63,16 @@ async fn sigint_interrupts_the_cell_and_the_daemon_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_the_daemon_and_kills_running_commands() {
-    let mut daemon = Daemon::start(&[]);
+async fn sigterm_stops_the_daemon_after_the_grace_period_and_kills_running_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("shutdown.toml");
+    std::fs::write(&config, "[shutdown]\ngrace_secs = 0.5\n").unwrap();
+    let connection_file = dir.path().join("kernel-test.json");
+    let mut daemon = Daemon::start_in(
+        dir,
+        connection_file,
+        &["--config", config.to_str().unwrap()],
+    );
     let client = daemon.client().await;
     let marker = daemon.dir.path().join("child.pid");
     let cell = client.message(
@@ -90,9 +98,14 @@ async fn sigterm_stops_the_daemon_and_kills_running_commands() {
         .parse()
         .unwrap();
     daemon.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
     let status = daemon
         .wait_exit(Duration::from_secs(10))
         .expect("daemon exits on SIGTERM");
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(500),
+        "the running command got its grace period"
+    );
     assert!(status.success(), "{status}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(

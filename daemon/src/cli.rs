@@ -23,9 +23,52 @@ pub enum Command {
     Start(Box<StartArgs>),
     /// Install the `skillkernel` kernelspec for Jupyter.
     Install(InstallArgs),
+    #[command(flatten)]
+    Manage(ManageCommand),
 }
 
-#[derive(Debug, Args)]
+/// Commands that act on a running daemon through its PID file.
+#[derive(Debug, Subcommand)]
+pub enum ManageCommand {
+    /// Stop a running daemon (SIGTERM) and wait until it has exited.
+    Stop {
+        #[command(flatten)]
+        args: ManageArgs,
+        /// Seconds to wait for the shutdown to finish.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Say whether a daemon runs (exit 0), is dead with a stale PID file
+    /// (1) or not running (3).
+    Status(ManageArgs),
+    /// Make a running daemon re-read its configuration (SIGUSR1).
+    Reload(ManageArgs),
+    /// Make a running daemon write a state dump (SIGUSR2); prints its path.
+    Dump {
+        #[command(flatten)]
+        args: ManageArgs,
+        /// Seconds to wait for the dump file.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+}
+
+/// How to find a running daemon: as `start` found its PID file.
+#[derive(Debug, Clone, Args)]
+pub struct ManageArgs {
+    /// The daemon's PID file. Default: `[daemon] pid_file`, else
+    /// `<state-dir>/skillkernel.pid`.
+    #[arg(long, env = "SKILLKERNEL_PID_FILE", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// The configuration file the daemon was started with.
+    #[arg(long, env = "SKILLKERNEL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The daemon's state directory (where dumps are written).
+    #[arg(long, env = "SKILLKERNEL_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct StartArgs {
     /// Connection file: read when it exists (as Jupyter writes it),
     /// otherwise created there. Without it, one is created in the Jupyter

@@ -2,6 +2,10 @@
 //!
 //! * `skillkernel start [-f FILE]` serves one kernel in the foreground, as
 //!   Jupyter launches it through the kernelspec's `{connection_file}`.
+//!   With `--daemon` it detaches (double fork, PID file) and the launcher
+//!   exits once the kernel serves.
+//! * `skillkernel stop|status|reload|dump` act on a running daemon
+//!   through its PID file and signals.
 //! * `skillkernel install [--user|--sys-prefix|--prefix P]` writes the
 //!   kernelspec so Jupyter front ends can start it.
 //!
@@ -11,8 +15,15 @@
 
 mod cli;
 mod config;
+mod daemonize;
+mod dump;
 mod install;
 mod logging;
+mod manage;
+mod pidfile;
+mod redact;
+mod reload;
+mod signals;
 mod start;
 
 use std::process::ExitCode;
@@ -24,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Start(args) => start::run(*args).map_err(Into::into),
         cli::Command::Install(args) => install::run(args),
+        cli::Command::Manage(command) => manage::run(command).map_err(Into::into),
     };
     let result: Result<ExitCode, Box<dyn std::error::Error>> = result;
     match result {

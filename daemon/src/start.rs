@@ -4,12 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use futures::StreamExt;
-use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_tokio::Signals;
 use std::sync::Arc;
 
-use skillkernel_kernel::{Kernel, KernelConfig, KernelHandle, Models};
+use skillkernel_kernel::{Kernel, KernelConfig, KernelHandle, Models, ShutdownOrigin};
 use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
 use skillkernel_providers::Registry;
 use skillkernel_transport::zmq::ZmqTransport;
@@ -18,7 +16,11 @@ use thiserror::Error;
 
 use crate::cli::StartArgs;
 use crate::config::{Config, ConfigError};
+use crate::daemonize::{self, DaemonizeError, Readiness};
 use crate::logging;
+use crate::pidfile::{PidFile, PidFileError};
+use crate::reload::{self, Reloader, SetLogLevel};
+use crate::signals;
 use skillkernel_protocol::paths;
 
 /// Why the kernel could not start.
@@ -34,12 +36,67 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
+    #[error(transparent)]
+    Daemonize(#[from] DaemonizeError),
+    #[error("cannot create the log directory {path}: {source}")]
+    LogDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve a relative path (current directory unreadable): {0}")]
+    Cwd(std::io::Error),
 }
 
 pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
+    // Paths are made absolute before `--daemon` changes to `/`, and so a
+    // reload reads the same files.
+    let args = absolute_paths(args)?;
     let (mut settings, files) = Config::load(args.config.as_deref())?;
     settings.apply(&args);
-    logging::init(&settings.log.level, settings.log.format);
+    absolute_config_paths(&mut settings)?;
+    let pid_path = settings.daemon.pid_file.clone().or_else(|| {
+        args.daemon
+            .then(|| settings.state_dir().join("skillkernel.pid"))
+    });
+    // Locked before detaching, so a second daemon is refused by the
+    // launcher itself, with the reason on its stderr.
+    let mut pid_file = pid_path.as_deref().map(PidFile::acquire).transpose()?;
+    let mut readiness = if args.daemon {
+        let output = match &settings.log.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| StartError::LogDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Some(dir.join("skillkernel.stderr.log"))
+            }
+            None => None,
+        };
+        daemonize::detach(output.as_deref())?
+    } else {
+        Readiness::none()
+    };
+    let result = run_detached(args, settings, files, &mut pid_file, &mut readiness);
+    if let Err(e) = &result {
+        readiness.failed(&e.to_string());
+    }
+    result
+}
+
+/// Everything after the (optional) fork: logging, the runtime, the kernel.
+fn run_detached(
+    args: StartArgs,
+    settings: Config,
+    files: Vec<PathBuf>,
+    pid_file: &mut Option<PidFile>,
+    readiness: &mut Readiness,
+) -> Result<ExitCode, StartError> {
+    if let Some(pid_file) = pid_file.as_mut() {
+        pid_file.write_pid(std::process::id())?;
+    }
+    let log = logging::init(&settings.log.level, settings.log.format);
     tracing::info!(files = ?files, "configuration read");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.io_threads.max(1))
@@ -47,10 +104,52 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
-    let result = runtime.block_on(serve(args, settings));
+    let started = Started {
+        args,
+        settings,
+        files,
+        pid_file: pid_file.take(),
+        set_log_level: log,
+    };
+    let result = runtime.block_on(serve(started, readiness));
     // Do not wait on stray blocking work (e.g. a stuck read) at exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
     result
+}
+
+/// Makes the path options absolute against the current directory.
+fn absolute_paths(mut args: StartArgs) -> Result<StartArgs, StartError> {
+    for path in [
+        &mut args.connection_file,
+        &mut args.config,
+        &mut args.state_dir,
+        &mut args.model_dir,
+        &mut args.pid_file,
+        &mut args.log_dir,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *path = std::path::absolute(&*path).map_err(StartError::Cwd)?;
+    }
+    Ok(args)
+}
+
+/// Makes paths from the config files absolute too (relative ones are taken
+/// against the directory the daemon was started in).
+fn absolute_config_paths(settings: &mut Config) -> Result<(), StartError> {
+    for path in [
+        &mut settings.daemon.state_dir,
+        &mut settings.daemon.pid_file,
+        &mut settings.log.dir,
+        &mut settings.models.dir,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *path = std::path::absolute(&*path).map_err(StartError::Cwd)?;
+    }
+    Ok(())
 }
 
 /// The model backends the configuration asks for.
@@ -69,6 +168,12 @@ fn models(config: &Config) -> Models {
         cache = registry.cache().is_some(),
         "models"
     );
+    models_from(config, registry)
+}
+
+/// What prompt cells use, from `[models]` and a built registry.
+pub fn models_from(config: &Config, registry: Registry) -> Models {
+    let m = &config.models;
     Models {
         registry: Arc::new(registry),
         default_model: m.default.clone(),
@@ -107,7 +212,23 @@ fn connection(args: &StartArgs) -> Result<Connection, StartError> {
     }
 }
 
-async fn serve(args: StartArgs, settings: Config) -> Result<ExitCode, StartError> {
+/// What `serve` starts from.
+struct Started {
+    args: StartArgs,
+    settings: Config,
+    files: Vec<PathBuf>,
+    pid_file: Option<PidFile>,
+    set_log_level: SetLogLevel,
+}
+
+async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, StartError> {
+    let Started {
+        args,
+        settings,
+        files,
+        pid_file,
+        set_log_level,
+    } = started;
     let Connection {
         mut info,
         path,
@@ -125,9 +246,28 @@ async fn serve(args: StartArgs, settings: Config) -> Result<ExitCode, StartError
             ..WireLimits::default()
         },
         models: Some(models(&settings)),
+        shutdown: reload::shutdown_settings(&settings),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);
+    if created {
+        let path = path.clone();
+        kernel
+            .handle
+            .on_cleanup("connection file", move || remove_connection_file(&path));
+    }
+    if let Some(pid_file) = pid_file {
+        kernel
+            .handle
+            .on_cleanup("PID file", move || pid_file.remove());
+    }
+    let signals = Signals::new(signals::HANDLED).map_err(StartError::Signals)?;
+    let signal_handle = signals.handle();
+    let reloader = Reloader::new(args, settings, files, kernel.handle.clone(), set_log_level);
+    let ops = signals::Operator::new(kernel.handle.clone(), reloader, &info, &path);
+    let signal_task = tokio::spawn(signals::serve(signals, ops));
+    let parent_watch =
+        parent_pid_to_watch().map(|pid| tokio::spawn(watch_parent(pid, kernel.handle.clone())));
     tracing::info!(
         connection_file = %path.display(),
         ip = %info.ip,
@@ -136,21 +276,18 @@ async fn serve(args: StartArgs, settings: Config) -> Result<ExitCode, StartError
         pid = std::process::id(),
         "skillkernel serving"
     );
-    let signals = Signals::new([SIGINT, SIGTERM]).map_err(StartError::Signals)?;
-    let signal_handle = signals.handle();
-    let signal_task = tokio::spawn(forward_signals(signals, kernel.handle.clone()));
-    let parent_watch =
-        parent_pid_to_watch().map(|pid| tokio::spawn(watch_parent(pid, kernel.handle.clone())));
-    let reason = kernel.wait().await;
-    tracing::info!(?reason, "skillkernel stopping");
+    readiness.ready(&path);
+    let report = kernel.wait().await;
     signal_handle.close();
     signal_task.abort();
     if let Some(task) = parent_watch {
         task.abort();
     }
-    if created {
-        remove_connection_file(&path);
-    }
+    tracing::info!(
+        total_ms = report.total().as_secs_f64() * 1000.0,
+        forced = report.forced,
+        "skillkernel stopped"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -184,25 +321,8 @@ async fn watch_parent(parent: u32, kernel: KernelHandle) {
         tick.tick().await;
         if std::os::unix::process::parent_id() != parent {
             tracing::warn!(parent, "parent process exited; shutting down");
-            kernel.shutdown(false);
+            kernel.shutdown(ShutdownOrigin::ParentExited);
             return;
-        }
-    }
-}
-
-/// Signals become kernel requests; no work happens in the handler itself.
-async fn forward_signals(mut signals: Signals, kernel: KernelHandle) {
-    while let Some(signal) = signals.next().await {
-        match signal {
-            SIGINT => {
-                tracing::info!("SIGINT: interrupting the running cell");
-                kernel.interrupt();
-            }
-            SIGTERM => {
-                tracing::info!("SIGTERM: shutting down");
-                kernel.shutdown(false);
-            }
-            _ => {}
         }
     }
 }

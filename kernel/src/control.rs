@@ -22,11 +22,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
     ));
     while let Some(msg) = queue_rx.recv().await {
         shared.iopub.status(&msg, ExecutionState::Busy).await;
-        dispatch::respond(&shared, channel.sender.as_ref(), &msg).await;
+        dispatch::respond(&shared, &channel.sender, &msg).await;
         shared.iopub.status(&msg, ExecutionState::Idle).await;
-        if shared.exit_requested() {
-            break;
-        }
+        // Keeps serving during a shutdown (kernel_info, interrupt, a second
+        // shutdown_request); the coordinator stops this task at the end.
     }
     reader.abort();
 }

@@ -12,11 +12,11 @@ use skillkernel_protocol::content::{
 use skillkernel_protocol::Message;
 use skillkernel_transport::FrameSender;
 
-use crate::session::Shared;
-use crate::{complete, info, inspect, ExitReason};
+use crate::session::{lock, Shared};
+use crate::{complete, info, inspect, ExitReason, ShutdownOrigin};
 
 /// Answers `req` on `channel` (busy/idle are the caller's).
-pub(crate) async fn respond(shared: &Arc<Shared>, channel: &dyn FrameSender, req: &Message) {
+pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>, req: &Message) {
     let msg_type = req.msg_type().to_owned();
     let result = match msg_type.as_str() {
         "kernel_info_request" => Ok(("kernel_info_reply", json!(info::kernel_info()))),
@@ -89,18 +89,24 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &dyn FrameSender, req
                 .parse_content::<ShutdownRequest>()
                 .map(|s| s.restart)
                 .unwrap_or(false);
-            let reply = ShutdownReply {
-                status: ReplyStatus::Ok,
-                restart,
-            };
-            shared.reply(channel, req, "shutdown_reply", reply).await;
-            // Other clients learn of the shutdown on IOPub.
-            shared
-                .iopub
-                .publish(Some(req), "shutdown_reply", reply)
-                .await;
+            if shared.exit_requested() {
+                // One shutdown at a time; this requester is told it is on.
+                let reply = ShutdownReply {
+                    status: ReplyStatus::Ok,
+                    restart,
+                };
+                shared
+                    .reply(channel.as_ref(), req, "shutdown_reply", reply)
+                    .await;
+                return;
+            }
             tracing::info!(restart, "shutdown requested");
-            shared.request_exit(ExitReason::Shutdown { restart });
+            // Answered in the shutdown's NotifyingClients phase.
+            *lock(&shared.shutdown_requester) = Some((req.clone(), channel.clone()));
+            shared.request_exit(ExitReason {
+                restart,
+                origin: ShutdownOrigin::Client,
+            });
             return;
         }
         other => {
@@ -115,7 +121,7 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &dyn FrameSender, req
                 );
                 shared
                     .reply(
-                        channel,
+                        channel.as_ref(),
                         req,
                         &format!("{base}_reply"),
                         ErrorReply::new(error),
@@ -128,13 +134,17 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &dyn FrameSender, req
         }
     };
     match result {
-        Ok((reply_type, content)) => shared.reply(channel, req, reply_type, content).await,
+        Ok((reply_type, content)) => {
+            shared
+                .reply(channel.as_ref(), req, reply_type, content)
+                .await
+        }
         Err(e) => {
             tracing::warn!(error = %e, "invalid request content");
             let reply_type = msg_type.replace("_request", "_reply");
             let error = ErrorContent::new("InvalidRequest", e.to_string());
             shared
-                .reply(channel, req, &reply_type, ErrorReply::new(error))
+                .reply(channel.as_ref(), req, &reply_type, ErrorReply::new(error))
                 .await;
         }
     }

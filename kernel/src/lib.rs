@@ -38,13 +38,16 @@ pub mod history;
 pub mod info;
 pub mod inspect;
 pub mod iopub;
+pub mod live;
 pub mod magics;
 mod memory;
 mod model_request;
+pub mod operations;
 pub mod prompt;
 mod pull;
 pub mod session;
 pub mod shell;
+pub mod shutdown;
 pub mod stdin;
 
 use std::sync::Arc;
@@ -57,7 +60,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use errors::KernelError;
+pub use live::ShutdownSettings;
 pub use session::Shared;
+pub use shutdown::{Phase, ShutdownOrigin, ShutdownReport};
 pub use skillkernel_providers as providers;
 
 /// Settings the kernel runs with.
@@ -71,6 +76,8 @@ pub struct KernelConfig {
     pub limits: WireLimits,
     /// Where prompt cells get their model; `None` means no model backend.
     pub models: Option<Models>,
+    /// How long each shutdown phase may take.
+    pub shutdown: ShutdownSettings,
 }
 
 impl Default for KernelConfig {
@@ -80,6 +87,7 @@ impl Default for KernelConfig {
             command_timeout: Duration::from_secs(600),
             limits: WireLimits::default(),
             models: None,
+            shutdown: ShutdownSettings::default(),
         }
     }
 }
@@ -116,10 +124,12 @@ impl std::fmt::Debug for Models {
 }
 
 /// Why the kernel stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitReason {
-    /// A client (or the operator) asked for shutdown; `restart` as requested.
-    Shutdown { restart: bool },
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ExitReason {
+    /// The client asked for a restart (`shutdown_request` with
+    /// `restart: true`): the next start begins a fresh session.
+    pub restart: bool,
+    pub origin: ShutdownOrigin,
 }
 
 /// Steers a running kernel from outside the wire protocol (signals).
@@ -134,9 +144,57 @@ impl KernelHandle {
         self.shared.interrupt();
     }
 
-    /// Asks the kernel to stop, as `shutdown_request` does.
-    pub fn shutdown(&self, restart: bool) {
-        self.shared.request_exit(ExitReason::Shutdown { restart });
+    /// Starts the shutdown coordinator, as `shutdown_request` does.
+    pub fn shutdown(&self, origin: ShutdownOrigin) {
+        self.shared.request_exit(ExitReason {
+            restart: false,
+            origin,
+        });
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        self.shared.exit_requested()
+    }
+
+    /// Registers `cleanup` to run in the shutdown's Cleanup phase, in
+    /// registration order (e.g. removing the connection and PID files).
+    pub fn on_cleanup(&self, what: &str, cleanup: impl FnOnce() + Send + 'static) {
+        session::lock(&self.shared.cleanups).push((what.to_owned(), Box::new(cleanup)));
+    }
+
+    /// Applies reloaded limits: new cells and messages use them.
+    pub fn set_limits(&self, command_timeout: Duration, max_message_bytes: usize) {
+        self.shared.update_live(|live| {
+            live.command_timeout = command_timeout;
+            live.limits.max_message_bytes = max_message_bytes;
+        });
+    }
+
+    /// Applies reloaded shutdown timeouts.
+    pub fn set_shutdown_settings(&self, settings: ShutdownSettings) {
+        self.shared.update_live(|live| live.shutdown = settings);
+    }
+
+    /// Swaps the model backends (reloaded provider settings). Cells
+    /// already generating finish on the backends they started with.
+    pub fn set_models(&self, models: Option<Models>) {
+        self.shared.update_live(|live| live.models = models);
+    }
+
+    /// The model backends in use now.
+    pub fn models(&self) -> Option<Models> {
+        self.shared.models()
+    }
+
+    /// A report of the kernel's state, for state dumps.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({ "operations": self.shared.operations.list() })
+    }
+
+    /// The work running now.
+    pub fn operations(&self) -> Vec<operations::OperationInfo> {
+        self.shared.operations.list()
     }
 }
 
@@ -175,22 +233,24 @@ impl Kernel {
         }
     }
 
-    /// Waits until the kernel is asked to stop, then stops its tasks.
-    pub async fn wait(mut self) -> ExitReason {
+    /// Waits until the kernel is asked to stop, runs the shutdown
+    /// coordinator ([`shutdown`]), then stops its tasks.
+    pub async fn wait(mut self) -> ShutdownReport {
         let reason = loop {
             if let Some(reason) = *self.exit.borrow_and_update() {
                 break reason;
             }
             if self.exit.changed().await.is_err() {
-                break ExitReason::Shutdown { restart: false };
+                break ExitReason {
+                    restart: false,
+                    origin: ShutdownOrigin::Operator,
+                };
             }
         };
-        // Let in-flight IOPub (the shutdown notice) reach the socket.
-        self.handle.shared.iopub.flush().await;
+        let report = shutdown::run(&self.handle.shared, reason).await;
         for task in &self.tasks {
             task.abort();
         }
-        self.handle.shared.kill_children();
-        reason
+        report
     }
 }

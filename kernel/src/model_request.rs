@@ -41,7 +41,7 @@ async fn answer(
     req: &Message,
     body: ModelRequest,
 ) -> Result<Value, KernelError> {
-    let models = shared.config.models.clone().ok_or(KernelError::NoModel)?;
+    let models = shared.models().ok_or(KernelError::NoModel)?;
     let current = shared.current_model().unwrap_or_default();
     let registry = &models.registry;
     Ok(match body.action.as_str() {

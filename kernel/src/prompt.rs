@@ -58,7 +58,7 @@ pub fn fill_variables(ctx: &ExecContext<'_>, template: &str) -> Result<String, K
 }
 
 async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<(), KernelError> {
-    let Some(models) = ctx.shared.config.models.clone() else {
+    let Some(models) = ctx.shared.models() else {
         return Err(KernelError::NoModel);
     };
     let model = ctx.shared.current_model().unwrap_or_default();

@@ -2,8 +2,8 @@
 //! running cell's cancellation token.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::History;
 use crate::iopub::Iopub;
-use crate::{ExitReason, KernelConfig};
+use crate::live::{Live, ShutdownSettings};
+use crate::operations::Operations;
+use crate::{ExitReason, KernelConfig, Models};
+use skillkernel_protocol::WireLimits;
 
 /// What a notebook session accumulates.
 #[derive(Debug, Default)]
@@ -79,6 +82,11 @@ pub struct Shared {
     pub iopub: Iopub,
     pub stdin: Arc<dyn FrameSender>,
     pub started: Instant,
+    /// Wall-clock start, for reports.
+    pub started_at: SystemTime,
+    /// Work in flight; the shutdown coordinator waits on it.
+    pub operations: Operations,
+    live: RwLock<Live>,
     state: Mutex<SessionState>,
     running: Mutex<Option<CancellationToken>>,
     exit: watch::Sender<Option<ExitReason>>,
@@ -86,6 +94,11 @@ pub struct Shared {
     pub(crate) stdin_waiters: Mutex<HashMap<String, oneshot::Sender<String>>>,
     /// Process groups of running `!commands`, killed at exit.
     children: Mutex<HashSet<i32>>,
+    /// The `shutdown_request` being served and the channel it came on:
+    /// answered in the shutdown's NotifyingClients phase.
+    pub(crate) shutdown_requester: Mutex<Option<(Message, Arc<dyn FrameSender>)>>,
+    /// What the embedding process asked to be done in the Cleanup phase.
+    pub(crate) cleanups: Mutex<Vec<(String, Box<dyn FnOnce() + Send>)>>,
 }
 
 /// Locks a mutex, recovering the data if a panicking task poisoned it: the
@@ -105,6 +118,12 @@ impl Shared {
         let username = std::env::var("USER").unwrap_or_else(|_| "skillkernel".into());
         let (exit, exit_rx) = watch::channel(None);
         let iopub = Iopub::new(iopub, signer.clone(), session_id.clone(), username.clone());
+        let live = RwLock::new(Live {
+            command_timeout: config.command_timeout,
+            limits: config.limits,
+            shutdown: config.shutdown,
+            models: config.models.clone(),
+        });
         let shared = Shared {
             session_id,
             username,
@@ -113,11 +132,16 @@ impl Shared {
             iopub,
             stdin,
             started: Instant::now(),
+            started_at: SystemTime::now(),
+            operations: Operations::default(),
+            live,
             state: Mutex::new(SessionState::default()),
             running: Mutex::new(None),
             exit,
             stdin_waiters: Mutex::new(HashMap::new()),
             children: Mutex::new(HashSet::new()),
+            shutdown_requester: Mutex::new(None),
+            cleanups: Mutex::new(Vec::new()),
         };
         (shared, exit_rx)
     }
@@ -127,9 +151,40 @@ impl Shared {
         lock(&self.state)
     }
 
+    /// The reloadable settings, for a moment: never hold the guard across
+    /// an await.
+    fn live(&self) -> std::sync::RwLockReadGuard<'_, Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the reloadable settings.
+    pub(crate) fn update_live(&self, change: impl FnOnce(&mut Live)) {
+        change(&mut self.live.write().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Bounds on inbound messages, as configured now.
+    pub fn limits(&self) -> WireLimits {
+        self.live().limits
+    }
+
+    /// How long a `!command` may run, as configured now.
+    pub fn command_timeout(&self) -> Duration {
+        self.live().command_timeout
+    }
+
+    /// How long the shutdown phases may take, as configured now.
+    pub fn shutdown_settings(&self) -> ShutdownSettings {
+        self.live().shutdown
+    }
+
+    /// The model backends, as configured now; `None` without any.
+    pub fn models(&self) -> Option<Models> {
+        self.live().models.clone()
+    }
+
     /// The model this session's prompts use, if a model backend is set up.
     pub fn current_model(&self) -> Option<String> {
-        let models = self.config.models.as_ref()?;
+        let models = self.models()?;
         Some(
             self.state()
                 .current_model
@@ -143,7 +198,7 @@ impl Shared {
     /// its fallback keeps working); a model is kept as `name@backend`.
     /// Returns the model now chosen and what the session keeps.
     pub async fn use_model(&self, spec: &str) -> Result<(ModelInfo, String), KernelError> {
-        let models = self.config.models.as_ref().ok_or(KernelError::NoModel)?;
+        let models = self.models().ok_or(KernelError::NoModel)?;
         let route = models.registry.route(spec).await?;
         let info = route.provider.info(&route.model).await?;
         let kept = match &route.profile {
@@ -206,13 +261,20 @@ impl Shared {
         }
     }
 
-    /// Tells [`crate::Kernel::wait`] to stop the kernel.
+    /// Tells [`crate::Kernel::wait`] to run the shutdown. The first
+    /// request wins; later ones change nothing.
     pub fn request_exit(&self, reason: ExitReason) {
-        self.interrupt();
-        self.exit.send_replace(Some(reason));
+        self.exit.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
     }
 
-    pub(crate) fn exit_requested(&self) -> bool {
+    /// Whether a shutdown has begun: new work is refused from then on.
+    pub fn exit_requested(&self) -> bool {
         self.exit.borrow().is_some()
     }
 
@@ -222,6 +284,13 @@ impl Shared {
 
     pub(crate) fn untrack_child(&self, pgid: i32) {
         lock(&self.children).remove(&pgid);
+    }
+
+    /// Flushes the session to disk (the shutdown's SavingState phase).
+    /// Blocking: call it off the IO runtime.
+    pub fn save_state(&self) -> Result<(), crate::errors::KernelError> {
+        // Nothing is persisted before the session store exists.
+        Ok(())
     }
 
     /// Kills the process groups of `!commands` still running.

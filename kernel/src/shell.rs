@@ -56,7 +56,7 @@ pub(crate) async fn read_requests(
                 continue;
             }
         };
-        match Message::decode(frames, &shared.signer, &shared.config.limits) {
+        match Message::decode(frames, &shared.signer, &shared.limits()) {
             Ok(msg) => {
                 tracing::trace!(channel, msg_type = msg.msg_type(), "request");
                 if queue.send(msg).is_err() {
@@ -75,12 +75,12 @@ async fn execute_in_order(
 ) {
     let mut trimmer = Trimmer::default();
     while let Some(msg) = queue.recv().await {
-        let queued_before_failure = handle(&shared, sender.as_ref(), &msg, &mut queue).await;
+        let queued_before_failure = handle(&shared, &sender, &msg, &mut queue).await;
         for queued in queued_before_failure {
             if queued.msg_type() == "execute_request" {
                 abort_request(&shared, sender.as_ref(), &queued).await;
             } else {
-                handle(&shared, sender.as_ref(), &queued, &mut queue).await;
+                handle(&shared, &sender, &queued, &mut queue).await;
             }
         }
         trimmer.handled(queue.is_empty());
@@ -92,13 +92,19 @@ async fn execute_in_order(
 /// the client could know of the failure, so their executes are aborted.
 async fn handle(
     shared: &Arc<Shared>,
-    sender: &dyn FrameSender,
+    channel: &Arc<dyn FrameSender>,
     msg: &Message,
     queue: &mut mpsc::UnboundedReceiver<Message>,
 ) -> Vec<Message> {
+    let sender = channel.as_ref();
     shared.iopub.status(msg, ExecutionState::Busy).await;
     let mut queued_before_failure = Vec::new();
-    if msg.msg_type() == "execute_request" {
+    let is_work = WORK.contains(&msg.msg_type());
+    // Held until the reply is sent, so a shutdown waits for the answer too.
+    let _operation = is_work.then(|| shared.operations.begin(msg.msg_type(), &msg.header.msg_id));
+    if is_work && shared.exit_requested() {
+        refuse(shared, sender, msg).await;
+    } else if msg.msg_type() == "execute_request" {
         match msg.parse_content::<ExecuteRequest>() {
             Ok(req) => {
                 let stop_on_error = req.stop_on_error;
@@ -132,11 +138,32 @@ async fn handle(
             }
         }
     } else {
-        dispatch::respond(shared, sender, msg).await;
+        dispatch::respond(shared, channel, msg).await;
         shared.iopub.flush().await;
     }
     shared.iopub.status(msg, ExecutionState::Idle).await;
     queued_before_failure
+}
+
+/// Requests that start work; refused once a shutdown has begun.
+const WORK: [&str; 2] = ["execute_request", "model_request"];
+
+/// Answers a work request that arrived during a shutdown.
+async fn refuse(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {
+    tracing::info!(
+        msg_type = msg.msg_type(),
+        "refusing new work: shutting down"
+    );
+    let error = ErrorContent::new(
+        "KernelShuttingDown",
+        "the kernel is shutting down and takes no new work; start it again to continue",
+    );
+    let mut reply = json!(ErrorReply::new(error));
+    if msg.msg_type() == "execute_request" {
+        reply["execution_count"] = json!(shared.state().execution_count);
+    }
+    let reply_type = msg.msg_type().replace("_request", "_reply");
+    shared.reply(sender, msg, &reply_type, reply).await;
 }
 
 async fn abort_request(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {

@@ -74,7 +74,7 @@ pub(crate) async fn read_replies(shared: Arc<Shared>, mut receiver: Box<dyn Fram
                 continue;
             }
         };
-        let msg = match Message::decode(frames, &shared.signer, &shared.config.limits) {
+        let msg = match Message::decode(frames, &shared.signer, &shared.limits()) {
             Ok(msg) => msg,
             Err(e) => {
                 tracing::warn!(channel = "stdin", error = %e, "dropping invalid message");

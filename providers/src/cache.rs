@@ -53,6 +53,14 @@ impl ResponseCache {
         Ok(ResponseCache { tree, ttl })
     }
 
+    /// The same store with another time to live.
+    pub fn with_ttl(&self, ttl: Duration) -> Self {
+        ResponseCache {
+            tree: self.tree.clone(),
+            ttl,
+        }
+    }
+
     /// Whether a request may be answered from the cache at all.
     pub fn is_deterministic(request: &CompletionRequest) -> bool {
         request.options.temperature <= 0.0

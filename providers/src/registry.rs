@@ -402,4 +402,48 @@ impl Registry {
         }
         (registry, notes)
     }
+
+    /// The registry a reloaded `config` asks for. Backends whose settings
+    /// did not change are kept as they are (a loaded model stays loaded);
+    /// the others are built anew. The response cache is carried over with
+    /// the new TTL, or dropped when the new config turns it off — its store
+    /// is already open in this process and cannot be opened twice.
+    pub fn reconfigured(
+        &self,
+        config: &ModelsConfig,
+        model_dir: &std::path::Path,
+        old_model_dir: &std::path::Path,
+    ) -> (Registry, SetupNotes) {
+        let mut notes = Vec::new();
+        let mut backends: Vec<Arc<dyn Provider>> = Vec::new();
+        for name in &config.backends {
+            let unchanged = match name.as_str() {
+                crate::candle::BACKEND => {
+                    config.candle == self.config.candle && model_dir == old_model_dir
+                }
+                crate::ollama::BACKEND => config.ollama == self.config.ollama,
+                _ => false,
+            };
+            let kept = self.backends.iter().find(|p| p.backend() == name);
+            match kept {
+                Some(provider) if unchanged => backends.push(provider.clone()),
+                _ => match crate::backends::build(name, config, model_dir) {
+                    Ok(provider) => backends.push(provider),
+                    Err(e) => notes.push(format!("backend `{name}` left out: {e}")),
+                },
+            }
+        }
+        let mut registry = Registry::new(backends, config.clone());
+        match (&self.cache, config.cache.enabled) {
+            (Some(cache), true) => {
+                let ttl = std::time::Duration::from_secs(config.cache.ttl_secs);
+                registry = registry.with_cache(cache.with_ttl(ttl));
+            }
+            (None, true) => {
+                notes.push("response cache stays off until a restart (it was not open)".into())
+            }
+            (_, false) => {}
+        }
+        (registry, notes)
+    }
 }

@@ -5,6 +5,7 @@
 //! from; `cargo build --workspace --all-targets` must run before `cargo test`
 //! (the README's test command and `.ci/run` do).
 
+pub mod detached;
 pub mod fake_ollama;
 
 use std::path::{Path, PathBuf};

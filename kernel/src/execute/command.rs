@@ -59,7 +59,7 @@ async fn pump(
     // Bytes of an incomplete UTF-8 sequence carried to the next read.
     let mut out_carry = Vec::new();
     let mut err_carry = Vec::new();
-    let timeout = ctx.shared.config.command_timeout;
+    let timeout = ctx.shared.command_timeout();
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);

@@ -14,7 +14,7 @@ use crate::Models;
 pub(super) const USAGE: &str = "%model [list | use NAME|PROFILE | info [NAME] | status | stats | pull NAME | import PATH [NAME] | rm NAME]";
 
 fn models(ctx: &ExecContext<'_>) -> Result<Models, KernelError> {
-    ctx.shared.config.models.clone().ok_or(KernelError::NoModel)
+    ctx.shared.models().ok_or(KernelError::NoModel)
 }
 
 fn size(bytes: Option<u64>) -> String {
