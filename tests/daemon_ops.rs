@@ -121,6 +121,10 @@ fn a_stale_pid_file_is_replaced_and_a_failed_start_fails_the_launcher() {
         "{}",
         stderr(&out)
     );
+    assert!(
+        !daemon.pid_file.exists(),
+        "a failed start leaves no PID file behind"
+    );
 }
 
 #[tokio::test]

@@ -37,8 +37,9 @@ pub enum PidFileError {
     },
 }
 
-/// A locked PID file. Dropping it releases the lock; [`PidFile::remove`]
-/// also deletes the file.
+/// A locked PID file. Dropping it deletes the file and then releases the
+/// lock, on every way out of the daemon (a failed start included); only
+/// `--daemon`'s launcher, which shares the lock, leaves without dropping it.
 pub struct PidFile {
     path: PathBuf,
     file: Flock<File>,
@@ -109,13 +110,19 @@ impl PidFile {
         self.file.sync_all().map_err(err)
     }
 
-    /// Deletes the file, then releases the lock (in that order, so a new
-    /// daemon never finds our file unlocked and half-removed).
+    /// Deletes the file and releases the lock.
     pub fn remove(self) {
+        drop(self);
+    }
+}
+
+impl Drop for PidFile {
+    /// Deletes the file while still holding the lock, so a new daemon never
+    /// finds our file unlocked and half-removed; the lock goes with `file`.
+    fn drop(&mut self) {
         if let Err(e) = std::fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), error = %e, "could not remove the PID file");
         }
-        drop(self.file);
     }
 }
 
