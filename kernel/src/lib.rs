@@ -44,8 +44,10 @@ mod model_request;
 pub mod prompt;
 mod pull;
 pub mod session;
+mod session_writes;
 pub mod shell;
 pub mod stdin;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,7 @@ use tokio::task::JoinHandle;
 
 pub use errors::KernelError;
 pub use session::Shared;
+pub use store::{PersistConfig, PersistenceStatus, StoreError};
 pub use skillkernel_providers as providers;
 
 /// Settings the kernel runs with.
@@ -71,6 +74,8 @@ pub struct KernelConfig {
     pub limits: WireLimits,
     /// Where prompt cells get their model; `None` means no model backend.
     pub models: Option<Models>,
+    /// Where the session is persisted; `None` keeps it in memory only.
+    pub persistence: Option<PersistConfig>,
 }
 
 impl Default for KernelConfig {
@@ -80,6 +85,7 @@ impl Default for KernelConfig {
             command_timeout: Duration::from_secs(600),
             limits: WireLimits::default(),
             models: None,
+            persistence: None,
         }
     }
 }
@@ -138,6 +144,21 @@ impl KernelHandle {
     pub fn shutdown(&self, restart: bool) {
         self.shared.request_exit(ExitReason::Shutdown { restart });
     }
+
+    /// The kernel's shared state (session, persistence).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// See [`Shared::persistence_status`].
+    pub fn persistence_status(&self) -> PersistenceStatus {
+        self.shared.persistence_status()
+    }
+
+    /// See [`Shared::save_state`]; blocks on an fsync.
+    pub fn save_state(&self) -> Result<(), StoreError> {
+        self.shared.save_state()
+    }
 }
 
 /// A started kernel.
@@ -191,6 +212,13 @@ impl Kernel {
             task.abort();
         }
         self.handle.shared.kill_children();
+        // Changes are flushed as they happen; this catches the last ones.
+        let shared = self.handle.shared.clone();
+        match tokio::task::spawn_blocking(move || shared.save_state()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("session state not saved at exit: {e}"),
+            Err(e) => tracing::warn!(error = %e, "saving session state at exit failed"),
+        }
         reason
     }
 }

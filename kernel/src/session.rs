@@ -1,5 +1,7 @@
 //! State shared by the kernel's tasks: identity, signer, session data, the
-//! running cell's cancellation token.
+//! running cell's cancellation token. Session data is restored from the
+//! session store at start; changes go through the write-through methods in
+//! [`crate::session_writes`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::History;
 use crate::iopub::Iopub;
+use crate::store::{Persistence, Restored};
 use crate::{ExitReason, KernelConfig};
 
 /// What a notebook session accumulates.
@@ -33,6 +36,20 @@ pub struct SessionState {
     pub current_model: Option<String>,
     /// Generation figures per model, for `%model stats`.
     pub model_stats: BTreeMap<String, ModelUsage>,
+}
+
+impl SessionState {
+    /// A session continuing from what the store held.
+    pub fn restored(r: Restored) -> SessionState {
+        SessionState {
+            execution_count: r.execution_count,
+            variables: r.variables,
+            history: History::restored(r.history_session, r.history),
+            conversation: r.conversation,
+            current_model: r.current_model,
+            model_stats: BTreeMap::new(),
+        }
+    }
 }
 
 /// What a session has generated with one model.
@@ -80,6 +97,8 @@ pub struct Shared {
     pub stdin: Arc<dyn FrameSender>,
     pub started: Instant,
     state: Mutex<SessionState>,
+    /// Where session data is persisted, if anywhere.
+    pub(crate) persistence: Persistence,
     running: Mutex<Option<CancellationToken>>,
     exit: watch::Sender<Option<ExitReason>>,
     /// `input_request` msg_id → the cell waiting for its `input_reply`.
@@ -95,6 +114,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Opens and restores the session store when the config asks for one
+    /// (file I/O: called once, before serving).
     pub(crate) fn new(
         signer: Signer,
         config: KernelConfig,
@@ -105,6 +126,8 @@ impl Shared {
         let username = std::env::var("USER").unwrap_or_else(|_| "skillkernel".into());
         let (exit, exit_rx) = watch::channel(None);
         let iopub = Iopub::new(iopub, signer.clone(), session_id.clone(), username.clone());
+        let (persistence, restored) = Persistence::open(config.persistence.as_ref());
+        let state = restored.map(SessionState::restored).unwrap_or_default();
         let shared = Shared {
             session_id,
             username,
@@ -113,7 +136,8 @@ impl Shared {
             iopub,
             stdin,
             started: Instant::now(),
-            state: Mutex::new(SessionState::default()),
+            state: Mutex::new(state),
+            persistence,
             running: Mutex::new(None),
             exit,
             stdin_waiters: Mutex::new(HashMap::new()),
@@ -122,7 +146,9 @@ impl Shared {
         (shared, exit_rx)
     }
 
-    /// The session state, locked.
+    /// The session state, locked. Read it freely; change it through the
+    /// write-through methods ([`crate::session_writes`]) so the change
+    /// reaches the store.
     pub fn state(&self) -> MutexGuard<'_, SessionState> {
         lock(&self.state)
     }
@@ -150,7 +176,7 @@ impl Shared {
             Some(profile) => profile.clone(),
             None => route.spec(),
         };
-        self.state().current_model = Some(kept.clone());
+        self.set_current_model(Some(kept.clone()));
         Ok((info, kept))
     }
 

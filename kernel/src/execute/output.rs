@@ -27,7 +27,9 @@ pub struct Output<'a> {
     pending: Option<Stream>,
     payload: Vec<Value>,
     /// Plain-text record of the output, for history.
-    summary: String,
+    record: String,
+    /// Most bytes `record` keeps; the rest is cut with a note.
+    record_limit: usize,
     /// Goes into the reply's `metadata`.
     metadata: Map<String, Value>,
 }
@@ -41,9 +43,17 @@ impl<'a> Output<'a> {
             execution_count,
             pending: None,
             payload: Vec::new(),
-            summary: String::new(),
+            record: String::new(),
+            record_limit: 4096,
             metadata: Map::new(),
         }
+    }
+
+    /// Keeps up to `limit` bytes of the output's text for history (the
+    /// whole output, when the session store keeps it as an artifact).
+    pub fn recording_up_to(mut self, limit: usize) -> Self {
+        self.record_limit = limit;
+        self
     }
 
     async fn publish(&self, msg_type: &str, content: impl serde::Serialize) {
@@ -146,13 +156,27 @@ impl<'a> Output<'a> {
     }
 
     pub(crate) fn into_parts(self) -> (Vec<Value>, String, Map<String, Value>) {
-        (self.payload, self.summary, self.metadata)
+        (self.payload, self.record, self.metadata)
     }
 
     fn note(&mut self, text: &str) {
-        if self.summary.len() < 4096 {
-            self.summary.push_str(text);
+        let room = self.record_limit.saturating_sub(self.record.len());
+        if room == 0 {
+            return;
         }
+        if text.len() <= room {
+            self.record.push_str(text);
+            return;
+        }
+        let mut end = room;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.record.push_str(&text[..end]);
+        // Nothing more fits; the note says the record is incomplete.
+        self.record
+            .push_str(&format!("\n[output cut at {} bytes]\n", self.record_limit));
+        self.record_limit = 0;
     }
 
     fn note_bundle(&mut self, data: &MimeBundle) {
