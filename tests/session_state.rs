@@ -18,7 +18,10 @@ async fn status(client: &mut KernelClient) -> String {
         timeout: T,
         ..ExecuteOptions::default()
     };
-    let outcome = client.execute("%status", &options, &mut Quiet).await.unwrap();
+    let outcome = client
+        .execute("%status", &options, &mut Quiet)
+        .await
+        .unwrap();
     outcome
         .of_type("display_data")
         .filter_map(|m| m.content["data"]["text/markdown"].as_str())
@@ -72,7 +75,10 @@ async fn a_killed_daemon_is_continued_by_the_next_start() {
 
     let get = run(&mut client, "%get x").await;
     assert_eq!(get.status(), "ok", "{}", get.reply.content);
-    assert_eq!(get.reply.content["execution_count"], 4, "the count continues");
+    assert_eq!(
+        get.reply.content["execution_count"], 4,
+        "the count continues"
+    );
     let result = get.of_type("execute_result").next().unwrap();
     assert_eq!(result.content["data"]["text/plain"], "3");
 
@@ -118,7 +124,10 @@ async fn a_killed_daemon_is_continued_by_the_next_start() {
     assert!(text.contains("→ 5000"), "whole output shown: {text}");
 
     let status = status(&mut client).await;
-    assert!(status.contains("| persisted session | `kernel-test` |"), "{status}");
+    assert!(
+        status.contains("| persisted session | `kernel-test` |"),
+        "{status}"
+    );
     assert!(status.contains("| history entries | 5 |"), "{status}");
 }
 
@@ -148,7 +157,10 @@ async fn a_client_restart_starts_the_session_fresh_but_keeps_its_history() {
     assert_eq!(echo.reply.content["execution_count"], 1, "count restarts");
     let get = run(&mut client, "%get x").await;
     assert_eq!(get.status(), "error");
-    assert_eq!(get.reply.content["ename"], "NameError", "variables are gone");
+    assert_eq!(
+        get.reply.content["ename"], "NameError",
+        "variables are gone"
+    );
     assert_eq!(get.reply.content["execution_count"], 2);
 
     let tail = history(

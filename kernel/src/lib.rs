@@ -60,8 +60,8 @@ use tokio::task::JoinHandle;
 
 pub use errors::KernelError;
 pub use session::Shared;
-pub use store::{PersistConfig, PersistenceStatus, StoreError};
 pub use skillkernel_providers as providers;
+pub use store::{PersistConfig, PersistenceStatus, StoreError};
 
 /// Settings the kernel runs with.
 #[derive(Debug, Clone)]

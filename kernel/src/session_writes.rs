@@ -41,7 +41,7 @@ impl Shared {
     /// the artifact limit) when it can be stored whole, else enough for
     /// the summary.
     pub(crate) fn output_record_limit(&self) -> usize {
-        if self.persistence.wants_artifact(usize::MAX, true) {
+        if self.persistence.keeps_artifacts() {
             MAX_ARTIFACT_BYTES
         } else {
             IN_MEMORY_RECORD_BYTES
@@ -76,7 +76,10 @@ impl Shared {
 
     /// `entries` with each artifact-backed output replaced by the whole
     /// output from the store (the summary stays if it cannot be read).
-    pub async fn with_full_outputs(self: &Arc<Self>, entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
+    pub async fn with_full_outputs(
+        self: &Arc<Self>,
+        entries: Vec<HistoryEntry>,
+    ) -> Vec<HistoryEntry> {
         if entries.iter().all(|e| e.artifact.is_none()) {
             return entries;
         }

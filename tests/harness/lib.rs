@@ -93,7 +93,12 @@ impl Daemon {
         self.starts += 1;
         self.stderr_path = self.dir.path().join(format!("daemon.{}.log", self.starts));
         let existed = self.connection_file.exists();
-        self.child = spawn(self.dir.path(), &self.connection_file, &self.stderr_path, args);
+        self.child = spawn(
+            self.dir.path(),
+            &self.connection_file,
+            &self.stderr_path,
+            args,
+        );
         self.wait_serving(existed);
     }
 

@@ -83,7 +83,10 @@ fn persistence_rows(p: &PersistenceStatus) -> String {
         rows.push_str(&format!("| persisted session | `{}` |\n", cell(session)));
     }
     if let Some(path) = &p.path {
-        rows.push_str(&format!("| state path | `{}` |\n", cell(&path.display().to_string())));
+        rows.push_str(&format!(
+            "| state path | `{}` |\n",
+            cell(&path.display().to_string())
+        ));
     }
     rows.push_str(&format!("| session state | {} |\n", cell(&state)));
     rows.push_str(&format!("| history entries | {} |\n", p.history_entries));

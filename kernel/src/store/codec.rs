@@ -212,7 +212,10 @@ mod tests {
         }
         .encode();
         for cut in 0..bytes.len() {
-            assert!(HistoryRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                HistoryRecord::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut future = bytes.clone();
         future[0] = 9;

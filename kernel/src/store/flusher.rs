@@ -79,11 +79,7 @@ impl Flusher {
     }
 }
 
-fn run(
-    signal: &Signal,
-    flush: impl Fn() -> Result<(), StoreError>,
-    on_error: impl Fn(StoreError),
-) {
+fn run(signal: &Signal, flush: impl Fn() -> Result<(), StoreError>, on_error: impl Fn(StoreError)) {
     let mut counters = lock(&signal.counters);
     loop {
         while counters.requested == counters.flushed && !counters.stop {

@@ -101,6 +101,11 @@ pub enum StoreError {
     },
     #[error("cannot open the session store {path}: {source}")]
     Open { path: PathBuf, source: sled::Error },
+    #[error(
+        "the session store {path} is locked by another process \
+         (another kernel running with the same session name?)"
+    )]
+    Locked { path: PathBuf },
     #[error("cannot write to the session store {path}: {source}")]
     Write { path: PathBuf, source: sled::Error },
     #[error("cannot read from the session store {path}: {source}")]
@@ -171,7 +176,13 @@ impl Store {
             // `flusher`); sled's timer would only add wake-ups.
             .flush_every_ms(None)
             .open()
-            .map_err(open_err)?;
+            .map_err(|e| match e {
+                // sled reports its file lock only as text.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked { path: path.clone() }
+                }
+                other => open_err(other),
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
         let store = Store {
             meta: tree("meta")?,
@@ -248,7 +259,10 @@ impl Store {
 
     pub fn set_current_model(&self, model: Option<&str>) -> Result<(), StoreError> {
         match model {
-            Some(m) => self.meta.insert(meta::CURRENT_MODEL, m.as_bytes()).map(drop),
+            Some(m) => self
+                .meta
+                .insert(meta::CURRENT_MODEL, m.as_bytes())
+                .map(drop),
             None => self.meta.remove(meta::CURRENT_MODEL).map(drop),
         }
         .map_err(self.write_err())

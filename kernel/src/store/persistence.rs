@@ -48,9 +48,7 @@ impl Failure {
     fn set(&self, e: &StoreError) {
         let mut reason = lock(&self.reason);
         if reason.is_none() {
-            tracing::error!(
-                "{e}; the session continues in memory and later changes are not saved"
-            );
+            tracing::error!("{e}; the session continues in memory and later changes are not saved");
             *reason = Some(e.to_string());
         }
     }
@@ -116,10 +114,7 @@ impl Persistence {
         };
         let flush_store = store.clone();
         let flush_failure = failure.clone();
-        let flusher = Flusher::start(
-            move || flush_store.flush(),
-            move |e| flush_failure.set(&e),
-        );
+        let flusher = Flusher::start(move || flush_store.flush(), move |e| flush_failure.set(&e));
         match flusher {
             Ok(flusher) => {
                 tracing::info!(
@@ -132,6 +127,9 @@ impl Persistence {
                     skipped = restored.skipped,
                     "session state restored"
                 );
+                // Restoring wrote too (the new history session number,
+                // a fresh start's resets): put that on disk as well.
+                flusher.changed();
                 persistence.flusher = Some(flusher);
                 persistence.store = Some(store);
                 (persistence, Some(restored))
@@ -166,6 +164,11 @@ impl Persistence {
             }
             Err(e) => self.failure.set(&e),
         }
+    }
+
+    /// Whether large outputs can be kept whole (the store is writable).
+    pub fn keeps_artifacts(&self) -> bool {
+        self.writable().is_some()
     }
 
     /// Whether an output of `len` bytes, whose summary is cut short when
@@ -243,13 +246,16 @@ impl Persistence {
         let Some(store) = self.store.as_deref() else {
             return Err(self.in_memory());
         };
-        store.mark_fresh_start().inspect_err(|e| self.failure.set(e))
+        store
+            .mark_fresh_start()
+            .inspect_err(|e| self.failure.set(e))
     }
 
     /// The status, given the history's current figures.
     pub fn status(&self, history_session: i64, history_entries: usize) -> PersistenceStatus {
         let reason = self.failure.get();
-        let (artifacts, artifact_bytes) = self.store.as_ref().map_or((0, 0), |s| s.artifact_stats());
+        let (artifacts, artifact_bytes) =
+            self.store.as_ref().map_or((0, 0), |s| s.artifact_stats());
         PersistenceStatus {
             session: self.session.clone(),
             path: self.path.clone(),

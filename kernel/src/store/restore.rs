@@ -41,9 +41,10 @@ pub struct Restored {
 pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
     let read = store.read_err();
     let write = store.write_err();
-    let mut restored = Restored::default();
-
-    restored.fresh_start = store.meta.contains_key(meta::FRESH_START).map_err(&read)?;
+    let mut restored = Restored {
+        fresh_start: store.meta.contains_key(meta::FRESH_START).map_err(&read)?,
+        ..Restored::default()
+    };
     if restored.fresh_start {
         store.variables.clear().map_err(&write)?;
         store.conversation.clear().map_err(&write)?;
@@ -106,12 +107,7 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
                 restored.variables.insert(name, value);
             }
             (Err(_), _) => skip(store, &mut restored, "variable", "name is not UTF-8"),
-            (Ok(name), Err(e)) => skip(
-                store,
-                &mut restored,
-                "variable",
-                &format!("`{name}`: {e}"),
-            ),
+            (Ok(name), Err(e)) => skip(store, &mut restored, "variable", &format!("`{name}`: {e}")),
         }
     }
 

@@ -84,7 +84,10 @@ fn the_same_output_is_stored_once_and_compressed_only_above_the_threshold() {
     let small = "y".repeat(1000);
     let id = store.put_artifact(small.as_bytes()).unwrap();
     let stored = store.artifacts.get(id.as_bytes()).unwrap().unwrap();
-    assert!(!artifacts::is_compressed(&stored), "not above the threshold");
+    assert!(
+        !artifacts::is_compressed(&stored),
+        "not above the threshold"
+    );
     assert_eq!(store.get_artifact(&id).unwrap(), small.as_bytes());
     assert_eq!(store.artifact_stats().0, 2);
 }
@@ -109,15 +112,31 @@ fn unreadable_records_are_skipped_and_the_rest_restored() {
         store.history.insert(b"short", &b"x"[..]).unwrap();
         store.variables.insert("bad", &b"{not json"[..]).unwrap();
         store.set_variable("good", &json!("v")).unwrap();
-        store.conversation.insert(0u64.to_be_bytes(), &[1u8][..]).unwrap();
-        store.meta.insert(meta::EXECUTION_COUNT, &b"??"[..]).unwrap();
-        store.meta.insert(meta::CURRENT_MODEL, &[0xffu8][..]).unwrap();
+        store
+            .conversation
+            .insert(0u64.to_be_bytes(), &[1u8][..])
+            .unwrap();
+        store
+            .meta
+            .insert(meta::EXECUTION_COUNT, &b"??"[..])
+            .unwrap();
+        store
+            .meta
+            .insert(meta::CURRENT_MODEL, &[0xffu8][..])
+            .unwrap();
         let id = store.put_artifact("z".repeat(5000).as_bytes()).unwrap();
-        let mut damaged = store.artifacts.get(id.as_bytes()).unwrap().unwrap().to_vec();
+        let mut damaged = store
+            .artifacts
+            .get(id.as_bytes())
+            .unwrap()
+            .unwrap()
+            .to_vec();
         let last = damaged.len() - 1;
         damaged[last] ^= 0xff;
         store.artifacts.insert(id.as_bytes(), damaged).unwrap();
-        store.put_history(1, 4, &record("big", None, Some(id))).unwrap();
+        store
+            .put_history(1, 4, &record("big", None, Some(id)))
+            .unwrap();
         store.flush().unwrap();
     }
     let (store, restored) = Store::open(&config(&dir)).unwrap();
@@ -125,7 +144,10 @@ fn unreadable_records_are_skipped_and_the_rest_restored() {
     assert_eq!(inputs, vec!["good", "big"]);
     assert_eq!(restored.variables.keys().collect::<Vec<_>>(), vec!["good"]);
     assert!(restored.conversation.is_empty());
-    assert_eq!(restored.execution_count, 0, "an unreadable count reads as 0");
+    assert_eq!(
+        restored.execution_count, 0,
+        "an unreadable count reads as 0"
+    );
     assert_eq!(restored.current_model, None);
     assert_eq!(restored.skipped, 7);
     let id = restored.history[1].artifact.unwrap();
@@ -141,7 +163,9 @@ fn a_fresh_start_mark_resets_the_session_but_keeps_history() {
     {
         let (store, _) = Store::open(&config(&dir)).unwrap();
         store.set_execution_count(2).unwrap();
-        store.put_history(1, 2, &record("%set x = 3", None, None)).unwrap();
+        store
+            .put_history(1, 2, &record("%set x = 3", None, None))
+            .unwrap();
         store.set_variable("x", &json!(3)).unwrap();
         store.put_turn(0, "user", "hi").unwrap();
         store.set_current_model(Some("m")).unwrap();
@@ -182,7 +206,10 @@ fn an_unwritable_state_dir_leaves_the_session_in_memory_with_the_reason() {
     assert!(reason.contains("cannot create"), "{reason}");
     // Writes are dropped quietly; saving says why it cannot.
     persistence.write(|s| s.set_execution_count(1));
-    assert!(matches!(persistence.save(), Err(StoreError::InMemory { .. })));
+    assert!(matches!(
+        persistence.save(),
+        Err(StoreError::InMemory { .. })
+    ));
 }
 
 #[test]
@@ -195,24 +222,39 @@ fn a_store_locked_by_another_opener_leaves_the_second_in_memory() {
     assert!(restored.is_none());
     let status = second.status(1, 0);
     assert!(!status.persisted);
-    assert!(status.reason.unwrap().contains("lock"));
+    let reason = status.reason.unwrap();
+    assert!(reason.contains("is locked by another process"), "{reason}");
+    assert!(
+        reason.contains(&cfg.session_dir().display().to_string()),
+        "{reason}"
+    );
     drop(first);
     let (third, _) = Persistence::open(Some(&cfg));
-    assert!(third.status(1, 0).persisted, "the lock goes with its holder");
+    assert!(
+        third.status(1, 0).persisted,
+        "the lock goes with its holder"
+    );
 }
 
 #[test]
 fn changes_are_flushed_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let (persistence, _) = Persistence::open(Some(&config(&dir)));
+    let all_saved = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while persistence.status(1, 0).unsaved_changes > 0 {
+            assert!(Instant::now() < deadline, "{what} never reached the disk");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
     for n in 1..=20 {
         persistence.write(|s| s.set_execution_count(n));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while persistence.status(1, 0).unsaved_changes > 0 {
-        assert!(Instant::now() < deadline, "the flusher never caught up");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    all_saved("a burst of changes");
+    // Once the flusher sleeps, one change must wake it.
+    std::thread::sleep(Duration::from_millis(50));
+    persistence.write(|s| s.set_execution_count(21));
+    all_saved("a single change");
     assert!(persistence.save().is_ok());
 }
 
@@ -231,7 +273,10 @@ fn a_failed_flush_switches_to_memory_with_the_reason() {
     .unwrap();
     flusher.changed();
     let reason = seen.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert!(reason.contains("/state/sessions/x") && reason.contains("No space"), "{reason}");
+    assert!(
+        reason.contains("/state/sessions/x") && reason.contains("No space"),
+        "{reason}"
+    );
 }
 
 #[test]
