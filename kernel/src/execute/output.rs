@@ -160,23 +160,7 @@ impl<'a> Output<'a> {
     }
 
     fn note(&mut self, text: &str) {
-        let room = self.record_limit.saturating_sub(self.record.len());
-        if room == 0 {
-            return;
-        }
-        if text.len() <= room {
-            self.record.push_str(text);
-            return;
-        }
-        let mut end = room;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.record.push_str(&text[..end]);
-        // Nothing more fits; the note says the record is incomplete.
-        self.record
-            .push_str(&format!("\n[output cut at {} bytes]\n", self.record_limit));
-        self.record_limit = 0;
+        append_capped(&mut self.record, text, &mut self.record_limit);
     }
 
     fn note_bundle(&mut self, data: &MimeBundle) {
@@ -200,4 +184,41 @@ pub fn text_bundle(text: &str) -> MimeBundle {
     let mut data = Map::new();
     data.insert("text/plain".into(), Value::String(text.to_owned()));
     data
+}
+
+/// Appends `text` to `record` while it stays within `limit` bytes. The
+/// text that overflows is cut (on a character boundary) with a note saying
+/// so, and `limit` drops to 0 so nothing is added after the note.
+fn append_capped(record: &mut String, text: &str, limit: &mut usize) {
+    let room = limit.saturating_sub(record.len());
+    if room == 0 {
+        return;
+    }
+    if text.len() <= room {
+        record.push_str(text);
+        return;
+    }
+    let mut end = room;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    record.push_str(&text[..end]);
+    record.push_str(&format!("\n[output cut at {limit} bytes]\n"));
+    *limit = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::append_capped;
+
+    #[test]
+    fn the_output_record_is_cut_at_its_limit_with_a_note() {
+        let (mut record, mut limit) = (String::new(), 10);
+        append_capped(&mut record, "12345", &mut limit);
+        append_capped(&mut record, "6789é!", &mut limit);
+        // "é" would straddle byte 10: the cut falls before it.
+        assert_eq!(record, "123456789\n[output cut at 10 bytes]\n");
+        append_capped(&mut record, "more", &mut limit);
+        assert_eq!(record, "123456789\n[output cut at 10 bytes]\n");
+    }
 }
