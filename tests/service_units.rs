@@ -53,7 +53,10 @@ async fn start_reload_stop(unit_path: &str, map: impl Fn(&Path) -> Vec<(&'static
     let unit = std::fs::read_to_string(repo().join(unit_path)).expect("unit file");
     let root = tempfile::tempdir().unwrap();
     let mut map = map(root.path());
-    map.push(("/usr/bin/skillkernel", bin("skillkernel").display().to_string()));
+    map.push((
+        "/usr/bin/skillkernel",
+        bin("skillkernel").display().to_string(),
+    ));
 
     for pre in values(&unit, "ExecStartPre") {
         let out = run_line(&substitute(&pre, &map), root.path());
@@ -61,10 +64,16 @@ async fn start_reload_stop(unit_path: &str, map: impl Fn(&Path) -> Vec<(&'static
     }
     let exec_start = values(&unit, "ExecStart");
     assert_eq!(exec_start.len(), 1, "one ExecStart line");
-    assert!(exec_start[0].contains("--daemon"), "Type=forking needs --daemon");
+    assert!(
+        exec_start[0].contains("--daemon"),
+        "Type=forking needs --daemon"
+    );
     assert_eq!(values(&unit, "Type"), ["forking"]);
     // The runtime directory is systemd's to create (RuntimeDirectory=).
-    for (_, dir) in map.iter().filter(|(_, d)| Path::new(d).starts_with(root.path())) {
+    for (_, dir) in map
+        .iter()
+        .filter(|(_, d)| Path::new(d).starts_with(root.path()))
+    {
         std::fs::create_dir_all(dir).unwrap();
     }
     let launcher = run_line(&substitute(&exec_start[0], &map), root.path());
@@ -141,8 +150,14 @@ async fn the_system_unit_starts_a_ready_daemon_its_pidfile_names_and_reloads_and
     start_reload_stop("systemd/skillkernel.service", |root| {
         vec![
             ("/run/skillkernel", root.join("run").display().to_string()),
-            ("/var/lib/skillkernel", root.join("state").display().to_string()),
-            ("/var/log/skillkernel", root.join("log").display().to_string()),
+            (
+                "/var/lib/skillkernel",
+                root.join("state").display().to_string(),
+            ),
+            (
+                "/var/log/skillkernel",
+                root.join("log").display().to_string(),
+            ),
         ]
     })
     .await;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use signal_hook_tokio::Signals;
 use std::sync::Arc;
 
-use skillkernel_kernel::{Kernel, KernelConfig, KernelHandle, Models, ShutdownOrigin};
+use skillkernel_kernel::{
+    Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
+};
 use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
 use skillkernel_providers::Registry;
 use skillkernel_transport::zmq::ZmqTransport;
@@ -182,6 +184,34 @@ pub fn models_from(config: &Config, registry: Registry) -> Models {
     }
 }
 
+/// The persisted session this kernel continues, unless `[state] persist`
+/// is off: `[daemon] session` (`--session`, `SKILLKERNEL_SESSION`), else
+/// the connection file's stem — Jupyter names it `kernel-<uuid>.json`, so
+/// each notebook kernel has its own session and a restarted one (same
+/// file) finds it — else `default`.
+fn persistence(config: &Config, connection_file: Option<&Path>) -> Option<PersistConfig> {
+    if !config.state.persist {
+        return None;
+    }
+    let session = config
+        .daemon
+        .session
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            connection_file
+                .and_then(Path::file_stem)
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "default".into());
+    Some(PersistConfig {
+        state_dir: config.state_dir(),
+        session,
+        artifact_threshold_bytes: config.state.artifact_threshold_bytes,
+        compress_threshold_bytes: config.state.compress_threshold_bytes,
+    })
+}
+
 /// Where the connection comes from, and whether this process owns the file.
 struct Connection {
     info: ConnectionInfo,
@@ -247,6 +277,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         },
         models: Some(models(&settings)),
         shutdown: reload::shutdown_settings(&settings),
+        persistence: persistence(&settings, args.connection_file.as_deref()),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

@@ -13,7 +13,7 @@ use skillkernel_protocol::Message;
 use skillkernel_transport::FrameSender;
 
 use crate::session::{lock, Shared};
-use crate::{complete, info, inspect, ExitReason, ShutdownOrigin};
+use crate::{complete, history, info, inspect, ExitReason, ShutdownOrigin};
 
 /// Answers `req` on `channel` (busy/idle are the caller's).
 pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>, req: &Message) {
@@ -35,16 +35,23 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
         "is_complete_request" => req
             .parse_content::<IsCompleteRequest>()
             .map(|c| ("is_complete_reply", json!(complete::is_complete(&c.code)))),
-        "history_request" => req.parse_content::<HistoryRequest>().map(|h| {
-            let history = shared.state().history.query(&h);
-            (
-                "history_reply",
-                json!(HistoryReply {
-                    status: ReplyStatus::Ok,
-                    history
-                }),
-            )
-        }),
+        "history_request" => match req.parse_content::<HistoryRequest>() {
+            Ok(h) => {
+                let mut entries = shared.state().history.select(&h);
+                if h.output {
+                    entries = shared.with_full_outputs(entries).await;
+                }
+                let history = history::rows(&entries, h.output);
+                Ok((
+                    "history_reply",
+                    json!(HistoryReply {
+                        status: ReplyStatus::Ok,
+                        history
+                    }),
+                ))
+            }
+            Err(e) => Err(e),
+        },
         "model_request" => Ok((
             "model_reply",
             crate::model_request::reply(shared, req).await,
@@ -100,6 +107,9 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
                     .await;
                 return;
             }
+            if restart {
+                mark_fresh_start(shared).await;
+            }
             tracing::info!(restart, "shutdown requested");
             // Answered in the shutdown's NotifyingClients phase.
             *lock(&shared.shutdown_requester) = Some((req.clone(), channel.clone()));
@@ -147,5 +157,18 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
                 .reply(channel.as_ref(), req, &reply_type, ErrorReply::new(error))
                 .await;
         }
+    }
+}
+
+/// A client's restart (JupyterLab's "Restart kernel", jupyter_client's
+/// `restart_kernel`) expects a fresh kernel, so the session's next start
+/// begins fresh. Done before the reply, so the mark is on disk before the
+/// client starts the next kernel.
+async fn mark_fresh_start(shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    match tokio::task::spawn_blocking(move || shared.mark_fresh_start()).await {
+        Ok(Ok(())) => tracing::info!("restart requested: the next start of this session is fresh"),
+        Ok(Err(e)) => tracing::warn!("restart requested, but the next start may not be fresh: {e}"),
+        Err(e) => tracing::warn!(error = %e, "marking the session for a fresh start failed"),
     }
 }

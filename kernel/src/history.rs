@@ -1,10 +1,16 @@
 //! Input history: what `history_request` and `%history` serve.
 //!
 //! Entries are numbered by execution count within a session. Session
-//! numbers start at 1 and grow with each kernel start once state persists.
+//! numbers start at 1 and grow with each kernel start of a persisted
+//! session (see [`crate::store`]). An entry keeps a summary of its output;
+//! a longer output is kept whole as an artifact in the store, and the
+//! entry holds its id.
 
 use serde_json::{json, Value};
 use skillkernel_protocol::content::{HistAccessType, HistoryRequest};
+
+use crate::store::codec::HistoryRecord;
+use crate::store::ArtifactId;
 
 /// One executed cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +20,19 @@ pub struct HistoryEntry {
     pub input: String,
     /// A text summary of the output, if any.
     pub output: Option<String>,
+    /// The whole output, stored as an artifact, when the summary is not all of it.
+    pub artifact: Option<ArtifactId>,
+}
+
+impl HistoryEntry {
+    /// The entry as the store keeps it.
+    pub fn record(&self) -> HistoryRecord {
+        HistoryRecord {
+            input: self.input.clone(),
+            output: self.output.clone(),
+            artifact: self.artifact,
+        }
+    }
 }
 
 /// The history of every session this kernel knows.
@@ -34,31 +53,51 @@ impl Default for History {
 }
 
 /// Longest output summary kept per entry.
-const OUTPUT_SUMMARY_CHARS: usize = 2000;
+pub const OUTPUT_SUMMARY_CHARS: usize = 2000;
+
+/// `output` cut to the summary length; true when that cut something off.
+pub fn summarize(output: &str) -> (String, bool) {
+    match output.char_indices().nth(OUTPUT_SUMMARY_CHARS) {
+        Some((end, _)) => (output[..end].to_owned(), true),
+        None => (output.to_owned(), false),
+    }
+}
 
 impl History {
+    /// A history restored from the store, continuing as `session`.
+    pub fn restored(session: i64, entries: Vec<HistoryEntry>) -> History {
+        History { session, entries }
+    }
+
     /// Records an executed cell in the current session.
-    pub fn record(&mut self, line: u64, input: &str) {
+    pub fn record(&mut self, line: u64, input: &str) -> &HistoryEntry {
         self.entries.push(HistoryEntry {
             session: self.session,
             line,
             input: input.to_owned(),
             output: None,
+            artifact: None,
         });
+        &self.entries[self.entries.len() - 1]
     }
 
-    /// Attaches an output summary to the current session's `line`.
-    pub fn set_output(&mut self, line: u64, output: &str) {
+    /// Attaches an output summary (and the artifact holding the whole
+    /// output, if any) to the current session's `line`.
+    pub fn set_output(
+        &mut self,
+        line: u64,
+        summary: String,
+        artifact: Option<ArtifactId>,
+    ) -> Option<&HistoryEntry> {
         let session = self.session;
-        if let Some(e) = self
+        let entry = self
             .entries
             .iter_mut()
             .rev()
-            .find(|e| e.session == session && e.line == line)
-        {
-            let summary: String = output.chars().take(OUTPUT_SUMMARY_CHARS).collect();
-            e.output = Some(summary);
-        }
+            .find(|e| e.session == session && e.line == line)?;
+        entry.output = Some(summary);
+        entry.artifact = artifact;
+        Some(entry)
     }
 
     pub fn entries(&self) -> &[HistoryEntry] {
@@ -114,8 +153,8 @@ impl History {
         hits
     }
 
-    /// Answers a `history_request` as `history_reply` rows.
-    pub fn query(&self, req: &HistoryRequest) -> Vec<Value> {
+    /// The entries a `history_request` asks for.
+    pub fn select(&self, req: &HistoryRequest) -> Vec<HistoryEntry> {
         let entries = match req.hist_access_type {
             HistAccessType::Tail => self.tail(req.n.unwrap_or(10)),
             HistAccessType::Range => self.range(req.session, req.start, req.stop),
@@ -124,17 +163,23 @@ impl History {
                 self.search(pattern, req.n, req.unique)
             }
         };
-        entries
-            .into_iter()
-            .map(|e| {
-                if req.output {
-                    json!([e.session, e.line, [e.input, e.output]])
-                } else {
-                    json!([e.session, e.line, e.input])
-                }
-            })
-            .collect()
+        entries.into_iter().cloned().collect()
     }
+}
+
+/// `history_reply` rows: `[session, line, input]`, or with `output`
+/// `[session, line, [input, output]]`.
+pub fn rows(entries: &[HistoryEntry], output: bool) -> Vec<Value> {
+    entries
+        .iter()
+        .map(|e| {
+            if output {
+                json!([e.session, e.line, [e.input, e.output]])
+            } else {
+                json!([e.session, e.line, e.input])
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -146,8 +191,17 @@ mod tests {
         h.record(1, "%set x = 1");
         h.record(2, "!echo hi");
         h.record(3, "%set x = 1");
-        h.set_output(2, "hi\n");
+        h.set_output(2, "hi\n".into(), None);
         h
+    }
+
+    #[test]
+    fn summaries_keep_the_first_characters_and_say_when_cut() {
+        assert_eq!(summarize("short"), ("short".to_owned(), false));
+        let exact = "é".repeat(OUTPUT_SUMMARY_CHARS);
+        assert_eq!(summarize(&exact), (exact.clone(), false));
+        let (cut, was_cut) = summarize(&format!("{exact}more"));
+        assert_eq!((cut, was_cut), (exact, true));
     }
 
     #[test]
@@ -183,6 +237,7 @@ mod tests {
             "session": 0, "start": 2, "stop": 3
         }))
         .unwrap();
-        assert_eq!(h.query(&req), vec![json!([1, 2, ["!echo hi", "hi\n"]])]);
+        let rows = rows(&h.select(&req), req.output);
+        assert_eq!(rows, vec![json!([1, 2, ["!echo hi", "hi\n"]])]);
     }
 }

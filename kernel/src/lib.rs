@@ -46,9 +46,11 @@ pub mod operations;
 pub mod prompt;
 mod pull;
 pub mod session;
+mod session_writes;
 pub mod shell;
 pub mod shutdown;
 pub mod stdin;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +66,7 @@ pub use live::ShutdownSettings;
 pub use session::Shared;
 pub use shutdown::{Phase, ShutdownOrigin, ShutdownReport};
 pub use skillkernel_providers as providers;
+pub use store::{PersistConfig, PersistenceStatus, StoreError};
 
 /// Settings the kernel runs with.
 #[derive(Debug, Clone)]
@@ -78,6 +81,8 @@ pub struct KernelConfig {
     pub models: Option<Models>,
     /// How long each shutdown phase may take.
     pub shutdown: ShutdownSettings,
+    /// Where the session is persisted; `None` keeps it in memory only.
+    pub persistence: Option<PersistConfig>,
 }
 
 impl Default for KernelConfig {
@@ -88,6 +93,7 @@ impl Default for KernelConfig {
             limits: WireLimits::default(),
             models: None,
             shutdown: ShutdownSettings::default(),
+            persistence: None,
         }
     }
 }
@@ -195,6 +201,21 @@ impl KernelHandle {
     /// The work running now.
     pub fn operations(&self) -> Vec<operations::OperationInfo> {
         self.shared.operations.list()
+    }
+
+    /// The kernel's shared state (session, persistence).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// See [`Shared::persistence_status`].
+    pub fn persistence_status(&self) -> PersistenceStatus {
+        self.shared.persistence_status()
+    }
+
+    /// See [`Shared::save_state`]; blocks on an fsync.
+    pub fn save_state(&self) -> Result<(), StoreError> {
+        self.shared.save_state()
     }
 }
 

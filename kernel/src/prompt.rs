@@ -126,12 +126,11 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
     // The turn joins the conversation, even when cut short, so the next
     // prompt sees what was said.
     if remember && !answer.is_empty() {
-        let mut state = ctx.shared.state();
-        state.conversation.push(user);
-        state.conversation.push(ChatMessage {
+        let assistant = ChatMessage {
             role: "assistant".into(),
             content: answer.clone(),
-        });
+        };
+        ctx.shared.push_turn(user, assistant);
     }
     if let Some(stats) = &stats {
         let mut metadata = generation_metadata(&model, stats);

@@ -1,5 +1,7 @@
 //! State shared by the kernel's tasks: identity, signer, session data, the
-//! running cell's cancellation token.
+//! running cell's cancellation token. Session data is restored from the
+//! session store at start; changes go through the write-through methods in
+//! [`crate::session_writes`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -19,6 +21,7 @@ use crate::history::History;
 use crate::iopub::Iopub;
 use crate::live::{Live, ShutdownSettings};
 use crate::operations::Operations;
+use crate::store::{Persistence, Restored};
 use crate::{ExitReason, KernelConfig, Models};
 use skillkernel_protocol::WireLimits;
 
@@ -36,6 +39,20 @@ pub struct SessionState {
     pub current_model: Option<String>,
     /// Generation figures per model, for `%model stats`.
     pub model_stats: BTreeMap<String, ModelUsage>,
+}
+
+impl SessionState {
+    /// A session continuing from what the store held.
+    pub fn restored(r: Restored) -> SessionState {
+        SessionState {
+            execution_count: r.execution_count,
+            variables: r.variables,
+            history: History::restored(r.history_session, r.history),
+            conversation: r.conversation,
+            current_model: r.current_model,
+            model_stats: BTreeMap::new(),
+        }
+    }
 }
 
 /// What a session has generated with one model.
@@ -88,6 +105,8 @@ pub struct Shared {
     pub operations: Operations,
     live: RwLock<Live>,
     state: Mutex<SessionState>,
+    /// Where session data is persisted, if anywhere.
+    pub(crate) persistence: Persistence,
     running: Mutex<Option<CancellationToken>>,
     exit: watch::Sender<Option<ExitReason>>,
     /// `input_request` msg_id → the cell waiting for its `input_reply`.
@@ -108,6 +127,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Opens and restores the session store when the config asks for one
+    /// (file I/O: called once, before serving).
     pub(crate) fn new(
         signer: Signer,
         config: KernelConfig,
@@ -124,6 +145,8 @@ impl Shared {
             shutdown: config.shutdown,
             models: config.models.clone(),
         });
+        let (persistence, restored) = Persistence::open(config.persistence.as_ref());
+        let state = restored.map(SessionState::restored).unwrap_or_default();
         let shared = Shared {
             session_id,
             username,
@@ -135,7 +158,8 @@ impl Shared {
             started_at: SystemTime::now(),
             operations: Operations::default(),
             live,
-            state: Mutex::new(SessionState::default()),
+            state: Mutex::new(state),
+            persistence,
             running: Mutex::new(None),
             exit,
             stdin_waiters: Mutex::new(HashMap::new()),
@@ -146,7 +170,9 @@ impl Shared {
         (shared, exit_rx)
     }
 
-    /// The session state, locked.
+    /// The session state, locked. Read it freely; change it through the
+    /// write-through methods ([`crate::session_writes`]) so the change
+    /// reaches the store.
     pub fn state(&self) -> MutexGuard<'_, SessionState> {
         lock(&self.state)
     }
@@ -205,7 +231,7 @@ impl Shared {
             Some(profile) => profile.clone(),
             None => route.spec(),
         };
-        self.state().current_model = Some(kept.clone());
+        self.set_current_model(Some(kept.clone()));
         Ok((info, kept))
     }
 
@@ -284,13 +310,6 @@ impl Shared {
 
     pub(crate) fn untrack_child(&self, pgid: i32) {
         lock(&self.children).remove(&pgid);
-    }
-
-    /// Flushes the session to disk (the shutdown's SavingState phase).
-    /// Blocking: call it off the IO runtime.
-    pub fn save_state(&self) -> Result<(), crate::errors::KernelError> {
-        // Nothing is persisted before the session store exists.
-        Ok(())
     }
 
     /// Kills the process groups of `!commands` still running.

@@ -59,6 +59,8 @@ def jupyter_env(tmp_path_factory: pytest.TempPathFactory):
     binary = _binary()
     prefix = tmp_path_factory.mktemp("prefix")
     runtime = tmp_path_factory.mktemp("runtime")
+    # Kernels persist their sessions in the state dir: keep them out of ~.
+    state = tmp_path_factory.mktemp("state")
     installed = subprocess.run(
         [str(binary), "install", "--prefix", str(prefix)],
         capture_output=True, text=True, timeout=60,
@@ -72,6 +74,7 @@ def jupyter_env(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
         mp.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+        mp.setenv("SKILLKERNEL_STATE_DIR", str(state))
         yield {"prefix": prefix, "runtime": runtime, "binary": binary}
 
 

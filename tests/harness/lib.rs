@@ -53,6 +53,8 @@ pub struct Daemon {
     pub connection_file: PathBuf,
     pub info: ConnectionInfo,
     stderr_path: PathBuf,
+    /// How many times the daemon was started in this directory.
+    starts: u32,
 }
 
 impl Daemon {
@@ -65,56 +67,75 @@ impl Daemon {
 
     /// Starts with a given connection file (created by the daemon when absent).
     pub fn start_in(dir: tempfile::TempDir, connection_file: PathBuf, args: &[&str]) -> Daemon {
-        let existed = connection_file.exists();
         let stderr_path = dir.path().join("daemon.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let stdout = std::fs::File::create(dir.path().join("daemon.out")).expect("out file");
-        let child = Command::new(bin("skillkernel"))
-            .arg("start")
-            .arg("-f")
-            .arg(&connection_file)
-            .args(args)
-            .env("JUPYTER_RUNTIME_DIR", dir.path())
-            .env("SKILLKERNEL_LOG", "info")
-            // Each daemon gets its own state and no host config files, so
-            // tests neither share a response cache nor pick up local settings.
-            .env("SKILLKERNEL_STATE_DIR", dir.path().join("state"))
-            .env("SKILLKERNEL_SYSTEM_CONFIG", "")
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn skillkernel");
+        let existed = connection_file.exists();
+        let child = spawn(dir.path(), &connection_file, &stderr_path, args);
         let mut daemon = Daemon {
             child,
             dir,
-            connection_file: connection_file.clone(),
+            connection_file,
             info: ConnectionInfo::new_random("127.0.0.1", "unused"),
             stderr_path,
+            starts: 1,
         };
+        daemon.wait_serving(existed);
+        daemon
+    }
+
+    /// Starts the daemon again in the same directory, with the same
+    /// connection file and state dir, once the previous process has
+    /// exited (after [`Daemon::kill`], a shutdown request, a signal). Each
+    /// start logs to its own file (`daemon.2.log`, …).
+    pub fn restart(&mut self, args: &[&str]) {
+        assert!(
+            self.wait_exit(Duration::from_secs(20)).is_some(),
+            "the previous daemon is still running"
+        );
+        self.starts += 1;
+        self.stderr_path = self.dir.path().join(format!("daemon.{}.log", self.starts));
+        let existed = self.connection_file.exists();
+        self.child = spawn(
+            self.dir.path(),
+            &self.connection_file,
+            &self.stderr_path,
+            args,
+        );
+        self.wait_serving(existed);
+    }
+
+    /// Kills the process with SIGKILL (no shutdown, no flush) and reaps it.
+    pub fn kill(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        assert!(
+            self.wait_exit(Duration::from_secs(20)).is_some(),
+            "the daemon survived SIGKILL"
+        );
+    }
+
+    /// Waits until the daemon serves: its connection file is written (or,
+    /// when it `existed` before, the daemon logged that it serves).
+    fn wait_serving(&mut self, existed: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // The daemon writes the file atomically once every socket is bound.
-            if let Ok(info) = ConnectionInfo::read(&connection_file) {
+            if let Ok(info) = ConnectionInfo::read(&self.connection_file) {
                 if existed || info.shell_port != 0 {
-                    daemon.info = info;
-                    if !existed || daemon.log().contains("skillkernel serving") {
+                    self.info = info;
+                    if !existed || self.log().contains("skillkernel serving") {
                         break;
                     }
                 }
             }
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("skillkernel exited early ({status}): {}", daemon.log());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("skillkernel exited early ({status}): {}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "skillkernel did not start: {}",
-                daemon.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        daemon
     }
 
     pub fn pid(&self) -> i32 {
@@ -174,6 +195,29 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `skillkernel start -f <connection_file>` plus `args` in `dir`.
+fn spawn(dir: &Path, connection_file: &Path, stderr_path: &Path, args: &[&str]) -> Child {
+    let stderr = std::fs::File::create(stderr_path).expect("log file");
+    let stdout = std::fs::File::create(dir.join("daemon.out")).expect("out file");
+    Command::new(bin("skillkernel"))
+        .arg("start")
+        .arg("-f")
+        .arg(connection_file)
+        .args(args)
+        .env("JUPYTER_RUNTIME_DIR", dir)
+        .env("SKILLKERNEL_LOG", "info")
+        // Each daemon gets its own state and no host config files, so
+        // tests neither share a response cache nor pick up local settings.
+        .env("SKILLKERNEL_STATE_DIR", dir.join("state"))
+        .env("SKILLKERNEL_SYSTEM_CONFIG", "")
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn skillkernel")
 }
 
 /// Runs `code` with default options and no output handler.

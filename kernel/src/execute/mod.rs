@@ -46,14 +46,10 @@ pub async fn execute(
     req: ExecuteRequest,
 ) -> ExecuteOutcome {
     let store_history = req.store_history && !req.silent;
-    let execution_count = {
-        let mut state = shared.state();
-        if store_history {
-            state.execution_count += 1;
-            let count = state.execution_count;
-            state.history.record(count, &req.code);
-        }
-        state.execution_count
+    let execution_count = if store_history {
+        shared.begin_history(&req.code)
+    } else {
+        shared.state().execution_count
     };
     if !req.silent {
         shared
@@ -71,7 +67,8 @@ pub async fn execute(
     let cancel = shared.begin_cell();
     let mut ctx = ExecContext {
         shared,
-        out: Output::new(&shared.iopub, request, req.silent, execution_count),
+        out: Output::new(&shared.iopub, request, req.silent, execution_count)
+            .recording_up_to(shared.output_record_limit()),
         cancel,
         request,
         allow_stdin: req.allow_stdin,
@@ -82,7 +79,8 @@ pub async fn execute(
     match result {
         Ok(()) => {
             let user_expressions = evaluate_user_expressions(shared, &req.user_expressions);
-            let (payload, metadata) = take_parts(ctx.out, shared, store_history, execution_count);
+            let (payload, metadata) =
+                take_parts(ctx.out, shared, store_history, execution_count).await;
             ExecuteOutcome {
                 reply: to_value(ExecuteReply {
                     status: ReplyStatus::Ok,
@@ -97,7 +95,8 @@ pub async fn execute(
         Err(error) => {
             let content = error.to_content();
             ctx.out.error(&content).await;
-            let (payload, metadata) = take_parts(ctx.out, shared, store_history, execution_count);
+            let (payload, metadata) =
+                take_parts(ctx.out, shared, store_history, execution_count).await;
             ExecuteOutcome {
                 metadata,
                 reply: to_value(ExecuteErrorReply {
@@ -113,15 +112,15 @@ pub async fn execute(
     }
 }
 
-fn take_parts(
+async fn take_parts(
     out: Output<'_>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     store_history: bool,
     count: u64,
 ) -> (Vec<Value>, Map<String, Value>) {
-    let (payload, summary, metadata) = out.into_parts();
-    if store_history && !summary.is_empty() {
-        shared.state().history.set_output(count, &summary);
+    let (payload, record, metadata) = out.into_parts();
+    if store_history && !record.is_empty() {
+        shared.record_output(count, record).await;
     }
     (payload, metadata)
 }

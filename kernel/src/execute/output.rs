@@ -27,7 +27,9 @@ pub struct Output<'a> {
     pending: Option<Stream>,
     payload: Vec<Value>,
     /// Plain-text record of the output, for history.
-    summary: String,
+    record: String,
+    /// Most bytes `record` keeps; the rest is cut with a note.
+    record_limit: usize,
     /// Goes into the reply's `metadata`.
     metadata: Map<String, Value>,
 }
@@ -41,9 +43,17 @@ impl<'a> Output<'a> {
             execution_count,
             pending: None,
             payload: Vec::new(),
-            summary: String::new(),
+            record: String::new(),
+            record_limit: 4096,
             metadata: Map::new(),
         }
+    }
+
+    /// Keeps up to `limit` bytes of the output's text for history (the
+    /// whole output, when the session store keeps it as an artifact).
+    pub fn recording_up_to(mut self, limit: usize) -> Self {
+        self.record_limit = limit;
+        self
     }
 
     async fn publish(&self, msg_type: &str, content: impl serde::Serialize) {
@@ -146,13 +156,11 @@ impl<'a> Output<'a> {
     }
 
     pub(crate) fn into_parts(self) -> (Vec<Value>, String, Map<String, Value>) {
-        (self.payload, self.summary, self.metadata)
+        (self.payload, self.record, self.metadata)
     }
 
     fn note(&mut self, text: &str) {
-        if self.summary.len() < 4096 {
-            self.summary.push_str(text);
-        }
+        append_capped(&mut self.record, text, &mut self.record_limit);
     }
 
     fn note_bundle(&mut self, data: &MimeBundle) {
@@ -176,4 +184,41 @@ pub fn text_bundle(text: &str) -> MimeBundle {
     let mut data = Map::new();
     data.insert("text/plain".into(), Value::String(text.to_owned()));
     data
+}
+
+/// Appends `text` to `record` while it stays within `limit` bytes. The
+/// text that overflows is cut (on a character boundary) with a note saying
+/// so, and `limit` drops to 0 so nothing is added after the note.
+fn append_capped(record: &mut String, text: &str, limit: &mut usize) {
+    let room = limit.saturating_sub(record.len());
+    if room == 0 {
+        return;
+    }
+    if text.len() <= room {
+        record.push_str(text);
+        return;
+    }
+    let mut end = room;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    record.push_str(&text[..end]);
+    record.push_str(&format!("\n[output cut at {limit} bytes]\n"));
+    *limit = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::append_capped;
+
+    #[test]
+    fn the_output_record_is_cut_at_its_limit_with_a_note() {
+        let (mut record, mut limit) = (String::new(), 10);
+        append_capped(&mut record, "12345", &mut limit);
+        append_capped(&mut record, "6789é!", &mut limit);
+        // "é" would straddle byte 10: the cut falls before it.
+        assert_eq!(record, "123456789\n[output cut at 10 bytes]\n");
+        append_capped(&mut record, "more", &mut limit);
+        assert_eq!(record, "123456789\n[output cut at 10 bytes]\n");
+    }
 }

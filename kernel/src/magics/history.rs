@@ -80,7 +80,7 @@ fn format_entry(e: &HistoryEntry, current_session: i64, output: bool) -> String 
 
 pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
     let opts = parse(args)?;
-    let text = {
+    let (mut entries, current_session) = {
         let state = ctx.shared.state();
         let history = &state.history;
         let entries: Vec<&HistoryEntry> = match &opts.pattern {
@@ -100,11 +100,17 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
                 current.into_iter().skip(skip).collect()
             }
         };
-        entries
-            .iter()
-            .map(|e| format_entry(e, history.session, opts.output))
-            .collect::<String>()
+        let entries: Vec<HistoryEntry> = entries.into_iter().cloned().collect();
+        (entries, history.session)
     };
+    if opts.output {
+        // `-o` shows whole outputs, read from the store's artifacts.
+        entries = ctx.shared.with_full_outputs(entries).await;
+    }
+    let text: String = entries
+        .iter()
+        .map(|e| format_entry(e, current_session, opts.output))
+        .collect();
     if !text.is_empty() {
         ctx.out.stream(StreamName::Stdout, &text).await;
     }

@@ -73,10 +73,7 @@ pub(super) fn set(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErr
         },
     };
     check_name("set", name, USAGE)?;
-    ctx.shared
-        .state()
-        .variables
-        .insert(name.to_owned(), parse_value(value));
+    ctx.shared.set_variable(name.to_owned(), parse_value(value));
     Ok(())
 }
 
@@ -89,9 +86,7 @@ pub(super) fn set_body(
     let name = args.trim();
     check_name("%set", name, "%%set NAME")?;
     ctx.shared
-        .state()
-        .variables
-        .insert(name.to_owned(), Value::String(body.to_owned()));
+        .set_variable(name.to_owned(), Value::String(body.to_owned()));
     Ok(())
 }
 
@@ -114,7 +109,7 @@ pub(super) async fn get(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
 pub(super) fn unset(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
     let name = args.trim();
     check_name("unset", name, "%unset NAME")?;
-    match ctx.shared.state().variables.remove(name) {
+    match ctx.shared.remove_variable(name) {
         Some(_) => Ok(()),
         None => Err(KernelError::VariableNotFound(name.to_owned())),
     }

@@ -1,0 +1,223 @@
+//! Session state across daemon restarts, through the real binary: what a
+//! killed daemon's successor restores, what a client's restart resets,
+//! and a state dir that cannot be written.
+
+use std::time::{Duration, Instant};
+
+use harness::{run, Daemon};
+use serde_json::{json, Value};
+use skillctl::{ExecuteOptions, KernelClient, Quiet, Target};
+
+const T: Duration = Duration::from_secs(20);
+
+/// `%status` as text, run without touching history (so it changes nothing
+/// that needs saving).
+async fn status(client: &mut KernelClient) -> String {
+    let options = ExecuteOptions {
+        store_history: false,
+        timeout: T,
+        ..ExecuteOptions::default()
+    };
+    let outcome = client
+        .execute("%status", &options, &mut Quiet)
+        .await
+        .unwrap();
+    outcome
+        .of_type("display_data")
+        .filter_map(|m| m.content["data"]["text/markdown"].as_str())
+        .collect()
+}
+
+/// Waits until every change is on disk, so a `kill -9` loses nothing that
+/// the test then looks for.
+async fn wait_saved(client: &mut KernelClient) {
+    let deadline = Instant::now() + T;
+    loop {
+        let text = status(client).await;
+        if text.contains("| session state | persisted |") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "changes never saved: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn history(client: &mut KernelClient, request: Value) -> Vec<Value> {
+    let reply = client
+        .request(Target::Shell, "history_request", request, T)
+        .await
+        .unwrap();
+    assert_eq!(reply.content["status"], "ok", "{}", reply.content);
+    reply.content["history"].as_array().unwrap().clone()
+}
+
+fn seq(n: u32) -> String {
+    (1..=n).map(|i| format!("{i}\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_is_continued_by_the_next_start() {
+    let mut daemon = Daemon::start(&[]);
+    {
+        let mut client = daemon.client().await;
+        assert_eq!(run(&mut client, "%set x = 3").await.status(), "ok");
+        assert_eq!(run(&mut client, "!echo hi").await.status(), "ok");
+        let large = run(&mut client, "!seq 1 5000").await;
+        assert_eq!(large.reply.content["execution_count"], 3);
+        wait_saved(&mut client).await;
+    }
+    daemon.kill();
+
+    let started = Instant::now();
+    daemon.restart(&[]);
+    let mut client = daemon.client().await;
+    println!("restart to ready: {:?}", started.elapsed());
+
+    let get = run(&mut client, "%get x").await;
+    assert_eq!(get.status(), "ok", "{}", get.reply.content);
+    assert_eq!(
+        get.reply.content["execution_count"], 4,
+        "the count continues"
+    );
+    let result = get.of_type("execute_result").next().unwrap();
+    assert_eq!(result.content["data"]["text/plain"], "3");
+
+    // The earlier cells are history session 1; this start is session 2.
+    let tail = history(
+        &mut client,
+        json!({"hist_access_type": "tail", "n": 10, "output": false, "raw": true}),
+    )
+    .await;
+    assert_eq!(
+        tail,
+        vec![
+            json!([1, 1, "%set x = 3"]),
+            json!([1, 2, "!echo hi"]),
+            json!([1, 3, "!seq 1 5000"]),
+            json!([2, 4, "%get x"]),
+        ]
+    );
+
+    // The large output comes back whole, from its artifact.
+    let range = history(
+        &mut client,
+        json!({"hist_access_type": "range", "session": 1, "start": 2, "stop": 4,
+               "output": true, "raw": true}),
+    )
+    .await;
+    assert_eq!(range.len(), 2);
+    assert_eq!(range[0], json!([1, 2, ["!echo hi", "hi\n"]]));
+    assert_eq!(range[1][2][0], "!seq 1 5000");
+    assert_eq!(range[1][2][1], seq(5000));
+    // Session -1 is the previous start, as in IPython.
+    let previous = history(
+        &mut client,
+        json!({"hist_access_type": "range", "session": -1, "start": 1, "stop": null,
+               "output": false, "raw": true}),
+    )
+    .await;
+    assert_eq!(previous.len(), 3);
+
+    let shown = run(&mut client, "%history -g *seq* -o").await;
+    let text = shown.stream_text("stdout");
+    assert!(text.contains("1/3: !seq 1 5000"), "{text}");
+    assert!(text.contains("→ 5000"), "whole output shown: {text}");
+
+    let status = status(&mut client).await;
+    assert!(
+        status.contains("| persisted session | `kernel-test` |"),
+        "{status}"
+    );
+    assert!(status.contains("| history entries | 5 |"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_restart_starts_the_session_fresh_but_keeps_its_history() {
+    let mut daemon = Daemon::start(&[]);
+    {
+        let mut client = daemon.client().await;
+        run(&mut client, "%set x = 3").await;
+        let get = run(&mut client, "%get x").await;
+        assert_eq!(get.reply.content["execution_count"], 2);
+        let reply = client
+            .request(
+                Target::Control,
+                "shutdown_request",
+                json!({"restart": true}),
+                T,
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.content["restart"], true);
+    }
+    daemon.restart(&[]);
+    let mut client = daemon.client().await;
+
+    let echo = run(&mut client, "!echo again").await;
+    assert_eq!(echo.reply.content["execution_count"], 1, "count restarts");
+    let get = run(&mut client, "%get x").await;
+    assert_eq!(get.status(), "error");
+    assert_eq!(
+        get.reply.content["ename"], "NameError",
+        "variables are gone"
+    );
+    assert_eq!(get.reply.content["execution_count"], 2);
+
+    let tail = history(
+        &mut client,
+        json!({"hist_access_type": "tail", "n": 10, "output": false, "raw": true}),
+    )
+    .await;
+    assert_eq!(
+        tail,
+        vec![
+            json!([1, 1, "%set x = 3"]),
+            json!([1, 2, "%get x"]),
+            json!([2, 1, "!echo again"]),
+            json!([2, 2, "%get x"]),
+        ]
+    );
+    let shown = run(&mut client, "%history -g %set*").await;
+    assert!(
+        shown.stream_text("stdout").contains("1/1: %set x = 3"),
+        "{}",
+        shown.stream_text("stdout")
+    );
+
+    // A plain stop after the fresh start continues again.
+    wait_saved(&mut client).await;
+    drop(client);
+    daemon.kill();
+    daemon.restart(&[]);
+    let mut client = daemon.client().await;
+    let next = run(&mut client, "!echo on").await;
+    assert_eq!(next.reply.content["execution_count"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_state_dir_leaves_the_kernel_serving_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the sessions directory should be (the tests
+    // run as root, so permissions would not stop anything).
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("sessions"), "in the way").unwrap();
+    let connection_file = dir.path().join("kernel-test.json");
+    let daemon = Daemon::start_in(dir, connection_file, &[]);
+    let mut client = daemon.client().await;
+
+    assert_eq!(run(&mut client, "%set x = 3").await.status(), "ok");
+    let get = run(&mut client, "%get x").await;
+    assert_eq!(get.reply.content["execution_count"], 2);
+    let status = status(&mut client).await;
+    assert!(
+        status.contains("| session state | in memory: cannot create the session directory"),
+        "{status}"
+    );
+    assert!(status.contains("sessions/kernel-test"), "{status}");
+    assert!(
+        daemon.log().contains("the session continues in memory"),
+        "{}",
+        daemon.log()
+    );
+}
