@@ -9,7 +9,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_tokio::Signals;
 use std::sync::Arc;
 
-use skillkernel_kernel::{Kernel, KernelConfig, KernelHandle, Models};
+use skillkernel_kernel::{HealthThresholds, Kernel, KernelConfig, KernelHandle, Models};
 use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
 use skillkernel_providers::Registry;
 use skillkernel_transport::zmq::ZmqTransport;
@@ -17,7 +17,7 @@ use skillkernel_transport::{Transport, TransportError};
 use thiserror::Error;
 
 use crate::cli::StartArgs;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, HealthConfig};
 use crate::logging;
 use skillkernel_protocol::paths;
 
@@ -77,6 +77,19 @@ fn models(config: &Config) -> Models {
     }
 }
 
+/// The `[health]` section as the kernel's health monitor takes it (also
+/// what a reload passes to `KernelHandle::set_health_thresholds`).
+fn health_thresholds(h: &HealthConfig) -> HealthThresholds {
+    HealthThresholds {
+        interval_secs: h.interval_secs,
+        rss_degraded_mib: h.rss_degraded_mib,
+        rss_unhealthy_mib: h.rss_unhealthy_mib,
+        available_memory_degraded_percent: h.available_memory_degraded_percent,
+        available_memory_unhealthy_percent: h.available_memory_unhealthy_percent,
+        load_degraded_per_core: h.load_degraded_per_core,
+    }
+}
+
 /// Where the connection comes from, and whether this process owns the file.
 struct Connection {
     info: ConnectionInfo,
@@ -125,6 +138,7 @@ async fn serve(args: StartArgs, settings: Config) -> Result<ExitCode, StartError
             ..WireLimits::default()
         },
         models: Some(models(&settings)),
+        health: health_thresholds(&settings.health),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

@@ -13,6 +13,8 @@
 //!   ([`control`]);
 //! * a **stdin reader** that routes `input_reply`s to the cell waiting for
 //!   them ([`stdin`]);
+//! * a **health monitor** thread that samples the process and its host
+//!   for the status report ([`health`], [`status`]);
 //!
 //! A cell is parsed by [`cell`] into a prompt, line magics, a cell magic or
 //! `!commands`, and run by [`execute`] with an [`execute::Output`] that
@@ -34,6 +36,7 @@ pub mod control;
 mod dispatch;
 pub mod errors;
 pub mod execute;
+pub mod health;
 pub mod history;
 pub mod info;
 pub mod inspect;
@@ -45,6 +48,7 @@ pub mod prompt;
 mod pull;
 pub mod session;
 pub mod shell;
+pub mod status;
 pub mod stdin;
 
 use std::sync::Arc;
@@ -57,6 +61,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use errors::KernelError;
+pub use health::{HealthStatus, HealthThresholds};
 pub use session::Shared;
 pub use skillkernel_providers as providers;
 
@@ -71,6 +76,10 @@ pub struct KernelConfig {
     pub limits: WireLimits,
     /// Where prompt cells get their model; `None` means no model backend.
     pub models: Option<Models>,
+    /// The health monitor's sampling interval and thresholds (the
+    /// daemon's `[health]` section); changed at runtime with
+    /// [`KernelHandle::set_health_thresholds`].
+    pub health: HealthThresholds,
 }
 
 impl Default for KernelConfig {
@@ -80,6 +89,7 @@ impl Default for KernelConfig {
             command_timeout: Duration::from_secs(600),
             limits: WireLimits::default(),
             models: None,
+            health: HealthThresholds::default(),
         }
     }
 }
@@ -137,6 +147,18 @@ impl KernelHandle {
     /// Asks the kernel to stop, as `shutdown_request` does.
     pub fn shutdown(&self, restart: bool) {
         self.shared.request_exit(ExitReason::Shutdown { restart });
+    }
+
+    /// Replaces the health monitor's thresholds and interval (a config
+    /// reload); the next status report is classified against them.
+    pub fn set_health_thresholds(&self, thresholds: HealthThresholds) {
+        self.shared.health.set_thresholds(thresholds);
+    }
+
+    /// The kernel's status report as JSON, as `status_request` serves it
+    /// (without `status: "ok"`); see [`status::report`].
+    pub fn status_report(&self) -> serde_json::Value {
+        status::report(&self.shared)
     }
 }
 

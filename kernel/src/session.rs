@@ -15,6 +15,7 @@ use skillkernel_transport::FrameSender;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::health::HealthMonitor;
 use crate::history::History;
 use crate::iopub::Iopub;
 use crate::{ExitReason, KernelConfig};
@@ -79,6 +80,10 @@ pub struct Shared {
     pub iopub: Iopub,
     pub stdin: Arc<dyn FrameSender>,
     pub started: Instant,
+    /// Wall-clock time of the start, for the status report.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Samples this process and its host; see [`crate::health`].
+    pub health: HealthMonitor,
     state: Mutex<SessionState>,
     running: Mutex<Option<CancellationToken>>,
     exit: watch::Sender<Option<ExitReason>>,
@@ -105,6 +110,7 @@ impl Shared {
         let username = std::env::var("USER").unwrap_or_else(|_| "skillkernel".into());
         let (exit, exit_rx) = watch::channel(None);
         let iopub = Iopub::new(iopub, signer.clone(), session_id.clone(), username.clone());
+        let health = HealthMonitor::start(config.health.clone());
         let shared = Shared {
             session_id,
             username,
@@ -113,6 +119,8 @@ impl Shared {
             iopub,
             stdin,
             started: Instant::now(),
+            started_at: chrono::Utc::now(),
+            health,
             state: Mutex::new(SessionState::default()),
             running: Mutex::new(None),
             exit,

@@ -1,12 +1,9 @@
-//! `%clear`, `%input`, `%status`.
+//! `%clear`, `%input`.
 
 use serde_json::Value;
-use skillkernel_protocol::content::DisplayData;
-use skillkernel_protocol::PROTOCOL_VERSION;
 
 use super::split_args;
 use crate::errors::KernelError;
-use crate::execute::output::markdown_bundle;
 use crate::execute::ExecContext;
 use crate::magics::vars::is_valid_name;
 
@@ -59,59 +56,4 @@ pub(super) async fn input(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), K
         .variables
         .insert(name, Value::String(value));
     Ok(())
-}
-
-fn format_uptime(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}d {h}h {m}m")
-    } else if h > 0 {
-        format!("{h}h {m}m {s}s")
-    } else {
-        format!("{m}m {s}s")
-    }
-}
-
-pub(super) async fn status(ctx: &mut ExecContext<'_>) -> Result<(), KernelError> {
-    let (count, vars, session) = {
-        let state = ctx.shared.state();
-        (
-            state.execution_count,
-            state.variables.len(),
-            state.history.session,
-        )
-    };
-    let markdown = format!(
-        "| | |\n|---|---|\n\
-         | kernel | skillkernel {} |\n\
-         | protocol | {} |\n\
-         | kernel session | `{}` |\n\
-         | history session | {} |\n\
-         | uptime | {} |\n\
-         | execution count | {} |\n\
-         | session variables | {} |\n",
-        env!("CARGO_PKG_VERSION"),
-        PROTOCOL_VERSION,
-        ctx.shared.session_id,
-        session,
-        format_uptime(ctx.shared.started.elapsed().as_secs()),
-        count,
-        vars,
-    );
-    ctx.out
-        .display(DisplayData::new(markdown_bundle(&markdown)))
-        .await;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::format_uptime;
-
-    #[test]
-    fn uptime_reads_naturally() {
-        assert_eq!(format_uptime(5), "0m 5s");
-        assert_eq!(format_uptime(3725), "1h 2m 5s");
-        assert_eq!(format_uptime(90000), "1d 1h 0m");
-    }
 }
