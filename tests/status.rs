@@ -235,7 +235,7 @@ async fn skillctl_interrupt_stops_a_running_sleep_cell() {
 fn skillctl_shutdown_makes_the_daemon_exit_0_and_remove_its_connection_file() {
     let mut daemon = Daemon::start(&[]);
     let out = daemon.skillctl(&["shutdown"]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", daemon.log());
     assert_eq!(stdout(&out), "shutdown_reply: ok (restart: false)\n");
     let status = daemon
         .wait_exit(Duration::from_secs(10))
@@ -248,7 +248,7 @@ fn skillctl_shutdown_makes_the_daemon_exit_0_and_remove_its_connection_file() {
 fn skillctl_shutdown_restart_echoes_restart_in_the_reply() {
     let mut daemon = Daemon::start(&[]);
     let out = daemon.skillctl(&["shutdown", "--restart", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", daemon.log());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "ok");
     assert_eq!(v["restart"], true);

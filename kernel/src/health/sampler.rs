@@ -1,13 +1,17 @@
 //! Reads one [`Sample`] through `sysinfo`.
 //!
-//! Only this process, the RAM figures and the global CPU times (which
-//! sysinfo needs for a process's CPU share) are refreshed — never the
-//! whole process table, which costs milliseconds and megabytes on a busy
-//! host. Every read is a few small `/proc` files on Linux, but it is still
-//! file I/O, so it runs on the monitor's own thread, never on a tokio
-//! worker.
+//! Only this process and the RAM figures are refreshed — never the whole
+//! process table, which costs milliseconds and megabytes on a busy host.
+//! Every read is a few small `/proc` files on Linux, but it is still file
+//! I/O, so it runs on the monitor's own thread, never on a tokio worker.
+//!
+//! The CPU share is this process's CPU time over wall time between two
+//! samples, not sysinfo's `cpu_usage`: that one stays 0 until a process
+//! has been seen with non-zero CPU ticks twice, which a freshly started,
+//! idle kernel has not.
 
 use std::num::NonZeroUsize;
+use std::time::Instant;
 
 use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
@@ -19,6 +23,8 @@ pub(super) struct Sampler {
     system: System,
     pid: Pid,
     cores: usize,
+    /// When the previous sample was taken and the process's CPU time then.
+    previous_cpu: Option<(Instant, u64)>,
 }
 
 impl Sampler {
@@ -31,6 +37,7 @@ impl Sampler {
             cores: std::thread::available_parallelism()
                 .map(NonZeroUsize::get)
                 .unwrap_or(1),
+            previous_cpu: None,
         }
     }
 
@@ -43,8 +50,14 @@ impl Sampler {
         );
         self.system
             .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+        let now = Instant::now();
         let (rss_bytes, cpu_percent) = match self.system.process(self.pid) {
-            Some(p) => (p.memory(), f64::from(p.cpu_usage())),
+            Some(p) => {
+                let cpu_ms = p.accumulated_cpu_time();
+                let percent = self.cpu_percent(now, cpu_ms);
+                self.previous_cpu = Some((now, cpu_ms));
+                (p.memory(), percent)
+            }
             None => {
                 // /proc unreadable (a hardened mount): report zeros rather
                 // than fail; the reasons then show nothing about RSS.
@@ -63,6 +76,21 @@ impl Sampler {
             cpu_cores: self.cores,
             system_uptime_secs: System::uptime(),
         }
+    }
+}
+
+impl Sampler {
+    /// CPU time used since the previous sample per wall time, in percent
+    /// (100 = one core busy); 0 for the first sample.
+    fn cpu_percent(&self, now: Instant, cpu_ms: u64) -> f64 {
+        let Some((then, then_ms)) = self.previous_cpu else {
+            return 0.0;
+        };
+        let wall_ms = now.duration_since(then).as_secs_f64() * 1000.0;
+        if wall_ms <= 0.0 {
+            return 0.0;
+        }
+        cpu_ms.saturating_sub(then_ms) as f64 * 100.0 / wall_ms
     }
 }
 
