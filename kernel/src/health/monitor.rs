@@ -166,6 +166,9 @@ mod tests {
             ..HealthThresholds::default()
         });
         let first = monitor.report().sample.sampled_at;
+        // Let the thread start its hour-long wait first: read after the
+        // change, the short interval would be picked up without a wake-up.
+        std::thread::sleep(Duration::from_millis(300));
         monitor.set_thresholds(fast());
         let deadline = Instant::now() + Duration::from_secs(5);
         while monitor.report().sample.sampled_at == first {
