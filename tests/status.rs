@@ -68,10 +68,16 @@ fn skillctl_status_prints_health_first_then_kernel_and_session() {
     assert!(text.starts_with("health: healthy\n"), "{text}");
     assert!(text.contains("  rss: "), "{text}");
     assert!(
-        text.contains(&format!("kernel: skillkernel {}", env!("CARGO_PKG_VERSION"))),
+        text.contains(&format!(
+            "kernel: skillkernel {}",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{text}"
     );
-    assert!(text.contains(&format!("  pid: {}\n", daemon.pid())), "{text}");
+    assert!(
+        text.contains(&format!("  pid: {}\n", daemon.pid())),
+        "{text}"
+    );
     assert!(text.contains("session:\n  execution count: 0\n"), "{text}");
     assert_eq!(out.status.code(), Some(0));
 }
@@ -91,7 +97,10 @@ fn a_one_mib_rss_threshold_makes_the_daemon_degraded_with_the_rss_reason_and_exi
     assert_eq!(v["health"]["thresholds"]["rss_degraded_mib"], 1);
     assert_eq!(code, Some(1), "degraded exits 1");
     let text = stdout(&daemon.skillctl(&["status"]));
-    assert!(text.starts_with(&format!("health: degraded\n  reason: {reason}\n")), "{text}");
+    assert!(
+        text.starts_with(&format!("health: degraded\n  reason: {reason}\n")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -134,7 +143,12 @@ async fn status_request_is_answered_on_control_while_a_cell_runs_and_on_shell() 
     let daemon = daemon_with_health("");
     let mut client = daemon.client().await;
     let shell = client
-        .request(Target::Shell, "status_request", json!({}), Duration::from_secs(10))
+        .request(
+            Target::Shell,
+            "status_request",
+            json!({}),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert_eq!(shell.msg_type(), "status_reply");
@@ -152,15 +166,28 @@ async fn status_request_is_answered_on_control_while_a_cell_runs_and_on_shell() 
     wait_for(&marker).await;
     let t = Instant::now();
     let control = client
-        .request(Target::Control, "status_request", json!({}), Duration::from_secs(10))
+        .request(
+            Target::Control,
+            "status_request",
+            json!({}),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
-    assert!(t.elapsed() < Duration::from_secs(2), "answered beside the running cell");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "answered beside the running cell"
+    );
     assert_eq!(control.content["status"], "ok");
     assert_eq!(control.content["session"]["execution_count"], 1);
     assert_eq!(control.content["health"]["status"], "healthy");
     client
-        .request(Target::Control, "interrupt_request", json!({}), Duration::from_secs(10))
+        .request(
+            Target::Control,
+            "interrupt_request",
+            json!({}),
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
 }
@@ -219,14 +246,20 @@ async fn skillctl_interrupt_stops_a_running_sleep_cell() {
         .unwrap()
     });
     let t = Instant::now();
-    let outcome = run(&mut client, &format!("!touch {}; sleep 30", marker.display())).await;
+    let outcome = run(
+        &mut client,
+        &format!("!touch {}; sleep 30", marker.display()),
+    )
+    .await;
     let out = interrupter.await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(stdout(&out), "interrupt_reply: ok\n");
     assert_eq!(outcome.reply.content["ename"], "KeyboardInterrupt");
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert_eq!(
-        run(&mut client, "!echo still here").await.stream_text("stdout"),
+        run(&mut client, "!echo still here")
+            .await
+            .stream_text("stdout"),
         "still here\n"
     );
 }

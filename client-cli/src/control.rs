@@ -80,7 +80,13 @@ pub async fn shutdown(
     json_out: bool,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
-    let c = ask(client, "shutdown_request", json!({ "restart": restart }), timeout).await?;
+    let c = ask(
+        client,
+        "shutdown_request",
+        json!({ "restart": restart }),
+        timeout,
+    )
+    .await?;
     if json_out {
         print_json(&c);
     }

@@ -58,7 +58,11 @@ fn health(out: &mut String, h: &Value) {
         load.join(" "),
         text(&h["cpu_cores"])
     );
-    let _ = writeln!(out, "  system uptime: {}", duration(&h["system_uptime_secs"]));
+    let _ = writeln!(
+        out,
+        "  system uptime: {}",
+        duration(&h["system_uptime_secs"])
+    );
     let _ = writeln!(out, "  sampled at: {}", text(&h["sampled_at"]));
 }
 
@@ -76,7 +80,11 @@ fn session(out: &mut String, s: &Value) {
     let _ = writeln!(out, "  execution count: {}", text(&s["execution_count"]));
     let _ = writeln!(out, "  history entries: {}", text(&s["history_entries"]));
     let _ = writeln!(out, "  variables: {}", text(&s["variables"]));
-    let _ = writeln!(out, "  conversation turns: {}", text(&s["conversation_turns"]));
+    let _ = writeln!(
+        out,
+        "  conversation turns: {}",
+        text(&s["conversation_turns"])
+    );
     let model = s["current_model"].as_str().unwrap_or("none");
     let _ = writeln!(out, "  model: {model}");
 }
@@ -168,7 +176,10 @@ mod tests {
         assert_eq!(lines[1], "  reason: rss 6.5 MiB > 1 MiB");
         assert!(text.contains("  rss: 6.5 MiB\n"), "{text}");
         assert!(text.contains("  system memory: 1.0 GiB available of 4.0 GiB (25.0%)\n"));
-        assert!(text.contains("  load average: 0.50 0.25 0.12 (2 cores)\n"), "{text}");
+        assert!(
+            text.contains("  load average: 0.50 0.25 0.12 (2 cores)\n"),
+            "{text}"
+        );
         assert!(text.contains("  system uptime: 1d 1h 1m\n"));
         assert!(text.contains("kernel: skillkernel 0.1.0\n  protocol: 5.4\n  pid: 42\n"));
         assert!(text.contains("  uptime: 1m 5s\n"));

@@ -74,7 +74,11 @@ fn check_rss(sample: &Sample, t: &HealthThresholds) -> Finding {
     };
     Some((
         level,
-        format!("rss {} > {}", format_bytes(sample.rss_bytes), format_mib(limit)),
+        format!(
+            "rss {} > {}",
+            format_bytes(sample.rss_bytes),
+            format_mib(limit)
+        ),
     ))
 }
 
@@ -83,7 +87,10 @@ fn check_available_memory(sample: &Sample, t: &HealthThresholds) -> Finding {
     let percent = sample.system_memory_available_percent()?;
     let under = |limit: f64| limit > 0.0 && percent < limit;
     let (level, limit) = if under(t.available_memory_unhealthy_percent) {
-        (HealthStatus::Unhealthy, t.available_memory_unhealthy_percent)
+        (
+            HealthStatus::Unhealthy,
+            t.available_memory_unhealthy_percent,
+        )
     } else if under(t.available_memory_degraded_percent) {
         (HealthStatus::Degraded, t.available_memory_degraded_percent)
     } else {
@@ -205,10 +212,7 @@ mod tests {
         };
         let a = classify(&busy, &HealthThresholds::default());
         assert_eq!(a.status, HealthStatus::Degraded);
-        assert_eq!(
-            a.reasons,
-            ["load 40.00 over 4 cores = 10.00 per core > 4"]
-        );
+        assert_eq!(a.reasons, ["load 40.00 over 4 cores = 10.00 per core > 4"]);
         // 15 on 4 cores is 3.75 per core: under the default 4.
         let fine = Sample {
             load_average: [15.0, 1.0, 1.0],

@@ -155,7 +155,11 @@ mod tests {
         });
         let report = monitor.report();
         assert_eq!(report.status, HealthStatus::Degraded);
-        assert!(report.reasons[0].starts_with("rss "), "{:?}", report.reasons);
+        assert!(
+            report.reasons[0].starts_with("rss "),
+            "{:?}",
+            report.reasons
+        );
         assert_eq!(report.thresholds.rss_degraded_mib, 1);
     }
 
@@ -172,7 +176,10 @@ mod tests {
         monitor.set_thresholds(fast());
         let deadline = Instant::now() + Duration::from_secs(5);
         while monitor.report().sample.sampled_at == first {
-            assert!(Instant::now() < deadline, "the hour-long wait was not cut short");
+            assert!(
+                Instant::now() < deadline,
+                "the hour-long wait was not cut short"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -156,7 +156,10 @@ mod tests {
     fn a_degraded_kernel_shows_its_reasons_in_the_health_row() {
         let t = table(&report(
             HealthStatus::Degraded,
-            &["rss 6.0 MiB > 1 MiB", "load 9.00 over 2 cores = 4.50 per core > 4"],
+            &[
+                "rss 6.0 MiB > 1 MiB",
+                "load 9.00 over 2 cores = 4.50 per core > 4",
+            ],
         ));
         assert!(
             t.contains(
