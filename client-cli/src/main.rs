@@ -4,7 +4,9 @@
 //! newest skillkernel one in the Jupyter runtime directory) and speaks the
 //! Jupyter protocol to the kernel like any front end.
 
+mod control;
 mod model;
+mod status_text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +62,29 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Health, kernel and session status. Exit code: 0 healthy, 1 degraded,
+    /// 2 unhealthy, 3 unknown (no kernel, no answer, an error).
+    Status {
+        /// Print the raw status_reply content as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Interrupt the running cell (interrupt_request on control).
+    Interrupt {
+        /// Print the raw interrupt_reply content as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the kernel (shutdown_request on control).
+    Shutdown {
+        /// Ask for a restart: the kernel stops and says so in its reply; the
+        /// process that started it (Jupyter, a service manager) restarts it.
+        #[arg(long)]
+        restart: bool,
+        /// Print the raw shutdown_reply content as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the kernel's kernel_info.
     Info {
         /// Print the raw kernel_info_reply content as JSON.
@@ -93,11 +118,16 @@ fn resolve_connection_file(existing: Option<PathBuf>) -> Result<PathBuf, String>
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `status` is a monitoring check: "could not tell" has its own code.
+    let error_code = match cli.command {
+        Command::Status { .. } => control::EXIT_UNKNOWN,
+        _ => 2,
+    };
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("skillctl: {e}");
-            ExitCode::from(2)
+            ExitCode::from(error_code)
         }
     }
 }
@@ -143,6 +173,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             run_cell(&mut client, &prompt, true, timeout).await
         }
         Command::Model { command, json } => model::run(&mut client, command, json, timeout).await,
+        Command::Status { json } => control::status(&mut client, json, timeout).await,
+        Command::Interrupt { json } => control::interrupt(&mut client, json, timeout).await,
+        Command::Shutdown { restart, json } => {
+            control::shutdown(&mut client, restart, json, timeout).await
+        }
         Command::Exec { code, no_history } => {
             run_cell(&mut client, &code, !no_history, timeout).await
         }

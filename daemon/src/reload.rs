@@ -117,6 +117,10 @@ impl Reloader {
         if live.iter().any(|k| is_under(k, "shutdown")) {
             self.kernel.set_shutdown_settings(shutdown_settings(&new));
         }
+        if live.iter().any(|k| is_under(k, "health")) {
+            self.kernel
+                .set_health_thresholds(crate::start::health_thresholds(&new.health));
+        }
         if live.iter().any(|k| is_under(k, "models")) {
             self.reload_models(&new);
         }

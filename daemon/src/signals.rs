@@ -89,7 +89,7 @@ impl Operator {
                 dumps: *dumps,
             };
             (
-                dump::assemble(ctx, self.kernel.report()),
+                dump::assemble(ctx, self.kernel.status_report()),
                 config.state_dir(),
             )
         };

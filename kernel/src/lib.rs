@@ -13,6 +13,8 @@
 //!   ([`control`]);
 //! * a **stdin reader** that routes `input_reply`s to the cell waiting for
 //!   them ([`stdin`]);
+//! * a **health monitor** thread that samples the process and its host
+//!   for the status report ([`health`], [`status`]);
 //!
 //! A cell is parsed by [`cell`] into a prompt, line magics, a cell magic or
 //! `!commands`, and run by [`execute`] with an [`execute::Output`] that
@@ -34,6 +36,7 @@ pub mod control;
 mod dispatch;
 pub mod errors;
 pub mod execute;
+pub mod health;
 pub mod history;
 pub mod info;
 pub mod inspect;
@@ -49,6 +52,7 @@ pub mod session;
 mod session_writes;
 pub mod shell;
 pub mod shutdown;
+pub mod status;
 pub mod stdin;
 pub mod store;
 
@@ -62,6 +66,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use errors::KernelError;
+pub use health::{HealthStatus, HealthThresholds};
 pub use live::ShutdownSettings;
 pub use session::Shared;
 pub use shutdown::{Phase, ShutdownOrigin, ShutdownReport};
@@ -83,6 +88,10 @@ pub struct KernelConfig {
     pub shutdown: ShutdownSettings,
     /// Where the session is persisted; `None` keeps it in memory only.
     pub persistence: Option<PersistConfig>,
+    /// The health monitor's sampling interval and thresholds (the
+    /// daemon's `[health]` section); changed at runtime with
+    /// [`KernelHandle::set_health_thresholds`].
+    pub health: HealthThresholds,
 }
 
 impl Default for KernelConfig {
@@ -94,6 +103,7 @@ impl Default for KernelConfig {
             models: None,
             shutdown: ShutdownSettings::default(),
             persistence: None,
+            health: HealthThresholds::default(),
         }
     }
 }
@@ -193,11 +203,6 @@ impl KernelHandle {
         self.shared.models()
     }
 
-    /// A report of the kernel's state, for state dumps.
-    pub fn report(&self) -> serde_json::Value {
-        serde_json::json!({ "operations": self.shared.operations.list() })
-    }
-
     /// The work running now.
     pub fn operations(&self) -> Vec<operations::OperationInfo> {
         self.shared.operations.list()
@@ -216,6 +221,18 @@ impl KernelHandle {
     /// See [`Shared::save_state`]; blocks on an fsync.
     pub fn save_state(&self) -> Result<(), StoreError> {
         self.shared.save_state()
+    }
+
+    /// Replaces the health monitor's thresholds and interval (a config
+    /// reload); the next status report is classified against them.
+    pub fn set_health_thresholds(&self, thresholds: HealthThresholds) {
+        self.shared.health.set_thresholds(thresholds);
+    }
+
+    /// The kernel's status report as JSON, as `status_request` serves it
+    /// (without `status: "ok"`); see [`status::report`].
+    pub fn status_report(&self) -> serde_json::Value {
+        status::report(&self.shared)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,6 +17,7 @@ use skillkernel_transport::FrameSender;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::health::HealthMonitor;
 use crate::history::History;
 use crate::iopub::Iopub;
 use crate::live::{Live, ShutdownSettings};
@@ -99,8 +100,10 @@ pub struct Shared {
     pub iopub: Iopub,
     pub stdin: Arc<dyn FrameSender>,
     pub started: Instant,
-    /// Wall-clock start, for reports.
-    pub started_at: SystemTime,
+    /// Wall-clock time of the start, for the status report.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Samples this process and its host; see [`crate::health`].
+    pub health: HealthMonitor,
     /// Work in flight; the shutdown coordinator waits on it.
     pub operations: Operations,
     live: RwLock<Live>,
@@ -147,6 +150,7 @@ impl Shared {
         });
         let (persistence, restored) = Persistence::open(config.persistence.as_ref());
         let state = restored.map(SessionState::restored).unwrap_or_default();
+        let health = HealthMonitor::start(config.health.clone());
         let shared = Shared {
             session_id,
             username,
@@ -155,7 +159,8 @@ impl Shared {
             iopub,
             stdin,
             started: Instant::now(),
-            started_at: SystemTime::now(),
+            started_at: chrono::Utc::now(),
+            health,
             operations: Operations::default(),
             live,
             state: Mutex::new(state),

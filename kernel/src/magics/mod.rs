@@ -8,6 +8,7 @@ pub mod help;
 mod history;
 mod misc;
 mod model;
+mod status;
 pub mod vars;
 
 use crate::cell::CellMagic;
@@ -126,9 +127,12 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
     MagicSpec {
         name: "status",
         usage: "%status",
-        summary: "Show the kernel's version, session and uptime.",
-        help: "Shows the kernel version, protocol version, this process's session id, uptime, \
-               execution count and the number of session variables.",
+        summary: "Show the kernel's health, version, session and uptime.",
+        help: "Shows the health monitor's verdict (`healthy`, `degraded` or `unhealthy`, with \
+               the reasons), the process's RSS and CPU, system memory, load average and uptime, \
+               then the kernel version, protocol version, pid, this process's session id, \
+               uptime, execution count, session variables, conversation turns and model. \
+               The same report as `status_request` and `skillctl status`.",
         subcommands: &[],
         takes_variable: false,
     },
@@ -204,7 +208,7 @@ pub async fn run_line(
         "history" => history::run(ctx, args).await,
         "clear" => misc::clear(ctx, args).await,
         "input" => misc::input(ctx, args).await,
-        "status" => misc::status(ctx).await,
+        "status" => status::run(ctx).await,
         "model" => model::run(ctx, args).await,
         _ => Err(unknown("%", name, LINE_MAGICS)),
     }

@@ -1,0 +1,132 @@
+//! The health monitor: how much this kernel process and its host use, and
+//! whether that is `healthy`, `degraded` or `unhealthy`.
+//!
+//! A [`HealthMonitor`] samples on its own thread every `interval_secs`
+//! (process RSS and CPU, system memory, load average, uptime — through
+//! `sysinfo`, refreshing only this process and the memory figures), and
+//! keeps the latest [`Sample`]. Reading it ([`HealthMonitor::report`]) is a
+//! lock and a clone; the classification against [`HealthThresholds`] runs
+//! at read time, so thresholds changed by a config reload
+//! ([`HealthMonitor::set_thresholds`]) apply to the very next read.
+//!
+//! `%status`, `status_request` and `skillctl status` all show the
+//! [`HealthReport`] through [`crate::status`].
+
+mod classify;
+mod monitor;
+mod sampler;
+pub mod units;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use classify::{classify, Assessment, HealthStatus};
+pub use monitor::HealthMonitor;
+
+/// Where the health monitor's thresholds lie and how often it samples.
+/// The kernel-side mirror of the daemon's `[health]` config section; a
+/// threshold of 0 turns its check off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthThresholds {
+    /// Seconds between samples (kept between 0.2 s and one hour).
+    pub interval_secs: f64,
+    /// Process resident memory above which the kernel is degraded.
+    pub rss_degraded_mib: u64,
+    /// Process resident memory above which the kernel is unhealthy.
+    pub rss_unhealthy_mib: u64,
+    /// System memory available below this share of the total: degraded.
+    pub available_memory_degraded_percent: f64,
+    /// System memory available below this share of the total: unhealthy.
+    pub available_memory_unhealthy_percent: f64,
+    /// One-minute load average per core above which the host is degraded.
+    pub load_degraded_per_core: f64,
+}
+
+impl Default for HealthThresholds {
+    fn default() -> Self {
+        HealthThresholds {
+            interval_secs: 5.0,
+            rss_degraded_mib: 4096,
+            rss_unhealthy_mib: 12288,
+            available_memory_degraded_percent: 10.0,
+            available_memory_unhealthy_percent: 3.0,
+            load_degraded_per_core: 4.0,
+        }
+    }
+}
+
+/// sysinfo needs this much time between two refreshes for a meaningful
+/// CPU figure; a shorter interval only costs wake-ups.
+const MIN_INTERVAL: Duration = Duration::from_millis(200);
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl HealthThresholds {
+    /// The sampling interval, kept within bounds: a zero, negative or NaN
+    /// `interval_secs` from a config file must not spin the thread or
+    /// panic in `Duration::from_secs_f64`.
+    pub fn interval(&self) -> Duration {
+        Duration::try_from_secs_f64(self.interval_secs)
+            .unwrap_or(MIN_INTERVAL)
+            .clamp(MIN_INTERVAL, MAX_INTERVAL)
+    }
+}
+
+/// One reading of the process and its host. Units are in the field names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    /// When it was taken, RFC 3339.
+    pub sampled_at: String,
+    /// Resident memory of this kernel process.
+    pub rss_bytes: u64,
+    /// This process's CPU use since the previous sample, 100 = one core
+    /// busy (0 in the first sample).
+    pub cpu_percent: f64,
+    pub system_memory_total_bytes: u64,
+    pub system_memory_available_bytes: u64,
+    /// 1, 5 and 15 minute load averages.
+    pub load_average: [f64; 3],
+    /// Cores this process may run on, which the load is divided by.
+    pub cpu_cores: usize,
+    pub system_uptime_secs: u64,
+}
+
+impl Sample {
+    /// Available system memory as a share of the total; `None` when the
+    /// total could not be read.
+    pub fn system_memory_available_percent(&self) -> Option<f64> {
+        (self.system_memory_total_bytes > 0).then(|| {
+            self.system_memory_available_bytes as f64 * 100.0
+                / self.system_memory_total_bytes as f64
+        })
+    }
+}
+
+/// The latest sample with its verdict, as the status report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    /// One line per check that is not healthy, e.g. `rss 5.1 GiB > 4 GiB`.
+    pub reasons: Vec<String>,
+    #[serde(flatten)]
+    pub sample: Sample,
+    pub thresholds: HealthThresholds,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_interval_is_kept_within_bounds() {
+        let with = |secs| HealthThresholds {
+            interval_secs: secs,
+            ..HealthThresholds::default()
+        };
+        assert_eq!(with(5.0).interval(), Duration::from_secs(5));
+        assert_eq!(with(0.0).interval(), MIN_INTERVAL);
+        assert_eq!(with(-3.0).interval(), MIN_INTERVAL);
+        assert_eq!(with(f64::NAN).interval(), MIN_INTERVAL);
+        assert_eq!(with(1e12).interval(), MAX_INTERVAL);
+    }
+}
