@@ -23,6 +23,9 @@ pub enum Command {
     Start(Box<StartArgs>),
     /// Install the `skillkernel` kernelspec for Jupyter.
     Install(InstallArgs),
+    /// Print the effective configuration (files, then environment), secrets
+    /// redacted; with --check, only validate it.
+    Config(ConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -141,4 +144,19 @@ pub struct InstallArgs {
     /// Install under PREFIX/share/jupyter/kernels.
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Configuration file read after the system and user files, as for
+    /// `skillkernel start --config`.
+    #[arg(long, env = "SKILLKERNEL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only validate: list the files read and exit non-zero, naming the file
+    /// and key, when one is invalid.
+    #[arg(long)]
+    pub check: bool,
+    /// Print JSON instead of TOML.
+    #[arg(long, conflicts_with = "check")]
+    pub json: bool,
 }

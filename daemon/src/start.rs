@@ -34,12 +34,15 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Log(#[from] logging::LogError),
 }
 
 pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     let (mut settings, files) = Config::load(args.config.as_deref())?;
     settings.apply(&args);
-    logging::init(&settings.log.level, settings.log.format);
+    // Held to the end: it flushes the log file when dropped.
+    let log = logging::init(&settings.log)?;
     tracing::info!(files = ?files, "configuration read");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.io_threads.max(1))
@@ -50,6 +53,11 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     let result = runtime.block_on(serve(args, settings));
     // Do not wait on stray blocking work (e.g. a stuck read) at exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
+    // stderr may be /dev/null (`--daemon`): the log file must say why, too.
+    if let (Err(e), Some(_)) = (&result, log.file()) {
+        tracing::error!("{e}");
+    }
+    drop(log);
     result
 }
 
