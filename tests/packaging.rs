@@ -176,7 +176,7 @@ fn build_deb(out: &Path) -> PathBuf {
         .arg("--out")
         .arg(out)
         // Debug binaries are large; xz would spend minutes on them.
-        .args(["--compression", "gzip"]));
+        .args(["--compression", "gzip:1"]));
     PathBuf::from(stdout(&output).trim())
 }
 

@@ -50,6 +50,7 @@ pub fn render_toml(config: &Config, files: &[PathBuf]) -> Result<String, ConfigC
     let render = |e: &dyn std::fmt::Display| ConfigCommandError::Render(e.to_string());
     let mut value = toml::Value::try_from(config).map_err(|e| render(&e))?;
     redact::redact_toml(&mut value);
+    shortest_floats(&mut value);
     let body = toml::to_string_pretty(&value).map_err(|e| render(&e))?;
     let mut out = String::from("# Effective skillkernel configuration (secrets redacted).\n");
     for file in files {
@@ -58,6 +59,24 @@ pub fn render_toml(config: &Config, files: &[PathBuf]) -> Result<String, ConfigC
     out.push_str("# then SKILLKERNEL_* environment variables\n\n");
     out.push_str(&body);
     Ok(out)
+}
+
+/// Floats that came from `f32` fields print as the operator wrote them
+/// (`1.1`, not `1.100000023841858`) and still read back as the same `f32`.
+fn shortest_floats(value: &mut toml::Value) {
+    match value {
+        toml::Value::Float(f) => {
+            let narrow = *f as f32;
+            if f64::from(narrow) == *f {
+                if let Ok(short) = narrow.to_string().parse::<f64>() {
+                    *f = short;
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(shortest_floats),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| shortest_floats(v)),
+        _ => {}
+    }
 }
 
 /// `config` as JSON with secrets redacted.
@@ -96,8 +115,11 @@ mod tests {
         config.log.keep = 3;
         config.models.ollama.host = Some("http://gpu-box:11434".into());
         config.models.generation.stop = vec!["\n\n".into()];
+        config.models.generation.top_p = Some(0.9);
         let text = render_toml(&config, &[PathBuf::from("/etc/x.toml")]).unwrap();
         assert!(text.contains("# read: /etc/x.toml"), "{text}");
+        assert!(text.contains("repeat_penalty = 1.1\n"), "{text}");
+        assert!(text.contains("top_p = 0.9\n"), "{text}");
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back, config);
     }
