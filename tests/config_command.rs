@@ -37,7 +37,11 @@ fn layers() -> tempfile::TempDir {
         "[log]\nlevel = \"debug\"\n[models.ollama]\nhost = \"http://ops:hunter2@gpu-box:11434\"\n",
     )
     .unwrap();
-    std::fs::write(d.join("explicit.toml"), "[models]\ndefault = \"from-explicit\"\n").unwrap();
+    std::fs::write(
+        d.join("explicit.toml"),
+        "[models]\ndefault = \"from-explicit\"\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -61,7 +65,10 @@ fn config_prints_the_layers_merged_with_the_environment_on_top() {
         Some(77),
         "environment"
     );
-    assert_eq!(value["limits"]["command_timeout_secs"].as_integer(), Some(600));
+    assert_eq!(
+        value["limits"]["command_timeout_secs"].as_integer(),
+        Some(600)
+    );
     // The Ollama URL's credentials are redacted; the host is kept.
     assert_eq!(
         value["models"]["ollama"]["host"].as_str(),

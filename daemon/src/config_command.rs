@@ -31,7 +31,9 @@ pub enum ConfigCommandError {
 fn environment() -> Result<StartArgs, ConfigCommandError> {
     let command = StartArgs::augment_args(clap::Command::new("skillkernel"));
     let invalid = |e: clap::Error| ConfigCommandError::Environment(e.to_string().trim().into());
-    let matches = command.try_get_matches_from(["skillkernel"]).map_err(invalid)?;
+    let matches = command
+        .try_get_matches_from(["skillkernel"])
+        .map_err(invalid)?;
     StartArgs::from_arg_matches(&matches).map_err(invalid)
 }
 

@@ -124,7 +124,10 @@ mod tests {
         ));
         // An address after the path is not userinfo.
         assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
-        assert_eq!(redact_url("mail alice@example.org"), "mail alice@example.org");
+        assert_eq!(
+            redact_url("mail alice@example.org"),
+            "mail alice@example.org"
+        );
     }
 
     #[test]
@@ -155,7 +158,10 @@ mod tests {
             .unwrap()
             .into();
         redact_toml(&mut toml);
-        assert_eq!(toml["models"]["ollama"]["host"].as_str(), Some("http://***@h"));
+        assert_eq!(
+            toml["models"]["ollama"]["host"].as_str(),
+            Some("http://***@h")
+        );
         assert_eq!(toml["x"]["token"].as_str(), Some(REDACTED));
     }
 }

@@ -32,7 +32,9 @@ pub(super) fn parse(level: &str) -> Result<EnvFilter, LogError> {
     }
     for directive in trimmed.split(',').map(str::trim) {
         let bare = !directive.contains(['=', '[', ':']);
-        if bare && !directive.is_empty() && !LEVELS.contains(&directive.to_ascii_lowercase().as_str())
+        if bare
+            && !directive.is_empty()
+            && !LEVELS.contains(&directive.to_ascii_lowercase().as_str())
         {
             return Err(invalid(format!(
                 "`{directive}` is not a level (trace, debug, info, warn, error, off); \
@@ -47,7 +49,10 @@ pub(super) fn parse(level: &str) -> Result<EnvFilter, LogError> {
 /// configured level. Returns the filter, the text in effect, and a note
 /// when `RUST_LOG` was set but unusable (logged once logging runs).
 pub(super) fn initial(configured: &str) -> Result<(EnvFilter, String, Option<String>), LogError> {
-    if let Some(env) = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty()) {
+    if let Some(env) = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
         match parse(&env) {
             Ok(filter) => return Ok((filter, env, None)),
             Err(e) => {

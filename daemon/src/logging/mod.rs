@@ -64,10 +64,10 @@ pub struct LogHandle {
 }
 
 impl LogHandle {
-    // Called by the SIGUSR1/SIGHUP reload, which is wired in separately.
-    #[allow(dead_code)]
     /// Replaces the filter (`info`, `debug,skillkernel_kernel=trace`), also
     /// one that came from `RUST_LOG`. An invalid filter changes nothing.
+    // Called by the SIGUSR1/SIGHUP reload, wired in with the signal work.
+    #[allow(dead_code)]
     pub fn set_level(&self, level: &str) -> Result<(), LogError> {
         let filter = filter::parse(level)?;
         self.filter
@@ -77,8 +77,9 @@ impl LogHandle {
         Ok(())
     }
 
-    #[allow(dead_code)] // for the reload report and the state dump
     /// The filter in effect, as given.
+    // For the reload report and the state dump, wired in with the signal work.
+    #[allow(dead_code)]
     pub fn level(&self) -> String {
         self.level.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -160,7 +161,10 @@ where
         LogFormat::Text => fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
         LogFormat::Json => fmt::layer().json().with_writer(writer).boxed(),
     };
-    (tracing_subscriber::registry().with(filter).with(output), handle)
+    (
+        tracing_subscriber::registry().with(filter).with(output),
+        handle,
+    )
 }
 
 #[cfg(test)]

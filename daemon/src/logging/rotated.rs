@@ -66,7 +66,10 @@ impl Maintenance {
                     tracing::warn!("{error}");
                 }
                 // A message or a dropped sender both mean stop.
-                if !matches!(stopped.recv_timeout(INTERVAL), Err(RecvTimeoutError::Timeout)) {
+                if !matches!(
+                    stopped.recv_timeout(INTERVAL),
+                    Err(RecvTimeoutError::Timeout)
+                ) {
                     return;
                 }
             })?;
@@ -175,7 +178,9 @@ fn scan(dir: &Path, done: &mut Tidied) -> Result<Vec<Rotated>, TidyError> {
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(FILE_NAME)?.strip_prefix('.'))
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(FILE_NAME)?.strip_prefix('.'))
         else {
             continue;
         };
@@ -263,7 +268,11 @@ mod tests {
     fn rotated_files_are_compressed_and_the_live_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        fs::write(d.join("skillkernel.log.2020-01-01"), "old line\n".repeat(100)).unwrap();
+        fs::write(
+            d.join("skillkernel.log.2020-01-01"),
+            "old line\n".repeat(100),
+        )
+        .unwrap();
         fs::write(d.join("skillkernel.log.2020-01-03"), "live\n").unwrap();
         fs::write(d.join("skillkernel.log.2020-01-04"), "future\n").unwrap();
         fs::write(d.join("skillkernel.log.notes"), "not ours\n").unwrap();
