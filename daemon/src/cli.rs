@@ -25,6 +25,9 @@ pub enum Command {
     Install(InstallArgs),
     #[command(flatten)]
     Manage(ManageCommand),
+    /// Print the effective configuration (files, then environment), secrets
+    /// redacted; with --check, only validate it.
+    Config(ConfigArgs),
 }
 
 /// Commands that act on a running daemon through its PID file.
@@ -184,4 +187,19 @@ pub struct InstallArgs {
     /// Install under PREFIX/share/jupyter/kernels.
     #[arg(long, value_name = "PREFIX")]
     pub prefix: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Configuration file read after the system and user files, as for
+    /// `skillkernel start --config`.
+    #[arg(long, env = "SKILLKERNEL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only validate: list the files read and exit non-zero, naming the file
+    /// and key, when one is invalid.
+    #[arg(long)]
+    pub check: bool,
+    /// Print JSON instead of TOML.
+    #[arg(long, conflicts_with = "check")]
+    pub json: bool,
 }

@@ -8,6 +8,8 @@
 //!   through its PID file and signals.
 //! * `skillkernel install [--user|--sys-prefix|--prefix P]` writes the
 //!   kernelspec so Jupyter front ends can start it.
+//! * `skillkernel config [--config F] [--check]` shows or checks the
+//!   effective configuration.
 //!
 //! This binary owns process concerns only — arguments, paths, logging,
 //! signals, the runtime — and hands the sockets to the `kernel` crate.
@@ -15,6 +17,7 @@
 
 mod cli;
 mod config;
+mod config_command;
 mod daemonize;
 mod dump;
 mod install;
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         cli::Command::Start(args) => start::run(*args).map_err(Into::into),
         cli::Command::Install(args) => install::run(args),
         cli::Command::Manage(command) => manage::run(command).map_err(Into::into),
+        cli::Command::Config(args) => config_command::run(args).map_err(Into::into),
     };
     let result: Result<ExitCode, Box<dyn std::error::Error>> = result;
     match result {

@@ -1,63 +1,103 @@
-//! Redaction of secrets before anything leaves the process as a report
-//! (state dumps, `skillkernel config`).
-//!
-//! A value is secret when its key names one (`key`, `token`, `secret`,
-//! `password`, `credentials`, …) — that covers the connection file's HMAC
-//! key and API tokens — and a URL keeps its host but loses its
-//! `user:password@` part.
+//! Secret redaction for what the daemon shows operators: `skillkernel
+//! config` output and the state dump. Credentials in URLs
+//! (`http://user:pass@host`) lose their userinfo; values under secret-looking
+//! keys (`key`, `*_token`, `password`, …) are replaced whole.
 
-use serde_json::Value;
+use std::borrow::Cow;
 
-/// What stands in for a removed secret.
-pub const REDACTED: &str = "<redacted>";
+/// What a secret is replaced with.
+pub const REDACTED: &str = "***";
 
-/// Key names (or suffixes, as in `api_key`, `hf_token`) that hold secrets.
-const SECRET_NAMES: [&str; 7] = [
+/// Key segments (split at `_`, `-`, `.`) that mark a value as secret.
+/// Whole segments, so `max_tokens` is not a token.
+const SECRET_SEGMENTS: [&str; 9] = [
     "key",
+    "apikey",
     "token",
-    "secret",
     "password",
     "passwd",
+    "secret",
+    "credential",
     "credentials",
-    "authorization",
+    "auth",
 ];
 
-fn is_secret_key(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_NAMES
-        .iter()
-        .any(|s| name == *s || name.ends_with(&format!("_{s}")) || name.ends_with(&format!("-{s}")))
+/// Whether a value stored under `key` is secret (the connection file's
+/// `key`, `hf_token`, `api_key`, `password` …).
+pub fn is_secret_key(key: &str) -> bool {
+    key.split(['_', '-', '.'])
+        .any(|segment| SECRET_SEGMENTS.contains(&segment.to_ascii_lowercase().as_str()))
 }
 
-/// Removes `user:password@` from a URL-looking string.
-pub fn redact_url(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_owned();
-    };
-    let rest = &text[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{REDACTED}@{}", &text[..scheme_end + 3], &rest[at + 1..]),
-        None => text.to_owned(),
+/// `text` with the userinfo of every `scheme://user:pass@host` in it
+/// replaced by [`REDACTED`]; borrowed when there is nothing to hide.
+pub fn redact_url(text: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(at) = rest.find("://") {
+        let authority_start = at + 3;
+        let tail = &rest[authority_start..];
+        // The authority ends at the path, query, fragment or whitespace.
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        out.push_str(&rest[..authority_start]);
+        match tail[..end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str(REDACTED);
+                out.push_str(&tail[userinfo_end..end]);
+                changed = true;
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
     }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
-/// Redacts secrets anywhere in `value`, in place.
-pub fn redact_json(value: &mut Value) {
+/// Redacts a JSON document in place (for the state dump).
+pub fn redact_json(value: &mut serde_json::Value) {
     match value {
-        Value::Object(map) => {
-            for (name, v) in map.iter_mut() {
-                if is_secret_key(name) && !v.is_null() && !v.is_object() {
-                    *v = Value::String(REDACTED.into());
+        serde_json::Value::String(s) => {
+            if let Cow::Owned(redacted) = redact_url(s) {
+                *s = redacted;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        serde_json::Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if is_secret_key(key) && !item.is_null() {
+                    *item = serde_json::Value::String(REDACTED.into());
                 } else {
-                    redact_json(v);
+                    redact_json(item);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact_json),
-        Value::String(s) => {
-            if s.contains("://") {
-                *s = redact_url(s);
+        _ => {}
+    }
+}
+
+/// Redacts a TOML document in place (for `skillkernel config`).
+pub fn redact_toml(value: &mut toml::Value) {
+    match value {
+        toml::Value::String(s) => {
+            if let Cow::Owned(redacted) = redact_url(s) {
+                *s = redacted;
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(redact_toml),
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                if is_secret_key(key) {
+                    *item = toml::Value::String(REDACTED.into());
+                } else {
+                    redact_toml(item);
+                }
             }
         }
         _ => {}
@@ -67,26 +107,61 @@ pub fn redact_json(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn secrets_by_name_and_url_credentials_are_removed() {
-        let mut v = json!({
-            "connection": {"key": "abc123", "signature_scheme": "hmac-sha256", "shell_port": 1},
-            "models": {"ollama": {"host": "http://bob:hunter2@gpu:11434/x"}, "hf_token": "hf_x"},
-            "list": [{"api_key": "k"}],
-            "keep": 7
-        });
-        redact_json(&mut v);
-        let text = v.to_string();
-        for secret in ["abc123", "hunter2", "bob", "hf_x", "\"k\""] {
-            assert!(!text.contains(secret), "{secret} left in {text}");
-        }
+    fn url_userinfo_is_redacted_and_the_rest_kept() {
         assert_eq!(
-            v["models"]["ollama"]["host"],
-            "http://<redacted>@gpu:11434/x"
+            redact_url("http://alice:s3cret@gpu-box:11434/api"),
+            "http://***@gpu-box:11434/api"
         );
-        assert_eq!(v["connection"]["shell_port"], 1);
-        assert_eq!(v["keep"], 7, "`keep` is not a secret");
+        assert_eq!(
+            redact_url("from https://t@a.example and http://u:p@b?x=1 too"),
+            "from https://***@a.example and http://***@b?x=1 too"
+        );
+        assert!(matches!(
+            redact_url("http://gpu-box:11434"),
+            Cow::Borrowed("http://gpu-box:11434")
+        ));
+        // An address after the path is not userinfo.
+        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+        assert_eq!(
+            redact_url("mail alice@example.org"),
+            "mail alice@example.org"
+        );
+    }
+
+    #[test]
+    fn secret_keys_are_matched_by_whole_segments() {
+        for key in ["key", "hf_token", "api_key", "password", "client-secret"] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in ["max_tokens", "keep", "monkey", "signature_scheme", "host"] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn documents_are_redacted_in_depth() {
+        let mut json = serde_json::json!({
+            "connection": {"key": "abc", "ip": "127.0.0.1"},
+            "hosts": ["http://u:p@h:1"],
+            "max_tokens": 5
+        });
+        redact_json(&mut json);
+        assert_eq!(json["connection"]["key"], REDACTED);
+        assert_eq!(json["connection"]["ip"], "127.0.0.1");
+        assert_eq!(json["hosts"][0], "http://***@h:1");
+        assert_eq!(json["max_tokens"], 5);
+
+        let mut toml: toml::Value = "[models.ollama]\nhost = \"http://u:p@h\"\n[x]\ntoken = 3"
+            .parse::<toml::Table>()
+            .unwrap()
+            .into();
+        redact_toml(&mut toml);
+        assert_eq!(
+            toml["models"]["ollama"]["host"].as_str(),
+            Some("http://***@h")
+        );
+        assert_eq!(toml["x"]["token"].as_str(), Some(REDACTED));
     }
 }

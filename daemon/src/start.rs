@@ -49,6 +49,8 @@ pub enum StartError {
     },
     #[error("cannot resolve a relative path (current directory unreadable): {0}")]
     Cwd(std::io::Error),
+    #[error(transparent)]
+    Log(#[from] logging::LogError),
 }
 
 pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
@@ -98,7 +100,8 @@ fn run_detached(
     if let Some(pid_file) = pid_file.as_mut() {
         pid_file.write_pid(std::process::id())?;
     }
-    let log = logging::init(&settings.log.level, settings.log.format);
+    // Held to the end: it flushes the log file when dropped.
+    let log = Arc::new(logging::init(&settings.log)?);
     tracing::info!(files = ?files, "configuration read");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.io_threads.max(1))
@@ -111,11 +114,19 @@ fn run_detached(
         settings,
         files,
         pid_file: pid_file.take(),
-        set_log_level: log,
+        set_log_level: {
+            let log = log.clone();
+            Box::new(move |level: &str| log.set_level(level).map_err(|e| e.to_string()))
+        },
     };
     let result = runtime.block_on(serve(started, readiness));
     // Do not wait on stray blocking work (e.g. a stuck read) at exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
+    // stderr may be /dev/null (`--daemon`): the log file must say why, too.
+    if let (Err(e), Some(_)) = (&result, log.file()) {
+        tracing::error!("{e}");
+    }
+    drop(log);
     result
 }
 

@@ -1,0 +1,254 @@
+//! Logging: tracing as text or JSON lines, to stderr (where Jupyter shows a
+//! kernel's log) or, with `[log] dir`, to a rotated `skillkernel.log` whose
+//! rotated files are lz4-compressed and pruned in the background.
+//!
+//! [`init`] installs the global subscriber once and returns the
+//! [`LogHandle`], which must live as long as the process logs: it owns the
+//! file writer's worker (dropping it flushes what is queued) and the
+//! maintenance thread, and changes the level at runtime (SIGUSR1 reload).
+//! Call it after any fork: threads do not survive one.
+
+mod files;
+mod filter;
+mod rotated;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use thiserror::Error;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Layer, Registry};
+
+use crate::config::{LogConfig, LogFormat, LogRotation};
+
+use files::FILE_NAME;
+
+/// Why logging could not be set up or changed.
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("cannot use the log directory {dir}: {source}")]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the log file in {dir}: {message}")]
+    Open { dir: PathBuf, message: String },
+    #[error("invalid log level {level:?}: {message}")]
+    Filter { level: String, message: String },
+    #[error("cannot start the log maintenance thread: {0}")]
+    Thread(std::io::Error),
+    #[error("logging is already set up in this process")]
+    AlreadyInitialised,
+    #[error("cannot change the log level: {0}")]
+    Reload(String),
+}
+
+/// The filter sits under the formatting layer so a reload swaps it alone.
+type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+type Subscriber = Layered<Box<dyn Layer<Filtered> + Send + Sync>, Filtered>;
+
+/// The running logging setup. Keep it for the life of the process.
+pub struct LogHandle {
+    filter: reload::Handle<EnvFilter, Registry>,
+    level: Mutex<String>,
+    file: Option<PathBuf>,
+    // Stops the maintenance thread on drop.
+    _maintenance: Option<rotated::Maintenance>,
+    // Last field, so it drops last: flushes queued lines to the file.
+    _guard: Option<WorkerGuard>,
+}
+
+impl LogHandle {
+    /// Replaces the filter (`info`, `debug,skillkernel_kernel=trace`), also
+    /// one that came from `RUST_LOG`. An invalid filter changes nothing.
+    pub fn set_level(&self, level: &str) -> Result<(), LogError> {
+        let filter = filter::parse(level)?;
+        self.filter
+            .reload(filter)
+            .map_err(|e| LogError::Reload(e.to_string()))?;
+        *self.level.lock().unwrap_or_else(|p| p.into_inner()) = level.to_owned();
+        Ok(())
+    }
+
+    /// The filter in effect, as given.
+    // For the reload report and the state dump, wired in with the signal work.
+    #[allow(dead_code)]
+    pub fn level(&self) -> String {
+        self.level.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `<dir>/skillkernel.log` when logging to files, `None` for stderr.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+}
+
+/// Checks a filter as [`LogHandle::set_level`] would, without logging set up.
+pub fn check_level(level: &str) -> Result<(), LogError> {
+    filter::parse(level).map(|_| ())
+}
+
+/// Installs the global subscriber described by `config`. `RUST_LOG`, when
+/// set, wins over `config.level` until the first [`LogHandle::set_level`].
+pub fn init(config: &LogConfig) -> Result<LogHandle, LogError> {
+    let (filter, level, note) = filter::initial(&config.level)?;
+    let (writer, ansi, guard, dir) = match &config.dir {
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+            None,
+            None,
+        ),
+        Some(dir) => {
+            // The appender's symlink must not depend on the working directory.
+            let dir = std::path::absolute(dir).map_err(|source| LogError::Dir {
+                dir: dir.clone(),
+                source,
+            })?;
+            let appender = files::appender(&dir, config.rotation)?;
+            // Lines go through a queue to a writer thread, so logging never
+            // waits on the disk; a full queue drops lines rather than block.
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            (BoxMakeWriter::new(writer), false, Some(guard), Some(dir))
+        }
+    };
+    let (subscriber, handle) = subscriber(filter, config.format, writer, ansi);
+    subscriber
+        .try_init()
+        .map_err(|_| LogError::AlreadyInitialised)?;
+    if let Some(note) = note {
+        tracing::warn!("{note}");
+    }
+    let maintenance = match &dir {
+        Some(dir) => Some(
+            rotated::Maintenance::start(
+                dir.clone(),
+                config.keep,
+                config.rotation != LogRotation::Never,
+            )
+            .map_err(LogError::Thread)?,
+        ),
+        None => None,
+    };
+    Ok(LogHandle {
+        filter: handle,
+        level: Mutex::new(level),
+        file: dir.map(|d| d.join(FILE_NAME)),
+        _maintenance: maintenance,
+        _guard: guard,
+    })
+}
+
+/// The subscriber: a reloadable filter under a text or JSON formatter.
+fn subscriber<W>(
+    filter: EnvFilter,
+    format: LogFormat,
+    writer: W,
+    ansi: bool,
+) -> (Subscriber, reload::Handle<EnvFilter, Registry>)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let (filter, handle) = reload::Layer::new(filter);
+    let output: Box<dyn Layer<Filtered> + Send + Sync> = match format {
+        LogFormat::Text => fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
+        LogFormat::Json => fmt::layer().json().with_writer(writer).boxed(),
+    };
+    (
+        tracing_subscriber::registry().with(filter).with(output),
+        handle,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Buffer {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn handle_for(reload: reload::Handle<EnvFilter, Registry>) -> LogHandle {
+        LogHandle {
+            filter: reload,
+            level: Mutex::new("info".into()),
+            file: None,
+            _maintenance: None,
+            _guard: None,
+        }
+    }
+
+    #[test]
+    fn set_level_changes_what_is_logged() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let (subscriber, reload) = subscriber(
+            filter::parse("info").unwrap(),
+            LogFormat::Text,
+            move || out.clone(),
+            false,
+        );
+        let handle = handle_for(reload);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!("hidden at info");
+            handle.set_level("debug").unwrap();
+            tracing::debug!("shown at debug");
+            assert!(handle.set_level("verbose").is_err());
+            tracing::debug!("still shown after a refused level");
+            handle.set_level("warn").unwrap();
+            tracing::info!("hidden at warn");
+        });
+        let text = buffer.text();
+        assert!(!text.contains("hidden"), "{text}");
+        assert!(text.contains("shown at debug"), "{text}");
+        assert!(text.contains("still shown"), "{text}");
+        assert_eq!(handle.level(), "warn");
+    }
+
+    #[test]
+    fn json_format_writes_one_object_per_line() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let (subscriber, _) = subscriber(
+            filter::parse("info").unwrap(),
+            LogFormat::Json,
+            move || out.clone(),
+            false,
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(port = 5, "serving");
+            tracing::warn!("second");
+        });
+        let lines: Vec<serde_json::Value> = buffer
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["fields"]["message"], "serving");
+        assert_eq!(lines[0]["fields"]["port"], 5);
+        assert_eq!(lines[1]["level"], "WARN");
+    }
+}
