@@ -120,8 +120,11 @@ pub struct Shared {
     /// answered in the shutdown's NotifyingClients phase.
     pub(crate) shutdown_requester: Mutex<Option<(Message, Arc<dyn FrameSender>)>>,
     /// What the embedding process asked to be done in the Cleanup phase.
-    pub(crate) cleanups: Mutex<Vec<(String, Box<dyn FnOnce() + Send>)>>,
+    pub(crate) cleanups: Mutex<Vec<(String, Cleanup)>>,
 }
+
+/// Work the embedding process asks to run in the shutdown's Cleanup phase.
+pub(crate) type Cleanup = Box<dyn FnOnce() + Send>;
 
 /// Locks a mutex, recovering the data if a panicking task poisoned it: the
 /// session state stays usable rather than taking the kernel down.
