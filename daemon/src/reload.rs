@@ -118,8 +118,7 @@ impl Reloader {
             self.kernel.set_shutdown_settings(shutdown_settings(&new));
         }
         if live.iter().any(|k| is_under(k, "health")) {
-            self.kernel
-                .set_health_thresholds(crate::start::health_thresholds(&new.health));
+            self.kernel.set_health_thresholds(new.health.clone());
         }
         if live.iter().any(|k| is_under(k, "models")) {
             self.reload_models(&new);

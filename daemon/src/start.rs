@@ -8,7 +8,7 @@ use signal_hook_tokio::Signals;
 use std::sync::Arc;
 
 use skillkernel_kernel::{
-    HealthThresholds, Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
+    Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
 };
 use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
 use skillkernel_providers::Registry;
@@ -17,7 +17,7 @@ use skillkernel_transport::{Transport, TransportError};
 use thiserror::Error;
 
 use crate::cli::StartArgs;
-use crate::config::{Config, ConfigError, HealthConfig};
+use crate::config::{Config, ConfigError};
 use crate::daemonize::{self, DaemonizeError, Readiness};
 use crate::logging;
 use crate::pidfile::{PidFile, PidFileError};
@@ -223,19 +223,6 @@ fn persistence(config: &Config, connection_file: Option<&Path>) -> Option<Persis
     })
 }
 
-/// The `[health]` section as the kernel's health monitor takes it (also
-/// what a reload passes to `KernelHandle::set_health_thresholds`).
-pub fn health_thresholds(h: &HealthConfig) -> HealthThresholds {
-    HealthThresholds {
-        interval_secs: h.interval_secs,
-        rss_degraded_mib: h.rss_degraded_mib,
-        rss_unhealthy_mib: h.rss_unhealthy_mib,
-        available_memory_degraded_percent: h.available_memory_degraded_percent,
-        available_memory_unhealthy_percent: h.available_memory_unhealthy_percent,
-        load_degraded_per_core: h.load_degraded_per_core,
-    }
-}
-
 /// Where the connection comes from, and whether this process owns the file.
 struct Connection {
     info: ConnectionInfo,
@@ -302,7 +289,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         models: Some(models(&settings)),
         shutdown: reload::shutdown_settings(&settings),
         persistence: persistence(&settings, args.connection_file.as_deref()),
-        health: health_thresholds(&settings.health),
+        health: settings.health.clone(),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use skillkernel_kernel::health::HealthThresholds;
 use skillkernel_providers::ModelsConfig;
 use thiserror::Error;
 
@@ -17,8 +18,7 @@ use crate::cli::StartArgs;
 mod sections;
 
 pub use sections::{
-    DaemonConfig, HealthConfig, LimitsConfig, LogConfig, LogFormat, LogRotation, ShutdownConfig,
-    StateConfig,
+    DaemonConfig, LimitsConfig, LogConfig, LogFormat, LogRotation, ShutdownConfig, StateConfig,
 };
 
 /// Everything the configuration files can set.
@@ -30,7 +30,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub shutdown: ShutdownConfig,
     pub state: StateConfig,
-    pub health: HealthConfig,
+    /// `[health]`: how often the health monitor samples and where its
+    /// thresholds lie. Change on reload.
+    pub health: HealthThresholds,
     pub models: ModelsConfig,
 }
 

@@ -130,32 +130,3 @@ impl Default for StateConfig {
         }
     }
 }
-
-/// `[health]`: how often the health monitor samples and where its
-/// thresholds lie. Change on reload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HealthConfig {
-    pub interval_secs: f64,
-    /// Process resident memory above which the kernel is degraded / unhealthy.
-    pub rss_degraded_mib: u64,
-    pub rss_unhealthy_mib: u64,
-    /// System memory available below which the kernel is degraded / unhealthy.
-    pub available_memory_degraded_percent: f64,
-    pub available_memory_unhealthy_percent: f64,
-    /// One-minute load average per core above which the host is degraded.
-    pub load_degraded_per_core: f64,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            interval_secs: 5.0,
-            rss_degraded_mib: 4096,
-            rss_unhealthy_mib: 12288,
-            available_memory_degraded_percent: 10.0,
-            available_memory_unhealthy_percent: 3.0,
-            load_degraded_per_core: 4.0,
-        }
-    }
-}

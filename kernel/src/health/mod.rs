@@ -25,9 +25,10 @@ pub use classify::{classify, Assessment, HealthStatus};
 pub use monitor::HealthMonitor;
 
 /// Where the health monitor's thresholds lie and how often it samples.
-/// The kernel-side mirror of the daemon's `[health]` config section; a
-/// threshold of 0 turns its check off.
+/// It is also the daemon's `[health]` config section, read as is (and
+/// changed on reload); a threshold of 0 turns its check off.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthThresholds {
     /// Seconds between samples (kept between 0.2 s and one hour).
     pub interval_secs: f64,
