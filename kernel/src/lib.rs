@@ -52,6 +52,7 @@ pub mod session;
 mod session_writes;
 pub mod shell;
 pub mod shutdown;
+pub mod skills;
 pub mod status;
 pub mod stdin;
 pub mod store;
