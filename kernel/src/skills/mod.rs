@@ -28,5 +28,5 @@ pub mod model;
 pub mod template;
 
 pub use error::{ErrorCode, LoadError, SkillError};
-pub use model::{Skill, SkillBody, SkillKind, SkillMeta};
+pub use model::{Skill, SkillBody, SkillHeader, SkillKind, SkillMeta};
 pub use template::Template;

@@ -45,6 +45,60 @@ impl Skill {
     pub fn parameter(&self, name: &str) -> Option<&Parameter> {
         self.parameters.iter().find(|p| p.name == name)
     }
+
+    /// What the registry keeps before the skill is first used.
+    pub fn header(&self) -> SkillHeader {
+        SkillHeader {
+            meta: self.meta.clone(),
+            kind: self.kind(),
+            parameters: self.parameters.iter().map(Parameter::summary).collect(),
+            dependencies: self.dependencies.clone(),
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// What the registry keeps of a skill it has not loaded yet (lazy
+/// loading): enough to list, search, complete and resolve dependencies,
+/// without compiling templates. Persisted in the registry's index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillHeader {
+    pub meta: SkillMeta,
+    pub kind: SkillKind,
+    pub parameters: Vec<ParamSummary>,
+    pub dependencies: Vec<Dependency>,
+    pub source: Source,
+}
+
+/// A parameter as listings and completion show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSummary {
+    pub name: String,
+    /// `string`, `number`, `bool` or `enum`.
+    pub type_name: String,
+    pub required: bool,
+    pub description: String,
+    /// The allowed values of an enum parameter.
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub default: Option<serde_json::Value>,
+}
+
+impl Parameter {
+    pub fn summary(&self) -> ParamSummary {
+        ParamSummary {
+            name: self.name.clone(),
+            type_name: self.kind.type_name().into(),
+            required: self.required,
+            description: self.description.clone(),
+            values: match &self.kind {
+                ParamKind::Enum(v) => v.clone(),
+                _ => Vec::new(),
+            },
+            default: self.default.clone(),
+        }
+    }
 }
 
 /// What a skill says about itself: all the registry indexes and searches.
