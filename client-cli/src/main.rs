@@ -6,7 +6,9 @@
 
 mod control;
 mod model;
+mod skill;
 mod status_text;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +61,14 @@ enum Command {
         #[command(subcommand)]
         command: model::ModelCommand,
         /// Print the raw model_reply content as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// List, search, inspect, run, validate and reload the kernel's skills.
+    Skill {
+        #[command(subcommand)]
+        command: skill::SkillCommand,
+        /// Print the raw skill_reply content as JSON.
         #[arg(long, global = true)]
         json: bool,
     },
@@ -173,6 +183,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             run_cell(&mut client, &prompt, true, timeout).await
         }
         Command::Model { command, json } => model::run(&mut client, command, json, timeout).await,
+        Command::Skill { command, json } => skill::run(&mut client, command, json, timeout).await,
         Command::Status { json } => control::status(&mut client, json, timeout).await,
         Command::Interrupt { json } => control::interrupt(&mut client, json, timeout).await,
         Command::Shutdown { restart, json } => {

@@ -12,6 +12,8 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use skillctl::render::bundle_text;
 use skillctl::{KernelClient, OutputHandler, Target};
+
+use crate::table::{print_table, text};
 use skillkernel_protocol::Message;
 
 #[derive(Debug, Subcommand)]
@@ -98,38 +100,6 @@ fn size(v: &Value) -> String {
         Some(b) if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
         Some(b) => format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64),
         None => "?".into(),
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let joined: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", joined.join("  ").trim_end());
-    };
-    line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    for row in rows {
-        line(row);
     }
 }
 
