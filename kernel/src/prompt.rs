@@ -2,23 +2,17 @@
 //! notebook as it is generated.
 //!
 //! The answer is a Markdown display that is updated in place
-//! (`update_display_data`, at most every [`UPDATE_INTERVAL`]) and ends as
+//! (`update_display_data`, through [`LiveDisplay`]) and ends as
 //! the full answer. The turn joins the session's conversation; an
 //! interrupted turn keeps what was said so far.
 
-use std::time::{Duration, Instant};
-
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
-use skillkernel_protocol::content::DisplayData;
 use skillkernel_providers::{ChatMessage, CompletionRequest, GenerationStats, StreamEvent};
 
 use crate::errors::KernelError;
-use crate::execute::output::markdown_bundle;
+use crate::execute::live_display::LiveDisplay;
 use crate::execute::ExecContext;
-
-/// Shortest time between two in-place updates of a streaming answer.
-pub const UPDATE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Runs `text` as a chat turn of the session's conversation.
 pub async fn run(ctx: &mut ExecContext<'_>, text: &str) -> Result<(), KernelError> {
@@ -90,39 +84,18 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         .await
         .map_err(KernelError::from)?;
     let model = route.spec();
-    let display_id = format!("answer-{}", ctx.request.header.msg_id);
-    let mut answer = String::new();
-    let mut shown = false;
-    // Length of the answer as last published, so the final update is sent
-    // only when there is something new.
-    let mut sent = 0;
-    let mut last_update = Instant::now();
+    let mut live = LiveDisplay::new(format!("answer-{}", ctx.request.header.msg_id));
     let mut stats: Option<GenerationStats> = None;
     let mut failure = None;
     while let Some(event) = stream.next().await {
         match event {
-            Ok(StreamEvent::Text(piece)) => {
-                answer.push_str(&piece);
-                if !shown {
-                    let display =
-                        DisplayData::new(markdown_bundle(&answer)).with_display_id(&display_id);
-                    ctx.out.display(display).await;
-                    shown = true;
-                    sent = answer.len();
-                    last_update = Instant::now();
-                } else if last_update.elapsed() >= UPDATE_INTERVAL {
-                    update(ctx, &display_id, &answer).await;
-                    sent = answer.len();
-                    last_update = Instant::now();
-                }
-            }
+            Ok(StreamEvent::Text(piece)) => live.push(&mut ctx.out, &piece).await,
             Ok(StreamEvent::Done(s)) => stats = Some(s),
             Err(e) => failure = Some(e),
         }
     }
-    if shown && sent < answer.len() {
-        update(ctx, &display_id, &answer).await;
-    }
+    live.finish(&mut ctx.out).await;
+    let answer = live.into_text();
     // The turn joins the conversation, even when cut short, so the next
     // prompt sees what was said.
     if remember && !answer.is_empty() {
@@ -154,11 +127,6 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         return Err(KernelError::Interrupted);
     }
     Ok(())
-}
-
-async fn update(ctx: &mut ExecContext<'_>, display_id: &str, answer: &str) {
-    let display = DisplayData::new(markdown_bundle(answer)).with_display_id(display_id);
-    ctx.out.update_display(display).await;
 }
 
 /// Token counts and speed, for the reply's metadata.

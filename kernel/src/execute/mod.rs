@@ -2,6 +2,7 @@
 //! reply.
 
 pub mod command;
+pub mod live_display;
 pub mod output;
 
 use std::sync::Arc;
