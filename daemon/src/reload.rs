@@ -43,8 +43,9 @@ pub struct ReloadOutcome {
 }
 
 /// Sections whose keys take effect only at the next start.
-const RESTART_ONLY: [&str; 6] = [
+const RESTART_ONLY: [&str; 7] = [
     "daemon",
+    "skills",
     "state",
     "log.dir",
     "log.format",

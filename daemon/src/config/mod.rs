@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use skillkernel_kernel::health::HealthThresholds;
+use skillkernel_kernel::skills::config::SkillsConfig;
 use skillkernel_providers::ModelsConfig;
 use thiserror::Error;
 
@@ -34,6 +35,9 @@ pub struct Config {
     /// thresholds lie. Change on reload.
     pub health: HealthThresholds,
     pub models: ModelsConfig,
+    /// `[skills]`: skill directories, the index, hot reload. Changes on
+    /// reload.
+    pub skills: SkillsConfig,
 }
 
 #[derive(Debug, Error)]

@@ -23,6 +23,7 @@
 //! * Errors users see are [`SkillError`]s with a stable [`ErrorCode`] and a
 //!   hint.
 
+pub mod config;
 pub mod error;
 pub mod model;
 pub mod template;
