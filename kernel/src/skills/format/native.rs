@@ -365,12 +365,14 @@ fn resilience(root: &Obj<'_>) -> Result<Resilience, LoadError> {
 /// `dependencies`: a mapping `name: range`, or a list of `{name, version}`.
 fn dependencies(root: &Obj<'_>, own_name: &str) -> Result<Vec<Dependency>, LoadError> {
     let doc = &root.doc;
-    let mut raw: Vec<(String, String, String)> = Vec::new(); // name, range, field
+    // (name, range, field of the name, field of the range)
+    let mut raw: Vec<(String, String, String, String)> = Vec::new();
     match root.get("dependencies") {
         None => {}
         Some(Value::Object(_)) => {
             for (name, range) in root.str_map("dependencies")? {
-                raw.push((name.clone(), range, format!("dependencies.{name}")));
+                let field = format!("dependencies.{name}");
+                raw.push((name, range, field.clone(), field));
             }
         }
         Some(Value::Array(items)) => {
@@ -379,7 +381,12 @@ fn dependencies(root: &Obj<'_>, own_name: &str) -> Result<Vec<Dependency>, LoadE
                 o.deny_unknown(DEPENDENCY_KEYS, "a dependency")?;
                 let name = o.req_str("name", "name the skill depended on")?;
                 let range = o.str("version")?.unwrap_or("*");
-                raw.push((name.to_string(), range.to_string(), o.field("version")));
+                raw.push((
+                    name.to_string(),
+                    range.to_string(),
+                    o.field("name"),
+                    o.field("version"),
+                ));
             }
         }
         Some(other) => {
@@ -394,25 +401,25 @@ fn dependencies(root: &Obj<'_>, own_name: &str) -> Result<Vec<Dependency>, LoadE
         }
     }
     let mut out: Vec<Dependency> = Vec::new();
-    for (name, range, field) in raw {
-        validate::check_name(doc, &field, &name)?;
+    for (name, range, name_field, range_field) in raw {
+        validate::check_name(doc, &name_field, &name)?;
         if name == own_name {
             return Err(doc.error(
-                &field,
+                &name_field,
                 format!("`{name}` depends on itself"),
                 "remove the dependency",
             ));
         }
         if out.iter().any(|d| d.name == name) {
             return Err(doc.error(
-                &field,
+                &name_field,
                 format!("`{name}` is listed twice"),
                 "list each dependency once",
             ));
         }
         let version = semver::VersionReq::parse(&range).map_err(|e| {
             doc.error(
-                &field,
+                &range_field,
                 format!("`{range}` is not a version range ({e})"),
                 "write a semver range such as `^1.2`, `>=0.3, <0.5` or `*`",
             )

@@ -156,7 +156,8 @@ fn pattern(o: &Obj<'_>, kind: &ParamKind) -> Result<Option<regex::Regex>, LoadEr
         .map(Some)
         .map_err(|e| {
             let detail = e.to_string();
-            let last = detail.lines().last().unwrap_or("").trim().to_string();
+            let last = detail.lines().last().unwrap_or("").trim();
+            let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
             o.error(
                 "pattern",
                 format!("`pattern` does not compile: {last}"),

@@ -126,7 +126,7 @@ pub fn generation(obj: &Obj<'_>) -> Result<GenerationOverrides, LoadError> {
         Some(t) => {
             return Err(obj.error(
                 "temperature",
-                format!("`temperature` is {t}; it must be between 0.0 and {MAX_TEMPERATURE}"),
+                format!("`temperature` is {t}; it must be between 0.0 and {MAX_TEMPERATURE:.1}"),
                 "use 0.0–0.4 for factual output, 0.5–1.0 for varied output",
             ))
         }
