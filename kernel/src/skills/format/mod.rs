@@ -24,7 +24,7 @@ mod bodies;
 mod dag;
 mod doc;
 mod gotemplate;
-mod limits;
+pub mod limits;
 mod lines;
 mod native;
 mod params;
@@ -48,6 +48,11 @@ pub mod keys {
         POLICY_KEYS, PROMPT_KEYS, RESILIENCE_KEYS, ROUTING_KEYS, SESSION_KEYS, WORKFLOW_KEYS,
     };
     pub use super::params::PARAM_KEYS;
+
+    /// Every top-level key a native manifest of `kind` accepts.
+    pub fn for_kind(kind: crate::skills::model::SkillKind) -> Vec<&'static str> {
+        [COMMON_KEYS, &super::native::kind_keys(kind)].concat()
+    }
 }
 
 /// Which format `path` holds, from its name: `skill.yaml`, `skill.yml`,
