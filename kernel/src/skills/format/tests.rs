@@ -161,3 +161,79 @@ fn command_skills_keep_their_sandbox_policy_raw() {
     assert_eq!(c.policy["permissions"]["network"], false);
     assert_eq!(c.fallback.as_ref().unwrap().command, "dir");
 }
+
+#[test]
+fn an_empty_or_scalar_manifest_says_what_a_manifest_is() {
+    for text in ["", "just text\n", "- a\n- b\n"] {
+        let e = parse_str(
+            text,
+            SkillFormat::Native,
+            Path::new("a/skill.yaml"),
+            Origin::User,
+        )
+        .unwrap_err();
+        assert!(
+            e.message.starts_with("expected a mapping of fields"),
+            "{text:?}: {}",
+            e.message
+        );
+        assert!(e.remedy.contains("`name: …`"), "{}", e.remedy);
+    }
+}
+
+#[test]
+fn a_duplicate_key_is_a_yaml_error_at_its_line() {
+    let text = "name: a\ndescription: d\nname: b\ntemplate: x\n";
+    let e = parse_str(
+        text,
+        SkillFormat::Native,
+        Path::new("a/skill.yaml"),
+        Origin::User,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("duplicate key `name`"), "{}", e.message);
+    assert_eq!(e.line, Some(3));
+    let nested =
+        "name: a\ndescription: d\ntemplate: x\nrouting:\n  model: m\n  profile: p\n  model: n\n";
+    let e = parse_str(
+        nested,
+        SkillFormat::Native,
+        Path::new("a/skill.yaml"),
+        Origin::User,
+    )
+    .unwrap_err();
+    assert_eq!(e.line, Some(7));
+    let json = "{\n \"name\": \"a\",\n \"name\": \"b\"\n}";
+    let e = parse_str(
+        json,
+        SkillFormat::Native,
+        Path::new("a/skill.json"),
+        Origin::User,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.message.as_str(), e.line),
+        ("invalid JSON: duplicate key `name`", Some(3))
+    );
+}
+
+#[test]
+fn crlf_line_endings_keep_lines_exact() {
+    let text = "name: a\r\ndescription: d\r\ntemplate: |\r\n  one\r\n  {{ nope }}\r\n";
+    let e = parse_str(
+        text,
+        SkillFormat::Native,
+        Path::new("a/skill.yaml"),
+        Origin::User,
+    )
+    .unwrap_err();
+    assert_eq!(e.line, Some(5));
+    let tmp = tempfile::tempdir().unwrap();
+    let md = "---\r\nname: a\r\ndescription: d\r\n---\r\nBe brief.\r\n";
+    let file = write(tmp.path(), "a/SKILL.md", md);
+    let s = load_file(&file, Origin::User).unwrap();
+    let SkillBody::Agent(a) = &s.body else {
+        panic!("an Agent Skill")
+    };
+    assert_eq!(a.instructions, "Be brief.");
+}
