@@ -24,11 +24,14 @@ mod bodies;
 mod dag;
 mod doc;
 mod gotemplate;
+mod json_lines;
 pub mod limits;
 mod lines;
 mod native;
 mod params;
+mod sections;
 mod skillrunner;
+mod strict;
 mod validate;
 
 use std::io::Read;

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::doc::{Doc, Obj};
-use super::limits::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_TEMPERATURE};
+use super::limits::{
+    MAX_COMPATIBILITY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_TEMPERATURE,
+};
 use crate::skills::error::LoadError;
 use crate::skills::model::GenerationOverrides;
 use crate::skills::template::{Contract, Template};
@@ -105,6 +107,22 @@ pub fn check_description(doc: &Doc<'_>, field: &str, text: &str) -> Result<(), L
         ));
     }
     Ok(())
+}
+
+/// The optional `compatibility` of `obj`: 1–500 characters.
+pub fn compatibility(obj: &Obj<'_>) -> Result<Option<String>, LoadError> {
+    let Some(c) = obj.str("compatibility")? else {
+        return Ok(None);
+    };
+    let n = c.chars().count();
+    if n == 0 || n > MAX_COMPATIBILITY_CHARS {
+        return Err(obj.error(
+            "compatibility",
+            format!("`compatibility` is {n} characters; it must be 1–{MAX_COMPATIBILITY_CHARS}"),
+            "state briefly what environment the skill needs",
+        ));
+    }
+    Ok(Some(c.to_string()))
 }
 
 /// Reads `max_tokens` and `temperature` of `obj`: ≥ 1 and 0.0 ..= 2.0.
