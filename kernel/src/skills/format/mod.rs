@@ -29,6 +29,7 @@ pub mod limits;
 mod lines;
 mod native;
 mod params;
+mod phase_refs;
 mod sections;
 mod skillrunner;
 mod strict;

@@ -8,7 +8,12 @@ use crate::skills::model::{SkillBody, SkillKind};
 use crate::skills::Skill;
 
 fn native(text: &str) -> Result<Skill, LoadError> {
-    parse_str(text, SkillFormat::Native, Path::new("a/skill.yaml"), Origin::User)
+    parse_str(
+        text,
+        SkillFormat::Native,
+        Path::new("a/skill.yaml"),
+        Origin::User,
+    )
 }
 
 fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {

@@ -4,14 +4,11 @@
 //! Each check returns a [`LoadError`] at the field it is about; none of
 //! them reads a file or knows which format it serves.
 
-use std::sync::OnceLock;
-
-use regex::Regex;
-
 use super::doc::{Doc, Obj};
 use super::limits::{
     MAX_COMPATIBILITY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_TEMPERATURE,
 };
+use super::phase_refs;
 use crate::skills::error::LoadError;
 use crate::skills::model::GenerationOverrides;
 use crate::skills::template::{Contract, Template};
@@ -169,12 +166,17 @@ pub fn template(
             .field(field)
             .line(at(e.line))
     })?;
+    phase_refs::check_hyphenated(&t, contract).map_err(|(msg, remedy, line)| {
+        LoadError::new(doc.file, msg, remedy)
+            .field(field)
+            .line(at(line))
+    })?;
     t.check(contract).map_err(|e| {
         LoadError::new(doc.file, e.message, e.remedy)
             .field(field)
             .line(at(e.line))
     })?;
-    check_phase_subscripts(&t, contract).map_err(|(msg, remedy, line)| {
+    phase_refs::check_subscripts(&t, contract).map_err(|(msg, remedy, line)| {
         LoadError::new(doc.file, msg, remedy)
             .field(field)
             .line(at(line))
@@ -202,35 +204,6 @@ fn block_scalar(doc: &Doc<'_>, key_line: usize) -> bool {
         .map(|(_, v)| v.trim())
         .or_else(|| line.trim_end().ends_with(':').then_some(""));
     after.is_some_and(|v| v.starts_with('|') || v.starts_with('>'))
-}
-
-/// `{{ phases["draft-1"] }}` — how a hyphenated phase id is read — is not
-/// an attribute path, so [`Template::check`] cannot see the id; this
-/// checks such subscripts against the phases the template may read.
-fn check_phase_subscripts(
-    t: &Template,
-    contract: &Contract,
-) -> Result<(), (String, String, Option<usize>)> {
-    static SUBSCRIPT: OnceLock<Regex> = OnceLock::new();
-    let re = SUBSCRIPT.get_or_init(|| {
-        Regex::new(r#"\bphases\s*\[\s*(?:"([^"]*)"|'([^']*)')\s*\]"#).expect("a valid regex")
-    });
-    if !contract.in_workflow {
-        return Ok(());
-    }
-    for (i, line) in t.source().lines().enumerate() {
-        for cap in re.captures_iter(line) {
-            let id = cap.get(1).or(cap.get(2)).map_or("", |m| m.as_str());
-            if !contract.phases.iter().any(|p| p == id) {
-                return Err((
-                    format!("`phases[\"{id}\"]` is not a phase this one depends on"),
-                    "add the phase to `depends_on`; a phase reads only the outputs of phases it depends on (or theirs)".into(),
-                    Some(i + 1),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -272,18 +245,5 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, Some(4));
         assert!(e.remedy.contains("did you mean `input`"), "{}", e.remedy);
-    }
-
-    #[test]
-    fn a_hyphenated_phase_subscript_is_checked_against_the_ancestors() {
-        let doc = Doc::new(Path::new("s.yaml"), "", false);
-        let contract = Contract {
-            params: vec![],
-            phases: vec!["pros-list".into()],
-            in_workflow: true,
-        };
-        assert!(template(&doc, "t", "{{ phases[\"pros-list\"] }}", &contract).is_ok());
-        let e = template(&doc, "t", "{{ phases['cons-list'] }}", &contract).unwrap_err();
-        assert!(e.message.contains("cons-list"), "{}", e.message);
     }
 }
