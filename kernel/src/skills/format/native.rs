@@ -17,7 +17,8 @@ use super::sections::{dependencies, resilience, routing};
 use super::validate;
 use crate::skills::error::LoadError;
 use crate::skills::model::{
-    Dependency, Origin, Skill, SkillFormat, SkillHeader, SkillKind, SkillMeta, Source,
+    Dependency, GenerationOverrides, Origin, Resilience, Routing, Skill, SkillFormat, SkillHeader,
+    SkillKind, SkillMeta, Source,
 };
 use crate::skills::template::nearest;
 
@@ -79,12 +80,16 @@ pub fn kind_keys(kind: SkillKind) -> Vec<&'static str> {
     }
 }
 
-/// The metadata, kind, parameters and dependencies: all a header needs.
+/// Everything but the body: what a header needs, plus the cheap sections
+/// (so that a header that loads fails a full load only on its body).
 struct Head {
     meta: SkillMeta,
     kind: SkillKind,
     parameters: Vec<crate::skills::model::Parameter>,
     dependencies: Vec<Dependency>,
+    routing: Routing,
+    generation: GenerationOverrides,
+    resilience: Resilience,
 }
 
 fn head(root: &Obj<'_>) -> Result<Head, LoadError> {
@@ -93,11 +98,21 @@ fn head(root: &Obj<'_>) -> Result<Head, LoadError> {
     let meta = meta(root)?;
     let parameters = params::parameters(root)?;
     let dependencies = dependencies(root, &meta.name)?;
+    let generation = match root.obj("generation")? {
+        Some(g) => {
+            g.deny_unknown(GENERATION_KEYS, "`generation`")?;
+            validate::generation(&g)?
+        }
+        None => Default::default(),
+    };
     Ok(Head {
         meta,
         kind,
         parameters,
         dependencies,
+        routing: routing(root)?,
+        generation,
+        resilience: resilience(root)?,
     })
 }
 
@@ -132,15 +147,9 @@ pub fn skill(doc: Doc<'_>, value: &Value, origin: Origin) -> Result<Skill, LoadE
         meta: h.meta,
         parameters: h.parameters,
         dependencies: h.dependencies,
-        routing: routing(&root)?,
-        generation: match root.obj("generation")? {
-            Some(g) => {
-                g.deny_unknown(GENERATION_KEYS, "`generation`")?;
-                validate::generation(&g)?
-            }
-            None => Default::default(),
-        },
-        resilience: resilience(&root)?,
+        routing: h.routing,
+        generation: h.generation,
+        resilience: h.resilience,
         body,
         source: source(&doc, origin),
     })
