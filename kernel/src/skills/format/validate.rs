@@ -11,7 +11,7 @@ use super::limits::{
 use super::phase_refs;
 use crate::skills::error::LoadError;
 use crate::skills::model::GenerationOverrides;
-use crate::skills::template::{Contract, Template};
+use crate::skills::template::{Contract, Template, TemplateError};
 
 /// The Agent Skills name rule, applied to every format: 1–64 characters,
 /// lowercase ASCII letters, digits and hyphens, no hyphen at either end,
@@ -160,27 +160,16 @@ pub fn template(
     source: &str,
     contract: &Contract,
 ) -> Result<Template, LoadError> {
-    let at = |line: Option<usize>| template_line(doc, field, line);
-    let t = Template::parse(source).map_err(|e| {
-        LoadError::new(doc.file, e.message, e.remedy)
+    let error = |(message, remedy, line): (String, String, Option<usize>)| {
+        LoadError::new(doc.file, message, remedy)
             .field(field)
-            .line(at(e.line))
-    })?;
-    phase_refs::check_hyphenated(&t, contract).map_err(|(msg, remedy, line)| {
-        LoadError::new(doc.file, msg, remedy)
-            .field(field)
-            .line(at(line))
-    })?;
-    t.check(contract).map_err(|e| {
-        LoadError::new(doc.file, e.message, e.remedy)
-            .field(field)
-            .line(at(e.line))
-    })?;
-    phase_refs::check_subscripts(&t, contract).map_err(|(msg, remedy, line)| {
-        LoadError::new(doc.file, msg, remedy)
-            .field(field)
-            .line(at(line))
-    })?;
+            .line(template_line(doc, field, line))
+    };
+    let parts = |e: TemplateError| (e.message, e.remedy, e.line);
+    let t = Template::parse(source).map_err(|e| error(parts(e)))?;
+    phase_refs::check_hyphenated(&t, contract).map_err(error)?;
+    t.check(contract).map_err(|e| error(parts(e)))?;
+    phase_refs::check_subscripts(&t, contract).map_err(error)?;
     Ok(t)
 }
 
