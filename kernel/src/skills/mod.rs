@@ -25,6 +25,7 @@
 
 pub mod error;
 pub mod model;
+pub mod registry;
 pub mod template;
 
 pub use error::{ErrorCode, LoadError, SkillError};
