@@ -17,6 +17,7 @@
 //! This module only lists; it never parses a manifest.
 
 use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::skills::format;
@@ -50,15 +51,24 @@ pub fn is_hidden(name: &std::ffi::OsStr) -> bool {
 /// A missing or unreadable directory yields nothing (logged at debug).
 pub fn walk(dir: &Path, depth: usize) -> Vec<Found> {
     let mut found = Vec::new();
-    let mut visited = HashSet::new();
-    walk_into(dir, depth, &mut visited, &mut found);
+    if let Ok(meta) = std::fs::metadata(dir) {
+        walk_into(dir, &meta, depth, &mut HashSet::new(), &mut found);
+    }
     found
 }
 
-fn walk_into(dir: &Path, depth: usize, visited: &mut HashSet<PathBuf>, found: &mut Vec<Found>) {
-    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    if !visited.insert(real) {
-        return; // a link back to a directory already walked
+/// Walks `dir`, whose (link-followed) metadata is `meta`. Directories are
+/// recognised by device and inode, so a link back to one already walked
+/// ends there, without resolving every path.
+fn walk_into(
+    dir: &Path,
+    meta: &std::fs::Metadata,
+    depth: usize,
+    visited: &mut HashSet<(u64, u64)>,
+    found: &mut Vec<Found>,
+) {
+    if !visited.insert((meta.dev(), meta.ino())) {
+        return;
     }
     let mut entries: Vec<(std::ffi::OsString, PathBuf)> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
@@ -90,7 +100,7 @@ fn walk_into(dir: &Path, depth: usize, visited: &mut HashSet<PathBuf>, found: &m
         };
         if meta.is_dir() {
             if depth > 0 {
-                walk_into(&path, depth - 1, visited, found);
+                walk_into(&path, &meta, depth - 1, visited, found);
             }
         } else if meta.is_file() && is_yaml(&name) {
             found.push(Found { path, loose: true });

@@ -8,11 +8,14 @@
 //! | `scan`      | one manifest: stat, else hash, else parse the header         |
 //! | `index`     | the sled index of headers by path, mtime, size, blake3       |
 //! | `catalog`   | versions, their sources by precedence, shadowing             |
+//! | `apply`     | a scan's outcome applied to the catalogue                    |
+//! | `query`     | list, search, get, info, failures                            |
 //! | `select`    | `name@requirement` → one version                             |
 //! | `search`    | the query language and ranking                               |
 //! | `deps`      | dependency resolution, cycles, conflicts                     |
 //! | `lifecycle` | the state machine and its history                            |
-//! | `operate`   | load, activate, execute, enable, disable, unload, cells      |
+//! | `activate`  | load, init, activate, runs (`ExecutionGuard`)                |
+//! | `operate`   | enable, disable, unload, `%%skill` cells                     |
 //! | `reload`    | rescans: discover, reload, reload_all, watcher changes       |
 //! | `watch`     | the debounced `notify` watcher                               |
 //! | `builtin`   | the skills compiled into the binary                          |
@@ -55,6 +58,8 @@
 //! walk directories, write the index): call them from async code in
 //! `tokio::task::spawn_blocking`.
 
+mod activate;
+mod apply;
 mod builtin;
 mod catalog;
 pub mod config;
@@ -63,6 +68,7 @@ mod discover;
 mod index;
 pub mod lifecycle;
 mod operate;
+mod query;
 mod reload;
 pub mod report;
 mod scan;
@@ -75,13 +81,11 @@ mod watch;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use semver::Version;
-
+pub use activate::ExecutionGuard;
 pub use builtin::BUILTINS;
 pub use config::{default_user_dir, RegistryConfig, Root};
 pub use discover::FOLDER_MANIFESTS;
 pub use lifecycle::{Hook, LifecycleError, State, Transition};
-pub use operate::ExecutionGuard;
 pub use report::{Failure, ReloadReport, SearchHit, SkillEntry, SkillInfo};
 pub use scan::ScanCounts;
 pub use search::Query;
@@ -92,8 +96,7 @@ use index::IndexHandle;
 use scan::ScanStats;
 use select::{pick, Offer};
 
-use crate::session::lock;
-use crate::skills::{SkillError, SkillHeader};
+use crate::skills::SkillError;
 
 /// The registry of every skill this kernel can run. See the module docs.
 pub struct SkillRegistry {
@@ -162,115 +165,6 @@ impl SkillRegistry {
         &self.roots
     }
 
-    /// Every skill version, by name then highest version first; a version
-    /// declared in several places is listed once per source, the shadowed
-    /// ones with `shadowed_by`.
-    pub fn list(&self) -> Vec<SkillEntry> {
-        let cat = read(&self.catalog);
-        let mut out = Vec::new();
-        for versions in cat.names.values() {
-            for slot in versions.ordered() {
-                out.extend(self.entries(&cat, slot));
-            }
-        }
-        out
-    }
-
-    /// Every skill name (for completion).
-    pub fn names(&self) -> Vec<String> {
-        read(&self.catalog).names.keys().cloned().collect()
-    }
-
-    /// Skills matching `query` (see [`Query`]), best first: for each name,
-    /// the version `get(name)` selects.
-    pub fn search(&self, query: &str) -> Result<Vec<SearchHit>, SkillError> {
-        let query = Query::parse(query)?;
-        let cat = read(&self.catalog);
-        let mut scored: Vec<(u32, &str)> = cat
-            .docs
-            .iter()
-            .filter_map(|d| d.score(&query).map(|s| (s, d.name.as_str())))
-            .collect();
-        scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-        Ok(scored
-            .into_iter()
-            .filter_map(|(score, name)| {
-                let slot = cat.preferred(name)?;
-                Some(SearchHit {
-                    entry: self.entries(&cat, slot).swap_remove(0),
-                    score,
-                    versions: versions_of(&cat, name),
-                })
-            })
-            .collect())
-    }
-
-    /// The version `spec` selects (`name`, `name@1.2`, `name@^1`, …), or
-    /// `SKILL_NOT_FOUND` with a hint. A Failed version is returned (with
-    /// its error); [`SkillRegistry::activate`] refuses it.
-    pub fn get(&self, spec: &str) -> Result<SkillEntry, SkillError> {
-        let slot = self.select(spec)?;
-        let cat = read(&self.catalog);
-        Ok(self.entries(&cat, &slot).swap_remove(0))
-    }
-
-    /// What `%skill info` shows of the version `spec` selects.
-    pub fn info(&self, spec: &str) -> Result<SkillInfo, SkillError> {
-        let slot = self.select(spec)?;
-        let cat = read(&self.catalog);
-        let entry = self.entries(&cat, &slot).swap_remove(0);
-        let dependents = cat
-            .names
-            .values()
-            .flat_map(|v| v.ordered())
-            .filter(|other| {
-                other
-                    .header()
-                    .dependencies
-                    .iter()
-                    .any(|d| d.name == slot.name && d.version.matches(&slot.version))
-            })
-            .map(|other| other.id.clone())
-            .collect();
-        let st = lock(&slot.state);
-        Ok(SkillInfo {
-            entry,
-            executions: st.life.executions,
-            history: st.life.history(),
-            shadowed: st.candidates[1..]
-                .iter()
-                .map(|c| c.header.source.clone())
-                .collect(),
-            dependents,
-            resolved: st
-                .resolution
-                .iter()
-                .flat_map(|r| r.picks.iter().map(|(n, v)| format!("{n}@{v}")))
-                .collect(),
-            versions: versions_of(&cat, &slot.name),
-        })
-    }
-
-    /// Every broken file and Failed version, with its error.
-    pub fn failures(&self) -> Vec<Failure> {
-        read(&self.catalog).failures()
-    }
-
-    /// Why the index is not in use, when it is not.
-    pub fn index_unusable(&self) -> Option<String> {
-        self.index.unusable_reason()
-    }
-
-    /// How much file I/O the registry has done since it opened.
-    pub fn io_counts(&self) -> ScanCounts {
-        self.io.counts()
-    }
-
-    /// Reports of the changes the watcher applies, as they happen.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<ReloadReport>> {
-        self.reports.subscribe()
-    }
-
     /// The slot `spec` selects.
     fn select(&self, spec: &str) -> Result<Arc<Slot>, SkillError> {
         let spec = SkillSpec::parse(spec)?;
@@ -291,52 +185,8 @@ impl SkillRegistry {
         Ok(slots[i].clone())
     }
 
-    /// The listing rows of `slot`: its in-effect source, then the shadowed.
-    fn entries(&self, cat: &Catalog, slot: &Slot) -> Vec<SkillEntry> {
-        let disabled = cat.disabled.get(&slot.id).cloned();
-        let st = lock(&slot.state);
-        let winner = st.candidates[0].header.source.origin;
-        st.candidates
-            .iter()
-            .enumerate()
-            .map(|(i, c)| SkillEntry {
-                id: slot.id.clone(),
-                header: c.header.clone(),
-                state: if i == 0 {
-                    st.life.state()
-                } else {
-                    State::Unloaded
-                },
-                disabled: disabled.clone(),
-                shadowed_by: (i > 0).then_some(winner),
-                error: if i == 0 {
-                    st.life.error.clone()
-                } else {
-                    c.error.clone().map(Into::into)
-                },
-            })
-            .collect()
-    }
-
     /// The root a path belongs to: the first (by precedence) containing it.
     fn root_of(&self, path: &Path) -> Option<&Root> {
         self.roots.iter().find(|r| path.starts_with(&r.dir))
     }
-}
-
-fn versions_of(cat: &Catalog, name: &str) -> Vec<Version> {
-    let mut v: Vec<Version> = cat
-        .names
-        .get(name)
-        .map(|v| v.ordered().map(|s| s.version.clone()).collect())
-        .unwrap_or_default();
-    v.sort_by(|a, b| b.cmp(a));
-    v.dedup();
-    v
-}
-
-/// A header as the registry lists it (for tests and callers building
-/// skills in code).
-pub fn header_id(header: &SkillHeader) -> String {
-    format!("{}@{}", header.meta.name, header.meta.version)
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::catalog::{Changed, Slot};
 use super::config::Root;
-use super::discover::{is_folder_manifest, is_hidden, walk, FOLDER_MANIFESTS};
+use super::discover::{is_folder_manifest, walk};
 use super::index::IndexEntry;
 use super::lifecycle::{Hook, State};
 use super::scan::{scan, How, Outcome, Prior};
@@ -27,7 +27,7 @@ use crate::session::lock;
 use crate::skills::SkillError;
 
 /// One file to look at, and how.
-struct Job {
+pub(super) struct Job {
     root: Root,
     path: PathBuf,
     loose: bool,
@@ -37,15 +37,7 @@ impl SkillRegistry {
     /// Rescans every root: new files are added, changed ones updated,
     /// deleted ones removed (index entries included). **Blocking.**
     pub fn discover(&self) -> ReloadReport {
-        let scopes = self
-            .roots
-            .iter()
-            .map(|r| (r.clone(), r.dir.clone()))
-            .collect();
-        let report = self.rescan(scopes, Vec::new(), Reset::Changed);
-        self.drop_stale_index_entries();
-        self.index.with(|i| i.flush());
-        report
+        self.rescan_roots(Reset::Changed)
     }
 
     /// [`SkillRegistry::discover`], then every loaded or Failed version is
@@ -53,17 +45,31 @@ impl SkillRegistry {
     /// appeared since are watched. For SIGUSR1 and `%skill reload`.
     /// **Blocking.**
     pub fn reload_all(self: &Arc<Self>) -> ReloadReport {
-        let scopes = self
-            .roots
-            .iter()
-            .map(|r| (r.clone(), r.dir.clone()))
-            .collect();
-        let report = self.rescan(scopes, Vec::new(), Reset::AllLoaded);
-        self.drop_stale_index_entries();
-        self.index.with(|i| i.flush());
+        let report = self.rescan_roots(Reset::AllLoaded);
         if self.config.watch {
             self.sync_watcher();
         }
+        report
+    }
+
+    /// Rescans every root, then drops index entries of files no longer
+    /// discovered and flushes the index.
+    fn rescan_roots(&self, reset: Reset) -> ReloadReport {
+        let scopes = self.roots.iter().map(|r| (r.clone(), r.dir.clone()));
+        let report = self.rescan(scopes.collect(), Vec::new(), reset);
+        if let Some(paths) = self.index.with(|i| i.paths()) {
+            let stale: Vec<PathBuf> = {
+                let cat = read(&self.catalog);
+                paths
+                    .into_iter()
+                    .filter(|p| !cat.by_path.contains_key(p))
+                    .collect()
+            };
+            for p in stale {
+                self.index.with(|i| i.remove(&p));
+            }
+        }
+        self.index.with(|i| i.flush());
         report
     }
 
@@ -103,55 +109,9 @@ impl SkillRegistry {
         Ok(report)
     }
 
-    /// Applies what the watcher saw change under `paths`, and publishes the
-    /// report. **Blocking.**
-    pub(super) fn apply_changes(&self, paths: Vec<PathBuf>) -> ReloadReport {
-        let mut scopes: BTreeSet<(usize, PathBuf)> = BTreeSet::new();
-        let mut touched: Vec<PathBuf> = Vec::new();
-        {
-            let cat = read(&self.catalog);
-            for p in paths {
-                let Some(root) = self.root_of(&p) else {
-                    continue;
-                };
-                let rel = p.strip_prefix(&root.dir).unwrap_or(&p);
-                if rel.components().any(|c| is_hidden(c.as_os_str())) {
-                    continue;
-                }
-                let was_dir = !p.exists() && cat.paths_under(&p).iter().any(|k| k != &p);
-                let mut dir = if p.is_dir() || was_dir {
-                    p.clone()
-                } else {
-                    p.parent().unwrap_or(&p).to_path_buf()
-                };
-                if let Some(folder) = cat.skill_folder_of(&p) {
-                    if !FOLDER_MANIFESTS.iter().any(|m| p == folder.join(m)) {
-                        touched.push(folder.clone()); // a template or resource of the skill
-                    }
-                    dir = folder;
-                }
-                if !dir.starts_with(&root.dir) {
-                    dir = root.dir.clone();
-                }
-                scopes.insert((root.rank, dir));
-            }
-        }
-        let scopes: Vec<(Root, PathBuf)> = scopes
-            .iter()
-            .filter(|(_, d)| !scopes.iter().any(|(_, o)| o != d && d.starts_with(o)))
-            .filter_map(|(rank, d)| Some((self.roots.get(*rank)?.clone(), d.clone())))
-            .collect();
-        let report = self.rescan(scopes, Vec::new(), Reset::Folders(touched));
-        if !report.is_quiet() {
-            tracing::info!(target: "skillkernel::skills", "skills changed on disk: {report}");
-        }
-        let _ = self.reports.send(Arc::new(report.clone()));
-        report
-    }
-
     /// Scans `scopes` (walked) and `files` (as given), applies the
     /// outcomes, settles changed versions, then resets what `reset` asks.
-    fn rescan(
+    pub(super) fn rescan(
         &self,
         scopes: Vec<(Root, PathBuf)>,
         mut files: Vec<Job>,
@@ -165,7 +125,12 @@ impl SkillRegistry {
             let depth = dir
                 .strip_prefix(&root.dir)
                 .map_or(0, |r| r.components().count());
-            let found: Vec<_> = walk(dir, self.config.max_depth.saturating_sub(depth))
+            // A scope deeper than the walk goes holds no skills.
+            let walked = match self.config.max_depth.checked_sub(depth) {
+                Some(left) => walk(dir, left),
+                None => Vec::new(),
+            };
+            let found: Vec<_> = walked
                 .into_iter()
                 .filter(|f| self.root_of(&f.path).map(|r| r.rank) == Some(root.rank))
                 .collect();
@@ -296,23 +261,6 @@ impl SkillRegistry {
         }
     }
 
-    /// Removes index entries of files no longer discovered.
-    fn drop_stale_index_entries(&self) {
-        let Some(paths) = self.index.with(|i| i.paths()) else {
-            return;
-        };
-        let stale: Vec<PathBuf> = {
-            let cat = read(&self.catalog);
-            paths
-                .into_iter()
-                .filter(|p| !cat.by_path.contains_key(p))
-                .collect()
-        };
-        for p in stale {
-            self.index.with(|i| i.remove(&p));
-        }
-    }
-
     /// Adds the built-in skills (at open).
     pub(super) fn add_builtins(&self) {
         let mut cat = write(&self.catalog);
@@ -330,7 +278,7 @@ impl SkillRegistry {
 }
 
 /// Which versions a rescan resets besides those whose source changed.
-enum Reset {
+pub(super) enum Reset {
     Changed,
     /// Every version that is not Unloaded.
     AllLoaded,
@@ -342,6 +290,9 @@ enum Reset {
 
 impl Reset {
     fn slots(&self, cat: &super::catalog::Catalog) -> Vec<Changed> {
+        if let Reset::Changed = self {
+            return Vec::new();
+        }
         let all = cat.names.values().flat_map(|v| v.ordered());
         let pick = |slot: &Arc<Slot>| -> Option<Changed> {
             let st = lock(&slot.state);

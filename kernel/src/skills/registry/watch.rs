@@ -9,6 +9,7 @@
 //! does, at the next `reload_all`. Never fatal: a directory that cannot be
 //! watched is logged and skipped.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Weak};
@@ -16,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
-use super::SkillRegistry;
+use super::config::Root;
+use super::discover::{is_hidden, FOLDER_MANIFESTS};
+use super::reload::Reset;
+use super::{read, ReloadReport, SkillRegistry};
 use crate::session::lock;
 
 /// The live watcher and what it watches.
@@ -67,6 +71,52 @@ impl SkillRegistry {
                 }
             }
         }
+    }
+
+    /// Applies what the watcher saw change under `paths`, and publishes the
+    /// report. **Blocking.**
+    pub(super) fn apply_changes(&self, paths: Vec<PathBuf>) -> ReloadReport {
+        let mut scopes: BTreeSet<(usize, PathBuf)> = BTreeSet::new();
+        let mut touched: Vec<PathBuf> = Vec::new();
+        {
+            let cat = read(&self.catalog);
+            for p in paths {
+                let Some(root) = self.root_of(&p) else {
+                    continue;
+                };
+                let rel = p.strip_prefix(&root.dir).unwrap_or(&p);
+                if rel.components().any(|c| is_hidden(c.as_os_str())) {
+                    continue;
+                }
+                let was_dir = !p.exists() && cat.paths_under(&p).iter().any(|k| k != &p);
+                let mut dir = if p.is_dir() || was_dir {
+                    p.clone()
+                } else {
+                    p.parent().unwrap_or(&p).to_path_buf()
+                };
+                if let Some(folder) = cat.skill_folder_of(&p) {
+                    if !FOLDER_MANIFESTS.iter().any(|m| p == folder.join(m)) {
+                        touched.push(folder.clone()); // a template or resource of the skill
+                    }
+                    dir = folder;
+                }
+                if !dir.starts_with(&root.dir) {
+                    dir = root.dir.clone();
+                }
+                scopes.insert((root.rank, dir));
+            }
+        }
+        let scopes: Vec<(Root, PathBuf)> = scopes
+            .iter()
+            .filter(|(_, d)| !scopes.iter().any(|(_, o)| o != d && d.starts_with(o)))
+            .filter_map(|(rank, d)| Some((self.roots.get(*rank)?.clone(), d.clone())))
+            .collect();
+        let report = self.rescan(scopes, Vec::new(), Reset::Folders(touched));
+        if !report.is_quiet() {
+            tracing::info!(target: "skillkernel::skills", "skills changed on disk: {report}");
+        }
+        let _ = self.reports.send(Arc::new(report.clone()));
+        report
     }
 
     /// The directories being watched.

@@ -1,0 +1,156 @@
+use super::*;
+use Hook::*;
+use State::*;
+
+const NO_TIME: Duration = Duration::ZERO;
+
+fn walk(steps: &[(Hook, State)]) -> Lifecycle {
+    let mut l = Lifecycle::new("s@1.0.0", 50);
+    for (hook, to) in steps {
+        l.apply(*hook, *to, NO_TIME)
+            .unwrap_or_else(|e| panic!("{hook} to {to}: {e}"));
+    }
+    l
+}
+
+#[test]
+fn the_full_path_from_unloaded_to_executing_and_back_is_allowed() {
+    let l = walk(&[
+        (Load, Loaded),
+        (Init, Initializing),
+        (Init, Ready),
+        (Activate, Active),
+        (Execute, Executing),
+        (Execute, Active),
+        (Deactivate, Deactivated),
+        (Unload, Unloaded),
+    ]);
+    let states: Vec<State> = l.history().iter().map(|t| t.to).collect();
+    assert_eq!(
+        states,
+        [
+            Loaded,
+            Initializing,
+            Ready,
+            Active,
+            Executing,
+            Active,
+            Deactivated,
+            Unloaded
+        ]
+    );
+    assert_eq!(l.state(), Unloaded);
+}
+
+#[test]
+fn a_deactivated_skill_is_initialised_again_before_reuse() {
+    let l = walk(&[
+        (Load, Loaded),
+        (Deactivate, Deactivated),
+        (Init, Initializing),
+        (Init, Ready),
+    ]);
+    assert_eq!(l.state(), Ready);
+}
+
+#[test]
+fn failing_keeps_the_error_until_the_next_successful_transition() {
+    let mut l = walk(&[]);
+    let err = SkillError::new(ErrorCode::ValidationError, "bad yaml", "fix it");
+    l.fail(Load, err, NO_TIME).unwrap();
+    assert_eq!(l.state(), Failed);
+    let kept = l.error.clone().unwrap();
+    assert_eq!(kept.message, "bad yaml");
+    assert_eq!(kept.skill.as_deref(), Some("s@1.0.0"));
+    l.apply(Load, Loaded, NO_TIME).unwrap();
+    assert!(l.error.is_none());
+}
+
+#[test]
+fn init_failure_and_retry_are_allowed_from_failed() {
+    let mut l = walk(&[(Load, Loaded), (Init, Initializing)]);
+    l.fail(
+        Init,
+        SkillError::new(ErrorCode::DependencyError, "x", ""),
+        NO_TIME,
+    )
+    .unwrap();
+    l.apply(Init, Initializing, NO_TIME).unwrap();
+    l.apply(Init, Ready, NO_TIME).unwrap();
+    assert_eq!(l.state(), Ready);
+}
+
+#[test]
+fn invalid_transitions_are_errors_that_name_the_state() {
+    let mut l = walk(&[]);
+    let e = l.apply(Activate, Active, NO_TIME).unwrap_err();
+    assert_eq!(e.to_string(), "cannot activate `s@1.0.0`: it is Unloaded");
+    assert_eq!(l.state(), Unloaded, "a refused transition changes nothing");
+    assert!(l.history().is_empty());
+
+    let mut l = walk(&[
+        (Load, Loaded),
+        (Init, Initializing),
+        (Init, Ready),
+        (Activate, Active),
+        (Execute, Executing),
+    ]);
+    l.executions = 2;
+    let e = l.apply(Unload, Unloaded, NO_TIME).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot unload `s@1.0.0`: it is Executing, with 2 run(s) in progress"
+    );
+    let as_skill: SkillError = e.into();
+    assert_eq!(as_skill.code, ErrorCode::ValidationError);
+    assert_eq!(
+        as_skill.hint,
+        "wait for its runs to finish, or interrupt them"
+    );
+}
+
+#[test]
+fn the_table_refuses_skipping_states() {
+    let refused = [
+        (Unloaded, Init, Initializing),
+        (Loaded, Activate, Active),
+        (Ready, Execute, Executing),
+        (Active, Unload, Unloaded),
+        (Executing, Unload, Unloaded),
+        (Deactivated, Activate, Active),
+        (Unloaded, Unload, Unloaded),
+        (Failed, Activate, Active),
+        (Loaded, Load, Loaded),
+    ];
+    for (from, hook, to) in refused {
+        assert!(!allowed(from, hook, to), "{from} --{hook}--> {to}");
+    }
+}
+
+#[test]
+fn reload_resets_any_state_and_starts_a_new_generation() {
+    let mut l = walk(&[
+        (Load, Loaded),
+        (Init, Initializing),
+        (Init, Ready),
+        (Activate, Active),
+        (Execute, Executing),
+    ]);
+    l.executions = 1;
+    l.apply(Reload, Unloaded, NO_TIME).unwrap();
+    assert_eq!((l.state(), l.generation, l.executions), (Unloaded, 1, 0));
+}
+
+#[test]
+fn history_keeps_only_the_last_n_transitions() {
+    let mut l = Lifecycle::new("s@1.0.0", 3);
+    for _ in 0..3 {
+        l.apply(Load, Loaded, NO_TIME).unwrap();
+        l.apply(Unload, Unloaded, NO_TIME).unwrap();
+    }
+    let h = l.history();
+    assert_eq!(h.len(), 3);
+    assert_eq!((h[0].from, h[0].to), (Loaded, Unloaded));
+    assert_eq!(h[2].hook, Unload);
+    assert!(h[2].at_unix_ms > 0);
+}
