@@ -24,6 +24,7 @@
 //!   hint.
 
 pub mod error;
+pub mod format;
 pub mod model;
 pub mod registry;
 pub mod template;

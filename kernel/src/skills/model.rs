@@ -285,6 +285,10 @@ pub struct CommandSkill {
     /// Run instead when the command fails.
     #[serde(default)]
     pub fallback: Option<Box<CommandSkill>>,
+    /// `permissions`, `resource_limits`, `sandbox`, `timeout`, `retries`
+    /// as written in the manifest; the sandbox interprets them.
+    #[serde(default)]
+    pub policy: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A named process kept between executions (sandboxed by the sandbox issue).
@@ -295,6 +299,10 @@ pub struct SessionSkill {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// `permissions`, `resource_limits`, `sandbox`, `timeout`, `retries`
+    /// as written in the manifest; the sandbox interprets them.
+    #[serde(default)]
+    pub policy: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A typed input of a skill.
