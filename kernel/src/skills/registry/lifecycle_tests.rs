@@ -154,3 +154,62 @@ fn history_keeps_only_the_last_n_transitions() {
     assert_eq!(h[2].hook, Unload);
     assert!(h[2].at_unix_ms > 0);
 }
+
+/// Records the target and field names of every event.
+#[derive(Default, Clone)]
+struct Capture(Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>);
+
+struct FieldNames(Vec<String>);
+
+impl tracing::field::Visit for FieldNames {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push(format!("{}={value:?}", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = FieldNames(Vec::new());
+        event.record(&mut fields);
+        let target = event.metadata().target().to_string();
+        self.0.lock().unwrap().push((target, fields.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn each_transition_is_a_tracing_event_with_skill_from_to_hook_and_duration() {
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), || {
+        // Another test thread may have cached "no subscriber" for the
+        // callsite while this one was being installed.
+        tracing::callsite::rebuild_interest_cache();
+        let mut l = Lifecycle::new("s@1.0.0", 4);
+        l.apply(Load, Loaded, Duration::from_millis(3)).unwrap();
+        let _ = l.apply(Activate, Active, NO_TIME); // refused: no event
+    });
+    let events = capture.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 1);
+    let (target, fields) = &events[0];
+    assert_eq!(target, "skillkernel::skills::lifecycle");
+    assert_eq!(
+        fields,
+        &[
+            "message=skill lifecycle",
+            "skill=s@1.0.0",
+            "from=Unloaded",
+            "to=Loaded",
+            "hook=load",
+            "duration=3ms"
+        ]
+    );
+}

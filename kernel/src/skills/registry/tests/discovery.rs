@@ -157,3 +157,61 @@ fn builtins_are_offered_and_can_be_switched_off() {
     let (none, _) = SkillRegistry::open(RegistryConfig::only([]));
     assert!(none.names().is_empty());
 }
+
+#[test]
+fn the_examples_and_valid_corpus_run_beside_the_broken_corpus() {
+    let kernel = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let examples = kernel.join("../examples/skills");
+    let valid = kernel.join("tests/skill-corpus/valid");
+    let broken = kernel.join("tests/skill-corpus/broken");
+    let (r, _) = open(&[&examples, &valid, &broken]);
+    let under = |dir: &std::path::Path| -> Vec<String> {
+        let in_dir = |e: &crate::skills::registry::SkillEntry| {
+            e.header
+                .source
+                .path
+                .as_ref()
+                .is_some_and(|p| p.starts_with(dir))
+        };
+        r.list()
+            .into_iter()
+            .filter(|e| e.shadowed_by.is_none() && in_dir(e))
+            .map(|e| e.id)
+            .collect()
+    };
+    let good = [under(&examples), under(&valid)].concat();
+    assert!(good.len() >= 15, "{good:?}");
+    for id in &good {
+        match r.activate(id) {
+            Ok(skill) => assert_eq!(&skill.id(), id),
+            // Valid as a file; its dependency is not installed here.
+            Err(e) => assert_eq!(
+                (id.as_str(), e.code),
+                ("json-workflow@0.3.1-beta.1", ErrorCode::DependencyError),
+                "{e}"
+            ),
+        }
+    }
+    for id in under(&broken) {
+        assert!(r.activate(&id).is_err(), "{id} is in the broken corpus");
+    }
+    let cases: std::collections::BTreeSet<std::path::PathBuf> = r
+        .failures()
+        .iter()
+        .filter_map(|f| {
+            f.path
+                .as_ref()?
+                .strip_prefix(&broken)
+                .ok()?
+                .iter()
+                .next()
+                .map(Into::into)
+        })
+        .collect();
+    let all_cases = std::fs::read_dir(&broken).unwrap().count();
+    assert_eq!(
+        cases.len(),
+        all_cases,
+        "every broken case is reported: {cases:?}"
+    );
+}

@@ -164,3 +164,14 @@ fn load_brings_a_skill_to_ready_without_activating_it() {
     assert_eq!(r.load("s").unwrap().state, State::Ready);
     assert_eq!(r.info("s").unwrap().executions, 0);
 }
+
+#[test]
+fn the_registry_and_a_run_can_cross_threads_and_awaits() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<SkillRegistry>();
+    shareable::<crate::skills::registry::ExecutionGuard>();
+    let (_t, r) = one_skill();
+    let run = r.begin_execution("s").unwrap();
+    std::thread::spawn(move || drop(run)).join().unwrap();
+    assert_eq!(state(&r), State::Active);
+}
