@@ -155,9 +155,12 @@ fn history_keeps_only_the_last_n_transitions() {
     assert!(h[2].at_unix_ms > 0);
 }
 
-/// Records the target and field names of every event.
+/// An event's target and its fields as `name=value`.
+type Recorded = (String, Vec<String>);
+
+/// Records every event.
 #[derive(Default, Clone)]
-struct Capture(Arc<std::sync::Mutex<Vec<(String, Vec<String>)>>>);
+struct Capture(Arc<std::sync::Mutex<Vec<Recorded>>>);
 
 struct FieldNames(Vec<String>);
 
