@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use semver::{Version, VersionReq};
 
+use super::select::present;
 use crate::skills::model::Dependency;
 use crate::skills::template::nearest;
 use crate::skills::{ErrorCode, SkillError};
@@ -215,14 +216,7 @@ fn choose(
             format!("enable it (`%skill enable {id}`), or change the requirement"),
         ));
     }
-    let mut present: Vec<&Version> = offers.iter().map(|o| &o.version).collect();
-    present.sort();
-    present.dedup();
-    let present = present
-        .iter()
-        .map(|v| v.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (present, _) = present(offers.iter().map(|o| &o.version));
     let matched = |n: &Need| offers.iter().any(|o| n.req.matches(&o.version));
     if let Some(unmet) = needs.iter().find(|n| !matched(n)) {
         return Err(dependency_error(

@@ -4,6 +4,14 @@ use State::*;
 
 const NO_TIME: Duration = Duration::ZERO;
 
+const TO_EXECUTING: &[(Hook, State)] = &[
+    (Load, Loaded),
+    (Init, Initializing),
+    (Init, Ready),
+    (Activate, Active),
+    (Execute, Executing),
+];
+
 fn walk(steps: &[(Hook, State)]) -> Lifecycle {
     let mut l = Lifecycle::new("s@1.0.0", 50);
     for (hook, to) in steps {
@@ -88,13 +96,7 @@ fn invalid_transitions_are_errors_that_name_the_state() {
     assert_eq!(l.state(), Unloaded, "a refused transition changes nothing");
     assert!(l.history().is_empty());
 
-    let mut l = walk(&[
-        (Load, Loaded),
-        (Init, Initializing),
-        (Init, Ready),
-        (Activate, Active),
-        (Execute, Executing),
-    ]);
+    let mut l = walk(TO_EXECUTING);
     l.executions = 2;
     let e = l.apply(Unload, Unloaded, NO_TIME).unwrap_err();
     assert_eq!(
@@ -129,13 +131,7 @@ fn the_table_refuses_skipping_states() {
 
 #[test]
 fn reload_resets_any_state_and_starts_a_new_generation() {
-    let mut l = walk(&[
-        (Load, Loaded),
-        (Init, Initializing),
-        (Init, Ready),
-        (Activate, Active),
-        (Execute, Executing),
-    ]);
+    let mut l = walk(TO_EXECUTING);
     l.executions = 1;
     l.apply(Reload, Unloaded, NO_TIME).unwrap();
     assert_eq!((l.state(), l.generation, l.executions), (Unloaded, 1, 0));

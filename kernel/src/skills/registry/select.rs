@@ -128,15 +128,8 @@ pub fn pick<'n>(
         )
         .for_skill(id));
     }
-    let mut present: Vec<&Version> = offers.iter().map(|o| o.version).collect();
-    present.sort();
-    present.dedup();
-    let list = present
-        .iter()
-        .map(|v| v.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let highest = present.last().map(|v| v.to_string()).unwrap_or_default();
+    let (list, highest) = present(offers.iter().map(|o| o.version));
+    let highest = highest.map(|v| v.to_string()).unwrap_or_default();
     Err(SkillError::new(
         ErrorCode::SkillNotFound,
         format!(
@@ -149,6 +142,19 @@ pub fn pick<'n>(
             spec.name
         ),
     ))
+}
+
+/// The distinct versions, lowest first, as `1.0.0, 1.3.0`, and the highest.
+pub fn present<'v>(versions: impl Iterator<Item = &'v Version>) -> (String, Option<&'v Version>) {
+    let mut v: Vec<&Version> = versions.collect();
+    v.sort();
+    v.dedup();
+    let list = v
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    (list, v.last().copied())
 }
 
 /// `SKILL_NOT_FOUND` for a name nobody declares, with the closest name.
