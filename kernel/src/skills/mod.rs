@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod model;
+pub mod registry;
 pub mod template;
 
 pub use error::{ErrorCode, LoadError, SkillError};

@@ -1,0 +1,374 @@
+//! The catalogue: every known skill version ([`Slot`]), the sources that
+//! declare it ([`Candidate`]s, highest precedence first — the first is in
+//! effect, the others are shadowed), the broken files, the disabled
+//! versions, and the search documents.
+//!
+//! It lives behind the registry's `RwLock`; each slot's mutable part
+//! (candidates, lifecycle) behind the slot's own mutex. Lock order is
+//! always catalogue, then one slot: never a slot, then the catalogue, and
+//! never two slots at once. This module applies scan outcomes; it never
+//! does I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use semver::Version;
+
+use super::deps::{Catalogue, DepOffer, Resolution};
+use super::index::Stamp;
+use super::lifecycle::{Hook, Lifecycle, State};
+use super::report::{Failure, ReloadReport};
+use super::scan::Prior;
+use super::search::SearchDoc;
+use crate::session::lock;
+use crate::skills::model::Origin;
+use crate::skills::{LoadError, Skill, SkillHeader};
+
+/// Where a candidate's text is.
+#[derive(Debug, Clone)]
+pub enum Body {
+    File {
+        path: PathBuf,
+        stamp: Stamp,
+    },
+    /// Compiled in; `path` is what errors name.
+    Builtin {
+        text: &'static str,
+        path: PathBuf,
+    },
+    /// Defined by a `%%skill` cell, already parsed.
+    Cell(Arc<Skill>),
+}
+
+/// One source of a skill version.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub header: SkillHeader,
+    pub body: Body,
+    /// The root's rank ([`Root::rank`]); ties between origins break by it.
+    pub rank: usize,
+    /// The file no longer gives a header; `header` is what it last said.
+    pub error: Option<LoadError>,
+}
+
+impl Candidate {
+    fn order(&self) -> (Origin, usize, Option<&Path>) {
+        (self.header.source.origin, self.rank, self.path())
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match &self.body {
+            Body::File { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// One skill version.
+#[derive(Debug)]
+pub struct Slot {
+    pub name: String,
+    pub version: Version,
+    /// `name@version`.
+    pub id: String,
+    pub state: Mutex<SlotState>,
+}
+
+#[derive(Debug)]
+pub struct SlotState {
+    /// Highest precedence first; never empty while the slot is listed.
+    pub candidates: Vec<Candidate>,
+    pub life: Lifecycle,
+    /// Set by init.
+    pub resolution: Option<Resolution>,
+}
+
+impl Slot {
+    fn new(header: &SkillHeader, history_len: usize) -> Slot {
+        let id = format!("{}@{}", header.meta.name, header.meta.version);
+        Slot {
+            name: header.meta.name.clone(),
+            version: header.meta.version.clone(),
+            state: Mutex::new(SlotState {
+                candidates: Vec::new(),
+                life: Lifecycle::new(id.clone(), history_len),
+                resolution: None,
+            }),
+            id,
+        }
+    }
+
+    /// The in-effect header.
+    pub fn header(&self) -> SkillHeader {
+        lock(&self.state).candidates[0].header.clone()
+    }
+}
+
+/// The versions of one name.
+#[derive(Debug, Default)]
+pub struct Versions {
+    pub files: BTreeMap<Version, Arc<Slot>>,
+    /// A `%%skill` cell's definition: preferred whenever it matches.
+    pub cell: Option<Arc<Slot>>,
+}
+
+impl Versions {
+    /// Slots in order of preference: the cell's, then highest first.
+    pub fn ordered(&self) -> impl Iterator<Item = &Arc<Slot>> {
+        self.cell.iter().chain(self.files.values().rev())
+    }
+}
+
+/// Everything known.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub names: BTreeMap<String, Versions>,
+    /// File candidates: manifest → the version it declares.
+    pub by_path: HashMap<PathBuf, (String, Version)>,
+    /// Files that never gave a header.
+    pub broken: BTreeMap<PathBuf, LoadError>,
+    /// `name@version` → reason.
+    pub disabled: HashMap<String, String>,
+    /// One per name, for its preferred version.
+    pub docs: Vec<SearchDoc>,
+    pub history_len: usize,
+}
+
+/// A slot whose in-effect source changed, and whether it had been loaded
+/// (then the registry loads it again at once).
+pub struct Changed {
+    pub slot: Arc<Slot>,
+    pub was_loaded: bool,
+}
+
+impl Catalog {
+    pub fn slot(&self, name: &str, version: &Version) -> Option<&Arc<Slot>> {
+        self.names.get(name)?.files.get(version)
+    }
+
+    /// `name@version`: the cell's definition if it is that version, else
+    /// the files'.
+    pub fn slot_for(&self, name: &str, version: &Version) -> Option<&Arc<Slot>> {
+        let versions = self.names.get(name)?;
+        match &versions.cell {
+            Some(cell) if &cell.version == version => Some(cell),
+            _ => versions.files.get(version),
+        }
+    }
+
+    /// What the catalogue knows of `path`, for the scan.
+    pub fn prior(&self, path: &Path) -> Option<Prior> {
+        let (name, version) = self.by_path.get(path)?;
+        let st = lock(&self.slot(name, version)?.state);
+        let c = st.candidates.iter().find(|c| c.path() == Some(path))?;
+        match &c.body {
+            Body::File { stamp, .. } => Some(Prior {
+                stamp: *stamp,
+                header: c.header.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Makes `skill` the `%%skill` cell definition of its name, replacing
+    /// any earlier one; the new slot starts Loaded.
+    pub fn put_cell(&mut self, skill: Arc<Skill>) -> Arc<Slot> {
+        let header = skill.header();
+        let slot = Arc::new(Slot::new(&header, self.history_len));
+        {
+            let mut st = lock(&slot.state);
+            st.candidates.push(Candidate {
+                header,
+                body: Body::Cell(skill.clone()),
+                rank: 0,
+                error: None,
+            });
+            // Unloaded → Loaded is always allowed.
+            let _ = st.life.apply(Hook::Load, State::Loaded, Duration::ZERO);
+            st.life.skill = Some(skill);
+        }
+        let versions = self.names.entry(slot.name.clone()).or_default();
+        versions.cell = Some(slot.clone());
+        slot
+    }
+
+    /// Forgets the cell definition of `name`; whether there was one.
+    pub fn remove_cell(&mut self, name: &str) -> bool {
+        let Some(versions) = self.names.get_mut(name) else {
+            return false;
+        };
+        let had = versions.cell.take().is_some();
+        if versions.files.is_empty() {
+            self.names.remove(name);
+        }
+        had
+    }
+
+    /// Adds a file or built-in `candidate` to its slot (created if new);
+    /// returns the id.
+    pub fn attach(&mut self, candidate: Candidate, changed: &mut Vec<Changed>) -> String {
+        let h = &candidate.header;
+        let (name, version) = (h.meta.name.clone(), h.meta.version.clone());
+        if let Some(path) = candidate.path() {
+            self.by_path
+                .insert(path.to_path_buf(), (name.clone(), version.clone()));
+        }
+        let history_len = self.history_len;
+        let versions = self.names.entry(name).or_default();
+        let slot = versions
+            .files
+            .entry(version)
+            .or_insert_with(|| Arc::new(Slot::new(&candidate.header, history_len)))
+            .clone();
+        let mut st = lock(&slot.state);
+        let fresh = st.candidates.is_empty();
+        let at = st
+            .candidates
+            .iter()
+            .position(|c| candidate.order() < c.order())
+            .unwrap_or(st.candidates.len());
+        let failed = candidate.error.clone();
+        st.candidates.insert(at, candidate);
+        if fresh {
+            if let Some(error) = failed {
+                // Unloaded → Failed is always allowed.
+                let _ = st.life.fail(Hook::Load, error.into(), Duration::ZERO);
+            }
+        }
+        drop(st);
+        if at == 0 && !fresh {
+            changed.push(Changed::of(&slot));
+        }
+        slot.id.clone()
+    }
+
+    /// Forgets the file or broken file at `path`.
+    pub fn remove_path(
+        &mut self,
+        path: &Path,
+        report: &mut ReloadReport,
+        changed: &mut Vec<Changed>,
+    ) {
+        if self.broken.remove(path).is_some() {
+            report.removed.push(path.display().to_string());
+        }
+        let Some((name, version)) = self.by_path.remove(path) else {
+            return;
+        };
+        let Some(slot) = self.slot(&name, &version).cloned() else {
+            return;
+        };
+        let mut st = lock(&slot.state);
+        let Some(i) = st.candidates.iter().position(|c| c.path() == Some(path)) else {
+            return;
+        };
+        st.candidates.remove(i);
+        let empty = st.candidates.is_empty();
+        drop(st);
+        if empty {
+            report.removed.push(slot.id.clone());
+            if let Some(versions) = self.names.get_mut(&name) {
+                versions.files.remove(&version);
+                if versions.files.is_empty() && versions.cell.is_none() {
+                    self.names.remove(&name);
+                }
+            }
+        } else if i == 0 {
+            report.updated.push(slot.id.clone());
+            changed.push(Changed::of(&slot));
+        }
+    }
+
+    /// The file paths known under `dir` (broken ones included).
+    pub fn paths_under(&self, dir: &Path) -> Vec<PathBuf> {
+        let known = self.by_path.keys().chain(self.broken.keys());
+        known.filter(|p| p.starts_with(dir)).cloned().collect()
+    }
+
+    /// The folder of the known folder-skill containing `path`, if any.
+    pub fn skill_folder_of(&self, path: &Path) -> Option<PathBuf> {
+        path.ancestors().skip(1).find_map(|dir| {
+            super::discover::FOLDER_MANIFESTS
+                .iter()
+                .map(|m| dir.join(m))
+                .find(|m| self.by_path.contains_key(m) || self.broken.contains_key(m))
+                .map(|_| dir.to_path_buf())
+        })
+    }
+
+    /// The slot `name` would select by default: the first enabled one in
+    /// order of preference, else the first.
+    pub fn preferred(&self, name: &str) -> Option<&Arc<Slot>> {
+        let versions = self.names.get(name)?;
+        let mut ordered = versions.ordered();
+        let first = versions.ordered().next();
+        ordered
+            .find(|s| !self.disabled.contains_key(&s.id))
+            .or(first)
+    }
+
+    pub fn rebuild_docs(&mut self) {
+        self.docs = self
+            .names
+            .keys()
+            .filter_map(|n| self.preferred(n))
+            .map(|slot| SearchDoc::new(&slot.header()))
+            .collect();
+    }
+
+    /// Every failure: broken files, and versions that are Failed.
+    pub fn failures(&self) -> Vec<Failure> {
+        let mut out: Vec<Failure> = self
+            .broken
+            .iter()
+            .map(|(path, e)| Failure {
+                skill: None,
+                path: Some(path.clone()),
+                error: e.clone().into(),
+            })
+            .collect();
+        for slot in self.names.values().flat_map(|v| v.ordered()) {
+            let st = lock(&slot.state);
+            if let (State::Failed, Some(error)) = (st.life.state(), &st.life.error) {
+                out.push(Failure {
+                    skill: Some(slot.id.clone()),
+                    path: st.candidates[0].path().map(Path::to_path_buf),
+                    error: error.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Changed {
+    pub fn of(slot: &Arc<Slot>) -> Changed {
+        let was_loaded = lock(&slot.state).life.state() != State::Unloaded;
+        Changed {
+            slot: slot.clone(),
+            was_loaded,
+        }
+    }
+}
+
+impl Catalogue for Catalog {
+    fn offers(&self, name: &str) -> Vec<DepOffer> {
+        let Some(versions) = self.names.get(name) else {
+            return Vec::new();
+        };
+        versions
+            .ordered()
+            .map(|slot| DepOffer {
+                version: slot.version.clone(),
+                disabled: self.disabled.get(&slot.id).cloned(),
+                dependencies: slot.header().dependencies,
+            })
+            .collect()
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.names.keys().cloned().collect()
+    }
+}

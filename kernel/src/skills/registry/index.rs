@@ -1,0 +1,283 @@
+//! The persisted index: what discovery learnt about each manifest, so a
+//! restart with hundreds of unchanged skills only stats them.
+//!
+//! One sled database at the path the caller gives
+//! (`<state_dir>/skills-index`):
+//!
+//! | tree        | key                       | value                                   |
+//! |-------------|---------------------------|-----------------------------------------|
+//! | `meta`      | `format`                  | [`FORMAT`] ‖ the crate version          |
+//! | `manifests` | the manifest path (bytes) | JSON [`IndexEntry`]: mtime, size, blake3, header |
+//! | `disabled`  | `name@version`            | the reason (UTF-8)                      |
+//!
+//! A different `format` (another build) clears `manifests`: headers are
+//! re-read rather than trusted across parser changes. The index is never
+//! fatal: [`Index::open`] failing (locked by another process, corrupt,
+//! unwritable) or any later error is logged once, and the registry carries
+//! on without it ([`IndexHandle`]). It never decides what a file holds;
+//! the scan does.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::lock;
+use crate::skills::SkillHeader;
+
+/// Bumped when [`IndexEntry`] or the header's meaning changes.
+const FORMAT: &str = "skills-index-1";
+
+/// What is known of one manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub stamp: Stamp,
+    pub header: SkillHeader,
+}
+
+/// A file's identity: mtime and size to skip reading it, the content hash
+/// to recognise a touched but identical file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    /// Nanoseconds since the Unix epoch.
+    pub mtime_ns: u128,
+    pub size: u64,
+    pub blake3: [u8; 32],
+}
+
+impl Stamp {
+    /// Whether the file's mtime and size are still these.
+    pub fn same_stat(&self, mtime_ns: u128, size: u64) -> bool {
+        self.mtime_ns == mtime_ns && self.size == size
+    }
+}
+
+/// The open index.
+pub struct Index {
+    path: PathBuf,
+    db: sled::Db,
+    manifests: sled::Tree,
+    disabled: sled::Tree,
+}
+
+impl Index {
+    /// Opens (or creates) the index at `path`. Blocks on file I/O.
+    pub fn open(path: &Path) -> Result<Index, String> {
+        let fail = |e: &dyn std::fmt::Display| {
+            format!("cannot open the skill index {}: {e}", path.display())
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(4 << 20)
+            .open()
+            .map_err(|e| fail(&e))?;
+        let tree = |name: &str| db.open_tree(name).map_err(|e| fail(&e));
+        let index = Index {
+            path: path.to_path_buf(),
+            manifests: tree("manifests")?,
+            disabled: tree("disabled")?,
+            db: db.clone(),
+        };
+        let meta = tree("meta")?;
+        let format = format!("{FORMAT} {}", env!("CARGO_PKG_VERSION"));
+        if meta.get("format").map_err(|e| fail(&e))?.as_deref() != Some(format.as_bytes()) {
+            index.manifests.clear().map_err(|e| fail(&e))?;
+            meta.insert("format", format.as_bytes())
+                .map_err(|e| fail(&e))?;
+        }
+        Ok(index)
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> String {
+        format!("cannot {what} the skill index {}: {e}", self.path.display())
+    }
+
+    /// The entry of `path`; an undecodable value counts as none.
+    pub fn get(&self, path: &Path) -> Result<Option<IndexEntry>, String> {
+        let value = self
+            .manifests
+            .get(path.as_os_str().as_bytes())
+            .map_err(|e| self.err("read", e))?;
+        Ok(value.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    pub fn put(&self, path: &Path, entry: &IndexEntry) -> Result<(), String> {
+        let value = serde_json::to_vec(entry).map_err(|e| self.err("encode for", e))?;
+        self.manifests
+            .insert(path.as_os_str().as_bytes(), value)
+            .map_err(|e| self.err("write", e))?;
+        Ok(())
+    }
+
+    pub fn remove(&self, path: &Path) -> Result<(), String> {
+        self.manifests
+            .remove(path.as_os_str().as_bytes())
+            .map_err(|e| self.err("write", e))?;
+        Ok(())
+    }
+
+    /// Every indexed manifest path.
+    pub fn paths(&self) -> Result<Vec<PathBuf>, String> {
+        self.manifests
+            .iter()
+            .keys()
+            .map(|k| {
+                k.map(|k| PathBuf::from(std::ffi::OsStr::from_bytes(&k)))
+                    .map_err(|e| self.err("read", e))
+            })
+            .collect()
+    }
+
+    /// `name@version` → reason, of every disabled skill version.
+    pub fn disabled(&self) -> Result<Vec<(String, String)>, String> {
+        self.disabled
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.err("read", e))?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn set_disabled(&self, id: &str, reason: Option<&str>) -> Result<(), String> {
+        let result = match reason {
+            Some(r) => self.disabled.insert(id, r.as_bytes()).map(|_| ()),
+            None => self.disabled.remove(id).map(|_| ()),
+        };
+        result.map_err(|e| self.err("write", e))
+    }
+
+    /// Writes what is buffered to disk. Blocks on file I/O.
+    pub fn flush(&self) -> Result<(), String> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| self.err("flush", e))
+    }
+}
+
+/// The index if it is usable, and why not when it is not.
+pub struct IndexHandle {
+    state: Mutex<(Option<Index>, Option<String>)>,
+}
+
+impl IndexHandle {
+    /// Opens `path` (`None`: no index). Failing is logged, not returned.
+    pub fn open(path: Option<&Path>) -> IndexHandle {
+        let state = match path.map(Index::open) {
+            None => (None, Some("no index configured".to_string())),
+            Some(Ok(index)) => (Some(index), None),
+            Some(Err(e)) => {
+                tracing::warn!("{e}; skills are discovered without it (every manifest is read)");
+                (None, Some(e))
+            }
+        };
+        IndexHandle {
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Runs `f` on the index; an error switches the index off (logged
+    /// once) and yields `None`, as does having no index.
+    pub fn with<T>(&self, f: impl FnOnce(&Index) -> Result<T, String>) -> Option<T> {
+        let mut state = lock(&self.state);
+        let result = f(state.0.as_ref()?);
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("{e}; the skill index is switched off until the next start");
+                *state = (None, Some(e));
+                None
+            }
+        }
+    }
+
+    /// Why there is no index, if there is none.
+    pub fn unusable_reason(&self) -> Option<String> {
+        lock(&self.state).1.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::skills::registry::tests::fixtures::header;
+
+    fn entry(name: &str) -> IndexEntry {
+        IndexEntry {
+            stamp: Stamp {
+                mtime_ns: 1_700_000_000_123_456_789,
+                size: 42,
+                blake3: *blake3::hash(name.as_bytes()).as_bytes(),
+            },
+            header: header(name, "1.2.3"),
+        }
+    }
+
+    #[test]
+    fn entries_and_disabled_versions_survive_a_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let at = t.path().join("skills-index");
+        {
+            let index = Index::open(&at).unwrap();
+            index
+                .put(Path::new("/s/a/skill.yaml"), &entry("a"))
+                .unwrap();
+            index
+                .put(Path::new("/s/b/skill.yaml"), &entry("b"))
+                .unwrap();
+            index.remove(Path::new("/s/b/skill.yaml")).unwrap();
+            index.set_disabled("a@1.2.3", Some("too slow")).unwrap();
+            index.flush().unwrap();
+        }
+        let index = Index::open(&at).unwrap();
+        assert_eq!(
+            index.get(Path::new("/s/a/skill.yaml")).unwrap(),
+            Some(entry("a"))
+        );
+        assert_eq!(index.paths().unwrap(), [PathBuf::from("/s/a/skill.yaml")]);
+        assert_eq!(
+            index.disabled().unwrap(),
+            [("a@1.2.3".to_string(), "too slow".to_string())]
+        );
+    }
+
+    #[test]
+    fn an_index_locked_by_another_opener_is_switched_off_with_its_reason() {
+        let t = tempfile::tempdir().unwrap();
+        let at = t.path().join("skills-index");
+        let _holder = Index::open(&at).unwrap();
+        let handle = IndexHandle::open(Some(&at));
+        assert!(handle.with(|i| i.paths()).is_none());
+        let reason = handle.unusable_reason().unwrap();
+        assert!(
+            reason.starts_with("cannot open the skill index"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn an_index_path_that_is_a_file_is_switched_off() {
+        let t = tempfile::tempdir().unwrap();
+        let at = t.path().join("skills-index");
+        std::fs::write(&at, b"not a database").unwrap();
+        let handle = IndexHandle::open(Some(&at));
+        assert!(handle.with(|i| i.paths()).is_none());
+        assert!(handle.unusable_reason().is_some());
+    }
+
+    #[test]
+    fn a_garbled_entry_reads_as_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let index = Index::open(&t.path().join("i")).unwrap();
+        index
+            .manifests
+            .insert(b"/s/x/skill.yaml", &b"{garbage"[..])
+            .unwrap();
+        assert_eq!(index.get(Path::new("/s/x/skill.yaml")).unwrap(), None);
+    }
+}
