@@ -24,6 +24,8 @@
 //!   hint.
 
 pub mod error;
+pub mod exec;
+pub mod metrics;
 pub mod model;
 pub mod template;
 
