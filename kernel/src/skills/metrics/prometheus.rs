@@ -14,7 +14,11 @@ const PREFIX: &str = "skillkernel_skill";
 
 /// A family: its name after the prefix, its help text, and its value.
 type Counter = (&'static str, &'static str, fn(&SkillSnapshot) -> u64);
-type Histogram = (&'static str, &'static str, fn(&SkillSnapshot) -> &HistogramSnapshot);
+type Histogram = (
+    &'static str,
+    &'static str,
+    fn(&SkillSnapshot) -> &HistogramSnapshot,
+);
 
 pub(super) fn render(snapshot: &MetricsSnapshot) -> String {
     let mut out = String::new();

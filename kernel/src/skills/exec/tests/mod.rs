@@ -1,6 +1,7 @@
 //! Executor tests: skills built in code, run through a real providers'
 //! `Registry` over the scripted provider.
 
+mod conversation;
 mod params;
 mod resilience;
 mod single;

@@ -22,10 +22,15 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::stream::{Running, Streaming};
 use crate::{
     ChatMessage, CompletionRequest, GenerationOptions, GenerationStats, ModelInfo, Provider,
-    ProviderError, ProviderStatus, PullStream, StreamEvent, TokenStream,
+    ProviderError, ProviderStatus, PullStream, TokenStream,
 };
+
+mod stream;
+#[cfg(test)]
+mod tests;
 
 /// Computes the reply to a request.
 pub type ReplyFn = dyn Fn(&CompletionRequest) -> Result<String, ProviderError> + Send + Sync;
@@ -236,41 +241,6 @@ impl ScriptedProvider {
     }
 }
 
-/// Marks a call running until its stream ends or is dropped.
-struct Running {
-    log: Arc<CallLog>,
-    index: usize,
-    ended: bool,
-}
-
-impl Running {
-    fn start(log: &Arc<CallLog>, index: usize) -> Running {
-        let now = log.running.fetch_add(1, Ordering::SeqCst) + 1;
-        log.max_running.fetch_max(now, Ordering::SeqCst);
-        Running {
-            log: Arc::clone(log),
-            index,
-            ended: false,
-        }
-    }
-
-    fn end(&mut self) {
-        if std::mem::replace(&mut self.ended, true) {
-            return;
-        }
-        self.log.running.fetch_sub(1, Ordering::SeqCst);
-        if let Some(call) = self.log.lock().get_mut(self.index) {
-            call.finished = Some(Instant::now());
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.end();
-    }
-}
-
 fn pieces(text: &str, chars: usize) -> Vec<String> {
     let all: Vec<char> = text.chars().collect();
     all.chunks(chars).map(|c| c.iter().collect()).collect()
@@ -388,133 +358,5 @@ impl Provider for ScriptedProvider {
             running,
         };
         Ok(Box::pin(futures::stream::unfold(state, Streaming::next)))
-    }
-}
-
-struct Streaming {
-    pending: std::collections::VecDeque<String>,
-    delay: Duration,
-    piece_delay: Duration,
-    first: bool,
-    cancel: CancellationToken,
-    /// Taken when the stream ends.
-    stats: Option<GenerationStats>,
-    started: Instant,
-    running: Running,
-}
-
-impl Streaming {
-    async fn next(mut self) -> Option<(Result<StreamEvent, ProviderError>, Self)> {
-        let mut stats = self.stats.take()?;
-        let wait = match (self.first, self.pending.is_empty()) {
-            (true, _) => self.delay,
-            (false, false) => self.piece_delay,
-            (false, true) => Duration::ZERO,
-        };
-        let cancelled = self.cancel.is_cancelled()
-            || (!wait.is_zero()
-                && tokio::select! {
-                    _ = tokio::time::sleep(wait) => false,
-                    _ = self.cancel.cancelled() => true,
-                });
-        let ms = self.started.elapsed().as_secs_f64() * 1e3;
-        if !cancelled {
-            if let Some(piece) = self.pending.pop_front() {
-                if self.first {
-                    stats.first_token_ms = Some(ms);
-                    stats.prompt_ms = ms;
-                }
-                self.first = false;
-                self.stats = Some(stats);
-                return Some((Ok(StreamEvent::Text(piece)), self));
-            }
-        } else {
-            stats.finish_reason = "cancelled".into();
-        }
-        stats.total_ms = ms;
-        self.running.end();
-        Some((Ok(StreamEvent::Done(stats)), self))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{ModelsConfig, Registry};
-
-    fn request(prompt: &str) -> CompletionRequest {
-        CompletionRequest {
-            model: "m".into(),
-            messages: vec![ChatMessage {
-                role: "user".into(),
-                content: prompt.into(),
-            }],
-            options: GenerationOptions::default(),
-        }
-    }
-
-    #[tokio::test]
-    async fn answers_from_its_table_in_pieces_through_a_registry() {
-        let p = ScriptedProvider::builder("scripted")
-            .models(&["m"])
-            .table([("hi", "hello there")])
-            .piece_chars(3)
-            .build();
-        let r = Registry::new(vec![p.clone()], ModelsConfig::default());
-        let (route, mut stream) = r
-            .stream(request("hi"), CancellationToken::new())
-            .await
-            .unwrap();
-        assert_eq!(route.spec(), "m@scripted");
-        let mut pieces = Vec::new();
-        while let Some(Ok(StreamEvent::Text(t))) = futures::StreamExt::next(&mut stream).await {
-            pieces.push(t);
-        }
-        assert_eq!(pieces, ["hel", "lo ", "the", "re"]);
-        let missing = r.complete(request("bye"), CancellationToken::new()).await;
-        assert!(matches!(missing, Err(ProviderError::Inference(m)) if m.contains("bye")));
-        assert_eq!(p.call_count(), 2);
-        assert_eq!(p.calls()[0].prompt(), "hi");
-        assert!(p.calls()[0].finished.is_some());
-    }
-
-    #[tokio::test]
-    async fn scripted_failures_come_first_then_answers() {
-        let p = ScriptedProvider::builder("scripted").fail_first(2).build();
-        let r = Registry::new(vec![p.clone()], ModelsConfig::default());
-        for _ in 0..2 {
-            let e = r.complete(request("x"), CancellationToken::new()).await;
-            assert!(matches!(e, Err(ProviderError::Unavailable { .. })));
-        }
-        let (_, done) = r
-            .complete(request("x"), CancellationToken::new())
-            .await
-            .unwrap();
-        assert_eq!(done.text, "x");
-        p.set_available(false);
-        let e = r.route("m").await.unwrap_err();
-        assert!(matches!(e, ProviderError::Unavailable { .. }), "{e}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn counts_concurrent_calls_and_stops_when_cancelled() {
-        let p = ScriptedProvider::builder("scripted")
-            .delay(Duration::from_millis(100))
-            .build();
-        let r = Registry::new(vec![p.clone()], ModelsConfig::default());
-        let calls = (0..3).map(|_| r.complete(request("abc"), CancellationToken::new()));
-        let done = futures::future::join_all(calls).await;
-        assert!(done.iter().all(|d| d.is_ok()));
-        assert_eq!(p.max_concurrent(), 3);
-
-        let cancel = CancellationToken::new();
-        let slow = r.complete(request("abcdefgh"), cancel.clone());
-        let (done, ()) = tokio::join!(slow, async {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            cancel.cancel();
-        });
-        let (_, done) = done.unwrap();
-        assert_eq!(done.text, "");
-        assert_eq!(done.stats.finish_reason, "cancelled");
     }
 }
