@@ -11,6 +11,7 @@
 //!   a local-first fallback chain, the response cache in front.
 //! * [`cache`] — answers to deterministic requests, in sled, with a TTL.
 //! * [`config`] — the `[models]` configuration everything above is built from.
+//! * [`scripted`] — a deterministic provider for tests and benchmarks.
 //!
 //! # What this crate must never do
 //!
@@ -24,6 +25,7 @@ pub mod candle;
 pub mod config;
 pub mod ollama;
 pub mod registry;
+pub mod scripted;
 pub mod spec;
 
 pub use cache::ResponseCache;

@@ -25,7 +25,9 @@
 
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod format;
+pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod template;

@@ -1,0 +1,146 @@
+//! What a running skill reports while it runs, and what it returns.
+//!
+//! The kernel turns [`ExecEvent`]s into IOPub output (workflow progress,
+//! a streaming answer) and [`RunOutput`] into the cell's result or a
+//! `skill_reply`. Nothing here knows Jupyter.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+use skillkernel_providers::ChatMessage;
+
+/// Something that happened during a run, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ExecEvent {
+    /// A model call begins. `model` is the specifier asked for (a model,
+    /// `name@backend` or a profile); the one chosen is in `PhaseFinished`.
+    PhaseStarted {
+        id: String,
+        name: String,
+        model: String,
+    },
+    /// A piece of the skill's answer: the output of a prompt, conversation
+    /// or agent skill, or of a workflow's output phase.
+    Text { phase: String, text: String },
+    /// A model call ended (also when interrupted: see `finish_reason`).
+    PhaseFinished(PhaseResult),
+    /// A call failed transiently and will be tried again after `delay`.
+    Retry {
+        phase: String,
+        /// The attempt that failed, from 1.
+        attempt: u32,
+        #[serde(rename = "delay_ms", serialize_with = "millis")]
+        delay: Duration,
+        reason: String,
+    },
+}
+
+/// One model call of a run: a workflow phase, or the single call of the
+/// other kinds (its id is the kind: `prompt`, `conversation`, `agent`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseResult {
+    pub id: String,
+    pub name: String,
+    pub text: String,
+    /// `name@backend` of the model that answered.
+    pub model: String,
+    /// The routing profile that chose it, if one did.
+    pub profile: Option<String>,
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// The answer came from the response cache.
+    pub cached: bool,
+    /// Calls made, retries included.
+    pub attempts: u32,
+    /// `stop`, `length` or `cancelled`.
+    pub finish_reason: String,
+}
+
+impl PhaseResult {
+    pub fn interrupted(&self) -> bool {
+        self.finish_reason == "cancelled"
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutput {
+    /// `name@version`.
+    pub skill: String,
+    /// The answer: the single call's text, or the workflow's output phase.
+    pub text: String,
+    /// Every call that finished, in the skill's phase order.
+    pub phases: Vec<PhaseResult>,
+    pub totals: Totals,
+    /// Model calls made, retries included.
+    pub attempts: u32,
+    /// Interrupted by the caller; `text` is what was said until then.
+    pub interrupted: bool,
+    /// For a conversation skill: the user turn and the answer, to append to
+    /// the history of the next run (also when interrupted, as prompt cells
+    /// keep a cut-short answer). Empty for the other kinds.
+    pub new_turns: Vec<ChatMessage>,
+}
+
+/// What the calls of a run produced, before the totals are added.
+pub(crate) struct Answer {
+    pub text: String,
+    /// In the skill's phase order.
+    pub phases: Vec<PhaseResult>,
+    pub interrupted: bool,
+}
+
+/// Sums over a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// Calls answered from the response cache.
+    pub cached_calls: u32,
+    pub retries: u32,
+}
+
+impl Totals {
+    pub(crate) fn of(phases: &[PhaseResult], elapsed: Duration) -> Totals {
+        let mut t = Totals {
+            elapsed,
+            ..Totals::default()
+        };
+        for p in phases {
+            t.prompt_tokens += p.prompt_tokens;
+            t.completion_tokens += p.completion_tokens;
+            t.cached_calls += u32::from(p.cached);
+            t.retries += p.attempts.saturating_sub(1);
+        }
+        t
+    }
+}
+
+fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+/// Hands events to the caller's callback from concurrent phases. The lock
+/// is held only for the callback, never across an await.
+pub(crate) struct Emitter<'a> {
+    sink: Mutex<&'a mut (dyn FnMut(ExecEvent) + Send)>,
+}
+
+impl<'a> Emitter<'a> {
+    pub(crate) fn new(sink: &'a mut (dyn FnMut(ExecEvent) + Send)) -> Self {
+        Emitter {
+            sink: Mutex::new(sink),
+        }
+    }
+
+    pub(crate) fn emit(&self, event: ExecEvent) {
+        let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
+        (*sink)(event);
+    }
+}
