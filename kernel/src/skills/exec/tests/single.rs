@@ -165,6 +165,7 @@ async fn command_skills_are_refused_until_the_sandbox_exists() {
             args: Vec::new(),
             env: Default::default(),
             fallback: None,
+            policy: Default::default(),
         }),
     );
     let (out, _) = run(&exec, &ctx, RunRequest::new(Arc::new(s), "")).await;
