@@ -43,9 +43,8 @@ pub struct ReloadOutcome {
 }
 
 /// Sections whose keys take effect only at the next start.
-const RESTART_ONLY: [&str; 7] = [
+const RESTART_ONLY: [&str; 6] = [
     "daemon",
-    "skills",
     "state",
     "log.dir",
     "log.format",
@@ -123,6 +122,19 @@ impl Reloader {
         }
         if live.iter().any(|k| is_under(k, "models")) {
             self.reload_models(&new);
+        }
+        // Skill files are re-read on every reload (SIGUSR1), changed or not.
+        let skills_changed = live.iter().any(|k| is_under(k, "skills"));
+        if let Some(report) = self
+            .kernel
+            .reload_skills(skills_changed.then(|| new.skills.clone()))
+        {
+            if !report.is_quiet() {
+                tracing::info!(%report, "reload: skills re-read");
+            }
+            for failure in &report.failed {
+                tracing::warn!(%failure, "reload: skill did not load");
+            }
         }
         // Keys that need a restart keep their running values, so reports
         // show what is in effect.

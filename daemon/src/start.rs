@@ -7,6 +7,7 @@ use std::time::Duration;
 use signal_hook_tokio::Signals;
 use std::sync::Arc;
 
+use skillkernel_kernel::skills::service::SkillsSetup;
 use skillkernel_kernel::{
     Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
 };
@@ -57,6 +58,9 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     // Paths are made absolute before `--daemon` changes to `/`, and so a
     // reload reads the same files.
     let args = absolute_paths(args)?;
+    // Project skills (`.skillkernel/skills`) and conversation skills'
+    // context files are found from where the kernel was started.
+    let working_dir = std::env::current_dir().map_err(StartError::Cwd)?;
     let (mut settings, files) = Config::load(args.config.as_deref())?;
     settings.apply(&args);
     absolute_config_paths(&mut settings)?;
@@ -82,7 +86,14 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     } else {
         Readiness::none()
     };
-    let result = run_detached(args, settings, files, &mut pid_file, &mut readiness);
+    let result = run_detached(
+        args,
+        settings,
+        files,
+        working_dir,
+        &mut pid_file,
+        &mut readiness,
+    );
     if let Err(e) = &result {
         readiness.failed(&e.to_string());
     }
@@ -94,6 +105,7 @@ fn run_detached(
     args: StartArgs,
     settings: Config,
     files: Vec<PathBuf>,
+    working_dir: PathBuf,
     pid_file: &mut Option<PidFile>,
     readiness: &mut Readiness,
 ) -> Result<ExitCode, StartError> {
@@ -113,6 +125,7 @@ fn run_detached(
         args,
         settings,
         files,
+        working_dir,
         pid_file: pid_file.take(),
         set_log_level: {
             let log = log.clone();
@@ -156,13 +169,24 @@ fn absolute_config_paths(settings: &mut Config) -> Result<(), StartError> {
         &mut settings.daemon.pid_file,
         &mut settings.log.dir,
         &mut settings.models.dir,
+        &mut settings.skills.user_dir,
     ]
     .into_iter()
     .flatten()
+    .chain(settings.skills.dirs.iter_mut())
     {
         *path = std::path::absolute(&*path).map_err(StartError::Cwd)?;
     }
     Ok(())
+}
+
+/// Where the kernel's skills come from; the index lives in the state dir.
+pub fn skills_setup(config: &Config, working_dir: &Path) -> SkillsSetup {
+    SkillsSetup {
+        config: config.skills.clone(),
+        working_dir: working_dir.to_path_buf(),
+        index_path: Some(config.state_dir().join("skills-index")),
+    }
 }
 
 /// The model backends the configuration asks for.
@@ -258,6 +282,7 @@ struct Started {
     args: StartArgs,
     settings: Config,
     files: Vec<PathBuf>,
+    working_dir: PathBuf,
     pid_file: Option<PidFile>,
     set_log_level: SetLogLevel,
 }
@@ -267,6 +292,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         args,
         settings,
         files,
+        working_dir,
         pid_file,
         set_log_level,
     } = started;
@@ -290,6 +316,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         shutdown: reload::shutdown_settings(&settings),
         persistence: persistence(&settings, args.connection_file.as_deref()),
         health: settings.health.clone(),
+        skills: Some(skills_setup(&settings, &working_dir)),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

@@ -56,6 +56,10 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
             "model_reply",
             crate::model_request::reply(shared, req).await,
         )),
+        "skill_request" => Ok((
+            "skill_reply",
+            crate::skill_request::reply(shared, req).await,
+        )),
         "status_request" => Ok(("status_reply", crate::status::reply(shared))),
         "comm_info_request" => Ok((
             "comm_info_reply",

@@ -4,6 +4,8 @@ use skillkernel_protocol::content::ErrorContent;
 use skillkernel_providers::ProviderError;
 use thiserror::Error;
 
+use crate::skills::SkillError;
+
 /// Why a cell failed. The `Display` text is the `evalue`; [`KernelError::ename`]
 /// names the kind, so notebooks and `nbclient` can tell failures apart.
 #[derive(Debug, Error)]
@@ -44,6 +46,12 @@ pub enum KernelError {
     StdinNotAllowed,
     #[error("{0}")]
     Io(String),
+    /// A skill failed: `ename` is its code (`SKILL_NOT_FOUND` …), the
+    /// traceback ends with the hint.
+    #[error("{}", .0.message)]
+    Skill(SkillError),
+    #[error("this kernel has no skills configured (`[skills]` is off)")]
+    NoSkills,
 }
 
 impl KernelError {
@@ -62,12 +70,20 @@ impl KernelError {
             KernelError::Model { ename, .. } => ename,
             KernelError::StdinNotAllowed => "StdinNotImplementedError",
             KernelError::Io(_) => "IOError",
+            KernelError::Skill(e) => e.code.as_str(),
+            KernelError::NoSkills => "SKILL_NOT_FOUND",
         }
     }
 
     /// The error as Jupyter messages carry it.
     pub fn to_content(&self) -> ErrorContent {
-        ErrorContent::new(self.ename(), self.to_string())
+        let mut content = ErrorContent::new(self.ename(), self.to_string());
+        if let KernelError::Skill(e) = self {
+            if !e.hint.is_empty() {
+                content.traceback.push(format!("hint: {}", e.hint));
+            }
+        }
+        content
     }
 
     pub(crate) fn usage(magic: &str, message: impl Into<String>, usage: &str) -> Self {
@@ -93,5 +109,11 @@ impl From<ProviderError> for KernelError {
             ename,
             message: e.to_string(),
         }
+    }
+}
+
+impl From<SkillError> for KernelError {
+    fn from(e: SkillError) -> Self {
+        KernelError::Skill(e)
     }
 }

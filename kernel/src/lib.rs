@@ -52,6 +52,9 @@ pub mod session;
 mod session_writes;
 pub mod shell;
 pub mod shutdown;
+pub mod skill_actions;
+mod skill_request;
+pub mod skill_run;
 pub mod skills;
 pub mod status;
 pub mod stdin;
@@ -93,6 +96,8 @@ pub struct KernelConfig {
     /// daemon's `[health]` section); changed at runtime with
     /// [`KernelHandle::set_health_thresholds`].
     pub health: HealthThresholds,
+    /// Where skills come from (`[skills]`); `None`: no skills.
+    pub skills: Option<skills::service::SkillsSetup>,
 }
 
 impl Default for KernelConfig {
@@ -105,6 +110,7 @@ impl Default for KernelConfig {
             shutdown: ShutdownSettings::default(),
             persistence: None,
             health: HealthThresholds::default(),
+            skills: None,
         }
     }
 }
@@ -228,6 +234,31 @@ impl KernelHandle {
     /// reload); the next status report is classified against them.
     pub fn set_health_thresholds(&self, thresholds: HealthThresholds) {
         self.shared.health.set_thresholds(thresholds);
+    }
+
+    /// Re-reads every skill directory (SIGUSR1); with `changed` — a new
+    /// `[skills]` section — reopens the registry with it first, keeping
+    /// circuit breakers and metrics. **Blocking** (file I/O). Returns what
+    /// changed, or `None` without skills.
+    pub fn reload_skills(
+        &self,
+        changed: Option<skills::config::SkillsConfig>,
+    ) -> Option<skills::registry::ReloadReport> {
+        let current = self.shared.skills()?;
+        let Some(config) = changed else {
+            return Some(current.registry.reload_all());
+        };
+        let mut setup = self.shared.config.skills.clone()?;
+        setup.config = config;
+        let executor = Arc::clone(&current.executor);
+        // The old registry lets go of its index and watcher before the new
+        // one opens them (a run still holding it keeps it a little longer).
+        self.shared.set_skills(None);
+        drop(current);
+        let skills = session::open_skills(&setup, Some(executor));
+        let report = skills.registry.reload_all();
+        self.shared.set_skills(Some(Arc::new(skills)));
+        Some(report)
     }
 
     /// The kernel's status report as JSON, as `status_request` serves it

@@ -22,6 +22,8 @@ use crate::history::History;
 use crate::iopub::Iopub;
 use crate::live::{Live, ShutdownSettings};
 use crate::operations::Operations;
+use crate::skills::exec::Executor;
+use crate::skills::service::{Skills, SkillsSetup};
 use crate::store::{Persistence, Restored};
 use crate::{ExitReason, KernelConfig, Models};
 use skillkernel_protocol::WireLimits;
@@ -121,6 +123,26 @@ pub struct Shared {
     pub(crate) shutdown_requester: Mutex<Option<(Message, Arc<dyn FrameSender>)>>,
     /// What the embedding process asked to be done in the Cleanup phase.
     pub(crate) cleanups: Mutex<Vec<(String, Cleanup)>>,
+    /// The skill registry and executor; replaced when `[skills]` changes.
+    skills: RwLock<Option<Arc<Skills>>>,
+}
+
+/// Opens the skills and logs what discovery found.
+pub(crate) fn open_skills(setup: &SkillsSetup, executor: Option<Arc<Executor>>) -> Skills {
+    let (skills, report) = Skills::open_with(setup, executor);
+    tracing::info!(
+        skills = skills.registry.list().len(),
+        failed = report.failed.len(),
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "skills discovered"
+    );
+    for failure in &report.failed {
+        tracing::warn!(%failure, "skill did not load");
+    }
+    if let Some(why) = skills.registry.index_unusable() {
+        tracing::warn!(reason = %why, "skill index unusable; discovery reads every manifest");
+    }
+    skills
 }
 
 /// Work the embedding process asks to run in the shutdown's Cleanup phase.
@@ -154,6 +176,10 @@ impl Shared {
         let (persistence, restored) = Persistence::open(config.persistence.as_ref());
         let state = restored.map(SessionState::restored).unwrap_or_default();
         let health = HealthMonitor::start(config.health.clone());
+        let skills = config
+            .skills
+            .as_ref()
+            .map(|setup| Arc::new(open_skills(setup, None)));
         let shared = Shared {
             session_id,
             username,
@@ -174,8 +200,22 @@ impl Shared {
             children: Mutex::new(HashSet::new()),
             shutdown_requester: Mutex::new(None),
             cleanups: Mutex::new(Vec::new()),
+            skills: RwLock::new(skills),
         };
         (shared, exit_rx)
+    }
+
+    /// The kernel's skills, if it has any.
+    pub fn skills(&self) -> Option<Arc<Skills>> {
+        self.skills
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the skills (a reload that changed `[skills]`).
+    pub(crate) fn set_skills(&self, skills: Option<Arc<Skills>>) {
+        *self.skills.write().unwrap_or_else(|p| p.into_inner()) = skills;
     }
 
     /// The session state, locked. Read it freely; change it through the

@@ -146,7 +146,7 @@ async fn handle(
 }
 
 /// Requests that start work; refused once a shutdown has begun.
-const WORK: [&str; 2] = ["execute_request", "model_request"];
+const WORK: [&str; 3] = ["execute_request", "model_request", "skill_request"];
 
 /// Answers a work request that arrived during a shutdown.
 async fn refuse(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {

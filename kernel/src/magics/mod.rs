@@ -8,6 +8,7 @@ pub mod help;
 mod history;
 mod misc;
 mod model;
+pub mod skill;
 mod status;
 pub mod vars;
 
@@ -136,6 +137,24 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
         subcommands: &[],
         takes_variable: false,
     },
+    MagicSpec {
+        name: "skill",
+        usage: skill::USAGE,
+        summary: "List, search, inspect, run, load, reload and check skills.",
+        help: "* `%skill` or `%skill list` — every skill (name, version, kind, state, origin), and the files that did not load with why\n\
+               * `%skill search QUERY` — by words, `tag:T`, `author:A`, `category:C`\n\
+               * `%skill info NAME` — parameters, dependencies, state and lifecycle, circuit breaker (also Shift-Tab on a skill name)\n\
+               * `%skill run NAME [k=v …] [-- INPUT]` — run it (`%%run` takes the input from the cell body)\n\
+               * `%skill load NAME|PATH` — parse a skill now, or add a skill file or folder to this session\n\
+               * `%skill reload [NAME]` — re-read one skill or every skill directory\n\
+               * `%skill unload|enable|disable NAME`\n\
+               * `%skill validate NAME|PATH` — check a skill without running it\n\
+               * `%skill metrics [NAME] [--prometheus]` — runs, errors, retries, cache hits, tokens, times\n\
+               * `%skill reset NAME` — close its circuit breaker, zero its metrics, forget its conversation\n\n\
+               `NAME` may carry a version requirement: `summarize@^1`. See `docs/skills.md`.",
+        subcommands: &["list", "search", "info", "run", "load", "reload", "unload", "enable", "disable", "validate", "metrics", "reset"],
+        takes_variable: false,
+    },
 ];
 
 /// `%%name` magics.
@@ -148,6 +167,28 @@ pub const CELL_MAGICS: &[MagicSpec] = &[
                the exchange is not added to the conversation. `{{name}}` is replaced by the \
                session variable `name` (set with `%set` or `%%set`); a missing one is an error.\n\n\
                Example:\n\n```\n%%prompt\nTranslate into {{language}}: {{text}}\n```",
+        subcommands: &[],
+        takes_variable: false,
+    },
+    MagicSpec {
+        name: "run",
+        usage: "%%run NAME [k=v …]",
+        summary: "Run a skill on the cell body.",
+        help: "Runs skill `NAME` with the body as its input (`{{input}}`) and `k=v` as its \
+               parameters (checked before any model call). The answer streams into the cell; \
+               a workflow shows each phase as it starts and finishes, with its time and model. \
+               Interrupt stops it and keeps what was said.\n\n\
+               Example:\n\n```\n%%run translate language=German\nGood morning!\n```",
+        subcommands: &[],
+        takes_variable: false,
+    },
+    MagicSpec {
+        name: "skill",
+        usage: "%%skill",
+        summary: "Define a skill for this session from the cell body.",
+        help: "The body is a native manifest (YAML or JSON), or a `SKILL.md` when it opens \
+               with `---`. The skill is checked as a file would be, is preferred over other \
+               versions of its name in this session, and is gone when the kernel restarts.",
         subcommands: &[],
         takes_variable: false,
     },
@@ -210,6 +251,7 @@ pub async fn run_line(
         "input" => misc::input(ctx, args).await,
         "status" => status::run(ctx).await,
         "model" => model::run(ctx, args).await,
+        "skill" => skill::run(ctx, args).await,
         _ => Err(unknown("%", name, LINE_MAGICS)),
     }
 }
@@ -220,6 +262,8 @@ pub async fn run_cell(ctx: &mut ExecContext<'_>, magic: &CellMagic) -> Result<()
         "sh" => crate::execute::command::run(ctx, &magic.body).await,
         "prompt" => crate::prompt::run_one_shot(ctx, &magic.body).await,
         "set" => vars::set_body(ctx, &magic.args, &magic.body),
+        "run" => skill::run_cell(ctx, &magic.args, &magic.body).await,
+        "skill" => skill::define(ctx, &magic.body).await,
         _ => Err(unknown("%%", &magic.name, CELL_MAGICS)),
     }
 }

@@ -26,7 +26,7 @@ fn size(bytes: Option<u64>) -> String {
 }
 
 /// A text and an HTML table with the same rows.
-fn table(header: &[&str], rows: &[Vec<String>]) -> Map<String, Value> {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> Map<String, Value> {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()

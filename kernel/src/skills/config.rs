@@ -3,9 +3,11 @@
 //! It is the daemon's config section as is (read from TOML, changed on
 //! reload) and what [`crate::KernelConfig::skills`] carries into the kernel.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::registry::{default_user_dir, RegistryConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,17 +45,22 @@ impl Default for SkillsConfig {
 }
 
 impl SkillsConfig {
-    /// The user's directory in force.
-    pub fn user_dir(&self) -> Option<PathBuf> {
-        self.user_dir.clone().or_else(default_user_dir)
+    /// The registry's settings: these, rooted in `working_dir` (for the
+    /// project's `.skillkernel/skills`), with the index at `index_path`
+    /// when `index` is on.
+    pub fn registry_config(
+        &self,
+        working_dir: &Path,
+        index_path: Option<PathBuf>,
+    ) -> RegistryConfig {
+        RegistryConfig {
+            working_dir: self.project.then(|| working_dir.to_path_buf()),
+            dirs: self.dirs.clone(),
+            user_dir: self.user_dir.clone().or_else(default_user_dir),
+            builtins: self.builtin,
+            index_path: index_path.filter(|_| self.index),
+            watch: self.watch,
+            ..RegistryConfig::new(working_dir)
+        }
     }
-}
-
-/// `$XDG_DATA_HOME/skillkernel/skills`, else `~/.local/share/skillkernel/skills`.
-pub fn default_user_dir() -> Option<PathBuf> {
-    let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".local/share"),
-    };
-    Some(data.join("skillkernel/skills"))
 }

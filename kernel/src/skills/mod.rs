@@ -30,6 +30,7 @@ pub mod format;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod service;
 pub mod template;
 
 pub use error::{ErrorCode, LoadError, SkillError};

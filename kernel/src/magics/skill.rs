@@ -1,0 +1,408 @@
+//! `%skill …`, `%%run NAME k=v …` and `%%skill`: skills from a notebook.
+//!
+//! Every action is computed by [`crate::skill_actions`] (the same data a
+//! `skill_reply` carries) and shown here: listings as HTML and text
+//! tables, `info` as Markdown, reports as text.
+
+use std::path::Path;
+
+use serde_json::Value;
+use skillkernel_protocol::content::DisplayData;
+
+use super::model::table;
+use super::split_args;
+use crate::errors::KernelError;
+use crate::execute::output::{markdown_bundle, text_bundle};
+use crate::execute::ExecContext;
+use crate::skill_actions as actions;
+use crate::skill_run::{self, SkillCall};
+use crate::skills::exec::Args;
+use crate::skills::format;
+use crate::skills::model::{Origin, SkillFormat};
+use crate::skills::SkillError;
+
+pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate NAME|PATH | metrics [NAME] [--prometheus] | reset NAME]";
+
+fn usage(message: impl Into<String>) -> KernelError {
+    KernelError::usage("skill", message, USAGE)
+}
+
+fn one<'a>(words: &'a [String], what: &str) -> Result<&'a str, KernelError> {
+    words
+        .get(1)
+        .map(String::as_str)
+        .ok_or_else(|| usage(format!("`%skill {}` needs {what}", words[0])))
+}
+
+/// `%skill ARGS`.
+pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
+    let mut words = split_args(args);
+    if words.is_empty() {
+        words.push("list".to_owned());
+    }
+    let action = words[0].as_str();
+    let skills = actions::skills(ctx.shared)?;
+    match action {
+        "list" => show_skills(ctx, &actions::list(&skills)).await,
+        "search" => {
+            let query = words[1..].join(" ");
+            show_skills(ctx, &actions::search(&skills, &query)?).await
+        }
+        "info" => {
+            let v = actions::info(&skills, one(&words, "a skill name")?)?;
+            show_markdown(ctx, &info_markdown(&v["skill"])).await
+        }
+        "run" => {
+            let (spec, rest) = words[1..]
+                .split_first()
+                .ok_or_else(|| usage("`%skill run` needs a skill name"))?;
+            let (params, input) = match rest.iter().position(|w| w == "--") {
+                Some(i) => (&rest[..i], rest[i + 1..].join(" ")),
+                None => (rest, String::new()),
+            };
+            run_skill(ctx, spec, params, input).await
+        }
+        "load" => {
+            let v = actions::load(&skills, one(&words, "a skill name or path")?).await?;
+            show_text(
+                ctx,
+                &format!("loaded {}", v["skill"]["id"].as_str().unwrap_or("?")),
+            )
+            .await
+        }
+        "reload" => {
+            let v = actions::reload(&skills, words.get(1).map(String::as_str)).await?;
+            show_text(ctx, &report_text(&v["report"])).await
+        }
+        "unload" | "enable" | "disable" => {
+            let v = actions::switch(&skills, action, one(&words, "a skill name")?).await?;
+            let ids: Vec<&str> = v["skills"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let past = match action {
+                "unload" => "unloaded",
+                "enable" => "enabled",
+                _ => "disabled",
+            };
+            show_text(
+                ctx,
+                &format!(
+                    "{past}: {}",
+                    if ids.is_empty() {
+                        "nothing".into()
+                    } else {
+                        ids.join(", ")
+                    }
+                ),
+            )
+            .await
+        }
+        "validate" => {
+            let v = actions::validate(&skills, one(&words, "a skill name or path")?).await?;
+            if v["valid"] == true {
+                let id = v["skills"][0]["id"].as_str().unwrap_or("?");
+                show_text(ctx, &format!("{id}: valid")).await
+            } else {
+                let e = &v["errors"][0];
+                Err(SkillError::new(
+                    crate::skills::ErrorCode::ValidationError,
+                    e["message"].as_str().unwrap_or("invalid").to_owned(),
+                    e["remedy"].as_str().unwrap_or("").to_owned(),
+                )
+                .into())
+            }
+        }
+        "metrics" => {
+            let prometheus = words.iter().any(|w| w == "--prometheus");
+            let name = words[1..]
+                .iter()
+                .find(|w| !w.starts_with("--"))
+                .map(String::as_str);
+            let v = actions::metrics(&skills, name, prometheus)?;
+            if prometheus {
+                return show_text(ctx, v["prometheus"].as_str().unwrap_or("")).await;
+            }
+            show_metrics(ctx, &v["metrics"]).await
+        }
+        "reset" => {
+            let v = actions::reset(&skills, one(&words, "a skill name")?)?;
+            show_text(
+                ctx,
+                &format!(
+                    "{}: circuit breaker closed, metrics zeroed{}",
+                    v["skill"].as_str().unwrap_or("?"),
+                    if v["conversation_cleared"] == true {
+                        ", conversation cleared"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .await
+        }
+        other => Err(usage(format!("unknown subcommand `{other}`"))),
+    }
+}
+
+/// `%%run NAME k=v …` with the body as input.
+pub async fn run_cell(
+    ctx: &mut ExecContext<'_>,
+    args: &str,
+    body: &str,
+) -> Result<(), KernelError> {
+    let words = split_args(args);
+    let (spec, params) = words
+        .split_first()
+        .ok_or_else(|| KernelError::usage("%run", "needs a skill name", "%%run NAME [k=v …]"))?;
+    run_skill(ctx, spec, params, body.to_owned()).await
+}
+
+async fn run_skill(
+    ctx: &mut ExecContext<'_>,
+    spec: &str,
+    params: &[String],
+    input: String,
+) -> Result<(), KernelError> {
+    let args = Args::from_tokens(params)?;
+    let call = SkillCall {
+        spec: spec.to_owned(),
+        args,
+        input,
+    };
+    let msg_id = ctx.request.header.msg_id.clone();
+    skill_run::run(ctx.shared, &mut ctx.out, &msg_id, &ctx.cancel, call)
+        .await
+        .map(|_| ())
+}
+
+/// `%%skill`: the body (a native YAML/JSON manifest, or a `SKILL.md` when
+/// it opens with `---`) becomes a skill of this session.
+pub async fn define(ctx: &mut ExecContext<'_>, body: &str) -> Result<(), KernelError> {
+    let skills = actions::skills(ctx.shared)?;
+    let format = if body.trim_start().starts_with("---") {
+        SkillFormat::AgentSkills
+    } else {
+        SkillFormat::Native
+    };
+    let skill = format::parse_str(body, format, Path::new("<%%skill cell>"), Origin::Cell)
+        .map_err(SkillError::from)?;
+    let kind = skill.kind();
+    let id = skills.registry.register_inline(skill);
+    show_text(
+        ctx,
+        &format!("defined {id} ({kind}) for this session; run it with %%run"),
+    )
+    .await
+}
+
+async fn show_text(ctx: &mut ExecContext<'_>, text: &str) -> Result<(), KernelError> {
+    ctx.out.display(DisplayData::new(text_bundle(text))).await;
+    Ok(())
+}
+
+async fn show_markdown(ctx: &mut ExecContext<'_>, md: &str) -> Result<(), KernelError> {
+    ctx.out.display(DisplayData::new(markdown_bundle(md))).await;
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn show_skills(ctx: &mut ExecContext<'_>, v: &Value) -> Result<(), KernelError> {
+    let rows: Vec<Vec<String>> = v["skills"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let state = match (&e["disabled"], &e["shadowed_by"]) {
+                (Value::String(_), _) => "disabled".to_owned(),
+                (_, Value::String(by)) => format!("shadowed by {by}"),
+                _ => s(&e["state"]).to_lowercase(),
+            };
+            vec![
+                s(&e["name"]),
+                s(&e["version"]),
+                s(&e["kind"]),
+                state,
+                s(&e["origin"]),
+                s(&e["description"]),
+            ]
+        })
+        .collect();
+    let mut data = table(
+        &["name", "version", "kind", "state", "origin", "description"],
+        &rows,
+    );
+    let failures: Vec<String> = v["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| format!("{}: {}", s(&f["path"]), s(&f["message"])))
+        .collect();
+    if !failures.is_empty() {
+        let note = format!(
+            "\n{} skill file(s) did not load:\n{}\n",
+            failures.len(),
+            failures.join("\n")
+        );
+        if let Some(Value::String(t)) = data.get_mut("text/plain") {
+            t.push_str(&note);
+        }
+        if let Some(Value::String(h)) = data.get_mut("text/html") {
+            h.push_str(&format!(
+                "<pre>{}</pre>",
+                crate::magics::vars::html_escape(&note)
+            ));
+        }
+    }
+    ctx.out.display(DisplayData::new(data)).await;
+    Ok(())
+}
+
+async fn show_metrics(ctx: &mut ExecContext<'_>, m: &Value) -> Result<(), KernelError> {
+    let ms = |v: &Value| {
+        v.as_f64()
+            .map(|s| format!("{:.1}", s * 1e3))
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Vec<String>> = m["skills"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(name, v)| {
+            let errors: u64 = v["errors"]
+                .as_object()
+                .map(|e| e.values().filter_map(Value::as_u64).sum())
+                .unwrap_or(0);
+            vec![
+                name.clone(),
+                s(&v["executions"]),
+                errors.to_string(),
+                s(&v["retries"]),
+                s(&v["cache_hits"]),
+                format!("{}/{}", s(&v["prompt_tokens"]), s(&v["completion_tokens"])),
+                ms(&v["execution"]["p50_seconds"]),
+                ms(&v["execution"]["p95_seconds"]),
+                ms(&v["load"]["p50_seconds"]),
+            ]
+        })
+        .collect();
+    let data = table(
+        &[
+            "skill",
+            "runs",
+            "errors",
+            "retries",
+            "cache hits",
+            "tokens in/out",
+            "p50 ms",
+            "p95 ms",
+            "load ms",
+        ],
+        &rows,
+    );
+    ctx.out.display(DisplayData::new(data)).await;
+    Ok(())
+}
+
+fn report_text(r: &Value) -> String {
+    let mut lines = Vec::new();
+    for what in ["added", "updated", "removed"] {
+        let ids: Vec<String> = r[what].as_array().into_iter().flatten().map(s).collect();
+        if !ids.is_empty() {
+            lines.push(format!("{what}: {}", ids.join(", ")));
+        }
+    }
+    for f in r["failed"].as_array().into_iter().flatten() {
+        lines.push(format!("failed: {}: {}", s(&f["path"]), s(&f["message"])));
+    }
+    if lines.is_empty() {
+        lines.push("no changes".into());
+    }
+    lines.push(format!(
+        "({} unchanged, {} ms)",
+        s(&r["unchanged"]),
+        s(&r["elapsed_ms"])
+    ));
+    lines.join("\n")
+}
+
+/// `%skill info` (and inspection) as Markdown.
+pub fn info_markdown(v: &Value) -> String {
+    let mut md = format!(
+        "**{}** {} — {} skill ({}, {})\n\n{}\n\n",
+        s(&v["name"]),
+        s(&v["version"]),
+        s(&v["kind"]),
+        s(&v["origin"]),
+        s(&v["state"]).to_lowercase(),
+        s(&v["description"])
+    );
+    if let Some(path) = v["path"].as_str() {
+        md.push_str(&format!("Source: `{path}`\n\n"));
+    }
+    let params: Vec<&Value> = v["parameters"].as_array().into_iter().flatten().collect();
+    if !params.is_empty() {
+        md.push_str(
+            "| parameter | type | required | default | description |\n|---|---|---|---|---|\n",
+        );
+        for p in params {
+            let kind = match p["values"].as_array() {
+                Some(vals) if !vals.is_empty() => {
+                    format!(
+                        "{} ({})",
+                        s(&p["type_name"]),
+                        vals.iter().map(s).collect::<Vec<_>>().join(", ")
+                    )
+                }
+                _ => s(&p["type_name"]),
+            };
+            md.push_str(&format!(
+                "| `{}` | {kind} | {} | {} | {} |\n",
+                s(&p["name"]),
+                if p["required"] == true { "yes" } else { "no" },
+                s(&p["default"]),
+                s(&p["description"])
+            ));
+        }
+        md.push('\n');
+    }
+    let deps: Vec<String> = v["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| format!("{} {}", s(&d["name"]), s(&d["version"])))
+        .collect();
+    if !deps.is_empty() {
+        md.push_str(&format!("Depends on: {}\n\n", deps.join(", ")));
+    }
+    let b = &v["breaker"];
+    md.push_str(&format!(
+        "Circuit breaker: {} ({} consecutive failures of {})\n\n",
+        s(&b["state"]),
+        s(&b["consecutive_failures"]),
+        s(&b["threshold"])
+    ));
+    let history: Vec<String> = v["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{} → {} ({})", s(&t["from"]), s(&t["to"]), s(&t["hook"])))
+        .collect();
+    if !history.is_empty() {
+        md.push_str(&format!("Lifecycle: {}\n", history.join(", ")));
+    }
+    if !v["error"].is_null() {
+        md.push_str(&format!("\n**Failed:** {}\n", s(&v["error"]["message"])));
+    }
+    md
+}
