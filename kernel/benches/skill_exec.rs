@@ -82,10 +82,14 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-/// p50 and p95 in µs.
+/// p50 and p95 in µs, to 0.01 µs.
 fn summary(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
-    (percentile(&samples, 0.5), percentile(&samples, 0.95))
+    let round = |us: f64| (us * 100.0).round() / 100.0;
+    (
+        round(percentile(&samples, 0.5)),
+        round(percentile(&samples, 0.95)),
+    )
 }
 
 async fn overhead() -> serde_json::Value {
@@ -160,7 +164,8 @@ async fn overhead() -> serde_json::Value {
         "calls": CALLS,
         "direct_p50_us": d50, "direct_p95_us": d95,
         "executor_p50_us": e50, "executor_p95_us": e95,
-        "overhead_p50_us": e50 - d50, "overhead_p95_us": e95 - d95,
+        "overhead_p50_us": ((e50 - d50) * 100.0).round() / 100.0,
+        "overhead_p95_us": ((e95 - d95) * 100.0).round() / 100.0,
     })
 }
 
@@ -194,6 +199,11 @@ fn ten_phase_workflow() -> Arc<Skill> {
             output: "p3_0".into(),
         }),
     )
+}
+
+/// µs as ms, to 0.01 ms.
+fn ms(us: f64) -> f64 {
+    (us / 10.0).round() / 100.0
 }
 
 async fn workflow() -> serde_json::Value {
@@ -240,8 +250,8 @@ async fn workflow() -> serde_json::Value {
     );
     serde_json::json!({
         "runs": WORKFLOW_RUNS, "phase_delay_ms": PHASE_DELAY.as_millis() as u64,
-        "total_p50_ms": t50 / 1e3, "total_p95_ms": t95 / 1e3,
-        "longest_path_ms": longest / 1e3, "sum_ms": sum / 1e3,
+        "total_p50_ms": ms(t50), "total_p95_ms": ms(t95),
+        "longest_path_ms": ms(longest), "sum_ms": ms(sum),
     })
 }
 

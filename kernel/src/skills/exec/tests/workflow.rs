@@ -159,7 +159,7 @@ async fn a_failing_phase_stops_the_others_and_is_named() {
 
 /// Ten phases in four levels (4, 3, 2, 1), each depending on every phase
 /// of the level before: the longest path is four calls, the sum ten.
-pub(crate) fn ten_phases() -> Vec<Phase> {
+fn ten_phases() -> Vec<Phase> {
     let levels = [4, 3, 2, 1];
     let mut phases: Vec<Phase> = Vec::new();
     let mut previous: Vec<String> = Vec::new();
