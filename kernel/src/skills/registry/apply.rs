@@ -74,6 +74,7 @@ impl Catalog {
                     skill,
                     path: Some(path.to_path_buf()),
                     error: error.clone().into(),
+                    load_error: Some(error.clone()),
                 };
                 if let Some((name, version)) = self.by_path.get(path).cloned() {
                     if let Some(slot) = self.slot(&name, &version).cloned() {

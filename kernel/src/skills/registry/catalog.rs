@@ -100,6 +100,22 @@ impl Slot {
         }
     }
 
+    /// Why it is Failed, if it is.
+    pub fn failure(&self) -> Option<Failure> {
+        let st = lock(&self.state);
+        let error = st
+            .life
+            .error
+            .clone()
+            .filter(|_| st.life.state() == State::Failed)?;
+        Some(Failure {
+            skill: Some(self.id.clone()),
+            path: st.candidates.first()?.path().map(Path::to_path_buf),
+            error,
+            load_error: st.life.load_error.clone(),
+        })
+    }
+
     /// The in-effect header.
     pub fn header(&self) -> SkillHeader {
         lock(&self.state).candidates[0].header.clone()
@@ -234,7 +250,7 @@ impl Catalog {
         if fresh {
             if let Some(error) = failed {
                 // Unloaded → Failed is always allowed.
-                let _ = st.life.fail(Hook::Load, error.into(), Duration::ZERO);
+                let _ = st.life.fail_load(error, Duration::ZERO);
             }
         }
         drop(st);
@@ -327,18 +343,11 @@ impl Catalog {
                 skill: None,
                 path: Some(path.clone()),
                 error: e.clone().into(),
+                load_error: Some(e.clone()),
             })
             .collect();
-        for slot in self.names.values().flat_map(|v| v.ordered()) {
-            let st = lock(&slot.state);
-            if let (State::Failed, Some(error)) = (st.life.state(), &st.life.error) {
-                out.push(Failure {
-                    skill: Some(slot.id.clone()),
-                    path: st.candidates[0].path().map(Path::to_path_buf),
-                    error: error.clone(),
-                });
-            }
-        }
+        let slots = self.names.values().flat_map(|v| v.ordered());
+        out.extend(slots.filter_map(|slot| slot.failure()));
         out
     }
 }

@@ -14,7 +14,8 @@
 //! re-read rather than trusted across parser changes. The index is never
 //! fatal: [`Index::open`] failing (locked by another process, corrupt,
 //! unwritable) or any later error is logged once, and the registry carries
-//! on without it ([`IndexHandle`]). It never decides what a file holds;
+//! on without it ([`IndexHandle`]); so is a panic inside sled (it has a
+//! few on corrupt data). It never decides what a file holds;
 //! the scan does.
 
 use std::os::unix::ffi::OsStrExt;
@@ -168,7 +169,11 @@ pub struct IndexHandle {
 impl IndexHandle {
     /// Opens `path` (`None`: no index). Failing is logged, not returned.
     pub fn open(path: Option<&Path>) -> IndexHandle {
-        let state = match path.map(Index::open) {
+        // sled may panic on some corruptions: that too is only logged.
+        let open = |p: &Path| {
+            std::panic::catch_unwind(|| Index::open(p)).unwrap_or_else(|e| Err(panic_text(&*e)))
+        };
+        let state = match path.map(open) {
             None => (None, Some("no index configured".to_string())),
             Some(Ok(index)) => (Some(index), None),
             Some(Err(e)) => {
@@ -185,7 +190,9 @@ impl IndexHandle {
     /// once) and yields `None`, as does having no index.
     pub fn with<T>(&self, f: impl FnOnce(&Index) -> Result<T, String>) -> Option<T> {
         let mut state = lock(&self.state);
-        let result = f(state.0.as_ref()?);
+        let index = state.0.as_ref()?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(index)))
+            .unwrap_or_else(|e| Err(panic_text(&*e)));
         match result {
             Ok(v) => Some(v),
             Err(e) => {
@@ -200,6 +207,15 @@ impl IndexHandle {
     pub fn unusable_reason(&self) -> Option<String> {
         lock(&self.state).1.clone()
     }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("the skill index failed unexpectedly: {text}")
 }
 
 #[cfg(test)]
@@ -268,6 +284,42 @@ mod tests {
         let handle = IndexHandle::open(Some(&at));
         assert!(handle.with(|i| i.paths()).is_none());
         assert!(handle.unusable_reason().is_some());
+    }
+
+    #[test]
+    fn an_index_whose_files_are_garbage_is_switched_off() {
+        let t = tempfile::tempdir().unwrap();
+        let at = t.path().join("skills-index");
+        {
+            let index = Index::open(&at).unwrap();
+            index
+                .put(Path::new("/s/a/skill.yaml"), &entry("a"))
+                .unwrap();
+            index.flush().unwrap();
+        }
+        for file in std::fs::read_dir(&at).unwrap() {
+            let path = file.unwrap().path();
+            if path.is_file() {
+                std::fs::write(&path, [0x5a; 256]).unwrap();
+            }
+        }
+        let handle = IndexHandle::open(Some(&at));
+        assert!(handle.with(|i| i.paths()).is_none());
+        let reason = handle.unusable_reason().unwrap();
+        assert!(reason.contains("corrupted"), "{reason}");
+    }
+
+    #[test]
+    fn a_panic_inside_the_index_switches_it_off() {
+        let t = tempfile::tempdir().unwrap();
+        let handle = IndexHandle::open(Some(&t.path().join("i")));
+        let out: Option<()> = handle.with(|_| panic!("sled bug"));
+        assert!(out.is_none());
+        assert_eq!(
+            handle.unusable_reason().as_deref(),
+            Some("the skill index failed unexpectedly: sled bug")
+        );
+        assert!(handle.with(|i| i.paths()).is_none());
     }
 
     #[test]
