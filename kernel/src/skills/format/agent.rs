@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use super::doc::{Doc, Obj};
-use super::limits::{MAX_COMPATIBILITY_CHARS, MAX_RESOURCES, MAX_RESOURCE_DEPTH, UNVERSIONED};
+use super::limits::{MAX_RESOURCES, MAX_RESOURCE_DEPTH, UNVERSIONED};
 use super::validate;
 use crate::skills::error::LoadError;
 use crate::skills::model::{
@@ -169,19 +169,7 @@ fn meta(file: &Path, parts: &Parts<'_>, origin: Origin) -> Result<SkillMeta, Loa
         "add `description:` saying what the skill does and when to use it",
     )?;
     validate::check_description(&doc, "description", description)?;
-    let compatibility = o.str("compatibility")?;
-    if let Some(c) = compatibility {
-        let n = c.chars().count();
-        if n == 0 || n > MAX_COMPATIBILITY_CHARS {
-            return Err(o.error(
-                "compatibility",
-                format!(
-                    "`compatibility` is {n} characters; it must be 1–{MAX_COMPATIBILITY_CHARS}"
-                ),
-                "state briefly what environment the skill needs",
-            ));
-        }
-    }
+    let compatibility = validate::compatibility(&o)?;
     let metadata: std::collections::BTreeMap<String, String> =
         o.str_map("metadata")?.into_iter().collect();
     let version = metadata
@@ -196,7 +184,7 @@ fn meta(file: &Path, parts: &Parts<'_>, origin: Origin) -> Result<SkillMeta, Loa
         license: o.str("license")?.map(str::to_string),
         tags: Vec::new(),
         category: None,
-        compatibility: compatibility.map(str::to_string),
+        compatibility,
         allowed_tools: o
             .str("allowed-tools")?
             .unwrap_or("")

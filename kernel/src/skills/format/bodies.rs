@@ -11,7 +11,8 @@ use serde_json::Map;
 use super::dag;
 use super::doc::Obj;
 use super::limits::DEFAULT_MAX_PARALLEL;
-use super::native::{routing_of, POLICY_KEYS};
+use super::native::POLICY_KEYS;
+use super::sections::routing_of;
 use super::validate;
 use crate::skills::error::LoadError;
 use crate::skills::model::{
@@ -126,8 +127,14 @@ fn required_template(
     validate::template(&o.doc, &o.field(key), source, contract)
 }
 
-fn workflow(root: &Obj<'_>, params: &[String]) -> Result<WorkflowSkill, LoadError> {
-    let remedy = "add `phases:`, a list of `- id: …` / `template: …` steps";
+/// A workflow's `phases` list read as mappings with their graph nodes:
+/// non-empty, each phase's keys among `keys`, each with an `id`.
+pub fn phase_list<'a>(
+    root: &Obj<'a>,
+    keys: &[&str],
+    what: &str,
+    remedy: &str,
+) -> Result<(Vec<Obj<'a>>, Vec<dag::Node>), LoadError> {
     let items = root
         .list("phases")?
         .ok_or_else(|| root.missing("phases", remedy))?;
@@ -141,7 +148,7 @@ fn workflow(root: &Obj<'_>, params: &[String]) -> Result<WorkflowSkill, LoadErro
         .collect::<Result<Vec<_>, _>>()?;
     let mut nodes = Vec::new();
     for o in &objs {
-        o.deny_unknown(PHASE_KEYS, "a phase")?;
+        o.deny_unknown(keys, what)?;
         nodes.push(dag::Node {
             id: o
                 .req_str("id", "give the phase an id, e.g. `id: outline`")?
@@ -150,6 +157,16 @@ fn workflow(root: &Obj<'_>, params: &[String]) -> Result<WorkflowSkill, LoadErro
             field: o.path.clone(),
         });
     }
+    Ok((objs, nodes))
+}
+
+fn workflow(root: &Obj<'_>, params: &[String]) -> Result<WorkflowSkill, LoadError> {
+    let (objs, nodes) = phase_list(
+        root,
+        PHASE_KEYS,
+        "a phase",
+        "add `phases:`, a list of `- id: …` / `template: …` steps",
+    )?;
     let max_parallel = match root.u64("max_parallel")? {
         None => DEFAULT_MAX_PARALLEL,
         Some(0) => {

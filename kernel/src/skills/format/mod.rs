@@ -24,11 +24,15 @@ mod bodies;
 mod dag;
 mod doc;
 mod gotemplate;
+mod json_lines;
 pub mod limits;
 mod lines;
 mod native;
 mod params;
+mod phase_refs;
+mod sections;
 mod skillrunner;
+mod strict;
 mod validate;
 
 use std::io::Read;
@@ -88,9 +92,11 @@ pub fn load_file(path: &Path, origin: Origin) -> Result<Skill, LoadError> {
 }
 
 /// Loads what the registry keeps of an unused skill: metadata, kind,
-/// parameters and dependencies, checked; templates are not compiled and
-/// resources not listed, so a header that loads may still fail
-/// [`load_file`] (which the registry runs on first use).
+/// parameters and dependencies, checked (with the other cheap sections of
+/// a native manifest). The body — templates, the phase graph, context
+/// globs, a `SKILL.md`'s instructions and resources — is left to
+/// [`load_file`] (which the registry runs on first use), so a header that
+/// loads may still fail there.
 pub fn load_header(path: &Path, origin: Origin) -> Result<SkillHeader, LoadError> {
     let (format, text) = read(path)?;
     check_size(path, text.len() as u64)?;

@@ -23,6 +23,7 @@
 
 use serde_json::Value;
 
+use super::bodies;
 use super::dag;
 use super::doc::{Doc, Obj};
 use super::gotemplate;
@@ -206,29 +207,12 @@ fn text_of(v: &Value) -> String {
 }
 
 fn workflow(root: &Obj<'_>) -> Result<WorkflowSkill, LoadError> {
-    let remedy = "add `phases:`, a list of `- id: …` / `prompt_template: …` steps";
-    let items = root
-        .list("phases")?
-        .ok_or_else(|| root.missing("phases", remedy))?;
-    if items.is_empty() {
-        return Err(root.error("phases", "a workflow has no phases", remedy));
-    }
-    let objs = items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Obj::new(root.doc, &format!("phases[{i}]"), v))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut nodes = Vec::new();
-    for o in &objs {
-        o.deny_unknown(PHASE_KEYS, "a Skillrunner phase")?;
-        nodes.push(dag::Node {
-            id: o
-                .req_str("id", "give the phase an id, e.g. `id: analyze`")?
-                .to_string(),
-            depends_on: o.str_list("depends_on")?,
-            field: o.path.clone(),
-        });
-    }
+    let (objs, nodes) = bodies::phase_list(
+        root,
+        PHASE_KEYS,
+        "a Skillrunner phase",
+        "add `phases:`, a list of `- id: …` / `prompt_template: …` steps",
+    )?;
     let graph = dag::check(
         &root.doc,
         &nodes,

@@ -5,6 +5,16 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::skills::model::{SkillBody, SkillKind};
+use crate::skills::Skill;
+
+fn native(text: &str) -> Result<Skill, LoadError> {
+    parse_str(
+        text,
+        SkillFormat::Native,
+        Path::new("a/skill.yaml"),
+        Origin::User,
+    )
+}
 
 fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
     let p = dir.join(rel);
@@ -87,13 +97,7 @@ fn a_native_workflow_loads_with_its_graph_and_settings() {
 #[test]
 fn a_phase_may_not_read_a_sibling() {
     let text = WORKFLOW.replace("Cons of {{ input }}", "Cons of {{ phases.pros }}");
-    let e = parse_str(
-        &text,
-        SkillFormat::Native,
-        Path::new("w/skill.yaml"),
-        Origin::User,
-    )
-    .unwrap_err();
+    let e = native(&text).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("phases[1].prompt_template"));
     assert_eq!(e.line, Some(14));
 }
@@ -133,13 +137,7 @@ fn oversized_and_non_utf8_files_are_refused_before_parsing() {
 #[test]
 fn a_key_of_another_kind_names_the_type_it_belongs_to() {
     let text = "name: a\ndescription: d\ntemplate: x\nphases: []\n";
-    let e = parse_str(
-        text,
-        SkillFormat::Native,
-        Path::new("a/skill.yaml"),
-        Origin::User,
-    )
-    .unwrap_err();
+    let e = native(text).unwrap_err();
     assert_eq!(e.line, Some(4));
     assert_eq!(e.remedy, "set `type: workflow`, or remove `phases`");
 }
@@ -147,13 +145,7 @@ fn a_key_of_another_kind_names_the_type_it_belongs_to() {
 #[test]
 fn command_skills_keep_their_sandbox_policy_raw() {
     let text = "name: ls\ndescription: Lists.\ntype: command\ncommand: ls\nargs: [-l]\ntimeout: 5\npermissions: {network: false}\nfallback:\n  command: dir\n";
-    let s = parse_str(
-        text,
-        SkillFormat::Native,
-        Path::new("ls/skill.yaml"),
-        Origin::User,
-    )
-    .unwrap();
+    let s = native(text).unwrap();
     let SkillBody::Command(c) = &s.body else {
         panic!("a command")
     };
@@ -165,13 +157,7 @@ fn command_skills_keep_their_sandbox_policy_raw() {
 #[test]
 fn an_empty_or_scalar_manifest_says_what_a_manifest_is() {
     for text in ["", "just text\n", "- a\n- b\n"] {
-        let e = parse_str(
-            text,
-            SkillFormat::Native,
-            Path::new("a/skill.yaml"),
-            Origin::User,
-        )
-        .unwrap_err();
+        let e = native(text).unwrap_err();
         assert!(
             e.message.starts_with("expected a mapping of fields"),
             "{text:?}: {}",
@@ -184,24 +170,12 @@ fn an_empty_or_scalar_manifest_says_what_a_manifest_is() {
 #[test]
 fn a_duplicate_key_is_a_yaml_error_at_its_line() {
     let text = "name: a\ndescription: d\nname: b\ntemplate: x\n";
-    let e = parse_str(
-        text,
-        SkillFormat::Native,
-        Path::new("a/skill.yaml"),
-        Origin::User,
-    )
-    .unwrap_err();
+    let e = native(text).unwrap_err();
     assert!(e.message.contains("duplicate key `name`"), "{}", e.message);
     assert_eq!(e.line, Some(3));
     let nested =
         "name: a\ndescription: d\ntemplate: x\nrouting:\n  model: m\n  profile: p\n  model: n\n";
-    let e = parse_str(
-        nested,
-        SkillFormat::Native,
-        Path::new("a/skill.yaml"),
-        Origin::User,
-    )
-    .unwrap_err();
+    let e = native(nested).unwrap_err();
     assert_eq!(e.line, Some(7));
     let json = "{\n \"name\": \"a\",\n \"name\": \"b\"\n}";
     let e = parse_str(
@@ -220,13 +194,7 @@ fn a_duplicate_key_is_a_yaml_error_at_its_line() {
 #[test]
 fn crlf_line_endings_keep_lines_exact() {
     let text = "name: a\r\ndescription: d\r\ntemplate: |\r\n  one\r\n  {{ nope }}\r\n";
-    let e = parse_str(
-        text,
-        SkillFormat::Native,
-        Path::new("a/skill.yaml"),
-        Origin::User,
-    )
-    .unwrap_err();
+    let e = native(text).unwrap_err();
     assert_eq!(e.line, Some(5));
     let tmp = tempfile::tempdir().unwrap();
     let md = "---\r\nname: a\r\ndescription: d\r\n---\r\nBe brief.\r\n";

@@ -4,15 +4,14 @@
 //! Each check returns a [`LoadError`] at the field it is about; none of
 //! them reads a file or knows which format it serves.
 
-use std::sync::OnceLock;
-
-use regex::Regex;
-
 use super::doc::{Doc, Obj};
-use super::limits::{MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_TEMPERATURE};
+use super::limits::{
+    MAX_COMPATIBILITY_CHARS, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_TEMPERATURE,
+};
+use super::phase_refs;
 use crate::skills::error::LoadError;
 use crate::skills::model::GenerationOverrides;
-use crate::skills::template::{Contract, Template};
+use crate::skills::template::{Contract, Template, TemplateError};
 
 /// The Agent Skills name rule, applied to every format: 1–64 characters,
 /// lowercase ASCII letters, digits and hyphens, no hyphen at either end,
@@ -107,6 +106,22 @@ pub fn check_description(doc: &Doc<'_>, field: &str, text: &str) -> Result<(), L
     Ok(())
 }
 
+/// The optional `compatibility` of `obj`: 1–500 characters.
+pub fn compatibility(obj: &Obj<'_>) -> Result<Option<String>, LoadError> {
+    let Some(c) = obj.str("compatibility")? else {
+        return Ok(None);
+    };
+    let n = c.chars().count();
+    if n == 0 || n > MAX_COMPATIBILITY_CHARS {
+        return Err(obj.error(
+            "compatibility",
+            format!("`compatibility` is {n} characters; it must be 1–{MAX_COMPATIBILITY_CHARS}"),
+            "state briefly what environment the skill needs",
+        ));
+    }
+    Ok(Some(c.to_string()))
+}
+
 /// Reads `max_tokens` and `temperature` of `obj`: ≥ 1 and 0.0 ..= 2.0.
 pub fn generation(obj: &Obj<'_>) -> Result<GenerationOverrides, LoadError> {
     let max_tokens = match obj.u64("max_tokens")? {
@@ -145,22 +160,16 @@ pub fn template(
     source: &str,
     contract: &Contract,
 ) -> Result<Template, LoadError> {
-    let at = |line: Option<usize>| template_line(doc, field, line);
-    let t = Template::parse(source).map_err(|e| {
-        LoadError::new(doc.file, e.message, e.remedy)
+    let error = |(message, remedy, line): (String, String, Option<usize>)| {
+        LoadError::new(doc.file, message, remedy)
             .field(field)
-            .line(at(e.line))
-    })?;
-    t.check(contract).map_err(|e| {
-        LoadError::new(doc.file, e.message, e.remedy)
-            .field(field)
-            .line(at(e.line))
-    })?;
-    check_phase_subscripts(&t, contract).map_err(|(msg, remedy, line)| {
-        LoadError::new(doc.file, msg, remedy)
-            .field(field)
-            .line(at(line))
-    })?;
+            .line(template_line(doc, field, line))
+    };
+    let parts = |e: TemplateError| (e.message, e.remedy, e.line);
+    let t = Template::parse(source).map_err(|e| error(parts(e)))?;
+    phase_refs::check_hyphenated(&t, contract).map_err(error)?;
+    t.check(contract).map_err(|e| error(parts(e)))?;
+    phase_refs::check_subscripts(&t, contract).map_err(error)?;
     Ok(t)
 }
 
@@ -184,35 +193,6 @@ fn block_scalar(doc: &Doc<'_>, key_line: usize) -> bool {
         .map(|(_, v)| v.trim())
         .or_else(|| line.trim_end().ends_with(':').then_some(""));
     after.is_some_and(|v| v.starts_with('|') || v.starts_with('>'))
-}
-
-/// `{{ phases["draft-1"] }}` — how a hyphenated phase id is read — is not
-/// an attribute path, so [`Template::check`] cannot see the id; this
-/// checks such subscripts against the phases the template may read.
-fn check_phase_subscripts(
-    t: &Template,
-    contract: &Contract,
-) -> Result<(), (String, String, Option<usize>)> {
-    static SUBSCRIPT: OnceLock<Regex> = OnceLock::new();
-    let re = SUBSCRIPT.get_or_init(|| {
-        Regex::new(r#"\bphases\s*\[\s*(?:"([^"]*)"|'([^']*)')\s*\]"#).expect("a valid regex")
-    });
-    if !contract.in_workflow {
-        return Ok(());
-    }
-    for (i, line) in t.source().lines().enumerate() {
-        for cap in re.captures_iter(line) {
-            let id = cap.get(1).or(cap.get(2)).map_or("", |m| m.as_str());
-            if !contract.phases.iter().any(|p| p == id) {
-                return Err((
-                    format!("`phases[\"{id}\"]` is not a phase this one depends on"),
-                    "add the phase to `depends_on`; a phase reads only the outputs of phases it depends on (or theirs)".into(),
-                    Some(i + 1),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -254,18 +234,5 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, Some(4));
         assert!(e.remedy.contains("did you mean `input`"), "{}", e.remedy);
-    }
-
-    #[test]
-    fn a_hyphenated_phase_subscript_is_checked_against_the_ancestors() {
-        let doc = Doc::new(Path::new("s.yaml"), "", false);
-        let contract = Contract {
-            params: vec![],
-            phases: vec!["pros-list".into()],
-            in_workflow: true,
-        };
-        assert!(template(&doc, "t", "{{ phases[\"pros-list\"] }}", &contract).is_ok());
-        let e = template(&doc, "t", "{{ phases['cons-list'] }}", &contract).unwrap_err();
-        assert!(e.message.contains("cons-list"), "{}", e.message);
     }
 }
