@@ -8,7 +8,7 @@
 //! | `scan`      | one manifest: stat, else hash, else parse the header         |
 //! | `index`     | the sled index of headers by path, mtime, size, blake3       |
 //! | `catalog`   | versions, their sources by precedence, shadowing             |
-//! | `apply`     | a scan's outcome applied to the catalogue                    |
+//! | `apply`     | changes to the catalogue: scan outcomes, sources, cells      |
 //! | `query`     | list, search, get, info, failures                            |
 //! | `select`    | `name@requirement` → one version                             |
 //! | `search`    | the query language and ranking                               |
