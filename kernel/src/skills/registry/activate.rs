@@ -179,7 +179,7 @@ impl SkillRegistry {
                 Ok(())
             }
             Err(e) => {
-                st.life.fail(Hook::Load, e.into(), elapsed)?;
+                st.life.fail_load(e, elapsed)?;
                 Err(st.life.error.clone().unwrap_or_else(|| not_ready(slot)))
             }
         }

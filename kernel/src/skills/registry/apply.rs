@@ -1,15 +1,20 @@
-//! Applying a scan's outcome for one file to the catalogue: a new
-//! version, a changed source, a file that now declares another version, a
-//! broken edit (kept under the name and version the file last declared),
-//! or a file gone. No I/O; the caller holds the catalogue for writing.
+//! Changing the catalogue: a scan's outcome for one file (a new version,
+//! a changed source, a file that now declares another version, a broken
+//! edit — kept under the name and version the file last declared — or a
+//! file gone), sources attached and removed, `%%skill` cells. No I/O; the
+//! caller holds the catalogue for writing.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::catalog::{Body, Candidate, Catalog, Changed};
+use super::catalog::{Body, Candidate, Catalog, Changed, Slot};
 use super::config::Root;
+use super::lifecycle::{Hook, State};
 use super::report::{Failure, ReloadReport};
 use super::scan::{Outcome, Prior};
 use crate::session::lock;
+use crate::skills::Skill;
 
 impl Catalog {
     /// Applies the scan of `path` (under `root`); slots whose in-effect
@@ -74,6 +79,7 @@ impl Catalog {
                     skill,
                     path: Some(path.to_path_buf()),
                     error: error.clone().into(),
+                    load_error: Some(error.clone()),
                 };
                 if let Some((name, version)) = self.by_path.get(path).cloned() {
                     if let Some(slot) = self.slot(&name, &version).cloned() {
@@ -112,6 +118,115 @@ impl Catalog {
                     }
                 }
             }
+        }
+    }
+
+    /// Makes `skill` the `%%skill` cell definition of its name, replacing
+    /// any earlier one; the new slot starts Loaded.
+    pub fn put_cell(&mut self, skill: Arc<Skill>) -> Arc<Slot> {
+        let header = skill.header();
+        let slot = Arc::new(Slot::new(&header, self.history_len));
+        {
+            let mut st = lock(&slot.state);
+            st.candidates.push(Candidate {
+                header,
+                body: Body::Cell(skill.clone()),
+                rank: 0,
+                error: None,
+            });
+            // Unloaded → Loaded is always allowed.
+            let _ = st.life.apply(Hook::Load, State::Loaded, Duration::ZERO);
+            st.life.skill = Some(skill);
+        }
+        let versions = self.names.entry(slot.name.clone()).or_default();
+        versions.cell = Some(slot.clone());
+        slot
+    }
+
+    /// Forgets the cell definition of `name`; whether there was one.
+    pub fn remove_cell(&mut self, name: &str) -> bool {
+        let Some(versions) = self.names.get_mut(name) else {
+            return false;
+        };
+        let had = versions.cell.take().is_some();
+        if versions.files.is_empty() {
+            self.names.remove(name);
+        }
+        had
+    }
+
+    /// Adds a file or built-in `candidate` to its slot (created if new);
+    /// returns the id.
+    pub fn attach(&mut self, candidate: Candidate, changed: &mut Vec<Changed>) -> String {
+        let h = &candidate.header;
+        let (name, version) = (h.meta.name.clone(), h.meta.version.clone());
+        if let Some(path) = candidate.path() {
+            self.by_path
+                .insert(path.to_path_buf(), (name.clone(), version.clone()));
+        }
+        let history_len = self.history_len;
+        let versions = self.names.entry(name).or_default();
+        let slot = versions
+            .files
+            .entry(version)
+            .or_insert_with(|| Arc::new(Slot::new(&candidate.header, history_len)))
+            .clone();
+        let mut st = lock(&slot.state);
+        let fresh = st.candidates.is_empty();
+        let at = st
+            .candidates
+            .iter()
+            .position(|c| candidate.order() < c.order())
+            .unwrap_or(st.candidates.len());
+        let failed = candidate.error.clone();
+        st.candidates.insert(at, candidate);
+        if fresh {
+            if let Some(error) = failed {
+                // Unloaded → Failed is always allowed.
+                let _ = st.life.fail_load(error, Duration::ZERO);
+            }
+        }
+        drop(st);
+        if at == 0 && !fresh {
+            changed.push(Changed::of(&slot));
+        }
+        slot.id.clone()
+    }
+
+    /// Forgets the file or broken file at `path`.
+    pub fn remove_path(
+        &mut self,
+        path: &Path,
+        report: &mut ReloadReport,
+        changed: &mut Vec<Changed>,
+    ) {
+        if self.broken.remove(path).is_some() {
+            report.removed.push(path.display().to_string());
+        }
+        let Some((name, version)) = self.by_path.remove(path) else {
+            return;
+        };
+        let Some(slot) = self.slot(&name, &version).cloned() else {
+            return;
+        };
+        let mut st = lock(&slot.state);
+        let Some(i) = st.candidates.iter().position(|c| c.path() == Some(path)) else {
+            return;
+        };
+        st.candidates.remove(i);
+        let empty = st.candidates.is_empty();
+        drop(st);
+        if empty {
+            report.removed.push(slot.id.clone());
+            if let Some(versions) = self.names.get_mut(&name) {
+                versions.files.remove(&version);
+                if versions.files.is_empty() && versions.cell.is_none() {
+                    self.names.remove(&name);
+                }
+            }
+        } else if i == 0 {
+            report.updated.push(slot.id.clone());
+            changed.push(Changed::of(&slot));
         }
     }
 }

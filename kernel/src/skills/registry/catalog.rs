@@ -6,20 +6,19 @@
 //! It lives behind the registry's `RwLock`; each slot's mutable part
 //! (candidates, lifecycle) behind the slot's own mutex. Lock order is
 //! always catalogue, then one slot: never a slot, then the catalogue, and
-//! never two slots at once. This module applies scan outcomes; it never
-//! does I/O.
+//! never two slots at once. This module holds the types and lookups (the
+//! changes are in `apply`); it never does I/O.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use semver::Version;
 
 use super::deps::{Catalogue, DepOffer, Resolution};
 use super::index::Stamp;
-use super::lifecycle::{Hook, Lifecycle, State};
-use super::report::{Failure, ReloadReport};
+use super::lifecycle::{Lifecycle, State};
+use super::report::Failure;
 use super::scan::Prior;
 use super::search::SearchDoc;
 use crate::session::lock;
@@ -54,7 +53,8 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    fn order(&self) -> (Origin, usize, Option<&Path>) {
+    /// Precedence: origin, then root, then path.
+    pub fn order(&self) -> (Origin, usize, Option<&Path>) {
         (self.header.source.origin, self.rank, self.path())
     }
 
@@ -86,7 +86,7 @@ pub struct SlotState {
 }
 
 impl Slot {
-    fn new(header: &SkillHeader, history_len: usize) -> Slot {
+    pub fn new(header: &SkillHeader, history_len: usize) -> Slot {
         let id = format!("{}@{}", header.meta.name, header.meta.version);
         Slot {
             name: header.meta.name.clone(),
@@ -98,6 +98,22 @@ impl Slot {
             }),
             id,
         }
+    }
+
+    /// Why it is Failed, if it is.
+    pub fn failure(&self) -> Option<Failure> {
+        let st = lock(&self.state);
+        let error = st
+            .life
+            .error
+            .clone()
+            .filter(|_| st.life.state() == State::Failed)?;
+        Some(Failure {
+            skill: Some(self.id.clone()),
+            path: st.candidates.first()?.path().map(Path::to_path_buf),
+            error,
+            load_error: st.life.load_error.clone(),
+        })
     }
 
     /// The in-effect header.
@@ -172,115 +188,6 @@ impl Catalog {
         }
     }
 
-    /// Makes `skill` the `%%skill` cell definition of its name, replacing
-    /// any earlier one; the new slot starts Loaded.
-    pub fn put_cell(&mut self, skill: Arc<Skill>) -> Arc<Slot> {
-        let header = skill.header();
-        let slot = Arc::new(Slot::new(&header, self.history_len));
-        {
-            let mut st = lock(&slot.state);
-            st.candidates.push(Candidate {
-                header,
-                body: Body::Cell(skill.clone()),
-                rank: 0,
-                error: None,
-            });
-            // Unloaded → Loaded is always allowed.
-            let _ = st.life.apply(Hook::Load, State::Loaded, Duration::ZERO);
-            st.life.skill = Some(skill);
-        }
-        let versions = self.names.entry(slot.name.clone()).or_default();
-        versions.cell = Some(slot.clone());
-        slot
-    }
-
-    /// Forgets the cell definition of `name`; whether there was one.
-    pub fn remove_cell(&mut self, name: &str) -> bool {
-        let Some(versions) = self.names.get_mut(name) else {
-            return false;
-        };
-        let had = versions.cell.take().is_some();
-        if versions.files.is_empty() {
-            self.names.remove(name);
-        }
-        had
-    }
-
-    /// Adds a file or built-in `candidate` to its slot (created if new);
-    /// returns the id.
-    pub fn attach(&mut self, candidate: Candidate, changed: &mut Vec<Changed>) -> String {
-        let h = &candidate.header;
-        let (name, version) = (h.meta.name.clone(), h.meta.version.clone());
-        if let Some(path) = candidate.path() {
-            self.by_path
-                .insert(path.to_path_buf(), (name.clone(), version.clone()));
-        }
-        let history_len = self.history_len;
-        let versions = self.names.entry(name).or_default();
-        let slot = versions
-            .files
-            .entry(version)
-            .or_insert_with(|| Arc::new(Slot::new(&candidate.header, history_len)))
-            .clone();
-        let mut st = lock(&slot.state);
-        let fresh = st.candidates.is_empty();
-        let at = st
-            .candidates
-            .iter()
-            .position(|c| candidate.order() < c.order())
-            .unwrap_or(st.candidates.len());
-        let failed = candidate.error.clone();
-        st.candidates.insert(at, candidate);
-        if fresh {
-            if let Some(error) = failed {
-                // Unloaded → Failed is always allowed.
-                let _ = st.life.fail(Hook::Load, error.into(), Duration::ZERO);
-            }
-        }
-        drop(st);
-        if at == 0 && !fresh {
-            changed.push(Changed::of(&slot));
-        }
-        slot.id.clone()
-    }
-
-    /// Forgets the file or broken file at `path`.
-    pub fn remove_path(
-        &mut self,
-        path: &Path,
-        report: &mut ReloadReport,
-        changed: &mut Vec<Changed>,
-    ) {
-        if self.broken.remove(path).is_some() {
-            report.removed.push(path.display().to_string());
-        }
-        let Some((name, version)) = self.by_path.remove(path) else {
-            return;
-        };
-        let Some(slot) = self.slot(&name, &version).cloned() else {
-            return;
-        };
-        let mut st = lock(&slot.state);
-        let Some(i) = st.candidates.iter().position(|c| c.path() == Some(path)) else {
-            return;
-        };
-        st.candidates.remove(i);
-        let empty = st.candidates.is_empty();
-        drop(st);
-        if empty {
-            report.removed.push(slot.id.clone());
-            if let Some(versions) = self.names.get_mut(&name) {
-                versions.files.remove(&version);
-                if versions.files.is_empty() && versions.cell.is_none() {
-                    self.names.remove(&name);
-                }
-            }
-        } else if i == 0 {
-            report.updated.push(slot.id.clone());
-            changed.push(Changed::of(&slot));
-        }
-    }
-
     /// The file paths known under `dir` (broken ones included).
     pub fn paths_under(&self, dir: &Path) -> Vec<PathBuf> {
         let known = self.by_path.keys().chain(self.broken.keys());
@@ -327,18 +234,11 @@ impl Catalog {
                 skill: None,
                 path: Some(path.clone()),
                 error: e.clone().into(),
+                load_error: Some(e.clone()),
             })
             .collect();
-        for slot in self.names.values().flat_map(|v| v.ordered()) {
-            let st = lock(&slot.state);
-            if let (State::Failed, Some(error)) = (st.life.state(), &st.life.error) {
-                out.push(Failure {
-                    skill: Some(slot.id.clone()),
-                    path: st.candidates[0].path().map(Path::to_path_buf),
-                    error: error.clone(),
-                });
-            }
-        }
+        let slots = self.names.values().flat_map(|v| v.ordered());
+        out.extend(slots.filter_map(|slot| slot.failure()));
         out
     }
 }

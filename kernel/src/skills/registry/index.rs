@@ -14,7 +14,8 @@
 //! re-read rather than trusted across parser changes. The index is never
 //! fatal: [`Index::open`] failing (locked by another process, corrupt,
 //! unwritable) or any later error is logged once, and the registry carries
-//! on without it ([`IndexHandle`]). It never decides what a file holds;
+//! on without it ([`IndexHandle`]); so is a panic inside sled (it has a
+//! few on corrupt data). It never decides what a file holds;
 //! the scan does.
 
 use std::os::unix::ffi::OsStrExt;
@@ -168,7 +169,11 @@ pub struct IndexHandle {
 impl IndexHandle {
     /// Opens `path` (`None`: no index). Failing is logged, not returned.
     pub fn open(path: Option<&Path>) -> IndexHandle {
-        let state = match path.map(Index::open) {
+        // sled may panic on some corruptions: that too is only logged.
+        let open = |p: &Path| {
+            std::panic::catch_unwind(|| Index::open(p)).unwrap_or_else(|e| Err(panic_text(&*e)))
+        };
+        let state = match path.map(open) {
             None => (None, Some("no index configured".to_string())),
             Some(Ok(index)) => (Some(index), None),
             Some(Err(e)) => {
@@ -185,7 +190,9 @@ impl IndexHandle {
     /// once) and yields `None`, as does having no index.
     pub fn with<T>(&self, f: impl FnOnce(&Index) -> Result<T, String>) -> Option<T> {
         let mut state = lock(&self.state);
-        let result = f(state.0.as_ref()?);
+        let index = state.0.as_ref()?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(index)))
+            .unwrap_or_else(|e| Err(panic_text(&*e)));
         match result {
             Ok(v) => Some(v),
             Err(e) => {
@@ -202,82 +209,15 @@ impl IndexHandle {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::skills::registry::tests::fixtures::header;
-
-    fn entry(name: &str) -> IndexEntry {
-        IndexEntry {
-            stamp: Stamp {
-                mtime_ns: 1_700_000_000_123_456_789,
-                size: 42,
-                blake3: *blake3::hash(name.as_bytes()).as_bytes(),
-            },
-            header: header(name, "1.2.3"),
-        }
-    }
-
-    #[test]
-    fn entries_and_disabled_versions_survive_a_reopen() {
-        let t = tempfile::tempdir().unwrap();
-        let at = t.path().join("skills-index");
-        {
-            let index = Index::open(&at).unwrap();
-            index
-                .put(Path::new("/s/a/skill.yaml"), &entry("a"))
-                .unwrap();
-            index
-                .put(Path::new("/s/b/skill.yaml"), &entry("b"))
-                .unwrap();
-            index.remove(Path::new("/s/b/skill.yaml")).unwrap();
-            index.set_disabled("a@1.2.3", Some("too slow")).unwrap();
-            index.flush().unwrap();
-        }
-        let index = Index::open(&at).unwrap();
-        assert_eq!(
-            index.get(Path::new("/s/a/skill.yaml")).unwrap(),
-            Some(entry("a"))
-        );
-        assert_eq!(index.paths().unwrap(), [PathBuf::from("/s/a/skill.yaml")]);
-        assert_eq!(
-            index.disabled().unwrap(),
-            [("a@1.2.3".to_string(), "too slow".to_string())]
-        );
-    }
-
-    #[test]
-    fn an_index_locked_by_another_opener_is_switched_off_with_its_reason() {
-        let t = tempfile::tempdir().unwrap();
-        let at = t.path().join("skills-index");
-        let _holder = Index::open(&at).unwrap();
-        let handle = IndexHandle::open(Some(&at));
-        assert!(handle.with(|i| i.paths()).is_none());
-        let reason = handle.unusable_reason().unwrap();
-        assert!(
-            reason.starts_with("cannot open the skill index"),
-            "{reason}"
-        );
-    }
-
-    #[test]
-    fn an_index_path_that_is_a_file_is_switched_off() {
-        let t = tempfile::tempdir().unwrap();
-        let at = t.path().join("skills-index");
-        std::fs::write(&at, b"not a database").unwrap();
-        let handle = IndexHandle::open(Some(&at));
-        assert!(handle.with(|i| i.paths()).is_none());
-        assert!(handle.unusable_reason().is_some());
-    }
-
-    #[test]
-    fn a_garbled_entry_reads_as_missing() {
-        let t = tempfile::tempdir().unwrap();
-        let index = Index::open(&t.path().join("i")).unwrap();
-        index
-            .manifests
-            .insert(b"/s/x/skill.yaml", &b"{garbage"[..])
-            .unwrap();
-        assert_eq!(index.get(Path::new("/s/x/skill.yaml")).unwrap(), None);
-    }
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    format!("the skill index failed unexpectedly: {text}")
 }
+
+#[cfg(test)]
+#[path = "index_tests.rs"]
+mod tests;

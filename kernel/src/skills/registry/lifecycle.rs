@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::skills::{ErrorCode, Skill, SkillError};
+use crate::skills::{ErrorCode, LoadError, Skill, SkillError};
 
 /// Where a skill version is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -161,6 +161,8 @@ pub struct Lifecycle {
     history_len: usize,
     /// Why it is Failed.
     pub error: Option<SkillError>,
+    /// The file's own error, when it Failed to load.
+    pub load_error: Option<LoadError>,
     /// The parsed skill, from load until unload.
     pub skill: Option<Arc<Skill>>,
     /// Runs in progress of the current generation.
@@ -177,6 +179,7 @@ impl Lifecycle {
             history: VecDeque::new(),
             history_len: history_len.max(1),
             error: None,
+            load_error: None,
             skill: None,
             executions: 0,
             generation: 0,
@@ -211,6 +214,7 @@ impl Lifecycle {
         self.state = to;
         if to != State::Failed {
             self.error = None;
+            self.load_error = None;
         }
         match (hook, to) {
             (Hook::Reload, _) => {
@@ -251,6 +255,17 @@ impl Lifecycle {
     ) -> Result<(), LifecycleError> {
         self.apply(hook, State::Failed, duration)?;
         self.error = Some(error.for_skill(self.skill_id.clone()));
+        Ok(())
+    }
+
+    /// Moves to Failed because the skill's file does not load.
+    pub fn fail_load(
+        &mut self,
+        error: LoadError,
+        duration: Duration,
+    ) -> Result<(), LifecycleError> {
+        self.fail(Hook::Load, error.clone().into(), duration)?;
+        self.load_error = Some(error);
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 //! | `scan`      | one manifest: stat, else hash, else parse the header         |
 //! | `index`     | the sled index of headers by path, mtime, size, blake3       |
 //! | `catalog`   | versions, their sources by precedence, shadowing             |
-//! | `apply`     | a scan's outcome applied to the catalogue                    |
+//! | `apply`     | changes to the catalogue: scan outcomes, sources, cells      |
 //! | `query`     | list, search, get, info, failures                            |
 //! | `select`    | `name@requirement` → one version                             |
 //! | `search`    | the query language and ranking                               |
@@ -34,7 +34,7 @@
 //!
 //! # Laziness and the index
 //!
-//! Discovery keeps only [`SkillHeader`]s; a skill is parsed in full on
+//! Discovery keeps only [`SkillHeader`](crate::skills::SkillHeader)s; a skill is parsed in full on
 //! first use ([`SkillRegistry::activate`]) and again after its files
 //! change. With an index, a restart stats each manifest and reads none
 //! that is unchanged.
@@ -50,13 +50,40 @@
 //! usable). A run already in progress finishes on the `Arc<Skill>` it
 //! holds.
 //!
+//! # Discovery
+//!
+//! Under each root, a folder holding `skill.yaml`, `skill.yml`,
+//! `skill.json` or `SKILL.md` (first found in that order) is one skill and
+//! is not descended into; elsewhere each `*.yaml` / `*.yml` with a
+//! top-level `phases` is a loose Skillrunner workflow. The walk goes
+//! [`RegistryConfig::max_depth`] levels below the root (default 4), skips
+//! hidden entries, follows symbolic links (each real directory once). A
+//! path under two roots belongs to the first.
+//!
+//! # API
+//!
+//! | call | does | cost |
+//! |------|------|------|
+//! | [`SkillRegistry::open`] | index, built-ins, discovery, watcher | blocking |
+//! | `list` / `names` / `search` / `get` / `info` / `failures` | read | cheap, in memory |
+//! | [`SkillRegistry::load`] | parse + resolve dependencies (Ready) | blocking on first use |
+//! | [`SkillRegistry::activate`] | … then Active, returns `Arc<Skill>` | blocking on first use |
+//! | [`SkillRegistry::begin_execution`] | … then Executing until the guard drops | blocking on first use |
+//! | `enable` / `disable` | selectable or not, persisted | blocking (index write) |
+//! | `unload` | drop the parsed skill, keep the header | cheap |
+//! | `register_inline` / `remove_inline` | `%%skill` cells | cheap |
+//! | `discover` / `reload` / `reload_all` | rescans, return a [`ReloadReport`] | blocking |
+//! | [`SkillRegistry::subscribe`] | the watcher's reports | cheap |
+//!
 //! # Threads
 //!
-//! `SkillRegistry` is shared as `Arc`; every method takes `&self`. Reads
-//! (`list`, `names`, `search`, `get`, `info`, `failures`) are in memory
-//! and cheap. Methods marked **blocking** do file I/O (parse a manifest,
-//! walk directories, write the index): call them from async code in
-//! `tokio::task::spawn_blocking`.
+//! `SkillRegistry` is shared as `Arc` (`open` returns one;
+//! `begin_execution` and `reload_all` take `self: &Arc<Self>`) with
+//! interior locking; every other method takes `&self`. The reads are in
+//! memory and cheap. Methods marked **blocking** do file I/O (parse a
+//! manifest, walk directories, write the index): from async code call
+//! them in `tokio::task::spawn_blocking`. An [`ExecutionGuard`] is `Send`
+//! and may be held across `.await`s.
 
 mod activate;
 mod apply;

@@ -42,7 +42,7 @@ impl SkillRegistry {
         let mut scored: Vec<(u32, &str)> = cat
             .docs
             .iter()
-            .filter_map(|d| d.score(&query).map(|s| (s, d.name.as_str())))
+            .filter_map(|d| d.score(&query).map(|s| (s, d.skill.as_str())))
             .collect();
         scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
         Ok(scored

@@ -235,28 +235,15 @@ impl SkillRegistry {
             }
             st.resolution = None;
             if let Some(error) = st.candidates.first().and_then(|c| c.error.clone()) {
-                let _ = st.life.fail(Hook::Load, error.into(), Duration::ZERO);
+                let _ = st.life.fail_load(error, Duration::ZERO);
             } else if was_loaded {
                 reload.push(slot.clone());
             }
         }
         for slot in reload {
-            if let Err(error) = self.ensure_loaded(&slot) {
-                if !report
-                    .failed
-                    .iter()
-                    .any(|f| f.skill.as_deref() == Some(&slot.id))
-                {
-                    let path = lock(&slot.state)
-                        .candidates
-                        .first()
-                        .and_then(|c| c.path().map(Path::to_path_buf));
-                    report.failed.push(Failure {
-                        skill: Some(slot.id.clone()),
-                        path,
-                        error,
-                    });
-                }
+            let known = |f: &Failure| f.skill.as_deref() == Some(&slot.id);
+            if self.ensure_loaded(&slot).is_err() && !report.failed.iter().any(known) {
+                report.failed.extend(slot.failure());
             }
         }
     }

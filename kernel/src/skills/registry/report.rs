@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::lifecycle::{State, Transition};
 use super::scan::ScanCounts;
 use crate::skills::model::{Origin, Source};
-use crate::skills::{SkillError, SkillHeader};
+use crate::skills::{LoadError, SkillError, SkillHeader};
 
 /// One skill version as `%skill list` and `search` show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -64,6 +64,9 @@ pub struct Failure {
     /// The manifest, when the skill has one.
     pub path: Option<PathBuf>,
     pub error: SkillError,
+    /// The file's own error (file, field, line, remedy), when the file is
+    /// what does not load.
+    pub load_error: Option<LoadError>,
 }
 
 impl std::fmt::Display for Failure {
@@ -152,6 +155,7 @@ mod tests {
                 skill: Some("c@1.0.0".into()),
                 path: None,
                 error: SkillError::new(ErrorCode::ValidationError, "bad yaml", "fix it"),
+                load_error: None,
             }],
             unchanged: 7,
             elapsed: Duration::from_micros(1500),

@@ -66,7 +66,7 @@ pub struct ScanStats {
     pub full_parses: AtomicU64,
 }
 
-/// A snapshot of [`ScanStats`].
+/// How much file I/O the registry did (see [`SkillRegistry::io_counts`](super::SkillRegistry::io_counts)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ScanCounts {
     /// Files stat'ed.

@@ -100,6 +100,9 @@ fn tokens(text: &str) -> Vec<String> {
 /// A header, lower-cased for matching.
 #[derive(Debug, Clone)]
 pub struct SearchDoc {
+    /// The skill's name as declared.
+    pub skill: String,
+    /// Lower-cased.
     pub name: String,
     tags: Vec<String>,
     author: String,
@@ -113,6 +116,7 @@ impl SearchDoc {
     pub fn new(header: &SkillHeader) -> SearchDoc {
         let lower = |s: &Option<String>| s.as_deref().unwrap_or_default().to_lowercase();
         SearchDoc {
+            skill: header.meta.name.clone(),
             name: header.meta.name.to_lowercase(),
             tags: header.meta.tags.iter().map(|t| t.to_lowercase()).collect(),
             author: lower(&header.meta.author),

@@ -124,6 +124,19 @@ fn a_broken_skill_is_recorded_and_the_good_ones_still_load_and_run() {
         failures,
         [(None, true), (Some("bad-template@1.0.0".into()), true)]
     );
+    // The files' own errors, with file, field and line, for the notebook.
+    let errors: Vec<_> = registry
+        .failures()
+        .into_iter()
+        .map(|f| f.load_error.unwrap())
+        .collect();
+    assert_eq!(errors[0].file, t.path().join("bad-yaml/skill.yaml"));
+    assert_eq!(errors[0].line, Some(2), "the YAML parser stops at the end");
+    assert_eq!(errors[1].file, t.path().join("bad-template/skill.yaml"));
+    assert_eq!(
+        (errors[1].field.as_deref(), errors[1].line),
+        (Some("template"), Some(5))
+    );
     // Still good after the failures.
     let guard = registry.begin_execution("good").unwrap();
     assert_eq!(guard.skill().meta.name, "good");

@@ -221,3 +221,32 @@ fn a_cell_skill_is_preferred_for_its_name_and_never_persisted() {
     assert!(r.remove_inline("summarize"));
     assert_eq!(r.get("summarize").unwrap().id, "summarize@1.0.0");
 }
+
+#[test]
+fn search_gives_one_hit_per_name_with_its_versions_best_match_first() {
+    let t = tempfile::tempdir().unwrap();
+    write_skill(t.path(), "r1", "review", "1.0.0", "tags: [code]\n");
+    write_skill(t.path(), "r2", "review", "2.1.0", "tags: [code]\n");
+    write_skill(t.path(), "cr", "code-review", "0.3.0", "author: Ana Lima\n");
+    write_skill(t.path(), "x", "explain-code", "1.0.0", "");
+    let (r, _) = open(&[t.path()]);
+    let hits = r.search("review").unwrap();
+    let ids: Vec<&str> = hits.iter().map(|h| h.entry.id.as_str()).collect();
+    assert_eq!(ids, ["review@2.1.0", "code-review@0.3.0"]);
+    let versions: Vec<String> = hits[0].versions.iter().map(|v| v.to_string()).collect();
+    assert_eq!(versions, ["2.1.0", "1.0.0"]);
+    assert_eq!(
+        r.search("author:ana").unwrap()[0].entry.id,
+        "code-review@0.3.0"
+    );
+    r.disable("review@2", "broken model").unwrap();
+    let hit = &r.search("review").unwrap()[0];
+    assert_eq!(
+        hit.entry.id, "review@1.0.0",
+        "the version `get` would select"
+    );
+    assert_eq!(
+        r.search("tga:code").unwrap_err().code,
+        ErrorCode::ValidationError
+    );
+}
