@@ -138,6 +138,8 @@ fn print_failures(c: &Value) {
         .into_iter()
         .flatten()
     {
+        // Load errors of `validate` carry file, field, line and remedy; the
+        // registry's failures a path, a message (naming all that) and a hint.
         let line = f["line"]
             .as_u64()
             .map(|l| format!(":{l}"))
@@ -146,12 +148,21 @@ fn print_failures(c: &Value) {
             .as_str()
             .map(|f| format!("`{f}`: "))
             .unwrap_or_default();
-        eprintln!(
-            "{}{line}: {field}{} — {}",
-            text(&f["file"]),
-            text(&f["message"]),
-            text(&f["remedy"])
-        );
+        let file = if f["file"].is_null() {
+            &f["path"]
+        } else {
+            &f["file"]
+        };
+        let remedy = if f["remedy"].is_null() {
+            &f["hint"]
+        } else {
+            &f["remedy"]
+        };
+        let mut shown = format!("{}{line}: {field}{}", text(file), text(&f["message"]));
+        if !text(remedy).is_empty() {
+            shown.push_str(&format!(" — {}", text(remedy)));
+        }
+        eprintln!("{shown}");
     }
 }
 
