@@ -12,7 +12,8 @@
 //!    the flush cannot finish (the forced path's partial save).
 //! 4. **NotifyingClients** — the requester gets its `shutdown_reply`;
 //!    everyone else learns of the shutdown from the same reply on IOPub.
-//! 5. **Cleanup** — `!command` process groups are killed, IOPub is
+//! 5. **Cleanup** — `!command` process groups are killed, the skill
+//!    registry is closed (watcher stopped, index flushed), IOPub is
 //!    flushed, and the embedding process's cleanups run (connection file,
 //!    PID file).
 //! 6. **Complete**.
@@ -193,6 +194,10 @@ pub(crate) async fn run(shared: &Arc<Shared>, reason: ExitReason) -> ShutdownRep
 
     timeline.next(Phase::Cleanup);
     shared.kill_children();
+    // The skill registry stops its watcher and flushes its index here, not
+    // after the PID file is gone: a supervisor that waits for the PID
+    // file's lock sees a process that is all but exited.
+    shared.set_skills(None);
     let cleanups = std::mem::take(&mut *lock(&shared.cleanups));
     for (what, cleanup) in cleanups {
         tracing::debug!(%what, "cleanup");

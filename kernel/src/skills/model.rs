@@ -128,6 +128,28 @@ pub struct SkillMeta {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl SkillMeta {
+    /// A name, version and description; everything else unset.
+    pub fn new(
+        name: impl Into<String>,
+        version: semver::Version,
+        description: impl Into<String>,
+    ) -> Self {
+        SkillMeta {
+            name: name.into(),
+            version,
+            description: description.into(),
+            author: None,
+            license: None,
+            tags: Vec::new(),
+            category: None,
+            compatibility: None,
+            allowed_tools: Vec::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
 /// The kinds of skill, as `type:` names them in a native manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -148,18 +148,8 @@ fn meta(root: &Obj<'_>) -> Result<(SkillMeta, Routing), LoadError> {
         "name"
     };
     validate::check_description(doc, field, &description)?;
-    let mut meta = SkillMeta {
-        name: id.to_string(),
-        version,
-        description,
-        author: None,
-        license: None,
-        tags: Vec::new(),
-        category: None,
-        compatibility: None,
-        allowed_tools: Vec::new(),
-        metadata: [("title".to_string(), title.to_string())].into(),
-    };
+    let mut meta = SkillMeta::new(id.to_string(), version, description);
+    meta.metadata = [("title".to_string(), title.to_string())].into();
     if let Some(m) = root.obj("metadata")? {
         meta.author = m.str("author")?.map(str::to_string);
         meta.category = m.str("category")?.map(str::to_string);

@@ -23,18 +23,11 @@ use crate::skills::{Skill, SkillError, Template};
 
 pub(super) fn skill(name: &str, body: SkillBody) -> Skill {
     Skill {
-        meta: SkillMeta {
-            name: name.into(),
-            version: semver::Version::new(1, 0, 0),
-            description: format!("{name} for tests"),
-            author: None,
-            license: None,
-            tags: Vec::new(),
-            category: None,
-            compatibility: None,
-            allowed_tools: Vec::new(),
-            metadata: Default::default(),
-        },
+        meta: SkillMeta::new(
+            name,
+            semver::Version::new(1, 0, 0),
+            format!("{name} for tests"),
+        ),
         parameters: Vec::new(),
         dependencies: Vec::new(),
         routing: Routing::default(),

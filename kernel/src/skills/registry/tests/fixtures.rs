@@ -17,18 +17,11 @@ pub fn header(name: &str, version: &str) -> SkillHeader {
 /// A prompt skill `{{input}}` from the user's directory, no file.
 pub fn skill(name: &str, version: &str) -> Skill {
     Skill {
-        meta: SkillMeta {
-            name: name.into(),
-            version: semver::Version::parse(version).unwrap(),
-            description: format!("the {name} skill"),
-            author: None,
-            license: None,
-            tags: Vec::new(),
-            category: None,
-            compatibility: None,
-            allowed_tools: Vec::new(),
-            metadata: Default::default(),
-        },
+        meta: SkillMeta::new(
+            name,
+            semver::Version::parse(version).unwrap(),
+            format!("the {name} skill"),
+        ),
         parameters: Vec::new(),
         dependencies: Vec::new(),
         routing: Routing::default(),
