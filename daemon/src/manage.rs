@@ -126,8 +126,9 @@ fn stop(args: &ManageArgs, timeout: u64) -> Result<ExitCode, ManageError> {
     };
     signal(pid, Signal::SIGTERM)?;
     let deadline = Instant::now() + Duration::from_secs(timeout);
-    // The daemon releases the lock in its last shutdown phase.
-    while matches!(holder(&target.pid_file)?, Holder::Running(_)) {
+    // The daemon releases the lock in its last shutdown phase, and exits
+    // right after; wait for both, so "stopped" means the process is gone.
+    while matches!(holder(&target.pid_file)?, Holder::Running(_)) || process_exists(pid) {
         if Instant::now() >= deadline {
             return Err(ManageError::StopTimeout { pid, secs: timeout });
         }
@@ -135,6 +136,22 @@ fn stop(args: &ManageArgs, timeout: u64) -> Result<ExitCode, ManageError> {
     }
     println!("skillkernel stopped (pid {pid})");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `pid` is a live process: signal 0 reaches it and it is not a
+/// zombie waiting for its parent (a daemon's parent is init, which may
+/// reap late in a container).
+fn process_exists(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => !Path::new("/proc/self").exists(),
+    }
 }
 
 /// The newest dump file in `dir` (names sort by time).
