@@ -24,7 +24,7 @@ class SkillKernelConformance(jkt.KernelTests):
     completion_samples = [
         {"text": "%he", "matches": {"%help"}},
         {"text": "%hi", "matches": {"%history"}},
-        {"text": "%%s", "matches": {"%%sh", "%%set"}},
+        {"text": "%%s", "matches": {"%%sh", "%%set", "%%skill"}},
         {"text": "%help var", "matches": {"vars", "variables"}},
         {"text": "%clear --w", "matches": {"--wait"}},
     ]
