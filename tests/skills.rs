@@ -425,3 +425,61 @@ async fn skillctl_skill_lists_and_runs() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("SKILL_NOT_FOUND"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_skill_runs_on_the_default_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/skills");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[skills]\ndirs = [{examples:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            dir.path().join("user-skills")
+        ),
+    )
+    .unwrap();
+    let models = harness::default_model_dir();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap(), "--model-dir", &models]);
+    let mut client = daemon.client().await;
+    let diff = "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-fn add(a: i32) -> i32 { a }\n+fn add(a: i32, b: i32) -> i32 { a + b }\n";
+    let runs = [
+        (
+            "summarize",
+            json!({}),
+            "Rust is a systems language. It is fast. It prevents memory bugs at compile time.",
+        ),
+        ("translate", json!({"language": "Spanish"}), "Good night."),
+        ("commit-message", json!({}), diff),
+        ("code-review", json!({}), "Is the package name clear?"),
+        ("pros-cons", json!({}), "Adopt a four-day week"),
+        (
+            "style-guide",
+            json!({}),
+            "Utilizing the aforementioned methodology, the implementation was effectuated.",
+        ),
+        (
+            "headline",
+            json!({}),
+            "The city opened a new library with ten thousand books.",
+        ),
+        (
+            "explain-code",
+            json!({}),
+            "fn square(x: u32) -> u32 { x * x }",
+        ),
+    ];
+    for (name, args, input) in runs {
+        let ran = skill_request(
+            &mut client,
+            json!({"action": "run", "skill": name, "args": args, "input": input}),
+        )
+        .await;
+        let c = &ran.reply.content;
+        assert_eq!(c["status"], "ok", "{name}: {c}");
+        assert!(
+            !c["output"].as_str().unwrap_or_default().trim().is_empty(),
+            "{name} answered: {c}"
+        );
+    }
+}
