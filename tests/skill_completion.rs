@@ -142,8 +142,9 @@ async fn skill_names_parameters_and_values_complete_in_place() {
     }
 
     // Not skill positions: a `%%run` body, the input after `--`, a
-    // `%skill` subcommand that takes no name.
+    // `%skill` subcommand that takes no name or no parameters.
     for code in [
+        "%skill info translate la",
         "%%run translate\nla",
         "%skill run translate -- la",
         "%skill search ta",

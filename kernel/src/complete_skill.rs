@@ -45,7 +45,10 @@ pub fn position(line: &str, word_start: usize, first_line: bool) -> Option<Posit
     let rest = match head.as_slice() {
         ["%%run", ..] if first_line => &words[1..],
         ["%skill", "run", ..] => &words[2..],
-        ["%skill", sub] if NAME_SUBCOMMANDS.contains(sub) => &words[2..],
+        // The other subcommands take a name and no parameters.
+        ["%skill", sub] if NAME_SUBCOMMANDS.contains(sub) && words.len() == 2 => {
+            return Some(Position::Name)
+        }
         _ => return None,
     };
     match rest.split_first() {
