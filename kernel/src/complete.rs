@@ -11,6 +11,7 @@ use skillkernel_protocol::content::{
 };
 
 use crate::cell::{self, Cell, Line, ParseError};
+use crate::complete_skill;
 use crate::magics::{self, help::help_subjects, CELL_MAGICS, LINE_MAGICS};
 use crate::session::Shared;
 
@@ -53,6 +54,15 @@ pub fn complete(shared: &Shared, code: &str, cursor_pos: usize) -> CompleteReply
             .into_iter()
             .map(|e| format!("!{e}"))
             .collect()
+    } else if let Some(position) = complete_skill::position(line, word_start, at_cell_start) {
+        // Skill names, parameters or values: these alone, not the
+        // subcommands the magic table offers at every position.
+        let (offset, found) = shared
+            .skills()
+            .map(|skills| complete_skill::candidates(&skills.registry, &position, word))
+            .unwrap_or_default();
+        start += offset;
+        found
     } else if let Some(brace) = word.rfind("{{") {
         // `{{var` inside prompt text.
         start += brace + 2;

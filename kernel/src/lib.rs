@@ -32,6 +32,7 @@
 
 pub mod cell;
 pub mod complete;
+pub mod complete_skill;
 pub mod control;
 mod dispatch;
 pub mod errors;

@@ -177,7 +177,8 @@ pub const CELL_MAGICS: &[MagicSpec] = &[
         help: "Runs skill `NAME` with the body as its input (`{{input}}`) and `k=v` as its \
                parameters (checked before any model call). The answer streams into the cell; \
                a workflow shows each phase as it starts and finishes, with its time and model. \
-               Interrupt stops it and keeps what was said.\n\n\
+               Interrupt stops it and keeps what was said. Tab completes the skill name, its \
+               parameters and an enum's values; Shift-Tab on either shows its help.\n\n\
                Example:\n\n```\n%%run translate language=German\nGood morning!\n```",
         subcommands: &[],
         takes_variable: false,
