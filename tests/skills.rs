@@ -304,6 +304,26 @@ async fn a_cell_defined_skill_runs_and_skill_request_serves_structured_data() {
     assert_eq!(c["valid"], false, "{c}");
     assert_eq!(c["errors"][0]["line"], 9, "{c}");
 
+    // Disabled: listed, not runnable; enabled again: runs.
+    let disabled = run(&mut client, "%skill disable translate").await;
+    assert_eq!(disabled.status(), "ok", "{:?}", disabled.reply.content);
+    assert!(text_output(&disabled).contains("disabled: translate@1.0.0"));
+    let refused = run(&mut client, "%%run translate\nHello").await;
+    assert_eq!(refused.reply.content["ename"], "SKILL_NOT_FOUND");
+    let listed = text_output(&run(&mut client, "%skill list").await);
+    assert!(listed.contains("disabled"), "{listed}");
+    run(&mut client, "%skill enable translate").await;
+    let back = run(&mut client, "%%run translate\nHello").await;
+    assert_eq!(back.status(), "ok", "{:?}", back.reply.content);
+    let unloaded = run(&mut client, "%skill unload translate").await;
+    assert!(text_output(&unloaded).contains("unloaded: translate@1.0.0"));
+    let info = skill_request(&mut client, json!({"action": "info", "skill": "translate"})).await;
+    assert_eq!(
+        info.reply.content["skill"]["state"], "Unloaded",
+        "{}",
+        info.reply.content
+    );
+
     let unknown = skill_request(&mut client, json!({"action": "fly"})).await;
     assert_eq!(unknown.reply.content["status"], "error");
     assert_eq!(unknown.reply.content["ename"], "UsageError");
