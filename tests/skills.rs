@@ -130,6 +130,16 @@ async fn skills_are_listed_run_on_the_model_and_fail_with_codes_and_hints() {
     }
     // Discovery reads headers; the template is checked when the skill is
     // first used (lazy loading), and `%skill validate` checks it now.
+    let all = run(&mut client, "%skill validate").await;
+    assert_eq!(all.reply.content["ename"], "VALIDATION_ERROR");
+    let evalue = all.reply.content["evalue"].as_str().unwrap();
+    assert!(evalue.starts_with("1 of 3 skills do not load"), "{evalue}");
+    assert!(evalue.contains("broken/skill.yaml:9"), "{evalue}");
+    let info = skill_request(&mut client, json!({"action": "info", "skill": "translate"})).await;
+    assert_eq!(
+        info.reply.content["skill"]["state"], "Unloaded",
+        "checking all leaves the valid ones unloaded"
+    );
     let checked = run(&mut client, "%skill validate broken").await;
     assert_eq!(checked.reply.content["ename"], "VALIDATION_ERROR");
     let evalue = checked.reply.content["evalue"].as_str().unwrap();

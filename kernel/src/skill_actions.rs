@@ -14,7 +14,7 @@ use crate::errors::KernelError;
 use crate::session::Shared;
 use crate::skills::format;
 use crate::skills::model::Origin;
-use crate::skills::registry::{Failure, ReloadReport, SkillEntry, FOLDER_MANIFESTS};
+use crate::skills::registry::{Failure, ReloadReport, SkillEntry, State, FOLDER_MANIFESTS};
 use crate::skills::service::Skills;
 use crate::skills::{LoadError, SkillError};
 
@@ -201,6 +201,42 @@ pub async fn validate(skills: &Skills, target: &str) -> Result<Value, KernelErro
             "errors": [{"file": null, "field": null, "line": null, "message": e.message, "remedy": e.hint}],
         }),
     })
+}
+
+/// Fully loads every skill that is not shadowed or disabled — what
+/// discovery leaves to first use — and reports each one that fails; those
+/// that were unloaded are unloaded again, so nothing stays in memory.
+pub async fn validate_all(skills: &Skills) -> Result<Value, KernelError> {
+    skills
+        .with_registry(|r| {
+            let mut valid = Vec::new();
+            let mut errors = Vec::new();
+            for entry in r.list() {
+                if entry.shadowed_by.is_some() || entry.disabled.is_some() {
+                    continue;
+                }
+                let was_unloaded = entry.state == State::Unloaded;
+                match r.load(&entry.id) {
+                    Ok(_) => {
+                        if was_unloaded {
+                            let _ = r.unload(&entry.id);
+                        }
+                        valid.push(entry.id.clone());
+                    }
+                    Err(e) => errors.push(json!({
+                        "skill": entry.id,
+                        "file": entry.header.source.path,
+                        "field": null,
+                        "line": null,
+                        "message": e.message,
+                        "remedy": e.hint,
+                    })),
+                }
+            }
+            Ok(json!({ "valid": errors.is_empty(), "skills": valid, "errors": errors }))
+        })
+        .await
+        .map_err(KernelError::from)
 }
 
 pub fn metrics(

@@ -75,10 +75,10 @@ async fn answer(
         "unload" | "enable" | "disable" => {
             actions::switch(&skills, action, required(&body.skill, "skill", action)?).await
         }
-        "validate" => {
-            let target = body.path.as_ref().or(body.skill.as_ref()).cloned();
-            actions::validate(&skills, required(&target, "path", action)?).await
-        }
+        "validate" => match body.path.as_ref().or(body.skill.as_ref()) {
+            Some(target) => actions::validate(&skills, target).await,
+            None => actions::validate_all(&skills).await,
+        },
         "metrics" => actions::metrics(
             &skills,
             body.skill.as_deref(),

@@ -148,7 +148,7 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
                * `%skill load NAME|PATH` — parse a skill now, or add a skill file or folder to this session\n\
                * `%skill reload [NAME]` — re-read one skill or every skill directory\n\
                * `%skill unload|enable|disable NAME`\n\
-               * `%skill validate NAME|PATH` — check a skill without running it\n\
+               * `%skill validate [NAME|PATH]` — check a skill without running it; with no argument, every skill (discovery reads only headers, so template errors otherwise show at first use)\n\
                * `%skill metrics [NAME] [--prometheus]` — runs, errors, retries, cache hits, tokens, times\n\
                * `%skill reset NAME` — close its circuit breaker, zero its metrics, forget its conversation\n\n\
                `NAME` may carry a version requirement: `summarize@^1`. See `docs/skills.md`.",

@@ -21,7 +21,7 @@ use crate::skills::format;
 use crate::skills::model::{Origin, SkillFormat};
 use crate::skills::SkillError;
 
-pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate NAME|PATH | metrics [NAME] [--prometheus] | reset NAME]";
+pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate [NAME|PATH] | metrics [NAME] [--prometheus] | reset NAME]";
 
 fn usage(message: impl Into<String>) -> KernelError {
     KernelError::usage("skill", message, USAGE)
@@ -99,6 +99,26 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
                 ),
             )
             .await
+        }
+        "validate" if words.len() == 1 || words[1] == "--all" => {
+            let v = actions::validate_all(&skills).await?;
+            let checked = v["skills"].as_array().map_or(0, Vec::len);
+            let errors: Vec<&Value> = v["errors"].as_array().into_iter().flatten().collect();
+            if errors.is_empty() {
+                return show_text(ctx, &format!("all {checked} skills load")).await;
+            }
+            let lines: Vec<String> = errors.iter().map(|e| s(&e["message"])).collect();
+            Err(SkillError::new(
+                crate::skills::ErrorCode::ValidationError,
+                format!(
+                    "{} of {} skills do not load:\n{}",
+                    errors.len(),
+                    checked + errors.len(),
+                    lines.join("\n")
+                ),
+                "fix each file named above; `%skill validate NAME` checks one again",
+            )
+            .into())
         }
         "validate" => {
             let v = actions::validate(&skills, one(&words, "a skill name or path")?).await?;
