@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::magics::skill::info_markdown;
+use crate::magics::skill_view::info_markdown;
 use crate::magics::split_args;
 use crate::skill_actions;
 use crate::skills::model::ParamSummary;

@@ -9,6 +9,7 @@ mod history;
 mod misc;
 mod model;
 pub mod skill;
+pub(crate) mod skill_view;
 mod status;
 pub mod vars;
 
