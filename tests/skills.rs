@@ -169,6 +169,19 @@ async fn skills_are_listed_run_on_the_model_and_fail_with_codes_and_hints() {
         "{meta}"
     );
     assert!(meta["completion_tokens"].as_u64().unwrap() > 0);
+    let again = run(&mut client, "%%run translate language=German\nGood night!").await;
+    assert_eq!(again.status(), "ok", "{:?}", again.reply.content);
+    let metrics = skill_request(
+        &mut client,
+        json!({"action": "metrics", "skill": "translate"}),
+    )
+    .await;
+    let m = &metrics.reply.content["metrics"]["skills"]["translate"];
+    assert_eq!(m["executions"], 2, "{m}");
+    assert_eq!(
+        m["load"]["count"], 1,
+        "only the first run loaded the skill: {m}"
+    );
 
     let bad = run(&mut client, "%%run translate language=Klingon\nHello").await;
     assert_eq!(bad.reply.content["ename"], "VALIDATION_ERROR");

@@ -18,12 +18,6 @@ use crate::skills::registry::{Failure, ReloadReport, SkillEntry, State, FOLDER_M
 use crate::skills::service::Skills;
 use crate::skills::{LoadError, SkillError};
 
-/// The actions `skill_request` and `%skill` share (besides `run`).
-pub const ACTIONS: &[&str] = &[
-    "list", "search", "info", "run", "load", "reload", "unload", "enable", "disable", "validate",
-    "metrics", "reset",
-];
-
 pub fn skills(shared: &Shared) -> Result<Arc<Skills>, KernelError> {
     shared.skills().ok_or(KernelError::NoSkills)
 }

@@ -15,7 +15,7 @@ use skillkernel_providers::ChatMessage;
 use super::config::SkillsConfig;
 use super::exec::Executor;
 use super::metrics::SkillMetrics;
-use super::registry::{ExecutionGuard, Hook, ReloadReport, SkillRegistry};
+use super::registry::{ExecutionGuard, ReloadReport, SkillRegistry};
 use super::{ErrorCode, SkillError};
 use crate::session::lock;
 
@@ -81,18 +81,9 @@ impl Skills {
     pub async fn begin_execution(&self, spec: &str) -> Result<ExecutionGuard, SkillError> {
         let registry = Arc::clone(&self.registry);
         let owned = spec.to_owned();
-        let asked_at = unix_ms();
         let guard = blocking(move || registry.begin_execution(&owned)).await?;
-        let name = guard.skill().meta.name.clone();
-        if let Ok(info) = self.registry.info(&guard.skill().id()) {
-            if let Some(load) = info
-                .history
-                .iter()
-                .rev()
-                .find(|t| t.hook == Hook::Load && t.at_unix_ms >= asked_at)
-            {
-                self.metrics().record_load(&name, load.duration);
-            }
+        if let Some(took) = guard.loaded_in() {
+            self.metrics().record_load(&guard.skill().meta.name, took);
         }
         Ok(guard)
     }
@@ -152,11 +143,4 @@ async fn blocking<T: Send + 'static>(
             "this is a bug; the kernel keeps serving — please report it with the log",
         ))
     })
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -27,6 +27,8 @@ const ATTEMPTS: usize = 3;
 /// still holds the skill it started with, and no longer counts.
 pub struct ExecutionGuard {
     skill: Arc<Skill>,
+    /// How long parsing took when this call was the skill's first use.
+    loaded_in: Option<Duration>,
     slot: Arc<Slot>,
     generation: u64,
     started: Instant,
@@ -36,6 +38,12 @@ pub struct ExecutionGuard {
 impl ExecutionGuard {
     pub fn skill(&self) -> &Arc<Skill> {
         &self.skill
+    }
+
+    /// The parse time, when starting this run loaded the skill (for the
+    /// load-time metrics); `None` when it was already loaded.
+    pub fn loaded_in(&self) -> Option<Duration> {
+        self.loaded_in
     }
 }
 
@@ -85,10 +93,21 @@ impl SkillRegistry {
     /// **Blocking** (parses on first use).
     pub fn begin_execution(self: &Arc<Self>, spec: &str) -> Result<ExecutionGuard, SkillError> {
         let slot = self.select(spec)?;
+        let was_unloaded = lock(&slot.state).life.state() == State::Unloaded;
         let mut last = None;
         for _ in 0..ATTEMPTS {
             self.activate_slot(&slot)?;
             let mut st = lock(&slot.state);
+            let loaded_in = if was_unloaded {
+                st.life
+                    .history()
+                    .iter()
+                    .rev()
+                    .find(|t| t.hook == Hook::Load)
+                    .map(|t| t.duration)
+            } else {
+                None
+            };
             if st.life.state() == State::Active {
                 st.life
                     .apply(Hook::Execute, State::Executing, Duration::ZERO)?;
@@ -98,6 +117,7 @@ impl SkillRegistry {
                     st.life.executions += 1;
                     return Ok(ExecutionGuard {
                         skill,
+                        loaded_in,
                         generation: st.life.generation,
                         slot: slot.clone(),
                         started: Instant::now(),
