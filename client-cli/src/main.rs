@@ -6,6 +6,7 @@
 
 mod control;
 mod model;
+mod request;
 mod skill;
 mod status_text;
 mod table;

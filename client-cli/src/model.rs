@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use skillctl::render::bundle_text;
-use skillctl::{KernelClient, OutputHandler, Target};
+use skillctl::{KernelClient, OutputHandler};
 
 use crate::table::{print_table, text};
 use skillkernel_protocol::Message;
@@ -188,34 +188,29 @@ pub async fn run(
     json_out: bool,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
-    client
-        .wait_ready(timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    let msg = client.message("model_request", command.request());
     let wait = match command {
         // Downloads take as long as they take; Ctrl-C interrupts them.
         ModelCommand::Pull { .. } => Duration::from_secs(7 * 24 * 3600),
         _ => timeout.max(Duration::from_secs(120)),
     };
-    let ctrl_c = crate::interrupt_on_ctrl_c(client);
-    client
-        .send(Target::Shell, &msg)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut progress = Progress {
         tty: std::io::stderr().is_terminal(),
         last: String::new(),
         last_decile: None,
         open_line: false,
     };
-    let outcome = client
-        .collect(&msg.header.msg_id, wait, &mut progress)
-        .await;
+    let reply = crate::request::send(
+        client,
+        "model_request",
+        command.request(),
+        timeout,
+        wait,
+        &mut progress,
+    )
+    .await;
     progress.done();
-    ctrl_c.abort();
-    let reply = outcome.map_err(|e| e.to_string())?.reply;
-    let c = &reply.content;
+    let reply = reply?;
+    let c = &reply;
     if json_out {
         println!("{}", serde_json::to_string_pretty(c).unwrap_or_default());
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 use skillctl::render::TerminalOutput;
-use skillctl::{KernelClient, OutputHandler, Quiet, Target};
+use skillctl::{KernelClient, OutputHandler, Quiet};
 
 use crate::table::{print_table, text};
 
@@ -218,11 +218,6 @@ pub async fn run(
     json_out: bool,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
-    client
-        .wait_ready(timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    let msg = client.message("skill_request", command.request()?);
     let running = matches!(command, SkillCommand::Run { .. });
     let wait = if running {
         // A skill runs as long as its timeout allows; Ctrl-C interrupts it.
@@ -230,11 +225,6 @@ pub async fn run(
     } else {
         timeout.max(Duration::from_secs(60))
     };
-    let ctrl_c = crate::interrupt_on_ctrl_c(client);
-    client
-        .send(Target::Shell, &msg)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut terminal = TerminalOutput::default();
     let mut quiet = Quiet;
     let handler: &mut dyn OutputHandler = if running && !json_out {
@@ -242,11 +232,12 @@ pub async fn run(
     } else {
         &mut quiet
     };
-    let outcome = client.collect(&msg.header.msg_id, wait, handler).await;
+    let content = command.request()?;
+    let reply =
+        crate::request::send(client, "skill_request", content, timeout, wait, handler).await;
     terminal.finish();
-    ctrl_c.abort();
-    let reply = outcome.map_err(|e| e.to_string())?.reply;
-    let c = &reply.content;
+    let reply = reply?;
+    let c = &reply;
     if json_out {
         println!("{}", serde_json::to_string_pretty(c).unwrap_or_default());
     }
