@@ -24,6 +24,7 @@ pub mod codec;
 mod flusher;
 mod persistence;
 mod restore;
+pub(crate) mod sled_open;
 #[cfg(test)]
 mod tests;
 
@@ -168,21 +169,20 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(&path)
             // History and variables are small; artifacts are read rarely.
             .cache_capacity(16 << 20)
             // Our own flusher thread flushes after each change (see
             // `flusher`); sled's timer would only add wake-ups.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                // sled reports its file lock only as text.
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked { path: path.clone() }
-                }
-                other => open_err(other),
-            })?;
+            .flush_every_ms(None);
+        let db = sled_open::open(&sled_config).map_err(|e| {
+            if sled_open::is_lock_error(&e) {
+                StoreError::Locked { path: path.clone() }
+            } else {
+                open_err(e)
+            }
+        })?;
         let tree = |name: &str| db.open_tree(name).map_err(open_err);
         let store = Store {
             meta: tree("meta")?,

@@ -68,11 +68,8 @@ impl Index {
         let fail = |e: &dyn std::fmt::Display| {
             format!("cannot open the skill index {}: {e}", path.display())
         };
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(4 << 20)
-            .open()
-            .map_err(|e| fail(&e))?;
+        let config = sled::Config::new().path(path).cache_capacity(4 << 20);
+        let db = crate::store::sled_open::open(&config).map_err(|e| fail(&e))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| fail(&e));
         let index = Index {
             path: path.to_path_buf(),
