@@ -1,6 +1,7 @@
 //! The sandbox contract shared by the kernel and the `skillkernel
-//! sandbox-exec` helper: what a sandboxed program may do ([`SandboxPolicy`]),
-//! what the helper reports back ([`SetupReport`], [`HostSupport`]) and the
+//! sandbox-exec` helper: what a sandboxed program may do ([`SandboxPolicy`],
+//! built from a skill's manifest by [`SandboxPolicy::from_manifest`]), what
+//! the helper reports back ([`SetupReport`], [`HostSupport`]) and the
 //! exit codes it uses.
 //!
 //! This module is data only. It must never apply a layer itself: the kernel
@@ -8,9 +9,11 @@
 //! seccomp would hit the daemon (or one random thread of it). The daemon
 //! binary re-executes itself as the single-threaded helper for that.
 
+pub mod manifest;
 pub mod policy;
 pub mod report;
 
+pub use manifest::ManifestPolicyError;
 pub use policy::{Limits, SandboxPolicy, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
 pub use report::{
     HostSupport, LandlockOutcome, LayerSupport, SetupFailure, SetupReport, SetupStage, StatusLine,
