@@ -273,6 +273,52 @@ fn writing_outside_the_workspace_fails_and_inside_it_works() {
 }
 
 #[test]
+fn a_symlink_in_the_workspace_does_not_lead_out_of_it() {
+    require_landlock!();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "PRIVATE").unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), workspace.path().join("link")).unwrap();
+
+    let run = sandboxed(
+        &policy_in(workspace.path()),
+        &["sh", "-c", "cat link/secret; echo planted > link/planted"],
+    );
+    assert!(!run.status.success(), "{}", run.describe());
+    assert!(!run.stdout.contains("PRIVATE"), "{}", run.describe());
+    assert!(
+        !outside.path().join("planted").exists(),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn the_policy_can_come_through_an_inherited_descriptor() {
+    use std::io::Write;
+    let workspace = tempfile::tempdir().unwrap();
+    let mut policy = policy_in(workspace.path());
+    policy["env"] = json!({ "FROM_FD": "yes" });
+    let (policy_read, policy_write) = nix::unistd::pipe().unwrap();
+    std::fs::File::from(policy_write)
+        .write_all(policy.to_string().as_bytes())
+        .unwrap();
+    let out = Command::new(bin("skillkernel"))
+        .args([
+            "sandbox-exec",
+            "--policy-fd",
+            &policy_read.as_raw_fd().to_string(),
+        ])
+        .args(["--", "sh", "-c", "echo $FROM_FD; pwd"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let workspace = workspace.path().canonicalize().unwrap();
+    assert_eq!(stdout, format!("yes\n{}\n", workspace.display()), "{out:?}");
+}
+
+#[test]
 fn rlimit_fsize_stops_a_big_write() {
     let workspace = tempfile::tempdir().unwrap();
     let mut policy = policy_in(workspace.path());
