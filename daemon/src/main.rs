@@ -10,6 +10,9 @@
 //!   kernelspec so Jupyter front ends can start it.
 //! * `skillkernel config [--config F] [--check]` shows or checks the
 //!   effective configuration.
+//! * `skillkernel sandbox-exec [--policy-… ] -- PROG ARGS…` confines one
+//!   program and executes it (the daemon re-executes itself this way for
+//!   commands and skills); `--probe` reports the host's sandbox support.
 //!
 //! This binary owns process concerns only — arguments, paths, logging,
 //! signals, the runtime — and hands the sockets to the `kernel` crate.
@@ -26,6 +29,7 @@ mod manage;
 mod pidfile;
 mod redact;
 mod reload;
+mod sandbox;
 mod signals;
 mod start;
 
@@ -40,6 +44,8 @@ fn main() -> ExitCode {
         cli::Command::Install(args) => install::run(args),
         cli::Command::Manage(command) => manage::run(command).map_err(Into::into),
         cli::Command::Config(args) => config_command::run(args).map_err(Into::into),
+        // Before any runtime or thread exists: the helper must stay single-threaded.
+        cli::Command::SandboxExec(args) => return sandbox::run(args),
     };
     let result: Result<ExitCode, Box<dyn std::error::Error>> = result;
     match result {

@@ -49,6 +49,7 @@ mod model_request;
 pub mod operations;
 pub mod prompt;
 mod pull;
+pub mod sandbox;
 pub mod session;
 mod session_writes;
 pub mod shell;

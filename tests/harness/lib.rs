@@ -7,6 +7,7 @@
 
 pub mod detached;
 pub mod fake_ollama;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,0 +1,142 @@
+//! What the `sandbox-exec` helper tells its parent.
+//!
+//! **Status protocol.** The parent passes `--status-fd N` (a pipe's write
+//! end, inherited). The helper writes one JSON [`StatusLine`] per line:
+//! `{"event":"applied",…}` once every layer is in place, just before
+//! `execve`, then the descriptor closes on exec (it is marked close-on-exec
+//! like every descriptor above 2). If set-up or `execve` fails it writes
+//! `{"event":"failed",…}` and exits with [`EXIT_SETUP_FAILED`],
+//! [`EXIT_NOT_EXECUTABLE`] or [`EXIT_NOT_FOUND`] (the `env(1)` convention).
+//! So the parent reads the pipe to EOF: `applied` and no `failed` means the
+//! program runs confined, and any exit status after that is the program's.
+//! Without `--status-fd`, a failure is written to stderr as
+//! `skillkernel sandbox-exec: {json}` and success is silent.
+//!
+//! **Probe.** `skillkernel sandbox-exec --probe` prints one [`HostSupport`]
+//! JSON object: which layers this host can enforce and why not.
+//!
+//! Reports name environment variables, never their values.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The helper could not set up the sandbox (bad policy, a layer failed,
+/// Landlock required but unavailable). Nothing of the program ran.
+pub const EXIT_SETUP_FAILED: u8 = 125;
+/// The program exists but could not be executed (permissions, Landlock).
+pub const EXIT_NOT_EXECUTABLE: u8 = 126;
+/// The program was not found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+
+/// One line on the status descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum StatusLine {
+    Applied(SetupReport),
+    Failed(SetupFailure),
+}
+
+/// The layers in place when the program was executed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupReport {
+    pub program: String,
+    /// `new_session` (the helper called `setsid`) or `group_leader` (the
+    /// parent already made it a process-group leader). Either way the
+    /// program's process group id is the helper's pid.
+    pub process_group: String,
+    /// The rlimits set, by name (`RLIMIT_CPU` …) with their values.
+    pub rlimits: Vec<(String, u64)>,
+    pub no_new_privs: bool,
+    pub landlock: LandlockOutcome,
+    /// `network_denied` (network and process-group walls) or
+    /// `network_allowed` (network granted: the process-group wall only,
+    /// `setsid`/`setpgid` refused so the program stays in its group).
+    pub seccomp: String,
+    /// Names of the variables the program received.
+    pub env: Vec<String>,
+}
+
+/// How far Landlock could be enforced, and why not further.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandlockOutcome {
+    /// `fully_enforced`, `partially_enforced` or `not_enforced`.
+    pub status: String,
+    /// The ABI the kernel offers (0: none).
+    pub abi: u32,
+    /// Does Landlock also deny TCP connect/bind (ABI ≥ 4, network denied)?
+    pub tcp_denied: bool,
+    /// Allow-listed paths that do not exist on this host (no rule made).
+    pub missing_paths: Vec<PathBuf>,
+    /// Why the status is not `fully_enforced`.
+    pub reason: Option<String>,
+}
+
+/// Where set-up stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupStage {
+    Arguments,
+    Policy,
+    ProcessGroup,
+    Workspace,
+    NoNewPrivs,
+    Landlock,
+    Seccomp,
+    Environment,
+    Rlimits,
+    Exec,
+}
+
+/// Why the program was not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupFailure {
+    pub stage: SetupStage,
+    pub message: String,
+    /// The helper's exit status that follows.
+    pub exit_code: u8,
+}
+
+/// `sandbox-exec --probe`: what this host supports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostSupport {
+    /// `uname -r`.
+    pub kernel_release: String,
+    pub arch: String,
+    pub rlimits: LayerSupport,
+    pub no_new_privs: LayerSupport,
+    pub landlock: LayerSupport,
+    /// The Landlock ABI the kernel offers (0: none).
+    pub landlock_abi: u32,
+    pub seccomp: LayerSupport,
+    /// Not used by the sandbox (it needs no namespaces, so it works where
+    /// unprivileged user namespaces are disabled); reported for clarity.
+    pub user_namespaces: String,
+}
+
+/// Whether one layer can be enforced here, and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerSupport {
+    pub available: bool,
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_line_is_tagged_and_parses_back() {
+        let line = StatusLine::Failed(SetupFailure {
+            stage: SetupStage::Landlock,
+            message: "Landlock is required but not enabled".into(),
+            exit_code: EXIT_SETUP_FAILED,
+        });
+        let json = serde_json::to_string(&line).unwrap();
+        assert!(
+            json.starts_with(r#"{"event":"failed","stage":"landlock""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<StatusLine>(&json).unwrap(), line);
+    }
+}
