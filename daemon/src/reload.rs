@@ -43,8 +43,9 @@ pub struct ReloadOutcome {
 }
 
 /// Sections whose keys take effect only at the next start.
-const RESTART_ONLY: [&str; 6] = [
+const RESTART_ONLY: [&str; 7] = [
     "daemon",
+    "sandbox",
     "state",
     "log.dir",
     "log.format",
@@ -140,6 +141,7 @@ impl Reloader {
         // show what is in effect.
         new.daemon = self.running.daemon.clone();
         new.state = self.running.state.clone();
+        new.sandbox = self.running.sandbox.clone();
         new.log.dir = self.running.log.dir.clone();
         new.log.format = self.running.log.format;
         outcome.applied = changed_keys(&self.running, &new);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use signal_hook_tokio::Signals;
 use std::sync::Arc;
 
+use skillkernel_kernel::sandbox::SandboxSetup;
 use skillkernel_kernel::skills::service::SkillsSetup;
 use skillkernel_kernel::{
     Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
@@ -189,6 +190,18 @@ pub fn skills_setup(config: &Config, working_dir: &Path) -> SkillsSetup {
     }
 }
 
+/// The sandbox: this very binary is the helper (`skillkernel sandbox-exec`),
+/// run through `/proc/self/exe` so that an upgrade that replaces the file
+/// on disk still runs the helper matching this daemon.
+fn sandbox_setup(config: &Config, working_dir: &Path) -> SandboxSetup {
+    SandboxSetup {
+        helper: PathBuf::from("/proc/self/exe"),
+        state_dir: Some(config.state_dir()),
+        working_dir: working_dir.to_path_buf(),
+        config: config.sandbox.clone(),
+    }
+}
+
 /// The model backends the configuration asks for.
 fn models(config: &Config) -> Models {
     let m = &config.models;
@@ -317,6 +330,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         persistence: persistence(&settings, args.connection_file.as_deref()),
         health: settings.health.clone(),
         skills: Some(skills_setup(&settings, &working_dir)),
+        sandbox: Some(sandbox_setup(&settings, &working_dir)),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

@@ -52,6 +52,8 @@ pub enum KernelError {
     Skill(SkillError),
     #[error("this kernel has no skills configured (`[skills]` is off)")]
     NoSkills,
+    #[error("this kernel has no sandbox, so it runs no commands: start it with `skillkernel start`, which provides the sandbox helper")]
+    NoSandbox,
 }
 
 impl KernelError {
@@ -72,6 +74,7 @@ impl KernelError {
             KernelError::Io(_) => "IOError",
             KernelError::Skill(e) => e.code.as_str(),
             KernelError::NoSkills => "SKILL_NOT_FOUND",
+            KernelError::NoSandbox => "SandboxUnavailableError",
         }
     }
 

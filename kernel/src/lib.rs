@@ -100,6 +100,9 @@ pub struct KernelConfig {
     pub health: HealthThresholds,
     /// Where skills come from (`[skills]`); `None`: no skills.
     pub skills: Option<skills::service::SkillsSetup>,
+    /// The sandbox helper and `[sandbox]` settings; `None`: `!command`
+    /// cells and command and session skills are refused.
+    pub sandbox: Option<sandbox::SandboxSetup>,
 }
 
 impl Default for KernelConfig {
@@ -113,6 +116,7 @@ impl Default for KernelConfig {
             persistence: None,
             health: HealthThresholds::default(),
             skills: None,
+            sandbox: None,
         }
     }
 }

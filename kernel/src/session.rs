@@ -3,7 +3,7 @@
 //! session store at start; changes go through the write-through methods in
 //! [`crate::session_writes`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use crate::history::History;
 use crate::iopub::Iopub;
 use crate::live::{Live, ShutdownSettings};
 use crate::operations::Operations;
+use crate::sandbox::Sandbox;
 use crate::skills::exec::Executor;
 use crate::skills::service::{Skills, SkillsSetup};
 use crate::store::{Persistence, Restored};
@@ -116,8 +117,6 @@ pub struct Shared {
     exit: watch::Sender<Option<ExitReason>>,
     /// `input_request` msg_id → the cell waiting for its `input_reply`.
     pub(crate) stdin_waiters: Mutex<HashMap<String, oneshot::Sender<String>>>,
-    /// Process groups of running `!commands`, killed at exit.
-    children: Mutex<HashSet<i32>>,
     /// The `shutdown_request` being served and the channel it came on:
     /// answered in the shutdown's NotifyingClients phase.
     pub(crate) shutdown_requester: Mutex<Option<(Message, Arc<dyn FrameSender>)>>,
@@ -125,6 +124,8 @@ pub struct Shared {
     pub(crate) cleanups: Mutex<Vec<(String, Cleanup)>>,
     /// The skill registry and executor; replaced when `[skills]` changes.
     skills: RwLock<Option<Arc<Skills>>>,
+    /// Runs `!command` cells and command and session skills confined.
+    sandbox: Option<Arc<Sandbox>>,
 }
 
 /// Opens the skills and logs what discovery found.
@@ -180,6 +181,10 @@ impl Shared {
             .skills
             .as_ref()
             .map(|setup| Arc::new(open_skills(setup, None)));
+        let sandbox = config
+            .sandbox
+            .clone()
+            .map(|setup| Arc::new(Sandbox::new(setup)));
         let shared = Shared {
             session_id,
             username,
@@ -197,10 +202,10 @@ impl Shared {
             running: Mutex::new(None),
             exit,
             stdin_waiters: Mutex::new(HashMap::new()),
-            children: Mutex::new(HashSet::new()),
             shutdown_requester: Mutex::new(None),
             cleanups: Mutex::new(Vec::new()),
             skills: RwLock::new(skills),
+            sandbox,
         };
         (shared, exit_rx)
     }
@@ -211,6 +216,11 @@ impl Shared {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The sandbox, if the kernel has one.
+    pub fn sandbox(&self) -> Option<Arc<Sandbox>> {
+        self.sandbox.clone()
     }
 
     /// Replaces the skills (a reload that changed `[skills]`).
@@ -352,21 +362,11 @@ impl Shared {
         self.exit.borrow().is_some()
     }
 
-    pub(crate) fn track_child(&self, pgid: i32) {
-        lock(&self.children).insert(pgid);
-    }
-
-    pub(crate) fn untrack_child(&self, pgid: i32) {
-        lock(&self.children).remove(&pgid);
-    }
-
-    /// Kills the process groups of `!commands` still running.
+    /// Kills the sandbox's programs (`!commands`, command skills) still
+    /// running, and its sessions.
     pub(crate) fn kill_children(&self) {
-        for pgid in lock(&self.children).drain() {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pgid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.kill_all_now();
         }
     }
 }

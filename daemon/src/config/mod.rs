@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use skillkernel_kernel::health::HealthThresholds;
+use skillkernel_kernel::sandbox::SandboxConfig;
 use skillkernel_kernel::skills::config::SkillsConfig;
 use skillkernel_providers::ModelsConfig;
 use thiserror::Error;
@@ -38,6 +39,9 @@ pub struct Config {
     /// `[skills]`: skill directories, the index, hot reload. Changes on
     /// reload.
     pub skills: SkillsConfig,
+    /// `[sandbox]`: what `!command` cells may do beyond the defaults, output
+    /// caps, session limits. Takes effect at the next start.
+    pub sandbox: SandboxConfig,
 }
 
 #[derive(Debug, Error)]

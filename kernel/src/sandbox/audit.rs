@@ -1,0 +1,179 @@
+//! The sandbox's audit log: one JSON object per line, appended to
+//! `<state_dir>/sandbox-audit.jsonl`, for every security event — a denied
+//! path or network access, a limit kill, a timeout, a set-up failure, and a
+//! permission grant (a skill allowed more than the defaults).
+//!
+//! ```json
+//! {"time":"2026-11-21T22:40:01.123Z","event":"denied_path","source":"skill",
+//!  "skill":"reader","version":"1.0.0","path":"/etc/shadow",
+//!  "detail":"cat: /etc/shadow: Permission denied"}
+//! ```
+//!
+//! Every event is also a `tracing` warning, so an operator sees it in the
+//! daemon log. Writing the log must never fail a run: an unwritable log is
+//! reported once and the events go to the daemon log only. Values of
+//! environment variables are never written, only names.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The log file's name inside the state directory.
+pub const AUDIT_FILE: &str = "sandbox-audit.jsonl";
+
+/// Who ran the program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    /// `cell` (a `!command`), `skill` (a command skill) or `session`.
+    pub source: &'static str,
+    /// The skill's name and version; `None` for cells.
+    pub skill: Option<String>,
+    pub version: Option<String>,
+}
+
+impl Subject {
+    pub fn cell() -> Self {
+        Subject {
+            source: "cell",
+            skill: None,
+            version: None,
+        }
+    }
+
+    pub fn skill(source: &'static str, name: &str, version: &str) -> Self {
+        Subject {
+            source,
+            skill: Some(name.to_owned()),
+            version: Some(version.to_owned()),
+        }
+    }
+}
+
+/// The audit log (or, without a state directory, the daemon log only).
+pub struct AuditLog {
+    path: Option<PathBuf>,
+    file: Mutex<Option<File>>,
+    /// `(skill@version, grant)` pairs already logged: a grant is logged
+    /// the first time it is used, not on every run.
+    granted: Mutex<HashSet<String>>,
+}
+
+impl AuditLog {
+    /// Appends to `path` (created with mode 0600 on first use); `None`
+    /// logs through `tracing` only.
+    pub fn new(path: Option<PathBuf>) -> Self {
+        AuditLog {
+            path,
+            file: Mutex::new(None),
+            granted: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Records `event` for `subject`, with `fields` (string keys to JSON).
+    pub fn record(&self, event: &str, subject: &Subject, fields: Map<String, Value>) {
+        let mut entry = Map::new();
+        entry.insert(
+            "time".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into(),
+        );
+        entry.insert("event".into(), event.into());
+        entry.insert("source".into(), subject.source.into());
+        if let Some(skill) = &subject.skill {
+            entry.insert("skill".into(), skill.clone().into());
+        }
+        if let Some(version) = &subject.version {
+            entry.insert("version".into(), version.clone().into());
+        }
+        entry.extend(fields);
+        let line = Value::Object(entry).to_string();
+        tracing::warn!(target: "skillkernel::audit", "{line}");
+        self.append(&line);
+    }
+
+    /// Records a grant the first time `subject` uses it.
+    pub fn record_grant_once(&self, subject: &Subject, grant: &str, fields: Map<String, Value>) {
+        let key = format!(
+            "{}@{}:{grant}",
+            subject.skill.as_deref().unwrap_or("cell"),
+            subject.version.as_deref().unwrap_or("")
+        );
+        if crate::session::lock(&self.granted).insert(key) {
+            let mut fields = fields;
+            fields.insert("grant".into(), grant.into());
+            self.record("permission_granted", subject, fields);
+        }
+    }
+
+    fn append(&self, line: &str) {
+        let Some(path) = &self.path else { return };
+        let mut file = crate::session::lock(&self.file);
+        if file.is_none() {
+            match open(path) {
+                Ok(f) => *file = Some(f),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot open the sandbox audit log; events go to the daemon log only");
+                    return;
+                }
+            }
+        }
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.write_all(format!("{line}\n").as_bytes()) {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the sandbox audit log");
+                *file = None;
+            }
+        }
+    }
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_appended_as_json_lines_and_grants_logged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let log = AuditLog::new(Some(path.clone()));
+        let who = Subject::skill("skill", "reader", "1.0.0");
+        let mut fields = Map::new();
+        fields.insert("path".into(), "/etc/shadow".into());
+        log.record("denied_path", &who, fields);
+        log.record_grant_once(&who, "network", Map::new());
+        log.record_grant_once(&who, "network", Map::new());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["event"], "denied_path");
+        assert_eq!(lines[0]["skill"], "reader");
+        assert_eq!(lines[0]["version"], "1.0.0");
+        assert_eq!(lines[0]["path"], "/etc/shadow");
+        assert_eq!(lines[1]["event"], "permission_granted");
+        assert_eq!(lines[1]["grant"], "network");
+    }
+}

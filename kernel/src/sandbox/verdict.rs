@@ -1,0 +1,292 @@
+//! What a sandboxed run's ending means: success, the program's own
+//! failure, or the sandbox stepping in (a denied path or network, a limit
+//! kill, a timeout, a set-up failure).
+//!
+//! The layers act inside the kernel, out of the parent's sight: Landlock
+//! and seccomp make a system call fail with `EACCES`, rlimits make one fail
+//! or send a signal. So denials are read from what the program says on
+//! stderr (the messages libc, coreutils, Python and shells print for those
+//! errors), and limit kills from the signal that ended it. This is
+//! evidence, not proof: a program that hides its errors hides them here
+//! too; the layers hold either way.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::launch::Setup;
+use super::run::{Ending, Finished};
+use super::{SandboxPolicy, SetupFailure, SetupStage};
+
+/// A resource limit that ended a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    Cpu,
+    Memory,
+    FileSize,
+    Processes,
+    Output,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Cpu => "cpu",
+            Limit::Memory => "memory",
+            Limit::FileSize => "file_size",
+            Limit::Processes => "processes",
+            Limit::Output => "output",
+        }
+    }
+}
+
+/// Something the sandbox refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Denial {
+    /// A file operation; `path` when the message names one.
+    Path {
+        path: Option<String>,
+        line: String,
+    },
+    Network {
+        line: String,
+    },
+}
+
+/// The meaning of a finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Success,
+    /// The program failed on its own (`exit status 3`, `signal 6`).
+    Failed {
+        status: String,
+    },
+    /// It failed after the sandbox refused something.
+    Denied(Vec<Denial>),
+    LimitKilled {
+        limit: Limit,
+        detail: String,
+    },
+    TimedOut {
+        after: Duration,
+    },
+    Interrupted,
+    SetupFailed(SetupFailure),
+}
+
+/// Reads `finished` under `policy`. Denials are also returned for a run
+/// that succeeded anyway, for the audit log.
+pub fn judge(finished: &Finished, policy: &SandboxPolicy) -> (Verdict, Vec<Denial>) {
+    let denials = denials(&finished.stderr_tail, policy);
+    let status = match (&finished.setup, finished.ending) {
+        (Setup::Failed(failure), _) => return (Verdict::SetupFailed(failure.clone()), denials),
+        (_, Ending::TimedOut) => {
+            let after = finished.elapsed;
+            return (Verdict::TimedOut { after }, denials);
+        }
+        (_, Ending::Interrupted) => return (Verdict::Interrupted, denials),
+        (_, Ending::OutputCapped) => {
+            let detail = format!(
+                "it wrote more than the output cap ({} bytes)",
+                finished.output_bytes
+            );
+            let limit = Limit::Output;
+            return (Verdict::LimitKilled { limit, detail }, denials);
+        }
+        (Setup::Silent, Ending::Exited(status)) if !status.success() => {
+            let failure = SetupFailure {
+                stage: SetupStage::Exec,
+                message: format!(
+                    "the sandbox helper ended ({}) before starting the program",
+                    describe(status)
+                ),
+                exit_code: status.code().unwrap_or(super::EXIT_SETUP_FAILED as i32) as u8,
+            };
+            return (Verdict::SetupFailed(failure), denials);
+        }
+        (_, Ending::Exited(status)) => status,
+    };
+    if status.success() {
+        return (Verdict::Success, denials);
+    }
+    if let Some((limit, detail)) = limit_hit(status, finished, policy) {
+        return (Verdict::LimitKilled { limit, detail }, denials);
+    }
+    if !denials.is_empty() {
+        return (Verdict::Denied(denials.clone()), denials);
+    }
+    let status = describe(status);
+    (Verdict::Failed { status }, denials)
+}
+
+/// `exit status 3`, `signal 9 (SIGKILL)`.
+pub fn describe(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
+            Ok(name) => format!("signal {signal} ({name})"),
+            Err(_) => format!("signal {signal}"),
+        },
+        _ => "an unknown status".into(),
+    }
+}
+
+fn limit_hit(
+    status: std::process::ExitStatus,
+    finished: &Finished,
+    policy: &SandboxPolicy,
+) -> Option<(Limit, String)> {
+    let limits = &policy.limits;
+    match status.signal() {
+        Some(libc::SIGXCPU) => {
+            return Some((Limit::Cpu, cpu_detail(limits.cpu_secs)));
+        }
+        Some(libc::SIGXFSZ) => {
+            return Some((Limit::FileSize, size_detail(limits.file_size_bytes)));
+        }
+        // SIGKILL from nobody in the daemon: the CPU limit's hard stop
+        // (one second after SIGXCPU), when it ran that long.
+        Some(libc::SIGKILL)
+            if limits
+                .cpu_secs
+                .is_some_and(|s| finished.elapsed >= Duration::from_secs(s)) =>
+        {
+            return Some((Limit::Cpu, cpu_detail(limits.cpu_secs)));
+        }
+        _ => {}
+    }
+    let tail = finished.stderr_tail.to_lowercase();
+    let says = |needles: &[&str]| needles.iter().any(|n| tail.contains(n));
+    if says(&["file too large"]) {
+        return Some((Limit::FileSize, size_detail(limits.file_size_bytes)));
+    }
+    if limits.address_space_bytes.is_some()
+        && says(&[
+            "memoryerror",
+            "cannot allocate memory",
+            "out of memory",
+            "bad_alloc",
+            "memory allocation of",
+            "failed to allocate",
+        ])
+    {
+        let mib = limits.address_space_bytes.unwrap_or_default() >> 20;
+        return Some((
+            Limit::Memory,
+            format!("it ran out of its memory limit ({mib} MiB of address space)"),
+        ));
+    }
+    if says(&[
+        "fork: resource temporarily unavailable",
+        "fork: retry",
+        "cannot fork",
+        "blockingioerror: [errno 11]",
+        "can't fork",
+    ]) {
+        return Some((
+            Limit::Processes,
+            format!(
+                "it hit the process limit ({} processes)",
+                limits.processes.unwrap_or_default()
+            ),
+        ));
+    }
+    None
+}
+
+fn cpu_detail(secs: Option<u64>) -> String {
+    format!(
+        "it used up its CPU time ({} s)",
+        secs.map_or("?".into(), |s| s.to_string())
+    )
+}
+
+fn size_detail(bytes: Option<u64>) -> String {
+    let mib = bytes.unwrap_or_default() as f64 / f64::from(1 << 20);
+    format!("it wrote a file over the file size limit ({mib:.1} MiB)")
+}
+
+/// The denials stderr reports.
+fn denials(stderr: &str, policy: &SandboxPolicy) -> Vec<Denial> {
+    let lower = stderr.to_lowercase();
+    let networky = ["socket", "connect", "urlopen", "network", "getaddrinfo"]
+        .iter()
+        .any(|w| lower.contains(w));
+    let mut found = Vec::new();
+    for line in stderr.lines() {
+        let l = line.to_lowercase();
+        let refused = l.contains("permission denied") || l.contains("operation not permitted");
+        let unresolved = !policy.network
+            && (l.contains("temporary failure in name resolution")
+                || l.contains("could not resolve host")
+                || l.contains("network is unreachable"));
+        if !(refused || unresolved) {
+            continue;
+        }
+        let line = line.trim().chars().take(300).collect::<String>();
+        let path = path_in(&line);
+        let denial = if unresolved || (!policy.network && networky && path.is_none()) {
+            Denial::Network { line }
+        } else {
+            Denial::Path { path, line }
+        };
+        if !found.contains(&denial) {
+            found.push(denial);
+        }
+    }
+    found
+}
+
+/// The path a denial message names: Python's `…: '/etc/shadow'`, or
+/// coreutils' `cat: /etc/shadow: Permission denied`.
+fn path_in(line: &str) -> Option<String> {
+    if let Some(start) = line.rfind(": '") {
+        let rest = &line[start + 3..];
+        if let Some(end) = rest.find('\'') {
+            return Some(rest[..end].to_owned());
+        }
+    }
+    line.split(": ")
+        .map(|part| part.trim_matches(|c| c == '\'' || c == '"' || c == '`'))
+        .find(|part| part.starts_with('/') || part.starts_with("~/") || part.starts_with("./"))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denial_messages_name_their_path() {
+        assert_eq!(
+            path_in("cat: /etc/shadow: Permission denied").as_deref(),
+            Some("/etc/shadow")
+        );
+        assert_eq!(
+            path_in("PermissionError: [Errno 13] Permission denied: '/root/.ssh/id_rsa'")
+                .as_deref(),
+            Some("/root/.ssh/id_rsa")
+        );
+        assert_eq!(path_in("sh: 1: cannot create x: Permission denied"), None);
+    }
+
+    #[test]
+    fn a_refused_socket_is_a_network_denial_and_a_file_a_path_denial() {
+        let policy = SandboxPolicy::default();
+        let socket =
+            "Traceback:\n  s = socket.socket()\nPermissionError: [Errno 13] Permission denied\n";
+        assert!(matches!(
+            denials(socket, &policy).as_slice(),
+            [Denial::Network { .. }]
+        ));
+        let file = "cat: /etc/shadow: Permission denied\n";
+        assert!(matches!(
+            denials(file, &policy).as_slice(),
+            [Denial::Path { path: Some(p), .. }] if p == "/etc/shadow"
+        ));
+        assert!(denials("all good\n", &policy).is_empty());
+    }
+}
