@@ -7,6 +7,7 @@
 mod control;
 mod model;
 mod request;
+mod sandbox;
 mod skill;
 mod status_text;
 mod table;
@@ -70,6 +71,14 @@ enum Command {
         #[command(subcommand)]
         command: skill::SkillCommand,
         /// Print the raw skill_reply content as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// The sandbox: which layers the kernel's host enforces, sessions.
+    Sandbox {
+        #[command(subcommand)]
+        command: sandbox::SandboxCommand,
+        /// Print the raw sandbox_reply content as JSON.
         #[arg(long, global = true)]
         json: bool,
     },
@@ -185,6 +194,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Model { command, json } => model::run(&mut client, command, json, timeout).await,
         Command::Skill { command, json } => skill::run(&mut client, command, json, timeout).await,
+        Command::Sandbox { command, json } => {
+            sandbox::run(&mut client, command, json, timeout).await
+        }
         Command::Status { json } => control::status(&mut client, json, timeout).await,
         Command::Interrupt { json } => control::interrupt(&mut client, json, timeout).await,
         Command::Shutdown { restart, json } => {

@@ -74,6 +74,7 @@ fn context(provider: Arc<ScriptedProvider>) -> RunContext {
         registry: Arc::new(Registry::new(vec![provider], config)),
         default_model: "m".into(),
         options: GenerationOptions::default(),
+        sandbox: None,
     }
 }
 

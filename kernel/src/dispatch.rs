@@ -60,6 +60,10 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
             "skill_reply",
             crate::skill_request::reply(shared, req).await,
         )),
+        "sandbox_request" => Ok((
+            "sandbox_reply",
+            crate::sandbox_request::reply(shared, &req.content).await,
+        )),
         "status_request" => Ok(("status_reply", crate::status::reply(shared))),
         "comm_info_request" => Ok((
             "comm_info_reply",

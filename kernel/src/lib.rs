@@ -50,6 +50,7 @@ pub mod operations;
 pub mod prompt;
 mod pull;
 pub mod sandbox;
+mod sandbox_request;
 pub mod session;
 mod session_writes;
 pub mod shell;

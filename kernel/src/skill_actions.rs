@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::errors::KernelError;
+use crate::sandbox::Sandbox;
 use crate::session::Shared;
 use crate::skills::format;
 use crate::skills::model::Origin;
@@ -151,7 +152,14 @@ pub async fn reload(skills: &Skills, name: Option<&str>) -> Result<Value, Kernel
 }
 
 /// `unload`, `enable` or `disable` of the versions `spec` names.
-pub async fn switch(skills: &Skills, action: &str, spec: &str) -> Result<Value, KernelError> {
+/// Unloads, enables or disables a skill; unloading or disabling one ends
+/// its session process, if it has one.
+pub async fn switch(
+    skills: &Skills,
+    sandbox: Option<&Sandbox>,
+    action: &str,
+    spec: &str,
+) -> Result<Value, KernelError> {
     let owned = spec.to_owned();
     let ids = match action {
         "unload" => skills.with_registry(move |r| r.unload(&owned)).await?,
@@ -162,6 +170,14 @@ pub async fn switch(skills: &Skills, action: &str, spec: &str) -> Result<Value, 
                 .await?
         }
     };
+    if let (Some(sandbox), "unload" | "disable") = (sandbox, action) {
+        for id in &ids {
+            let name = id.split('@').next().unwrap_or(id);
+            if sandbox.sessions.end(name).await {
+                tracing::info!(skill = %id, "ended the skill's session at {action}");
+            }
+        }
+    }
     Ok(json!({ "skills": ids }))
 }
 

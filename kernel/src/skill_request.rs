@@ -73,7 +73,13 @@ async fn answer(
         }
         "reload" => actions::reload(&skills, body.skill.as_deref()).await,
         "unload" | "enable" | "disable" => {
-            actions::switch(&skills, action, required(&body.skill, "skill", action)?).await
+            actions::switch(
+                &skills,
+                shared.sandbox().as_deref(),
+                action,
+                required(&body.skill, "skill", action)?,
+            )
+            .await
         }
         "validate" => match body.path.as_ref().or(body.skill.as_ref()) {
             Some(target) => actions::validate(&skills, target).await,

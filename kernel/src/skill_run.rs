@@ -17,7 +17,8 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use skillkernel_protocol::content::{DisplayData, MimeBundle};
+use skillkernel_protocol::content::{DisplayData, MimeBundle, StreamName};
+use skillkernel_providers::{GenerationOptions, ModelsConfig, Registry};
 use tokio::sync::mpsc;
 
 use crate::errors::KernelError;
@@ -45,14 +46,25 @@ pub async fn run(
     call: SkillCall,
 ) -> Result<RunOutput, KernelError> {
     let skills = shared.skills().ok_or(KernelError::NoSkills)?;
-    let models = shared.models().ok_or(KernelError::NoModel)?;
     let guard = skills.begin_execution(&call.spec).await?;
     let skill = Arc::clone(guard.skill());
     let name = skill.meta.name.clone();
-    let ctx = RunContext {
-        registry: Arc::clone(&models.registry),
-        default_model: shared.current_model().unwrap_or_default(),
-        options: models.options.clone(),
+    let runs_program = matches!(skill.kind(), SkillKind::Command | SkillKind::Session);
+    let ctx = match shared.models() {
+        Some(models) => RunContext {
+            registry: Arc::clone(&models.registry),
+            default_model: shared.current_model().unwrap_or_default(),
+            options: models.options.clone(),
+            sandbox: shared.sandbox(),
+        },
+        // Programs need no model.
+        None if runs_program => RunContext {
+            registry: Arc::new(Registry::new(Vec::new(), ModelsConfig::default())),
+            default_model: String::new(),
+            options: GenerationOptions::default(),
+            sandbox: shared.sandbox(),
+        },
+        None => return Err(KernelError::NoModel),
     };
     let request = RunRequest {
         skill: Arc::clone(&skill),
@@ -82,7 +94,7 @@ pub async fn run(
     }
     drop(guard);
     let output = result?;
-    if live.text().is_empty() && !output.text.is_empty() {
+    if !runs_program && live.text().is_empty() && !output.text.is_empty() {
         // Nothing streamed (an answer from the cache arrives whole).
         live.push(out, &output.text).await;
     }
@@ -127,9 +139,17 @@ async fn on_event(
     progress: Option<&mut Progress>,
     event: ExecEvent,
 ) {
-    if let ExecEvent::Text { text, .. } = &event {
-        live.push(out, text).await;
-        return;
+    match &event {
+        ExecEvent::Text { text, .. } => return live.push(out, text).await,
+        ExecEvent::Output { stream, text, .. } => {
+            let name = if stream == "stderr" {
+                StreamName::Stderr
+            } else {
+                StreamName::Stdout
+            };
+            return out.stream(name, text).await;
+        }
+        _ => {}
     }
     if let Some(progress) = progress {
         if progress.apply(&event) {
@@ -203,7 +223,7 @@ impl Progress {
                     ),
                 );
             }
-            ExecEvent::Text { .. } => return false,
+            ExecEvent::Text { .. } | ExecEvent::Output { .. } => return false,
         }
         true
     }

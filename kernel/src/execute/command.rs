@@ -51,6 +51,7 @@ pub async fn run(ctx: &mut ExecContext<'_>, script: &str) -> Result<(), KernelEr
             &Subject::cell(),
             &policy,
             &argv,
+            None,
             &mut sink,
             timeout,
             &cancel,

@@ -8,6 +8,7 @@ pub mod help;
 mod history;
 mod misc;
 mod model;
+pub mod sandbox;
 pub mod skill;
 pub(crate) mod skill_view;
 mod status;
@@ -156,6 +157,17 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
         subcommands: &["list", "search", "info", "run", "load", "reload", "unload", "enable", "disable", "validate", "metrics", "reset"],
         takes_variable: false,
     },
+    MagicSpec {
+        name: "sandbox",
+        usage: sandbox::USAGE,
+        summary: "Show which sandbox layers this host enforces, and the running sessions.",
+        help: "* `%sandbox` or `%sandbox status` — each layer (rlimits, no_new_privs, Landlock, seccomp): active here or why not; what `!command` cells may do; the session skills' processes; where the audit log is
+               * `%sandbox end NAME` — end a session skill's process (its state is lost)
+
+               `!command` cells and command and session skills run in the sandbox. See `docs/security.md`.",
+        subcommands: &["status", "end"],
+        takes_variable: false,
+    },
 ];
 
 /// `%%name` magics.
@@ -254,6 +266,7 @@ pub async fn run_line(
         "status" => status::run(ctx).await,
         "model" => model::run(ctx, args).await,
         "skill" => skill::run(ctx, args).await,
+        "sandbox" => sandbox::run(ctx, args).await,
         _ => Err(unknown("%", name, LINE_MAGICS)),
     }
 }

@@ -75,7 +75,13 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
             show_text(ctx, &report_text(&v["report"])).await
         }
         "unload" | "enable" | "disable" => {
-            let v = actions::switch(&skills, action, one(&words, "a skill name")?).await?;
+            let v = actions::switch(
+                &skills,
+                ctx.shared.sandbox().as_deref(),
+                action,
+                one(&words, "a skill name")?,
+            )
+            .await?;
             let ids: Vec<&str> = v["skills"]
                 .as_array()
                 .into_iter()

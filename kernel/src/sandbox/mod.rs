@@ -25,6 +25,7 @@ pub mod report;
 pub mod run;
 pub mod service;
 pub mod sessions;
+pub mod status;
 mod text;
 pub mod verdict;
 

@@ -144,19 +144,36 @@ impl Sandbox {
         policy.require_landlock |= self.setup.config.require_landlock;
     }
 
-    /// Runs `argv` under `policy` to its end, streaming output to `sink`,
-    /// and audits what the sandbox did.
+    /// Runs `argv` under `policy` to its end, with `stdin` (if any) as
+    /// its input, streaming output to `sink`, and audits what the sandbox
+    /// did.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
         subject: &Subject,
         policy: &SandboxPolicy,
         argv: &[String],
+        stdin: Option<&str>,
         sink: &mut impl OutputSink,
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<Judged, LaunchError> {
         self.audit_grants(subject, policy);
-        let spawned = self.helper.spawn(policy, argv, Stdin::Null).await?;
+        let mode = if stdin.is_some() {
+            Stdin::Piped
+        } else {
+            Stdin::Null
+        };
+        let mut spawned = self.helper.spawn(policy, argv, mode).await?;
+        if let (Some(text), Some(mut pipe)) = (stdin, spawned.child.stdin.take()) {
+            // Written aside: a program that does not read its input must
+            // not stall the run (the pipe then just closes).
+            let text = text.to_owned();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = pipe.write_all(text.as_bytes()).await;
+            });
+        }
         let bounds = RunBounds {
             timeout,
             max_output_bytes: self.setup.config.max_output_bytes,

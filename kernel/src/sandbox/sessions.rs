@@ -45,7 +45,7 @@ const REAP_INTERVAL: Duration = Duration::from_secs(10);
 const STDERR_TAIL_BYTES: usize = 16 * 1024;
 
 /// How a session's answer ends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
     /// The answer ends at the line printed by this command (with
@@ -53,6 +53,17 @@ pub enum Reply {
     Marker(String),
     /// One line in, one line out.
     Line,
+}
+
+impl Reply {
+    /// What `{marker}` stands for in a marker command.
+    pub const PLACEHOLDER: &'static str = "{marker}";
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply::Marker("echo {marker}".into())
+    }
 }
 
 /// What a session runs.

@@ -209,8 +209,8 @@ fn size_detail(bytes: Option<u64>) -> String {
     format!("it wrote a file over the file size limit ({mib:.1} MiB)")
 }
 
-/// The denials stderr reports.
-fn denials(stderr: &str, policy: &SandboxPolicy) -> Vec<Denial> {
+/// The denials `stderr` reports.
+pub fn denials(stderr: &str, policy: &SandboxPolicy) -> Vec<Denial> {
     let lower = stderr.to_lowercase();
     let networky = ["socket", "connect", "urlopen", "network", "getaddrinfo"]
         .iter()

@@ -296,7 +296,7 @@ pub struct AgentSkill {
     pub resources: Vec<PathBuf>,
 }
 
-/// A program run once per execution (sandboxed by the sandbox issue).
+/// A program run once per execution, in the sandbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandSkill {
     pub command: String,
@@ -313,7 +313,8 @@ pub struct CommandSkill {
     pub policy: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A named process kept between executions (sandboxed by the sandbox issue).
+/// A named process kept between executions, in the sandbox (see
+/// [`crate::sandbox::sessions`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionSkill {
     pub command: String,
@@ -321,6 +322,9 @@ pub struct SessionSkill {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// How an answer ends: after the `marker` command's line (default
+    /// `echo {marker}`), or after one line.
+    pub reply: crate::sandbox::sessions::Reply,
     /// `permissions`, `resource_limits`, `sandbox`, `timeout`, `retries`
     /// as written in the manifest; the sandbox interprets them.
     #[serde(default)]

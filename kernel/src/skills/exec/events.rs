@@ -24,6 +24,13 @@ pub enum ExecEvent {
     /// A piece of the skill's answer: the output of a prompt, conversation
     /// or agent skill, or of a workflow's output phase.
     Text { phase: String, text: String },
+    /// Output of a command or session skill's program, as it comes
+    /// (`stream` is `stdout` or `stderr`; stdout is also the answer).
+    Output {
+        phase: String,
+        stream: String,
+        text: String,
+    },
     /// A model call ended (also when interrupted: see `finish_reason`).
     PhaseFinished(PhaseResult),
     /// A call failed transiently and will be tried again after `delay`.

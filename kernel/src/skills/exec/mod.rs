@@ -19,8 +19,8 @@
 //! | code | where |
 //! |---|---|
 //! | `VALIDATION_ERROR` | here: arguments, context-file limits |
-//! | `SKILL_EXECUTION_ERROR` | here: provider failures, template runtime errors, command/session skills (refused until the sandbox issue) |
-//! | `SKILL_TIMEOUT` | here: the run outlived `resilience.timeout` |
+//! | `SKILL_EXECUTION_ERROR` | here: provider failures, template runtime errors, a command that failed on its own |
+//! | `SKILL_TIMEOUT` | here: the run outlived `resilience.timeout`; the sandbox: a command's `timeout` or CPU limit |
 //! | `CIRCUIT_BREAKER_OPEN` | here: the skill's breaker refused |
 //! | `PROVIDER_UNAVAILABLE` | here: the backend could not be reached (after retries) |
 //! | `SKILL_NOT_FOUND` | the registry: resolving the name the user typed |
@@ -35,6 +35,7 @@ mod call;
 pub mod context;
 mod events;
 pub mod params;
+mod program;
 mod prompt;
 mod resilience;
 mod workflow;
@@ -61,8 +62,9 @@ use self::events::{Answer, Emitter};
 use self::prompt::Values;
 use self::resilience::{call_with_retries, provider_error, timeout_error};
 use super::metrics::SkillMetrics;
-use super::model::{SkillBody, WorkflowSkill};
+use super::model::{CommandSkill, SessionSkill, SkillBody, WorkflowSkill};
 use super::{ErrorCode, Skill, SkillError};
+use crate::sandbox::Sandbox;
 
 /// One execution of a skill.
 #[derive(Debug, Clone)]
@@ -104,6 +106,8 @@ pub struct RunContext {
     pub default_model: String,
     /// The kernel's generation defaults, under the skill's overrides.
     pub options: GenerationOptions,
+    /// Where command and session skills run; `None` refuses them.
+    pub sandbox: Option<Arc<Sandbox>>,
 }
 
 /// Runs skills; one per kernel, shared by every session's runs.
@@ -116,6 +120,8 @@ pub struct Executor {
 enum Plan<'a> {
     One(Call),
     Workflow(&'a WorkflowSkill),
+    Command(&'a CommandSkill, &'a Sandbox),
+    Session(&'a SessionSkill, &'a Sandbox),
 }
 
 impl Executor {
@@ -191,6 +197,12 @@ impl Executor {
                 Plan::Workflow(w) => {
                     workflow::run(&run, skill, w, &values, &ctx.default_model, &ctx.options).await
                 }
+                Plan::Command(c, sandbox) => {
+                    program::command(&run, sandbox, skill, c, &values).await
+                }
+                Plan::Session(s, sandbox) => {
+                    program::session(&run, sandbox, skill, s, &req.input).await
+                }
             }
         };
         let answer = tokio::time::timeout(skill.resilience.timeout, calls).await;
@@ -225,7 +237,7 @@ impl Executor {
 /// Renders the single call of a prompt, conversation or agent skill
 /// (gathering context files first), or picks the workflow.
 async fn plan<'a>(
-    ctx: &RunContext,
+    ctx: &'a RunContext,
     skill: &'a Skill,
     values: &Values<'_>,
     req: &RunRequest,
@@ -253,17 +265,13 @@ async fn plan<'a>(
         SkillBody::Agent(a) => {
             prompt::agent_messages(a, skill.source.dir().as_deref(), values.input)
         }
-        SkillBody::Command(_) | SkillBody::Session(_) => {
-            return Err(SkillError::new(
-                ErrorCode::SkillExecutionError,
-                format!(
-                    "`{}` is a {} skill, and {} skills run only in the sandbox, which this kernel does not have yet",
-                    skill.meta.name,
-                    skill.kind(),
-                    skill.kind()
-                ),
-                "run a prompt, workflow, conversation or SKILL.md skill instead; command and session skills arrive with the sandbox",
-            ))
+        SkillBody::Command(c) => {
+            let sandbox = program::require(ctx.sandbox.as_deref(), skill)?;
+            return Ok(Plan::Command(c, sandbox));
+        }
+        SkillBody::Session(s) => {
+            let sandbox = program::require(ctx.sandbox.as_deref(), skill)?;
+            return Ok(Plan::Session(s, sandbox));
         }
     };
     let (spec, options) = workflow::settings(skill, None, &ctx.default_model, &ctx.options);

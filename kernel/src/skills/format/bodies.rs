@@ -14,6 +14,8 @@ use super::limits::DEFAULT_MAX_PARALLEL;
 use super::native::POLICY_KEYS;
 use super::sections::routing_of;
 use super::validate;
+use crate::sandbox::sessions::Reply;
+use crate::sandbox::SandboxPolicy;
 use crate::skills::error::LoadError;
 use crate::skills::model::{
     CommandSkill, ContextFiles, ConversationSkill, Phase, PromptSkill, SessionSkill, SkillBody,
@@ -83,21 +85,24 @@ pub fn body(root: &Obj<'_>, kind: SkillKind, params: &[String]) -> Result<SkillB
                 }
                 None => None,
             };
+            let policy = policy(root, &env)?;
             SkillBody::Command(CommandSkill {
                 command,
                 args,
                 env,
                 fallback,
-                policy: policy(root),
+                policy,
             })
         }
         SkillKind::Session => {
             let (command, args, env) = program(root)?;
+            let policy = policy(root, &env)?;
             SkillBody::Session(SessionSkill {
                 command,
                 args,
                 env,
-                policy: policy(root),
+                reply: reply(root)?,
+                policy,
             })
         }
         SkillKind::Agent => unreachable!("native manifests refuse `type: agent`"),
@@ -296,10 +301,51 @@ fn program(o: &Obj<'_>) -> Result<Program, LoadError> {
     ))
 }
 
-/// The sandbox's fields as written (the sandbox issue interprets them).
-fn policy(root: &Obj<'_>) -> Map<String, serde_json::Value> {
-    POLICY_KEYS
+/// The sandbox's fields as written, checked now so that a typo in
+/// `permissions` is a load error rather than a failure at the first run.
+fn policy(
+    root: &Obj<'_>,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<Map<String, serde_json::Value>, LoadError> {
+    let policy: Map<String, serde_json::Value> = POLICY_KEYS
         .iter()
         .filter_map(|k| root.map.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect()
+        .collect();
+    if let Err(e) = SandboxPolicy::from_manifest(&policy, env, std::path::Path::new("/")) {
+        return Err(root.error(e.field, e.message, e.remedy));
+    }
+    for key in ["timeout", "retries"] {
+        root.u64(key)?;
+    }
+    Ok(policy)
+}
+
+/// A session skill's `reply` (`marker`, the default, or `line`) and
+/// `marker` command.
+fn reply(root: &Obj<'_>) -> Result<Reply, LoadError> {
+    let marker = root.str("marker")?;
+    match root.str("reply")? {
+        None | Some("marker") => {
+            let command = marker.unwrap_or("echo {marker}");
+            if !command.contains(Reply::PLACEHOLDER) {
+                return Err(root.error(
+                    "marker",
+                    format!("`marker` must contain `{}`", Reply::PLACEHOLDER),
+                    "e.g. `marker: 'print(\"{marker}\")'` for Python, `echo {marker}` for a shell",
+                ));
+            }
+            Ok(Reply::Marker(command.to_owned()))
+        }
+        Some("line") if marker.is_some() => Err(root.error(
+            "marker",
+            "`marker` is only used with `reply: marker`",
+            "remove `marker`, or set `reply: marker`",
+        )),
+        Some("line") => Ok(Reply::Line),
+        Some(other) => Err(root.error(
+            "reply",
+            format!("`reply` is `{other}`; it must be `marker` or `line`"),
+            "`marker`: the answer ends at the marker command's line; `line`: one line in, one line out",
+        )),
+    }
 }

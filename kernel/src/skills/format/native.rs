@@ -52,7 +52,7 @@ pub const POLICY_KEYS: &[&str] = &[
     "retries",
 ];
 pub const COMMAND_KEYS: &[&str] = &["command", "args", "env", "fallback"];
-pub const SESSION_KEYS: &[&str] = &["command", "args", "env"];
+pub const SESSION_KEYS: &[&str] = &["command", "args", "env", "reply", "marker"];
 pub const ROUTING_KEYS: &[&str] = &["profile", "model"];
 pub const GENERATION_KEYS: &[&str] = &["max_tokens", "temperature"];
 pub const RESILIENCE_KEYS: &[&str] = &[

@@ -110,6 +110,7 @@ pub(super) fn context(provider: &Arc<ScriptedProvider>) -> RunContext {
         registry: Arc::new(Registry::new(vec![provider.clone()], config)),
         default_model: "m".into(),
         options: GenerationOptions::default(),
+        sandbox: None,
     }
 }
 

@@ -154,7 +154,7 @@ async fn an_agent_skill_sends_its_instructions_and_resources_as_the_system_promp
 }
 
 #[tokio::test]
-async fn command_skills_are_refused_until_the_sandbox_exists() {
+async fn command_skills_are_refused_by_a_kernel_without_a_sandbox() {
     let provider = ScriptedProvider::builder("scripted").build();
     let ctx = context(&provider);
     let exec = executor();
