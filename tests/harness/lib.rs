@@ -56,6 +56,16 @@ pub struct Daemon {
     stderr_path: PathBuf,
     /// How many times the daemon was started in this directory.
     starts: u32,
+    /// Where and with what extra environment it runs.
+    launch: Launch,
+}
+
+/// Where the daemon runs beyond the defaults: its working directory (the
+/// sandbox's workspace; default: the test's) and extra environment.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -68,9 +78,25 @@ impl Daemon {
 
     /// Starts with a given connection file (created by the daemon when absent).
     pub fn start_in(dir: tempfile::TempDir, connection_file: PathBuf, args: &[&str]) -> Daemon {
+        Self::launch(dir, connection_file, args, Launch::default())
+    }
+
+    /// Starts with `launch`'s working directory and environment.
+    pub fn start_with(launch: Launch, args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let connection_file = dir.path().join("kernel-test.json");
+        Self::launch(dir, connection_file, args, launch)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        connection_file: PathBuf,
+        args: &[&str],
+        launch: Launch,
+    ) -> Daemon {
         let stderr_path = dir.path().join("daemon.log");
         let existed = connection_file.exists();
-        let child = spawn(dir.path(), &connection_file, &stderr_path, args);
+        let child = spawn(dir.path(), &connection_file, &stderr_path, args, &launch);
         let mut daemon = Daemon {
             child,
             dir,
@@ -78,6 +104,7 @@ impl Daemon {
             info: ConnectionInfo::new_random("127.0.0.1", "unused"),
             stderr_path,
             starts: 1,
+            launch,
         };
         daemon.wait_serving(existed);
         daemon
@@ -100,6 +127,7 @@ impl Daemon {
             &self.connection_file,
             &self.stderr_path,
             args,
+            &self.launch,
         );
         self.wait_serving(existed);
     }
@@ -199,10 +227,21 @@ impl Drop for Daemon {
 }
 
 /// Spawns `skillkernel start -f <connection_file>` plus `args` in `dir`.
-fn spawn(dir: &Path, connection_file: &Path, stderr_path: &Path, args: &[&str]) -> Child {
+fn spawn(
+    dir: &Path,
+    connection_file: &Path,
+    stderr_path: &Path,
+    args: &[&str],
+    launch: &Launch,
+) -> Child {
     let stderr = std::fs::File::create(stderr_path).expect("log file");
     let stdout = std::fs::File::create(dir.join("daemon.out")).expect("out file");
-    Command::new(bin("skillkernel"))
+    let mut command = Command::new(bin("skillkernel"));
+    if let Some(cwd) = &launch.cwd {
+        command.current_dir(cwd);
+    }
+    command
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .arg("start")
         .arg("-f")
         .arg(connection_file)

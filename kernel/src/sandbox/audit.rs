@@ -34,6 +34,9 @@ pub struct Subject {
     /// The skill's name and version; `None` for cells.
     pub skill: Option<String>,
     pub version: Option<String>,
+    /// The skill's own folder: readable without it being a grant.
+    #[serde(skip)]
+    pub own_dir: Option<std::path::PathBuf>,
 }
 
 impl Subject {
@@ -42,6 +45,7 @@ impl Subject {
             source: "cell",
             skill: None,
             version: None,
+            own_dir: None,
         }
     }
 
@@ -50,6 +54,7 @@ impl Subject {
             source,
             skill: Some(name.to_owned()),
             version: Some(version.to_owned()),
+            own_dir: None,
         }
     }
 }

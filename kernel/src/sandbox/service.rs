@@ -249,6 +249,7 @@ impl Sandbox {
                     .iter()
                     .any(|d| Path::new(d) == p.as_path())
             })
+            .filter(|p| subject.own_dir.as_deref() != Some(p.as_path()))
             .map(|p| p.display().to_string())
             .collect();
         if !extra_reads.is_empty() {

@@ -140,7 +140,14 @@ fn limit_hit(
     policy: &SandboxPolicy,
 ) -> Option<(Limit, String)> {
     let limits = &policy.limits;
-    match status.signal() {
+    // A shell reports a child killed by signal N as exit status 128 + N.
+    let signal = status.signal().or_else(|| {
+        status
+            .code()
+            .filter(|c| (129..160).contains(c))
+            .map(|c| c - 128)
+    });
+    match signal {
         Some(libc::SIGXCPU) => {
             return Some((Limit::Cpu, cpu_detail(limits.cpu_secs)));
         }
@@ -249,9 +256,9 @@ fn path_in(line: &str) -> Option<String> {
             return Some(rest[..end].to_owned());
         }
     }
-    line.split(": ")
-        .map(|part| part.trim_matches(|c| c == '\'' || c == '"' || c == '`'))
-        .find(|part| part.starts_with('/') || part.starts_with("~/") || part.starts_with("./"))
+    // `cat: /etc/shadow: …`, `sh: 1: cannot create /tmp/x: …`.
+    line.split([' ', ':', '\'', '"', '`'])
+        .find(|word| word.starts_with('/') && word.len() > 1)
         .map(str::to_owned)
 }
 
@@ -269,6 +276,10 @@ mod tests {
             path_in("PermissionError: [Errno 13] Permission denied: '/root/.ssh/id_rsa'")
                 .as_deref(),
             Some("/root/.ssh/id_rsa")
+        );
+        assert_eq!(
+            path_in("sh: 1: cannot create /tmp/out/x: Permission denied").as_deref(),
+            Some("/tmp/out/x")
         );
         assert_eq!(path_in("sh: 1: cannot create x: Permission denied"), None);
     }

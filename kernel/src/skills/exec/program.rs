@@ -140,7 +140,10 @@ pub(super) async fn command(
     c: &CommandSkill,
     values: &Values<'_>,
 ) -> Result<Answer, SkillError> {
-    let subject = Subject::skill("skill", &skill.meta.name, &skill.meta.version.to_string());
+    let subject = Subject {
+        own_dir: skill.source.dir(),
+        ..Subject::skill("skill", &skill.meta.name, &skill.meta.version.to_string())
+    };
     let retries = c.policy.get("retries").and_then(Value::as_u64).unwrap_or(0) as u32;
     let timeout = timeout_of(skill, &c.policy);
     let started = Instant::now();
@@ -252,7 +255,10 @@ pub(super) async fn session(
     input: &str,
 ) -> Result<Answer, SkillError> {
     let version = skill.meta.version.to_string();
-    let subject = Subject::skill("session", &skill.meta.name, &version);
+    let subject = Subject {
+        own_dir: skill.source.dir(),
+        ..Subject::skill("session", &skill.meta.name, &version)
+    };
     let policy = policy_of(sandbox, skill, &s.policy, &s.env)?;
     let mut argv = vec![s.command.clone()];
     argv.extend(s.args.iter().cloned());

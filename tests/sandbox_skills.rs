@@ -1,0 +1,453 @@
+//! The escape corpus, run as real command skills through a real daemon:
+//! every attempt is stopped with `SECURITY_VIOLATION` or `SKILL_TIMEOUT`
+//! and an audit-log entry, the allowed operations of the same skills still
+//! work, and the daemon keeps serving. Also `!command` cells in the
+//! sandbox, session skills, `%sandbox status` and `skillctl sandbox`.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use harness::{run, Daemon, Launch};
+use serde_json::Value;
+use skillctl::{ExecuteOutcome, KernelClient};
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A workspace (the daemon's working directory), a directory outside it,
+/// a fake home with an SSH key, the corpus skills and a config.
+struct Corpus {
+    _dir: tempfile::TempDir,
+    workspace: PathBuf,
+    outside: PathBuf,
+    home: PathBuf,
+    config: PathBuf,
+}
+
+fn skill(dir: &Path, name: &str, body: &str) {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("skill.yaml"),
+        format!("name: {name}\nversion: 1.0.0\ndescription: Escape corpus.\ntype: command\n{body}"),
+    )
+    .unwrap();
+}
+
+fn corpus() -> Corpus {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let (workspace, outside, home) = (root.join("ws"), root.join("outside"), root.join("home"));
+    for d in [&workspace, &outside, &home.join(".ssh")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(workspace.join("notes.txt"), "inside the workspace\n").unwrap();
+    std::fs::write(outside.join("secret.txt"), "outside secret\n").unwrap();
+    std::fs::write(home.join(".ssh/id_rsa"), "PRIVATE KEY\n").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), workspace.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, workspace.join("linkdir")).unwrap();
+    let skills = root.join("skills");
+    skill(&skills, "reader", "command: cat\nargs: [\"{{input}}\"]\n");
+    skill(
+        &skills,
+        "writer",
+        "command: /bin/sh\nargs: [\"-c\", \"echo written > \\\"$0\\\"\", \"{{input}}\"]\n",
+    );
+    let connect = "import socket, sys\\ns = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)\\ns.sendall(b'hi')\\nprint('connected')";
+    skill(
+        &skills,
+        "net",
+        &format!("command: {PYTHON}\nargs: [\"-c\", \"{connect}\", \"{{{{input}}}}\"]\n"),
+    );
+    skill(
+        &skills,
+        "net-granted",
+        &format!("command: {PYTHON}\nargs: [\"-c\", \"{connect}\", \"{{{{input}}}}\"]\npermissions:\n  network: true\n"),
+    );
+    skill(
+        &skills,
+        "membomb",
+        &format!("command: {PYTHON}\nargs: [\"-c\", \"b = bytearray(2 * 1024**3); print(len(b))\"]\nresource_limits:\n  memory_mb: 256\n"),
+    );
+    skill(
+        &skills,
+        "spin",
+        "command: /bin/sh\nargs: [\"-c\", \"while :; do :; done\"]\nresource_limits:\n  cpu_secs: 1\ntimeout: 60\n",
+    );
+    skill(
+        &skills,
+        "filler",
+        &format!("command: {PYTHON}\nargs: [\"-c\", \"open('big.bin', 'wb').write(bytes(50_000_000))\"]\nresource_limits:\n  file_size_mb: 1\n"),
+    );
+    skill(
+        &skills,
+        "env-reader",
+        "command: /bin/sh\nargs: [\"-c\", \"env; cat /proc/$PPID/environ\"]\n",
+    );
+    skill(
+        &skills,
+        "env-granted",
+        "command: /bin/sh\nargs: [\"-c\", \"echo secret=$SKILLKERNEL_TEST_SECRET\"]\npermissions:\n  env: [SKILLKERNEL_TEST_SECRET]\n",
+    );
+    skill(
+        &skills,
+        "sleeper",
+        "command: sleep\nargs: [\"30\"]\ntimeout: 1\n",
+    );
+    let session = skills.join("pysession");
+    std::fs::create_dir_all(&session).unwrap();
+    std::fs::write(
+        session.join("skill.yaml"),
+        format!(
+            "name: pysession\nversion: 1.0.0\ndescription: A Python session.\ntype: session\n\
+             command: {PYTHON}\nargs: [\"-u\", \"-q\", \"-i\", \"-c\", \"import sys; sys.ps1 = sys.ps2 = ''\"]\n\
+             marker: 'print(\"{{marker}}\")'\ntimeout: 20\n"
+        ),
+    )
+    .unwrap();
+    let config = root.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            root.join("user-skills")
+        ),
+    )
+    .unwrap();
+    Corpus {
+        _dir: dir,
+        workspace,
+        outside,
+        home,
+        config,
+    }
+}
+
+fn start(c: &Corpus) -> Daemon {
+    let launch = Launch {
+        cwd: Some(c.workspace.clone()),
+        env: vec![
+            ("HOME".into(), c.home.display().to_string()),
+            ("SKILLKERNEL_TEST_SECRET".into(), "hunter2".into()),
+        ],
+    };
+    Daemon::start_with(launch, &["--config", c.config.to_str().unwrap()])
+}
+
+/// Runs `%skill run NAME -- INPUT`.
+async fn skill_run(client: &mut KernelClient, name: &str, input: &str) -> ExecuteOutcome {
+    run(client, &format!("%skill run {name} -- {input}")).await
+}
+
+fn ename(outcome: &ExecuteOutcome) -> &str {
+    outcome.reply.content["ename"].as_str().unwrap_or("")
+}
+
+fn audit(daemon: &Daemon) -> Vec<Value> {
+    let path = daemon.dir.path().join("state/sandbox-audit.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The audit entries of `skill` with `event`.
+fn entries<'a>(log: &'a [Value], skill: &str, event: &str) -> Vec<&'a Value> {
+    log.iter()
+        .filter(|e| e["skill"] == skill && e["event"] == event)
+        .collect()
+}
+
+fn assert_stopped(outcome: &ExecuteOutcome, code: &str, what: &str) {
+    assert_eq!(
+        outcome.status(),
+        "error",
+        "{what}: {:?}",
+        outcome.reply.content
+    );
+    assert_eq!(ename(outcome), code, "{what}: {:?}", outcome.reply.content);
+}
+
+/// A TCP listener counting the connections it accepts.
+fn listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 2];
+            let _ = (&stream).read(&mut buf);
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_escape_corpus_is_stopped_audited_and_the_allowed_work_still_runs() {
+    let c = corpus();
+    let daemon = start(&c);
+    let mut client = daemon.client().await;
+
+    // Reading: the workspace yes; /etc/shadow, ~/.ssh and a symlink out no.
+    let notes = skill_run(&mut client, "reader", "notes.txt").await;
+    assert_eq!(notes.status(), "ok", "{:?}", notes.reply.content);
+    assert!(notes.stream_text("stdout").contains("inside the workspace"));
+    let shadow = skill_run(&mut client, "reader", "/etc/shadow").await;
+    assert_stopped(&shadow, "SECURITY_VIOLATION", "reading /etc/shadow");
+    let key = c.home.join(".ssh/id_rsa");
+    let ssh = skill_run(&mut client, "reader", key.to_str().unwrap()).await;
+    assert_stopped(&ssh, "SECURITY_VIOLATION", "reading ~/.ssh");
+    assert!(!ssh.stream_text("stdout").contains("PRIVATE KEY"));
+    let link = skill_run(&mut client, "reader", "link.txt").await;
+    assert_stopped(
+        &link,
+        "SECURITY_VIOLATION",
+        "a symlink out of the workspace",
+    );
+    assert!(!link.stream_text("stdout").contains("outside secret"));
+
+    // Writing: inside yes; outside and through a symlinked directory no.
+    let inside = skill_run(&mut client, "writer", "out.txt").await;
+    assert_eq!(inside.status(), "ok", "{:?}", inside.reply.content);
+    assert_eq!(
+        std::fs::read_to_string(c.workspace.join("out.txt")).unwrap(),
+        "written\n"
+    );
+    let target = c.outside.join("pwned.txt");
+    let out = skill_run(&mut client, "writer", target.to_str().unwrap()).await;
+    assert_stopped(&out, "SECURITY_VIOLATION", "writing outside the workspace");
+    let via_link = skill_run(&mut client, "writer", "linkdir/pwned.txt").await;
+    assert_stopped(&via_link, "SECURITY_VIOLATION", "writing through a symlink");
+    assert!(!target.exists(), "nothing was written outside");
+
+    // Network: denied by default, allowed when granted.
+    let (port, accepted) = listener();
+    let net = skill_run(&mut client, "net", &port.to_string()).await;
+    assert_stopped(&net, "SECURITY_VIOLATION", "a TCP connection");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "no connection got through"
+    );
+    let granted = skill_run(&mut client, "net-granted", &port.to_string()).await;
+    assert_eq!(granted.status(), "ok", "{:?}", granted.reply.content);
+    assert!(granted.stream_text("stdout").contains("connected"));
+
+    // Resources: memory, CPU, file size; a wall-clock timeout.
+    let mem = skill_run(&mut client, "membomb", "").await;
+    assert_stopped(&mem, "SECURITY_VIOLATION", "a memory bomb");
+    let spin = skill_run(&mut client, "spin", "").await;
+    assert_stopped(&spin, "SKILL_TIMEOUT", "a CPU spin");
+    let fill = skill_run(&mut client, "filler", "").await;
+    assert_stopped(&fill, "SECURITY_VIOLATION", "filling the disk");
+    let size = std::fs::metadata(c.workspace.join("big.bin")).map_or(0, |m| m.len());
+    assert!(
+        size <= 1 << 20,
+        "the file stopped at the limit: {size} bytes"
+    );
+    let started = Instant::now();
+    let sleeper = skill_run(&mut client, "sleeper", "").await;
+    assert_stopped(&sleeper, "SKILL_TIMEOUT", "a command past its timeout");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // The daemon's environment: scrubbed, and /proc/<daemon>/environ closed.
+    let env = skill_run(&mut client, "env-reader", "").await;
+    assert_stopped(&env, "SECURITY_VIOLATION", "reading the daemon's environ");
+    assert!(!env.stream_text("stdout").contains("hunter2"));
+    let env_ok = skill_run(&mut client, "env-granted", "").await;
+    assert_eq!(env_ok.stream_text("stdout"), "secret=hunter2\n");
+
+    // The daemon is unharmed.
+    let alive = run(&mut client, "!echo alive").await;
+    assert_eq!(alive.stream_text("stdout"), "alive\n");
+
+    let log = audit(&daemon);
+    for e in &log {
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    }
+    let shadow_entry = entries(&log, "reader", "denied_path");
+    assert!(
+        shadow_entry.iter().any(|e| e["path"] == "/etc/shadow"),
+        "{log:#?}"
+    );
+    assert!(shadow_entry.iter().all(|e| e["version"] == "1.0.0"));
+    assert!(shadow_entry
+        .iter()
+        .any(|e| e["path"] == key.to_str().unwrap()));
+    assert!(!entries(&log, "writer", "denied_path").is_empty());
+    assert_eq!(entries(&log, "net", "denied_network").len(), 1, "{log:#?}");
+    assert_eq!(
+        entries(&log, "net-granted", "permission_granted")[0]["grant"],
+        "network"
+    );
+    for (skill, limit) in [
+        ("membomb", "memory"),
+        ("spin", "cpu"),
+        ("filler", "file_size"),
+    ] {
+        let kills = entries(&log, skill, "limit_kill");
+        assert_eq!(kills.len(), 1, "{skill}: {log:#?}");
+        assert_eq!(kills[0]["limit"], limit);
+    }
+    assert_eq!(entries(&log, "sleeper", "timeout").len(), 1);
+    assert!(entries(&log, "env-reader", "denied_path")
+        .iter()
+        .any(|e| e["path"].as_str().is_some_and(|p| p.ends_with("/environ"))));
+    let env_grants = entries(&log, "env-granted", "permission_granted");
+    assert_eq!(env_grants.len(), 1, "{env_grants:#?}");
+    assert_eq!(env_grants[0]["grant"], "env");
+    assert_eq!(env_grants[0]["names"][0], "SKILLKERNEL_TEST_SECRET");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_cells_run_in_the_sandbox_and_sandbox_status_reports_the_layers() {
+    let c = corpus();
+    let daemon = start(&c);
+    let mut client = daemon.client().await;
+    let written = run(&mut client, "!echo cell > cell.txt && cat cell.txt").await;
+    assert_eq!(written.stream_text("stdout"), "cell\n");
+    let shadow = run(&mut client, "!cat /etc/shadow").await;
+    assert_stopped(&shadow, "SECURITY_VIOLATION", "a cell reading /etc/shadow");
+    let log = audit(&daemon);
+    assert!(log
+        .iter()
+        .any(|e| e["source"] == "cell" && e["path"] == "/etc/shadow"));
+
+    let status = run(&mut client, "%sandbox status").await;
+    assert_eq!(status.status(), "ok", "{:?}", status.reply.content);
+    let report = status
+        .iopub
+        .iter()
+        .find_map(|m| m.content["data"].get("application/json").cloned())
+        .expect("a JSON report");
+    let layers: Vec<&str> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["rlimits", "no_new_privs", "landlock", "seccomp"]);
+    for layer in report["layers"].as_array().unwrap() {
+        assert!(!layer["detail"].as_str().unwrap().is_empty(), "{layer}");
+    }
+    assert_eq!(report["workspace"], c.workspace.to_str().unwrap());
+    let markdown = status
+        .iopub
+        .iter()
+        .find_map(|m| {
+            m.content["data"]["text/markdown"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap();
+    assert!(markdown.contains("| landlock |"), "{markdown}");
+
+    let complete = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["active"] == true);
+    let out = daemon.skillctl(&["sandbox", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(if complete { 0 } else { 1 }),
+        "{text}"
+    );
+    assert!(
+        text.contains("landlock") && text.contains("seccomp"),
+        "{text}"
+    );
+    let json_out = daemon.skillctl(&["sandbox", "status", "--json"]);
+    let parsed: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert_eq!(parsed["layers"], report["layers"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_skill_keeps_its_state_survives_an_interrupt_and_ends_at_unload() {
+    let c = corpus();
+    let daemon = start(&c);
+    let mut client = daemon.client().await;
+    let set = run(
+        &mut client,
+        "%%run pysession\nx = 41\ndef inc(v):\n    return v + 1",
+    )
+    .await;
+    assert_eq!(set.status(), "ok", "{:?}", set.reply.content);
+    let get = run(&mut client, "%%run pysession\nprint(inc(x))").await;
+    assert_eq!(get.status(), "ok", "{:?}", get.reply.content);
+    assert_eq!(get.stream_text("stdout"), "42\n");
+
+    // An interrupt reaches Python as KeyboardInterrupt; the state stays.
+    let interrupter = client.interrupter();
+    let interrupt = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        interrupter.interrupt().await.unwrap();
+    });
+    let started = Instant::now();
+    let slow = run(&mut client, "%%run pysession\nimport time; time.sleep(30)").await;
+    interrupt.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        ename(&slow),
+        "KeyboardInterrupt",
+        "{:?}",
+        slow.reply.content
+    );
+    assert!(slow.stream_text("stderr").contains("KeyboardInterrupt"));
+    let after = run(&mut client, "%%run pysession\nprint(x)").await;
+    assert_eq!(
+        after.stream_text("stdout"),
+        "41\n",
+        "{:?}",
+        after.reply.content
+    );
+
+    // A denied operation inside the session is reported; it lives on.
+    let shadow = run(&mut client, "%%run pysession\nopen('/etc/shadow').read()").await;
+    assert_stopped(
+        &shadow,
+        "SECURITY_VIOLATION",
+        "a session reading /etc/shadow",
+    );
+    let still = run(&mut client, "%%run pysession\nprint(x)").await;
+    assert_eq!(still.stream_text("stdout"), "41\n");
+
+    let status = run(&mut client, "%sandbox status").await;
+    let report = status
+        .iopub
+        .iter()
+        .find_map(|m| m.content["data"].get("application/json").cloned())
+        .unwrap();
+    let sessions = report["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{report}");
+    assert_eq!(sessions[0]["name"], "pysession");
+    let pid = sessions[0]["pid"].as_i64().unwrap() as i32;
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+
+    let unload = run(&mut client, "%skill unload pysession").await;
+    assert_eq!(unload.status(), "ok", "{:?}", unload.reply.content);
+    let gone = Instant::now();
+    while Path::new(&format!("/proc/{pid}/status")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|s| !s.contains("State:\tZ"))
+    {
+        assert!(
+            gone.elapsed() < Duration::from_secs(5),
+            "the session outlived its unload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fresh = run(&mut client, "%%run pysession\nprint('x' in globals())").await;
+    assert_eq!(
+        fresh.stream_text("stdout"),
+        "False\n",
+        "a new process after unload"
+    );
+}
