@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{free_port, run, Daemon};
+use harness::{free_port, run, Daemon, Launch};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use skillctl::Target;
@@ -68,10 +68,13 @@ async fn sigterm_stops_the_daemon_after_the_grace_period_and_kills_running_comma
     let config = dir.path().join("shutdown.toml");
     std::fs::write(&config, "[shutdown]\ngrace_secs = 0.5\n").unwrap();
     let connection_file = dir.path().join("kernel-test.json");
-    let mut daemon = Daemon::start_in(
+    // The cell writes its pid in the daemon's dir: its working directory,
+    // where the sandbox lets `!commands` write.
+    let mut daemon = Daemon::start_in_with(
         dir,
         connection_file,
         &["--config", config.to_str().unwrap()],
+        Launch::in_own_dir(),
     );
     let client = daemon.client().await;
     let marker = daemon.dir.path().join("child.pid");

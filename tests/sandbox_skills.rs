@@ -133,6 +133,7 @@ fn start(c: &Corpus) -> Daemon {
             ("HOME".into(), c.home.display().to_string()),
             ("SKILLKERNEL_TEST_SECRET".into(), "hunter2".into()),
         ],
+        ..Launch::default()
     };
     Daemon::start_with(launch, &["--config", c.config.to_str().unwrap()])
 }

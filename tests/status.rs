@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use harness::{bin, free_port, run, Daemon};
+use harness::{bin, free_port, run, Daemon, Launch};
 use serde_json::{json, Value};
 use skillctl::Target;
 use skillkernel_protocol::ConnectionInfo;
@@ -24,7 +24,13 @@ fn daemon_with_health(extra: &str) -> Daemon {
     std::fs::write(&config, format!("[health]\n{HOST_CHECKS_OFF}{extra}")).expect("config");
     let connection_file = dir.path().join("kernel-test.json");
     let config = config.display().to_string();
-    Daemon::start_in(dir, connection_file, &["--config", &config])
+    // In its own dir: the cells below write a marker there.
+    Daemon::start_in_with(
+        dir,
+        connection_file,
+        &["--config", &config],
+        Launch::in_own_dir(),
+    )
 }
 
 fn stdout(out: &Output) -> String {
@@ -227,7 +233,7 @@ async fn wait_for(marker: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skillctl_interrupt_stops_a_running_sleep_cell() {
-    let daemon = Daemon::start(&[]);
+    let daemon = Daemon::start_with(Launch::in_own_dir(), &[]);
     let mut client = daemon.client().await;
     let marker = daemon.dir.path().join("started");
     let connection_file = daemon.connection_file.clone();

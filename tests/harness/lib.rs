@@ -65,7 +65,21 @@ pub struct Daemon {
 #[derive(Debug, Clone, Default)]
 pub struct Launch {
     pub cwd: Option<PathBuf>,
+    /// Run in the daemon's own temp dir (`Daemon::dir`), so `!commands`
+    /// may write there (the sandbox lets them write only in the working
+    /// directory).
+    pub in_own_dir: bool,
     pub env: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// Working in the daemon's own temp dir.
+    pub fn in_own_dir() -> Self {
+        Launch {
+            in_own_dir: true,
+            ..Launch::default()
+        }
+    }
 }
 
 impl Daemon {
@@ -79,6 +93,16 @@ impl Daemon {
     /// Starts with a given connection file (created by the daemon when absent).
     pub fn start_in(dir: tempfile::TempDir, connection_file: PathBuf, args: &[&str]) -> Daemon {
         Self::launch(dir, connection_file, args, Launch::default())
+    }
+
+    /// As [`Daemon::start_in`], with `launch`.
+    pub fn start_in_with(
+        dir: tempfile::TempDir,
+        connection_file: PathBuf,
+        args: &[&str],
+        launch: Launch,
+    ) -> Daemon {
+        Self::launch(dir, connection_file, args, launch)
     }
 
     /// Starts with `launch`'s working directory and environment.
@@ -239,6 +263,8 @@ fn spawn(
     let mut command = Command::new(bin("skillkernel"));
     if let Some(cwd) = &launch.cwd {
         command.current_dir(cwd);
+    } else if launch.in_own_dir {
+        command.current_dir(dir);
     }
     command
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
