@@ -53,8 +53,8 @@ fn summary(mut samples: Vec<Duration>) -> (f64, f64) {
     (at(0.50), at(0.95))
 }
 
-/// Round trips through a sandboxed session.
-async fn sandboxed(sandbox: &Sandbox, argv: &[&str], reply: Reply) -> Vec<Duration> {
+/// Round trips through a sandboxed session: `input` must answer `hello`.
+async fn sandboxed(sandbox: &Sandbox, argv: &[&str], reply: Reply, input: &str) -> Vec<Duration> {
     let spec = SessionSpec {
         name: argv[0].to_owned(),
         skill: "bench@1.0.0".into(),
@@ -71,7 +71,7 @@ async fn sandboxed(sandbox: &Sandbox, argv: &[&str], reply: Reply) -> Vec<Durati
             .exchange(
                 sandbox.helper(),
                 &spec,
-                "hello",
+                input,
                 &mut Discard,
                 Duration::from_secs(10),
                 &cancel,
@@ -137,8 +137,9 @@ fn main() {
             config: SandboxConfig::default(),
         });
         let peer = summary(bare().await);
-        let line = summary(sandboxed(&sandbox, &["/bin/cat"], Reply::Line).await);
-        let marker = summary(sandboxed(&sandbox, &["/bin/sh"], Reply::default()).await);
+        let line = summary(sandboxed(&sandbox, &["/bin/cat"], Reply::Line, "hello").await);
+        let marker =
+            summary(sandboxed(&sandbox, &["/bin/sh"], Reply::default(), "echo hello").await);
         (line, marker, peer)
     });
     println!("session round trip, {EXCHANGES} exchanges (ms)");
