@@ -40,6 +40,22 @@ struct EventSink<'r, 'a> {
     stderr: String,
 }
 
+impl<'r, 'a> EventSink<'r, 'a> {
+    fn new(run: &'r Run<'a>, phase: &'r str) -> Self {
+        EventSink {
+            run,
+            phase,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    }
+}
+
+/// The program could not be started or reached at all.
+fn unreachable_program(error: impl std::fmt::Display, hint: &str) -> SkillError {
+    SkillError::new(ErrorCode::SkillExecutionError, error.to_string(), hint)
+}
+
 impl OutputSink for EventSink<'_, '_> {
     async fn output(&mut self, stream: Stream, text: &str) {
         let name = match stream {
@@ -156,12 +172,7 @@ pub(super) async fn command(
         let argv = argv(program, values)?;
         run.attempts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut sink = EventSink {
-            run,
-            phase: "command",
-            stdout: String::new(),
-            stderr: String::new(),
-        };
+        let mut sink = EventSink::new(run, "command");
         let judged = sandbox
             .run(
                 &subject,
@@ -173,13 +184,7 @@ pub(super) async fn command(
                 &run.cancel,
             )
             .await
-            .map_err(|e| {
-                SkillError::new(
-                    ErrorCode::SkillExecutionError,
-                    e.to_string(),
-                    "see the daemon log",
-                )
-            })?;
+            .map_err(|e| unreachable_program(e, "see the daemon log"))?;
         let Judged { verdict, .. } = judged;
         let answer = |interrupted| {
             Ok(Answer {
@@ -270,12 +275,7 @@ pub(super) async fn session(
         reply: s.reply.clone(),
     };
     let started = Instant::now();
-    let mut sink = EventSink {
-        run,
-        phase: "session",
-        stdout: String::new(),
-        stderr: String::new(),
-    };
+    let mut sink = EventSink::new(run, "session");
     run.attempts
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     sandbox.audit_grants(&subject, &spec.policy);
@@ -291,13 +291,7 @@ pub(super) async fn session(
             &run.cancel,
         )
         .await
-        .map_err(|e| {
-            SkillError::new(
-                ErrorCode::SkillExecutionError,
-                e.to_string(),
-                "`%sandbox status` lists the sessions",
-            )
-        })?;
+        .map_err(|e| unreachable_program(e, "`%sandbox status` lists the sessions"))?;
     let what = format!("`{}`", skill.id());
     let denials = verdict::denials(&sink.stderr, &spec.policy);
     let verdict = match &exchange.ended {
