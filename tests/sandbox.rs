@@ -10,19 +10,30 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::bin;
-use harness::sandbox::{landlock_unavailable, policy_in, probe, sandboxed, PYTHON};
+use harness::sandbox::{
+    layer_unavailable, policy_in, probe, sandboxed, sandboxed_keeping_cgroup, PYTHON,
+};
 use serde_json::{json, Value};
+use skillkernel_kernel::sandbox::cgroup;
+
+/// Skips the test, with the probe's reason, when the host cannot enforce
+/// `$layer`.
+macro_rules! require_layer {
+    ($layer:literal, $what:literal) => {
+        if let Some(reason) = layer_unavailable($layer) {
+            eprintln!("SKIPPED: {} on this host: {reason}", $what);
+            return;
+        }
+    };
+}
 
 macro_rules! require_landlock {
     () => {
-        if let Some(reason) = landlock_unavailable() {
-            eprintln!("SKIPPED: Landlock is not available on this host: {reason}");
-            return;
-        }
+        require_layer!("landlock", "Landlock is not available")
     };
 }
 
@@ -31,7 +42,13 @@ fn the_probe_reports_each_layer_with_the_kernel_release() {
     let probe = probe();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(probe["kernel_release"], release.trim());
-    for layer in ["rlimits", "no_new_privs", "landlock", "seccomp"] {
+    for layer in [
+        "rlimits",
+        "processes",
+        "no_new_privs",
+        "landlock",
+        "seccomp",
+    ] {
         assert!(probe[layer]["available"].is_boolean(), "{layer}: {probe}");
         assert!(
             probe[layer]["detail"]
@@ -190,15 +207,20 @@ fn the_policy_can_come_through_an_inherited_descriptor() {
     std::fs::File::from(policy_write)
         .write_all(policy.to_string().as_bytes())
         .unwrap();
-    let out = Command::new(bin("skillkernel"))
+    let child = Command::new(bin("skillkernel"))
         .args([
             "sandbox-exec",
             "--policy-fd",
             &policy_read.as_raw_fd().to_string(),
         ])
         .args(["--", "sh", "-c", "echo $FROM_FD; pwd"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    cgroup::remove_run_cgroup(pid);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let workspace = workspace.path().canonicalize().unwrap();
@@ -254,6 +276,128 @@ fn rlimit_cpu_kills_a_spin() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Forks children that sleep 1 s, until a fork fails or 200 succeeded (so
+/// that without any limit the test still cannot exhaust the host), waits
+/// for them, and prints `forks N error ERRNO-NAME`.
+const BOUNDED_FORK_BOMB: &str = "\
+import errno, os, time
+children, error = [], None
+while len(children) < 200:
+    try:
+        pid = os.fork()
+    except OSError as e:
+        error = errno.errorcode.get(e.errno, str(e.errno))
+        break
+    if pid == 0:
+        time.sleep(1)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+print('forks', len(children), 'error', error)
+";
+
+/// What the status line should name as the process limit's enforcer for
+/// the user the tests run as.
+fn expected_process_layer() -> &'static str {
+    if nix::unistd::geteuid().is_root() {
+        "cgroup_pids"
+    } else {
+        "rlimit"
+    }
+}
+
+macro_rules! require_process_limit {
+    () => {
+        require_layer!("processes", "no layer can enforce a process limit")
+    };
+}
+
+#[test]
+fn a_fork_bomb_is_stopped_at_the_process_limit() {
+    require_process_limit!();
+    let workspace = tempfile::tempdir().unwrap();
+    let mut policy = policy_in(workspace.path());
+    policy["limits"] = json!({ "processes": 64 });
+    let run = sandboxed_keeping_cgroup(&policy, &[PYTHON, "-c", BOUNDED_FORK_BOMB]);
+    assert!(run.status.success(), "{}", run.describe());
+    let report: Vec<&str> = run.stdout.split_whitespace().collect();
+    let ["forks", forks, "error", error] = report[..] else {
+        panic!("unexpected output: {}", run.describe());
+    };
+    assert_eq!(error, "EAGAIN", "{}", run.describe());
+    assert!(
+        forks.parse::<u32>().unwrap() < 64,
+        "{forks} forks under a limit of 64: {}",
+        run.describe()
+    );
+    let processes = &run.applied()["processes"];
+    assert_eq!(
+        processes["enforced_by"],
+        expected_process_layer(),
+        "{processes}"
+    );
+    assert_eq!(processes["limit"], 64);
+    // The host can still start processes.
+    assert!(Command::new("true").status().unwrap().success());
+
+    if let Some(group) = processes["cgroup"].as_str() {
+        let group = Path::new(group);
+        assert_eq!(
+            std::fs::read_to_string(group.join("pids.max"))
+                .unwrap()
+                .trim(),
+            "64"
+        );
+        cgroup::remove_run_cgroup(run.pid);
+        assert!(!group.exists(), "{} is still there", group.display());
+    }
+}
+
+#[test]
+fn the_status_line_says_whether_the_process_limit_is_enforced() {
+    require_process_limit!();
+    let workspace = tempfile::tempdir().unwrap();
+    let limited = sandboxed(&policy_in(workspace.path()), &["true"]);
+    let processes = &limited.applied()["processes"];
+    assert_eq!(
+        processes["enforced_by"],
+        expected_process_layer(),
+        "{processes}"
+    );
+    assert_eq!(processes["limit"], 4096, "{processes}");
+    assert!(processes["reason"].is_null(), "{processes}");
+
+    let mut policy = policy_in(workspace.path());
+    policy["limits"] = json!({ "processes": null });
+    let unlimited = sandboxed(&policy, &["true"]);
+    let processes = &unlimited.applied()["processes"];
+    assert_eq!(processes["enforced_by"], "not_enforced", "{processes}");
+    assert!(processes["cgroup"].is_null(), "{processes}");
+    assert!(
+        processes["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no process limit")),
+        "{processes}"
+    );
+}
+
+#[test]
+fn a_run_cgroup_left_behind_is_swept() {
+    require_process_limit!();
+    let workspace = tempfile::tempdir().unwrap();
+    let run = sandboxed_keeping_cgroup(&policy_in(workspace.path()), &["true"]);
+    let Some(group) = run.applied()["processes"]["cgroup"].as_str() else {
+        eprintln!("SKIPPED: the process limit is not a cgroup here (not root)");
+        return;
+    };
+    let group = Path::new(group);
+    assert!(group.is_dir(), "{}", run.describe());
+    assert_eq!(cgroup::run_cgroup_dir(run.pid).as_deref(), Some(group));
+    cgroup::sweep_stale_run_cgroups();
+    assert!(!group.exists(), "{} survived the sweep", group.display());
 }
 
 fn libc_sigxcpu() -> i32 {

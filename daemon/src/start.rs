@@ -116,6 +116,9 @@ fn run_detached(
     // Held to the end: it flushes the log file when dropped.
     let log = Arc::new(logging::init(&settings.log)?);
     tracing::info!(files = ?files, "configuration read");
+    // Sandbox pids groups a crashed daemon left behind (root daemons only
+    // make them; elsewhere this finds nothing).
+    skillkernel_kernel::sandbox::cgroup::sweep_stale_run_cgroups();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.io_threads.max(1))
         .thread_name("skillkernel-io")

@@ -13,6 +13,8 @@ use crate::bin;
 
 /// What one sandboxed run produced.
 pub struct Run {
+    /// The helper's pid (the program's, after `execve`).
+    pub pid: u32,
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -38,8 +40,15 @@ impl Run {
 
 /// Runs `program` under `policy`, with `SKILLKERNEL_TEST_SECRET` in the
 /// helper's environment (as the daemon's secrets would be), killing it if
-/// it outlives 30 s.
+/// it outlives 30 s; then removes the run's pids cgroup, as the daemon does.
 pub fn sandboxed(policy: &Value, program: &[&str]) -> Run {
+    let run = sandboxed_keeping_cgroup(policy, program);
+    skillkernel_kernel::sandbox::cgroup::remove_run_cgroup(run.pid);
+    run
+}
+
+/// [`sandboxed`], leaving the run's pids cgroup (if any) for the test.
+pub fn sandboxed_keeping_cgroup(policy: &Value, program: &[&str]) -> Run {
     let (status_read, status_write) = nix::unistd::pipe().expect("status pipe");
     let mut child = Command::new(bin("skillkernel"))
         .arg("sandbox-exec")
@@ -56,6 +65,7 @@ pub fn sandboxed(policy: &Value, program: &[&str]) -> Run {
         .spawn()
         .expect("spawn skillkernel sandbox-exec");
     drop(status_write);
+    let pid = child.id();
     let mut status_text = String::new();
     std::fs::File::from(status_read)
         .read_to_string(&mut status_text)
@@ -90,6 +100,7 @@ pub fn sandboxed(policy: &Value, program: &[&str]) -> Run {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad status line {l:?}: {e}")))
         .collect();
     Run {
+        pid,
         status,
         stdout,
         stderr,
@@ -106,13 +117,14 @@ pub fn probe() -> Value {
     serde_json::from_slice(&out.stdout).expect("probe prints JSON")
 }
 
-/// `None` when Landlock is enforced here, else the probe's reason.
-pub fn landlock_unavailable() -> Option<String> {
+/// `None` when the probe says `layer` (`landlock`, `processes`, …) can be
+/// enforced here, else its reason.
+pub fn layer_unavailable(layer: &str) -> Option<String> {
     let probe = probe();
-    if probe["landlock"]["available"] == true {
+    if probe[layer]["available"] == true {
         None
     } else {
-        Some(probe["landlock"]["detail"].to_string())
+        Some(probe[layer]["detail"].to_string())
     }
 }
 

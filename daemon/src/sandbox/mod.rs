@@ -13,22 +13,32 @@
 //!    scrubbed environment, program lookup) while nothing limits the helper.
 //! 1. **Process group** (`setsid`, or already a group leader): first, so the
 //!    parent can kill the whole tree by the helper's pid whatever follows.
-//! 2. **Workspace** (`chdir`): before Landlock, so a missing workspace is
+//! 2. **pids cgroup** (root only: `RLIMIT_NPROC` does not limit root): the
+//!    helper joins `<pids root>/skillkernel/run-<pid>` with `pids.max` set,
+//!    so the program and everything it starts count from the start. Before
+//!    Landlock, which would deny the cgroupfs writes. Best effort: reported,
+//!    never a set-up failure (see `pids_cgroup.rs`).
+//! 3. **Workspace** (`chdir`): before Landlock, so a missing workspace is
 //!    reported as such rather than as a denied path.
-//! 3. **`PR_SET_NO_NEW_PRIVS`**: Landlock and unprivileged seccomp require
+//! 4. **`PR_SET_NO_NEW_PRIVS`**: Landlock and unprivileged seccomp require
 //!    it, and it keeps set-uid programs from escaping the rules.
-//! 4. **Landlock**: filesystem (and TCP, ABI ≥ 4) rules.
-//! 5. **seccomp**: the socket filter. After Landlock, so no filter can ever
+//! 5. **Landlock**: filesystem (and TCP, ABI ≥ 4) rules.
+//! 6. **seccomp**: the socket filter. After Landlock, so no filter can ever
 //!    stand in the way of installing the Landlock ruleset.
-//! 6. **rlimits** last before exec: they constrain the helper too (address
+//! 7. **rlimits** last before exec: they constrain the helper too (address
 //!    space for its allocations, open files for Landlock's path descriptors,
 //!    CPU for its set-up), and only the program needs them.
-//! 7. **Status line, close-on-exec for every descriptor above 2, `execve`**
+//! 8. **Status line, close-on-exec for every descriptor above 2, `execve`**
 //!    with the scrubbed environment (the helper never edits its own).
+//!
+//! The parent removes the run's pids group after the run
+//! (`skillkernel_kernel::sandbox::cgroup::remove_run_cgroup`): the helper
+//! cannot, it has become the program.
 
 mod environment;
 mod exec;
 mod landlock_rules;
+mod pids_cgroup;
 mod probe;
 mod rlimits;
 mod seccomp_filter;
@@ -77,6 +87,7 @@ fn confine_and_exec(
     let env = environment::scrubbed(&policy, std::env::vars_os());
     let program = exec::Program::prepare(&args.program, &env)?;
     let process_group = exec::enter_own_process_group()?;
+    let processes = pids_cgroup::apply(&policy.limits);
     if let Some(workspace) = &policy.workspace {
         std::env::set_current_dir(workspace).map_err(|e| {
             failure(
@@ -93,6 +104,7 @@ fn confine_and_exec(
         program: program.display(),
         process_group: process_group.to_string(),
         rlimits,
+        processes,
         no_new_privs: true,
         landlock,
         seccomp: seccomp.to_string(),

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use skillkernel_kernel::sandbox::{HostSupport, LayerSupport};
 
-use super::{landlock_rules, seccomp_filter};
+use super::{landlock_rules, pids_cgroup, seccomp_filter};
 
 /// Prints the host's support; exit 0 (a host without a layer is a fact to
 /// report, not an error).
@@ -54,6 +54,7 @@ pub fn host_support() -> HostSupport {
             true,
             "setrlimit(2): CPU, AS, FSIZE, NOFILE, NPROC, CORE".into(),
         ),
+        processes: pids_cgroup::support(),
         no_new_privs: no_new_privs(),
         landlock,
         landlock_abi,

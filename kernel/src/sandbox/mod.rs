@@ -8,7 +8,8 @@
 //!   status pipes, [`run`] drives one program to its end (output streamed
 //!   and capped, timeout, interrupt, group kill), [`verdict`] says what the
 //!   ending means, [`audit`] writes security events, [`sessions`] keeps
-//!   session skills' processes, and [`service::Sandbox`] ties them
+//!   session skills' processes, [`cgroup`] removes the per-run pids
+//!   cgroups root helpers make, and [`service::Sandbox`] ties them
 //!   together for the kernel.
 //!
 //! This module must never apply a layer itself: the kernel runs inside a
@@ -17,6 +18,7 @@
 //! re-executes itself as the single-threaded helper for that.
 
 pub mod audit;
+pub mod cgroup;
 pub mod errors;
 pub mod launch;
 pub mod manifest;
@@ -32,7 +34,8 @@ pub mod verdict;
 pub use manifest::ManifestPolicyError;
 pub use policy::{Limits, SandboxPolicy, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
 pub use report::{
-    HostSupport, LandlockOutcome, LayerSupport, SetupFailure, SetupReport, SetupStage, StatusLine,
-    EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED,
+    HostSupport, LandlockOutcome, LayerSupport, ProcessLimitEnforcement, ProcessLimitOutcome,
+    SetupFailure, SetupReport, SetupStage, StatusLine, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
+    EXIT_SETUP_FAILED,
 };
 pub use service::{Judged, Sandbox, SandboxConfig, SandboxSetup};

@@ -133,10 +133,13 @@ pub struct Limits {
     pub file_size_bytes: Option<u64>,
     /// Open file descriptors (`RLIMIT_NOFILE`).
     pub open_files: Option<u64>,
-    /// Processes (threads included) of this *user*, all of them, not only
-    /// the sandbox's (`RLIMIT_NPROC`), against fork bombs: keep it well
-    /// above what the user already runs. Not enforced for root
-    /// (`CAP_SYS_RESOURCE`/`CAP_SYS_ADMIN`).
+    /// Processes (threads included), against fork bombs. Non-root:
+    /// `RLIMIT_NPROC`, which counts every process of this *user*, not only
+    /// the sandbox's, so keep it well above what the user already runs.
+    /// Root, which the kernel exempts from `RLIMIT_NPROC`: the run's own
+    /// cgroup `pids` group (`pids.max`, the program and its descendants
+    /// only) where the host has a writable one; the status line says which
+    /// ([`ProcessLimitOutcome`](super::ProcessLimitOutcome)).
     pub processes: Option<u64>,
 }
 

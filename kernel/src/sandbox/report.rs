@@ -32,6 +32,8 @@ pub const EXIT_NOT_FOUND: u8 = 127;
 /// One line on the status descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+// One line per command, parsed once: boxing the report would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StatusLine {
     Applied(SetupReport),
     Failed(SetupFailure),
@@ -47,6 +49,8 @@ pub struct SetupReport {
     pub process_group: String,
     /// The rlimits set, by name (`RLIMIT_CPU` …) with their values.
     pub rlimits: Vec<(String, u64)>,
+    /// Whether `limits.processes` is enforced, and by what.
+    pub processes: ProcessLimitOutcome,
     pub no_new_privs: bool,
     pub landlock: LandlockOutcome,
     /// `network_denied` (network and process-group walls) or
@@ -70,6 +74,32 @@ pub struct LandlockOutcome {
     pub missing_paths: Vec<PathBuf>,
     /// Why the status is not `fully_enforced`.
     pub reason: Option<String>,
+}
+
+/// How the policy's process limit (`limits.processes`) is enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessLimitOutcome {
+    pub enforced_by: ProcessLimitEnforcement,
+    /// The limit (`limits.processes`); `None` when the policy sets none.
+    pub limit: Option<u64>,
+    /// The run's pids group (`enforced_by` = `cgroup_pids`). The parent
+    /// removes it after the run: `sandbox::cgroup::remove_run_cgroup`.
+    pub cgroup: Option<PathBuf>,
+    /// Why it is `not_enforced`.
+    pub reason: Option<String>,
+}
+
+/// What enforces the process limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessLimitEnforcement {
+    /// `RLIMIT_NPROC` (non-root): counts every process of the user.
+    Rlimit,
+    /// A cgroup `pids` group of the run's own (root): counts only the
+    /// program and its descendants, threads included.
+    CgroupPids,
+    /// Neither: no limit asked for, or root without a usable pids cgroup.
+    NotEnforced,
 }
 
 /// Where set-up stopped.
@@ -104,6 +134,9 @@ pub struct HostSupport {
     pub kernel_release: String,
     pub arch: String,
     pub rlimits: LayerSupport,
+    /// Can `limits.processes` be enforced: `RLIMIT_NPROC` (non-root), or a
+    /// writable cgroup pids hierarchy (root, which `RLIMIT_NPROC` exempts)?
+    pub processes: LayerSupport,
     pub no_new_privs: LayerSupport,
     pub landlock: LayerSupport,
     /// The Landlock ABI the kernel offers (0: none).
