@@ -97,6 +97,15 @@ fn corpus() -> Corpus {
         "sleeper",
         "command: sleep\nargs: [\"30\"]\ntimeout: 1\n",
     );
+    // Bounded (500 forks, children sleep 2 s): harmless if the layer failed.
+    let fork = "import os, time\\nfor i in range(500):\\n    if os.fork() == 0:\\n        time.sleep(2)\\n        os._exit(0)\\nprint('forked 500')";
+    skill(
+        &skills,
+        "forkbomb",
+        &format!(
+            "command: {PYTHON}\nargs: [\"-c\", \"{fork}\"]\nresource_limits:\n  processes: 32\n"
+        ),
+    );
     let session = skills.join("pysession");
     std::fs::create_dir_all(&session).unwrap();
     std::fs::write(
@@ -257,6 +266,17 @@ async fn the_escape_corpus_is_stopped_audited_and_the_allowed_work_still_runs() 
     assert_stopped(&sleeper, "SKILL_TIMEOUT", "a command past its timeout");
     assert!(started.elapsed() < Duration::from_secs(10));
 
+    // A fork bomb stops at the process limit (RLIMIT_NPROC, or the pids
+    // cgroup for a root daemon), unless this host can enforce neither.
+    let fork_limit = harness::sandbox::layer_unavailable("processes");
+    if let Some(why) = &fork_limit {
+        eprintln!("skipping the fork bomb: {why}");
+    } else {
+        let bomb = skill_run(&mut client, "forkbomb", "").await;
+        assert_stopped(&bomb, "SECURITY_VIOLATION", "a fork bomb");
+        assert!(!bomb.stream_text("stdout").contains("forked 500"));
+    }
+
     // The daemon's environment: scrubbed, and /proc/<daemon>/environ closed.
     let env = skill_run(&mut client, "env-reader", "").await;
     assert_stopped(&env, "SECURITY_VIOLATION", "reading the daemon's environ");
@@ -333,7 +353,16 @@ async fn command_cells_run_in_the_sandbox_and_sandbox_status_reports_the_layers(
         .iter()
         .map(|l| l["name"].as_str().unwrap())
         .collect();
-    assert_eq!(layers, ["rlimits", "no_new_privs", "landlock", "seccomp"]);
+    assert_eq!(
+        layers,
+        [
+            "rlimits",
+            "no_new_privs",
+            "landlock",
+            "seccomp",
+            "processes"
+        ]
+    );
     for layer in report["layers"].as_array().unwrap() {
         assert!(!layer["detail"].as_str().unwrap().is_empty(), "{layer}");
     }

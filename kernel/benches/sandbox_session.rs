@@ -156,7 +156,7 @@ fn main() {
         "{:<28} {:>8.3} {:>8.3}",
         "session, reply: marker (sh)", marker.0, marker.1
     );
-    let ratio = |x: f64| ((x / peer.0) * 10.0).round() / 10.0;
+    let ratio = |x: f64| ((x / peer.0) * 100.0).round() / 100.0;
     println!(
         "p50 over the peer: line ×{}, marker ×{}; target ≤ 2 ms",
         ratio(line.0),

@@ -217,6 +217,7 @@ pub async fn kill_group(pgid: i32, child: &mut Child, ending: Ending) {
         let _ = killpg(group, Signal::SIGTERM);
         if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_ok() {
             let _ = killpg(group, Signal::SIGKILL);
+            remove_cgroup(pgid).await;
             return;
         }
     }
@@ -224,4 +225,12 @@ pub async fn kill_group(pgid: i32, child: &mut Child, ending: Ending) {
     let _ = child.wait().await;
     // Members forked while the first kill was delivered.
     let _ = killpg(group, Signal::SIGKILL);
+    remove_cgroup(pgid).await;
+}
+
+/// Removes the pids cgroup a root helper made for this run (named by the
+/// helper's pid, which is the group's id); nothing for other helpers.
+async fn remove_cgroup(pgid: i32) {
+    let helper = pgid as u32;
+    let _ = tokio::task::spawn_blocking(move || super::cgroup::remove_run_cgroup(helper)).await;
 }

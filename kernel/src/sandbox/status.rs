@@ -14,7 +14,7 @@ use super::HostSupport;
 /// One layer of the sandbox on this host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Layer {
-    /// `rlimits`, `no_new_privs`, `landlock`, `seccomp`.
+    /// `rlimits`, `no_new_privs`, `landlock`, `seccomp`, `processes`.
     pub name: &'static str,
     pub active: bool,
     /// What it does here, or why it is not active.
@@ -79,6 +79,7 @@ fn layers(h: HostSupport) -> Vec<Layer> {
         layer("no_new_privs", h.no_new_privs),
         layer("landlock", h.landlock),
         layer("seccomp", h.seccomp),
+        layer("processes", h.processes),
     ]
 }
 
