@@ -106,6 +106,17 @@ fn corpus() -> Corpus {
             "command: {PYTHON}\nargs: [\"-c\", \"{fork}\"]\nresource_limits:\n  processes: 32\n"
         ),
     );
+    skill(
+        &skills,
+        "flaky",
+        "command: /bin/sh\nargs: [\"-c\", \"echo try >&2; exit 3\"]\nretries: 1\n\
+         resilience: {backoff_initial_ms: 10}\nfallback:\n  command: echo\n  args: [\"fallback ran\"]\n",
+    );
+    skill(
+        &skills,
+        "missing",
+        "command: no-such-program-anywhere\nfallback:\n  command: echo\n  args: [\"found another\"]\n",
+    );
     let session = skills.join("pysession");
     std::fs::create_dir_all(&session).unwrap();
     std::fs::write(
@@ -121,7 +132,8 @@ fn corpus() -> Corpus {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
+             [sandbox]\nmax_output_bytes = 100000\n",
             root.join("user-skills")
         ),
     )
@@ -400,7 +412,7 @@ async fn command_cells_run_in_the_sandbox_and_sandbox_status_reports_the_layers(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_skill_keeps_its_state_survives_an_interrupt_and_ends_at_unload() {
+async fn a_session_skill_keeps_its_state_survives_an_interrupt_and_ends_at_unload_and_shutdown() {
     let c = corpus();
     let daemon = start(&c);
     let mut client = daemon.client().await;
@@ -479,5 +491,57 @@ async fn a_session_skill_keeps_its_state_survives_an_interrupt_and_ends_at_unloa
         fresh.stream_text("stdout"),
         "False\n",
         "a new process after unload"
+    );
+
+    // A shutdown ends the session and removes its pids cgroup (root).
+    let status = run(&mut client, "%sandbox status").await;
+    let report = status
+        .iopub
+        .iter()
+        .find_map(|m| m.content["data"].get("application/json").cloned())
+        .unwrap();
+    let pid = report["sessions"][0]["pid"].as_i64().unwrap() as u32;
+    let cgroup = skillkernel_kernel::sandbox::cgroup::run_cgroup_dir(pid);
+    let out = daemon.skillctl(&["shutdown"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut daemon = daemon;
+    assert!(daemon.wait_exit(Duration::from_secs(20)).is_some());
+    assert!(
+        !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty())
+    );
+    if let Some(dir) = cgroup {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_then_the_fallback_run_and_output_beyond_the_cap_is_stopped() {
+    let c = corpus();
+    let daemon = start(&c);
+    let mut client = daemon.client().await;
+    let flaky = skill_run(&mut client, "flaky", "").await;
+    assert_eq!(flaky.status(), "ok", "{:?}", flaky.reply.content);
+    assert_eq!(flaky.stream_text("stdout"), "fallback ran\n");
+    assert_eq!(flaky.stream_text("stderr"), "try\ntry\n", "two attempts");
+    assert_eq!(flaky.reply.metadata["skill"]["attempts"], 3);
+    let missing = skill_run(&mut client, "missing", "").await;
+    assert_eq!(missing.status(), "ok", "{:?}", missing.reply.content);
+    assert_eq!(missing.stream_text("stdout"), "found another\n");
+
+    // `yes` never stops on its own: the output cap (100 kB here) ends it.
+    let started = Instant::now();
+    let flood = run(&mut client, "!yes").await;
+    assert_stopped(&flood, "SECURITY_VIOLATION", "output past the cap");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let shown = flood.stream_text("stdout").len();
+    assert!((90_000..=100_000).contains(&shown), "{shown} bytes shown");
+    let log = audit(&daemon);
+    assert!(log
+        .iter()
+        .any(|e| e["source"] == "cell" && e["event"] == "limit_kill" && e["limit"] == "output"));
+    assert_eq!(
+        run(&mut client, "!echo on").await.stream_text("stdout"),
+        "on\n"
     );
 }

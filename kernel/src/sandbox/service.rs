@@ -326,12 +326,19 @@ impl Sandbox {
     /// Kills every sandboxed process group now: programs running and
     /// sessions (the shutdown's Cleanup phase; synchronous on purpose).
     pub fn kill_all_now(&self) {
-        let groups: Vec<i32> = crate::session::lock(&self.running).drain().collect();
-        for pgid in groups.into_iter().chain(self.sessions.process_groups()) {
+        let mut groups: Vec<i32> = crate::session::lock(&self.running).drain().collect();
+        groups.extend(self.sessions.process_groups());
+        for pgid in &groups {
             let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pgid),
+                nix::unistd::Pid::from_raw(*pgid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+        // A root helper's pids cgroup empties once its processes have
+        // exited (reaped or not); remove them rather than leave them to
+        // the next start's sweep.
+        for pgid in groups {
+            super::cgroup::remove_run_cgroup(pgid as u32);
         }
     }
 }
