@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,19 +34,8 @@ from jupyter_client import BlockingKernelClient
 
 now = time.perf_counter
 
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-def summary(values_ms: list[float]) -> dict:
-    return {
-        "runs": len(values_ms),
-        "p50_ms": round(statistics.median(values_ms), 2),
-        "p95_ms": round(pct(values_ms, 0.95), 2),
-        "max_ms": round(max(values_ms), 2),
-    }
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import machine, summary  # noqa: E402
 
 
 def alive(pid: int) -> bool:
@@ -202,18 +189,6 @@ def bench_restore(binary: str, runs: int, entries: int) -> dict:
             if not last or last[-1][1] < entries:
                 sys.exit(f"history not restored: {last}")
     return {"entries": entries, "to_ready": summary(ready), "to_kernel_info": summary(first_info)}
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} vCPU {cpu}, {platform.system()} {platform.release()}"
 
 
 def main() -> None:

@@ -25,8 +25,6 @@ import argparse
 import errno
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,22 +32,15 @@ import time
 from pathlib import Path
 
 now = time.perf_counter
-PROGRAM = "/bin/true"
-TARGET_MS = 5.0
 
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import machine, summary as _summary  # noqa: E402
 
 
 def summary(values_ms: list[float]) -> dict:
-    return {
-        "runs": len(values_ms),
-        "p50_ms": round(statistics.median(values_ms), 3),
-        "p95_ms": round(pct(values_ms, 0.95), 3),
-        "max_ms": round(max(values_ms), 3),
-    }
+    return _summary(values_ms, 3)
+PROGRAM = "/bin/true"
+TARGET_MS = 5.0
 
 
 def bare() -> float:
@@ -105,18 +96,6 @@ def sandboxed(binary: str, policy: bytes, cleanup_ms: list[float] | None = None)
         if cleanup_ms is not None:
             cleanup_ms.append((now() - t) * 1000)
     return elapsed
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} vCPU {cpu}, {platform.system()} {platform.release()}"
 
 
 def main() -> None:

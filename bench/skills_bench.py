@@ -43,10 +43,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +57,7 @@ from jupyter_client.connect import write_connection_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel_bench import WireClient  # noqa: E402
+from benchlib import machine, summary  # noqa: E402
 
 now_ns = time.perf_counter_ns
 SKILLS = 500
@@ -270,16 +269,6 @@ def one_start(d: Daemon, ctx: zmq.Context, what: str, want: int) -> float:
 # --------------------------------------------------------------------------
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-def summary(ms: list[float]) -> dict:
-    return {"runs": len(ms), "p50_ms": round(statistics.median(ms), 2),
-            "p95_ms": round(pct(ms, 0.95), 2), "min_ms": round(min(ms), 2), "max_ms": round(max(ms), 2)}
-
-
 def scenario(binary: str, ctx, tmp: Path, skill_dir: Path | None, fresh: bool, index: bool,
              watch: bool, runs: int, want: int) -> dict:
     """Both figures over `runs` processes each, and the registry's discovery
@@ -336,18 +325,6 @@ def bench_reload(binary: str, ctx, tmp: Path, skill_dir: Path, editable: dict[st
     s["p50_minus_debounce_ms"] = round(s["p50_ms"] - DEBOUNCE_MS, 2)
     s["p95_minus_debounce_ms"] = round(s["p95_ms"] - DEBOUNCE_MS, 2)
     return s
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} vCPU {cpu}, {platform.system()} {platform.release()}"
 
 
 def main() -> None:
