@@ -117,6 +117,13 @@ fn corpus() -> Corpus {
         "missing",
         "command: no-such-program-anywhere\nfallback:\n  command: echo\n  args: [\"found another\"]\n",
     );
+    let shell = skills.join("shsession");
+    std::fs::create_dir_all(&shell).unwrap();
+    std::fs::write(
+        shell.join("skill.yaml"),
+        "name: shsession\nversion: 1.0.0\ndescription: A shell session.\ntype: session\ncommand: /bin/sh\n",
+    )
+    .unwrap();
     let session = skills.join("pysession");
     std::fs::create_dir_all(&session).unwrap();
     std::fs::write(
@@ -544,4 +551,54 @@ async fn retries_then_the_fallback_run_and_output_beyond_the_cap_is_stopped() {
         run(&mut client, "!echo on").await.stream_text("stdout"),
         "on\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_stream_big_exchanges_and_end_at_the_cap_or_an_interrupted_shell() {
+    let c = corpus();
+    let daemon = start(&c);
+    let mut client = daemon.client().await;
+    // 70 kB printed before 80 kB of input is read: both pipes full at once.
+    let cell = format!(
+        "%%run pysession\nprint('y' * 70000)\n# {}\nkept = 1",
+        "z".repeat(80_000)
+    );
+    let big = run(&mut client, &cell).await;
+    assert_eq!(big.status(), "ok", "{:?}", big.reply.content);
+    assert_eq!(big.stream_text("stdout").trim_end().len(), 70_000);
+
+    // Past the output cap (100 kB here) the session is ended.
+    let flood = run(&mut client, "%%run pysession\nprint('f' * 200000)").await;
+    assert_stopped(
+        &flood,
+        "SECURITY_VIOLATION",
+        "a session flooding its output",
+    );
+    let fresh = run(&mut client, "%%run pysession\nprint('kept' in globals())").await;
+    assert_eq!(
+        fresh.stream_text("stdout"),
+        "False\n",
+        "a new process after the cap"
+    );
+    let log = audit(&daemon);
+    assert!(log.iter().any(|e| e["skill"] == "pysession"
+        && e["event"] == "limit_kill"
+        && e["limit"] == "output"));
+
+    // SIGINT ends a shell session: an interrupt, not a failure.
+    let interrupter = client.interrupter();
+    let interrupt = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        interrupter.interrupt().await.unwrap();
+    });
+    let slow = run(&mut client, "%%run shsession\nsleep 30").await;
+    interrupt.await.unwrap();
+    assert_eq!(
+        ename(&slow),
+        "KeyboardInterrupt",
+        "{:?}",
+        slow.reply.content
+    );
+    let back = run(&mut client, "%%run shsession\necho back").await;
+    assert_eq!(back.stream_text("stdout"), "back\n");
 }

@@ -24,6 +24,9 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 const KILL_GRACE: Duration = Duration::from_millis(300);
 /// How much of stderr is kept to explain a failure.
 const STDERR_TAIL_BYTES: usize = 16 * 1024;
+/// How long output is still read after the program itself exited, from
+/// descendants it left behind (`cmd &`) that hold its pipes.
+const AFTER_EXIT_GRACE: Duration = Duration::from_millis(100);
 
 /// Which of the program's pipes a piece of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,9 @@ pub async fn drive(
     cancel: &CancellationToken,
 ) -> Finished {
     let started = Instant::now();
+    // Should this future be dropped half-way (an outer timeout), the
+    // group still dies.
+    let guard = GroupGuard::new(spawned.pgid);
     let deadline = tokio::time::sleep(bounds.timeout);
     tokio::pin!(deadline);
     let mut pump = Pump::new(&mut spawned.child);
@@ -96,6 +102,7 @@ pub async fn drive(
     };
     sink.flush().await;
     kill_group(spawned.pgid, &mut spawned.child, ending).await;
+    guard.disarm();
     Finished {
         setup: setup.unwrap_or(Setup::Silent),
         ending,
@@ -136,10 +143,19 @@ impl Pump {
         let mut err_carry = Utf8Carry::default();
         let mut tick = tokio::time::interval(FLUSH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut exited: Option<ExitStatus> = None;
+        let after_exit = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(after_exit);
         while self.stdout.is_some() || self.stderr.is_some() {
             let (stream, n) = tokio::select! {
                 n = read_some(&mut self.stdout, &mut out_buf) => (Stream::Stdout, n),
                 n = read_some(&mut self.stderr, &mut err_buf) => (Stream::Stderr, n),
+                status = wait(child), if exited.is_none() => {
+                    exited = Some(status);
+                    after_exit.as_mut().reset(tokio::time::Instant::now() + AFTER_EXIT_GRACE);
+                    continue;
+                }
+                _ = &mut after_exit => break,
                 _ = tick.tick() => { sink.flush().await; continue; }
                 _ = cancel.cancelled() => return Ending::Interrupted,
                 _ = deadline.as_mut() => return Ending::TimedOut,
@@ -173,11 +189,44 @@ impl Pump {
                 sink.output(stream, &rest).await;
             }
         }
+        if let Some(status) = exited {
+            return Ending::Exited(status);
+        }
         tokio::select! {
             status = wait(child) => Ending::Exited(status),
             _ = cancel.cancelled() => Ending::Interrupted,
             _ = deadline.as_mut() => Ending::TimedOut,
         }
+    }
+}
+
+/// Kills a process group (and removes its pids cgroup) if dropped armed:
+/// the cleanup of a run whose future was dropped before it finished.
+pub(crate) struct GroupGuard {
+    pgid: i32,
+    armed: bool,
+}
+
+impl GroupGuard {
+    pub(crate) fn new(pgid: i32) -> Self {
+        GroupGuard { pgid, armed: true }
+    }
+
+    /// The group was ended properly; nothing to do on drop.
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if !self.armed || self.pgid <= 0 {
+            return;
+        }
+        let _ = killpg(Pid::from_raw(self.pgid), Signal::SIGKILL);
+        let helper = self.pgid as u32;
+        // Blocking retries while the kernel reaps: off the async threads.
+        std::thread::spawn(move || super::cgroup::remove_run_cgroup(helper));
     }
 }
 

@@ -99,6 +99,7 @@ impl Sandbox {
         let sessions = Sessions::new(
             setup.config.max_sessions,
             Duration::from_secs(setup.config.session_idle_timeout_secs),
+            setup.config.max_output_bytes,
         );
         Sandbox {
             helper: Helper::new(&setup.helper),
@@ -178,10 +179,9 @@ impl Sandbox {
             timeout,
             max_output_bytes: self.setup.config.max_output_bytes,
         };
-        let pgid = spawned.pgid;
-        crate::session::lock(&self.running).insert(pgid);
+        let tracked = Tracked::new(&self.running, spawned.pgid);
         let finished = run::drive(spawned, sink, bounds, cancel).await;
-        crate::session::lock(&self.running).remove(&pgid);
+        drop(tracked);
         let (verdict, denials) = verdict::judge(&finished, policy);
         let report = match &finished.setup {
             Setup::Applied(report) => Some((**report).clone()),
@@ -340,6 +340,26 @@ impl Sandbox {
         for pgid in groups {
             super::cgroup::remove_run_cgroup(pgid as u32);
         }
+    }
+}
+
+/// A running program's group in the set killed at exit, for as long as
+/// this lives (also when the run's future is dropped half-way).
+struct Tracked<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<i32>>,
+    pgid: i32,
+}
+
+impl<'a> Tracked<'a> {
+    fn new(set: &'a std::sync::Mutex<std::collections::HashSet<i32>>, pgid: i32) -> Self {
+        crate::session::lock(set).insert(pgid);
+        Tracked { set, pgid }
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        crate::session::lock(self.set).remove(&self.pgid);
     }
 }
 

@@ -11,6 +11,7 @@
 //! too; the layers hold either way.
 
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -225,7 +226,8 @@ pub fn denials(stderr: &str, policy: &SandboxPolicy) -> Vec<Denial> {
     let mut found = Vec::new();
     for line in stderr.lines() {
         let l = line.to_lowercase();
-        let refused = l.contains("permission denied") || l.contains("operation not permitted");
+        // Landlock and the seccomp filter both refuse with EACCES.
+        let refused = l.contains("permission denied");
         let unresolved = !policy.network
             && (l.contains("temporary failure in name resolution")
                 || l.contains("could not resolve host")
@@ -235,6 +237,14 @@ pub fn denials(stderr: &str, policy: &SandboxPolicy) -> Vec<Denial> {
         }
         let line = line.trim().chars().take(300).collect::<String>();
         let path = path_in(&line);
+        // Where the program may write, nothing the sandbox does refuses
+        // anything: a denial there is the file's own permissions.
+        if path
+            .as_deref()
+            .is_some_and(|p| inside_writable(Path::new(p), policy))
+        {
+            continue;
+        }
         let denial = if unresolved || (!policy.network && networky && path.is_none()) {
             Denial::Network { line }
         } else {
@@ -247,6 +257,30 @@ pub fn denials(stderr: &str, policy: &SandboxPolicy) -> Vec<Denial> {
     found
 }
 
+/// Is `path` (relative ones are in the workspace), resolved through
+/// symlinks as Landlock resolves it, inside a writable path?
+fn inside_writable(path: &Path, policy: &SandboxPolicy) -> bool {
+    let Some(workspace) = &policy.workspace else {
+        return false;
+    };
+    let path = workspace.join(path);
+    // A file that does not exist (one being created): its folder.
+    let real = std::fs::canonicalize(&path).or_else(|_| {
+        path.parent()
+            .map_or(Err(()), |d| std::fs::canonicalize(d).map_err(drop))
+    });
+    let Ok(real) = real else {
+        return false;
+    };
+    policy
+        .write
+        .iter()
+        .chain([workspace])
+        .filter(|root| root.as_path() != Path::new("/dev/null"))
+        .filter_map(|root| std::fs::canonicalize(root).ok())
+        .any(|root| real.starts_with(root))
+}
+
 /// The path a denial message names: Python's `…: '/etc/shadow'`, or
 /// coreutils' `cat: /etc/shadow: Permission denied`.
 fn path_in(line: &str) -> Option<String> {
@@ -256,9 +290,25 @@ fn path_in(line: &str) -> Option<String> {
             return Some(rest[..end].to_owned());
         }
     }
-    // `cat: /etc/shadow: …`, `sh: 1: cannot create /tmp/x: …`.
+    // `sh: 1: cannot create out/x: …`, `ls: cannot open directory …`.
+    for verb in [
+        "cannot create ",
+        "cannot open ",
+        "can't open ",
+        "cannot access ",
+    ] {
+        if let Some(at) = line.find(verb) {
+            let rest = line[at + verb.len()..].trim_start_matches("directory ");
+            let word = rest.split(':').next().unwrap_or("").trim();
+            let word = word.trim_matches(|c| c == '\'' || c == '"' || c == '`');
+            if !word.is_empty() {
+                return Some(word.to_owned());
+            }
+        }
+    }
+    // `cat: /etc/shadow: …`, `sh: 1: ./run.sh: …`.
     line.split([' ', ':', '\'', '"', '`'])
-        .find(|word| word.starts_with('/') && word.len() > 1)
+        .find(|word| (word.starts_with('/') && word.len() > 1) || word.starts_with("./"))
         .map(str::to_owned)
 }
 
@@ -281,7 +331,34 @@ mod tests {
             path_in("sh: 1: cannot create /tmp/out/x: Permission denied").as_deref(),
             Some("/tmp/out/x")
         );
-        assert_eq!(path_in("sh: 1: cannot create x: Permission denied"), None);
+        assert_eq!(
+            path_in("sh: 1: cannot create x: Permission denied").as_deref(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn permission_errors_inside_the_workspace_are_not_sandbox_denials() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        let policy = SandboxPolicy::for_workspace(dir.path());
+        let own = "sh: 1: ./run.sh: Permission denied\nPermissionError: [Errno 13] Permission denied: 'data.csv'\n";
+        assert!(
+            denials(own, &policy).is_empty(),
+            "{:?}",
+            denials(own, &policy)
+        );
+        let escaped = "sh: 1: cannot create out/x: Permission denied\n";
+        let own_file = "sh: 1: cannot create x: Permission denied\n";
+        assert!(denials(own_file, &policy).is_empty());
+        let through_link = format!(
+            "cp: cannot create regular file '{}/out/x': Permission denied\n",
+            dir.path().display()
+        );
+        assert_eq!(denials(&through_link, &policy).len(), 1);
+        assert_eq!(denials(escaped, &policy).len(), 1, "a symlink out");
+        assert!(denials("kill: (1) - Operation not permitted\n", &policy).is_empty());
     }
 
     #[test]

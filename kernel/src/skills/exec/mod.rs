@@ -205,7 +205,16 @@ impl Executor {
                 }
             }
         };
-        let answer = tokio::time::timeout(skill.resilience.timeout, calls).await;
+        // A program's own deadlines (see `program.rs`) end inside the run's
+        // timeout, so its group is killed and the timeout audited there;
+        // this outer one is the backstop.
+        let outer = match skill.body {
+            SkillBody::Command(_) | SkillBody::Session(_) => {
+                skill.resilience.timeout + program::BACKSTOP_MARGIN
+            }
+            _ => skill.resilience.timeout,
+        };
+        let answer = tokio::time::timeout(outer, calls).await;
         run.cancel.cancel();
         let attempts = run.attempts.load(Ordering::Relaxed);
         let answer = answer.unwrap_or_else(|_| Err(timeout_error(&skill.resilience, attempts)));

@@ -32,6 +32,10 @@ use crate::skills::model::{CommandSkill, SessionSkill};
 use crate::skills::template::Template;
 use crate::skills::{ErrorCode, Skill, SkillError};
 
+/// How much longer than the skill's timeout the executor's own timeout
+/// waits, so that a program's deadline (inside it) always fires first.
+pub(super) const BACKSTOP_MARGIN: Duration = Duration::from_secs(2);
+
 /// Streams output as events and keeps stdout (the answer) and stderr.
 struct EventSink<'r, 'a> {
     run: &'r Run<'a>,
@@ -163,6 +167,8 @@ pub(super) async fn command(
     let retries = c.policy.get("retries").and_then(Value::as_u64).unwrap_or(0) as u32;
     let timeout = timeout_of(skill, &c.policy);
     let started = Instant::now();
+    // Every attempt (and the fallback) ends by the skill's overall timeout.
+    let deadline = started + skill.resilience.timeout;
     let mut attempt = 0;
     let mut program = c;
     let mut fallback_used = false;
@@ -173,6 +179,7 @@ pub(super) async fn command(
         run.attempts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut sink = EventSink::new(run, "command");
+        let left = deadline.saturating_duration_since(Instant::now());
         let judged = sandbox
             .run(
                 &subject,
@@ -180,7 +187,7 @@ pub(super) async fn command(
                 &argv,
                 Some(values.input),
                 &mut sink,
-                timeout,
+                timeout.min(left),
                 &run.cancel,
             )
             .await
@@ -279,7 +286,7 @@ pub(super) async fn session(
     run.attempts
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     sandbox.audit_grants(&subject, &spec.policy);
-    let timeout = timeout_of(skill, &s.policy);
+    let timeout = timeout_of(skill, &s.policy).min(skill.resilience.timeout);
     let exchange = sandbox
         .sessions
         .exchange(

@@ -14,35 +14,30 @@
 //! stderr is streamed while an exchange runs and drained between them.
 //! An interrupt sends SIGINT to the session's process group and waits
 //! briefly for the answer to end (Python raises `KeyboardInterrupt` and
-//! the session lives on); a timeout, a dead program or a changed skill
-//! ends the session. At most `max_sessions` run at once: the least
+//! the session lives on); a timeout, the output cap, a dead program, a
+//! changed skill or an exchange abandoned half-way ends the session (see
+//! [`process`] for one exchange). At most `max_sessions` run at once: the least
 //! recently used idle one makes room. Idle sessions end after the idle
 //! timeout; all end at unload and shutdown.
 
-use std::collections::HashMap;
+mod process;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::launch::{Helper, LaunchError, Setup, Stdin};
-use super::run::{kill_group, Ending, Finished, OutputSink, Stream};
-use super::text::Tail;
+use self::process::{Ended, Live};
+use super::launch::{Helper, LaunchError, Setup};
+use super::run::{kill_group, Ending, Finished, GroupGuard, OutputSink};
 use super::SandboxPolicy;
 
-/// How long an interrupted exchange may take to finish its answer before
-/// the session is ended instead.
-const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 /// How often idle sessions are looked for.
 const REAP_INTERVAL: Duration = Duration::from_secs(10);
-const STDERR_TAIL_BYTES: usize = 16 * 1024;
 
 /// How a session's answer ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -124,28 +119,14 @@ pub struct Exchange {
     pub started: bool,
 }
 
-struct Live {
-    fingerprint: String,
-    skill: String,
-    child: Child,
-    pgid: i32,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    stderr: mpsc::UnboundedReceiver<String>,
-    stderr_tail: Arc<StdMutex<Tail>>,
-    setup: Setup,
-    exchanges: u64,
-    last_used: Instant,
-    started: Instant,
-}
-
 type Slot = Arc<Mutex<Option<Live>>>;
 
 struct Inner {
     slots: StdMutex<HashMap<String, Slot>>,
     /// Process groups of live sessions, for a synchronous kill at exit.
-    groups: StdMutex<HashMap<String, i32>>,
+    groups: StdMutex<HashSet<i32>>,
     max: usize,
+    max_output_bytes: u64,
     idle_timeout: Duration,
     reaper_started: std::sync::atomic::AtomicBool,
 }
@@ -157,12 +138,15 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(max: usize, idle_timeout: Duration) -> Self {
+    /// At most `max` sessions, each ended after `idle_timeout` unused; one
+    /// exchange may write `max_output_bytes` (stdout and stderr).
+    pub fn new(max: usize, idle_timeout: Duration, max_output_bytes: u64) -> Self {
         Sessions {
             inner: Arc::new(Inner {
                 slots: StdMutex::new(HashMap::new()),
-                groups: StdMutex::new(HashMap::new()),
+                groups: StdMutex::new(HashSet::new()),
                 max: max.max(1),
+                max_output_bytes,
                 idle_timeout,
                 reaper_started: false.into(),
             }),
@@ -182,37 +166,33 @@ impl Sessions {
         cancel: &CancellationToken,
     ) -> Result<Exchange, SessionError> {
         self.start_reaper();
-        let slot = self.slot(&spec.name)?;
-        let mut guard = slot.lock().await;
+        let slot = self.locked_slot(&spec.name).await?;
+        let mut guard = slot;
         let fingerprint = spec.fingerprint();
         let stale = match guard.as_mut() {
-            Some(live) => live.fingerprint != fingerprint || !alive(&mut live.child),
+            Some(live) => live.fingerprint != fingerprint || live.in_exchange || !live.alive(),
             None => false,
         };
         if stale {
-            if let Some(mut live) = guard.take() {
-                kill_group(live.pgid, &mut live.child, Ending::Interrupted).await;
+            if let Some(live) = guard.take() {
+                self.end_live(live).await;
             }
         }
         let mut started = false;
         if guard.is_none() {
-            let live = start(helper, spec, fingerprint).await?;
+            let mut live = Live::start(helper, spec, fingerprint).await?;
             started = true;
             if let Setup::Failed(_) | Setup::Silent = live.setup {
-                let mut live = live;
-                let status = live
-                    .child
-                    .wait()
-                    .await
-                    .map_err(|e| SessionError::Launch(LaunchError::Pipe(e)))?;
+                let status = live.child.wait().await.map_err(LaunchError::Pipe)?;
+                kill_group(live.pgid, &mut live.child, Ending::Exited(status)).await;
                 return Ok(Exchange {
                     text: String::new(),
                     interrupted: false,
-                    ended: Some(finish(live, Ending::Exited(status))),
+                    ended: Some(live.finish(Ending::Exited(status), 0, Duration::ZERO)),
                     started,
                 });
             }
-            crate::session::lock(&self.inner.groups).insert(spec.name.clone(), live.pgid);
+            crate::session::lock(&self.inner.groups).insert(live.pgid);
             *guard = Some(live);
         }
         let live = guard.as_mut().expect("a live session was just ensured");
@@ -221,7 +201,24 @@ impl Sessions {
             std::process::id(),
             self.tokens.fetch_add(1, Ordering::Relaxed)
         );
-        let outcome = talk(live, spec, input, &token, sink, timeout, cancel).await;
+        let began = Instant::now();
+        // Dropped half-way (an outer timeout), the exchange leaves the
+        // process out of step: kill it, and the next exchange restarts it.
+        live.in_exchange = true;
+        let dropped = GroupGuard::new(live.pgid);
+        let outcome = live
+            .talk(
+                spec,
+                input,
+                &token,
+                sink,
+                timeout,
+                self.inner.max_output_bytes,
+                cancel,
+            )
+            .await;
+        dropped.disarm();
+        live.in_exchange = false;
         live.exchanges += 1;
         live.last_used = Instant::now();
         match outcome {
@@ -231,9 +228,13 @@ impl Sessions {
                 ended: None,
                 started,
             }),
-            Err((text, ending)) => {
+            Err(Ended {
+                text,
+                ending,
+                output_bytes,
+            }) => {
                 let mut live = guard.take().expect("the session is still here");
-                crate::session::lock(&self.inner.groups).remove(&spec.name);
+                crate::session::lock(&self.inner.groups).remove(&live.pgid);
                 kill_group(live.pgid, &mut live.child, ending).await;
                 let ending = match ending {
                     Ending::Exited(_) => match live.child.wait().await {
@@ -242,43 +243,70 @@ impl Sessions {
                     },
                     other => other,
                 };
+                let elapsed = began.elapsed();
                 Ok(Exchange {
                     text,
                     interrupted: ending == Ending::Interrupted,
-                    ended: Some(finish(live, ending)),
+                    ended: Some(live.finish(ending, output_bytes, elapsed)),
                     started,
                 })
             }
         }
     }
 
+    /// The slot of `name`, locked, and still the one registered under the
+    /// name (an `end` may have removed it while this waited for the lock).
+    async fn locked_slot(
+        &self,
+        name: &str,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Option<Live>>, SessionError> {
+        loop {
+            let slot = self.slot(name)?;
+            let guard = Arc::clone(&slot).lock_owned().await;
+            let current = crate::session::lock(&self.inner.slots)
+                .get(name)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot));
+            if current {
+                return Ok(guard);
+            }
+        }
+    }
+
+    /// Kills a session's group and forgets it.
+    async fn end_live(&self, mut live: Live) {
+        kill_group(live.pgid, &mut live.child, Ending::Interrupted).await;
+        crate::session::lock(&self.inner.groups).remove(&live.pgid);
+    }
+
+    async fn end_slot(&self, slot: &Slot) -> bool {
+        end_slot(&self.inner, slot).await
+    }
+
     /// The process groups of live sessions.
     pub fn process_groups(&self) -> Vec<i32> {
         crate::session::lock(&self.inner.groups)
-            .values()
+            .iter()
             .copied()
             .collect()
     }
 
     /// Ends the session `name`; false if there was none.
     pub async fn end(&self, name: &str) -> bool {
-        crate::session::lock(&self.inner.groups).remove(name);
         let slot = crate::session::lock(&self.inner.slots).remove(name);
         match slot {
-            Some(slot) => end_slot(&slot).await,
+            Some(slot) => self.end_slot(&slot).await,
             None => false,
         }
     }
 
     /// Ends every session (shutdown).
     pub async fn end_all(&self) {
-        crate::session::lock(&self.inner.groups).clear();
         let slots: Vec<Slot> = crate::session::lock(&self.inner.slots)
             .drain()
             .map(|(_, s)| s)
             .collect();
         for slot in slots {
-            end_slot(&slot).await;
+            self.end_slot(&slot).await;
         }
     }
 
@@ -328,11 +356,11 @@ impl Sessions {
                     max: self.inner.max,
                 });
             };
-            crate::session::lock(&self.inner.groups).remove(&victim);
             if let Some(slot) = slots.remove(&victim) {
                 tracing::info!(session = %victim, "ending the least recently used session to make room");
+                let inner = Arc::clone(&self.inner);
                 tokio::spawn(async move {
-                    end_slot(&slot).await;
+                    end_slot(&inner, &slot).await;
                 });
             }
         }
@@ -365,9 +393,8 @@ impl Sessions {
                     .collect();
                 for (name, slot) in expired {
                     crate::session::lock(&inner.slots).remove(&name);
-                    crate::session::lock(&inner.groups).remove(&name);
                     tracing::info!(session = %name, "ending an idle session");
-                    end_slot(&slot).await;
+                    end_slot(&inner, &slot).await;
                 }
             }
         });
@@ -385,161 +412,15 @@ fn info(name: &str, live: &Live) -> SessionInfo {
     }
 }
 
-async fn end_slot(slot: &Slot) -> bool {
+/// Ends the session in `slot` (waiting for a running exchange to finish).
+async fn end_slot(inner: &Inner, slot: &Slot) -> bool {
     let mut guard = slot.lock().await;
     match guard.take() {
         Some(mut live) => {
             kill_group(live.pgid, &mut live.child, Ending::Interrupted).await;
+            crate::session::lock(&inner.groups).remove(&live.pgid);
             true
         }
         None => false,
-    }
-}
-
-fn alive(child: &mut Child) -> bool {
-    matches!(child.try_wait(), Ok(None))
-}
-
-async fn start(
-    helper: &Helper,
-    spec: &SessionSpec,
-    fingerprint: String,
-) -> Result<Live, SessionError> {
-    let mut spawned = helper.spawn(&spec.policy, &spec.argv, Stdin::Piped).await?;
-    let setup = spawned.setup().await;
-    let child_stdin = spawned.child.stdin.take();
-    let child_stdout = spawned.child.stdout.take();
-    let child_stderr = spawned.child.stderr.take();
-    let (Some(stdin), Some(stdout)) = (child_stdin, child_stdout) else {
-        return Err(SessionError::Input(std::io::Error::other(
-            "the session's pipes were not created",
-        )));
-    };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let tail = Arc::new(StdMutex::new(Tail::new(STDERR_TAIL_BYTES)));
-    if let Some(mut stderr) = child_stderr {
-        let tail = Arc::clone(&tail);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8 * 1024];
-            let mut carry = super::text::Utf8Carry::default();
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                let text = carry.decode(&buf[..n]);
-                crate::session::lock(&tail).push(&text);
-                // Nobody listening between exchanges: the text is dropped
-                // (the tail keeps the end of it).
-                let _ = tx.send(text);
-            }
-        });
-    }
-    Ok(Live {
-        fingerprint,
-        skill: spec.skill.clone(),
-        pgid: spawned.pgid,
-        child: spawned.child,
-        stdin,
-        stdout: BufReader::new(stdout),
-        stderr: rx,
-        stderr_tail: tail,
-        setup,
-        exchanges: 0,
-        last_used: Instant::now(),
-        started: Instant::now(),
-    })
-}
-
-fn finish(live: Live, ending: Ending) -> Finished {
-    let stderr_tail = crate::session::lock(&live.stderr_tail).text();
-    Finished {
-        setup: live.setup,
-        ending,
-        stderr_tail,
-        output_bytes: 0,
-        elapsed: live.started.elapsed(),
-    }
-}
-
-/// One exchange on a live session: `Ok((answer, interrupted))`, or
-/// `Err((partial answer, ending))` when the session must end.
-async fn talk(
-    live: &mut Live,
-    spec: &SessionSpec,
-    input: &str,
-    token: &str,
-    sink: &mut impl OutputSink,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<(String, bool), (String, Ending)> {
-    // Drop stderr written between exchanges.
-    while live.stderr.try_recv().is_ok() {}
-    let mut request = input.trim_end_matches('\n').to_owned();
-    request.push('\n');
-    if let Reply::Marker(command) = &spec.reply {
-        // A blank line first ends an open block (Python's `def`, `for`).
-        request.push('\n');
-        request.push_str(&command.replace("{marker}", token));
-        request.push('\n');
-    }
-    let exited = |text: String| Err((text, Ending::Exited(std::process::ExitStatus::default())));
-    if live.stdin.write_all(request.as_bytes()).await.is_err() || live.stdin.flush().await.is_err()
-    {
-        return exited(String::new());
-    }
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    let mut interrupted_at: Option<Instant> = None;
-    let mut answer = String::new();
-    let mut line = Vec::new();
-    loop {
-        let grace = async {
-            match interrupted_at {
-                Some(at) => tokio::time::sleep(INTERRUPT_GRACE.saturating_sub(at.elapsed())).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            read = live.stdout.read_until(b'\n', &mut line) => {
-                match read {
-                    Ok(0) | Err(_) => return exited(answer),
-                    Ok(_) => {}
-                }
-                let text = String::from_utf8_lossy(&line).into_owned();
-                line.clear();
-                let (before, done) = match &spec.reply {
-                    Reply::Marker(_) => match text.find(token) {
-                        Some(at) => (text[..at].to_owned(), true),
-                        None => (text, false),
-                    },
-                    Reply::Line => (text, true),
-                };
-                if !before.is_empty() {
-                    sink.output(Stream::Stdout, &before).await;
-                    answer.push_str(&before);
-                }
-                if done {
-                    drain_stderr(live, sink).await;
-                    sink.flush().await;
-                    return Ok((answer, interrupted_at.is_some()));
-                }
-            }
-            Some(text) = live.stderr.recv() => sink.output(Stream::Stderr, &text).await,
-            _ = cancel.cancelled(), if interrupted_at.is_none() => {
-                interrupted_at = Some(Instant::now());
-                let _ = killpg(Pid::from_raw(live.pgid), Signal::SIGINT);
-            }
-            _ = grace => return Err((answer, Ending::Interrupted)),
-            _ = deadline.as_mut() => return Err((answer, Ending::TimedOut)),
-        }
-    }
-}
-
-/// Passes on stderr that arrived with the answer (it may trail stdout by
-/// a moment: the two pipes are read independently).
-async fn drain_stderr(live: &mut Live, sink: &mut impl OutputSink) {
-    tokio::task::yield_now().await;
-    while let Ok(text) = live.stderr.try_recv() {
-        sink.output(Stream::Stderr, &text).await;
     }
 }
