@@ -171,6 +171,17 @@ async fn skill_run(client: &mut KernelClient, name: &str, input: &str) -> Execut
     run(client, &format!("%skill run {name} -- {input}")).await
 }
 
+/// `%sandbox status`, and the JSON report it displays.
+async fn sandbox_status(client: &mut KernelClient) -> (ExecuteOutcome, Value) {
+    let outcome = run(client, "%sandbox status").await;
+    let report = outcome
+        .iopub
+        .iter()
+        .find_map(|m| m.content["data"].get("application/json").cloned())
+        .unwrap_or_else(|| panic!("no JSON report: {:?}", outcome.reply.content));
+    (outcome, report)
+}
+
 fn ename(outcome: &ExecuteOutcome) -> &str {
     outcome.reply.content["ename"].as_str().unwrap_or("")
 }
@@ -359,13 +370,8 @@ async fn command_cells_run_in_the_sandbox_and_sandbox_status_reports_the_layers(
         .iter()
         .any(|e| e["source"] == "cell" && e["path"] == "/etc/shadow"));
 
-    let status = run(&mut client, "%sandbox status").await;
+    let (status, report) = sandbox_status(&mut client).await;
     assert_eq!(status.status(), "ok", "{:?}", status.reply.content);
-    let report = status
-        .iopub
-        .iter()
-        .find_map(|m| m.content["data"].get("application/json").cloned())
-        .expect("a JSON report");
     let layers: Vec<&str> = report["layers"]
         .as_array()
         .unwrap()
@@ -468,12 +474,7 @@ async fn a_session_skill_keeps_its_state_survives_an_interrupt_and_ends_at_unloa
     let still = run(&mut client, "%%run pysession\nprint(x)").await;
     assert_eq!(still.stream_text("stdout"), "41\n");
 
-    let status = run(&mut client, "%sandbox status").await;
-    let report = status
-        .iopub
-        .iter()
-        .find_map(|m| m.content["data"].get("application/json").cloned())
-        .unwrap();
+    let (_, report) = sandbox_status(&mut client).await;
     let sessions = report["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{report}");
     assert_eq!(sessions[0]["name"], "pysession");
@@ -501,12 +502,7 @@ async fn a_session_skill_keeps_its_state_survives_an_interrupt_and_ends_at_unloa
     );
 
     // A shutdown ends the session and removes its pids cgroup (root).
-    let status = run(&mut client, "%sandbox status").await;
-    let report = status
-        .iopub
-        .iter()
-        .find_map(|m| m.content["data"].get("application/json").cloned())
-        .unwrap();
+    let (_, report) = sandbox_status(&mut client).await;
     let pid = report["sessions"][0]["pid"].as_i64().unwrap() as u32;
     let cgroup = skillkernel_kernel::sandbox::cgroup::run_cgroup_dir(pid);
     let out = daemon.skillctl(&["shutdown"]);
