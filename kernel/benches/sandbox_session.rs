@@ -67,15 +67,7 @@ async fn sandboxed(sandbox: &Sandbox, argv: &[&str], reply: Reply, input: &str) 
     for i in 0..WARMUP + EXCHANGES {
         let started = Instant::now();
         let exchange = sandbox
-            .sessions
-            .exchange(
-                sandbox.helper(),
-                &spec,
-                input,
-                &mut Discard,
-                Duration::from_secs(10),
-                &cancel,
-            )
+            .exchange(&spec, input, &mut Discard, Duration::from_secs(10), &cancel)
             .await
             .expect("an exchange");
         let elapsed = started.elapsed();

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::audit::{AuditLog, Subject, AUDIT_FILE};
 use super::launch::{Helper, LaunchError, Setup, Stdin};
 use super::run::{self, Finished, OutputSink, RunBounds};
-use super::sessions::Sessions;
+use super::sessions::{Exchange, SessionError, SessionSpec, Sessions};
 use super::verdict::{self, Denial, Verdict};
 use super::{HostSupport, SandboxPolicy, SetupReport, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
 
@@ -193,6 +193,20 @@ impl Sandbox {
             report,
             finished,
         })
+    }
+
+    /// One exchange with the session `spec.name` (started if needed).
+    pub async fn exchange(
+        &self,
+        spec: &SessionSpec,
+        input: &str,
+        sink: &mut impl OutputSink,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Exchange, SessionError> {
+        self.sessions
+            .exchange(&self.helper, spec, input, sink, timeout, cancel)
+            .await
     }
 
     /// What this host supports, from `skillkernel sandbox-exec --probe`

@@ -288,15 +288,7 @@ pub(super) async fn session(
     sandbox.audit_grants(&subject, &spec.policy);
     let timeout = timeout_of(skill, &s.policy).min(skill.resilience.timeout);
     let exchange = sandbox
-        .sessions
-        .exchange(
-            sandbox.helper(),
-            &spec,
-            input,
-            &mut sink,
-            timeout,
-            &run.cancel,
-        )
+        .exchange(&spec, input, &mut sink, timeout, &run.cancel)
         .await
         .map_err(|e| unreachable_program(e, "`%sandbox status` lists the sessions"))?;
     let what = format!("`{}`", skill.id());
