@@ -1,7 +1,8 @@
 //! The sandbox's audit log: one JSON object per line, appended to
 //! `<state_dir>/sandbox-audit.jsonl`, for every security event — a denied
-//! path or network access, a limit kill, a timeout, a set-up failure, and a
-//! permission grant (a skill allowed more than the defaults).
+//! path or network access, a limit kill, a timeout, a set-up failure, a
+//! permission grant (a skill allowed more than the defaults) and a Landlock
+//! that could not be fully enforced (the last two once per skill version).
 //!
 //! ```json
 //! {"time":"2026-11-21T22:40:01.123Z","event":"denied_path","source":"skill",
@@ -63,9 +64,8 @@ impl Subject {
 pub struct AuditLog {
     path: Option<PathBuf>,
     file: Mutex<Option<File>>,
-    /// `(skill@version, grant)` pairs already logged: a grant is logged
-    /// the first time it is used, not on every run.
-    granted: Mutex<HashSet<String>>,
+    /// `skill@version:event:key` already logged by [`AuditLog::record_once`].
+    seen: Mutex<HashSet<String>>,
 }
 
 impl AuditLog {
@@ -75,7 +75,7 @@ impl AuditLog {
         AuditLog {
             path,
             file: Mutex::new(None),
-            granted: Mutex::new(HashSet::new()),
+            seen: Mutex::new(HashSet::new()),
         }
     }
 
@@ -108,15 +108,27 @@ impl AuditLog {
 
     /// Records a grant the first time `subject` uses it.
     pub fn record_grant_once(&self, subject: &Subject, grant: &str, fields: Map<String, Value>) {
+        let mut fields = fields;
+        fields.insert("grant".into(), grant.into());
+        self.record_once("permission_granted", grant, subject, fields);
+    }
+
+    /// Records `event` the first time it happens to `subject` (per `key`):
+    /// what holds for every run of a skill is logged once, not per run.
+    pub fn record_once(
+        &self,
+        event: &str,
+        key: &str,
+        subject: &Subject,
+        fields: Map<String, Value>,
+    ) {
         let key = format!(
-            "{}@{}:{grant}",
+            "{}@{}:{event}:{key}",
             subject.skill.as_deref().unwrap_or("cell"),
             subject.version.as_deref().unwrap_or("")
         );
-        if crate::session::lock(&self.granted).insert(key) {
-            let mut fields = fields;
-            fields.insert("grant".into(), grant.into());
-            self.record("permission_granted", subject, fields);
+        if crate::session::lock(&self.seen).insert(key) {
+            self.record(event, subject, fields);
         }
     }
 
@@ -180,5 +192,31 @@ mod tests {
         assert_eq!(lines[0]["path"], "/etc/shadow");
         assert_eq!(lines[1]["event"], "permission_granted");
         assert_eq!(lines[1]["grant"], "network");
+    }
+
+    #[test]
+    fn a_degraded_landlock_is_its_own_event_logged_once_per_skill_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let log = AuditLog::new(Some(path.clone()));
+        let who = Subject::skill("skill", "reader", "1.0.0");
+        for _ in 0..2 {
+            log.record_once("landlock_degraded", "partially_enforced", &who, Map::new());
+        }
+        let newer = Subject::skill("skill", "reader", "1.1.0");
+        log.record_once(
+            "landlock_degraded",
+            "partially_enforced",
+            &newer,
+            Map::new(),
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let events: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "{text}");
+        assert!(events.iter().all(|e| e["event"] == "landlock_degraded"));
+        assert_eq!(events[1]["version"], "1.1.0");
     }
 }

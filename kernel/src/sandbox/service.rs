@@ -326,9 +326,10 @@ impl Sandbox {
         }
         if let Some(report) = report {
             if report.landlock.status != "fully_enforced" {
-                self.audit.record_grant_once(
-                    subject,
+                self.audit.record_once(
                     "landlock_degraded",
+                    &report.landlock.status,
+                    subject,
                     map(
                         json!({"status": report.landlock.status, "reason": report.landlock.reason}),
                     ),
