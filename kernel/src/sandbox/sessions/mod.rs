@@ -105,6 +105,8 @@ pub enum SessionError {
     TooMany { max: usize },
     #[error("the session's input could not be written: {0}")]
     Input(std::io::Error),
+    #[error("lost track of the session's process: {0}")]
+    Lost(std::io::Error),
 }
 
 /// How one exchange ended. `finished` is set when the session ended with it.
@@ -115,8 +117,6 @@ pub struct Exchange {
     pub interrupted: bool,
     /// The session is gone: how it ended, for the verdict.
     pub ended: Option<Finished>,
-    /// A new process was started for this exchange.
-    pub started: bool,
 }
 
 type Slot = Arc<Mutex<Option<Live>>>;
@@ -178,18 +178,15 @@ impl Sessions {
                 self.end_live(live).await;
             }
         }
-        let mut started = false;
         if guard.is_none() {
             let mut live = Live::start(helper, spec, fingerprint).await?;
-            started = true;
             if let Setup::Failed(_) | Setup::Silent = live.setup {
-                let status = live.child.wait().await.map_err(LaunchError::Pipe)?;
+                let status = live.child.wait().await.map_err(SessionError::Lost)?;
                 kill_group(live.pgid, &mut live.child, Ending::Exited(status)).await;
                 return Ok(Exchange {
                     text: String::new(),
                     interrupted: false,
                     ended: Some(live.finish(Ending::Exited(status), 0, Duration::ZERO)),
-                    started,
                 });
             }
             crate::session::lock(&self.inner.groups).insert(live.pgid);
@@ -226,7 +223,6 @@ impl Sessions {
                 text,
                 interrupted,
                 ended: None,
-                started,
             }),
             Err(Ended {
                 text,
@@ -248,7 +244,6 @@ impl Sessions {
                     text,
                     interrupted: ending == Ending::Interrupted,
                     ended: Some(live.finish(ending, output_bytes, elapsed)),
-                    started,
                 })
             }
         }
@@ -296,17 +291,6 @@ impl Sessions {
         match slot {
             Some(slot) => self.end_slot(&slot).await,
             None => false,
-        }
-    }
-
-    /// Ends every session (shutdown).
-    pub async fn end_all(&self) {
-        let slots: Vec<Slot> = crate::session::lock(&self.inner.slots)
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
-        for slot in slots {
-            self.end_slot(&slot).await;
         }
     }
 
