@@ -16,7 +16,7 @@ use crate::sandbox::audit::Subject;
 use crate::sandbox::errors::{verdict_error, Grantor};
 use crate::sandbox::run::{OutputSink, Stream};
 use crate::sandbox::verdict::Verdict;
-use crate::sandbox::{Sandbox, SetupStage, EXIT_NOT_FOUND};
+use crate::sandbox::Sandbox;
 use crate::skills::ErrorCode;
 
 /// Streams a program's output into the cell's IOPub stream messages.
@@ -66,11 +66,8 @@ pub async fn run(ctx: &mut ExecContext<'_>, script: &str) -> Result<(), KernelEr
         Verdict::TimedOut { .. } => Err(KernelError::CommandTimeout {
             secs: timeout.as_secs(),
         }),
-        Verdict::SetupFailed(ref failure)
-            if failure.stage != SetupStage::Landlock && failure.exit_code != EXIT_NOT_FOUND =>
-        {
-            Err(KernelError::CommandSpawn(failure.message.clone()))
-        }
+        // The sandbox stepped in (SECURITY_VIOLATION, SKILL_TIMEOUT for
+        // the CPU limit), or the command never started.
         ref verdict => match verdict_error(verdict, "the command", Grantor::Cell) {
             Some(e) if e.code == ErrorCode::SkillExecutionError => {
                 Err(KernelError::CommandSpawn(e.message))

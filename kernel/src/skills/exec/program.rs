@@ -133,7 +133,7 @@ fn timeout_of(skill: &Skill, manifest: &serde_json::Map<String, Value>) -> Durat
         .unwrap_or(skill.resilience.timeout)
 }
 
-fn argv(c: &CommandSkill, values: &Values<'_>) -> Result<Vec<String>, SkillError> {
+fn argv_of(c: &CommandSkill, values: &Values<'_>) -> Result<Vec<String>, SkillError> {
     let mut argv = vec![c.command.clone()];
     for arg in &c.args {
         if !arg.contains("{{") && !arg.contains("{%") {
@@ -172,10 +172,12 @@ pub(super) async fn command(
     let mut attempt = 0;
     let mut program = c;
     let mut fallback_used = false;
+    // Made once per program (the fallback differs only in its env), not
+    // once per attempt.
+    let mut policy = policy_of(sandbox, skill, &c.policy, &c.env)?;
+    let mut argv = argv_of(program, values)?;
     loop {
         attempt += 1;
-        let policy = policy_of(sandbox, skill, &c.policy, &program.env)?;
-        let argv = argv(program, values)?;
         run.attempts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut sink = EventSink::new(run, "command");
@@ -227,6 +229,8 @@ pub(super) async fn command(
                 tracing::info!(skill = %skill.id(), "the command failed; running its fallback");
                 program = fallback;
                 fallback_used = true;
+                policy = policy_of(sandbox, skill, &c.policy, &program.env)?;
+                argv = argv_of(program, values)?;
                 continue;
             }
         }

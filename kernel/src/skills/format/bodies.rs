@@ -326,7 +326,9 @@ fn reply(root: &Obj<'_>) -> Result<Reply, LoadError> {
     let marker = root.str("marker")?;
     match root.str("reply")? {
         None | Some("marker") => {
-            let command = marker.unwrap_or("echo {marker}");
+            let Some(command) = marker else {
+                return Ok(Reply::default());
+            };
             if !command.contains(Reply::PLACEHOLDER) {
                 return Err(root.error(
                     "marker",
