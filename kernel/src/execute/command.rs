@@ -46,7 +46,7 @@ pub async fn run(ctx: &mut ExecContext<'_>, script: &str) -> Result<(), KernelEr
     let timeout = ctx.shared.command_timeout();
     let cancel = ctx.cancel.clone();
     let mut sink = CellSink { out: &mut ctx.out };
-    let judged = sandbox
+    let verdict = sandbox
         .run(
             &Subject::cell(),
             &policy,
@@ -59,7 +59,7 @@ pub async fn run(ctx: &mut ExecContext<'_>, script: &str) -> Result<(), KernelEr
         .await
         .map_err(|e| KernelError::CommandSpawn(e.to_string()))?;
     ctx.out.flush_stream().await;
-    match judged.verdict {
+    match verdict {
         Verdict::Success => Ok(()),
         Verdict::Interrupted => Err(KernelError::Interrupted),
         Verdict::Failed { status } => Err(KernelError::CommandFailed { status }),

@@ -38,4 +38,4 @@ pub use report::{
     SetupFailure, SetupReport, SetupStage, StatusLine, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
     EXIT_SETUP_FAILED,
 };
-pub use service::{Judged, Sandbox, SandboxConfig, SandboxSetup};
+pub use service::{Sandbox, SandboxConfig, SandboxSetup};

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::audit::{AuditLog, Subject, AUDIT_FILE};
 use super::launch::{Helper, LaunchError, Setup, Stdin};
-use super::run::{self, Finished, OutputSink, RunBounds};
+use super::run::{self, OutputSink, RunBounds};
 use super::sessions::{Exchange, SessionError, SessionSpec, Sessions};
 use super::verdict::{self, Denial, Verdict};
 use super::{HostSupport, SandboxPolicy, SetupReport, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
@@ -71,15 +71,6 @@ pub struct SandboxSetup {
     /// The workspace of cells and skills: the kernel's working directory.
     pub working_dir: PathBuf,
     pub config: SandboxConfig,
-}
-
-/// A sandboxed run, judged.
-#[derive(Debug, Clone)]
-pub struct Judged {
-    pub verdict: Verdict,
-    /// The layers in place, when the program started.
-    pub report: Option<SetupReport>,
-    pub finished: Finished,
 }
 
 /// The kernel's sandbox.
@@ -146,8 +137,8 @@ impl Sandbox {
     }
 
     /// Runs `argv` under `policy` to its end, with `stdin` (if any) as
-    /// its input, streaming output to `sink`, and audits what the sandbox
-    /// did.
+    /// its input, streaming output to `sink`, audits what the sandbox did
+    /// and says what the ending means.
     #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
@@ -158,7 +149,7 @@ impl Sandbox {
         sink: &mut impl OutputSink,
         timeout: Duration,
         cancel: &CancellationToken,
-    ) -> Result<Judged, LaunchError> {
+    ) -> Result<Verdict, LaunchError> {
         self.audit_grants(subject, policy);
         let mode = if stdin.is_some() {
             Stdin::Piped
@@ -188,11 +179,7 @@ impl Sandbox {
             _ => None,
         };
         self.audit_run(subject, argv, &verdict, &denials, report.as_ref());
-        Ok(Judged {
-            verdict,
-            report,
-            finished,
-        })
+        Ok(verdict)
     }
 
     /// One exchange with the session `spec.name` (started if needed).

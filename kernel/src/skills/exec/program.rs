@@ -27,7 +27,7 @@ use crate::sandbox::errors::{verdict_error, Grantor};
 use crate::sandbox::run::{OutputSink, Stream};
 use crate::sandbox::sessions::SessionSpec;
 use crate::sandbox::verdict::{self, Verdict};
-use crate::sandbox::{Judged, Sandbox, SandboxPolicy, EXIT_NOT_FOUND};
+use crate::sandbox::{Sandbox, SandboxPolicy, EXIT_NOT_FOUND};
 use crate::skills::model::{CommandSkill, SessionSkill};
 use crate::skills::template::Template;
 use crate::skills::{ErrorCode, Skill, SkillError};
@@ -182,7 +182,7 @@ pub(super) async fn command(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut sink = EventSink::new(run, "command");
         let left = deadline.saturating_duration_since(Instant::now());
-        let judged = sandbox
+        let verdict = sandbox
             .run(
                 &subject,
                 &policy,
@@ -194,7 +194,6 @@ pub(super) async fn command(
             )
             .await
             .map_err(|e| unreachable_program(e, "see the daemon log"))?;
-        let Judged { verdict, .. } = judged;
         let answer = |interrupted| {
             Ok(Answer {
                 text: sink.stdout.clone(),
