@@ -57,7 +57,7 @@ impl SandboxStatus {
             probe_error,
             workspace: sandbox.working_dir().to_path_buf(),
             config: sandbox.config().clone(),
-            sessions: sandbox.sessions.list().await,
+            sessions: sandbox.sessions.list(),
             audit_log: sandbox.audit().path().map(|p| p.to_path_buf()),
         }
     }

@@ -295,7 +295,7 @@ impl Sessions {
     }
 
     /// The sessions alive now.
-    pub async fn list(&self) -> Vec<SessionInfo> {
+    pub fn list(&self) -> Vec<SessionInfo> {
         let slots: Vec<(String, Slot)> = crate::session::lock(&self.inner.slots)
             .iter()
             .map(|(n, s)| (n.clone(), Arc::clone(s)))
