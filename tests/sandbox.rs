@@ -18,7 +18,7 @@ use harness::sandbox::{
     layer_unavailable, policy_in, probe, sandboxed, sandboxed_keeping_cgroup, PYTHON,
 };
 use serde_json::{json, Value};
-use skillkernel_kernel::sandbox::cgroup;
+use skillkernel_sandbox::cgroup;
 
 /// Skips the test, with the probe's reason, when the host cannot enforce
 /// `$layer`.

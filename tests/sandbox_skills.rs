@@ -504,7 +504,7 @@ async fn a_session_skill_keeps_its_state_survives_an_interrupt_and_ends_at_unloa
     // A shutdown ends the session and removes its pids cgroup (root).
     let (_, report) = sandbox_status(&mut client).await;
     let pid = report["sessions"][0]["pid"].as_i64().unwrap() as u32;
-    let cgroup = skillkernel_kernel::sandbox::cgroup::run_cgroup_dir(pid);
+    let cgroup = skillkernel_sandbox::cgroup::run_cgroup_dir(pid);
     let out = daemon.skillctl(&["shutdown"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let mut daemon = daemon;

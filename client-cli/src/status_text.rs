@@ -134,17 +134,8 @@ fn bytes(v: &Value) -> String {
 }
 
 fn duration(v: &Value) -> String {
-    let Some(secs) = v.as_u64() else {
-        return "-".into();
-    };
-    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}d {h}h {m}m")
-    } else if h > 0 {
-        format!("{h}h {m}m {s}s")
-    } else {
-        format!("{m}m {s}s")
-    }
+    v.as_u64()
+        .map_or_else(|| "-".into(), skillkernel_stdx::text::dhms)
 }
 
 #[cfg(test)]

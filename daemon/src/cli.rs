@@ -31,33 +31,7 @@ pub enum Command {
     /// Run one program confined (rlimits, no_new_privs, Landlock, seccomp,
     /// scrubbed environment); the daemon re-executes itself with this. With
     /// --probe, print which sandbox layers this host supports, as JSON.
-    SandboxExec(SandboxExecArgs),
-}
-
-/// `skillkernel sandbox-exec [--policy-json J|--policy-file F|--policy-fd N]
-/// [--status-fd N] -- PROGRAM ARGS…` or `skillkernel sandbox-exec --probe`.
-#[derive(Debug, Clone, Args)]
-pub struct SandboxExecArgs {
-    /// Print the host's sandbox support as JSON and exit.
-    #[arg(long, conflicts_with_all = ["policy_json", "policy_file", "policy_fd", "status_fd", "program"])]
-    pub probe: bool,
-    /// The policy as a JSON string (visible in the process list: no secrets).
-    #[arg(long, value_name = "JSON", group = "policy")]
-    pub policy_json: Option<String>,
-    /// A file holding the policy JSON.
-    #[arg(long, value_name = "FILE", group = "policy")]
-    pub policy_file: Option<PathBuf>,
-    /// An inherited descriptor to read the policy JSON from, to EOF (how
-    /// the daemon passes it: the skill's env stays off argv and disk).
-    #[arg(long, value_name = "FD", group = "policy")]
-    pub policy_fd: Option<i32>,
-    /// An inherited descriptor to write status lines to (see
-    /// `skillkernel_kernel::sandbox::report`).
-    #[arg(long, value_name = "FD")]
-    pub status_fd: Option<i32>,
-    /// The program and its arguments, after `--`.
-    #[arg(last = true, value_name = "PROGRAM")]
-    pub program: Vec<std::ffi::OsString>,
+    SandboxExec(skillkernel_sandbox::helper::ExecArgs),
 }
 
 /// Commands that act on a running daemon through its PID file.

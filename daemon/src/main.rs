@@ -13,6 +13,8 @@
 //! * `skillkernel sandbox-exec [--policy-… ] -- PROG ARGS…` confines one
 //!   program and executes it (the daemon re-executes itself this way for
 //!   commands and skills); `--probe` reports the host's sandbox support.
+//!   The helper lives in the sandbox crate (`skillkernel_sandbox::helper`),
+//!   beside the parent side it answers to; this binary only dispatches.
 //!
 //! This binary owns process concerns only — arguments, paths, logging,
 //! signals, the runtime — and hands the sockets to the `kernel` crate.
@@ -29,7 +31,6 @@ mod manage;
 mod pidfile;
 mod redact;
 mod reload;
-mod sandbox;
 mod signals;
 mod start;
 
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
         cli::Command::Manage(command) => manage::run(command).map_err(Into::into),
         cli::Command::Config(args) => config_command::run(args).map_err(Into::into),
         // Before any runtime or thread exists: the helper must stay single-threaded.
-        cli::Command::SandboxExec(args) => return sandbox::run(args),
+        cli::Command::SandboxExec(args) => return skillkernel_sandbox::helper::run(args),
     };
     let result: Result<ExitCode, Box<dyn std::error::Error>> = result;
     match result {

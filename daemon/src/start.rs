@@ -7,13 +7,13 @@ use std::time::Duration;
 use signal_hook_tokio::Signals;
 use std::sync::Arc;
 
-use skillkernel_kernel::sandbox::SandboxSetup;
-use skillkernel_kernel::skills::service::SkillsSetup;
 use skillkernel_kernel::{
     Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
 };
 use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
 use skillkernel_providers::Registry;
+use skillkernel_sandbox::SandboxSetup;
+use skillkernel_skills::service::SkillsSetup;
 use skillkernel_transport::zmq::ZmqTransport;
 use skillkernel_transport::{Transport, TransportError};
 use thiserror::Error;
@@ -118,7 +118,7 @@ fn run_detached(
     tracing::info!(files = ?files, "configuration read");
     // Sandbox pids groups a crashed daemon left behind (root daemons only
     // make them; elsewhere this finds nothing).
-    skillkernel_kernel::sandbox::cgroup::sweep_stale_run_cgroups();
+    skillkernel_sandbox::cgroup::sweep_stale_run_cgroups();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.io_threads.max(1))
         .thread_name("skillkernel-io")

@@ -43,7 +43,7 @@ impl Run {
 /// it outlives 30 s; then removes the run's pids cgroup, as the daemon does.
 pub fn sandboxed(policy: &Value, program: &[&str]) -> Run {
     let run = sandboxed_keeping_cgroup(policy, program);
-    skillkernel_kernel::sandbox::cgroup::remove_run_cgroup(run.pid);
+    skillkernel_sandbox::cgroup::remove_run_cgroup(run.pid);
     run
 }
 

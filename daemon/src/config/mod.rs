@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use skillkernel_kernel::health::HealthThresholds;
-use skillkernel_kernel::sandbox::SandboxConfig;
-use skillkernel_kernel::skills::config::SkillsConfig;
 use skillkernel_providers::ModelsConfig;
+use skillkernel_sandbox::SandboxConfig;
+use skillkernel_skills::config::SkillsConfig;
 use thiserror::Error;
 
 use crate::cli::StartArgs;

@@ -9,6 +9,7 @@
 
 mod detok;
 mod engine;
+mod error;
 pub mod gguf;
 mod model;
 mod pool;

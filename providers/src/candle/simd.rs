@@ -1,12 +1,34 @@
 //! f32 vector helpers for attention and f32 weights, with an AVX2/FMA path
-//! chosen at run time (release builds may target baseline x86-64).
+//! chosen at run time (release builds may target baseline x86-64), and
+//! the CPU feature check and lane sums the quantized kernels share.
+
+/// Whether the AVX2 kernels can run here (checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+/// The sum of the eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
 
 /// Σ a[i]·b[i] over the shorter length.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     #[cfg(target_arch = "x86_64")]
-    if super::quant::has_avx2() {
+    if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return unsafe { avx2::dot(a, b) };
     }
@@ -16,7 +38,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// y[i] += a·x[i].
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::quant::has_avx2() {
+    if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         unsafe { avx2::axpy(y, a, x) };
         return;
@@ -62,7 +84,7 @@ mod avx2 {
             i += 8;
         }
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut total = super::super::quant::hsum256(sum);
+        let mut total = super::hsum256(sum);
         for k in i..n {
             total += a[k] * b[k];
         }

@@ -19,28 +19,11 @@ use std::io::{Read, Seek};
 
 use candle_core::quantized::gguf_file::Content;
 
+pub use super::error::ModelError;
 use super::gguf::Architecture;
 use super::pool::Pool;
 use super::quant::{self, BlockQ8, Job, Matrix};
 use attention::{attend, rms_norm, Heads, KvCache, Rope};
-
-/// Why a model could not be loaded or run.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("{0}")]
-    Candle(#[from] candle_core::Error),
-    #[error("cannot read the weights: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("tensor `{0}` is missing")]
-    Missing(String),
-    #[error("metadata `{0}` is missing or not a number")]
-    Metadata(String),
-    #[error("{0}")]
-    Invalid(String),
-    /// A model this forward pass does not implement (Candle's may).
-    #[error("{0}")]
-    Unsupported(String),
-}
 
 /// Hyper-parameters from the GGUF metadata.
 struct Config {

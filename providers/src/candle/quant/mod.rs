@@ -17,9 +17,13 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{Device, Module, Tensor};
 
-use super::model::ModelError;
+use super::error::ModelError;
 use super::pool::{Out, Pool};
 use super::simd;
+#[cfg(target_arch = "x86_64")]
+use super::simd::has_avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use super::simd::hsum256;
 use q4_1::BlockQ4_1;
 use q8_0::BlockQ8_0;
 
@@ -63,17 +67,6 @@ pub fn quantize_row(x: &[f32], out: &mut [BlockQ8]) {
     }
 }
 
-/// Whether the AVX2 kernels can run here (checked once).
-#[cfg(target_arch = "x86_64")]
-pub fn has_avx2() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    })
-}
-
 /// An AVX2 tile kernel: `r` activation rows (the array index + 1) against
 /// every weight row.
 #[cfg(target_arch = "x86_64")]
@@ -105,16 +98,6 @@ pub fn gemm_tile<B>(
             out[j * r + i] = dot_scalar(row, act);
         }
     }
-}
-
-/// The sum of the eight lanes.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) fn hsum256(v: std::arch::x86_64::__m256) -> f32 {
-    use std::arch::x86_64::*;
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
 enum Data {

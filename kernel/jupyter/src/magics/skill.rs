@@ -1,0 +1,225 @@
+//! `%skill …`, `%%run NAME k=v …` and `%%skill`: skills from a notebook.
+//!
+//! Every action is computed by [`crate::skill_actions`] (the same data a
+//! `skill_reply` carries) and shown here: listings as HTML and text
+//! tables, `info` as Markdown, reports as text.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::skill_view::{
+    info_markdown, report_text, s, show_markdown, show_metrics, show_skills, show_text,
+};
+use super::split_args;
+use crate::errors::KernelError;
+use crate::exec_context::ExecContext;
+use crate::skill_actions as actions;
+use crate::skill_run::{self, SkillCall};
+use skillkernel_skills::exec::Args;
+use skillkernel_skills::format;
+use skillkernel_skills::model::{Origin, SkillFormat};
+use skillkernel_skills::SkillError;
+
+pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate [NAME|PATH] | metrics [NAME] [--prometheus] | reset NAME]";
+
+fn usage(message: impl Into<String>) -> KernelError {
+    KernelError::usage("skill", message, USAGE)
+}
+
+fn one<'a>(words: &'a [String], what: &str) -> Result<&'a str, KernelError> {
+    words
+        .get(1)
+        .map(String::as_str)
+        .ok_or_else(|| usage(format!("`%skill {}` needs {what}", words[0])))
+}
+
+/// `%skill ARGS`.
+pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
+    let mut words = split_args(args);
+    if words.is_empty() {
+        words.push("list".to_owned());
+    }
+    let action = words[0].as_str();
+    let skills = actions::skills(ctx.shared)?;
+    match action {
+        "list" => show_skills(ctx, &actions::list(&skills)).await,
+        "search" => {
+            let query = words[1..].join(" ");
+            show_skills(ctx, &actions::search(&skills, &query)?).await
+        }
+        "info" => {
+            let v = actions::info(&skills, one(&words, "a skill name")?)?;
+            show_markdown(ctx, &info_markdown(&v["skill"])).await
+        }
+        "run" => {
+            let (spec, rest) = words[1..]
+                .split_first()
+                .ok_or_else(|| usage("`%skill run` needs a skill name"))?;
+            let (params, input) = match rest.iter().position(|w| w == "--") {
+                Some(i) => (&rest[..i], rest[i + 1..].join(" ")),
+                None => (rest, String::new()),
+            };
+            run_skill(ctx, spec, params, input).await
+        }
+        "load" => {
+            let v = actions::load(&skills, one(&words, "a skill name or path")?).await?;
+            show_text(
+                ctx,
+                &format!("loaded {}", v["skill"]["id"].as_str().unwrap_or("?")),
+            )
+            .await
+        }
+        "reload" => {
+            let v = actions::reload(&skills, words.get(1).map(String::as_str)).await?;
+            show_text(ctx, &report_text(&v["report"])).await
+        }
+        "unload" | "enable" | "disable" => {
+            let v = actions::switch(
+                &skills,
+                ctx.shared.sandbox().as_deref(),
+                action,
+                one(&words, "a skill name")?,
+            )
+            .await?;
+            let ids: Vec<&str> = v["skills"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let past = match action {
+                "unload" => "unloaded",
+                "enable" => "enabled",
+                _ => "disabled",
+            };
+            show_text(
+                ctx,
+                &format!(
+                    "{past}: {}",
+                    if ids.is_empty() {
+                        "nothing".into()
+                    } else {
+                        ids.join(", ")
+                    }
+                ),
+            )
+            .await
+        }
+        "validate" if words.len() == 1 || words[1] == "--all" => {
+            let v = actions::validate_all(&skills).await?;
+            let checked = v["skills"].as_array().map_or(0, Vec::len);
+            let errors: Vec<&Value> = v["errors"].as_array().into_iter().flatten().collect();
+            if errors.is_empty() {
+                return show_text(ctx, &format!("all {checked} skills load")).await;
+            }
+            let lines: Vec<String> = errors.iter().map(|e| s(&e["message"])).collect();
+            Err(SkillError::new(
+                skillkernel_skills::ErrorCode::ValidationError,
+                format!(
+                    "{} of {} skills do not load:\n{}",
+                    errors.len(),
+                    checked + errors.len(),
+                    lines.join("\n")
+                ),
+                "fix each file named above; `%skill validate NAME` checks one again",
+            )
+            .into())
+        }
+        "validate" => {
+            let v = actions::validate(&skills, one(&words, "a skill name or path")?).await?;
+            if v["valid"] == true {
+                let id = v["skills"][0]["id"].as_str().unwrap_or("?");
+                show_text(ctx, &format!("{id}: valid")).await
+            } else {
+                let e = &v["errors"][0];
+                Err(SkillError::new(
+                    skillkernel_skills::ErrorCode::ValidationError,
+                    e["message"].as_str().unwrap_or("invalid").to_owned(),
+                    e["remedy"].as_str().unwrap_or("").to_owned(),
+                )
+                .into())
+            }
+        }
+        "metrics" => {
+            let prometheus = words.iter().any(|w| w == "--prometheus");
+            let name = words[1..]
+                .iter()
+                .find(|w| !w.starts_with("--"))
+                .map(String::as_str);
+            let v = actions::metrics(&skills, name, prometheus)?;
+            if prometheus {
+                return show_text(ctx, v["prometheus"].as_str().unwrap_or("")).await;
+            }
+            show_metrics(ctx, &v["metrics"]).await
+        }
+        "reset" => {
+            let v = actions::reset(&skills, one(&words, "a skill name")?)?;
+            show_text(
+                ctx,
+                &format!(
+                    "{}: circuit breaker closed, metrics zeroed{}",
+                    v["skill"].as_str().unwrap_or("?"),
+                    if v["conversation_cleared"] == true {
+                        ", conversation cleared"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .await
+        }
+        other => Err(usage(format!("unknown subcommand `{other}`"))),
+    }
+}
+
+/// `%%run NAME k=v …` with the body as input.
+pub async fn run_cell(
+    ctx: &mut ExecContext<'_>,
+    args: &str,
+    body: &str,
+) -> Result<(), KernelError> {
+    let words = split_args(args);
+    let (spec, params) = words
+        .split_first()
+        .ok_or_else(|| KernelError::usage("%run", "needs a skill name", "%%run NAME [k=v …]"))?;
+    run_skill(ctx, spec, params, body.to_owned()).await
+}
+
+async fn run_skill(
+    ctx: &mut ExecContext<'_>,
+    spec: &str,
+    params: &[String],
+    input: String,
+) -> Result<(), KernelError> {
+    let args = Args::from_tokens(params)?;
+    let call = SkillCall {
+        spec: spec.to_owned(),
+        args,
+        input,
+    };
+    let msg_id = ctx.request.header.msg_id.clone();
+    skill_run::run(ctx.shared, &mut ctx.out, &msg_id, &ctx.cancel, call)
+        .await
+        .map(|_| ())
+}
+
+/// `%%skill`: the body (a native YAML/JSON manifest, or a `SKILL.md` when
+/// it opens with `---`) becomes a skill of this session.
+pub async fn define(ctx: &mut ExecContext<'_>, body: &str) -> Result<(), KernelError> {
+    let skills = actions::skills(ctx.shared)?;
+    let format = if body.trim_start().starts_with("---") {
+        SkillFormat::AgentSkills
+    } else {
+        SkillFormat::Native
+    };
+    let skill = format::parse_str(body, format, Path::new("<%%skill cell>"), Origin::Cell)
+        .map_err(SkillError::from)?;
+    let kind = skill.kind();
+    let id = skills.registry.register_inline(skill);
+    show_text(
+        ctx,
+        &format!("defined {id} ({kind}) for this session; run it with %%run"),
+    )
+    .await
+}

@@ -1,0 +1,176 @@
+//! The shell channel: requests handled strictly in arrival order.
+//!
+//! A reader task verifies each message and queues it; an executor task
+//! takes them one at a time and wraps each in `status: busy` … `idle`,
+//! publishing all of a request's output before its reply. When a cell
+//! fails with `stop_on_error`, execute requests already queued are
+//! answered `aborted` instead of run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use skillkernel_protocol::content::{
+    AbortedReply, ErrorContent, ErrorReply, ExecuteRequest, ExecutionState,
+};
+use skillkernel_protocol::Message;
+use skillkernel_transport::{Channel, FrameReceiver, FrameSender, TransportError};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::dispatch;
+use crate::execute;
+use crate::memory::Trimmer;
+use crate::session::Shared;
+
+/// How long a failed cell lets already-sent requests reach the queue
+/// before collecting the ones to abort.
+const ABORT_SETTLE: Duration = Duration::from_millis(5);
+
+pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>> {
+    let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(read_requests(
+        shared.clone(),
+        channel.receiver,
+        "shell",
+        queue_tx,
+    ));
+    let executor = tokio::spawn(execute_in_order(shared, channel.sender, queue_rx));
+    vec![reader, executor]
+}
+
+/// Receives, verifies and queues requests from one channel. Anything that
+/// fails to decode is logged and dropped; the loop never stops for it.
+pub(crate) async fn read_requests(
+    shared: Arc<Shared>,
+    mut receiver: Box<dyn FrameReceiver>,
+    channel: &'static str,
+    queue: mpsc::UnboundedSender<Message>,
+) {
+    loop {
+        let frames = match receiver.recv().await {
+            Ok(frames) => frames,
+            Err(TransportError::Closed(_)) => break,
+            Err(e) => {
+                tracing::debug!(channel, error = %e, "receive error");
+                continue;
+            }
+        };
+        match Message::decode(frames, &shared.signer, &shared.limits()) {
+            Ok(msg) => {
+                tracing::trace!(channel, msg_type = msg.msg_type(), "request");
+                if queue.send(msg).is_err() {
+                    break;
+                }
+            }
+            Err(e) => tracing::warn!(channel, error = %e, "dropping invalid message"),
+        }
+    }
+}
+
+async fn execute_in_order(
+    shared: Arc<Shared>,
+    sender: Arc<dyn FrameSender>,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+) {
+    let mut trimmer = Trimmer::default();
+    while let Some(msg) = queue.recv().await {
+        let queued_before_failure = handle(&shared, &sender, &msg, &mut queue).await;
+        for queued in queued_before_failure {
+            if queued.msg_type() == "execute_request" {
+                abort_request(&shared, sender.as_ref(), &queued).await;
+            } else {
+                handle(&shared, &sender, &queued, &mut queue).await;
+            }
+        }
+        trimmer.handled(queue.is_empty());
+    }
+}
+
+/// Handles one shell request. When a cell fails with `stop_on_error`,
+/// returns the requests that were queued behind it: they were sent before
+/// the client could know of the failure, so their executes are aborted.
+async fn handle(
+    shared: &Arc<Shared>,
+    channel: &Arc<dyn FrameSender>,
+    msg: &Message,
+    queue: &mut mpsc::UnboundedReceiver<Message>,
+) -> Vec<Message> {
+    let sender = channel.as_ref();
+    shared.iopub.status(msg, ExecutionState::Busy).await;
+    let mut queued_before_failure = Vec::new();
+    let is_work = WORK.contains(&msg.msg_type());
+    // Held until the reply is sent, so a shutdown waits for the answer too.
+    let _operation = is_work.then(|| shared.operations.begin(msg.msg_type(), &msg.header.msg_id));
+    if is_work && shared.exit_requested() {
+        refuse(shared, sender, msg).await;
+    } else if msg.msg_type() == "execute_request" {
+        match msg.parse_content::<ExecuteRequest>() {
+            Ok(req) => {
+                let stop_on_error = req.stop_on_error;
+                let outcome = execute::execute(shared, msg, req).await;
+                if outcome.failed && stop_on_error {
+                    // Collect before replying: the client cannot have
+                    // reacted to a reply it has not seen.
+                    tokio::time::sleep(ABORT_SETTLE).await;
+                    while let Ok(queued) = queue.try_recv() {
+                        queued_before_failure.push(queued);
+                    }
+                }
+                shared.iopub.flush().await;
+                shared
+                    .reply_with_metadata(
+                        sender,
+                        msg,
+                        "execute_reply",
+                        outcome.reply,
+                        outcome.metadata,
+                    )
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid execute_request");
+                let error = ErrorContent::new("InvalidRequest", e.to_string());
+                let count = shared.execution_count();
+                let mut reply = json!(ErrorReply::new(error));
+                reply["execution_count"] = json!(count);
+                shared.reply(sender, msg, "execute_reply", reply).await;
+            }
+        }
+    } else {
+        dispatch::respond(shared, channel, msg).await;
+        shared.iopub.flush().await;
+    }
+    shared.iopub.status(msg, ExecutionState::Idle).await;
+    queued_before_failure
+}
+
+/// Requests that start work; refused once a shutdown has begun.
+const WORK: [&str; 3] = ["execute_request", "model_request", "skill_request"];
+
+/// Answers a work request that arrived during a shutdown.
+async fn refuse(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {
+    tracing::info!(
+        msg_type = msg.msg_type(),
+        "refusing new work: shutting down"
+    );
+    let error = ErrorContent::new(
+        "KernelShuttingDown",
+        "the kernel is shutting down and takes no new work; start it again to continue",
+    );
+    let mut reply = json!(ErrorReply::new(error));
+    if msg.msg_type() == "execute_request" {
+        reply["execution_count"] = json!(shared.execution_count());
+    }
+    let reply_type = msg.msg_type().replace("_request", "_reply");
+    shared.reply(sender, msg, &reply_type, reply).await;
+}
+
+async fn abort_request(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {
+    tracing::info!(msg_id = %msg.header.msg_id, "aborting queued execute_request after an error");
+    shared.iopub.status(msg, ExecutionState::Busy).await;
+    shared
+        .reply(sender, msg, "execute_reply", AbortedReply::default())
+        .await;
+    shared.iopub.status(msg, ExecutionState::Idle).await;
+}

@@ -1,0 +1,222 @@
+//! The sandbox's audit log: one JSON object per line, appended to
+//! `<state_dir>/sandbox-audit.jsonl`, for every security event — a denied
+//! path or network access, a limit kill, a timeout, a set-up failure, a
+//! permission grant (a skill allowed more than the defaults) and a Landlock
+//! that could not be fully enforced (the last two once per skill version).
+//!
+//! ```json
+//! {"time":"2026-11-21T22:40:01.123Z","event":"denied_path","source":"skill",
+//!  "skill":"reader","version":"1.0.0","path":"/etc/shadow",
+//!  "detail":"cat: /etc/shadow: Permission denied"}
+//! ```
+//!
+//! Every event is also a `tracing` warning, so an operator sees it in the
+//! daemon log. Writing the log must never fail a run: an unwritable log is
+//! reported once and the events go to the daemon log only. Values of
+//! environment variables are never written, only names.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The log file's name inside the state directory.
+pub const AUDIT_FILE: &str = "sandbox-audit.jsonl";
+
+/// Who ran the program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    /// `cell` (a `!command`), `skill` (a command skill) or `session`.
+    pub source: &'static str,
+    /// The skill's name and version; `None` for cells.
+    pub skill: Option<String>,
+    pub version: Option<String>,
+    /// The skill's own folder: readable without it being a grant.
+    #[serde(skip)]
+    pub own_dir: Option<std::path::PathBuf>,
+}
+
+impl Subject {
+    pub fn cell() -> Self {
+        Subject {
+            source: "cell",
+            skill: None,
+            version: None,
+            own_dir: None,
+        }
+    }
+
+    pub fn skill(source: &'static str, name: &str, version: &str) -> Self {
+        Subject {
+            source,
+            skill: Some(name.to_owned()),
+            version: Some(version.to_owned()),
+            own_dir: None,
+        }
+    }
+}
+
+/// The audit log (or, without a state directory, the daemon log only).
+pub struct AuditLog {
+    path: Option<PathBuf>,
+    file: Mutex<Option<File>>,
+    /// `skill@version:event:key` already logged by [`AuditLog::record_once`].
+    seen: Mutex<HashSet<String>>,
+}
+
+impl AuditLog {
+    /// Appends to `path` (created with mode 0600 on first use); `None`
+    /// logs through `tracing` only.
+    pub fn new(path: Option<PathBuf>) -> Self {
+        AuditLog {
+            path,
+            file: Mutex::new(None),
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Records `event` for `subject`, with `fields` (string keys to JSON).
+    pub fn record(&self, event: &str, subject: &Subject, fields: Map<String, Value>) {
+        let mut entry = Map::new();
+        entry.insert(
+            "time".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into(),
+        );
+        entry.insert("event".into(), event.into());
+        entry.insert("source".into(), subject.source.into());
+        if let Some(skill) = &subject.skill {
+            entry.insert("skill".into(), skill.clone().into());
+        }
+        if let Some(version) = &subject.version {
+            entry.insert("version".into(), version.clone().into());
+        }
+        entry.extend(fields);
+        let line = Value::Object(entry).to_string();
+        tracing::warn!(target: "skillkernel::audit", "{line}");
+        self.append(&line);
+    }
+
+    /// Records a grant the first time `subject` uses it.
+    pub fn record_grant_once(&self, subject: &Subject, grant: &str, fields: Map<String, Value>) {
+        let mut fields = fields;
+        fields.insert("grant".into(), grant.into());
+        self.record_once("permission_granted", grant, subject, fields);
+    }
+
+    /// Records `event` the first time it happens to `subject` (per `key`):
+    /// what holds for every run of a skill is logged once, not per run.
+    pub fn record_once(
+        &self,
+        event: &str,
+        key: &str,
+        subject: &Subject,
+        fields: Map<String, Value>,
+    ) {
+        let key = format!(
+            "{}@{}:{event}:{key}",
+            subject.skill.as_deref().unwrap_or("cell"),
+            subject.version.as_deref().unwrap_or("")
+        );
+        if skillkernel_stdx::lock(&self.seen).insert(key) {
+            self.record(event, subject, fields);
+        }
+    }
+
+    fn append(&self, line: &str) {
+        let Some(path) = &self.path else { return };
+        let mut file = skillkernel_stdx::lock(&self.file);
+        if file.is_none() {
+            match open(path) {
+                Ok(f) => *file = Some(f),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot open the sandbox audit log; events go to the daemon log only");
+                    return;
+                }
+            }
+        }
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.write_all(format!("{line}\n").as_bytes()) {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the sandbox audit log");
+                *file = None;
+            }
+        }
+    }
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_appended_as_json_lines_and_grants_logged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let log = AuditLog::new(Some(path.clone()));
+        let who = Subject::skill("skill", "reader", "1.0.0");
+        let mut fields = Map::new();
+        fields.insert("path".into(), "/etc/shadow".into());
+        log.record("denied_path", &who, fields);
+        log.record_grant_once(&who, "network", Map::new());
+        log.record_grant_once(&who, "network", Map::new());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["event"], "denied_path");
+        assert_eq!(lines[0]["skill"], "reader");
+        assert_eq!(lines[0]["version"], "1.0.0");
+        assert_eq!(lines[0]["path"], "/etc/shadow");
+        assert_eq!(lines[1]["event"], "permission_granted");
+        assert_eq!(lines[1]["grant"], "network");
+    }
+
+    #[test]
+    fn a_degraded_landlock_is_its_own_event_logged_once_per_skill_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let log = AuditLog::new(Some(path.clone()));
+        let who = Subject::skill("skill", "reader", "1.0.0");
+        for _ in 0..2 {
+            log.record_once("landlock_degraded", "partially_enforced", &who, Map::new());
+        }
+        let newer = Subject::skill("skill", "reader", "1.1.0");
+        log.record_once(
+            "landlock_degraded",
+            "partially_enforced",
+            &newer,
+            Map::new(),
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let events: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2, "{text}");
+        assert!(events.iter().all(|e| e["event"] == "landlock_degraded"));
+        assert_eq!(events[1]["version"], "1.1.0");
+    }
+}

@@ -1,0 +1,373 @@
+//! [`Sandbox`]: what the kernel holds to run programs confined — the
+//! helper binary, the settings from the daemon's `[sandbox]` section, the
+//! audit log, the host's support (probed once) and the session skills'
+//! processes.
+//!
+//! [`Sandbox::run`] is the one path every `!command` cell and command skill
+//! takes: spawn under the helper, drive to the end, judge, audit.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::audit::{AuditLog, Subject, AUDIT_FILE};
+use super::launch::{Helper, LaunchError, Setup, Stdin};
+use super::run::{self, OutputSink, RunBounds};
+use super::sessions::{Exchange, SessionError, SessionSpec, Sessions};
+use super::verdict::{self, Denial, Verdict};
+use super::{HostSupport, SandboxPolicy, SetupReport, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
+
+/// The daemon's `[sandbox]` section: what `!command` cells may do beyond
+/// the defaults, and the bounds every sandboxed program runs under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// May `!command` cells use the network?
+    pub network: bool,
+    /// Extra paths `!command` cells may read.
+    pub read: Vec<PathBuf>,
+    /// Extra paths `!command` cells may write (the working directory always).
+    pub write: Vec<PathBuf>,
+    /// Extra environment variables `!command` cells keep.
+    pub env: Vec<String>,
+    /// Refuse to run any program where Landlock is not fully enforced.
+    pub require_landlock: bool,
+    /// stdout and stderr of one program together; it is killed beyond.
+    pub max_output_bytes: u64,
+    /// Session skills' processes alive at once; the least recently used
+    /// idle one is ended to make room.
+    pub max_sessions: usize,
+    /// A session idle this long is ended.
+    pub session_idle_timeout_secs: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            network: false,
+            read: Vec::new(),
+            write: Vec::new(),
+            env: Vec::new(),
+            require_landlock: false,
+            max_output_bytes: 64 << 20,
+            max_sessions: 8,
+            session_idle_timeout_secs: 1800,
+        }
+    }
+}
+
+/// How the kernel sets up its sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxSetup {
+    /// The `skillkernel` binary (run as `skillkernel sandbox-exec`).
+    pub helper: PathBuf,
+    /// Where the audit log goes (`<state_dir>/sandbox-audit.jsonl`);
+    /// `None`: the daemon log only.
+    pub state_dir: Option<PathBuf>,
+    /// The workspace of cells and skills: the kernel's working directory.
+    pub working_dir: PathBuf,
+    pub config: SandboxConfig,
+}
+
+/// The kernel's sandbox.
+pub struct Sandbox {
+    setup: SandboxSetup,
+    helper: Helper,
+    audit: AuditLog,
+    host: OnceCell<Result<HostSupport, String>>,
+    pub sessions: Sessions,
+    /// Process groups of programs running now, killed at exit.
+    running: std::sync::Mutex<std::collections::HashSet<i32>>,
+}
+
+impl Sandbox {
+    pub fn new(setup: SandboxSetup) -> Self {
+        let audit = AuditLog::new(setup.state_dir.as_ref().map(|d| d.join(AUDIT_FILE)));
+        let sessions = Sessions::new(
+            setup.config.max_sessions,
+            Duration::from_secs(setup.config.session_idle_timeout_secs),
+            setup.config.max_output_bytes,
+        );
+        Sandbox {
+            helper: Helper::new(&setup.helper),
+            setup,
+            audit,
+            host: OnceCell::new(),
+            sessions,
+            running: Default::default(),
+        }
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.setup.config
+    }
+
+    pub fn helper(&self) -> &Helper {
+        &self.helper
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub fn working_dir(&self) -> &Path {
+        &self.setup.working_dir
+    }
+
+    /// The policy of `!command` cells: the defaults in the working
+    /// directory, widened by `[sandbox]`.
+    pub fn cell_policy(&self) -> SandboxPolicy {
+        let c = &self.setup.config;
+        let mut policy = SandboxPolicy::for_workspace(&self.setup.working_dir);
+        policy.network = c.network;
+        policy.read.extend(c.read.iter().cloned());
+        policy.write.extend(c.write.iter().cloned());
+        policy.env_allow.extend(c.env.iter().cloned());
+        policy.require_landlock = c.require_landlock;
+        policy
+    }
+
+    /// `[sandbox] require_landlock` applied over a skill's own policy.
+    pub fn enforce_config(&self, policy: &mut SandboxPolicy) {
+        policy.require_landlock |= self.setup.config.require_landlock;
+    }
+
+    /// Runs `argv` under `policy` to its end, with `stdin` (if any) as
+    /// its input, streaming output to `sink`, audits what the sandbox did
+    /// and says what the ending means.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run(
+        &self,
+        subject: &Subject,
+        policy: &SandboxPolicy,
+        argv: &[String],
+        stdin: Option<&str>,
+        sink: &mut impl OutputSink,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Verdict, LaunchError> {
+        self.audit_grants(subject, policy);
+        let mode = if stdin.is_some() {
+            Stdin::Piped
+        } else {
+            Stdin::Null
+        };
+        let mut spawned = self.helper.spawn(policy, argv, mode).await?;
+        if let (Some(text), Some(mut pipe)) = (stdin, spawned.child.stdin.take()) {
+            // Written aside: a program that does not read its input must
+            // not stall the run (the pipe then just closes).
+            let text = text.to_owned();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = pipe.write_all(text.as_bytes()).await;
+            });
+        }
+        let bounds = RunBounds {
+            timeout,
+            max_output_bytes: self.setup.config.max_output_bytes,
+        };
+        let tracked = Tracked::new(&self.running, spawned.pgid);
+        let finished = run::drive(spawned, sink, bounds, cancel).await;
+        drop(tracked);
+        let (verdict, denials) = verdict::judge(&finished, policy);
+        let report = match &finished.setup {
+            Setup::Applied(report) => Some((**report).clone()),
+            _ => None,
+        };
+        self.audit_run(subject, argv, &verdict, &denials, report.as_ref());
+        Ok(verdict)
+    }
+
+    /// One exchange with the session `spec.name` (started if needed).
+    pub async fn exchange(
+        &self,
+        spec: &SessionSpec,
+        input: &str,
+        sink: &mut impl OutputSink,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Exchange, SessionError> {
+        self.sessions
+            .exchange(&self.helper, spec, input, sink, timeout, cancel)
+            .await
+    }
+
+    /// What this host supports, from `skillkernel sandbox-exec --probe`
+    /// (run once, then cached).
+    pub async fn host_support(&self) -> Result<HostSupport, String> {
+        self.host
+            .get_or_init(|| async {
+                let output = tokio::process::Command::new(self.helper.path())
+                    .args(["sandbox-exec", "--probe"])
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot run {} sandbox-exec --probe: {e}",
+                            self.helper.path().display()
+                        )
+                    })?;
+                serde_json::from_slice(&output.stdout).map_err(|e| {
+                    format!(
+                        "the sandbox probe answered something unreadable ({e}): {}",
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    )
+                })
+            })
+            .await
+            .clone()
+    }
+
+    /// Audits the grants `policy` makes over the defaults, once per skill.
+    pub fn audit_grants(&self, subject: &Subject, policy: &SandboxPolicy) {
+        if subject.skill.is_none() {
+            return;
+        }
+        if policy.network {
+            self.audit.record_grant_once(subject, "network", Map::new());
+        }
+        let workspace = policy.workspace.as_deref();
+        let extra_writes: Vec<_> = policy
+            .write
+            .iter()
+            .filter(|p| Some(p.as_path()) != workspace && p.as_path() != Path::new("/dev/null"))
+            .map(|p| p.display().to_string())
+            .collect();
+        if !extra_writes.is_empty() {
+            let fields = map(json!({"paths": extra_writes}));
+            self.audit.record_grant_once(subject, "write", fields);
+        }
+        let extra_reads: Vec<_> = policy
+            .read
+            .iter()
+            .filter(|p| {
+                !DEFAULT_READ_PATHS
+                    .iter()
+                    .any(|d| Path::new(d) == p.as_path())
+            })
+            .filter(|p| subject.own_dir.as_deref() != Some(p.as_path()))
+            .map(|p| p.display().to_string())
+            .collect();
+        if !extra_reads.is_empty() {
+            let fields = map(json!({"paths": extra_reads}));
+            self.audit.record_grant_once(subject, "read", fields);
+        }
+        let extra_env: Vec<_> = policy
+            .env_allow
+            .iter()
+            .filter(|n| !DEFAULT_ENV_ALLOW.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        if !extra_env.is_empty() {
+            let fields = map(json!({"names": extra_env}));
+            self.audit.record_grant_once(subject, "env", fields);
+        }
+    }
+
+    /// Audits a judged run: denials, limit kills, timeouts, set-up
+    /// failures, and a Landlock that could not be fully enforced.
+    pub fn audit_run(
+        &self,
+        subject: &Subject,
+        argv: &[String],
+        verdict: &Verdict,
+        denials: &[Denial],
+        report: Option<&SetupReport>,
+    ) {
+        let program = argv.first().cloned().unwrap_or_default();
+        for denial in denials {
+            let (event, fields) = match denial {
+                Denial::Path { path, line } => (
+                    "denied_path",
+                    json!({"program": program, "path": path, "detail": line}),
+                ),
+                Denial::Network { line } => (
+                    "denied_network",
+                    json!({"program": program, "detail": line}),
+                ),
+            };
+            self.audit.record(event, subject, map(fields));
+        }
+        match verdict {
+            Verdict::LimitKilled { limit, detail } => self.audit.record(
+                "limit_kill",
+                subject,
+                map(json!({"program": program, "limit": limit.as_str(), "detail": detail})),
+            ),
+            Verdict::TimedOut { after } => self.audit.record(
+                "timeout",
+                subject,
+                map(json!({"program": program, "after_ms": after.as_millis() as u64})),
+            ),
+            Verdict::SetupFailed(failure) => self.audit.record(
+                "setup_failed",
+                subject,
+                map(json!({"program": program, "stage": failure.stage, "detail": failure.message})),
+            ),
+            _ => {}
+        }
+        if let Some(report) = report {
+            if report.landlock.status != "fully_enforced" {
+                self.audit.record_once(
+                    "landlock_degraded",
+                    &report.landlock.status,
+                    subject,
+                    map(
+                        json!({"status": report.landlock.status, "reason": report.landlock.reason}),
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Kills every sandboxed process group now: programs running and
+    /// sessions (the shutdown's Cleanup phase; synchronous on purpose).
+    pub fn kill_all_now(&self) {
+        let mut groups: Vec<i32> = skillkernel_stdx::lock(&self.running).drain().collect();
+        groups.extend(self.sessions.process_groups());
+        for pgid in &groups {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(*pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // A root helper's pids cgroup empties once its processes have
+        // exited (reaped or not); remove them rather than leave them to
+        // the next start's sweep.
+        for pgid in groups {
+            super::cgroup::remove_run_cgroup(pgid as u32);
+        }
+    }
+}
+
+/// A running program's group in the set killed at exit, for as long as
+/// this lives (also when the run's future is dropped half-way).
+struct Tracked<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<i32>>,
+    pgid: i32,
+}
+
+impl<'a> Tracked<'a> {
+    fn new(set: &'a std::sync::Mutex<std::collections::HashSet<i32>>, pgid: i32) -> Self {
+        skillkernel_stdx::lock(set).insert(pgid);
+        Tracked { set, pgid }
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        skillkernel_stdx::lock(self.set).remove(&self.pgid);
+    }
+}
+
+fn map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}

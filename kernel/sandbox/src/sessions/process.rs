@@ -1,0 +1,258 @@
+//! One session's process: starting it under the helper, one exchange with
+//! it (input in, answer out, until the marker or one line), and how it
+//! ended.
+//!
+//! An exchange is bounded like a command: a timeout, an interrupt (SIGINT
+//! to the process group, then a short grace for the answer to end) and the
+//! output cap. stdin is written while stdout is read, so a large input
+//! whose answer is also large cannot deadlock the two pipes. Between
+//! exchanges stderr keeps only a bounded backlog and a tail.
+
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Reply, SessionError, SessionSpec};
+use crate::launch::{Helper, Setup, Stdin};
+use crate::run::{Ending, Finished, OutputSink, Stream};
+use crate::text::{Tail, Utf8Carry};
+
+/// How long an interrupted exchange may take to finish its answer before
+/// the session is ended instead.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+const STDERR_TAIL_BYTES: usize = 16 * 1024;
+/// stderr chunks (of up to 8 KiB) held for the next exchange; beyond, they
+/// are dropped (the tail keeps the end).
+const STDERR_BACKLOG: usize = 64;
+
+/// A running session process.
+pub(super) struct Live {
+    pub fingerprint: String,
+    pub skill: String,
+    pub child: Child,
+    pub pgid: i32,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    stderr: mpsc::Receiver<String>,
+    stderr_tail: Arc<StdMutex<Tail>>,
+    pub setup: Setup,
+    pub exchanges: u64,
+    pub last_used: Instant,
+    /// An exchange began and did not finish (its future was dropped): the
+    /// process is out of step and must not be reused.
+    pub in_exchange: bool,
+}
+
+/// How an exchange that ended the session went.
+pub(super) struct Ended {
+    pub text: String,
+    pub ending: Ending,
+    pub output_bytes: u64,
+}
+
+impl Live {
+    /// Starts the session's program; the set-up may have failed (see
+    /// [`Live::setup`]).
+    pub async fn start(
+        helper: &Helper,
+        spec: &SessionSpec,
+        fingerprint: String,
+    ) -> Result<Live, SessionError> {
+        let mut spawned = helper.spawn(&spec.policy, &spec.argv, Stdin::Piped).await?;
+        let setup = spawned.setup().await;
+        let (Some(stdin), Some(stdout)) = (spawned.child.stdin.take(), spawned.child.stdout.take())
+        else {
+            return Err(SessionError::Input(std::io::Error::other(
+                "the session's pipes were not created",
+            )));
+        };
+        let (tx, rx) = mpsc::channel(STDERR_BACKLOG);
+        let tail = Arc::new(StdMutex::new(Tail::new(STDERR_TAIL_BYTES)));
+        if let Some(mut stderr) = spawned.child.stderr.take() {
+            let tail = Arc::clone(&tail);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8 * 1024];
+                let mut carry = Utf8Carry::default();
+                while let Ok(n) = stderr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = carry.decode(&buf[..n]);
+                    skillkernel_stdx::lock(&tail).push(&text);
+                    let _ = tx.try_send(text);
+                }
+            });
+        }
+        Ok(Live {
+            fingerprint,
+            skill: spec.skill.clone(),
+            pgid: spawned.pgid,
+            child: spawned.child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            stderr: rx,
+            stderr_tail: tail,
+            setup,
+            exchanges: 0,
+            last_used: Instant::now(),
+            in_exchange: false,
+        })
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// How the session ended, for the verdict; `elapsed` is the exchange's.
+    pub fn finish(self, ending: Ending, output_bytes: u64, elapsed: Duration) -> Finished {
+        let stderr_tail = skillkernel_stdx::lock(&self.stderr_tail).text();
+        Finished {
+            setup: self.setup,
+            ending,
+            stderr_tail,
+            output_bytes,
+            elapsed,
+        }
+    }
+
+    /// One exchange: `Ok((answer, interrupted))`, or `Err(Ended)` when the
+    /// session must end (timeout, a dead program, the output cap, an
+    /// interrupt it did not survive).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn talk(
+        &mut self,
+        spec: &SessionSpec,
+        input: &str,
+        token: &str,
+        sink: &mut impl OutputSink,
+        timeout: Duration,
+        max_output_bytes: u64,
+        cancel: &CancellationToken,
+    ) -> Result<(String, bool), Ended> {
+        // Drop stderr written between exchanges.
+        while self.stderr.try_recv().is_ok() {}
+        let request = request(spec, input, token);
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let Live {
+            stdin,
+            stdout,
+            stderr,
+            pgid,
+            ..
+        } = self;
+        let write = async {
+            stdin.write_all(request.as_bytes()).await?;
+            stdin.flush().await
+        };
+        tokio::pin!(write);
+        let mut written = false;
+        let mut interrupted_at: Option<Instant> = None;
+        let mut answer = String::new();
+        let mut bytes = 0u64;
+        let mut line = Vec::new();
+        let end = |text: String, ending, bytes| {
+            Err(Ended {
+                text,
+                ending,
+                output_bytes: bytes,
+            })
+        };
+        loop {
+            let grace = async {
+                match interrupted_at {
+                    Some(at) => {
+                        tokio::time::sleep(INTERRUPT_GRACE.saturating_sub(at.elapsed())).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            // One line at most the rest of the cap (plus one byte, to see
+            // it overflow).
+            let room = max_output_bytes
+                .saturating_sub(bytes + line.len() as u64)
+                .saturating_add(1);
+            let mut bounded = (&mut *stdout).take(room);
+            tokio::select! {
+                done = &mut write, if !written => {
+                    written = true;
+                    if done.is_err() {
+                        return end(answer, exited(), bytes);
+                    }
+                }
+                read = bounded.read_until(b'\n', &mut line) => {
+                    match read {
+                        Ok(0) | Err(_) if interrupted_at.is_some() => {
+                            return end(answer, Ending::Interrupted, bytes);
+                        }
+                        Ok(0) | Err(_) => return end(answer, exited(), bytes),
+                        Ok(_) => {}
+                    }
+                    bytes += line.len() as u64;
+                    if bytes > max_output_bytes {
+                        return end(answer, Ending::OutputCapped, bytes);
+                    }
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    line.clear();
+                    let (before, done) = match &spec.reply {
+                        Reply::Marker(_) => match text.find(token) {
+                            Some(at) => (text[..at].to_owned(), true),
+                            None => (text, false),
+                        },
+                        Reply::Line => (text, true),
+                    };
+                    if !before.is_empty() {
+                        sink.output(Stream::Stdout, &before).await;
+                        answer.push_str(&before);
+                    }
+                    if done {
+                        // stderr may trail stdout by a moment.
+                        tokio::task::yield_now().await;
+                        while let Ok(text) = stderr.try_recv() {
+                            sink.output(Stream::Stderr, &text).await;
+                        }
+                        sink.flush().await;
+                        return Ok((answer, interrupted_at.is_some()));
+                    }
+                }
+                Some(text) = stderr.recv() => {
+                    bytes += text.len() as u64;
+                    if bytes > max_output_bytes {
+                        return end(answer, Ending::OutputCapped, bytes);
+                    }
+                    sink.output(Stream::Stderr, &text).await;
+                }
+                _ = cancel.cancelled(), if interrupted_at.is_none() => {
+                    interrupted_at = Some(Instant::now());
+                    let _ = killpg(Pid::from_raw(*pgid), Signal::SIGINT);
+                }
+                _ = grace => return end(answer, Ending::Interrupted, bytes),
+                _ = deadline.as_mut() => return end(answer, Ending::TimedOut, bytes),
+            }
+        }
+    }
+}
+
+/// The program went away; its real status is collected after the kill.
+fn exited() -> Ending {
+    Ending::Exited(std::process::ExitStatus::default())
+}
+
+/// What is written for one exchange.
+fn request(spec: &SessionSpec, input: &str, token: &str) -> String {
+    let mut request = input.trim_end_matches('\n').to_owned();
+    request.push('\n');
+    if let Reply::Marker(command) = &spec.reply {
+        // A blank line first ends an open block (Python's `def`, `for`).
+        request.push('\n');
+        request.push_str(&command.replace(Reply::PLACEHOLDER, token));
+        request.push('\n');
+    }
+    request
+}

@@ -1,0 +1,279 @@
+//! Skill execution benchmarks (scripted provider, no model):
+//!
+//! * overhead — `Executor::run` on a prompt skill against a direct
+//!   `Registry::complete` with the same request, cache off, no delay:
+//!   per-call p50/p95 of both and the difference (target ≤ 50 µs);
+//! * workflow — ten phases in four levels (4, 3, 2, 1), `max_parallel = 4`,
+//!   every call sleeping a fixed time: total against the longest path
+//!   (4 calls) and the sum (10 calls).
+//!
+//! Run with `cargo bench -p skillkernel-skills --bench skill_exec`; prints
+//! a table and one JSON line (also appended to `$BENCH_JSON` when set).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skillkernel_providers::scripted::ScriptedProvider;
+use skillkernel_providers::{
+    ChatMessage, CompletionRequest, GenerationOptions, ModelsConfig, Registry,
+};
+use skillkernel_skills::exec::{Executor, RunContext, RunRequest};
+use skillkernel_skills::metrics::SkillMetrics;
+use skillkernel_skills::model::{
+    GenerationOverrides, Origin, Phase, PromptSkill, Resilience, Routing, SkillBody, SkillFormat,
+    SkillMeta, Source, WorkflowSkill,
+};
+use skillkernel_skills::{Skill, Template};
+use tokio_util::sync::CancellationToken;
+
+const CALLS: usize = 20_000;
+const WARMUP: usize = 2_000;
+const WORKFLOW_RUNS: usize = 10;
+const PHASE_DELAY: Duration = Duration::from_millis(20);
+
+fn new_skill(name: &str, body: SkillBody) -> Arc<Skill> {
+    let meta = SkillMeta {
+        name: name.into(),
+        version: semver::Version::new(1, 0, 0),
+        description: String::new(),
+        author: None,
+        license: None,
+        tags: vec![],
+        category: None,
+        compatibility: None,
+        allowed_tools: vec![],
+        metadata: Default::default(),
+    };
+    Arc::new(Skill {
+        meta,
+        parameters: vec![],
+        dependencies: vec![],
+        routing: Routing::default(),
+        generation: GenerationOverrides::default(),
+        resilience: Resilience::default(),
+        body,
+        source: Source {
+            format: SkillFormat::Native,
+            path: None,
+            origin: Origin::Builtin,
+        },
+    })
+}
+
+fn t(source: &str) -> Template {
+    Template::parse(source).expect("a valid template")
+}
+
+fn context(provider: Arc<ScriptedProvider>) -> RunContext {
+    let config = ModelsConfig {
+        default: "m".into(),
+        ..ModelsConfig::default()
+    };
+    RunContext {
+        registry: Arc::new(Registry::new(vec![provider], config)),
+        default_model: "m".into(),
+        options: GenerationOptions::default(),
+        sandbox: None,
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// p50 and p95 in µs, to 0.01 µs.
+fn summary(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let round = |us: f64| (us * 100.0).round() / 100.0;
+    (
+        round(percentile(&samples, 0.5)),
+        round(percentile(&samples, 0.95)),
+    )
+}
+
+async fn overhead() -> serde_json::Value {
+    let provider = ScriptedProvider::builder("scripted")
+        .reply_with(|_| Ok("a short scripted answer of a few words".into()))
+        .piece_chars(8)
+        .build();
+    let ctx = context(provider.clone());
+    let executor = Executor::new(Arc::new(SkillMetrics::new()));
+    let skill = new_skill(
+        "summarize",
+        SkillBody::Prompt(PromptSkill {
+            system: Some(t("You summarize text.")),
+            template: t("Summarize in one line:\n{{ input }}"),
+        }),
+    );
+    let input = "The quick brown fox jumps over the lazy dog. ".repeat(8);
+    let request = CompletionRequest {
+        model: "m".into(),
+        messages: vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "You summarize text.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: format!("Summarize in one line:\n{input}"),
+            },
+        ],
+        options: GenerationOptions::default(),
+    };
+    let (mut direct, mut executed) = (Vec::with_capacity(CALLS), Vec::with_capacity(CALLS));
+    for i in 0..WARMUP + CALLS {
+        if i % 1000 == 0 {
+            provider.clear_log();
+        }
+        let started = Instant::now();
+        let (_, answer) = ctx
+            .registry
+            .complete(request.clone(), CancellationToken::new())
+            .await
+            .expect("the direct call");
+        let direct_took = started.elapsed();
+        let started = Instant::now();
+        let out = executor
+            .run(&ctx, RunRequest::new(skill.clone(), input.clone()), |_| {})
+            .await
+            .expect("the skill run");
+        let executed_took = started.elapsed();
+        assert_eq!(out.text, answer.text);
+        if i >= WARMUP {
+            direct.push(direct_took);
+            executed.push(executed_took);
+        }
+    }
+    let last = provider.calls().pop().expect("a call");
+    assert_eq!(
+        last.messages, request.messages,
+        "both send the same request"
+    );
+    let (d50, d95) = summary(direct);
+    let (e50, e95) = summary(executed);
+    println!("execution overhead ({CALLS} calls each, scripted provider, cache off)");
+    println!("  direct Registry::complete   p50 {d50:8.1} µs   p95 {d95:8.1} µs");
+    println!("  Executor::run (prompt)      p50 {e50:8.1} µs   p95 {e95:8.1} µs");
+    println!(
+        "  overhead                    p50 {:8.1} µs   p95 {:8.1} µs   (target ≤ 50 µs)",
+        e50 - d50,
+        e95 - d95
+    );
+    serde_json::json!({
+        "calls": CALLS,
+        "direct_p50_us": d50, "direct_p95_us": d95,
+        "executor_p50_us": e50, "executor_p95_us": e95,
+        "overhead_p50_us": ((e50 - d50) * 100.0).round() / 100.0,
+        "overhead_p95_us": ((e95 - d95) * 100.0).round() / 100.0,
+    })
+}
+
+/// Ten phases in levels of 4, 3, 2, 1; each reads every phase of the level before.
+fn ten_phase_workflow() -> Arc<Skill> {
+    let mut phases = Vec::new();
+    let mut before: Vec<String> = Vec::new();
+    for (level, width) in [4usize, 3, 2, 1].into_iter().enumerate() {
+        let this: Vec<String> = (0..width).map(|i| format!("p{level}_{i}")).collect();
+        for id in &this {
+            let template = before.iter().fold(format!("{id}:"), |acc, d| {
+                format!("{acc} {{{{ phases.{d} }}}}")
+            });
+            phases.push(Phase {
+                id: id.clone(),
+                name: id.clone(),
+                system: None,
+                template: t(&template),
+                depends_on: before.clone(),
+                routing: Routing::default(),
+                generation: GenerationOverrides::default(),
+            });
+        }
+        before = this;
+    }
+    new_skill(
+        "ten-phases",
+        SkillBody::Workflow(WorkflowSkill {
+            phases,
+            max_parallel: 4,
+            output: "p3_0".into(),
+        }),
+    )
+}
+
+/// µs as ms, to 0.01 ms.
+fn ms(us: f64) -> f64 {
+    (us / 10.0).round() / 100.0
+}
+
+async fn workflow() -> serde_json::Value {
+    let provider = ScriptedProvider::builder("scripted")
+        .reply_with(|r| {
+            Ok(format!(
+                "[{} chars]",
+                r.messages.last().map_or(0, |m| m.content.len())
+            ))
+        })
+        .delay(PHASE_DELAY)
+        .build();
+    let ctx = context(provider.clone());
+    let executor = Executor::new(Arc::new(SkillMetrics::new()));
+    let skill = ten_phase_workflow();
+    let mut totals = Vec::with_capacity(WORKFLOW_RUNS);
+    for _ in 0..WORKFLOW_RUNS {
+        provider.clear_log();
+        let started = Instant::now();
+        let out = executor
+            .run(&ctx, RunRequest::new(skill.clone(), "x"), |_| {})
+            .await
+            .expect("the workflow run");
+        totals.push(started.elapsed());
+        assert_eq!(out.phases.len(), 10);
+        assert_eq!(provider.max_concurrent(), 4);
+    }
+    let (t50, t95) = summary(totals);
+    let longest = PHASE_DELAY.as_secs_f64() * 4e6;
+    let sum = PHASE_DELAY.as_secs_f64() * 10e6;
+    println!(
+        "10-phase workflow, max_parallel 4, {} ms per call ({WORKFLOW_RUNS} runs)",
+        PHASE_DELAY.as_millis()
+    );
+    println!(
+        "  total  p50 {:6.1} ms   p95 {:6.1} ms",
+        t50 / 1e3,
+        t95 / 1e3
+    );
+    println!(
+        "  longest path {:6.1} ms   sum of calls {:6.1} ms",
+        longest / 1e3,
+        sum / 1e3
+    );
+    serde_json::json!({
+        "runs": WORKFLOW_RUNS, "phase_delay_ms": PHASE_DELAY.as_millis() as u64,
+        "total_p50_ms": ms(t50), "total_p95_ms": ms(t95),
+        "longest_path_ms": ms(longest), "sum_ms": ms(sum),
+    })
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime");
+    let overhead = runtime.block_on(overhead());
+    let workflow = runtime.block_on(workflow());
+    let line =
+        serde_json::json!({ "bench": "skill_exec", "overhead": overhead, "workflow": workflow });
+    println!("{line}");
+    if let Ok(path) = std::env::var("BENCH_JSON") {
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = appended {
+            eprintln!("cannot append to {path}: {e}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `[skills]`: where skills come from and how the registry behaves.
+//!
+//! It is the daemon's config section as is (read from TOML, changed on
+//! reload) and what the kernel's config carries into the engine.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::registry::{default_user_dir, RegistryConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SkillsConfig {
+    /// Directories searched for skills, in order (after the project's).
+    pub dirs: Vec<PathBuf>,
+    /// Also search `<working directory>/.skillkernel/skills`.
+    pub project: bool,
+    /// The user's skill directory; unset: `$XDG_DATA_HOME/skillkernel/skills`
+    /// (`~/.local/share/skillkernel/skills`).
+    pub user_dir: Option<PathBuf>,
+    /// Offer the skills compiled into the binary.
+    pub builtin: bool,
+    /// Watch the directories and reload a skill when its files change.
+    pub watch: bool,
+    /// Keep the discovery index in `<state_dir>/skills-index`, so a restart
+    /// reads no unchanged manifest.
+    pub index: bool,
+    /// Skills (names) disabled at start.
+    pub disabled: Vec<String>,
+}
+
+impl Default for SkillsConfig {
+    fn default() -> Self {
+        SkillsConfig {
+            dirs: Vec::new(),
+            project: true,
+            user_dir: None,
+            builtin: true,
+            watch: true,
+            index: true,
+            disabled: Vec::new(),
+        }
+    }
+}
+
+impl SkillsConfig {
+    /// The registry's settings: these, rooted in `working_dir` (for the
+    /// project's `.skillkernel/skills`), with the index at `index_path`
+    /// when `index` is on.
+    pub fn registry_config(
+        &self,
+        working_dir: &Path,
+        index_path: Option<PathBuf>,
+    ) -> RegistryConfig {
+        RegistryConfig {
+            working_dir: self.project.then(|| working_dir.to_path_buf()),
+            dirs: self.dirs.clone(),
+            user_dir: self.user_dir.clone().or_else(default_user_dir),
+            builtins: self.builtin,
+            index_path: index_path.filter(|_| self.index),
+            watch: self.watch,
+            ..RegistryConfig::new(working_dir)
+        }
+    }
+}

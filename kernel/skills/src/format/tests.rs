@@ -1,0 +1,207 @@
+//! The public API: detection, files, cells, headers, and the native
+//! format end to end.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::model::{SkillBody, SkillKind};
+use crate::Skill;
+
+fn native(text: &str) -> Result<Skill, LoadError> {
+    parse_str(
+        text,
+        SkillFormat::Native,
+        Path::new("a/skill.yaml"),
+        Origin::User,
+    )
+}
+
+fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const WORKFLOW: &str = "\
+name: pros-and-cons
+version: 1.2.0
+description: Weighs a decision.
+type: workflow
+parameters:
+  - name: audience
+    type: enum
+    values: [team, boss]
+    default: team
+phases:
+  - id: pros
+    template: \"Pros of {{ input }}\"
+  - id: cons
+    prompt_template: \"Cons of {{ input }}\"
+    max_tokens: 40
+  - id: verdict
+    depends_on: [pros, cons]
+    routing_profile: cheap
+    template: |
+      For {{ audience }}:
+      {{ phases.pros }} / {{ phases.cons }}
+max_parallel: 2
+resilience:
+  retries: 1
+  timeout_secs: 60
+dependencies:
+  summarize: \"^1\"
+";
+
+#[test]
+fn detects_formats_by_name_and_skillrunner_by_its_phases_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(
+        detect(Path::new("/x/skill.yaml")),
+        Some(SkillFormat::Native)
+    );
+    assert_eq!(
+        detect(Path::new("/x/skill.json")),
+        Some(SkillFormat::Native)
+    );
+    assert_eq!(
+        detect(Path::new("/x/SKILL.md")),
+        Some(SkillFormat::AgentSkills)
+    );
+    let sr = write(tmp.path(), "review.yaml", "id: r\nphases: [\n");
+    assert_eq!(detect(&sr), Some(SkillFormat::Skillrunner));
+    let other = write(tmp.path(), "config.yml", "name: x\n  phases: 1\n");
+    assert_eq!(detect(&other), None);
+    assert_eq!(detect(Path::new("/x/notes.md")), None);
+}
+
+#[test]
+fn a_native_workflow_loads_with_its_graph_and_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = write(tmp.path(), "pros-and-cons/skill.yaml", WORKFLOW);
+    let s = load_file(&file, Origin::Project).unwrap();
+    assert_eq!(s.id(), "pros-and-cons@1.2.0");
+    assert_eq!(s.resilience.retries, 1);
+    assert_eq!(s.dependencies[0].name, "summarize");
+    let SkillBody::Workflow(w) = &s.body else {
+        panic!("a workflow")
+    };
+    assert_eq!((w.max_parallel, w.output.as_str()), (2, "verdict"));
+    assert_eq!(w.phases[1].generation.max_tokens, Some(40));
+    assert_eq!(w.phases[2].routing.profile.as_deref(), Some("cheap"));
+    assert_eq!(s.source.path.as_deref(), Some(file.as_path()));
+    let h = load_header(&file, Origin::Project).unwrap();
+    assert_eq!(h, s.header());
+}
+
+#[test]
+fn a_phase_may_not_read_a_sibling() {
+    let text = WORKFLOW.replace("Cons of {{ input }}", "Cons of {{ phases.pros }}");
+    let e = native(&text).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("phases[1].prompt_template"));
+    assert_eq!(e.line, Some(14));
+}
+
+#[test]
+fn a_cell_defines_a_skill_in_yaml_or_json_without_a_path() {
+    let cell = Path::new("<%%skill cell>");
+    let yaml = "name: shout\ndescription: Shouts.\ntemplate: \"{{ input | upper }}\"\n";
+    let s = parse_str(yaml, SkillFormat::Native, cell, Origin::Cell).unwrap();
+    assert_eq!((s.kind(), s.source.path.clone()), (SkillKind::Prompt, None));
+    assert_eq!(s.meta.version, UNVERSIONED);
+    let json = r#"{"name": "shout", "description": "Shouts.", "template": "{{ inptu }}"}"#;
+    let e = parse_str(json, SkillFormat::Native, cell, Origin::Cell).unwrap_err();
+    assert_eq!((e.field.as_deref(), e.line), (Some("template"), Some(1)));
+}
+
+#[test]
+fn oversized_and_non_utf8_files_are_refused_before_parsing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = format!(
+        "name: big\ndescription: d\ntemplate: x\n#{}\n",
+        "x".repeat(MAX_MANIFEST_BYTES as usize)
+    );
+    let file = write(tmp.path(), "big/skill.yaml", &big);
+    let e = load_file(&file, Origin::User).unwrap_err();
+    assert!(
+        e.message.contains("a skill manifest is at most"),
+        "{}",
+        e.message
+    );
+    let bad = tmp.path().join("bin/skill.yaml");
+    std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
+    std::fs::write(&bad, b"name: a\n\xff\n").unwrap();
+    assert_eq!(load_file(&bad, Origin::User).unwrap_err().line, Some(2));
+}
+
+#[test]
+fn a_key_of_another_kind_names_the_type_it_belongs_to() {
+    let text = "name: a\ndescription: d\ntemplate: x\nphases: []\n";
+    let e = native(text).unwrap_err();
+    assert_eq!(e.line, Some(4));
+    assert_eq!(e.remedy, "set `type: workflow`, or remove `phases`");
+}
+
+#[test]
+fn command_skills_keep_their_sandbox_policy_raw() {
+    let text = "name: ls\ndescription: Lists.\ntype: command\ncommand: ls\nargs: [-l]\ntimeout: 5\npermissions: {network: false}\nfallback:\n  command: dir\n";
+    let s = native(text).unwrap();
+    let SkillBody::Command(c) = &s.body else {
+        panic!("a command")
+    };
+    assert_eq!(c.policy["timeout"], 5);
+    assert_eq!(c.policy["permissions"]["network"], false);
+    assert_eq!(c.fallback.as_ref().unwrap().command, "dir");
+}
+
+#[test]
+fn an_empty_or_scalar_manifest_says_what_a_manifest_is() {
+    for text in ["", "just text\n", "- a\n- b\n"] {
+        let e = native(text).unwrap_err();
+        assert!(
+            e.message.starts_with("expected a mapping of fields"),
+            "{text:?}: {}",
+            e.message
+        );
+        assert!(e.remedy.contains("`name: …`"), "{}", e.remedy);
+    }
+}
+
+#[test]
+fn a_duplicate_key_is_a_yaml_error_at_its_line() {
+    let text = "name: a\ndescription: d\nname: b\ntemplate: x\n";
+    let e = native(text).unwrap_err();
+    assert!(e.message.contains("duplicate key `name`"), "{}", e.message);
+    assert_eq!(e.line, Some(3));
+    let nested =
+        "name: a\ndescription: d\ntemplate: x\nrouting:\n  model: m\n  profile: p\n  model: n\n";
+    let e = native(nested).unwrap_err();
+    assert_eq!(e.line, Some(7));
+    let json = "{\n \"name\": \"a\",\n \"name\": \"b\"\n}";
+    let e = parse_str(
+        json,
+        SkillFormat::Native,
+        Path::new("a/skill.json"),
+        Origin::User,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.message.as_str(), e.line),
+        ("invalid JSON: duplicate key `name`", Some(3))
+    );
+}
+
+#[test]
+fn crlf_line_endings_keep_lines_exact() {
+    let text = "name: a\r\ndescription: d\r\ntemplate: |\r\n  one\r\n  {{ nope }}\r\n";
+    let e = native(text).unwrap_err();
+    assert_eq!(e.line, Some(5));
+    let tmp = tempfile::tempdir().unwrap();
+    let md = "---\r\nname: a\r\ndescription: d\r\n---\r\nBe brief.\r\n";
+    let file = write(tmp.path(), "a/SKILL.md", md);
+    let s = load_file(&file, Origin::User).unwrap();
+    let SkillBody::Agent(a) = &s.body else {
+        panic!("an Agent Skill")
+    };
+    assert_eq!(a.instructions, "Be brief.");
+}

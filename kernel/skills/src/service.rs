@@ -1,0 +1,146 @@
+//! [`Skills`]: the registry, the executor and their metrics, as one kernel
+//! holds them.
+//!
+//! The registry's blocking calls (file I/O) run here on tokio's blocking
+//! pool, so cells and `skill_request` can simply await them. Nothing here
+//! knows Jupyter messages: `magics/skill.rs`, `skill_run.rs` and
+//! `skill_request.rs` turn these values into output.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use skillkernel_providers::ChatMessage;
+
+use super::config::SkillsConfig;
+use super::exec::Executor;
+use super::metrics::SkillMetrics;
+use super::registry::{ExecutionGuard, ReloadReport, SkillRegistry};
+use super::{ErrorCode, SkillError};
+use skillkernel_stdx::lock;
+
+/// How the kernel sets up its skills (from the daemon's `[skills]`).
+#[derive(Debug, Clone)]
+pub struct SkillsSetup {
+    pub config: SkillsConfig,
+    /// Where `.skillkernel/skills` is looked for and conversation skills'
+    /// context globs are rooted: the directory the kernel was started in.
+    pub working_dir: PathBuf,
+    /// The persisted discovery index (`<state_dir>/skills-index`).
+    pub index_path: Option<PathBuf>,
+}
+
+/// The kernel's skills.
+pub struct Skills {
+    pub registry: Arc<SkillRegistry>,
+    pub executor: Arc<Executor>,
+    pub working_dir: PathBuf,
+    /// Conversation skills' turns so far, by skill name (this session's).
+    conversations: Mutex<HashMap<String, Vec<ChatMessage>>>,
+}
+
+impl Skills {
+    /// Opens the registry (discovery: **blocking**, once at start) and
+    /// disables the configured skills. Returns the discovery report.
+    pub fn open(setup: &SkillsSetup) -> (Skills, ReloadReport) {
+        Skills::open_with(setup, None)
+    }
+
+    /// As [`Skills::open`], keeping `executor` (its circuit breakers and
+    /// metrics) when the registry is reopened with new settings.
+    pub fn open_with(
+        setup: &SkillsSetup,
+        executor: Option<Arc<Executor>>,
+    ) -> (Skills, ReloadReport) {
+        let config = setup
+            .config
+            .registry_config(&setup.working_dir, setup.index_path.clone());
+        let (registry, report) = SkillRegistry::open(config);
+        for name in &setup.config.disabled {
+            if let Err(e) = registry.disable(name, "disabled in the [skills] config") {
+                tracing::warn!(skill = %name, error = %e, "cannot disable a configured skill");
+            }
+        }
+        let skills = Skills {
+            registry,
+            executor: executor
+                .unwrap_or_else(|| Arc::new(Executor::new(Arc::new(SkillMetrics::new())))),
+            working_dir: setup.working_dir.clone(),
+            conversations: Mutex::new(HashMap::new()),
+        };
+        (skills, report)
+    }
+
+    pub fn metrics(&self) -> &Arc<SkillMetrics> {
+        self.executor.metrics()
+    }
+
+    /// Resolves `spec`, loading and initialising the skill on first use,
+    /// and marks it Executing until the guard drops. Records the load time
+    /// in the metrics when this call loaded it.
+    pub async fn begin_execution(&self, spec: &str) -> Result<ExecutionGuard, SkillError> {
+        let registry = Arc::clone(&self.registry);
+        let owned = spec.to_owned();
+        let guard = blocking(move || registry.begin_execution(&owned)).await?;
+        if let Some(took) = guard.loaded_in() {
+            self.metrics().record_load(&guard.skill().meta.name, took);
+        }
+        Ok(guard)
+    }
+
+    /// Re-reads one skill (`Some(name)`) or every directory.
+    pub async fn reload(&self, name: Option<String>) -> Result<ReloadReport, SkillError> {
+        let registry = Arc::clone(&self.registry);
+        blocking(move || match name {
+            Some(n) => registry.reload(&n),
+            None => Ok(registry.reload_all()),
+        })
+        .await
+    }
+
+    /// Runs a blocking registry call (enable, disable, unload, load) off
+    /// the async threads.
+    pub async fn with_registry<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Arc<SkillRegistry>) -> Result<T, SkillError> + Send + 'static,
+    ) -> Result<T, SkillError> {
+        let registry = Arc::clone(&self.registry);
+        blocking(move || f(&registry)).await
+    }
+
+    /// The turns of conversation skill `name` so far.
+    pub fn conversation(&self, name: &str) -> Vec<ChatMessage> {
+        lock(&self.conversations)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn extend_conversation(&self, name: &str, turns: &[ChatMessage]) {
+        if !turns.is_empty() {
+            lock(&self.conversations)
+                .entry(name.to_owned())
+                .or_default()
+                .extend_from_slice(turns);
+        }
+    }
+
+    /// Forgets conversation skill `name`'s turns (`%skill reset`).
+    pub fn clear_conversation(&self, name: &str) -> bool {
+        lock(&self.conversations).remove(name).is_some()
+    }
+}
+
+/// Runs `f` on the blocking pool; a panic there is an execution error, not
+/// a dead kernel.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SkillError> + Send + 'static,
+) -> Result<T, SkillError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(SkillError::new(
+            ErrorCode::SkillExecutionError,
+            format!("the skill registry failed: {e}"),
+            "this is a bug; the kernel keeps serving — please report it with the log",
+        ))
+    })
+}

@@ -1,0 +1,20 @@
+//! Small generic helpers that every skillkernel crate may use, in the
+//! spirit of rust-analyzer's `stdx`: things the standard library almost
+//! has — poison-tolerant locks ([`sync`]), opening a sled database that
+//! this process just closed (`sled_open`, with the `sled` feature), and text for people
+//! ([`text`]: durations, plain-text tables, HTML escaping).
+//!
+//! # What this crate must never do
+//!
+//! * Know anything of skillkernel: no Jupyter, no skills, no models, no
+//!   sandbox. A helper that needs a project type belongs in that type's
+//!   crate.
+//! * Depend on another skillkernel crate, or pull a heavy dependency into
+//!   every user (sled is behind the `sled` feature).
+
+#[cfg(feature = "sled")]
+pub mod sled_open;
+pub mod sync;
+pub mod text;
+
+pub use sync::{lock, read, write};
