@@ -555,3 +555,103 @@ async fn an_input_reply_without_parent_header_reaches_the_waiting_cell() {
         "Ada"
     );
 }
+
+/// Control answers `kernel_info_request`, `interrupt_request`,
+/// `shutdown_request` and `status_request`; a request that does work is
+/// refused there (it would bypass shell's order, operation guards and
+/// shutdown refusal) with an error naming shell, and does not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_answers_its_requests_and_refuses_shell_work() {
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+
+    // Positive control: what belongs on control is answered there.
+    let status = client
+        .request(Target::Control, "status_request", json!({}), T)
+        .await
+        .unwrap();
+    assert_eq!(status.msg_type(), "status_reply");
+    assert_eq!(status.content["status"], "ok", "{}", status.content);
+    assert_eq!(status.content["kernel"]["pid"], daemon.pid());
+    let info = client
+        .request(Target::Control, "kernel_info_request", json!({}), T)
+        .await
+        .unwrap();
+    assert_eq!(info.content["status"], "ok");
+    let interrupt = client
+        .request(Target::Control, "interrupt_request", json!({}), T)
+        .await
+        .unwrap();
+    assert_eq!(interrupt.msg_type(), "interrupt_reply");
+    assert_eq!(interrupt.content["status"], "ok");
+
+    // Work on control: refused with the matching reply type.
+    for (msg_type, content, reply_type) in [
+        ("model_request", json!({"action": "list"}), "model_reply"),
+        ("skill_request", json!({"action": "list"}), "skill_reply"),
+        (
+            "sandbox_request",
+            json!({"action": "status"}),
+            "sandbox_reply",
+        ),
+        (
+            "complete_request",
+            json!({"code": "%he", "cursor_pos": 3}),
+            "complete_reply",
+        ),
+    ] {
+        let reply = client
+            .request(Target::Control, msg_type, content, T)
+            .await
+            .unwrap();
+        let c = &reply.content;
+        assert_eq!(reply.msg_type(), reply_type);
+        assert_eq!(c["status"], "error", "{msg_type}: {c}");
+        assert_eq!(c["ename"], "WrongChannel", "{msg_type}: {c}");
+        let evalue = c["evalue"].as_str().unwrap();
+        assert!(
+            evalue.contains(msg_type) && evalue.contains("send it on shell"),
+            "{evalue}"
+        );
+        assert!(c["traceback"].is_array());
+    }
+    let cell = json!({"code": "%set refused = 1", "silent": false, "store_history": true,
+                      "user_expressions": {}, "allow_stdin": false, "stop_on_error": true});
+    let refused = client
+        .request(Target::Control, "execute_request", cell.clone(), T)
+        .await
+        .unwrap();
+    assert_eq!(refused.msg_type(), "execute_reply");
+    assert_eq!(refused.content["status"], "error");
+    assert_eq!(refused.content["ename"], "WrongChannel");
+    assert_eq!(refused.content["execution_count"], 0);
+
+    // Nothing ran; the same cell on shell does.
+    let after = client
+        .request(Target::Control, "status_request", json!({}), T)
+        .await
+        .unwrap();
+    assert_eq!(after.content["session"]["execution_count"], 0);
+    assert_eq!(after.content["session"]["variables"], 0);
+    let ran = client
+        .request(Target::Shell, "execute_request", cell, T)
+        .await
+        .unwrap();
+    assert_eq!(ran.content["status"], "ok", "{}", ran.content);
+    let on_shell = client
+        .request(
+            Target::Shell,
+            "sandbox_request",
+            json!({"action": "status"}),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_ne!(on_shell.content["ename"], "WrongChannel");
+    let after = client
+        .request(Target::Control, "status_request", json!({}), T)
+        .await
+        .unwrap();
+    assert_eq!(after.content["session"]["execution_count"], 1);
+    assert_eq!(after.content["session"]["variables"], 1);
+}

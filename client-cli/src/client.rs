@@ -3,7 +3,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use skillkernel_protocol::{ConnectionInfo, Header, Message, ProtocolError, Signer, WireLimits};
+use skillkernel_protocol::content::{ExecuteRequest, ExtensionRequest};
+use skillkernel_protocol::{
+    ConnectionInfo, Header, Message, ProtocolError, RequestType, Signer, WireLimits,
+};
 use skillkernel_transport::{ClientSockets, FrameReceiver, TransportError};
 use thiserror::Error;
 
@@ -146,6 +149,15 @@ impl KernelClient {
         Message::new(Header::new(msg_type, &self.session, "skillctl"), content)
     }
 
+    /// An extension request (`model_request` …) from this client: its
+    /// type and content both come from `request`.
+    pub fn extension_message<R: ExtensionRequest>(&self, request: &R) -> Message {
+        Message::new(
+            Header::new(R::TYPE.request(), &self.session, "skillctl"),
+            request,
+        )
+    }
+
     /// Signs and sends `msg` on shell or control.
     pub async fn send(&self, target: Target, msg: &Message) -> Result<(), ClientError> {
         let channel = match target {
@@ -276,7 +288,12 @@ impl KernelClient {
                 return Err(ClientError::Timeout(timeout));
             }
             let info = self
-                .request(Target::Shell, "kernel_info_request", json!({}), left)
+                .request(
+                    Target::Shell,
+                    RequestType::KernelInfo.request(),
+                    json!({}),
+                    left,
+                )
                 .await?;
             let wait =
                 Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
@@ -296,16 +313,16 @@ impl KernelClient {
         options: &ExecuteOptions,
         handler: &mut dyn OutputHandler,
     ) -> Result<ExecuteOutcome, ClientError> {
-        let msg = self.message(
-            "execute_request",
-            json!({
-                "code": code,
-                "silent": options.silent,
-                "store_history": options.store_history,
-                "user_expressions": options.user_expressions,
-                "allow_stdin": options.allow_stdin,
-                "stop_on_error": options.stop_on_error,
-            }),
+        let msg = Message::new(
+            Header::new(RequestType::Execute.request(), &self.session, "skillctl"),
+            ExecuteRequest {
+                code: code.to_owned(),
+                silent: options.silent,
+                store_history: options.store_history,
+                user_expressions: options.user_expressions.clone(),
+                allow_stdin: options.allow_stdin,
+                stop_on_error: options.stop_on_error,
+            },
         );
         self.send(Target::Shell, &msg).await?;
         self.collect(&msg.header.msg_id, options.timeout, handler)
@@ -408,7 +425,7 @@ pub struct Interrupter {
 impl Interrupter {
     pub async fn interrupt(&self) -> Result<(), ClientError> {
         let msg = Message::new(
-            Header::new("interrupt_request", &self.session, "skillctl"),
+            Header::new(RequestType::Interrupt.request(), &self.session, "skillctl"),
             json!({}),
         );
         self.sender.send(msg.encode(&self.signer)).await?;

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use skillctl::{KernelClient, Target};
+use skillkernel_protocol::content::{
+    ExtensionRequest, HealthStatus, Reply, ShutdownRequest, StatusRequest,
+};
+use skillkernel_protocol::RequestType;
 
 /// `skillctl status` exit codes.
 pub const EXIT_HEALTHY: u8 = 0;
@@ -51,25 +55,31 @@ pub async fn status(
     json_out: bool,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
-    let c = ask(client, "status_request", json!({}), timeout).await?;
-    if c["status"] != "ok" {
-        return Err(error_line(&c));
-    }
+    let c = ask(
+        client,
+        StatusRequest::TYPE.request(),
+        json!(StatusRequest {}),
+        timeout,
+    )
+    .await?;
+    let report = match crate::request::parse::<StatusRequest>(&c)? {
+        Reply::Ok(report) => report,
+        Reply::Error(e) => return Err(format!("{}: {}", e.ename, e.evalue)),
+    };
     if json_out {
         print_json(&c);
     } else {
         print!("{}", crate::status_text::render(&c));
     }
-    Ok(ExitCode::from(exit_code(&c["health"]["status"])))
+    Ok(ExitCode::from(health_exit_code(report.health.status)))
 }
 
-/// The exit code for a health status word.
-pub fn exit_code(status: &Value) -> u8 {
-    match status.as_str() {
-        Some("healthy") => EXIT_HEALTHY,
-        Some("degraded") => EXIT_DEGRADED,
-        Some("unhealthy") => EXIT_UNHEALTHY,
-        _ => EXIT_UNKNOWN,
+/// The exit code for a health status.
+pub fn health_exit_code(status: HealthStatus) -> u8 {
+    match status {
+        HealthStatus::Healthy => EXIT_HEALTHY,
+        HealthStatus::Degraded => EXIT_DEGRADED,
+        HealthStatus::Unhealthy => EXIT_UNHEALTHY,
     }
 }
 
@@ -82,8 +92,8 @@ pub async fn shutdown(
 ) -> Result<ExitCode, String> {
     let c = ask(
         client,
-        "shutdown_request",
-        json!({ "restart": restart }),
+        RequestType::Shutdown.request(),
+        json!(ShutdownRequest { restart }),
         timeout,
     )
     .await?;
@@ -107,7 +117,7 @@ pub async fn interrupt(
     json_out: bool,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
-    let c = ask(client, "interrupt_request", json!({}), timeout).await?;
+    let c = ask(client, RequestType::Interrupt.request(), json!({}), timeout).await?;
     if json_out {
         print_json(&c);
     }

@@ -21,7 +21,7 @@ use serde_json::json;
 use skillctl::render::{bundle_text, TerminalOutput};
 use skillctl::{ExecuteOptions, KernelClient, Target};
 use skillkernel_protocol::paths::{jupyter_runtime_dir, newest_connection_file};
-use skillkernel_protocol::ConnectionInfo;
+use skillkernel_protocol::{ConnectionInfo, RequestType};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -163,7 +163,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Info { json: raw } => {
             let reply = client
-                .request(Target::Shell, "kernel_info_request", json!({}), timeout)
+                .request(
+                    Target::Shell,
+                    RequestType::KernelInfo.request(),
+                    json!({}),
+                    timeout,
+                )
                 .await
                 .map_err(|e| e.to_string())?;
             let c = &reply.content;

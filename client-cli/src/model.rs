@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use serde_json::{json, Value};
 use skillctl::render::bundle_text;
 use skillctl::{KernelClient, OutputHandler};
-
-use crate::table::{print_table, text};
+use skillkernel_protocol::content::{ModelEntry, ModelReply, ModelRequest, Reply};
 use skillkernel_protocol::Message;
+
+use crate::table::print_table;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
@@ -33,14 +33,22 @@ pub enum ModelCommand {
 }
 
 impl ModelCommand {
-    fn request(&self) -> Value {
+    fn request(&self) -> ModelRequest {
         match self {
-            ModelCommand::List => json!({"action": "list"}),
-            ModelCommand::Pull { model } => json!({"action": "pull", "model": model}),
-            ModelCommand::Info { model } => json!({"action": "info", "model": model}),
-            ModelCommand::Status => json!({"action": "status"}),
-            ModelCommand::Rm { model } => json!({"action": "remove", "model": model}),
-            ModelCommand::Use { model } => json!({"action": "use", "model": model}),
+            ModelCommand::List => ModelRequest::List,
+            ModelCommand::Pull { model } => ModelRequest::Pull {
+                model: model.clone(),
+            },
+            ModelCommand::Info { model } => ModelRequest::Info {
+                model: model.clone(),
+            },
+            ModelCommand::Status => ModelRequest::Status,
+            ModelCommand::Rm { model } => ModelRequest::Remove {
+                model: model.clone(),
+            },
+            ModelCommand::Use { model } => ModelRequest::Use {
+                model: model.clone(),
+            },
         }
     }
 }
@@ -95,87 +103,79 @@ impl OutputHandler for Progress {
     }
 }
 
-fn size(v: &Value) -> String {
-    match v.as_u64() {
+fn size(bytes: Option<u64>) -> String {
+    match bytes {
         Some(b) if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
         Some(b) => format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64),
         None => "?".into(),
     }
 }
 
-fn model_row(m: &Value, current: &str) -> Vec<String> {
-    let name = text(&m["name"]);
-    let backend = text(&m["backend"]);
+fn model_row(m: &ModelEntry, current: &str) -> Vec<String> {
     let here = match current.rsplit_once('@') {
-        Some((n, b)) => n == name && b == backend,
-        None => name == current,
+        Some((n, b)) => n == m.name && b == m.backend,
+        None => m.name == current,
     };
     vec![
         if here { "*" } else { "" }.into(),
-        name,
-        backend,
-        text(&m["family"]),
-        text(&m["quantization"]),
-        size(&m["size_bytes"]),
-        text(&m["context_length"]),
+        m.name.clone(),
+        m.backend.clone(),
+        m.family.clone().unwrap_or_default(),
+        m.quantization.clone().unwrap_or_default(),
+        size(m.size_bytes),
+        m.context_length.map(|c| c.to_string()).unwrap_or_default(),
     ]
 }
 
 const MODEL_COLUMNS: [&str; 7] = ["", "name", "backend", "family", "quant", "size", "context"];
 
-fn print_reply(command: &ModelCommand, c: &Value) {
-    match command {
-        ModelCommand::List => {
-            let current = text(&c["current"]);
-            let rows: Vec<Vec<String>> = c["models"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|m| model_row(m, &current))
-                .collect();
+fn print_reply(reply: &ModelReply) {
+    match reply {
+        ModelReply::List {
+            models,
+            unavailable,
+            current,
+        } => {
+            let rows: Vec<Vec<String>> = models.iter().map(|m| model_row(m, current)).collect();
             print_table(&MODEL_COLUMNS, &rows);
-            for down in c["unavailable"].as_array().into_iter().flatten() {
-                eprintln!(
-                    "{} not reachable: {}",
-                    text(&down["backend"]),
-                    text(&down["error"])
-                );
+            for down in unavailable {
+                eprintln!("{} not reachable: {}", down.backend, down.error);
             }
         }
-        ModelCommand::Info { .. } => print_table(&MODEL_COLUMNS, &[model_row(&c["model"], "")]),
-        ModelCommand::Status => {
-            let rows: Vec<Vec<String>> = c["providers"]
-                .as_array()
-                .into_iter()
-                .flatten()
+        ModelReply::Info { model } => print_table(&MODEL_COLUMNS, &[model_row(model, "")]),
+        ModelReply::Status {
+            providers,
+            current,
+            current_resolved,
+            cache,
+        } => {
+            let rows: Vec<Vec<String>> = providers
+                .iter()
                 .map(|p| {
                     vec![
-                        text(&p["backend"]),
-                        if p["available"] == true { "yes" } else { "no" }.into(),
-                        text(&p["version"]),
-                        text(&p["detail"]),
+                        p.backend.clone(),
+                        if p.available { "yes" } else { "no" }.into(),
+                        p.version.clone().unwrap_or_default(),
+                        p.detail.clone(),
                     ]
                 })
                 .collect();
             print_table(&["backend", "available", "version", "detail"], &rows);
             println!(
-                "session model: {} -> {}",
-                text(&c["current"]),
-                c["current_resolved"].as_str().unwrap_or("unavailable")
+                "session model: {current} -> {}",
+                current_resolved.as_deref().unwrap_or("unavailable")
             );
-            match c["cache"]["entries"].as_u64() {
-                Some(n) => println!("response cache: on, {n} entries"),
+            match cache {
+                Some(c) => println!("response cache: on, {} entries", c.entries),
                 None => println!("response cache: off"),
             }
         }
-        ModelCommand::Rm { .. } => println!("removed {}", text(&c["removed"])),
-        ModelCommand::Use { .. } => println!("prompt cells now use {}", text(&c["current"])),
-        ModelCommand::Pull { model } => {
-            let p = &c["pull"];
+        ModelReply::Remove { removed } => println!("removed {removed}"),
+        ModelReply::Use { current, .. } => println!("prompt cells now use {current}"),
+        ModelReply::Pull { pull, .. } => {
             println!(
-                "pulled {model} into {} in {:.1} s",
-                text(&p["backend"]),
-                p["seconds"].as_f64().unwrap_or(0.0)
+                "pulled {} into {} in {:.1} s",
+                pull.model, pull.backend, pull.seconds
             );
         }
     }
@@ -199,27 +199,23 @@ pub async fn run(
         last_decile: None,
         open_line: false,
     };
-    let reply = crate::request::send(
-        client,
-        "model_request",
-        command.request(),
-        timeout,
-        wait,
-        &mut progress,
-    )
-    .await;
+    let reply =
+        crate::request::send(client, &command.request(), timeout, wait, &mut progress).await;
     progress.done();
-    let reply = reply?;
-    let c = &reply;
+    let raw = reply?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(c).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&raw).unwrap_or_default());
     }
-    if c["status"] != "ok" {
-        eprintln!("{}: {}", text(&c["ename"]), text(&c["evalue"]));
-        return Ok(ExitCode::FAILURE);
+    match crate::request::parse::<ModelRequest>(&raw)? {
+        Reply::Error(e) => {
+            eprintln!("{}: {}", e.ename, e.evalue);
+            Ok(ExitCode::FAILURE)
+        }
+        Reply::Ok(answer) => {
+            if !json_out {
+                print_reply(&answer);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
-    if !json_out {
-        print_reply(&command, c);
-    }
-    Ok(ExitCode::SUCCESS)
 }

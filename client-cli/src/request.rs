@@ -1,18 +1,19 @@
-//! One custom shell request (`model_request`, `skill_request`) with its
-//! IOPub output handed to a handler, as `skillctl` subcommands send them.
+//! One extension request (`model_request`, `skill_request`,
+//! `sandbox_request`) with its IOPub output handed to a handler, as
+//! `skillctl` subcommands send them.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use skillctl::{KernelClient, OutputHandler, Target};
+use skillkernel_protocol::content::{ExtensionRequest, ReplyTo};
 
-/// Waits for the kernel, sends `msg_type` with `content`, and collects the
-/// reply and the output it causes (for up to `wait`); Ctrl-C interrupts
-/// the kernel's work meanwhile. Returns the reply's content.
-pub async fn send(
+/// Waits for the kernel, sends `request`, and collects the reply and the
+/// output it causes (for up to `wait`); Ctrl-C interrupts the kernel's
+/// work meanwhile. Returns the reply's content as it came.
+pub async fn send<R: ExtensionRequest>(
     client: &mut KernelClient,
-    msg_type: &str,
-    content: Value,
+    request: &R,
     timeout: Duration,
     wait: Duration,
     handler: &mut dyn OutputHandler,
@@ -21,7 +22,7 @@ pub async fn send(
         .wait_ready(timeout)
         .await
         .map_err(|e| e.to_string())?;
-    let msg = client.message(msg_type, content);
+    let msg = client.extension_message(request);
     let ctrl_c = crate::interrupt_on_ctrl_c(client);
     let sent = client.send(Target::Shell, &msg).await;
     let outcome = match sent {
@@ -30,4 +31,10 @@ pub async fn send(
     };
     ctrl_c.abort();
     Ok(outcome.map_err(|e| e.to_string())?.reply.content)
+}
+
+/// Reads a reply's content as the reply to `R`.
+pub fn parse<R: ExtensionRequest>(content: &Value) -> Result<ReplyTo<R>, String> {
+    serde_json::from_value::<ReplyTo<R>>(content.clone())
+        .map_err(|e| format!("unexpected {} from the kernel: {e}", R::TYPE.reply()))
 }

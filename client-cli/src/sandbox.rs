@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use serde_json::{json, Value};
 use skillctl::{KernelClient, Quiet};
+use skillkernel_protocol::content::{
+    ExtensionRequest, Reply, SandboxReply, SandboxRequest, SandboxStatus,
+};
 
 use crate::table::{print_table, text};
 
@@ -29,45 +31,34 @@ pub async fn run(
     raw: bool,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
-    let content = match &command {
-        SandboxCommand::Status => json!({"action": "status"}),
-        SandboxCommand::End { name } => json!({"action": "end", "name": name}),
+    let request = match &command {
+        SandboxCommand::Status => SandboxRequest::Status,
+        SandboxCommand::End { name } => SandboxRequest::End { name: name.clone() },
     };
-    let reply = crate::request::send(
-        client,
-        "sandbox_request",
-        content,
-        timeout,
-        timeout,
-        &mut Quiet,
-    )
-    .await?;
+    let reply = crate::request::send(client, &request, timeout, timeout, &mut Quiet).await?;
     if raw {
         println!(
             "{}",
             serde_json::to_string_pretty(&reply).unwrap_or_default()
         );
     }
-    if reply["status"] != "ok" {
-        return Err(format!(
-            "{}: {}",
-            text(&reply["ename"]),
-            text(&reply["evalue"])
-        ));
-    }
-    match command {
-        SandboxCommand::Status => {
+    let answer = match crate::request::parse::<SandboxRequest>(&reply)? {
+        Reply::Ok(answer) => answer,
+        Reply::Error(e) => return Err(format!("{}: {}", e.ename, e.evalue)),
+    };
+    match (command, answer) {
+        (SandboxCommand::Status, SandboxReply::Status(status)) => {
             if !raw {
-                print_status(&reply);
+                print_status(&status);
             }
-            Ok(if reply["complete"] == true {
+            Ok(if status.complete {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
         }
-        SandboxCommand::End { name } => {
-            if reply["ended"] != true {
+        (SandboxCommand::End { name }, SandboxReply::End(end)) => {
+            if !end.ended {
                 return Err(format!("no session named `{name}`"));
             }
             if !raw {
@@ -75,30 +66,33 @@ pub async fn run(
             }
             Ok(ExitCode::SUCCESS)
         }
+        _ => Err(format!(
+            "the kernel's {} does not answer this request",
+            SandboxRequest::TYPE.reply()
+        )),
     }
 }
 
-fn print_status(c: &Value) {
-    let rows: Vec<Vec<String>> = c["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+fn print_status(c: &SandboxStatus) {
+    let rows: Vec<Vec<String>> = c
+        .layers
+        .iter()
         .map(|l| {
-            let active = if l["active"] == true { "yes" } else { "NO" };
-            vec![text(&l["name"]), active.to_owned(), text(&l["detail"])]
+            let active = if l.active { "yes" } else { "NO" };
+            vec![l.name.clone(), active.to_owned(), l.detail.clone()]
         })
         .collect();
     print_table(&["layer", "active", "detail"], &rows);
-    if let Some(e) = c["probe_error"].as_str() {
+    if let Some(e) = &c.probe_error {
         println!("host probe failed: {e}");
     }
-    let cfg = &c["config"];
+    let cfg = &c.config;
     println!();
     println!(
         "kernel {} ({}); workspace {}",
-        text(&c["kernel_release"]),
-        text(&c["arch"]),
-        text(&c["workspace"])
+        c.kernel_release.as_deref().unwrap_or(""),
+        c.arch.as_deref().unwrap_or(""),
+        c.workspace
     );
     println!(
         "!command network: {}; require Landlock: {}; output cap: {} bytes",
@@ -112,19 +106,18 @@ fn print_status(c: &Value) {
     );
     println!(
         "audit log: {}",
-        c["audit_log"].as_str().unwrap_or("the daemon log only")
+        c.audit_log.as_deref().unwrap_or("the daemon log only")
     );
-    let sessions: Vec<Vec<String>> = c["sessions"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let sessions: Vec<Vec<String>> = c
+        .sessions
+        .iter()
         .map(|s| {
             vec![
-                text(&s["name"]),
-                text(&s["skill"]),
-                text(&s["pid"]),
-                text(&s["exchanges"]),
-                text(&s["idle_secs"]),
+                s.name.clone(),
+                s.skill.clone(),
+                s.pid.to_string(),
+                s.exchanges.to_string(),
+                s.idle_secs.to_string(),
             ]
         })
         .collect();

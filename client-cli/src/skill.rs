@@ -10,9 +10,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use skillctl::render::TerminalOutput;
 use skillctl::{KernelClient, OutputHandler, Quiet};
+use skillkernel_protocol::content::{
+    MetricsFormat, MetricsReport, Reply, SkillFailure, SkillReply, SkillRequest, SkillSummary,
+    ValidationError,
+};
 
 use crate::table::{print_table, text};
 
@@ -55,11 +59,15 @@ pub enum SkillCommand {
 }
 
 impl SkillCommand {
-    fn request(&self) -> Result<Value, String> {
+    fn request(&self) -> Result<SkillRequest, String> {
         Ok(match self {
-            SkillCommand::List => json!({"action": "list"}),
-            SkillCommand::Info { skill } => json!({"action": "info", "skill": skill}),
-            SkillCommand::Search { query } => json!({"action": "search", "query": query.join(" ")}),
+            SkillCommand::List => SkillRequest::List,
+            SkillCommand::Info { skill } => SkillRequest::Info {
+                skill: skill.clone(),
+            },
+            SkillCommand::Search { query } => SkillRequest::Search {
+                query: query.join(" "),
+            },
             SkillCommand::Run { skill, args, input } => {
                 let input = match input {
                     Some(text) => text.clone(),
@@ -72,15 +80,27 @@ impl SkillCommand {
                     }
                     None => String::new(),
                 };
-                json!({"action": "run", "skill": skill, "input": input, "args": parse_args(args)?})
+                SkillRequest::Run {
+                    skill: skill.clone(),
+                    input,
+                    args: parse_args(args)?,
+                }
             }
-            SkillCommand::Validate { path } => json!({"action": "validate", "path": path}),
-            SkillCommand::Reload { skill } => json!({"action": "reload", "skill": skill}),
-            SkillCommand::Metrics { skill, prometheus } => json!({
-                "action": "metrics",
-                "skill": skill,
-                "format": if *prometheus { "prometheus" } else { "json" },
-            }),
+            SkillCommand::Validate { path } => SkillRequest::Validate {
+                path: Some(path.clone()),
+                skill: None,
+            },
+            SkillCommand::Reload { skill } => SkillRequest::Reload {
+                skill: skill.clone(),
+            },
+            SkillCommand::Metrics { skill, prometheus } => SkillRequest::Metrics {
+                skill: skill.clone(),
+                format: if *prometheus {
+                    MetricsFormat::Prometheus
+                } else {
+                    MetricsFormat::Json
+                },
+            },
         })
     }
 }
@@ -96,26 +116,18 @@ fn parse_args(args: &[String]) -> Result<Map<String, Value>, String> {
         .collect()
 }
 
-fn skill_rows(skills: &Value) -> Vec<Vec<String>> {
+fn skill_rows<'a>(skills: impl IntoIterator<Item = &'a SkillSummary>) -> Vec<Vec<String>> {
     skills
-        .as_array()
         .into_iter()
-        .flatten()
         .map(|s| {
-            let tags: Vec<String> = s["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect();
             vec![
-                text(&s["name"]),
-                text(&s["version"]),
-                text(&s["kind"]),
-                text(&s["state"]),
-                text(&s["origin"]),
-                tags.join(","),
-                text(&s["description"]),
+                s.name.clone(),
+                s.version.clone(),
+                s.kind.clone(),
+                s.state.clone(),
+                s.origin.clone(),
+                s.tags.join(","),
+                s.description.clone(),
             ]
         })
         .collect()
@@ -131,82 +143,126 @@ const SKILL_COLUMNS: [&str; 7] = [
     "description",
 ];
 
-fn print_failures(c: &Value) {
-    for f in c["failures"]
-        .as_array()
-        .or(c["errors"].as_array())
-        .into_iter()
-        .flatten()
-    {
-        // Load errors of `validate` carry file, field, line and remedy; the
-        // registry's failures a path, a message (naming all that) and a hint.
-        let line = f["line"]
-            .as_u64()
-            .map(|l| format!(":{l}"))
-            .unwrap_or_default();
-        let field = f["field"]
-            .as_str()
-            .map(|f| format!("`{f}`: "))
-            .unwrap_or_default();
-        let file = if f["file"].is_null() {
-            &f["path"]
-        } else {
-            &f["file"]
-        };
-        let remedy = if f["remedy"].is_null() {
-            &f["hint"]
-        } else {
-            &f["remedy"]
-        };
-        let mut shown = format!("{}{line}: {field}{}", text(file), text(&f["message"]));
-        if !text(remedy).is_empty() {
-            shown.push_str(&format!(" — {}", text(remedy)));
-        }
-        eprintln!("{shown}");
+/// One line per file that did not load: `FILE[:LINE]: [`FIELD`: ]MESSAGE[ — REMEDY]`.
+fn print_problem(
+    file: Option<&str>,
+    line: Option<usize>,
+    field: Option<&str>,
+    message: &str,
+    remedy: &str,
+) {
+    let line = line.map(|l| format!(":{l}")).unwrap_or_default();
+    let field = field.map(|f| format!("`{f}`: ")).unwrap_or_default();
+    let mut shown = format!("{}{line}: {field}{message}", file.unwrap_or(""));
+    if !remedy.is_empty() {
+        shown.push_str(&format!(" — {remedy}"));
+    }
+    eprintln!("{shown}");
+}
+
+/// The registry's failures: a path, a message (naming the rest) and a hint.
+fn print_failures(failures: &[SkillFailure]) {
+    for f in failures {
+        print_problem(f.path.as_deref(), None, None, &f.message, &f.hint);
     }
 }
 
-fn print_reply(command: &SkillCommand, c: &Value) {
-    match command {
-        SkillCommand::List | SkillCommand::Search { .. } => {
-            print_table(&SKILL_COLUMNS, &skill_rows(&c["skills"]));
-            print_failures(c);
+/// Load errors of `validate`: file, field, line and remedy.
+fn print_errors(errors: &[ValidationError]) {
+    for e in errors {
+        print_problem(
+            e.file.as_deref(),
+            e.line,
+            e.field.as_deref(),
+            &e.message,
+            &e.remedy,
+        );
+    }
+}
+
+/// The skills `validate` says loaded: skill objects, or ids.
+fn validated_rows(skills: &[Value]) -> Vec<Vec<String>> {
+    skills
+        .iter()
+        .map(|s| {
+            let tags: Vec<String> = s["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let name = match s {
+                Value::String(id) => id.clone(),
+                _ => text(&s["name"]),
+            };
+            vec![
+                name,
+                text(&s["version"]),
+                text(&s["kind"]),
+                text(&s["state"]),
+                text(&s["origin"]),
+                tags.join(","),
+                text(&s["description"]),
+            ]
+        })
+        .collect()
+}
+
+fn print_reply(command: &SkillCommand, reply: &SkillReply) {
+    match reply {
+        SkillReply::List(listing) => {
+            print_table(&SKILL_COLUMNS, &skill_rows(&listing.skills));
+            print_failures(&listing.failures);
         }
-        SkillCommand::Info { .. } => {
+        SkillReply::Search { skills } => {
+            print_table(&SKILL_COLUMNS, &skill_rows(skills.iter().map(|h| &h.skill)));
+        }
+        SkillReply::Info { skill } => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&c["skill"]).unwrap_or_default()
+                serde_json::to_string_pretty(skill).unwrap_or_default()
             )
         }
-        SkillCommand::Run { .. } => {}
-        SkillCommand::Validate { path } => {
-            if c["valid"] == true {
-                println!("{path}: valid");
-                print_table(&SKILL_COLUMNS, &skill_rows(&c["skills"]));
+        SkillReply::Run { .. } => {}
+        SkillReply::Validate(v) => {
+            if v.valid {
+                if let SkillCommand::Validate { path } = command {
+                    println!("{path}: valid");
+                }
+                print_table(&SKILL_COLUMNS, &validated_rows(&v.skills));
             }
-            print_failures(c);
+            print_errors(&v.errors);
         }
-        SkillCommand::Reload { .. } => {
-            let r = &c["report"];
-            for what in ["added", "updated", "removed", "failed"] {
-                let names: Vec<String> =
-                    r[what].as_array().into_iter().flatten().map(text).collect();
+        SkillReply::Reload { report } => {
+            for (what, names) in [
+                ("added", &report.added),
+                ("updated", &report.updated),
+                ("removed", &report.removed),
+            ] {
                 if !names.is_empty() {
                     println!("{what}: {}", names.join(", "));
                 }
             }
-            print_failures(r);
-        }
-        SkillCommand::Metrics { prometheus, .. } => {
-            if *prometheus {
-                print!("{}", text(&c["prometheus"]));
-            } else {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&c["metrics"]).unwrap_or_default()
-                );
+            let failed: Vec<String> = report
+                .failed
+                .iter()
+                .map(|f| f.skill.clone().or(f.path.clone()).unwrap_or_default())
+                .collect();
+            if !failed.is_empty() {
+                println!("failed: {}", failed.join(", "));
             }
+            print_failures(&report.failed);
         }
+        SkillReply::Metrics(MetricsReport::Prometheus { prometheus }) => print!("{prometheus}"),
+        SkillReply::Metrics(MetricsReport::Json { metrics }) => println!(
+            "{}",
+            serde_json::to_string_pretty(metrics).unwrap_or_default()
+        ),
+        SkillReply::Load { .. }
+        | SkillReply::Unload { .. }
+        | SkillReply::Enable { .. }
+        | SkillReply::Disable { .. }
+        | SkillReply::Reset(_) => {}
     }
 }
 
@@ -232,29 +288,29 @@ pub async fn run(
     } else {
         &mut quiet
     };
-    let content = command.request()?;
-    let reply =
-        crate::request::send(client, "skill_request", content, timeout, wait, handler).await;
+    let request = command.request()?;
+    let reply = crate::request::send(client, &request, timeout, wait, handler).await;
     terminal.finish();
-    let reply = reply?;
-    let c = &reply;
+    let raw = reply?;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(c).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&raw).unwrap_or_default());
     }
-    if c["status"] != "ok" {
-        if !terminal.saw_error {
-            eprintln!("{}: {}", text(&c["ename"]), text(&c["evalue"]));
-            if let Some(hint) = c["hint"].as_str().filter(|h| !h.is_empty()) {
-                eprintln!("hint: {hint}");
+    let answer = match crate::request::parse::<SkillRequest>(&raw)? {
+        Reply::Ok(answer) => answer,
+        Reply::Error(e) => {
+            if !terminal.saw_error {
+                eprintln!("{}: {}", e.error.ename, e.error.evalue);
+                if !e.hint.is_empty() {
+                    eprintln!("hint: {}", e.hint);
+                }
             }
+            return Ok(ExitCode::FAILURE);
         }
-        print_failures(c);
-        return Ok(ExitCode::FAILURE);
-    }
+    };
     if !json_out {
-        print_reply(&command, c);
+        print_reply(&command, &answer);
     }
-    let invalid = matches!(command, SkillCommand::Validate { .. }) && c["valid"] != true;
+    let invalid = matches!(&answer, SkillReply::Validate(v) if !v.valid);
     Ok(if invalid {
         ExitCode::FAILURE
     } else {
@@ -265,6 +321,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn run_arguments_become_string_args_and_bad_words_are_refused() {

@@ -5,8 +5,10 @@
 //! signing with constant-time verification ([`Signer`]), headers whose
 //! `parent_header` is an exact byte copy of the request header, ISO-8601
 //! dates with microseconds, the kernel-side message contents of protocol
-//! versions 5.3–5.5 ([`content`]), connection files ([`ConnectionInfo`]) and
-//! kernelspec JSON ([`KernelSpec`]).
+//! versions 5.3–5.5 and skillkernel's extension messages ([`content`]),
+//! the request types and their replies' names ([`RequestType`]),
+//! connection files ([`ConnectionInfo`]) and kernelspec JSON
+//! ([`KernelSpec`]).
 //!
 //! # What this crate must never do
 //!
@@ -23,6 +25,7 @@ mod error;
 mod header;
 pub mod kernelspec;
 mod message;
+mod msg_type;
 pub mod paths;
 mod signing;
 mod wire;
@@ -32,5 +35,6 @@ pub use error::ProtocolError;
 pub use header::{now_iso8601, Header, PROTOCOL_VERSION};
 pub use kernelspec::KernelSpec;
 pub use message::{Message, RawJson};
+pub use msg_type::{comm, reply_type, RequestType};
 pub use signing::{SignatureError, Signer, SIGNATURE_SCHEME};
 pub use wire::{split_frames, WireFrames, WireLimits, DELIMITER};

@@ -136,7 +136,7 @@ pub fn inspect(skills: &Skills, position: &Position, word: &str) -> Option<Strin
     match position {
         Position::Name => {
             let info = skill_actions::info(skills, word).ok()?;
-            Some(info_markdown(&info["skill"]))
+            Some(info_markdown(&info))
         }
         Position::Argument { skill, .. } => {
             let name = word.split_once('=').map_or(word, |(n, _)| n);

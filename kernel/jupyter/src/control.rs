@@ -1,16 +1,34 @@
 //! The control channel, served beside shell so that `interrupt_request`,
-//! `shutdown_request` and `kernel_info_request` are answered while a cell
-//! runs.
+//! `shutdown_request`, `kernel_info_request` and `status_request` are
+//! answered while a cell runs.
+//!
+//! Control answers those four and nothing else that this kernel knows:
+//! every other known request (`execute_request`, `model_request`,
+//! `skill_request`, `sandbox_request`, `complete_request` …) is refused
+//! with a `WrongChannel` error that says to send it on shell. Work started
+//! on control would run outside shell's order, its operation guards and
+//! its shutdown refusal, and would hold up the interrupts and shutdowns
+//! control exists to deliver. Unknown `*_request`s get the same
+//! `UnsupportedRequest` error as on shell.
 
 use std::sync::Arc;
 
-use skillkernel_protocol::content::ExecutionState;
-use skillkernel_transport::Channel;
+use skillkernel_protocol::content::{ErrorContent, ExecutionState};
+use skillkernel_protocol::{Message, RequestType};
+use skillkernel_transport::{Channel, FrameSender};
 use tokio::sync::mpsc;
 
 use crate::dispatch;
 use crate::session::Shared;
 use crate::shell::read_requests;
+
+/// The requests control answers.
+pub(crate) const ON_CONTROL: [RequestType; 4] = [
+    RequestType::KernelInfo,
+    RequestType::Interrupt,
+    RequestType::Shutdown,
+    RequestType::Status,
+];
 
 pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
@@ -22,10 +40,38 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
     ));
     while let Some(msg) = queue_rx.recv().await {
         shared.iopub.status(&msg, ExecutionState::Busy).await;
-        dispatch::respond(&shared, &channel.sender, &msg).await;
+        match RequestType::parse(msg.msg_type()) {
+            Some(request) if !ON_CONTROL.contains(&request) => {
+                refuse(&shared, channel.sender.as_ref(), &msg, request).await
+            }
+            _ => dispatch::respond(&shared, &channel.sender, &msg).await,
+        }
         shared.iopub.status(&msg, ExecutionState::Idle).await;
         // Keeps serving during a shutdown (kernel_info, interrupt, a second
         // shutdown_request); the coordinator stops this task at the end.
     }
     reader.abort();
+}
+
+/// The error for `request` arriving on control.
+pub(crate) fn shell_only(request: RequestType) -> ErrorContent {
+    let answered: Vec<&str> = ON_CONTROL.iter().map(|t| t.request()).collect();
+    ErrorContent::new(
+        "WrongChannel",
+        format!(
+            "`{request}` is not answered on the control channel; send it on shell \
+             (control answers {})",
+            answered.join(", ")
+        ),
+    )
+}
+
+async fn refuse(
+    shared: &Arc<Shared>,
+    sender: &dyn FrameSender,
+    msg: &Message,
+    request: RequestType,
+) {
+    tracing::info!(msg_type = %request, "refusing a shell request sent on control");
+    dispatch::error_reply(shared, sender, msg, request, shell_only(request)).await;
 }

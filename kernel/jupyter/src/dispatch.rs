@@ -1,15 +1,16 @@
-//! Requests answered the same way on shell and control: everything but
-//! `execute_request`.
+//! Requests answered the same way on shell and on control (for those
+//! control takes, see [`crate::control`]): everything but
+//! `execute_request`, which the shell executor runs.
 
 use std::sync::Arc;
 
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 use skillkernel_protocol::content::{
-    CommClose, CommInfoReply, CommOpen, CompleteRequest, ErrorContent, ErrorReply, HistoryReply,
-    HistoryRequest, InspectRequest, InterruptReply, IsCompleteRequest, ReplyStatus, ShutdownReply,
-    ShutdownRequest,
+    CommClose, CommInfoReply, CommOpen, CompleteRequest, ErrorContent, ErrorReply,
+    ExtensionRequest, HistoryReply, HistoryRequest, InspectRequest, InterruptReply,
+    IsCompleteRequest, ReplyStatus, ShutdownReply, ShutdownRequest, StatusRequest,
 };
-use skillkernel_protocol::Message;
+use skillkernel_protocol::{comm, reply_type, Message, RequestType};
 use skillkernel_transport::FrameSender;
 
 use crate::session::Shared;
@@ -18,90 +19,54 @@ use skillkernel_stdx::lock;
 
 /// Answers `req` on `channel` (busy/idle are the caller's).
 pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>, req: &Message) {
-    let msg_type = req.msg_type().to_owned();
-    let result = match msg_type.as_str() {
-        "kernel_info_request" => Ok(("kernel_info_reply", json!(info::kernel_info()))),
-        "complete_request" => req.parse_content::<CompleteRequest>().map(|c| {
-            (
-                "complete_reply",
-                json!(complete::complete(shared, &c.code, c.cursor_pos)),
-            )
-        }),
-        "inspect_request" => req.parse_content::<InspectRequest>().map(|c| {
-            (
-                "inspect_reply",
-                json!(inspect::inspect(shared, &c.code, c.cursor_pos)),
-            )
-        }),
-        "is_complete_request" => req
+    let Some(request) = RequestType::parse(req.msg_type()) else {
+        return not_a_known_request(shared, channel, req).await;
+    };
+    let result: Result<Value, String> = match request {
+        RequestType::KernelInfo => Ok(json!(info::kernel_info())),
+        RequestType::Complete => req
+            .parse_content::<CompleteRequest>()
+            .map(|c| json!(complete::complete(shared, &c.code, c.cursor_pos)))
+            .map_err(|e| e.to_string()),
+        RequestType::Inspect => req
+            .parse_content::<InspectRequest>()
+            .map(|c| json!(inspect::inspect(shared, &c.code, c.cursor_pos)))
+            .map_err(|e| e.to_string()),
+        RequestType::IsComplete => req
             .parse_content::<IsCompleteRequest>()
-            .map(|c| ("is_complete_reply", json!(complete::is_complete(&c.code)))),
-        "history_request" => match req.parse_content::<HistoryRequest>() {
+            .map(|c| json!(complete::is_complete(&c.code)))
+            .map_err(|e| e.to_string()),
+        RequestType::History => match req.parse_content::<HistoryRequest>() {
             Ok(h) => {
                 let mut entries = shared.with_state(|s| s.history.select(&h));
                 if h.output {
                     entries = shared.with_full_outputs(entries).await;
                 }
                 let history = history::rows(&entries, h.output);
-                Ok((
-                    "history_reply",
-                    json!(HistoryReply {
-                        status: ReplyStatus::Ok,
-                        history
-                    }),
-                ))
+                Ok(json!(HistoryReply {
+                    status: ReplyStatus::Ok,
+                    history
+                }))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         },
-        "model_request" => Ok((
-            "model_reply",
-            crate::model_request::reply(shared, req).await,
-        )),
-        "skill_request" => Ok((
-            "skill_reply",
-            crate::skill_request::reply(shared, req).await,
-        )),
-        "sandbox_request" => Ok((
-            "sandbox_reply",
-            crate::sandbox_request::reply(shared, &req.content).await,
-        )),
-        "status_request" => Ok(("status_reply", crate::status::reply(shared))),
-        "comm_info_request" => Ok((
-            "comm_info_reply",
-            json!(CommInfoReply {
-                status: ReplyStatus::Ok,
-                comms: Map::new(),
-            }),
-        )),
-        "comm_open" => {
-            // No comm targets are registered: close it, as the spec asks.
-            if let Ok(open) = req.parse_content::<CommOpen>() {
-                tracing::info!(target_name = %open.target_name, "comm_open for unknown target; closing");
-                shared
-                    .iopub
-                    .publish(
-                        Some(req),
-                        "comm_close",
-                        CommClose {
-                            comm_id: open.comm_id,
-                            data: Map::new(),
-                        },
-                    )
-                    .await;
-            }
-            return;
-        }
-        "comm_msg" | "comm_close" => return,
-        "interrupt_request" => {
+        RequestType::Model => Ok(crate::model_request::reply(shared, req).await),
+        RequestType::Skill => Ok(crate::skill_request::reply(shared, req).await),
+        RequestType::Sandbox => Ok(crate::sandbox_request::reply(shared, &req.content).await),
+        RequestType::Status => StatusRequest::parse(&req.content)
+            .map(|r| crate::status::reply(shared, r))
+            .map_err(|e| e.to_string()),
+        RequestType::CommInfo => Ok(json!(CommInfoReply {
+            status: ReplyStatus::Ok,
+            comms: Map::new(),
+        })),
+        RequestType::Interrupt => {
             shared.interrupt();
-            Ok((
-                "interrupt_reply",
-                json!(InterruptReply {
-                    status: ReplyStatus::Ok
-                }),
-            ))
+            Ok(json!(InterruptReply {
+                status: ReplyStatus::Ok
+            }))
         }
-        "shutdown_request" => {
+        RequestType::Shutdown => {
             let restart = req
                 .parse_content::<ShutdownRequest>()
                 .map(|s| s.restart)
@@ -113,7 +78,7 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
                     restart,
                 };
                 shared
-                    .reply(channel.as_ref(), req, "shutdown_reply", reply)
+                    .reply(channel.as_ref(), req, request.reply(), reply)
                     .await;
                 return;
             }
@@ -129,8 +94,67 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
             });
             return;
         }
-        other => {
-            if let Some(base) = other.strip_suffix("_request") {
+        RequestType::Execute => {
+            // Shell runs cells itself; control refuses them before here.
+            let error = crate::control::shell_only(request);
+            return error_reply(shared, channel.as_ref(), req, request, error).await;
+        }
+    };
+    match result {
+        Ok(content) => {
+            shared
+                .reply(channel.as_ref(), req, request.reply(), content)
+                .await
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "invalid request content");
+            let error = ErrorContent::new("InvalidRequest", e);
+            error_reply(shared, channel.as_ref(), req, request, error).await;
+        }
+    }
+}
+
+/// Answers `req`, a `request`, with `error`; an `execute_reply` also
+/// carries the execution count, as the spec requires.
+pub(crate) async fn error_reply(
+    shared: &Shared,
+    channel: &dyn FrameSender,
+    req: &Message,
+    request: RequestType,
+    error: ErrorContent,
+) {
+    let mut reply = json!(ErrorReply::new(error));
+    if request == RequestType::Execute {
+        reply["execution_count"] = json!(shared.execution_count());
+    }
+    shared.reply(channel, req, request.reply(), reply).await;
+}
+
+/// Comm messages, and requests this kernel does not know: the unknown
+/// `*_request` is answered with an error, anything else only logged.
+async fn not_a_known_request(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>, req: &Message) {
+    let msg_type = req.msg_type();
+    match msg_type {
+        comm::OPEN => {
+            // No comm targets are registered: close it, as the spec asks.
+            if let Ok(open) = req.parse_content::<CommOpen>() {
+                tracing::info!(target_name = %open.target_name, "comm_open for unknown target; closing");
+                shared
+                    .iopub
+                    .publish(
+                        Some(req),
+                        comm::CLOSE,
+                        CommClose {
+                            comm_id: open.comm_id,
+                            data: Map::new(),
+                        },
+                    )
+                    .await;
+            }
+        }
+        comm::MSG | comm::CLOSE => {}
+        other => match reply_type(other) {
+            Some(reply) => {
                 tracing::warn!(
                     msg_type = other,
                     "unsupported request; answering with an error"
@@ -140,33 +164,11 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
                     format!("skillkernel does not support `{other}`"),
                 );
                 shared
-                    .reply(
-                        channel.as_ref(),
-                        req,
-                        &format!("{base}_reply"),
-                        ErrorReply::new(error),
-                    )
+                    .reply(channel.as_ref(), req, &reply, ErrorReply::new(error))
                     .await;
-            } else {
-                tracing::warn!(msg_type = other, "ignoring message of unknown type");
             }
-            return;
-        }
-    };
-    match result {
-        Ok((reply_type, content)) => {
-            shared
-                .reply(channel.as_ref(), req, reply_type, content)
-                .await
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "invalid request content");
-            let reply_type = msg_type.replace("_request", "_reply");
-            let error = ErrorContent::new("InvalidRequest", e.to_string());
-            shared
-                .reply(channel.as_ref(), req, &reply_type, ErrorReply::new(error))
-                .await;
-        }
+            None => tracing::warn!(msg_type = other, "ignoring message of unknown type"),
+        },
     }
 }
 

@@ -120,3 +120,17 @@ impl From<SkillError> for KernelError {
         KernelError::Skill(e)
     }
 }
+
+/// A reply's content as JSON. Reply types hold strings, numbers and
+/// string-keyed maps, so this does not fail; if it ever did, the client
+/// still gets an error reply rather than nothing.
+pub(crate) fn reply_json(reply: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(reply).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot serialise a reply");
+        let error = ErrorContent::new(
+            "InternalError",
+            format!("the reply could not be written: {e}"),
+        );
+        serde_json::json!(skillkernel_protocol::content::ErrorReply::new(error))
+    })
+}

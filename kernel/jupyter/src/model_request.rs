@@ -1,89 +1,129 @@
 //! `model_request` / `model_reply`: the structured form of `%model`, for
 //! clients that want data rather than tables.
 //!
-//! Request content: `{"action": "list" | "info" | "status" | "use" |
-//! "remove" | "pull", "model": SPEC}` (`model` where the action needs one;
-//! `info` defaults to the session's model). `pull` publishes its progress
-//! on IOPub as a display updated in place. See `docs/protocol.md`.
+//! The request and reply are [`ModelRequest`] and [`ModelReply`] (see
+//! `docs/protocol.md`). `pull` publishes its progress on IOPub as a
+//! display updated in place.
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
-use skillkernel_protocol::content::ErrorContent;
-
+use serde_json::Value;
+use skillkernel_protocol::content::{
+    BackendStatus, CacheStatus, ExtensionRequest, ModelEntry, ModelReply, ModelRequest, ReplyTo,
+    RequestError, UnavailableBackend,
+};
 use skillkernel_protocol::Message;
+use skillkernel_providers::{ModelInfo, ProviderStatus};
 
 use crate::errors::KernelError;
 use crate::exec_context::output::Output;
 use crate::pull::pull_with_progress;
 use crate::session::Shared;
 
-#[derive(Debug, Deserialize)]
-struct ModelRequest {
-    action: String,
-    #[serde(default)]
-    model: Option<String>,
+/// A model object as the reply carries it.
+fn entry(m: ModelInfo) -> ModelEntry {
+    ModelEntry {
+        name: m.name,
+        backend: m.backend,
+        size_bytes: m.size_bytes,
+        family: m.family,
+        quantization: m.quantization,
+        context_length: m.context_length,
+    }
 }
 
-fn need_model(req: &ModelRequest) -> Result<&str, KernelError> {
-    req.model.as_deref().ok_or_else(|| {
-        KernelError::usage(
-            "model_request",
-            format!("action `{}` needs a `model`", req.action),
+fn backend_status(s: ProviderStatus) -> BackendStatus {
+    BackendStatus {
+        backend: s.backend,
+        available: s.available,
+        version: s.version,
+        detail: s.detail,
+    }
+}
+
+/// Why the content is not a `model_request`, as a usage error.
+fn usage_error(e: RequestError) -> KernelError {
+    let magic = ModelRequest::TYPE.request();
+    match e {
+        RequestError::Invalid(message) => {
+            KernelError::usage(magic, message, "{\"action\": \"list\"}")
+        }
+        RequestError::UnknownAction { action, known } => KernelError::usage(
+            magic,
+            format!("unknown action `{action}`"),
+            &format!("actions: {}", known.join(", ")),
+        ),
+        RequestError::MissingField { action, field } => KernelError::usage(
+            magic,
+            format!("action `{action}` needs a `{field}`"),
             "{\"action\": \"use\", \"model\": NAME}",
-        )
-    })
+        ),
+    }
 }
 
 async fn answer(
     shared: &Arc<Shared>,
     req: &Message,
-    body: ModelRequest,
-) -> Result<Value, KernelError> {
+    request: ModelRequest,
+) -> Result<ModelReply, KernelError> {
     let models = shared.models().ok_or(KernelError::NoModel)?;
     let current = shared.current_model().unwrap_or_default();
     let registry = &models.registry;
-    Ok(match body.action.as_str() {
-        "list" => {
+    Ok(match request {
+        ModelRequest::List => {
             let listing = registry.list().await;
-            let unavailable: Vec<Value> = listing
+            let unavailable = listing
                 .unavailable
                 .iter()
-                .map(|(backend, e)| json!({ "backend": backend, "error": e.to_string() }))
+                .map(|(backend, e)| UnavailableBackend {
+                    backend: backend.clone(),
+                    error: e.to_string(),
+                })
                 .collect();
-            json!({ "models": listing.models, "unavailable": unavailable, "current": current })
+            ModelReply::List {
+                models: listing.models.into_iter().map(entry).collect(),
+                unavailable,
+                current,
+            }
         }
-        "info" => {
-            let spec = body.model.clone().unwrap_or(current);
-            json!({ "model": registry.info(&spec).await? })
+        ModelRequest::Info { model } => {
+            let spec = model.unwrap_or(current);
+            ModelReply::Info {
+                model: entry(registry.info(&spec).await?),
+            }
         }
-        "status" => {
+        ModelRequest::Status => {
             let route = registry.route(&current).await.ok().map(|r| r.spec());
-            let cache = registry.cache().map(|c| json!({ "entries": c.len() }));
-            json!({
-                "providers": registry.statuses().await,
-                "current": current,
-                "current_resolved": route,
-                "cache": cache,
-            })
+            let cache = registry.cache().map(|c| CacheStatus { entries: c.len() });
+            ModelReply::Status {
+                providers: registry
+                    .statuses()
+                    .await
+                    .into_iter()
+                    .map(backend_status)
+                    .collect(),
+                current,
+                current_resolved: route,
+                cache,
+            }
         }
-        "use" => {
-            let (info, kept) = shared.use_model(need_model(&body)?).await?;
-            json!({ "model": info, "current": kept })
+        ModelRequest::Use { model } => {
+            let (info, kept) = shared.use_model(&model).await?;
+            ModelReply::Use {
+                model: entry(info),
+                current: kept,
+            }
         }
-        "remove" => {
-            let removed = registry.remove(need_model(&body)?).await?;
-            json!({ "removed": removed })
-        }
-        "pull" => {
-            let spec = need_model(&body)?;
+        ModelRequest::Remove { model } => ModelReply::Remove {
+            removed: registry.remove(&model).await?,
+        },
+        ModelRequest::Pull { model: spec } => {
             // Progress goes to IOPub with this request as parent; an
             // interrupt_request stops the pull as it stops a cell.
             let cancel = shared.begin_cell();
             let mut out = Output::new(&shared.iopub, req, false, 0);
             let display_id = format!("pull-{}", req.header.msg_id);
-            let result = pull_with_progress(&models, &mut out, spec, &display_id, &cancel).await;
+            let result = pull_with_progress(&models, &mut out, &spec, &display_id, &cancel).await;
             shared.end_cell();
             let summary = result?;
             let installed = summary
@@ -91,44 +131,23 @@ async fn answer(
                 .as_ref()
                 .map(|name| format!("{name}@{}", summary.backend));
             let info = registry
-                .info(installed.as_deref().unwrap_or(spec))
+                .info(installed.as_deref().unwrap_or(&spec))
                 .await
                 .ok();
-            json!({ "pull": summary, "model": info })
-        }
-        other => {
-            return Err(KernelError::usage(
-                "model_request",
-                format!("unknown action `{other}`"),
-                "actions: list, info, status, use, remove, pull",
-            ))
+            ModelReply::Pull {
+                pull: summary,
+                model: info.map(entry),
+            }
         }
     })
 }
 
-/// The `model_reply` content for a `model_request`'s content.
+/// The `model_reply` content for a `model_request`.
 pub(crate) async fn reply(shared: &Arc<Shared>, req: &Message) -> Value {
-    let result = match serde_json::from_value::<ModelRequest>(req.content.clone()) {
-        Ok(body) => {
-            let action = body.action.clone();
-            answer(shared, req, body).await.map(|mut v| {
-                v["status"] = json!("ok");
-                v["action"] = json!(action);
-                v
-            })
-        }
-        Err(e) => Err(KernelError::usage(
-            "model_request",
-            e.to_string(),
-            "{\"action\": \"list\"}",
-        )),
+    let result = match ModelRequest::parse(&req.content) {
+        Ok(request) => answer(shared, req, request).await,
+        Err(e) => Err(usage_error(e)),
     };
-    result.unwrap_or_else(|e| {
-        let ErrorContent {
-            ename,
-            evalue,
-            traceback,
-        } = e.to_content();
-        json!({ "status": "error", "ename": ename, "evalue": evalue, "traceback": traceback })
-    })
+    let reply: ReplyTo<ModelRequest> = result.map_err(|e| e.to_content()).into();
+    crate::errors::reply_json(reply)
 }

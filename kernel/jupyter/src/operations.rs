@@ -12,23 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::sync::watch;
 
 use skillkernel_stdx::lock;
 
-/// One operation as the dump and `%status` show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct OperationInfo {
-    pub id: u64,
-    /// What kind of work: the request's `msg_type` (`execute_request`, …).
-    pub kind: String,
-    /// The request's `msg_id`, to match it with a client's log.
-    pub msg_id: String,
-    /// When it started, RFC 3339.
-    pub started_at: String,
-    pub running_secs: f64,
-}
+/// One operation as the dump and `%status` show it (a section of the
+/// status reply).
+pub use skillkernel_protocol::content::OperationInfo;
 
 struct Entry {
     kind: String,

@@ -9,7 +9,6 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use skillkernel_protocol::content::DisplayData;
 use skillkernel_providers::PullProgress;
@@ -23,21 +22,8 @@ use skillkernel_stdx::text::html_escape;
 /// Shortest time between two progress updates of the same step.
 const UPDATE_EVERY: Duration = Duration::from_millis(100);
 
-/// How a pull ended.
-#[derive(Debug, Clone, Serialize)]
-pub struct PullSummary {
-    /// What was asked for.
-    pub model: String,
-    /// The backend that pulled it.
-    pub backend: String,
-    /// The last step the backend reported (`success` when done).
-    pub status: String,
-    /// The name the backend now knows the model by.
-    pub installed: Option<String>,
-    pub completed_bytes: Option<u64>,
-    pub total_bytes: Option<u64>,
-    pub seconds: f64,
-}
+/// How a pull ended (the `pull` of a `model_reply`).
+pub use skillkernel_protocol::content::PullSummary;
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)

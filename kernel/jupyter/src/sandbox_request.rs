@@ -1,66 +1,99 @@
 //! `sandbox_request` / `sandbox_reply`: the structured form of `%sandbox`
 //! (`skillctl sandbox`).
 //!
-//! Request content: `{"action": "status"}` or `{"action": "end", "name":
-//! SESSION}`. The `status` reply carries the [`SandboxStatus`] fields; see
-//! `docs/protocol.md`.
+//! The request and reply are [`SandboxRequest`] and [`SandboxReply`]: the
+//! `status` reply is the sandbox's [`SandboxStatus`](skillkernel_sandbox::status::SandboxStatus)
+//! report; see `docs/protocol.md`.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use skillkernel_protocol::content::{
+    ExtensionRequest, ReplyTo, SandboxEnded, SandboxLayer, SandboxReply, SandboxRequest,
+    SandboxSession, SandboxStatus,
+};
 
 use crate::errors::KernelError;
 use crate::session::Shared;
-use skillkernel_sandbox::status::SandboxStatus;
+use skillkernel_sandbox::status::SandboxStatus as Report;
 
-#[derive(Debug, Deserialize)]
-struct SandboxRequest {
-    action: String,
-    #[serde(default)]
-    name: Option<String>,
+fn path(p: &Path) -> String {
+    p.display().to_string()
 }
 
-const USAGE: &str = "{\"action\": \"status\" | \"end\", \"name\": SESSION}";
+/// The sandbox's report as the reply carries it.
+fn status(report: Report) -> SandboxStatus {
+    let complete = report.complete();
+    let config = serde_json::to_value(&report.config).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot serialise the sandbox config");
+        Value::Null
+    });
+    SandboxStatus {
+        helper: path(&report.helper),
+        kernel_release: report.kernel_release,
+        arch: report.arch,
+        layers: report
+            .layers
+            .into_iter()
+            .map(|l| SandboxLayer {
+                name: l.name.to_owned(),
+                active: l.active,
+                detail: l.detail,
+            })
+            .collect(),
+        probe_error: report.probe_error,
+        workspace: path(&report.workspace),
+        config,
+        sessions: report
+            .sessions
+            .into_iter()
+            .map(|s| SandboxSession {
+                name: s.name,
+                skill: s.skill,
+                pid: s.pid,
+                exchanges: s.exchanges,
+                idle_secs: s.idle_secs,
+                busy: s.busy,
+            })
+            .collect(),
+        audit_log: report.audit_log.as_deref().map(path),
+        complete,
+    }
+}
 
-async fn answer(shared: &Arc<Shared>, body: SandboxRequest) -> Result<Value, KernelError> {
+async fn answer(
+    shared: &Arc<Shared>,
+    request: SandboxRequest,
+) -> Result<SandboxReply, KernelError> {
     let sandbox = shared.sandbox().ok_or(KernelError::NoSandbox)?;
-    match (body.action.as_str(), body.name) {
-        ("status", _) => {
-            let status = SandboxStatus::collect(&sandbox).await;
-            let complete = status.complete();
-            let mut value = serde_json::to_value(status).unwrap_or_default();
-            value["complete"] = json!(complete);
-            Ok(value)
+    Ok(match request {
+        SandboxRequest::Status => {
+            SandboxReply::Status(Box::new(status(Report::collect(&sandbox).await)))
         }
-        ("end", Some(name)) => Ok(json!({ "ended": sandbox.sessions.end(&name).await })),
-        ("end", None) => Err(KernelError::usage(
-            "sandbox_request",
-            "action `end` needs `name`",
-            USAGE,
-        )),
-        (other, _) => Err(KernelError::usage(
-            "sandbox_request",
-            format!("unknown action `{other}`"),
-            USAGE,
-        )),
-    }
+        SandboxRequest::End { name } => SandboxReply::End(SandboxEnded {
+            ended: sandbox.sessions.end(&name).await,
+        }),
+    })
 }
 
-/// The `sandbox_reply` content for a `sandbox_request`.
+/// The `sandbox_reply` content for a `sandbox_request`'s content.
 pub(crate) async fn reply(shared: &Arc<Shared>, content: &Value) -> Value {
-    let result = match serde_json::from_value::<SandboxRequest>(content.clone()) {
-        Ok(body) => answer(shared, body).await,
-        Err(e) => Err(KernelError::usage("sandbox_request", e.to_string(), USAGE)),
-    };
-    match result {
-        Ok(mut value) => {
-            value["status"] = json!("ok");
-            value
-        }
+    let result = match SandboxRequest::parse(content) {
+        Ok(request) => answer(shared, request).await,
         Err(e) => {
-            let c = e.to_content();
-            json!({ "status": "error", "ename": c.ename, "evalue": c.evalue, "traceback": c.traceback })
+            let actions: Vec<String> = SandboxRequest::actions()
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect();
+            let usage = format!("{{\"action\": {}, \"name\": SESSION}}", actions.join(" | "));
+            Err(KernelError::usage(
+                SandboxRequest::TYPE.request(),
+                e.to_string(),
+                &usage,
+            ))
         }
-    }
+    };
+    let reply: ReplyTo<SandboxRequest> = result.map_err(|e| e.to_content()).into();
+    crate::errors::reply_json(reply)
 }

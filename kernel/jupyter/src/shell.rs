@@ -9,11 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-use skillkernel_protocol::content::{
-    AbortedReply, ErrorContent, ErrorReply, ExecuteRequest, ExecutionState,
-};
-use skillkernel_protocol::Message;
+use skillkernel_protocol::content::{AbortedReply, ErrorContent, ExecuteRequest, ExecutionState};
+use skillkernel_protocol::{Message, RequestType};
 use skillkernel_transport::{Channel, FrameReceiver, FrameSender, TransportError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -77,7 +74,7 @@ async fn execute_in_order(
     while let Some(msg) = queue.recv().await {
         let queued_before_failure = handle(&shared, &sender, &msg, &mut queue).await;
         for queued in queued_before_failure {
-            if queued.msg_type() == "execute_request" {
+            if queued.msg_type() == RequestType::Execute.request() {
                 abort_request(&shared, sender.as_ref(), &queued).await;
             } else {
                 handle(&shared, &sender, &queued, &mut queue).await;
@@ -99,12 +96,13 @@ async fn handle(
     let sender = channel.as_ref();
     shared.iopub.status(msg, ExecutionState::Busy).await;
     let mut queued_before_failure = Vec::new();
-    let is_work = WORK.contains(&msg.msg_type());
+    let request = RequestType::parse(msg.msg_type());
+    let work = request.filter(|r| WORK.contains(r));
     // Held until the reply is sent, so a shutdown waits for the answer too.
-    let _operation = is_work.then(|| shared.operations.begin(msg.msg_type(), &msg.header.msg_id));
-    if is_work && shared.exit_requested() {
-        refuse(shared, sender, msg).await;
-    } else if msg.msg_type() == "execute_request" {
+    let _operation = work.map(|r| shared.operations.begin(r.request(), &msg.header.msg_id));
+    if let Some(work) = work.filter(|_| shared.exit_requested()) {
+        refuse(shared, sender, msg, work).await;
+    } else if request == Some(RequestType::Execute) {
         match msg.parse_content::<ExecuteRequest>() {
             Ok(req) => {
                 let stop_on_error = req.stop_on_error;
@@ -122,7 +120,7 @@ async fn handle(
                     .reply_with_metadata(
                         sender,
                         msg,
-                        "execute_reply",
+                        RequestType::Execute.reply(),
                         outcome.reply,
                         outcome.metadata,
                     )
@@ -131,10 +129,7 @@ async fn handle(
             Err(e) => {
                 tracing::warn!(error = %e, "invalid execute_request");
                 let error = ErrorContent::new("InvalidRequest", e.to_string());
-                let count = shared.execution_count();
-                let mut reply = json!(ErrorReply::new(error));
-                reply["execution_count"] = json!(count);
-                shared.reply(sender, msg, "execute_reply", reply).await;
+                dispatch::error_reply(shared, sender, msg, RequestType::Execute, error).await;
             }
         }
     } else {
@@ -145,32 +140,35 @@ async fn handle(
     queued_before_failure
 }
 
-/// Requests that start work; refused once a shutdown has begun.
-const WORK: [&str; 3] = ["execute_request", "model_request", "skill_request"];
+/// Requests that start work: each holds an operation guard while it
+/// runs, and is refused once a shutdown has begun.
+const WORK: [RequestType; 3] = [RequestType::Execute, RequestType::Model, RequestType::Skill];
 
 /// Answers a work request that arrived during a shutdown.
-async fn refuse(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {
-    tracing::info!(
-        msg_type = msg.msg_type(),
-        "refusing new work: shutting down"
-    );
+async fn refuse(
+    shared: &Arc<Shared>,
+    sender: &dyn FrameSender,
+    msg: &Message,
+    request: RequestType,
+) {
+    tracing::info!(msg_type = %request, "refusing new work: shutting down");
     let error = ErrorContent::new(
         "KernelShuttingDown",
         "the kernel is shutting down and takes no new work; start it again to continue",
     );
-    let mut reply = json!(ErrorReply::new(error));
-    if msg.msg_type() == "execute_request" {
-        reply["execution_count"] = json!(shared.execution_count());
-    }
-    let reply_type = msg.msg_type().replace("_request", "_reply");
-    shared.reply(sender, msg, &reply_type, reply).await;
+    dispatch::error_reply(shared, sender, msg, request, error).await;
 }
 
 async fn abort_request(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {
     tracing::info!(msg_id = %msg.header.msg_id, "aborting queued execute_request after an error");
     shared.iopub.status(msg, ExecutionState::Busy).await;
     shared
-        .reply(sender, msg, "execute_reply", AbortedReply::default())
+        .reply(
+            sender,
+            msg,
+            RequestType::Execute.reply(),
+            AbortedReply::default(),
+        )
         .await;
     shared.iopub.status(msg, ExecutionState::Idle).await;
 }

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use skillkernel_protocol::content::{ReplyStatus, ShutdownReply};
+use skillkernel_protocol::RequestType;
 
 use crate::session::Shared;
 use crate::ExitReason;
@@ -175,13 +176,22 @@ pub(crate) async fn run(shared: &Arc<Shared>, reason: ExitReason) -> ShutdownRep
     let notify = async {
         if let Some((request, channel)) = &requester {
             shared
-                .reply(channel.as_ref(), request, "shutdown_reply", reply)
+                .reply(
+                    channel.as_ref(),
+                    request,
+                    RequestType::Shutdown.reply(),
+                    reply,
+                )
                 .await;
         }
         // Other clients learn of it on IOPub, as ipykernel tells them.
         shared
             .iopub
-            .publish(requester.as_ref().map(|(r, _)| r), "shutdown_reply", reply)
+            .publish(
+                requester.as_ref().map(|(r, _)| r),
+                RequestType::Shutdown.reply(),
+                reply,
+            )
             .await;
         shared.iopub.flush().await;
     };

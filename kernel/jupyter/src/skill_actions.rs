@@ -1,14 +1,20 @@
 //! The skill actions as data: what `%skill` shows as tables and
-//! `skill_request` returns as JSON, computed once here.
+//! `skill_request` returns, computed once here.
 //!
 //! Every action but `run` (see [`crate::skill_run`]) is a function from
-//! its arguments to a JSON object; the shapes are documented in
-//! `docs/protocol.md` ("skill_request / skill_reply").
+//! its arguments to the answer a `skill_reply` carries
+//! ([`skillkernel_protocol::content::SkillReply`]); this is where the
+//! engine's own types become the wire's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::{json, Value};
+use skillkernel_protocol::content::{
+    self as wire, MetricsReport, SkillDependency, SkillDetails, SkillErrorInfo, SkillFailure,
+    SkillHit, SkillListing, SkillParameter, SkillReset, SkillSummary, Validation, ValidationError,
+};
 
 use crate::errors::KernelError;
 use crate::session::Shared;
@@ -23,115 +29,151 @@ pub fn skills(shared: &Shared) -> Result<Arc<Skills>, KernelError> {
     shared.skills().ok_or(KernelError::NoSkills)
 }
 
+/// The engine's report `v` as JSON, for the parts of a reply the engine
+/// shapes (breaker, metrics, lifecycle history).
+fn to_json(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot serialise a skill report");
+        Value::Null
+    })
+}
+
+/// The name serde gives a unit enum value (`agent_skills`).
+fn serde_name(v: &impl Serialize) -> String {
+    match to_json(v) {
+        Value::String(name) => name,
+        _ => String::new(),
+    }
+}
+
+fn path_text(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn error_info(e: &SkillError) -> SkillErrorInfo {
+    SkillErrorInfo {
+        code: e.code.as_str().to_owned(),
+        message: e.message.clone(),
+        hint: e.hint.clone(),
+        skill: e.skill.clone(),
+    }
+}
+
 /// One skill version as listings show it.
-pub fn entry_json(e: &SkillEntry) -> Value {
+pub fn summary(e: &SkillEntry) -> SkillSummary {
     let h = &e.header;
-    json!({
-        "id": e.id,
-        "name": h.meta.name,
-        "version": h.meta.version.to_string(),
-        "kind": h.kind,
-        "description": h.meta.description,
-        "author": h.meta.author,
-        "tags": h.meta.tags,
-        "category": h.meta.category,
-        "origin": h.source.origin.as_str(),
-        "format": h.source.format,
-        "path": h.source.path,
-        "state": e.state,
-        "disabled": e.disabled,
-        "shadowed_by": e.shadowed_by.map(Origin::as_str),
-        "error": e.error,
-    })
+    SkillSummary {
+        id: e.id.clone(),
+        name: h.meta.name.clone(),
+        version: h.meta.version.to_string(),
+        kind: h.kind.as_str().to_owned(),
+        description: h.meta.description.clone(),
+        author: h.meta.author.clone(),
+        tags: h.meta.tags.clone(),
+        category: h.meta.category.clone(),
+        origin: h.source.origin.as_str().to_owned(),
+        format: serde_name(&h.source.format),
+        path: h.source.path.as_deref().map(path_text),
+        state: e.state.to_string(),
+        disabled: e.disabled.clone(),
+        shadowed_by: e.shadowed_by.map(|o| o.as_str().to_owned()),
+        error: e.error.as_ref().map(error_info),
+    }
 }
 
-pub fn failure_json(f: &Failure) -> Value {
-    json!({
-        "skill": f.skill,
-        "path": f.path,
-        "code": f.error.code,
-        "message": f.error.message,
-        "hint": f.error.hint,
-    })
+pub fn failure(f: &Failure) -> SkillFailure {
+    SkillFailure {
+        skill: f.skill.clone(),
+        path: f.path.as_deref().map(path_text),
+        code: f.error.code.as_str().to_owned(),
+        message: f.error.message.clone(),
+        hint: f.error.hint.clone(),
+    }
 }
 
-pub fn load_error_json(e: &LoadError) -> Value {
-    json!({
-        "file": e.file,
-        "field": e.field,
-        "line": e.line,
-        "message": e.message,
-        "remedy": e.remedy,
-    })
+pub fn load_error(e: &LoadError) -> ValidationError {
+    ValidationError {
+        skill: None,
+        file: Some(path_text(&e.file)),
+        field: e.field.clone(),
+        line: e.line,
+        message: e.message.clone(),
+        remedy: e.remedy.clone(),
+    }
 }
 
-pub fn report_json(r: &ReloadReport) -> Value {
-    json!({
-        "added": r.added,
-        "updated": r.updated,
-        "removed": r.removed,
-        "failed": r.failed.iter().map(failure_json).collect::<Vec<_>>(),
-        "unchanged": r.unchanged,
-        "elapsed_ms": (r.elapsed.as_secs_f64() * 1e4).round() / 10.0,
-    })
+pub fn report(r: &ReloadReport) -> wire::ReloadReport {
+    wire::ReloadReport {
+        added: r.added.clone(),
+        updated: r.updated.clone(),
+        removed: r.removed.clone(),
+        failed: r.failed.iter().map(failure).collect(),
+        unchanged: r.unchanged,
+        elapsed_ms: (r.elapsed.as_secs_f64() * 1e4).round() / 10.0,
+    }
 }
 
-pub fn list(skills: &Skills) -> Value {
-    let entries: Vec<Value> = skills.registry.list().iter().map(entry_json).collect();
-    let failures: Vec<Value> = skills
-        .registry
-        .failures()
-        .iter()
-        .map(failure_json)
-        .collect();
-    json!({ "skills": entries, "failures": failures })
+pub fn list(skills: &Skills) -> SkillListing {
+    SkillListing {
+        skills: skills.registry.list().iter().map(summary).collect(),
+        failures: skills.registry.failures().iter().map(failure).collect(),
+    }
 }
 
-pub fn search(skills: &Skills, query: &str) -> Result<Value, KernelError> {
+pub fn search(skills: &Skills, query: &str) -> Result<Vec<SkillHit>, KernelError> {
     let hits = skills.registry.search(query)?;
-    let found: Vec<Value> = hits
+    Ok(hits
         .iter()
-        .map(|h| {
-            let mut v = entry_json(&h.entry);
-            v["score"] = json!(h.score);
-            v["versions"] = json!(h.versions.iter().map(|v| v.to_string()).collect::<Vec<_>>());
-            v
+        .map(|h| SkillHit {
+            skill: summary(&h.entry),
+            score: h.score,
+            versions: h.versions.iter().map(|v| v.to_string()).collect(),
         })
-        .collect();
-    Ok(json!({ "skills": found }))
+        .collect())
 }
 
-pub fn info(skills: &Skills, spec: &str) -> Result<Value, KernelError> {
+pub fn info(skills: &Skills, spec: &str) -> Result<SkillDetails, KernelError> {
     let info = skills.registry.info(spec)?;
     let name = info.entry.header.meta.name.clone();
-    let mut v = entry_json(&info.entry);
     let h = &info.entry.header;
-    v["license"] = json!(h.meta.license);
-    v["parameters"] = json!(h.parameters);
-    v["dependencies"] = json!(h
-        .dependencies
-        .iter()
-        .map(|d| json!({"name": d.name, "version": d.version.to_string()}))
-        .collect::<Vec<_>>());
-    v["executions"] = json!(info.executions);
-    v["history"] = json!(info.history);
-    v["shadowed"] = json!(info.shadowed);
-    v["dependents"] = json!(info.dependents);
-    v["resolved"] = json!(info.resolved);
-    v["versions"] = json!(info
-        .versions
-        .iter()
-        .map(|v| v.to_string())
-        .collect::<Vec<_>>());
-    v["breaker"] = json!(skills.executor.breaker(&name));
-    v["metrics"] = json!(skills.metrics().skill(&name));
-    v["conversation_turns"] = json!(skills.conversation(&name).len());
-    Ok(json!({ "skill": v }))
+    Ok(SkillDetails {
+        skill: summary(&info.entry),
+        license: h.meta.license.clone(),
+        parameters: h
+            .parameters
+            .iter()
+            .map(|p| SkillParameter {
+                name: p.name.clone(),
+                type_name: p.type_name.clone(),
+                required: p.required,
+                description: p.description.clone(),
+                values: p.values.clone(),
+                default: p.default.clone(),
+            })
+            .collect(),
+        dependencies: h
+            .dependencies
+            .iter()
+            .map(|d| SkillDependency {
+                name: d.name.clone(),
+                version: d.version.to_string(),
+            })
+            .collect(),
+        executions: info.executions,
+        history: to_json(&info.history),
+        shadowed: to_json(&info.shadowed),
+        dependents: info.dependents.clone(),
+        resolved: info.resolved.clone(),
+        versions: info.versions.iter().map(|v| v.to_string()).collect(),
+        breaker: to_json(&skills.executor.breaker(&name)),
+        metrics: to_json(&skills.metrics().skill(&name)),
+        conversation_turns: skills.conversation(&name).len(),
+    })
 }
 
 /// Loads `target`: a skill file or folder (registered for this session,
 /// as a `%%skill` cell is), else a name whose skill is parsed now.
-pub async fn load(skills: &Skills, target: &str) -> Result<Value, KernelError> {
+pub async fn load(skills: &Skills, target: &str) -> Result<SkillSummary, KernelError> {
     if let Some(path) = as_path(target) {
         let skill = match load_path(&path).await {
             Ok(skill) => skill,
@@ -139,84 +181,110 @@ pub async fn load(skills: &Skills, target: &str) -> Result<Value, KernelError> {
         };
         let id = skills.registry.register_inline(skill);
         let entry = skills.registry.get(&id)?;
-        return Ok(json!({ "skill": entry_json(&entry) }));
+        return Ok(summary(&entry));
     }
     let owned = target.to_owned();
     let entry = skills.with_registry(move |r| r.load(&owned)).await?;
-    Ok(json!({ "skill": entry_json(&entry) }))
+    Ok(summary(&entry))
 }
 
-pub async fn reload(skills: &Skills, name: Option<&str>) -> Result<Value, KernelError> {
-    let report = skills.reload(name.map(str::to_owned)).await?;
-    Ok(json!({ "report": report_json(&report) }))
+pub async fn reload(
+    skills: &Skills,
+    name: Option<&str>,
+) -> Result<wire::ReloadReport, KernelError> {
+    let r = skills.reload(name.map(str::to_owned)).await?;
+    Ok(report(&r))
 }
 
-/// `unload`, `enable` or `disable` of the versions `spec` names.
-/// Unloads, enables or disables a skill; unloading or disabling one ends
-/// its session process, if it has one.
+/// What [`switch`] does to a skill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    Unload,
+    Enable,
+    Disable,
+}
+
+/// Unloads, enables or disables the versions `spec` names; unloading or
+/// disabling one ends its session process, if it has one. Returns the ids
+/// changed.
 pub async fn switch(
     skills: &Skills,
     sandbox: Option<&Sandbox>,
-    action: &str,
+    action: Switch,
     spec: &str,
-) -> Result<Value, KernelError> {
+) -> Result<Vec<String>, KernelError> {
     let owned = spec.to_owned();
     let ids = match action {
-        "unload" => skills.with_registry(move |r| r.unload(&owned)).await?,
-        "enable" => skills.with_registry(move |r| r.enable(&owned)).await?,
-        _ => {
+        Switch::Unload => skills.with_registry(move |r| r.unload(&owned)).await?,
+        Switch::Enable => skills.with_registry(move |r| r.enable(&owned)).await?,
+        Switch::Disable => {
             skills
                 .with_registry(move |r| r.disable(&owned, "disabled by the user"))
                 .await?
         }
     };
-    if let (Some(sandbox), "unload" | "disable") = (sandbox, action) {
+    if let (Some(sandbox), Switch::Unload | Switch::Disable) = (sandbox, action) {
         for id in &ids {
             let name = id.split('@').next().unwrap_or(id);
             if sandbox.sessions.end(name).await {
-                tracing::info!(skill = %id, "ended the skill's session at {action}");
+                tracing::info!(skill = %id, ?action, "ended the skill's session");
             }
         }
     }
-    Ok(json!({ "skills": ids }))
+    Ok(ids)
 }
 
 /// Checks a file or folder without registering it, or a known skill by
 /// loading it.
-pub async fn validate(skills: &Skills, target: &str) -> Result<Value, KernelError> {
+pub async fn validate(skills: &Skills, target: &str) -> Result<Validation, KernelError> {
     if let Some(path) = as_path(target) {
         return Ok(match load_path(&path).await {
-            Ok(skill) => json!({
-                "valid": true,
-                "skills": [{
+            Ok(skill) => Validation {
+                valid: true,
+                skills: vec![json!({
                     "id": skill.id(),
                     "name": skill.meta.name,
                     "version": skill.meta.version.to_string(),
-                    "kind": skill.kind(),
+                    "kind": skill.kind().as_str(),
                     "description": skill.meta.description,
-                    "path": skill.source.path,
-                }],
-                "errors": [],
-            }),
-            Err(e) => json!({ "valid": false, "skills": [], "errors": [load_error_json(&e)] }),
+                    "path": skill.source.path.as_deref().map(path_text),
+                })],
+                errors: Vec::new(),
+            },
+            Err(e) => Validation {
+                valid: false,
+                skills: Vec::new(),
+                errors: vec![load_error(&e)],
+            },
         });
     }
     let owned = target.to_owned();
     Ok(match skills.with_registry(move |r| r.load(&owned)).await {
-        Ok(entry) => json!({ "valid": true, "skills": [entry_json(&entry)], "errors": [] }),
+        Ok(entry) => Validation {
+            valid: true,
+            skills: vec![to_json(&summary(&entry))],
+            errors: Vec::new(),
+        },
         Err(e) if e.code == skillkernel_skills::ErrorCode::SkillNotFound => return Err(e.into()),
-        Err(e) => json!({
-            "valid": false,
-            "skills": [],
-            "errors": [{"file": null, "field": null, "line": null, "message": e.message, "remedy": e.hint}],
-        }),
+        Err(e) => Validation {
+            valid: false,
+            skills: Vec::new(),
+            errors: vec![ValidationError {
+                skill: None,
+                file: None,
+                field: None,
+                line: None,
+                message: e.message,
+                remedy: e.hint,
+            }],
+        },
     })
 }
 
 /// Fully loads every skill that is not shadowed or disabled — what
 /// discovery leaves to first use — and reports each one that fails; those
 /// that were unloaded are unloaded again, so nothing stays in memory.
-pub async fn validate_all(skills: &Skills) -> Result<Value, KernelError> {
+pub async fn validate_all(skills: &Skills) -> Result<Validation, KernelError> {
     skills
         .with_registry(|r| {
             let mut valid = Vec::new();
@@ -231,19 +299,23 @@ pub async fn validate_all(skills: &Skills) -> Result<Value, KernelError> {
                         if was_unloaded {
                             let _ = r.unload(&entry.id);
                         }
-                        valid.push(entry.id.clone());
+                        valid.push(Value::String(entry.id.clone()));
                     }
-                    Err(e) => errors.push(json!({
-                        "skill": entry.id,
-                        "file": entry.header.source.path,
-                        "field": null,
-                        "line": null,
-                        "message": e.message,
-                        "remedy": e.hint,
-                    })),
+                    Err(e) => errors.push(ValidationError {
+                        skill: Some(entry.id.clone()),
+                        file: entry.header.source.path.as_deref().map(path_text),
+                        field: None,
+                        line: None,
+                        message: e.message,
+                        remedy: e.hint,
+                    }),
                 }
             }
-            Ok(json!({ "valid": errors.is_empty(), "skills": valid, "errors": errors }))
+            Ok(Validation {
+                valid: errors.is_empty(),
+                skills: valid,
+                errors,
+            })
         })
         .await
         .map_err(KernelError::from)
@@ -253,33 +325,38 @@ pub fn metrics(
     skills: &Skills,
     name: Option<&str>,
     prometheus: bool,
-) -> Result<Value, KernelError> {
+) -> Result<MetricsReport, KernelError> {
     if prometheus {
-        return Ok(json!({ "prometheus": skills.metrics().render_prometheus() }));
+        return Ok(MetricsReport::Prometheus {
+            prometheus: skills.metrics().render_prometheus(),
+        });
     }
-    Ok(match name {
+    let metrics = match name {
         Some(n) => {
             let entry = skills.registry.get(n)?;
             let name = entry.header.meta.name;
-            json!({ "metrics": { "skills": { name.clone(): skills.metrics().skill(&name) } } })
+            let mut one = serde_json::Map::new();
+            one.insert(name.clone(), to_json(&skills.metrics().skill(&name)));
+            json!({ "skills": one })
         }
-        None => json!({ "metrics": skills.metrics().snapshot() }),
-    })
+        None => to_json(&skills.metrics().snapshot()),
+    };
+    Ok(MetricsReport::Json { metrics })
 }
 
 /// Closes the skill's circuit breaker, zeroes its metrics and forgets its
 /// conversation.
-pub fn reset(skills: &Skills, spec: &str) -> Result<Value, KernelError> {
+pub fn reset(skills: &Skills, spec: &str) -> Result<SkillReset, KernelError> {
     let entry = skills.registry.get(spec)?;
     let name = entry.header.meta.name;
     skills.executor.reset(&name);
     skills.metrics().reset(&name);
     let forgot = skills.clear_conversation(&name);
-    Ok(json!({
-        "skill": name,
-        "breaker": skills.executor.breaker(&name),
-        "conversation_cleared": forgot,
-    }))
+    Ok(SkillReset {
+        breaker: to_json(&skills.executor.breaker(&name)),
+        skill: name,
+        conversation_cleared: forgot,
+    })
 }
 
 /// `target` as a path when it names a file or folder (or looks like one).

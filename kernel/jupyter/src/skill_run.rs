@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-use skillkernel_protocol::content::{DisplayData, MimeBundle, StreamName};
+use serde_json::Value;
+use skillkernel_protocol::content::{DisplayData, MimeBundle, PhaseReport, RunReport, StreamName};
 use skillkernel_providers::{GenerationOptions, ModelsConfig, Registry};
 use tokio::sync::mpsc;
 
@@ -100,7 +100,10 @@ pub async fn run(
     }
     live.finish(out).await;
     skills.extend_conversation(&name, &output.new_turns);
-    out.set_metadata("skill", run_metadata(&output));
+    out.set_metadata(
+        "skill",
+        serde_json::to_value(run_report(&output)).unwrap_or_default(),
+    );
     if output.interrupted {
         return Err(KernelError::Interrupted);
     }
@@ -108,29 +111,34 @@ pub async fn run(
 }
 
 /// The run's figures, for the reply's `metadata.skill` and `skill_reply`.
-pub fn run_metadata(output: &RunOutput) -> Value {
-    json!({
-        "skill": output.skill,
-        "phases": output.phases.iter().map(|p| json!({
-            "id": p.id,
-            "name": p.name,
-            "model": p.model,
-            "profile": p.profile,
-            "elapsed_ms": (p.elapsed.as_secs_f64() * 1e3).round(),
-            "prompt_tokens": p.prompt_tokens,
-            "completion_tokens": p.completion_tokens,
-            "cached": p.cached,
-            "attempts": p.attempts,
-            "finish_reason": p.finish_reason,
-        })).collect::<Vec<_>>(),
-        "elapsed_ms": (output.totals.elapsed.as_secs_f64() * 1e3).round(),
-        "prompt_tokens": output.totals.prompt_tokens,
-        "completion_tokens": output.totals.completion_tokens,
-        "cached_calls": output.totals.cached_calls,
-        "retries": output.totals.retries,
-        "attempts": output.attempts,
-        "interrupted": output.interrupted,
-    })
+pub fn run_report(output: &RunOutput) -> RunReport {
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e3).round();
+    RunReport {
+        skill: output.skill.clone(),
+        phases: output
+            .phases
+            .iter()
+            .map(|p| PhaseReport {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                model: p.model.clone(),
+                profile: p.profile.clone(),
+                elapsed_ms: ms(p.elapsed),
+                prompt_tokens: p.prompt_tokens,
+                completion_tokens: p.completion_tokens,
+                cached: p.cached,
+                attempts: p.attempts,
+                finish_reason: p.finish_reason.clone(),
+            })
+            .collect(),
+        elapsed_ms: ms(output.totals.elapsed),
+        prompt_tokens: output.totals.prompt_tokens,
+        completion_tokens: output.totals.completion_tokens,
+        cached_calls: output.totals.cached_calls,
+        retries: output.totals.retries,
+        attempts: output.attempts,
+        interrupted: output.interrupted,
+    }
 }
 
 async fn on_event(

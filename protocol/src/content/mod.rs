@@ -3,9 +3,13 @@
 //! Request types derive `Deserialize` with spec defaults so that a client
 //! leaving out an optional field gets the documented behaviour; reply and
 //! broadcast types derive `Serialize` and always emit every required field.
+//! skillkernel's extension requests ([`ModelRequest`], [`SkillRequest`],
+//! [`SandboxRequest`], [`StatusRequest`]) and their replies are here too,
+//! shared by the kernel and `skillctl`.
 
 mod comm;
 mod execute;
+mod extension;
 mod introspection;
 mod iopub;
 mod kernel_info;
@@ -14,6 +18,7 @@ mod stdin;
 
 pub use comm::*;
 pub use execute::*;
+pub use extension::*;
 pub use introspection::*;
 pub use iopub::*;
 pub use kernel_info::*;

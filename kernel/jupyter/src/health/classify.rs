@@ -5,36 +5,12 @@
 //! read: a threshold changed by a reload applies at once, without waiting
 //! for the next sample.
 
-use serde::Serialize;
-
 use super::units::{format_bytes, format_mib};
 use super::{HealthThresholds, Sample};
 
-/// How the kernel's process and host are doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
-    Healthy,
-    Degraded,
-    Unhealthy,
-}
-
-impl HealthStatus {
-    /// The word used on the wire and in `%status`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthStatus::Healthy => "healthy",
-            HealthStatus::Degraded => "degraded",
-            HealthStatus::Unhealthy => "unhealthy",
-        }
-    }
-}
-
-impl std::fmt::Display for HealthStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How the kernel's process and host are doing: the `health.status` of
+/// the status reply, defined with it in the protocol crate.
+pub use skillkernel_protocol::content::HealthStatus;
 
 /// The verdict on one sample: the worst level any check reached, and one
 /// reason per check that was not healthy.

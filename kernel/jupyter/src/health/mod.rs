@@ -73,46 +73,12 @@ impl HealthThresholds {
     }
 }
 
-/// One reading of the process and its host. Units are in the field names.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Sample {
-    /// When it was taken, RFC 3339.
-    pub sampled_at: String,
-    /// Resident memory of this kernel process.
-    pub rss_bytes: u64,
-    /// This process's CPU use since the previous sample, 100 = one core
-    /// busy (0 in the first sample).
-    pub cpu_percent: f64,
-    pub system_memory_total_bytes: u64,
-    pub system_memory_available_bytes: u64,
-    /// 1, 5 and 15 minute load averages.
-    pub load_average: [f64; 3],
-    /// Cores this process may run on, which the load is divided by.
-    pub cpu_cores: usize,
-    pub system_uptime_secs: u64,
-}
-
-impl Sample {
-    /// Available system memory as a share of the total; `None` when the
-    /// total could not be read.
-    pub fn system_memory_available_percent(&self) -> Option<f64> {
-        (self.system_memory_total_bytes > 0).then(|| {
-            self.system_memory_available_bytes as f64 * 100.0
-                / self.system_memory_total_bytes as f64
-        })
-    }
-}
+/// One reading of the process and its host (the status reply's health
+/// figures).
+pub use skillkernel_protocol::content::HealthSample as Sample;
 
 /// The latest sample with its verdict, as the status report shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct HealthReport {
-    pub status: HealthStatus,
-    /// One line per check that is not healthy, e.g. `rss 5.1 GiB > 4 GiB`.
-    pub reasons: Vec<String>,
-    #[serde(flatten)]
-    pub sample: Sample,
-    pub thresholds: HealthThresholds,
-}
+pub type HealthReport = skillkernel_protocol::content::HealthReport<HealthThresholds>;
 
 #[cfg(test)]
 mod tests {

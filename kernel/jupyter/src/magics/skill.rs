@@ -6,15 +6,15 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use skillkernel_protocol::content::MetricsReport;
 
 use super::skill_view::{
-    info_markdown, report_text, s, show_markdown, show_metrics, show_skills, show_text,
+    info_markdown, report_text, show_markdown, show_metrics, show_skills, show_text,
 };
 use super::split_args;
 use crate::errors::KernelError;
 use crate::exec_context::ExecContext;
-use crate::skill_actions as actions;
+use crate::skill_actions::{self as actions, Switch};
 use crate::skill_run::{self, SkillCall};
 use skillkernel_skills::exec::Args;
 use skillkernel_skills::format;
@@ -43,14 +43,18 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
     let action = words[0].as_str();
     let skills = actions::skills(ctx.shared)?;
     match action {
-        "list" => show_skills(ctx, &actions::list(&skills)).await,
+        "list" => {
+            let listing = actions::list(&skills);
+            show_skills(ctx, listing.skills.iter(), &listing.failures).await
+        }
         "search" => {
             let query = words[1..].join(" ");
-            show_skills(ctx, &actions::search(&skills, &query)?).await
+            let hits = actions::search(&skills, &query)?;
+            show_skills(ctx, hits.iter().map(|h| &h.skill), &[]).await
         }
         "info" => {
-            let v = actions::info(&skills, one(&words, "a skill name")?)?;
-            show_markdown(ctx, &info_markdown(&v["skill"])).await
+            let details = actions::info(&skills, one(&words, "a skill name")?)?;
+            show_markdown(ctx, &info_markdown(&details)).await
         }
         "run" => {
             let (spec, rest) = words[1..]
@@ -63,36 +67,26 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
             run_skill(ctx, spec, params, input).await
         }
         "load" => {
-            let v = actions::load(&skills, one(&words, "a skill name or path")?).await?;
-            show_text(
-                ctx,
-                &format!("loaded {}", v["skill"]["id"].as_str().unwrap_or("?")),
-            )
-            .await
+            let loaded = actions::load(&skills, one(&words, "a skill name or path")?).await?;
+            show_text(ctx, &format!("loaded {}", loaded.id)).await
         }
         "reload" => {
-            let v = actions::reload(&skills, words.get(1).map(String::as_str)).await?;
-            show_text(ctx, &report_text(&v["report"])).await
+            let report = actions::reload(&skills, words.get(1).map(String::as_str)).await?;
+            show_text(ctx, &report_text(&report)).await
         }
         "unload" | "enable" | "disable" => {
-            let v = actions::switch(
+            let (switch, past) = match action {
+                "unload" => (Switch::Unload, "unloaded"),
+                "enable" => (Switch::Enable, "enabled"),
+                _ => (Switch::Disable, "disabled"),
+            };
+            let ids = actions::switch(
                 &skills,
                 ctx.shared.sandbox().as_deref(),
-                action,
+                switch,
                 one(&words, "a skill name")?,
             )
             .await?;
-            let ids: Vec<&str> = v["skills"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let past = match action {
-                "unload" => "unloaded",
-                "enable" => "enabled",
-                _ => "disabled",
-            };
             show_text(
                 ctx,
                 &format!(
@@ -108,12 +102,12 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
         }
         "validate" if words.len() == 1 || words[1] == "--all" => {
             let v = actions::validate_all(&skills).await?;
-            let checked = v["skills"].as_array().map_or(0, Vec::len);
-            let errors: Vec<&Value> = v["errors"].as_array().into_iter().flatten().collect();
+            let checked = v.skills.len();
+            let errors = &v.errors;
             if errors.is_empty() {
                 return show_text(ctx, &format!("all {checked} skills load")).await;
             }
-            let lines: Vec<String> = errors.iter().map(|e| s(&e["message"])).collect();
+            let lines: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
             Err(SkillError::new(
                 skillkernel_skills::ErrorCode::ValidationError,
                 format!(
@@ -128,15 +122,23 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
         }
         "validate" => {
             let v = actions::validate(&skills, one(&words, "a skill name or path")?).await?;
-            if v["valid"] == true {
-                let id = v["skills"][0]["id"].as_str().unwrap_or("?");
+            if v.valid {
+                let id = v
+                    .skills
+                    .first()
+                    .and_then(|s| s["id"].as_str())
+                    .unwrap_or("?");
                 show_text(ctx, &format!("{id}: valid")).await
             } else {
-                let e = &v["errors"][0];
+                let (message, remedy) = v
+                    .errors
+                    .first()
+                    .map(|e| (e.message.clone(), e.remedy.clone()))
+                    .unwrap_or_else(|| ("invalid".to_owned(), String::new()));
                 Err(SkillError::new(
                     skillkernel_skills::ErrorCode::ValidationError,
-                    e["message"].as_str().unwrap_or("invalid").to_owned(),
-                    e["remedy"].as_str().unwrap_or("").to_owned(),
+                    message,
+                    remedy,
                 )
                 .into())
             }
@@ -147,11 +149,10 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
                 .iter()
                 .find(|w| !w.starts_with("--"))
                 .map(String::as_str);
-            let v = actions::metrics(&skills, name, prometheus)?;
-            if prometheus {
-                return show_text(ctx, v["prometheus"].as_str().unwrap_or("")).await;
+            match actions::metrics(&skills, name, prometheus)? {
+                MetricsReport::Prometheus { prometheus } => show_text(ctx, &prometheus).await,
+                MetricsReport::Json { metrics } => show_metrics(ctx, &metrics).await,
             }
-            show_metrics(ctx, &v["metrics"]).await
         }
         "reset" => {
             let v = actions::reset(&skills, one(&words, "a skill name")?)?;
@@ -159,8 +160,8 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
                 ctx,
                 &format!(
                     "{}: circuit breaker closed, metrics zeroed{}",
-                    v["skill"].as_str().unwrap_or("?"),
-                    if v["conversation_cleared"] == true {
+                    v.skill,
+                    if v.conversation_cleared {
                         ", conversation cleared"
                     } else {
                         ""

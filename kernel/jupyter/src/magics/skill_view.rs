@@ -3,7 +3,9 @@
 //! Inspection (Shift-Tab) shows the same `info` page.
 
 use serde_json::Value;
-use skillkernel_protocol::content::DisplayData;
+use skillkernel_protocol::content::{
+    DisplayData, ReloadReport, SkillDetails, SkillFailure, SkillSummary,
+};
 
 use super::model::table;
 use crate::errors::KernelError;
@@ -29,24 +31,26 @@ pub(super) fn s(v: &Value) -> String {
     }
 }
 
-pub(super) async fn show_skills(ctx: &mut ExecContext<'_>, v: &Value) -> Result<(), KernelError> {
-    let rows: Vec<Vec<String>> = v["skills"]
-        .as_array()
+pub(super) async fn show_skills<'a>(
+    ctx: &mut ExecContext<'_>,
+    skills: impl IntoIterator<Item = &'a SkillSummary>,
+    failures: &[SkillFailure],
+) -> Result<(), KernelError> {
+    let rows: Vec<Vec<String>> = skills
         .into_iter()
-        .flatten()
         .map(|e| {
-            let state = match (&e["disabled"], &e["shadowed_by"]) {
-                (Value::String(_), _) => "disabled".to_owned(),
-                (_, Value::String(by)) => format!("shadowed by {by}"),
-                _ => s(&e["state"]).to_lowercase(),
+            let state = match (&e.disabled, &e.shadowed_by) {
+                (Some(_), _) => "disabled".to_owned(),
+                (_, Some(by)) => format!("shadowed by {by}"),
+                _ => e.state.to_lowercase(),
             };
             vec![
-                s(&e["name"]),
-                s(&e["version"]),
-                s(&e["kind"]),
+                e.name.clone(),
+                e.version.clone(),
+                e.kind.clone(),
                 state,
-                s(&e["origin"]),
-                s(&e["description"]),
+                e.origin.clone(),
+                e.description.clone(),
             ]
         })
         .collect();
@@ -54,11 +58,9 @@ pub(super) async fn show_skills(ctx: &mut ExecContext<'_>, v: &Value) -> Result<
         &["name", "version", "kind", "state", "origin", "description"],
         &rows,
     );
-    let failures: Vec<String> = v["failures"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| format!("{}: {}", s(&f["path"]), s(&f["message"])))
+    let failures: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.path.as_deref().unwrap_or(""), f.message))
         .collect();
     if !failures.is_empty() {
         let note = format!(
@@ -127,85 +129,85 @@ pub(super) async fn show_metrics(ctx: &mut ExecContext<'_>, m: &Value) -> Result
     Ok(())
 }
 
-pub(super) fn report_text(r: &Value) -> String {
+pub(super) fn report_text(r: &ReloadReport) -> String {
     let mut lines = Vec::new();
-    for what in ["added", "updated", "removed"] {
-        let ids: Vec<String> = r[what].as_array().into_iter().flatten().map(s).collect();
+    for (what, ids) in [
+        ("added", &r.added),
+        ("updated", &r.updated),
+        ("removed", &r.removed),
+    ] {
         if !ids.is_empty() {
             lines.push(format!("{what}: {}", ids.join(", ")));
         }
     }
-    for f in r["failed"].as_array().into_iter().flatten() {
-        lines.push(format!("failed: {}: {}", s(&f["path"]), s(&f["message"])));
+    for f in &r.failed {
+        lines.push(format!(
+            "failed: {}: {}",
+            f.path.as_deref().unwrap_or(""),
+            f.message
+        ));
     }
     if lines.is_empty() {
         lines.push("no changes".into());
     }
-    lines.push(format!(
-        "({} unchanged, {} ms)",
-        s(&r["unchanged"]),
-        s(&r["elapsed_ms"])
-    ));
+    // As JSON writes it (`12.0`), as this line always showed it.
+    let elapsed = Value::from(r.elapsed_ms);
+    lines.push(format!("({} unchanged, {elapsed} ms)", r.unchanged));
     lines.join("\n")
 }
 
 /// `%skill info` (and inspection) as Markdown.
-pub fn info_markdown(v: &Value) -> String {
+pub fn info_markdown(v: &SkillDetails) -> String {
+    let k = &v.skill;
     let mut md = format!(
         "**{}** {} — {} skill ({}, {})\n\n{}\n\n",
-        s(&v["name"]),
-        s(&v["version"]),
-        s(&v["kind"]),
-        s(&v["origin"]),
-        s(&v["state"]).to_lowercase(),
-        s(&v["description"])
+        k.name,
+        k.version,
+        k.kind,
+        k.origin,
+        k.state.to_lowercase(),
+        k.description
     );
-    if let Some(path) = v["path"].as_str() {
+    if let Some(path) = &k.path {
         md.push_str(&format!("Source: `{path}`\n\n"));
     }
-    let params: Vec<&Value> = v["parameters"].as_array().into_iter().flatten().collect();
-    if !params.is_empty() {
+    if !v.parameters.is_empty() {
         md.push_str(
             "| parameter | type | required | default | description |\n|---|---|---|---|---|\n",
         );
-        for p in params {
-            let kind = match p["values"].as_array() {
-                Some(vals) if !vals.is_empty() => {
-                    format!(
-                        "{} ({})",
-                        s(&p["type_name"]),
-                        vals.iter().map(s).collect::<Vec<_>>().join(", ")
-                    )
-                }
-                _ => s(&p["type_name"]),
+        for p in &v.parameters {
+            let kind = if p.values.is_empty() {
+                p.type_name.clone()
+            } else {
+                format!("{} ({})", p.type_name, p.values.join(", "))
             };
+            let default = p.default.as_ref().map(s).unwrap_or_default();
             md.push_str(&format!(
-                "| `{}` | {kind} | {} | {} | {} |\n",
-                s(&p["name"]),
-                if p["required"] == true { "yes" } else { "no" },
-                s(&p["default"]),
-                s(&p["description"])
+                "| `{}` | {kind} | {} | {default} | {} |\n",
+                p.name,
+                if p.required { "yes" } else { "no" },
+                p.description
             ));
         }
         md.push('\n');
     }
-    let deps: Vec<String> = v["dependencies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| format!("{} {}", s(&d["name"]), s(&d["version"])))
+    let deps: Vec<String> = v
+        .dependencies
+        .iter()
+        .map(|d| format!("{} {}", d.name, d.version))
         .collect();
     if !deps.is_empty() {
         md.push_str(&format!("Depends on: {}\n\n", deps.join(", ")));
     }
-    let b = &v["breaker"];
+    let b = &v.breaker;
     md.push_str(&format!(
         "Circuit breaker: {} ({} consecutive failures of {})\n\n",
         s(&b["state"]),
         s(&b["consecutive_failures"]),
         s(&b["threshold"])
     ));
-    let history: Vec<String> = v["history"]
+    let history: Vec<String> = v
+        .history
         .as_array()
         .into_iter()
         .flatten()
@@ -214,8 +216,8 @@ pub fn info_markdown(v: &Value) -> String {
     if !history.is_empty() {
         md.push_str(&format!("Lifecycle: {}\n", history.join(", ")));
     }
-    if !v["error"].is_null() {
-        md.push_str(&format!("\n**Failed:** {}\n", s(&v["error"]["message"])));
+    if let Some(error) = &k.error {
+        md.push_str(&format!("\n**Failed:** {}\n", error.message));
     }
     md
 }

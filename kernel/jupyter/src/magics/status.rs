@@ -8,11 +8,11 @@ use crate::exec_context::output::markdown_bundle;
 use crate::exec_context::ExecContext;
 use crate::health::units::format_bytes;
 use crate::health::HealthReport;
-use crate::status::StatusReport;
+use crate::status::{self, StatusReport};
 use crate::store::PersistenceStatus;
 
 pub(super) async fn run(ctx: &mut ExecContext<'_>) -> Result<(), KernelError> {
-    let report = StatusReport::collect(ctx.shared);
+    let report = status::collect(ctx.shared);
     ctx.out
         .display(DisplayData::new(markdown_bundle(&table(&report))))
         .await;

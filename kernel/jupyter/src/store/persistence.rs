@@ -8,34 +8,13 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
 use super::flusher::Flusher;
 use super::{ArtifactId, PersistConfig, Restored, Store, StoreError};
 use skillkernel_stdx::lock;
 
 /// Whether and where the session is persisted, for `%status`, state
-/// dumps and the status request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PersistenceStatus {
-    /// The session name; `None` when persistence is off.
-    pub session: Option<String>,
-    /// The session's store directory; `None` when persistence is off.
-    pub path: Option<PathBuf>,
-    /// True while changes reach the store.
-    pub persisted: bool,
-    /// Why the session is only in memory, when it is.
-    pub reason: Option<String>,
-    /// The history session number of this kernel start.
-    pub history_session: i64,
-    /// History entries over all sessions.
-    pub history_entries: usize,
-    /// Artifacts stored, and their stored (compressed) size.
-    pub artifacts: u64,
-    pub artifact_bytes: u64,
-    /// Changes written but not yet flushed to disk.
-    pub unsaved_changes: u64,
-}
+/// dumps and the status request (a section of the status reply).
+pub use skillkernel_protocol::content::PersistenceStatus;
 
 /// The first failure, shared with the flusher thread.
 #[derive(Default)]
