@@ -133,7 +133,7 @@ pub fn info(skills: &Skills, spec: &str) -> Result<Value, KernelError> {
 /// as a `%%skill` cell is), else a name whose skill is parsed now.
 pub async fn load(skills: &Skills, target: &str) -> Result<Value, KernelError> {
     if let Some(path) = as_path(target) {
-        let skill = match load_path(&path).await {
+        let skill = match load_path(&path, Origin::Cell).await {
             Ok(skill) => skill,
             Err(e) => return Err(SkillError::from(e).into()),
         };
@@ -182,10 +182,11 @@ pub async fn switch(
 }
 
 /// Checks a file or folder without registering it, or a known skill by
-/// loading it.
+/// loading it. A path is checked as a skill directory's entry would be (an
+/// Agent Skill's name must match its folder).
 pub async fn validate(skills: &Skills, target: &str) -> Result<Value, KernelError> {
     if let Some(path) = as_path(target) {
-        return Ok(match load_path(&path).await {
+        return Ok(match load_path(&path, Origin::Configured).await {
             Ok(skill) => json!({
                 "valid": true,
                 "skills": [{
@@ -289,8 +290,9 @@ fn as_path(target: &str) -> Option<PathBuf> {
     (looks || path.exists()).then_some(path)
 }
 
-/// Loads a skill file, or the manifest inside a skill folder.
-async fn load_path(path: &Path) -> Result<crate::skills::Skill, LoadError> {
+/// Loads a skill file, or the manifest inside a skill folder, as found in
+/// `origin`.
+async fn load_path(path: &Path, origin: Origin) -> Result<crate::skills::Skill, LoadError> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let file = if path.is_dir() {
@@ -308,7 +310,7 @@ async fn load_path(path: &Path) -> Result<crate::skills::Skill, LoadError> {
         } else {
             path.clone()
         };
-        format::load_file(&file, Origin::Cell)
+        format::load_file(&file, origin)
     })
     .await
     .unwrap_or_else(|e| {
