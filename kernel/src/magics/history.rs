@@ -64,12 +64,13 @@ fn is_option(word: &str) -> bool {
 
 /// The glob `%history -g PATTERN` searches with: `*PATTERN*`, so the
 /// pattern may match anywhere in an input; no pattern matches everything.
-/// (A `history_request` search takes its pattern as given.)
+/// The pattern's own `*`s at either end are dropped first (the glob crate
+/// refuses `**` within a name, and they mean nothing more there). (A
+/// `history_request` search takes its pattern as given.)
 fn anywhere(pattern: &str) -> String {
-    if pattern.is_empty() {
-        "*".into()
-    } else {
-        format!("*{pattern}*")
+    match pattern.trim_matches('*') {
+        "" => "*".into(),
+        inner => format!("*{inner}*"),
     }
 }
 
@@ -157,8 +158,13 @@ mod tests {
     #[test]
     fn the_pattern_matches_anywhere_as_in_ipython() {
         assert_eq!(anywhere("marker"), "*marker*");
-        assert_eq!(anywhere("%set*"), "*%set**");
+        assert_eq!(anywhere("%set*"), "*%set*");
+        assert_eq!(anywhere("*seq*"), "*seq*");
         assert_eq!(anywhere(""), "*");
+        assert_eq!(anywhere("**"), "*");
+        for p in ["marker", "%set*", "*seq*", "a?b", "[ab]c", ""] {
+            assert!(glob::Pattern::new(&anywhere(p)).is_ok(), "{p}");
+        }
         let glob = glob::Pattern::new(&anywhere("marker")).unwrap();
         assert!(glob.matches("%set x = \"the marker here\""));
         assert!(!glob.matches("%set x = 3"));
