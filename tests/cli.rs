@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use harness::fake_ollama::{self, FakeOllama};
 use harness::{bin, Daemon};
 
 #[test]
@@ -22,6 +23,73 @@ fn skillctl_exec_streams_output_and_reports_failure_by_exit_code() {
 
     let paged = daemon.skillctl(&["exec", "%help get"]);
     assert!(String::from_utf8_lossy(&paged.stdout).contains("%get NAME"));
+}
+
+/// A workflow run by `skillctl` with stdout piped (as `> file` or `| less`
+/// do): stdout holds the answer once and no progress; the progress goes to
+/// stderr, once, in its last state (stderr is not a terminal either). The
+/// fake Ollama answers every phase with the same text, so a phase other
+/// than the output leaking to stdout would show as a repeat.
+#[test]
+fn skillctl_to_a_pipe_prints_a_workflow_answer_once_and_progress_on_stderr() {
+    let mut script = fake_ollama::Config::default();
+    script.chat.pieces = ["Yes", ", adopt", " it", "."].map(str::to_owned).to_vec();
+    let fake = FakeOllama::start_blocking(script);
+    let dir = tempfile::tempdir().unwrap();
+    let skills = dir.path().join("skills");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/skills/pros-cons/skill.yaml");
+    std::fs::create_dir_all(skills.join("pros-cons")).unwrap();
+    std::fs::copy(example, skills.join("pros-cons/skill.yaml")).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[skills]\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            skills,
+            dir.path().join("user-skills")
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--ollama-host",
+        &fake.url(),
+        "--model",
+        "llama3.2:latest@ollama",
+    ]);
+    let answer = "Yes, adopt it.";
+
+    let ran = daemon.skillctl(&["skill", "run", "pros-cons", "--input", "A four-day week"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr),
+    );
+    assert!(ran.status.success(), "{out}\n{err}");
+    assert_eq!(
+        out,
+        format!("{answer}\n"),
+        "the answer alone, once; stderr: {err}"
+    );
+    let progress_once = |err: &str| {
+        assert_eq!(err.matches("pros-cons@1.0.0:").count(), 1, "{err}");
+        for phase in ["Pros", "Cons", "Verdict"] {
+            assert_eq!(err.matches(&format!("✓ {phase} —")).count(), 1, "{err}");
+        }
+        assert!(!err.contains('▶'), "only the last state: {err}");
+    };
+    progress_once(&err);
+
+    let ran = daemon.skillctl(&["exec", "%%run pros-cons\nA four-day week"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr),
+    );
+    assert!(ran.status.success(), "{out}\n{err}");
+    assert_eq!(out.matches(answer).count(), 1, "{out}");
+    assert!(!out.contains("pros-cons@") && !out.contains('✓'), "{out}");
+    progress_once(&err);
 }
 
 #[test]

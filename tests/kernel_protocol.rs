@@ -481,6 +481,45 @@ async fn completion_inspection_and_history_requests() {
     assert_eq!(reply.content["history"][0][2], "%set nature = 2");
 }
 
+/// `%history -g PATTERN` searches `*PATTERN*` and `-g` alone lists
+/// everything, as IPython's does; a `history_request` search keeps the
+/// pattern as given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_g_matches_anywhere_while_a_search_request_takes_its_glob_as_given() {
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+    run(&mut client, "%set a = \"the marker here\"").await;
+    run(&mut client, "%set b = 2").await;
+
+    let found = run(&mut client, "%history -g marker").await;
+    assert_eq!(found.status(), "ok", "{:?}", found.reply.content);
+    let text = found.stream_text("stdout");
+    assert!(text.contains("1: %set a = \"the marker here\""), "{text}");
+    assert!(!text.contains("%set b = 2"), "{text}");
+
+    let all = run(&mut client, "%history -g").await;
+    assert_eq!(all.status(), "ok", "{:?}", all.reply.content);
+    let text = all.stream_text("stdout");
+    for input in ["%set a = ", "%set b = 2", "%history -g marker"] {
+        assert!(text.contains(input), "{input} listed: {text}");
+    }
+
+    let search = |pattern: &str| json!({"output": false, "raw": true, "hist_access_type": "search", "pattern": pattern});
+    let reply = client
+        .request(Target::Shell, "history_request", search("marker"), T)
+        .await
+        .unwrap();
+    assert_eq!(reply.content["history"], json!([]), "no implicit `*`");
+    let reply = client
+        .request(Target::Shell, "history_request", search("%set a*"), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.content["history"],
+        json!([[1, 1, "%set a = \"the marker here\""]])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn comms_to_unknown_targets_are_closed_and_unknown_requests_get_errors() {
     let daemon = Daemon::start(&[]);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::LogFormat;
+use crate::config::{Config, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -177,6 +177,62 @@ pub struct StartArgs {
     /// Tokio worker threads for IO (inference uses its own threads).
     #[arg(long, env = "SKILLKERNEL_IO_THREADS", default_value_t = 2)]
     pub io_threads: usize,
+}
+
+impl StartArgs {
+    /// Lays these options and environment variables over `config` (clap
+    /// has already folded `SKILLKERNEL_*` variables into them).
+    pub fn apply_to(&self, config: &mut Config) {
+        let m = &mut config.models;
+        if let Some(dir) = &self.model_dir {
+            m.dir = Some(dir.clone());
+        }
+        if let Some(model) = &self.model {
+            m.default = model.clone();
+        }
+        if let Some(prompt) = &self.system_prompt {
+            m.system_prompt = prompt.clone();
+        }
+        if let Some(n) = self.max_tokens {
+            m.generation.max_tokens = n;
+        }
+        if let Some(t) = self.temperature {
+            m.generation.temperature = t;
+        }
+        if let Some(p) = self.repeat_penalty {
+            m.generation.repeat_penalty = p;
+        }
+        if let Some(host) = &self.ollama_host {
+            m.ollama.host = Some(host.clone());
+        }
+        if let Some(threads) = self.threads {
+            m.candle.threads = threads;
+        }
+        if let Some(dir) = &self.state_dir {
+            config.daemon.state_dir = Some(dir.clone());
+        }
+        if let Some(file) = &self.pid_file {
+            config.daemon.pid_file = Some(file.clone());
+        }
+        if let Some(session) = &self.session {
+            config.daemon.session = Some(session.clone());
+        }
+        if let Some(level) = &self.log_level {
+            config.log.level = level.clone();
+        }
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
+        if let Some(dir) = &self.log_dir {
+            config.log.dir = Some(dir.clone());
+        }
+        if let Some(secs) = self.command_timeout {
+            config.limits.command_timeout_secs = secs;
+        }
+        if let Some(bytes) = self.max_message_bytes {
+            config.limits.max_message_bytes = bytes;
+        }
+    }
 }
 
 #[derive(Debug, Args)]

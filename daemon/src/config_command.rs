@@ -40,7 +40,7 @@ fn environment() -> Result<StartArgs, ConfigCommandError> {
 /// The effective configuration and the files it came from.
 pub fn effective(args: &ConfigArgs) -> Result<(Config, Vec<PathBuf>), ConfigCommandError> {
     let (mut config, files) = Config::load(args.config.as_deref())?;
-    config.apply(&environment()?);
+    environment()?.apply_to(&mut config);
     // The only value the types alone do not check.
     logging::check_level(&config.log.level)?;
     Ok((config, files))

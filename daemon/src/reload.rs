@@ -10,10 +10,12 @@
 //! PID file, log files, session) is logged as such and kept.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use skillkernel_kernel::{KernelHandle, ShutdownSettings};
+use skillkernel_kernel::{KernelHandle, Models, ShutdownSettings};
+use skillkernel_providers::Registry;
 
 use crate::cli::StartArgs;
 use crate::config::Config;
@@ -88,7 +90,7 @@ impl Reloader {
                 return Err(message);
             }
         };
-        new.apply(&self.args);
+        self.args.apply_to(&mut new);
         let changed = changed_keys(&self.running, &new);
         let (needs_restart, live): (Vec<String>, Vec<String>) = changed
             .into_iter()
@@ -168,8 +170,18 @@ impl Reloader {
         for note in notes {
             tracing::warn!("reload: {note}");
         }
-        self.kernel
-            .set_models(Some(crate::start::models_from(new, registry)));
+        self.kernel.set_models(Some(models_from(new, registry)));
+    }
+}
+
+/// What prompt cells use, from `[models]` and a built registry.
+pub fn models_from(config: &Config, registry: Registry) -> Models {
+    let m = &config.models;
+    Models {
+        registry: Arc::new(registry),
+        default_model: m.default.clone(),
+        options: m.generation.options(),
+        system_prompt: Some(m.system_prompt.clone()).filter(|s| !s.trim().is_empty()),
     }
 }
 

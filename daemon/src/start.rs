@@ -63,7 +63,7 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     // context files are found from where the kernel was started.
     let working_dir = std::env::current_dir().map_err(StartError::Cwd)?;
     let (mut settings, files) = Config::load(args.config.as_deref())?;
-    settings.apply(&args);
+    args.apply_to(&mut settings);
     absolute_config_paths(&mut settings)?;
     let pid_path = settings.daemon.pid_file.clone().or_else(|| {
         args.daemon
@@ -221,18 +221,7 @@ fn models(config: &Config) -> Models {
         cache = registry.cache().is_some(),
         "models"
     );
-    models_from(config, registry)
-}
-
-/// What prompt cells use, from `[models]` and a built registry.
-pub fn models_from(config: &Config, registry: Registry) -> Models {
-    let m = &config.models;
-    Models {
-        registry: Arc::new(registry),
-        default_model: m.default.clone(),
-        options: m.generation.options(),
-        system_prompt: Some(m.system_prompt.clone()).filter(|s| !s.trim().is_empty()),
-    }
+    reload::models_from(config, registry)
 }
 
 /// The persisted session this kernel continues, unless `[state] persist`

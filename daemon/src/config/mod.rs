@@ -15,8 +15,6 @@ use skillkernel_sandbox::SandboxConfig;
 use skillkernel_skills::config::SkillsConfig;
 use thiserror::Error;
 
-use crate::cli::StartArgs;
-
 mod sections;
 
 pub use sections::{
@@ -125,60 +123,6 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string(),
         })
-    }
-
-    /// Applies environment variables and options (clap has already folded
-    /// `SKILLKERNEL_*` variables into `args`).
-    pub fn apply(&mut self, args: &StartArgs) {
-        let m = &mut self.models;
-        if let Some(dir) = &args.model_dir {
-            m.dir = Some(dir.clone());
-        }
-        if let Some(model) = &args.model {
-            m.default = model.clone();
-        }
-        if let Some(prompt) = &args.system_prompt {
-            m.system_prompt = prompt.clone();
-        }
-        if let Some(n) = args.max_tokens {
-            m.generation.max_tokens = n;
-        }
-        if let Some(t) = args.temperature {
-            m.generation.temperature = t;
-        }
-        if let Some(p) = args.repeat_penalty {
-            m.generation.repeat_penalty = p;
-        }
-        if let Some(host) = &args.ollama_host {
-            m.ollama.host = Some(host.clone());
-        }
-        if let Some(threads) = args.threads {
-            m.candle.threads = threads;
-        }
-        if let Some(dir) = &args.state_dir {
-            self.daemon.state_dir = Some(dir.clone());
-        }
-        if let Some(file) = &args.pid_file {
-            self.daemon.pid_file = Some(file.clone());
-        }
-        if let Some(session) = &args.session {
-            self.daemon.session = Some(session.clone());
-        }
-        if let Some(level) = &args.log_level {
-            self.log.level = level.clone();
-        }
-        if let Some(format) = args.log_format {
-            self.log.format = format;
-        }
-        if let Some(dir) = &args.log_dir {
-            self.log.dir = Some(dir.clone());
-        }
-        if let Some(secs) = args.command_timeout {
-            self.limits.command_timeout_secs = secs;
-        }
-        if let Some(bytes) = args.max_message_bytes {
-            self.limits.max_message_bytes = bytes;
-        }
     }
 
     /// The state directory: configured, else `$XDG_STATE_HOME/skillkernel`.

@@ -113,7 +113,8 @@ impl History {
             .collect()
     }
 
-    /// Entries whose input matches the glob `pattern`; the last `n` of them,
+    /// Entries whose input matches the glob `pattern` (whole input, as a
+    /// `history_request` search asks); the last `n` of them,
     /// each distinct input once when `unique` (its latest occurrence).
     pub fn search(&self, pattern: &str, n: Option<usize>, unique: bool) -> Vec<&HistoryEntry> {
         let Ok(glob) = glob::Pattern::new(pattern) else {
@@ -215,6 +216,10 @@ mod tests {
         assert_eq!(unique.len(), 1);
         assert_eq!(unique[0].line, 3, "keeps the latest occurrence");
         assert_eq!(h.search("*", Some(1), false)[0].line, 3);
+        assert!(
+            h.search("echo", None, false).is_empty(),
+            "the pattern is taken as given (`%history -g` adds the `*`s)"
+        );
     }
 
     #[test]

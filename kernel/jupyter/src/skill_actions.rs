@@ -175,7 +175,7 @@ pub fn info(skills: &Skills, spec: &str) -> Result<SkillDetails, KernelError> {
 /// as a `%%skill` cell is), else a name whose skill is parsed now.
 pub async fn load(skills: &Skills, target: &str) -> Result<SkillSummary, KernelError> {
     if let Some(path) = as_path(target) {
-        let skill = match load_path(&path).await {
+        let skill = match load_path(&path, Origin::Cell).await {
             Ok(skill) => skill,
             Err(e) => return Err(SkillError::from(e).into()),
         };
@@ -238,7 +238,7 @@ pub async fn switch(
 /// loading it.
 pub async fn validate(skills: &Skills, target: &str) -> Result<Validation, KernelError> {
     if let Some(path) = as_path(target) {
-        return Ok(match load_path(&path).await {
+        return Ok(match load_path(&path, Origin::Configured).await {
             Ok(skill) => Validation {
                 valid: true,
                 skills: vec![json!({
@@ -366,8 +366,9 @@ fn as_path(target: &str) -> Option<PathBuf> {
     (looks || path.exists()).then_some(path)
 }
 
-/// Loads a skill file, or the manifest inside a skill folder.
-async fn load_path(path: &Path) -> Result<skillkernel_skills::Skill, LoadError> {
+/// Loads a skill file, or the manifest inside a skill folder, as found in
+/// `origin`.
+async fn load_path(path: &Path, origin: Origin) -> Result<skillkernel_skills::Skill, LoadError> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let file = if path.is_dir() {
@@ -385,7 +386,7 @@ async fn load_path(path: &Path) -> Result<skillkernel_skills::Skill, LoadError> 
         } else {
             path.clone()
         };
-        format::load_file(&file, Origin::Cell)
+        format::load_file(&file, origin)
     })
     .await
     .unwrap_or_else(|e| {

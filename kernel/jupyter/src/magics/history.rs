@@ -24,7 +24,7 @@ fn parse(args: &str) -> Result<Options, KernelError> {
         output: false,
     };
     let words = split_args(args);
-    let mut it = words.into_iter();
+    let mut it = words.into_iter().peekable();
     while let Some(word) = it.next() {
         match word.as_str() {
             "-n" => {
@@ -36,9 +36,13 @@ fn parse(args: &str) -> Result<Options, KernelError> {
                 })?);
             }
             "-g" => {
-                opts.pattern = Some(it.next().ok_or_else(|| {
-                    KernelError::usage("history", "-g needs a glob pattern", USAGE)
-                })?);
+                // As IPython's `%history -g`: the words up to the next
+                // option are the pattern, matched anywhere in an input.
+                let mut words = Vec::new();
+                while let Some(w) = it.next_if(|w| !is_option(w)) {
+                    words.push(w);
+                }
+                opts.pattern = Some(words.join(" "));
             }
             "-u" => opts.unique = true,
             "-o" => opts.output = true,
@@ -52,6 +56,22 @@ fn parse(args: &str) -> Result<Options, KernelError> {
         }
     }
     Ok(opts)
+}
+
+fn is_option(word: &str) -> bool {
+    matches!(word, "-n" | "-g" | "-u" | "-o")
+}
+
+/// The glob `%history -g PATTERN` searches with: `*PATTERN*`, so the
+/// pattern may match anywhere in an input; no pattern matches everything.
+/// The pattern's own `*`s at either end are dropped first (the glob crate
+/// refuses `**` within a name, and they mean nothing more there). (A
+/// `history_request` search takes its pattern as given.)
+fn anywhere(pattern: &str) -> String {
+    match pattern.trim_matches('*') {
+        "" => "*".into(),
+        inner => format!("*{inner}*"),
+    }
 }
 
 fn format_entry(e: &HistoryEntry, current_session: i64, output: bool) -> String {
@@ -84,14 +104,15 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
         let history = &state.history;
         let entries: Vec<&HistoryEntry> = match &opts.pattern {
             Some(p) => {
-                if glob::Pattern::new(p).is_err() {
+                let glob = anywhere(p);
+                if glob::Pattern::new(&glob).is_err() {
                     return Err(KernelError::usage(
                         "history",
                         format!("`{p}` is not a valid glob pattern"),
                         USAGE,
                     ));
                 }
-                history.search(p, opts.n, opts.unique)
+                history.search(&glob, opts.n, opts.unique)
             }
             None => {
                 let current = history.range(0, 0, None);
@@ -114,4 +135,37 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
         ctx.out.stream(StreamName::Stdout, &text).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn g_takes_the_words_up_to_the_next_option_and_may_be_alone() {
+        let o = parse("-g marker").unwrap();
+        assert_eq!(o.pattern.as_deref(), Some("marker"));
+        let o = parse("-g two words -n 3 -u").unwrap();
+        assert_eq!(o.pattern.as_deref(), Some("two words"));
+        assert_eq!((o.n, o.unique), (Some(3), true));
+        let o = parse("-g").unwrap();
+        assert_eq!(o.pattern.as_deref(), Some(""));
+        let o = parse("-g -o").unwrap();
+        assert_eq!((o.pattern.as_deref(), o.output), (Some(""), true));
+    }
+
+    #[test]
+    fn the_pattern_matches_anywhere_as_in_ipython() {
+        assert_eq!(anywhere("marker"), "*marker*");
+        assert_eq!(anywhere("%set*"), "*%set*");
+        assert_eq!(anywhere("*seq*"), "*seq*");
+        assert_eq!(anywhere(""), "*");
+        assert_eq!(anywhere("**"), "*");
+        for p in ["marker", "%set*", "*seq*", "a?b", "[ab]c", ""] {
+            assert!(glob::Pattern::new(&anywhere(p)).is_ok(), "{p}");
+        }
+        let glob = glob::Pattern::new(&anywhere("marker")).unwrap();
+        assert!(glob.matches("%set x = \"the marker here\""));
+        assert!(!glob.matches("%set x = 3"));
+    }
 }

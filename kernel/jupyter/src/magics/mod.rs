@@ -87,7 +87,8 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
         summary: "Show the input history of this session.",
         help: "Prints the cells run so far, numbered by execution count.\n\n\
                * `-n N` — only the last N entries\n\
-               * `-g PATTERN` — entries matching a glob pattern (`*`, `?`, `[abc]`), over all sessions\n\
+               * `-g PATTERN` — entries containing the glob PATTERN (`*`, `?`, `[abc]`; searched \
+               as `*PATTERN*`, as in IPython), over all sessions; `-g` alone lists them all\n\
                * `-u` — with `-g`, each distinct input once\n\
                * `-o` — also show a summary of each cell's output",
         subcommands: &["-n", "-g", "-u", "-o"],

@@ -1,12 +1,13 @@
 //! Agent Skills `SKILL.md` (agentskills.io): YAML frontmatter between
 //! `---` lines, then Markdown instructions.
 //!
-//! The frontmatter follows the specification: `name` (required, the name
-//! rule, equal to the skill folder's name), `description` (required, 1–1024
-//! characters), and optionally `license`, `compatibility` (1–500
+//! The frontmatter follows the specification as its reference validator
+//! (`skills-ref`) checks it: `name` (required, the name rule, equal to the
+//! skill folder's name in NFKC form), `description` (required, 1–1024
+//! characters), and optionally `license`, `compatibility` (at most 500
 //! characters), `metadata` (strings to strings) and `allowed-tools` (one
-//! space-separated string). Nothing else is accepted, as the reference
-//! validator does. The version is `metadata.version` when it is semver,
+//! space-separated string). Nothing else is accepted. The corpus in
+//! `tests/conformance/agent_skills_corpus` holds us to the validator. The version is `metadata.version` when it is semver,
 //! else [`UNVERSIONED`]; the author is `metadata.author`. The body becomes
 //! the instructions; the other files of the folder (`scripts/`,
 //! `references/`, `assets/` …) are listed as resources, never read.
@@ -151,7 +152,9 @@ fn meta(file: &Path, parts: &Parts<'_>, origin: Origin) -> Result<SkillMeta, Loa
         .and_then(Path::file_name)
         .and_then(|f| f.to_str());
     if let (Some(folder), false) = (folder, origin == Origin::Cell) {
-        if folder != name {
+        // Compared in NFKC form, as the reference validator does (macOS
+        // keeps folder names decomposed).
+        if validate::nfkc(folder) != validate::nfkc(name) {
             let remedy = if validate::name_problem(folder).is_none() {
                 format!("rename the folder to `{name}`, or set `name: {folder}`")
             } else {
@@ -275,6 +278,15 @@ mod tests {
             e.message
         );
         assert!(skill(Path::new("<%%skill cell>"), GOOD, Origin::Cell).is_ok());
+    }
+
+    #[test]
+    fn a_unicode_name_matches_its_folder_in_either_normal_form() {
+        let text = "---\nname: cafe\u{301}\ndescription: d\n---\nx\n";
+        let h = header(Path::new("/s/caf\u{e9}/SKILL.md"), text, Origin::User).unwrap();
+        assert_eq!(h.meta.name, "cafe\u{301}");
+        let e = header(Path::new("/s/cafe/SKILL.md"), text, Origin::User).unwrap_err();
+        assert!(e.message.contains("does not match"), "{}", e.message);
     }
 
     #[test]

@@ -12,27 +12,30 @@ use super::phase_refs;
 use crate::error::LoadError;
 use crate::model::GenerationOverrides;
 use crate::template::{Contract, Template, TemplateError};
+use unicode_normalization::UnicodeNormalization;
 
-/// The Agent Skills name rule, applied to every format: 1–64 characters,
-/// lowercase ASCII letters, digits and hyphens, no hyphen at either end,
-/// no two in a row.
+/// The Agent Skills name rule, applied to every format, as the
+/// specification's reference validator (`skills-ref`) applies it: the name
+/// in Unicode NFKC form is 1–64 characters, lowercase letters (any script),
+/// digits and hyphens, no hyphen at either end, no two in a row.
 pub fn name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("the name is empty".into());
     }
+    let name = nfkc(name);
     let chars = name.chars().count();
     if chars > MAX_NAME_CHARS {
         return Some(format!(
             "`{name}` is {chars} characters long; at most {MAX_NAME_CHARS} are allowed"
         ));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
+    if let Some(c) = name.chars().find(|c| !(is_name_char(*c) || *c == '-')) {
         return Some(format!(
-            "`{name}` contains `{c}`; only lowercase letters a-z, digits and `-` are allowed"
+            "`{name}` contains `{c}`; only letters, digits and `-` are allowed"
         ));
+    }
+    if name.to_lowercase() != name {
+        return Some(format!("`{name}` has capital letters; a name is lowercase"));
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Some(format!("`{name}` starts or ends with `-`"));
@@ -43,11 +46,24 @@ pub fn name_problem(name: &str) -> Option<String> {
     None
 }
 
+/// `text` in Unicode NFKC form, in which names are checked and compared
+/// with their folder (so a decomposed `é` is the composed one).
+pub fn nfkc(text: &str) -> String {
+    text.nfkc().collect()
+}
+
+/// A letter or digit of any script — what Python's `str.isalnum` accepts,
+/// which the reference validator uses: combining marks (accents not
+/// composed, most vowel signs) are not letters there.
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() && !unicode_normalization::char::is_combining_mark(c)
+}
+
 /// What to do about a bad name: the same name made valid, when possible.
 pub fn name_remedy(name: &str) -> String {
     let mut fixed = String::new();
-    for c in name.chars().flat_map(char::to_lowercase) {
-        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+    for c in nfkc(name).chars().flat_map(char::to_lowercase) {
+        let c = if is_name_char(c) { c } else { '-' };
         if !(c == '-' && (fixed.is_empty() || fixed.ends_with('-'))) {
             fixed.push(c);
         }
@@ -106,20 +122,23 @@ pub fn check_description(doc: &Doc<'_>, field: &str, text: &str) -> Result<(), L
     Ok(())
 }
 
-/// The optional `compatibility` of `obj`: 1–500 characters.
+/// The optional `compatibility` of `obj`: at most 500 characters; an
+/// empty one is none (the reference validator accepts it).
 pub fn compatibility(obj: &Obj<'_>) -> Result<Option<String>, LoadError> {
     let Some(c) = obj.str("compatibility")? else {
         return Ok(None);
     };
     let n = c.chars().count();
-    if n == 0 || n > MAX_COMPATIBILITY_CHARS {
+    if n > MAX_COMPATIBILITY_CHARS {
         return Err(obj.error(
             "compatibility",
-            format!("`compatibility` is {n} characters; it must be 1–{MAX_COMPATIBILITY_CHARS}"),
+            format!(
+                "`compatibility` is {n} characters; at most {MAX_COMPATIBILITY_CHARS} are allowed"
+            ),
             "state briefly what environment the skill needs",
         ));
     }
-    Ok(Some(c.to_string()))
+    Ok(Some(c.to_string()).filter(|c| !c.trim().is_empty()))
 }
 
 /// Reads `max_tokens` and `temperature` of `obj`: ≥ 1 and 0.0 ..= 2.0.
@@ -215,6 +234,21 @@ mod tests {
         ] {
             assert!(name_problem(bad).is_some(), "{bad:?} should be refused");
         }
+        // Lowercase letters of any script, as the specification allows.
+        for good in ["données", "привет-мир", "日本語", "λόγος", "cafe\u{301}"] {
+            assert_eq!(name_problem(good), None, "{good:?} should be accepted");
+        }
+        for bad in ["Café", "ПРИВЕТ", "हिंदी", &"é".repeat(65)] {
+            assert!(name_problem(bad).is_some(), "{bad:?} should be refused");
+        }
+        assert_eq!(
+            name_problem("Café").unwrap(),
+            "`Café` has capital letters; a name is lowercase"
+        );
+        assert_eq!(
+            name_remedy("Ünïcode_Name"),
+            "use lowercase letters, digits and single hyphens, e.g. `ünïcode-name`"
+        );
         assert_eq!(
             name_remedy("My_Skill"),
             "use lowercase letters, digits and single hyphens, e.g. `my-skill`"
