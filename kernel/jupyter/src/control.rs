@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use skillkernel_protocol::content::{ErrorContent, ExecutionState};
+use skillkernel_protocol::content::ExecutionState;
 use skillkernel_protocol::{Message, RequestType};
 use skillkernel_transport::{Channel, FrameSender};
 use tokio::sync::mpsc;
@@ -21,14 +21,6 @@ use tokio::sync::mpsc;
 use crate::dispatch;
 use crate::session::Shared;
 use crate::shell::read_requests;
-
-/// The requests control answers.
-pub(crate) const ON_CONTROL: [RequestType; 4] = [
-    RequestType::KernelInfo,
-    RequestType::Interrupt,
-    RequestType::Shutdown,
-    RequestType::Status,
-];
 
 pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
@@ -41,7 +33,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
     while let Some(msg) = queue_rx.recv().await {
         shared.iopub.status(&msg, ExecutionState::Busy).await;
         match RequestType::parse(msg.msg_type()) {
-            Some(request) if !ON_CONTROL.contains(&request) => {
+            Some(request) if !dispatch::ON_CONTROL.contains(&request) => {
                 refuse(&shared, channel.sender.as_ref(), &msg, request).await
             }
             _ => dispatch::respond(&shared, &channel.sender, &msg).await,
@@ -53,19 +45,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
     reader.abort();
 }
 
-/// The error for `request` arriving on control.
-pub(crate) fn shell_only(request: RequestType) -> ErrorContent {
-    let answered: Vec<&str> = ON_CONTROL.iter().map(|t| t.request()).collect();
-    ErrorContent::new(
-        "WrongChannel",
-        format!(
-            "`{request}` is not answered on the control channel; send it on shell \
-             (control answers {})",
-            answered.join(", ")
-        ),
-    )
-}
-
 async fn refuse(
     shared: &Arc<Shared>,
     sender: &dyn FrameSender,
@@ -73,5 +52,5 @@ async fn refuse(
     request: RequestType,
 ) {
     tracing::info!(msg_type = %request, "refusing a shell request sent on control");
-    dispatch::error_reply(shared, sender, msg, request, shell_only(request)).await;
+    dispatch::error_reply(shared, sender, msg, request, dispatch::shell_only(request)).await;
 }

@@ -96,7 +96,7 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
         }
         RequestType::Execute => {
             // Shell runs cells itself; control refuses them before here.
-            let error = crate::control::shell_only(request);
+            let error = shell_only(request);
             return error_reply(shared, channel.as_ref(), req, request, error).await;
         }
     };
@@ -183,4 +183,25 @@ async fn mark_fresh_start(shared: &Arc<Shared>) {
         Ok(Err(e)) => tracing::warn!("restart requested, but the next start may not be fresh: {e}"),
         Err(e) => tracing::warn!(error = %e, "marking the session for a fresh start failed"),
     }
+}
+
+/// The requests control answers.
+pub(crate) const ON_CONTROL: [RequestType; 4] = [
+    RequestType::KernelInfo,
+    RequestType::Interrupt,
+    RequestType::Shutdown,
+    RequestType::Status,
+];
+
+/// The error for `request` arriving on control.
+pub(crate) fn shell_only(request: RequestType) -> ErrorContent {
+    let answered: Vec<&str> = ON_CONTROL.iter().map(|t| t.request()).collect();
+    ErrorContent::new(
+        "WrongChannel",
+        format!(
+            "`{request}` is not answered on the control channel; send it on shell \
+             (control answers {})",
+            answered.join(", ")
+        ),
+    )
 }
