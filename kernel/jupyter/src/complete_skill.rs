@@ -170,5 +170,4 @@ pub fn param_markdown(skill: &str, p: &ParamSummary) -> String {
 }
 
 #[cfg(test)]
-#[path = "complete_skill_tests.rs"]
 mod tests;

@@ -264,5 +264,4 @@ fn dependency_error(root_id: &str, message: String, hint: impl Into<String>) -> 
 }
 
 #[cfg(test)]
-#[path = "deps_tests.rs"]
 mod tests;

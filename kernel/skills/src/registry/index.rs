@@ -216,5 +216,4 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 #[cfg(test)]
-#[path = "index_tests.rs"]
 mod tests;

@@ -286,5 +286,4 @@ impl Lifecycle {
 }
 
 #[cfg(test)]
-#[path = "lifecycle_tests.rs"]
 mod tests;

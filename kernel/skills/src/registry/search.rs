@@ -168,5 +168,4 @@ impl SearchDoc {
 }
 
 #[cfg(test)]
-#[path = "search_tests.rs"]
 mod tests;

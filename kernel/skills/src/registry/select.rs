@@ -170,5 +170,4 @@ pub fn unknown_name<'n>(name: &str, names: impl Iterator<Item = &'n str>) -> Ski
 }
 
 #[cfg(test)]
-#[path = "select_tests.rs"]
 mod tests;
