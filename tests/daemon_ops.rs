@@ -241,6 +241,15 @@ async fn sigterm_lets_the_running_cell_finish_refuses_new_work_and_logs_every_ph
     launched(&daemon);
     let pid = daemon.pid();
     let mut c = client(&daemon).await;
+    // Before the signal a sandbox_request is served …
+    let sandbox_status = json!({"action": "status"});
+    let before = c.message("sandbox_request", sandbox_status.clone());
+    c.send(Target::Shell, &before).await.unwrap();
+    let before = c
+        .collect(&before.header.msg_id, Duration::from_secs(10), &mut Quiet)
+        .await
+        .expect("sandbox_reply");
+    assert_eq!(before.status(), "ok", "{}", before.reply.content);
     let running = c.message(
         "execute_request",
         json!({"code": "!sleep 1; echo finished", "silent": false, "store_history": true,
@@ -257,6 +266,9 @@ async fn sigterm_lets_the_running_cell_finish_refuses_new_work_and_logs_every_ph
                "user_expressions": {}, "allow_stdin": false, "stop_on_error": true}),
     );
     c.send(Target::Shell, &late).await.unwrap();
+    // … and after it, like every request that does work, it is refused.
+    let late_sandbox = c.message("sandbox_request", sandbox_status);
+    c.send(Target::Shell, &late_sandbox).await.unwrap();
 
     let first = c
         .collect(&running.header.msg_id, Duration::from_secs(10), &mut Quiet)
@@ -269,6 +281,16 @@ async fn sigterm_lets_the_running_cell_finish_refuses_new_work_and_logs_every_ph
         .await
         .expect("the late cell is answered");
     assert_eq!(refused.status(), "error");
+    assert_eq!(refused.reply.content["ename"], "KernelShuttingDown");
+    let refused = c
+        .collect(
+            &late_sandbox.header.msg_id,
+            Duration::from_secs(10),
+            &mut Quiet,
+        )
+        .await
+        .expect("the late sandbox_request is answered");
+    assert_eq!(refused.reply.msg_type(), "sandbox_reply");
     assert_eq!(refused.reply.content["ename"], "KernelShuttingDown");
 
     assert!(wait_until(Duration::from_secs(10), || !alive(pid)));

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use skillkernel_protocol::content::{ExecuteRequest, ExtensionRequest};
 use skillkernel_protocol::{
-    ConnectionInfo, Header, Message, ProtocolError, RequestType, Signer, WireLimits,
+    stdin, ConnectionInfo, Header, Message, ProtocolError, RequestType, Signer, WireLimits,
 };
 use skillkernel_transport::{ClientSockets, FrameReceiver, TransportError};
 use thiserror::Error;
@@ -225,7 +225,7 @@ impl KernelClient {
         value: &str,
         parent: Option<&Message>,
     ) -> Result<(), ClientError> {
-        let header = Header::new("input_reply", &self.session, "skillctl");
+        let header = Header::new(stdin::INPUT_REPLY, &self.session, "skillctl");
         let content = json!({ "value": value });
         let reply = match parent {
             Some(parent) => parent.child(header, content),
@@ -361,7 +361,7 @@ impl KernelClient {
                 }
                 frames = sockets.stdin.receiver.recv() => {
                     let m = Message::decode(frames?, &self.signer, &self.limits)?;
-                    if m.msg_type() == "input_request" {
+                    if m.msg_type() == stdin::INPUT_REQUEST {
                         let prompt = m.content["prompt"].as_str().unwrap_or("");
                         let password = m.content["password"].as_bool().unwrap_or(false);
                         let value = handler.on_input_request(prompt, password).unwrap_or_default();

@@ -35,6 +35,6 @@ pub use error::ProtocolError;
 pub use header::{now_iso8601, Header, PROTOCOL_VERSION};
 pub use kernelspec::KernelSpec;
 pub use message::{Message, RawJson};
-pub use msg_type::{comm, reply_type, RequestType};
+pub use msg_type::{comm, reply_type, stdin, RequestType};
 pub use signing::{SignatureError, Signer, SIGNATURE_SCHEME};
 pub use wire::{split_frames, WireFrames, WireLimits, DELIMITER};

@@ -106,6 +106,13 @@ pub mod comm {
     pub const CLOSE: &str = "comm_close";
 }
 
+/// The stdin channel's pair: the kernel asks with `input_request`, the
+/// front end answers with `input_reply` (the one request a kernel sends).
+pub mod stdin {
+    pub const INPUT_REQUEST: &str = "input_request";
+    pub const INPUT_REPLY: &str = "input_reply";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

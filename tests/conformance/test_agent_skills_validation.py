@@ -13,33 +13,18 @@ The binary comes from $SKILLKERNEL_BIN, else <repo>/target/debug/skillkernel.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from jupyter_client import KernelManager
 
-KERNEL_NAME = "skillkernel"
-REPO = Path(__file__).resolve().parents[2]
+from kernel_support import KERNEL_NAME, REPLY_TIMEOUT, private_jupyter, shell_reply
+
 CORPUS = Path(__file__).resolve().parent / "agent_skills_corpus"
-REPLY_TIMEOUT = 30
 
 CASES = sorted(p for group in ("valid", "invalid") for p in (CORPUS / group).iterdir() if p.is_dir())
-
-
-def _binary() -> Path:
-    configured = os.environ.get("SKILLKERNEL_BIN")
-    path = Path(configured) if configured else REPO / "target" / "debug" / "skillkernel"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(
-            f"skillkernel binary not found at {path}: build it with "
-            "`cargo build --workspace --bins` or point SKILLKERNEL_BIN at it",
-            pytrace=False,
-        )
-    return path
 
 
 def _agentskills() -> Path:
@@ -53,16 +38,7 @@ def _agentskills() -> Path:
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory):
     """One kernel from the installed kernelspec, in a private prefix."""
-    binary = _binary()
-    prefix = tmp_path_factory.mktemp("prefix")
-    installed = subprocess.run(
-        [str(binary), "install", "--prefix", str(prefix)], capture_output=True, text=True, timeout=60,
-    )
-    assert installed.returncode == 0, installed.stderr
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-        mp.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
-        mp.setenv("SKILLKERNEL_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+    with private_jupyter(tmp_path_factory):
         km = KernelManager(kernel_name=KERNEL_NAME)
         km.start_kernel()
         kc = km.client()
@@ -79,11 +55,7 @@ def kernel_verdict(kc, folder: Path) -> tuple[bool, str]:
     """Whether the kernel finds `folder` valid, and what it said."""
     msg = kc.session.msg("skill_request", {"action": "validate", "path": str(folder)})
     kc.shell_channel.send(msg)
-    deadline = time.monotonic() + REPLY_TIMEOUT
-    while True:
-        reply = kc.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
-        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
-            break
+    reply = shell_reply(kc, msg["header"]["msg_id"])
     content = reply["content"]
     assert content["status"] == "ok", content
     return content["valid"] is True, "; ".join(e["message"] for e in content["errors"])

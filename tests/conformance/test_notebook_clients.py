@@ -30,52 +30,19 @@ from jupyter_client import KernelManager
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
-KERNEL_NAME = "skillkernel"
-REPO = Path(__file__).resolve().parents[2]
+from kernel_support import KERNEL_NAME, REPLY_TIMEOUT, private_jupyter, shell_reply
 
-# How long a client may wait for anything the kernel should do promptly.
-REPLY_TIMEOUT = 30
 # `!sleep 30` must be cut short well before it would finish on its own.
 INTERRUPT_TIMEOUT = 10
 # jupyter console starts a Python interpreter and a kernel; be generous.
 CONSOLE_TIMEOUT = 90
 
 
-def _binary() -> Path:
-    configured = os.environ.get("SKILLKERNEL_BIN")
-    path = Path(configured) if configured else REPO / "target" / "debug" / "skillkernel"
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(
-            f"skillkernel binary not found at {path}: build it with "
-            "`cargo build --workspace --bins` or point SKILLKERNEL_BIN at it",
-            pytrace=False,
-        )
-    return path
-
-
 @pytest.fixture(scope="module", autouse=True)
 def jupyter_env(tmp_path_factory: pytest.TempPathFactory):
     """Installs the kernelspec into a private prefix and points Jupyter at it."""
-    binary = _binary()
-    prefix = tmp_path_factory.mktemp("prefix")
-    runtime = tmp_path_factory.mktemp("runtime")
-    # Kernels persist their sessions in the state dir: keep them out of ~.
-    state = tmp_path_factory.mktemp("state")
-    installed = subprocess.run(
-        [str(binary), "install", "--prefix", str(prefix)],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert installed.returncode == 0, (
-        f"`skillkernel install --prefix` failed ({installed.returncode}):\n"
-        f"{installed.stdout}\n{installed.stderr}"
-    )
-    spec = prefix / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
-    assert spec.is_file(), f"install did not write {spec}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
-        mp.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
-        mp.setenv("SKILLKERNEL_STATE_DIR", str(state))
-        yield {"prefix": prefix, "runtime": runtime, "binary": binary}
+    with private_jupyter(tmp_path_factory) as env:
+        yield env
 
 
 @pytest.fixture
@@ -108,18 +75,6 @@ def run(kc, code: str, timeout: float = REPLY_TIMEOUT):
 
 def streams(outputs, name: str = "stdout") -> str:
     return "".join(c["text"] for t, c in outputs if t == "stream" and c["name"] == name)
-
-
-def shell_reply(kc, msg_id: str, timeout: float):
-    """The shell reply to `msg_id`, skipping replies to anything else."""
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise queue.Empty
-        msg = kc.get_shell_msg(timeout=remaining)
-        if msg["parent_header"].get("msg_id") == msg_id:
-            return msg
 
 
 def iopub_until_idle(kc, msg_id: str, timeout: float = REPLY_TIMEOUT):

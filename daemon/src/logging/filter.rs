@@ -20,7 +20,7 @@ pub(super) fn directives(level: &str) -> String {
     }
 }
 
-/// Parses an operator's filter (`info`, `debug,skillkernel_kernel=trace`).
+/// Parses an operator's filter (`info`, `debug,skillkernel_skills=trace`).
 pub(super) fn parse(level: &str) -> Result<EnvFilter, LogError> {
     let invalid = |message: String| LogError::Filter {
         level: level.to_owned(),

@@ -64,7 +64,7 @@ pub struct LogHandle {
 }
 
 impl LogHandle {
-    /// Replaces the filter (`info`, `debug,skillkernel_kernel=trace`), also
+    /// Replaces the filter (`info`, `debug,skillkernel_skills=trace`), also
     /// one that came from `RUST_LOG`. An invalid filter changes nothing.
     pub fn set_level(&self, level: &str) -> Result<(), LogError> {
         let filter = filter::parse(level)?;

@@ -14,17 +14,17 @@
 use std::sync::Arc;
 
 use skillkernel_protocol::content::ExecutionState;
-use skillkernel_protocol::{Message, RequestType};
-use skillkernel_transport::{Channel, FrameSender};
+use skillkernel_protocol::RequestType;
+use skillkernel_transport::Channel;
 use tokio::sync::mpsc;
 
-use crate::dispatch;
+use crate::dispatch::{self, Route};
+use crate::inbound;
 use crate::session::Shared;
-use crate::shell::read_requests;
 
 pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
     let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_requests(
+    let reader = tokio::spawn(inbound::queue_requests(
         shared.clone(),
         channel.receiver,
         "control",
@@ -33,8 +33,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
     while let Some(msg) = queue_rx.recv().await {
         shared.iopub.status(&msg, ExecutionState::Busy).await;
         match RequestType::parse(msg.msg_type()) {
-            Some(request) if !dispatch::ON_CONTROL.contains(&request) => {
-                refuse(&shared, channel.sender.as_ref(), &msg, request).await
+            Some(request) if dispatch::route(request) != Route::Control => {
+                let error = dispatch::wrong_channel(request);
+                dispatch::refuse(&shared, channel.sender.as_ref(), &msg, request, error).await
             }
             _ => dispatch::respond(&shared, &channel.sender, &msg).await,
         }
@@ -43,14 +44,4 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
         // shutdown_request); the coordinator stops this task at the end.
     }
     reader.abort();
-}
-
-async fn refuse(
-    shared: &Arc<Shared>,
-    sender: &dyn FrameSender,
-    msg: &Message,
-    request: RequestType,
-) {
-    tracing::info!(msg_type = %request, "refusing a shell request sent on control");
-    dispatch::error_reply(shared, sender, msg, request, dispatch::shell_only(request)).await;
 }

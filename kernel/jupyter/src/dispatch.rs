@@ -1,5 +1,5 @@
 //! Requests answered the same way on shell and on control (for those
-//! control takes, see [`crate::control`]): everything but
+//! control takes, see [`route`] and [`crate::control`]): everything but
 //! `execute_request`, which the shell executor runs.
 
 use std::sync::Arc;
@@ -96,7 +96,7 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
         }
         RequestType::Execute => {
             // Shell runs cells itself; control refuses them before here.
-            let error = shell_only(request);
+            let error = wrong_channel(request);
             return error_reply(shared, channel.as_ref(), req, request, error).await;
         }
     };
@@ -185,17 +185,39 @@ async fn mark_fresh_start(shared: &Arc<Shared>) {
     }
 }
 
-/// The requests control answers.
-pub(crate) const ON_CONTROL: [RequestType; 4] = [
-    RequestType::KernelInfo,
-    RequestType::Interrupt,
-    RequestType::Shutdown,
-    RequestType::Status,
-];
+/// Where a known request is served, and whether it is work.
+///
+/// One exhaustive `match` (no `_` arm), so a new [`RequestType`] does not
+/// compile until someone decides where it belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Answered on control (and on shell too).
+    Control,
+    /// Starts work: shell only, holds an operation guard while it runs,
+    /// refused once a shutdown has begun.
+    ShellWork,
+    /// Answered on shell only, at once.
+    Shell,
+}
+
+pub(crate) fn route(request: RequestType) -> Route {
+    use RequestType::*;
+    match request {
+        KernelInfo | Interrupt | Shutdown | Status => Route::Control,
+        // `sandbox_request` ends session processes and may start the
+        // helper's probe: work a shutdown must wait for or refuse.
+        Execute | Model | Skill | Sandbox => Route::ShellWork,
+        Complete | Inspect | IsComplete | History | CommInfo => Route::Shell,
+    }
+}
 
 /// The error for `request` arriving on control.
-pub(crate) fn shell_only(request: RequestType) -> ErrorContent {
-    let answered: Vec<&str> = ON_CONTROL.iter().map(|t| t.request()).collect();
+pub(crate) fn wrong_channel(request: RequestType) -> ErrorContent {
+    let answered: Vec<&str> = RequestType::ALL
+        .iter()
+        .filter(|t| route(**t) == Route::Control)
+        .map(|t| t.request())
+        .collect();
     ErrorContent::new(
         "WrongChannel",
         format!(
@@ -204,4 +226,24 @@ pub(crate) fn shell_only(request: RequestType) -> ErrorContent {
             answered.join(", ")
         ),
     )
+}
+
+/// The error for work that arrives once a shutdown has begun.
+pub(crate) fn shutting_down() -> ErrorContent {
+    ErrorContent::new(
+        "KernelShuttingDown",
+        "the kernel is shutting down and takes no new work; start it again to continue",
+    )
+}
+
+/// Answers `msg`, a `request` this channel will not serve, with `error`.
+pub(crate) async fn refuse(
+    shared: &Shared,
+    sender: &dyn FrameSender,
+    msg: &Message,
+    request: RequestType,
+    error: ErrorContent,
+) {
+    tracing::info!(msg_type = %request, ename = %error.ename, "refusing a request");
+    error_reply(shared, sender, msg, request, error).await;
 }

@@ -42,6 +42,7 @@ pub mod exec_context;
 pub mod execute;
 pub mod health;
 pub mod history;
+mod inbound;
 pub mod info;
 pub mod inspect;
 pub mod iopub;

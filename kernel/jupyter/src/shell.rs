@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use skillkernel_protocol::content::{AbortedReply, ErrorContent, ExecuteRequest, ExecutionState};
 use skillkernel_protocol::{Message, RequestType};
-use skillkernel_transport::{Channel, FrameReceiver, FrameSender, TransportError};
+use skillkernel_transport::{Channel, FrameSender};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::dispatch;
+use crate::dispatch::{self, Route};
 use crate::execute;
+use crate::inbound;
 use crate::memory::Trimmer;
 use crate::session::Shared;
 
@@ -26,7 +27,7 @@ const ABORT_SETTLE: Duration = Duration::from_millis(5);
 
 pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>> {
     let (queue_tx, queue_rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_requests(
+    let reader = tokio::spawn(inbound::queue_requests(
         shared.clone(),
         channel.receiver,
         "shell",
@@ -34,35 +35,6 @@ pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>
     ));
     let executor = tokio::spawn(execute_in_order(shared, channel.sender, queue_rx));
     vec![reader, executor]
-}
-
-/// Receives, verifies and queues requests from one channel. Anything that
-/// fails to decode is logged and dropped; the loop never stops for it.
-pub(crate) async fn read_requests(
-    shared: Arc<Shared>,
-    mut receiver: Box<dyn FrameReceiver>,
-    channel: &'static str,
-    queue: mpsc::UnboundedSender<Message>,
-) {
-    loop {
-        let frames = match receiver.recv().await {
-            Ok(frames) => frames,
-            Err(TransportError::Closed(_)) => break,
-            Err(e) => {
-                tracing::debug!(channel, error = %e, "receive error");
-                continue;
-            }
-        };
-        match Message::decode(frames, &shared.signer, &shared.limits()) {
-            Ok(msg) => {
-                tracing::trace!(channel, msg_type = msg.msg_type(), "request");
-                if queue.send(msg).is_err() {
-                    break;
-                }
-            }
-            Err(e) => tracing::warn!(channel, error = %e, "dropping invalid message"),
-        }
-    }
 }
 
 async fn execute_in_order(
@@ -97,11 +69,11 @@ async fn handle(
     shared.iopub.status(msg, ExecutionState::Busy).await;
     let mut queued_before_failure = Vec::new();
     let request = RequestType::parse(msg.msg_type());
-    let work = request.filter(|r| WORK.contains(r));
+    let work = request.filter(|r| dispatch::route(*r) == Route::ShellWork);
     // Held until the reply is sent, so a shutdown waits for the answer too.
     let _operation = work.map(|r| shared.operations.begin(r.request(), &msg.header.msg_id));
     if let Some(work) = work.filter(|_| shared.exit_requested()) {
-        refuse(shared, sender, msg, work).await;
+        dispatch::refuse(shared, sender, msg, work, dispatch::shutting_down()).await;
     } else if request == Some(RequestType::Execute) {
         match msg.parse_content::<ExecuteRequest>() {
             Ok(req) => {
@@ -138,25 +110,6 @@ async fn handle(
     }
     shared.iopub.status(msg, ExecutionState::Idle).await;
     queued_before_failure
-}
-
-/// Requests that start work: each holds an operation guard while it
-/// runs, and is refused once a shutdown has begun.
-const WORK: [RequestType; 3] = [RequestType::Execute, RequestType::Model, RequestType::Skill];
-
-/// Answers a work request that arrived during a shutdown.
-async fn refuse(
-    shared: &Arc<Shared>,
-    sender: &dyn FrameSender,
-    msg: &Message,
-    request: RequestType,
-) {
-    tracing::info!(msg_type = %request, "refusing new work: shutting down");
-    let error = ErrorContent::new(
-        "KernelShuttingDown",
-        "the kernel is shutting down and takes no new work; start it again to continue",
-    );
-    dispatch::error_reply(shared, sender, msg, request, error).await;
 }
 
 async fn abort_request(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Message) {

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use skillkernel_protocol::content::{InputReply, InputRequest};
-use skillkernel_protocol::Message;
-use skillkernel_transport::{FrameReceiver, TransportError};
+use skillkernel_protocol::{stdin, Message};
+use skillkernel_transport::FrameReceiver;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::errors::KernelError;
+use crate::inbound;
 use crate::session::Shared;
 use skillkernel_stdx::lock;
 
@@ -25,7 +26,7 @@ pub async fn ask(
     cancel: &CancellationToken,
 ) -> Result<String, KernelError> {
     let request = parent.child(
-        shared.header("input_request"),
+        shared.header(stdin::INPUT_REQUEST),
         InputRequest {
             prompt: prompt.to_owned(),
             password,
@@ -66,23 +67,8 @@ fn take_waiter(shared: &Shared, parent_id: Option<String>) -> Option<oneshot::Se
 
 /// Reads `input_reply`s and hands each to the cell waiting for it.
 pub(crate) async fn read_replies(shared: Arc<Shared>, mut receiver: Box<dyn FrameReceiver>) {
-    loop {
-        let frames = match receiver.recv().await {
-            Ok(frames) => frames,
-            Err(TransportError::Closed(_)) => break,
-            Err(e) => {
-                tracing::debug!(error = %e, "stdin receive error");
-                continue;
-            }
-        };
-        let msg = match Message::decode(frames, &shared.signer, &shared.limits()) {
-            Ok(msg) => msg,
-            Err(e) => {
-                tracing::warn!(channel = "stdin", error = %e, "dropping invalid message");
-                continue;
-            }
-        };
-        if msg.msg_type() != "input_reply" {
+    while let Some(msg) = inbound::next_message(&shared, receiver.as_mut(), "stdin").await {
+        if msg.msg_type() != stdin::INPUT_REPLY {
             tracing::warn!(msg_type = msg.msg_type(), "unexpected message on stdin");
             continue;
         }
