@@ -1,33 +1,65 @@
-//! Backends by name, as the configuration lists them.
+//! Backends by name, as the configuration plans them.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::candle::CandleProvider;
-use crate::config::ModelsConfig;
+use crate::config::{BackendKind, BackendPlan, ModelsConfig};
+use crate::http::RemoteProvider;
 use crate::ollama::OllamaProvider;
 use crate::{Provider, ProviderError};
 
-/// The backend names this build knows.
-pub const KNOWN: [&str; 2] = [crate::candle::BACKEND, crate::ollama::BACKEND];
-
-/// Sets up the backend called `name`.
+/// Sets up the backend `plan` describes. A remote backend whose API key
+/// variable is unset is still set up (it reports the variable at every
+/// use); `note` gets a line for the operator's log.
 pub fn build(
-    name: &str,
+    plan: &BackendPlan,
     config: &ModelsConfig,
     model_dir: &Path,
+    note: &mut dyn FnMut(String),
 ) -> Result<Arc<dyn Provider>, ProviderError> {
-    match name {
-        crate::candle::BACKEND => Ok(Arc::new(CandleProvider::with_config(
+    match plan.config.kind {
+        BackendKind::Candle => Ok(Arc::new(CandleProvider::with_config(
             model_dir,
             &config.candle,
         )?)),
-        crate::ollama::BACKEND => Ok(Arc::new(OllamaProvider::new(
-            config.ollama.host.as_deref(),
-        )?)),
-        other => Err(ProviderError::Unsupported(format!(
-            "unknown backend `{other}`; known: {}",
-            KNOWN.join(", ")
-        ))),
+        BackendKind::Ollama => {
+            let host = plan
+                .config
+                .urls
+                .first()
+                .map(String::as_str)
+                .or(config.ollama.host.as_deref());
+            Ok(Arc::new(OllamaProvider::new(host)?.named(&plan.name)))
+        }
+        BackendKind::Openai | BackendKind::Anthropic => {
+            let provider = RemoteProvider::new(&plan.name, &plan.config)?;
+            if let Some(var) = provider.missing_key() {
+                note(format!(
+                    "backend `{}`: the API key variable ${var} is not set; its requests fail until it is",
+                    plan.name
+                ));
+            }
+            Ok(Arc::new(provider))
+        }
+    }
+}
+
+/// Whether the backend `plan` describes can be kept from `old` as it is:
+/// its own settings and the sections it reads did not change.
+pub fn unchanged(
+    plan: &BackendPlan,
+    old_plan: Option<&BackendPlan>,
+    config: &ModelsConfig,
+    old: &ModelsConfig,
+    same_model_dir: bool,
+) -> bool {
+    if old_plan != Some(plan) {
+        return false;
+    }
+    match plan.config.kind {
+        BackendKind::Candle => config.candle == old.candle && same_model_dir,
+        BackendKind::Ollama => config.ollama == old.ollama,
+        BackendKind::Openai | BackendKind::Anthropic => true,
     }
 }

@@ -23,8 +23,10 @@ mod backends;
 pub mod cache;
 pub mod candle;
 pub mod config;
+pub mod http;
 pub mod ollama;
 pub mod registry;
+pub mod repetition;
 pub mod scripted;
 pub mod spec;
 

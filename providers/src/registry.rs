@@ -133,17 +133,7 @@ impl Registry {
                 Err(e) => skipped.push(format!("{candidate}: {e}")),
             }
         }
-        Err(ProviderError::Unavailable {
-            backend: format!("profile `{profile}`"),
-            reason: if skipped.is_empty() {
-                "it lists no models; add some under [models.profiles] in the config".into()
-            } else {
-                format!(
-                    "no model in its chain is available ({})",
-                    skipped.join("; ")
-                )
-            },
-        })
+        Err(exhausted(profile, &skipped))
     }
 
     async fn route_model(&self, spec: &str) -> Result<Route, ProviderError> {
@@ -274,12 +264,75 @@ impl Registry {
 
     /// Generates for `request` (its `model` is a specifier), from the cache
     /// when the request is deterministic and the answer is there.
+    ///
+    /// Through a profile, a model whose backend fails before its first
+    /// token (down, out of hosts, rate limited past its budget) gives way
+    /// to the next in the chain, as one that is not there does.
     pub async fn stream(
         &self,
+        request: CompletionRequest,
+        cancel: CancellationToken,
+    ) -> Result<(Route, TokenStream), ProviderError> {
+        let spec = request.model.trim().to_owned();
+        let profile = spec.strip_prefix("profile:").unwrap_or(&spec);
+        let Some(chain) = self.config.profile_chain(profile) else {
+            let route = self.route_model(&spec).await?;
+            return self.stream_on(route, request, cancel).await;
+        };
+        let mut skipped = Vec::new();
+        for candidate in &chain {
+            let mut route = match self.route_model(candidate).await {
+                Ok(route) => route,
+                Err(e) => {
+                    skipped.push(format!("{candidate}: {e}"));
+                    continue;
+                }
+            };
+            route.profile = Some(profile.to_owned());
+            match self
+                .stream_on(route.clone(), request.clone(), cancel.clone())
+                .await
+            {
+                Ok(streaming) => {
+                    if !skipped.is_empty() {
+                        tracing::info!(profile, chosen = %route.spec(), skipped = %skipped.join("; "), "profile fell back");
+                    }
+                    return Ok(streaming);
+                }
+                Err(e @ ProviderError::Unavailable { .. }) => {
+                    tracing::warn!(profile, model = %route.spec(), error = %e, "falling back to the next model of the profile");
+                    skipped.push(format!("{}: {e}", route.spec()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(exhausted(profile, &skipped))
+    }
+
+    /// Generates on the model `route` chose; an answer that falls into a
+    /// loop is stopped (when `stop_loops` is on).
+    async fn stream_on(
+        &self,
+        route: Route,
+        request: CompletionRequest,
+        cancel: CancellationToken,
+    ) -> Result<(Route, TokenStream), ProviderError> {
+        if !self.config.generation.stop_loops {
+            return self.generate_on(route, request, cancel).await;
+        }
+        // Its own token, so the guard can stop this generation alone; a
+        // cancel of the run still reaches it.
+        let generation = cancel.child_token();
+        let (route, stream) = self.generate_on(route, request, generation.clone()).await?;
+        Ok((route, crate::repetition::guard(stream, generation)))
+    }
+
+    async fn generate_on(
+        &self,
+        route: Route,
         mut request: CompletionRequest,
         cancel: CancellationToken,
     ) -> Result<(Route, TokenStream), ProviderError> {
-        let route = self.route(&request.model).await?;
         request.model = route.model.clone();
         let Some(cache) = self
             .cache
@@ -338,6 +391,21 @@ fn remember(inner: TokenStream, cache: ResponseCache, key: [u8; 32]) -> TokenStr
     }))
 }
 
+/// A profile none of whose models could answer.
+fn exhausted(profile: &str, skipped: &[String]) -> ProviderError {
+    ProviderError::Unavailable {
+        backend: format!("profile `{profile}`"),
+        reason: if skipped.is_empty() {
+            "it lists no models; add some under [models.profiles] in the config".into()
+        } else {
+            format!(
+                "no model in its chain is available ({})",
+                skipped.join("; ")
+            )
+        },
+    }
+}
+
 /// One error for a name no backend has, keeping each backend's reason.
 fn not_found(name: &str, mut errors: Vec<(String, ProviderError)>) -> ProviderError {
     if errors.len() == 1 {
@@ -362,6 +430,15 @@ fn not_found(name: &str, mut errors: Vec<(String, ProviderError)>) -> ProviderEr
 /// What [`Registry::from_config`] could not set up, for the operator's log.
 pub type SetupNotes = Vec<String>;
 
+/// The backends `config` plans; a configuration the daemon would have
+/// refused falls back to the built-ins, with a note.
+fn plans(config: &ModelsConfig, notes: &mut SetupNotes) -> Vec<crate::config::BackendPlan> {
+    config.plan().unwrap_or_else(|e| {
+        notes.push(format!("[models]: {e}; using the built-in backends"));
+        ModelsConfig::default().plan().unwrap_or_default()
+    })
+}
+
 impl Registry {
     /// Builds the backends `config` names, in its order, over `model_dir`
     /// for the embedded backend, with the response cache in `cache_dir`
@@ -374,10 +451,11 @@ impl Registry {
     ) -> (Registry, SetupNotes) {
         let mut notes = Vec::new();
         let mut backends: Vec<Arc<dyn Provider>> = Vec::new();
-        for name in &config.backends {
-            match crate::backends::build(name, config, model_dir) {
+        for plan in plans(config, &mut notes) {
+            let mut note = |n: String| notes.push(n);
+            match crate::backends::build(&plan, config, model_dir, &mut note) {
                 Ok(provider) => backends.push(provider),
-                Err(e) => notes.push(format!("backend `{name}` left out: {e}")),
+                Err(e) => notes.push(format!("backend `{}` left out: {e}", plan.name)),
             }
         }
         let mut registry = Registry::new(backends, config.clone());
@@ -416,21 +494,26 @@ impl Registry {
     ) -> (Registry, SetupNotes) {
         let mut notes = Vec::new();
         let mut backends: Vec<Arc<dyn Provider>> = Vec::new();
-        for name in &config.backends {
-            let unchanged = match name.as_str() {
-                crate::candle::BACKEND => {
-                    config.candle == self.config.candle && model_dir == old_model_dir
-                }
-                crate::ollama::BACKEND => config.ollama == self.config.ollama,
-                _ => false,
-            };
-            let kept = self.backends.iter().find(|p| p.backend() == name);
+        let old_plans = self.config.plan().unwrap_or_default();
+        for plan in plans(config, &mut notes) {
+            let old_plan = old_plans.iter().find(|p| p.name == plan.name);
+            let unchanged = crate::backends::unchanged(
+                &plan,
+                old_plan,
+                config,
+                &self.config,
+                model_dir == old_model_dir,
+            );
+            let kept = self.backends.iter().find(|p| p.backend() == plan.name);
             match kept {
                 Some(provider) if unchanged => backends.push(provider.clone()),
-                _ => match crate::backends::build(name, config, model_dir) {
-                    Ok(provider) => backends.push(provider),
-                    Err(e) => notes.push(format!("backend `{name}` left out: {e}")),
-                },
+                _ => {
+                    let mut note = |n: String| notes.push(n);
+                    match crate::backends::build(&plan, config, model_dir, &mut note) {
+                        Ok(provider) => backends.push(provider),
+                        Err(e) => notes.push(format!("backend `{}` left out: {e}", plan.name)),
+                    }
+                }
             }
         }
         let mut registry = Registry::new(backends, config.clone());

@@ -14,7 +14,6 @@
 //! ([`FakeOllama::requests`]), and a chat stream whose client hung up is
 //! counted ([`FakeOllama::chat_disconnects`]).
 
-mod http;
 mod routes;
 
 use std::net::SocketAddr;

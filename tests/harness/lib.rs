@@ -6,7 +6,10 @@
 //! (the README's test command and `.ci/run` do).
 
 pub mod detached;
+pub mod fake_llm_api;
 pub mod fake_ollama;
+pub mod llama_server;
+pub mod raw_http;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};

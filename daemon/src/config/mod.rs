@@ -119,10 +119,18 @@ impl Config {
     }
 
     fn from_table(table: toml::Table, path: &Path) -> Result<Config, ConfigError> {
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+        let invalid = |message: String| ConfigError::Invalid {
             path: path.to_owned(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.to_string()))?;
+        // Checks across keys, which serde cannot make one field at a time.
+        config
+            .models
+            .plan()
+            .map_err(|e| invalid(format!("[models]: {e}")))?;
+        Ok(config)
     }
 
     /// The state directory: configured, else `$XDG_STATE_HOME/skillkernel`.

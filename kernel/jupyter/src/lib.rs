@@ -210,6 +210,7 @@ impl KernelHandle {
     /// Swaps the model backends (reloaded provider settings). Cells
     /// already generating finish on the backends they started with.
     pub fn set_models(&self, models: Option<Models>) {
+        self.shared.withhold_model_keys(models.as_ref());
         self.shared.update_live(|live| live.models = models);
     }
 

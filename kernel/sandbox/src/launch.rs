@@ -10,10 +10,12 @@
 //! Must never apply a layer itself, nor leave a pipe end open in the
 //! daemon once the child has it.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, RwLock};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +42,10 @@ pub enum LaunchError {
 #[derive(Debug, Clone)]
 pub struct Helper {
     path: PathBuf,
+    /// Variables taken out of the helper's own environment, so no policy
+    /// can pass them on: the daemon's secrets (model API keys). Shared by
+    /// clones; it only grows.
+    withheld: Arc<RwLock<BTreeSet<String>>>,
 }
 
 /// Whether the program gets a stdin pipe (sessions) or `/dev/null`.
@@ -72,7 +78,23 @@ pub enum Setup {
 
 impl Helper {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Helper { path: path.into() }
+        Helper {
+            path: path.into(),
+            withheld: Arc::default(),
+        }
+    }
+
+    /// Never lets `names` reach a program, whatever a policy's allow-list
+    /// says.
+    pub fn withhold_env(&self, names: impl IntoIterator<Item = String>) {
+        let mut withheld = self.withheld.write().unwrap_or_else(|e| e.into_inner());
+        withheld.extend(names);
+    }
+
+    /// The variables withheld from every program.
+    pub fn withheld_env(&self) -> Vec<String> {
+        let withheld = self.withheld.read().unwrap_or_else(|e| e.into_inner());
+        withheld.iter().cloned().collect()
     }
 
     pub fn path(&self) -> &Path {
@@ -106,6 +128,9 @@ impl Helper {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        for name in self.withheld_env() {
+            command.env_remove(name);
+        }
         // SAFETY: the closure only calls fcntl (async-signal-safe) on two
         // descriptors that stay open in the parent until spawn returns.
         unsafe {

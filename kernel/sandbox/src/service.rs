@@ -131,6 +131,12 @@ impl Sandbox {
         policy
     }
 
+    /// Keeps `names` out of every program's environment from now on, even
+    /// where a policy allows them: the daemon's secrets.
+    pub fn withhold_env(&self, names: impl IntoIterator<Item = String>) {
+        self.helper.withhold_env(names);
+    }
+
     /// `[sandbox] require_landlock` applied over a skill's own policy.
     pub fn enforce_config(&self, policy: &mut SandboxPolicy) {
         policy.require_landlock |= self.setup.config.require_landlock;

@@ -3,6 +3,7 @@
 use reqwest::StatusCode;
 
 use super::{ndjson, BACKEND};
+use crate::http::errors::root_cause;
 use crate::ProviderError;
 
 /// A request that never got an HTTP answer.
@@ -74,19 +75,5 @@ pub fn not_found(host: &str, model: &str, message: &str) -> ProviderError {
             "Ollama at {host} says \"{message}\"; pull it first (`ollama pull {model}`), \
              or list what is there with `ollama list`"
         ),
-    }
-}
-
-/// The innermost cause, e.g. "Connection refused (os error 111)", which is
-/// what a reader needs; reqwest's outer messages are generic.
-fn root_cause(err: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = err;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    let text = cause.to_string();
-    match text.split(" (os error").next() {
-        Some(short) if !short.is_empty() => short.to_lowercase(),
-        _ => text,
     }
 }

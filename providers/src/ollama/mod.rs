@@ -46,6 +46,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The Ollama backend.
 pub struct OllamaProvider {
+    /// The backend's name in specifiers: `ollama`, or a named backend's.
+    name: String,
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:11434`.
     host: String,
     http: reqwest::Client,
@@ -76,7 +78,18 @@ impl OllamaProvider {
             .url(url)
             .reqwest_client(http.clone())
             .build();
-        Ok(OllamaProvider { host, http, client })
+        Ok(OllamaProvider {
+            name: BACKEND.into(),
+            host,
+            http,
+            client,
+        })
+    }
+
+    /// The same backend under another name (`[models.backends.NAME]`).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
     }
 
     /// The server's base URL, e.g. `http://127.0.0.1:11434`.
@@ -153,7 +166,7 @@ fn same_model(listed: &str, asked: &str) -> bool {
 #[async_trait]
 impl Provider for OllamaProvider {
     fn backend(&self) -> &str {
-        BACKEND
+        &self.name
     }
 
     async fn list(&self) -> Result<Vec<ModelInfo>, ProviderError> {
@@ -164,7 +177,7 @@ impl Provider for OllamaProvider {
             .into_iter()
             .map(|m| ModelInfo {
                 name: m.name,
-                backend: BACKEND.into(),
+                backend: self.name.clone(),
                 size_bytes: m.size,
                 family: m.details.family,
                 quantization: m.details.quantization_level,
@@ -189,7 +202,7 @@ impl Provider for OllamaProvider {
         };
         Ok(ModelInfo {
             name: model.to_owned(),
-            backend: BACKEND.into(),
+            backend: self.name.clone(),
             size_bytes,
             context_length: show.context_length(),
             family: show
@@ -220,13 +233,13 @@ impl Provider for OllamaProvider {
     async fn status(&self) -> ProviderStatus {
         match self.version().await {
             Ok(version) => ProviderStatus {
-                backend: BACKEND.into(),
+                backend: self.name.clone(),
                 available: true,
                 detail: format!("Ollama {version} at {}", self.host),
                 version: Some(version),
             },
             Err(e) => ProviderStatus {
-                backend: BACKEND.into(),
+                backend: self.name.clone(),
                 available: false,
                 version: None,
                 detail: e.to_string(),

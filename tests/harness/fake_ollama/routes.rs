@@ -4,33 +4,25 @@ use std::io;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::http::{self, Chunked};
 use super::{ChatScript, Config, FakeModel, Recorded, Shared};
+use crate::raw_http::{self as http, Chunked};
 
 const CREATED_AT: &str = "2025-06-01T12:00:00.123456789Z";
 const JSON: &str = "application/json; charset=utf-8";
 const NDJSON: &str = "application/x-ndjson";
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _ = handle(stream, shared).await;
-        });
-    }
+    http::serve(listener, shared, handle).await;
 }
 
-async fn handle(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream);
-    let request = http::read_request(&mut reader).await?;
-    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+async fn handle(
+    mut stream: TcpStream,
+    request: http::Request,
+    body: Value,
+    shared: Arc<Shared>,
+) -> io::Result<()> {
     shared
         .state
         .lock()
@@ -41,7 +33,6 @@ async fn handle(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
             path: request.path.clone(),
             body: body.clone(),
         });
-    let mut stream = reader.into_inner();
     let config = shared.config.lock().expect("fake config").clone();
     match (request.method.as_str(), request.path.as_str()) {
         ("GET" | "HEAD", "/") => {

@@ -205,7 +205,16 @@ impl Shared {
             skills: RwLock::new(skills),
             sandbox,
         };
+        shared.withhold_model_keys(shared.models().as_ref());
         (shared, exit_rx)
+    }
+
+    /// Keeps the model backends' API key variables out of every sandboxed
+    /// program, whatever `[sandbox] env` or a skill allows.
+    pub(crate) fn withhold_model_keys(&self, models: Option<&crate::Models>) {
+        if let (Some(sandbox), Some(models)) = (&self.sandbox, models) {
+            sandbox.withhold_env(models.registry.config().api_key_vars());
+        }
     }
 
     /// The kernel's skills, if it has any.

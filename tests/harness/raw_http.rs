@@ -1,18 +1,60 @@
-//! Just enough HTTP/1.1 to be an Ollama server whose byte chunking the test
-//! decides: one request per connection, `Content-Length` request bodies,
+//! Just enough HTTP/1.1 to be a server whose byte chunking the test
+//! decides (the fake Ollama and the fake OpenAI/Anthropic APIs): one
+//! request per connection, `Content-Length` request bodies,
 //! `Content-Length` or `Transfer-Encoding: chunked` answers.
 
 use std::io;
 use std::time::Duration;
 
+use std::future::Future;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+
+use tokio::net::{TcpListener, TcpStream};
 
 /// A parsed request.
 pub struct Request {
     pub method: String,
     pub path: String,
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first header called `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Accepts connections forever, each answered on its own task by
+/// `handle` with the request read and its body parsed as JSON (`Null`
+/// when it is not).
+pub async fn serve<S, H, F>(listener: TcpListener, shared: Arc<S>, handle: H)
+where
+    S: Send + Sync + 'static,
+    H: Fn(TcpStream, Request, serde_json::Value, Arc<S>) -> F + Copy + Send + 'static,
+    F: Future<Output = io::Result<()>> + Send + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut reader = BufReader::new(stream);
+            let Ok(request) = read_request(&mut reader).await else {
+                return;
+            };
+            let body = serde_json::from_slice(&request.body).unwrap_or(serde_json::Value::Null);
+            let _ = handle(reader.into_inner(), request, body, shared).await;
+        });
+    }
 }
 
 /// Reads one request head and its body.
@@ -31,6 +73,7 @@ pub async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Reque
         target.split('?').next().unwrap_or("").to_owned(),
     );
     let mut length = 0usize;
+    let mut headers = Vec::new();
     loop {
         line.clear();
         if stream.read_line(&mut line).await? == 0 {
@@ -41,6 +84,7 @@ pub async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Reque
             break;
         }
         if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.trim().parse().map_err(|_| {
                     io::Error::new(io::ErrorKind::InvalidData, "bad content-length")
@@ -50,15 +94,25 @@ pub async fn read_request(stream: &mut BufReader<TcpStream>) -> io::Result<Reque
     }
     let mut body = vec![0; length];
     stream.read_exact(&mut body).await?;
-    Ok(Request { method, path, body })
+    Ok(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        429 => "Too Many Requests",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }
@@ -71,8 +125,23 @@ pub async fn respond(
     content_type: &str,
     body: &[u8],
 ) -> io::Result<()> {
+    respond_with(stream, status, content_type, &[], body).await
+}
+
+/// [`respond`] with extra headers (`Retry-After` …).
+pub async fn respond_with(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, String)],
+    body: &[u8],
+) -> io::Result<()> {
+    let extra: String = extra
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         reason(status),
         body.len()
     );
@@ -122,7 +191,8 @@ impl<'a> Chunked<'a> {
     }
 }
 
-/// Cuts an NDJSON body into pieces the way a network might: every line is
+/// Cuts a line-based body (NDJSON, server-sent events) into pieces the way
+/// a network might: every line is
 /// cut in two, inside its first multi-byte UTF-8 character if it has one
 /// (else in the middle), and the tail of one line travels with the head of
 /// the next.

@@ -13,6 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::GenerationOptions;
 
+mod backends;
+
+pub use backends::{
+    BackendConfig, BackendKind, BackendPlan, BackendsSection, DEFAULT_ANTHROPIC_VERSION,
+    DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
+};
+
 /// The routing profiles every configuration has, cheapest first.
 pub const PROFILES: [&str; 3] = ["cheap", "balanced", "premium"];
 
@@ -26,8 +33,12 @@ pub struct ModelsConfig {
     pub default: String,
     /// The system message opening every conversation; empty for none.
     pub system_prompt: String,
-    /// Backends in fallback order, local first.
-    pub backends: Vec<String>,
+    /// The backends: the built-ins' names in order (`["candle",
+    /// "ollama"]`), or `[models.backends.NAME]` tables.
+    pub backends: BackendsSection,
+    /// The order bare model names are looked for in, with named backends;
+    /// empty: `candle`, `ollama`, then the named ones by name.
+    pub order: Vec<String>,
     /// Sampling and length settings for prompt cells.
     pub generation: GenerationConfig,
     pub candle: CandleConfig,
@@ -43,7 +54,8 @@ impl Default for ModelsConfig {
             dir: None,
             default: "smollm2-135m".into(),
             system_prompt: "You are a helpful assistant.".into(),
-            backends: vec!["candle".into(), "ollama".into()],
+            backends: BackendsSection::default(),
+            order: Vec::new(),
             generation: GenerationConfig::default(),
             candle: CandleConfig::default(),
             ollama: OllamaConfig::default(),
@@ -65,6 +77,9 @@ pub struct GenerationConfig {
     pub repeat_penalty: f32,
     pub seed: Option<u64>,
     pub stop: Vec<String>,
+    /// Stop an answer whose text falls into a loop (`finish_reason`
+    /// `repetition`); see `repetition.rs`.
+    pub stop_loops: bool,
 }
 
 impl Default for GenerationConfig {
@@ -77,6 +92,7 @@ impl Default for GenerationConfig {
             repeat_penalty: 1.1,
             seed: None,
             stop: Vec::new(),
+            stop_loops: true,
         }
     }
 }
@@ -157,6 +173,24 @@ impl ModelsConfig {
             chain.push(self.default.clone());
         }
         Some(chain)
+    }
+
+    /// The names of the variables that hold the backends' API keys:
+    /// secrets no sandboxed program may see.
+    pub fn api_key_vars(&self) -> Vec<String> {
+        match &self.backends {
+            BackendsSection::Named(named) => named
+                .values()
+                .filter_map(|b| b.api_key_env.clone())
+                .collect(),
+            BackendsSection::Order(_) => Vec::new(),
+        }
+    }
+
+    /// The backends to set up, in routing order; an error names what is
+    /// wrong (an unknown or repeated name in the order).
+    pub fn plan(&self) -> Result<Vec<BackendPlan>, String> {
+        backends::plan(&self.backends, &self.order)
     }
 
     /// Whether `name` names a routing profile rather than a model.
