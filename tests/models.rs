@@ -326,3 +326,64 @@ async fn model_import_makes_a_local_file_usable_from_a_cell() {
     let bad = run(&mut client, "%model import /etc/hostname").await;
     assert_eq!(bad.reply.content["ename"], "InvalidModelError");
 }
+
+/// Open questions, each in a fresh session, on the default model with the
+/// default generation settings.
+const OPEN_PROMPTS: [&str; 5] = [
+    "What is the capital of France?",
+    "Tell me about the ocean.",
+    "Why do cats purr?",
+    "Write a short poem about autumn.",
+    "What should I cook tonight?",
+];
+
+/// Runs each open prompt as a `%%prompt` cell; returns (answer,
+/// finish_reason) pairs.
+async fn open_answers(args: &[&str]) -> Vec<(String, String)> {
+    let dir = model_dir();
+    let mut all = vec!["--model-dir", dir.as_str()];
+    all.extend_from_slice(args);
+    let daemon = Daemon::start(&all);
+    let mut client = daemon.client().await;
+    let mut out = Vec::new();
+    for prompt in OPEN_PROMPTS {
+        let outcome = run(&mut client, &format!("%%prompt\n{prompt}")).await;
+        assert_eq!(outcome.status(), "ok", "{:?}", outcome.reply.content);
+        let reason = outcome.reply.metadata["model"]["finish_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        out.push((answer(&outcome), reason));
+    }
+    out
+}
+
+/// The default settings (repeat penalty 1.2, loops stopped) end every open
+/// answer on its own; at the old penalty, 1.1, the same model falls into
+/// loops, and the guard stops them (`finish_reason` `repetition`) instead
+/// of letting them run to the token limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_prompts_on_the_default_model_end_and_a_loop_is_stopped() {
+    let defaults = open_answers(&[]).await;
+    for ((text, reason), prompt) in defaults.iter().zip(OPEN_PROMPTS) {
+        assert!(!text.trim().is_empty(), "{prompt}: no answer");
+        assert!(
+            reason == "stop" || reason == "repetition",
+            "{prompt} ran to its limit [{reason}]: {text}"
+        );
+    }
+
+    let looser = open_answers(&["--repeat-penalty", "1.1"]).await;
+    let stopped: Vec<&String> = looser
+        .iter()
+        .filter(|(_, reason)| reason == "repetition")
+        .map(|(text, _)| text)
+        .collect();
+    assert!(
+        !stopped.is_empty(),
+        "at 1.1 some answer loops and is stopped: {looser:?}"
+    );
+    for ((text, reason), prompt) in looser.iter().zip(OPEN_PROMPTS) {
+        assert_ne!(reason, "length", "{prompt} looped to its limit: {text}");
+    }
+}

@@ -161,7 +161,7 @@ pub struct StartArgs {
     #[arg(long, env = "SKILLKERNEL_TEMPERATURE")]
     pub temperature: Option<f32>,
 
-    /// Repeat penalty over the last 64 tokens (default 1.1; 1.0 = off).
+    /// Repeat penalty over the last 64 tokens (default 1.2; 1.0 = off).
     #[arg(long, env = "SKILLKERNEL_REPEAT_PENALTY")]
     pub repeat_penalty: Option<f32>,
 

@@ -120,7 +120,7 @@ mod tests {
         config.models.generation.top_p = Some(0.9);
         let text = render_toml(&config, &[PathBuf::from("/etc/x.toml")]).unwrap();
         assert!(text.contains("# read: /etc/x.toml"), "{text}");
-        assert!(text.contains("repeat_penalty = 1.1\n"), "{text}");
+        assert!(text.contains("repeat_penalty = 1.2\n"), "{text}");
         assert!(text.contains("top_p = 0.9\n"), "{text}");
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back, config);

@@ -115,7 +115,7 @@ impl Default for GenerationOptions {
             temperature: 0.0,
             top_k: None,
             top_p: None,
-            repeat_penalty: Some(1.1),
+            repeat_penalty: Some(1.2),
             seed: None,
             stop: Vec::new(),
         }

@@ -89,7 +89,7 @@ impl Default for GenerationConfig {
             temperature: 0.0,
             top_k: None,
             top_p: None,
-            repeat_penalty: 1.1,
+            repeat_penalty: 1.2,
             seed: None,
             stop: Vec::new(),
             stop_loops: true,

@@ -15,6 +15,35 @@ fn a_phrase_repeated_past_the_span_is_a_loop_and_prose_is_not() {
 }
 
 #[test]
+fn a_paragraph_said_twice_and_a_list_that_starts_over_are_loops() {
+    let paragraph = "The ocean also has a profound impact on human societies globally. \
+        Climate change poses significant risks for the planet, from rising sea levels \
+        to extreme weather events like hurricanes and tsunamis.\n\n";
+    let once = format!("The ocean is vast.\n\n{paragraph}");
+    assert_eq!(looping(once.as_bytes()), None);
+    let twice = format!("{once}{paragraph}");
+    assert_eq!(looping(twice.as_bytes()), Some(paragraph.len()));
+
+    // What the guard compares: the list with its numbers left out.
+    let list: String = (5..=8)
+        .map(|i| {
+            if i % 2 == 1 {
+                format!("{i}. **Tuna and Chili with Salsa**: a spicy option, served with a taco bar.\n")
+            } else {
+                format!("{i}. **Bacon and Chilli with Sour Cream**: a classic choice, with a side of arugula.\n")
+            }
+        })
+        .collect();
+    let compared: Vec<u8> = comparable(&list).collect();
+    assert!(looping(&compared).is_some(), "items 5-6 said again as 7-8");
+    assert_eq!(
+        looping(list.as_bytes()),
+        None,
+        "with the numbers, no exact repeat"
+    );
+}
+
+#[test]
 fn short_repeats_and_layout_are_not_loops() {
     // Four repeats, but shorter than the span: a list, a refrain.
     assert_eq!(looping("ha ha ha ha ".as_bytes()), None);
@@ -69,7 +98,7 @@ async fn a_looping_answer_is_cancelled_and_ends_as_repetition() {
         .starts_with("Paris. It is known for fashion sports"));
     let repeats = completion.text.matches("fashion sports").count();
     assert!(
-        (MIN_REPEATS..=MIN_SPAN / 3).contains(&repeats),
+        (repeats_needed(15)..=MIN_SPAN / 3).contains(&repeats),
         "stopped soon after the loop showed ({repeats} repeats)"
     );
 }
