@@ -209,6 +209,32 @@ def test_nbclient_interrupts_a_cell_that_times_out():
 # -- 2. KernelManager + BlockingKernelClient: interrupt, shutdown, restart ----
 
 
+def test_a_client_that_connects_while_the_kernel_starts_sees_its_first_cell(jupyter_env):
+    """What jupyter console does: launch the kernel, connect at once, send
+    kernel_info and then execute without waiting for IOPub. Its SUB socket
+    often gets through after the kernel has answered both; the kernel holds
+    what it published until the first subscriber arrives, so the first
+    cell's output and idle status still reach it. Several launches, since
+    the race is won or lost by milliseconds."""
+    for attempt in range(5):
+        km = KernelManager(kernel_name=KERNEL_NAME)
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            info_id = kc.kernel_info()
+            assert shell_reply(kc, info_id)["msg_type"] == "kernel_info_reply"
+            exec_id = kc.execute("!echo first")
+            try:
+                seen = iopub_until_idle(kc, exec_id, timeout=10)
+            except queue.Empty:
+                pytest.fail(f"launch {attempt}: the first cell's idle status never arrived on IOPub")
+            assert streams(seen) == "first\n", f"launch {attempt}: {seen}"
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+
+
 def test_interrupt_a_running_command(kernel):
     km, kc = kernel
     assert km.kernel_spec.interrupt_mode == "message"

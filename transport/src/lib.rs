@@ -10,7 +10,8 @@
 //!
 //! * [`zmq`]: ZeroMQ over TCP on the pure-Rust `zeromq` crate. IOPub is a
 //!   PUB socket, which queues per subscriber and drops for one that stops
-//!   reading; the heartbeat echoes on its own OS thread so it answers
+//!   reading, and holds what is published before its first subscriber
+//!   arrives; the heartbeat echoes on its own OS thread so it answers
 //!   while the kernel is busy.
 //! * [`inproc`]: tokio channels, for fast tests of the kernel with no
 //!   sockets at all.

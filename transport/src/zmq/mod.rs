@@ -5,16 +5,11 @@
 //! thread with its own small runtime, so a kernel busy with long work still
 //! answers pings.
 //!
-//! IOPub never waits on a subscriber. The kernel's queue holds up to
-//! [`IOPUB_HIGH_WATER_MARK`] messages and drops beyond it, as libzmq drops
-//! at its high-water mark; the crate's PUB socket then gives each
-//! subscriber its own queue, so one that stops reading loses messages
-//! without holding up the others. (The crate's XPUB, which would report
-//! subscriptions for `iopub_welcome`, writes to subscribers one after
-//! another and blocks on a full one, starving everyone else; PUB is chosen
-//! for that reason.)
+//! IOPub (in [`iopub`]) never waits on a subscriber, and holds what it
+//! publishes before its first subscriber arrives.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod iopub;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,17 +19,17 @@ use skillkernel_protocol::ConnectionInfo;
 use tokio::sync::{mpsc, oneshot};
 use zeromq::prelude::*;
 use zeromq::{
-    util::PeerIdentity, DealerSocket, Endpoint, PubSocket, RepSocket, ReqSocket, RouterSocket,
-    SocketOptions, SubSocket, ZmqMessage,
+    util::PeerIdentity, DealerSocket, Endpoint, RepSocket, ReqSocket, RouterSocket, SocketOptions,
+    SubSocket, ZmqMessage,
 };
 
 use crate::{
-    Channel, ClientSockets, FrameReceiver, FrameSender, Frames, HeartbeatGuard, IopubChannel,
-    KernelSockets, Transport, TransportError,
+    Channel, ClientSockets, FrameReceiver, FrameSender, Frames, HeartbeatGuard, KernelSockets,
+    Transport, TransportError,
 };
 
-/// IOPub messages queued beyond this are dropped (libzmq's default SNDHWM).
-pub const IOPUB_HIGH_WATER_MARK: usize = 1000;
+use iopub::bind_iopub;
+pub use iopub::IOPUB_HIGH_WATER_MARK;
 
 /// The ZeroMQ transport.
 #[derive(Debug, Default, Clone, Copy)]
@@ -139,78 +134,6 @@ async fn bind_router(
     Ok(Channel {
         receiver: Box::new(RouterRx { name, half: rx }),
         sender: Arc::new(RouterTx { name, half: tx }),
-    })
-}
-
-// ----------------------------------------------------------------- IOPub
-
-enum IopubItem {
-    Frames(Frames),
-    Flush(oneshot::Sender<()>),
-}
-
-struct IopubTx {
-    queue: mpsc::Sender<IopubItem>,
-    dropped: Arc<AtomicU64>,
-}
-
-#[async_trait]
-impl FrameSender for IopubTx {
-    async fn send(&self, frames: Frames) -> Result<(), TransportError> {
-        match self.queue.try_send(IopubItem::Frames(frames)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::warn!(
-                        dropped = n,
-                        "IOPub queue full; dropping messages for slow subscribers"
-                    );
-                }
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed("iopub")),
-        }
-    }
-
-    async fn flush(&self) -> Result<(), TransportError> {
-        let (tx, rx) = oneshot::channel();
-        self.queue
-            .send(IopubItem::Flush(tx))
-            .await
-            .map_err(|_| TransportError::Closed("iopub"))?;
-        rx.await.map_err(|_| TransportError::Closed("iopub"))
-    }
-}
-
-async fn bind_iopub(info: &mut ConnectionInfo) -> Result<IopubChannel, TransportError> {
-    let mut socket = PubSocket::new();
-    bind(&mut socket, info, ChannelPort::IoPub).await?;
-    let (queue, mut items) = mpsc::channel::<IopubItem>(IOPUB_HIGH_WATER_MARK);
-    tokio::spawn(async move {
-        while let Some(item) = items.recv().await {
-            match item {
-                IopubItem::Frames(frames) => match to_zmq(frames) {
-                    // PUB hands the message to each subscriber's own queue
-                    // and returns; it never waits on a subscriber.
-                    Ok(msg) => {
-                        if let Err(e) = socket.send(msg).await {
-                            tracing::debug!(error = %e, "IOPub send failed");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "IOPub message not sendable"),
-                },
-                IopubItem::Flush(done) => {
-                    let _ = done.send(());
-                }
-            }
-        }
-    });
-    Ok(IopubChannel {
-        sender: Arc::new(IopubTx {
-            queue,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }),
     })
 }
 
