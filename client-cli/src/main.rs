@@ -11,6 +11,7 @@ mod sandbox;
 mod skill;
 mod status_text;
 mod table;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,16 @@ enum Command {
         command: skill::SkillCommand,
         /// Print the raw skill_reply content as JSON.
         #[arg(long, global = true)]
+        json: bool,
+    },
+    /// What model calls used and cost: today, the last days, by model and
+    /// by skill, and the budgets.
+    Usage {
+        /// Report over the last N days (default 7).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Print the raw model_reply content as JSON.
+        #[arg(long)]
         json: bool,
     },
     /// The sandbox: which layers the kernel's host enforces, sessions.
@@ -198,6 +209,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             run_cell(&mut client, &prompt, true, timeout).await
         }
         Command::Model { command, json } => model::run(&mut client, command, json, timeout).await,
+        Command::Usage { days, json } => {
+            let command = model::ModelCommand::Usage { days };
+            model::run(&mut client, command, json, timeout).await
+        }
         Command::Skill { command, json } => skill::run(&mut client, command, json, timeout).await,
         Command::Sandbox { command, json } => {
             sandbox::run(&mut client, command, json, timeout).await

@@ -30,6 +30,12 @@ pub enum ModelCommand {
     Rm { model: String },
     /// Make prompt cells of the kernel's session use a model or a profile.
     Use { model: String },
+    /// What model calls used and cost (also `skillctl usage`).
+    Usage {
+        /// Report over the last N days (default 7).
+        #[arg(long)]
+        days: Option<u32>,
+    },
 }
 
 impl ModelCommand {
@@ -49,6 +55,7 @@ impl ModelCommand {
             ModelCommand::Use { model } => ModelRequest::Use {
                 model: model.clone(),
             },
+            ModelCommand::Usage { days } => ModelRequest::Usage { days: *days },
         }
     }
 }
@@ -124,10 +131,22 @@ fn model_row(m: &ModelEntry, current: &str) -> Vec<String> {
         m.quantization.clone().unwrap_or_default(),
         size(m.size_bytes),
         m.context_length.map(|c| c.to_string()).unwrap_or_default(),
+        m.price
+            .map(|p| format!("{} / {}", p.input, p.output))
+            .unwrap_or_default(),
     ]
 }
 
-const MODEL_COLUMNS: [&str; 7] = ["", "name", "backend", "family", "quant", "size", "context"];
+const MODEL_COLUMNS: [&str; 8] = [
+    "",
+    "name",
+    "backend",
+    "family",
+    "quant",
+    "size",
+    "context",
+    "price in / out per M",
+];
 
 fn print_reply(reply: &ModelReply) {
     match reply {
@@ -178,6 +197,7 @@ fn print_reply(reply: &ModelReply) {
                 pull.model, pull.backend, pull.seconds
             );
         }
+        ModelReply::Usage { usage } => crate::usage::print(usage),
     }
 }
 

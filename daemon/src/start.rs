@@ -11,7 +11,7 @@ use skillkernel_kernel::{
     Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
 };
 use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
-use skillkernel_providers::Registry;
+use skillkernel_providers::{usage::Ledger, Registry};
 use skillkernel_sandbox::SandboxSetup;
 use skillkernel_skills::service::SkillsSetup;
 use skillkernel_transport::zmq::ZmqTransport;
@@ -214,6 +214,14 @@ fn models(config: &Config) -> Models {
     for note in notes {
         tracing::warn!("{note}");
     }
+    let usage_dir = config.state_dir().join("usage");
+    let registry = match Ledger::open(&usage_dir) {
+        Ok(ledger) => registry.with_usage(Arc::new(ledger)),
+        Err(e) => {
+            tracing::warn!(dir = %usage_dir.display(), error = %e, "usage ledger off: model calls are not recorded and budgets are not checked");
+            registry
+        }
+    };
     tracing::info!(
         model_dir = %model_dir.display(),
         default_model = %m.default,

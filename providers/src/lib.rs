@@ -12,6 +12,7 @@
 //! * [`cache`] — answers to deterministic requests, in sled, with a TTL.
 //! * [`config`] — the `[models]` configuration everything above is built from.
 //! * [`scripted`] — a deterministic provider for tests and benchmarks.
+//! * [`usage`] — the usage ledger, prices and budgets.
 //!
 //! # What this crate must never do
 //!
@@ -29,6 +30,7 @@ pub mod registry;
 pub mod repetition;
 pub mod scripted;
 pub mod spec;
+pub mod usage;
 
 pub use cache::ResponseCache;
 pub use config::ModelsConfig;
@@ -180,6 +182,9 @@ pub enum ProviderError {
     Inference(String),
     #[error("generation was cancelled")]
     Cancelled,
+    /// A budget under `[models.budgets]` is used up; the message names it.
+    #[error("{0}")]
+    BudgetExceeded(String),
     #[error("{0}")]
     Other(String),
 }

@@ -17,8 +17,10 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::ResponseCache;
-use crate::config::ModelsConfig;
+use crate::config::{ModelsConfig, OnExceeded};
 use crate::spec::ModelSpec;
+use crate::usage::record::{recorded, Draft};
+use crate::usage::{budget, Caller, Ledger};
 use crate::{
     Completion, CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream,
     StreamEvent, TokenStream,
@@ -32,6 +34,9 @@ pub struct Route {
     pub model: String,
     /// The profile that chose it, if one did.
     pub profile: Option<String>,
+    /// Why it is not what was asked for (a budget handed the call to the
+    /// default model), for the caller to show.
+    pub notice: Option<String>,
 }
 
 impl Route {
@@ -62,6 +67,7 @@ pub struct Registry {
     backends: Vec<Arc<dyn Provider>>,
     config: ModelsConfig,
     cache: Option<ResponseCache>,
+    usage: Option<Arc<Ledger>>,
 }
 
 impl Registry {
@@ -71,7 +77,19 @@ impl Registry {
             backends,
             config,
             cache: None,
+            usage: None,
         }
+    }
+
+    /// Records every generation in `ledger`, which budgets are checked
+    /// against.
+    pub fn with_usage(mut self, ledger: Arc<Ledger>) -> Self {
+        self.usage = Some(ledger);
+        self
+    }
+
+    pub fn usage(&self) -> Option<&Arc<Ledger>> {
+        self.usage.as_ref()
     }
 
     /// Serves deterministic requests from `cache` when it has them.
@@ -149,6 +167,7 @@ impl Registry {
                 provider: Arc::clone(provider),
                 model,
                 profile: None,
+                notice: None,
             });
         }
         let mut errors = Vec::new();
@@ -159,6 +178,7 @@ impl Registry {
                         provider: Arc::clone(provider),
                         model,
                         profile: None,
+                        notice: None,
                     })
                 }
                 Err(e) => errors.push((provider.backend().to_owned(), e)),
@@ -273,11 +293,25 @@ impl Registry {
         request: CompletionRequest,
         cancel: CancellationToken,
     ) -> Result<(Route, TokenStream), ProviderError> {
+        self.stream_for(&Caller::default(), request, cancel).await
+    }
+
+    /// [`Registry::stream`] on behalf of `caller`: the call is recorded
+    /// under its session and skill, and held to its budgets.
+    ///
+    /// Through a profile, a model over budget gives way to the next in the
+    /// chain, as one that is down does.
+    pub async fn stream_for(
+        &self,
+        caller: &Caller,
+        request: CompletionRequest,
+        cancel: CancellationToken,
+    ) -> Result<(Route, TokenStream), ProviderError> {
         let spec = request.model.trim().to_owned();
         let profile = spec.strip_prefix("profile:").unwrap_or(&spec);
         let Some(chain) = self.config.profile_chain(profile) else {
             let route = self.route_model(&spec).await?;
-            return self.stream_on(route, request, cancel).await;
+            return self.stream_on(caller, route, request, cancel).await;
         };
         let mut skipped = Vec::new();
         for candidate in &chain {
@@ -290,7 +324,7 @@ impl Registry {
             };
             route.profile = Some(profile.to_owned());
             match self
-                .stream_on(route.clone(), request.clone(), cancel.clone())
+                .stream_on(caller, route.clone(), request.clone(), cancel.clone())
                 .await
             {
                 Ok(streaming) => {
@@ -299,7 +333,7 @@ impl Registry {
                     }
                     return Ok(streaming);
                 }
-                Err(e @ ProviderError::Unavailable { .. }) => {
+                Err(e @ (ProviderError::Unavailable { .. } | ProviderError::BudgetExceeded(_))) => {
                     tracing::warn!(profile, model = %route.spec(), error = %e, "falling back to the next model of the profile");
                     skipped.push(format!("{}: {e}", route.spec()));
                 }
@@ -309,22 +343,90 @@ impl Registry {
         Err(exhausted(profile, &skipped))
     }
 
-    /// Generates on the model `route` chose; an answer that falls into a
-    /// loop is stopped (when `stop_loops` is on).
+    /// Generates on the model `route` chose, within `caller`'s budgets; an
+    /// answer that falls into a loop is stopped (when `stop_loops` is on);
+    /// the call is recorded in the usage ledger.
     async fn stream_on(
         &self,
+        caller: &Caller,
         route: Route,
         request: CompletionRequest,
         cancel: CancellationToken,
     ) -> Result<(Route, TokenStream), ProviderError> {
-        if !self.config.generation.stop_loops {
-            return self.generate_on(route, request, cancel).await;
+        let route = self.within_budget(caller, route).await?;
+        let prompt_estimate = crate::usage::record::prompt_estimate(&request);
+        let started = Instant::now();
+        let (route, stream) = if self.config.generation.stop_loops {
+            // Its own token, so the guard can stop this generation alone;
+            // a cancel of the run still reaches it.
+            let generation = cancel.child_token();
+            let (route, stream) = self.generate_on(route, request, generation.clone()).await?;
+            (route, crate::repetition::guard(stream, generation))
+        } else {
+            self.generate_on(route, request, cancel).await?
+        };
+        let Some(ledger) = &self.usage else {
+            return Ok((route, stream));
+        };
+        let backend = route.provider.backend().to_owned();
+        let draft = Draft {
+            caller: caller.clone(),
+            price: self.config.price(&route.model, &backend),
+            backend,
+            model: route.model.clone(),
+            profile: route.profile.clone(),
+            prompt_estimate,
+            started,
+        };
+        Ok((route, recorded(stream, Arc::clone(ledger), draft)))
+    }
+
+    /// `route`, or what a used-up budget puts in its place: the default
+    /// model (with a notice saying why) or a refusal naming the budget.
+    /// Models without a price are never held back.
+    async fn within_budget(&self, caller: &Caller, route: Route) -> Result<Route, ProviderError> {
+        let backend = route.provider.backend();
+        let (Some(ledger), true) = (&self.usage, self.config.budgets.any()) else {
+            return Ok(route);
+        };
+        if self.config.price(&route.model, backend).is_none() {
+            return Ok(route);
         }
-        // Its own token, so the guard can stop this generation alone; a
-        // cancel of the run still reaches it.
-        let generation = cancel.child_token();
-        let (route, stream) = self.generate_on(route, request, generation.clone()).await?;
-        Ok((route, crate::repetition::guard(stream, generation)))
+        let spent = match ledger.spent_today() {
+            Ok(spent) => spent,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read today's usage; budgets not checked");
+                return Ok(route);
+            }
+        };
+        let Some(over) = budget::exceeded(&self.config.budgets, &spent, caller) else {
+            return Ok(route);
+        };
+        let refused = || ProviderError::BudgetExceeded(budget::refusal(&over, &route.spec()));
+        if self.config.budgets.on_exceeded == OnExceeded::Refuse {
+            return Err(refused());
+        }
+        let default = &self.config.default;
+        if self.config.is_profile(default) {
+            return Err(refused());
+        }
+        let mut local = self.route_model(default).await.map_err(|_| refused())?;
+        if self
+            .config
+            .price(&local.model, local.provider.backend())
+            .is_some()
+        {
+            return Err(refused());
+        }
+        tracing::info!(asked = %route.spec(), answered_by = %local.spec(), budget = %over.name, "budget used up; the default model answers");
+        local.profile = route.profile.clone();
+        local.notice = Some(format!(
+            "{} is used up: {} answered instead of {}",
+            budget::describe(&over),
+            local.spec(),
+            route.spec()
+        ));
+        Ok(local)
     }
 
     async fn generate_on(
@@ -517,6 +619,9 @@ impl Registry {
             }
         }
         let mut registry = Registry::new(backends, config.clone());
+        if let Some(ledger) = &self.usage {
+            registry = registry.with_usage(Arc::clone(ledger));
+        }
         match (&self.cache, config.cache.enabled) {
             (Some(cache), true) => {
                 let ttl = std::time::Duration::from_secs(config.cache.ttl_secs);

@@ -54,6 +54,8 @@ pub enum KernelError {
     NoSkills,
     #[error("this kernel has no sandbox, so it runs no commands: start it with `skillkernel start`, which provides the sandbox helper")]
     NoSandbox,
+    #[error("the usage ledger is off, so model calls are not recorded; the daemon's log at start says why (its state directory is not writable?)")]
+    NoUsageLedger,
 }
 
 impl KernelError {
@@ -75,6 +77,7 @@ impl KernelError {
             KernelError::Skill(e) => e.code.as_str(),
             KernelError::NoSkills => "SKILL_NOT_FOUND",
             KernelError::NoSandbox => "SandboxUnavailableError",
+            KernelError::NoUsageLedger => "UsageLedgerUnavailableError",
         }
     }
 
@@ -106,6 +109,7 @@ impl From<ProviderError> for KernelError {
             ProviderError::ModelNotFound { .. } => "ModelNotFoundError",
             ProviderError::InvalidModel { .. } => "InvalidModelError",
             ProviderError::Unavailable { .. } => "ModelUnavailableError",
+            ProviderError::BudgetExceeded(_) => "BudgetExceededError",
             _ => "ModelError",
         };
         KernelError::Model {

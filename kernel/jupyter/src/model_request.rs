@@ -9,26 +9,77 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use skillkernel_protocol::content::{
-    BackendStatus, CacheStatus, ExtensionRequest, ModelEntry, ModelReply, ModelRequest, ReplyTo,
-    RequestError, UnavailableBackend,
+    BackendStatus, BudgetStatus, CacheStatus, ExtensionRequest, ModelEntry, ModelPrice, ModelReply,
+    ModelRequest, ReplyTo, RequestError, UnavailableBackend, UsageRow, UsageSummary, UsageTotals,
 };
 use skillkernel_protocol::Message;
-use skillkernel_providers::{ModelInfo, ProviderStatus};
+use skillkernel_providers::usage::report::Row;
+use skillkernel_providers::usage::{Totals, UsageReport};
+use skillkernel_providers::{ModelInfo, ModelsConfig, ProviderStatus};
 
 use crate::errors::KernelError;
 use crate::exec_context::output::Output;
+use crate::magics::usage;
 use crate::pull::pull_with_progress;
 use crate::session::Shared;
 
-/// A model object as the reply carries it.
-fn entry(m: ModelInfo) -> ModelEntry {
+/// A model object as the reply carries it, with its price from `config`.
+fn entry(m: ModelInfo, config: &ModelsConfig) -> ModelEntry {
+    let price = config.price(&m.name, &m.backend).map(|p| ModelPrice {
+        input: p.input,
+        output: p.output,
+    });
     ModelEntry {
+        price,
         name: m.name,
         backend: m.backend,
         size_bytes: m.size_bytes,
         family: m.family,
         quantization: m.quantization,
         context_length: m.context_length,
+    }
+}
+
+fn totals(t: &Totals) -> UsageTotals {
+    UsageTotals {
+        calls: t.calls,
+        prompt_tokens: t.prompt_tokens,
+        completion_tokens: t.completion_tokens,
+        cost: t.cost,
+        unpriced_calls: t.unpriced_calls,
+        cached_calls: t.cached_calls,
+        mean_first_token_ms: t.mean_first_token_ms,
+        total_ms: t.total_ms,
+    }
+}
+
+/// The usage report as the reply carries it.
+fn usage_summary(r: &UsageReport) -> UsageSummary {
+    let rows = |rows: &[Row]| {
+        rows.iter()
+            .map(|row| UsageRow {
+                key: row.key.clone(),
+                totals: totals(&row.totals),
+            })
+            .collect()
+    };
+    UsageSummary {
+        today: r.today.to_string(),
+        days: r.days,
+        today_totals: totals(&r.today_totals),
+        period_totals: totals(&r.period_totals),
+        by_model: rows(&r.by_model),
+        by_skill: rows(&r.by_skill),
+        budgets: r
+            .budgets
+            .iter()
+            .map(|b| BudgetStatus {
+                name: b.name.clone(),
+                limit: b.limit,
+                spent: b.spent,
+            })
+            .collect(),
+        unreadable_lines: r.unreadable_lines,
     }
 }
 
@@ -69,6 +120,7 @@ async fn answer(
     let models = shared.models().ok_or(KernelError::NoModel)?;
     let current = shared.current_model().unwrap_or_default();
     let registry = &models.registry;
+    let config = registry.config();
     Ok(match request {
         ModelRequest::List => {
             let listing = registry.list().await;
@@ -81,7 +133,11 @@ async fn answer(
                 })
                 .collect();
             ModelReply::List {
-                models: listing.models.into_iter().map(entry).collect(),
+                models: listing
+                    .models
+                    .into_iter()
+                    .map(|m| entry(m, config))
+                    .collect(),
                 unavailable,
                 current,
             }
@@ -89,7 +145,7 @@ async fn answer(
         ModelRequest::Info { model } => {
             let spec = model.unwrap_or(current);
             ModelReply::Info {
-                model: entry(registry.info(&spec).await?),
+                model: entry(registry.info(&spec).await?, config),
             }
         }
         ModelRequest::Status => {
@@ -110,7 +166,7 @@ async fn answer(
         ModelRequest::Use { model } => {
             let (info, kept) = shared.use_model(&model).await?;
             ModelReply::Use {
-                model: entry(info),
+                model: entry(info, config),
                 current: kept,
             }
         }
@@ -136,7 +192,15 @@ async fn answer(
                 .ok();
             ModelReply::Pull {
                 pull: summary,
-                model: info.map(entry),
+                model: info.map(|m| entry(m, config)),
+            }
+        }
+        ModelRequest::Usage { days } => {
+            let days = days
+                .unwrap_or(usage::DEFAULT_DAYS)
+                .clamp(1, usage::MAX_DAYS);
+            ModelReply::Usage {
+                usage: usage_summary(&usage::report(&models, days)?),
             }
         }
     })

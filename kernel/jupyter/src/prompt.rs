@@ -8,6 +8,7 @@
 
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
+use skillkernel_protocol::content::StreamName;
 use skillkernel_providers::{ChatMessage, CompletionRequest, GenerationStats, StreamEvent};
 
 use crate::errors::KernelError;
@@ -85,10 +86,15 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
     let cancel = ctx.cancel.child_token();
     let (route, mut stream) = models
         .registry
-        .stream(request, cancel)
+        .stream_for(&ctx.shared.usage_caller(None), request, cancel)
         .await
         .map_err(KernelError::from)?;
     let model = route.spec();
+    if let Some(notice) = &route.notice {
+        ctx.out
+            .stream(StreamName::Stderr, &format!("{notice}\n"))
+            .await;
+    }
     let mut live = LiveDisplay::new(format!("answer-{}", ctx.request.header.msg_id));
     let mut stats: Option<GenerationStats> = None;
     let mut failure = None;
@@ -113,6 +119,9 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
     if let Some(stats) = &stats {
         let mut metadata = generation_metadata(&model, stats);
         metadata["profile"] = json!(route.profile);
+        if let Some(notice) = &route.notice {
+            metadata["notice"] = json!(notice);
+        }
         ctx.out.set_metadata("model", metadata);
         ctx.shared.record_model_usage(&model, stats);
     }

@@ -56,6 +56,7 @@ pub async fn run(
             default_model: shared.current_model().unwrap_or_default(),
             options: models.options.clone(),
             sandbox: shared.sandbox(),
+            session: shared.usage_caller(None).session,
         },
         // Programs need no model.
         None if runs_program => RunContext {
@@ -63,6 +64,7 @@ pub async fn run(
             default_model: String::new(),
             options: GenerationOptions::default(),
             sandbox: shared.sandbox(),
+            session: shared.usage_caller(None).session,
         },
         None => return Err(KernelError::NoModel),
     };

@@ -75,6 +75,7 @@ fn context(provider: Arc<ScriptedProvider>) -> RunContext {
         default_model: "m".into(),
         options: GenerationOptions::default(),
         sandbox: None,
+        session: "test".into(),
     }
 }
 

@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::GenerationOptions;
 
 mod backends;
+mod usage;
 
 pub use backends::{
     BackendConfig, BackendKind, BackendPlan, BackendsSection, DEFAULT_ANTHROPIC_VERSION,
     DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
 };
+pub use usage::{price_of, Budgets, OnExceeded, Price};
 
 /// The routing profiles every configuration has, cheapest first.
 pub const PROFILES: [&str; 3] = ["cheap", "balanced", "premium"];
@@ -46,6 +48,10 @@ pub struct ModelsConfig {
     /// Profile name → model specifiers tried in order.
     pub profiles: BTreeMap<String, Vec<String>>,
     pub cache: CacheConfig,
+    /// Model (`name` or `name@backend`) → price per million tokens.
+    pub prices: BTreeMap<String, Price>,
+    /// Daily limits on what priced models may cost.
+    pub budgets: Budgets,
 }
 
 impl Default for ModelsConfig {
@@ -61,6 +67,8 @@ impl Default for ModelsConfig {
             ollama: OllamaConfig::default(),
             profiles: BTreeMap::new(),
             cache: CacheConfig::default(),
+            prices: BTreeMap::new(),
+            budgets: Budgets::default(),
         }
     }
 }
@@ -188,9 +196,15 @@ impl ModelsConfig {
     }
 
     /// The backends to set up, in routing order; an error names what is
-    /// wrong (an unknown or repeated name in the order).
+    /// wrong (an unknown or repeated name in the order, a negative price).
     pub fn plan(&self) -> Result<Vec<BackendPlan>, String> {
+        usage::check(&self.prices, &self.budgets)?;
         backends::plan(&self.backends, &self.order)
+    }
+
+    /// What `model` costs on `backend`, if it has a price.
+    pub fn price(&self, model: &str, backend: &str) -> Option<Price> {
+        price_of(&self.prices, model, backend)
     }
 
     /// Whether `name` names a routing profile rather than a model.

@@ -171,7 +171,7 @@ impl RemoteProvider {
             )));
         }
         let host_url = lease.host().url.clone();
-        let estimate = prompt_estimate(request);
+        let estimate = crate::usage::record::prompt_estimate(request);
         let mut reader = Reader::new(
             Box::pin(response.bytes_stream()),
             Arc::clone(&self.dialect),
@@ -224,8 +224,6 @@ enum Attempt {
     Failed(Failure),
 }
 
-/// A rough prompt size for servers that report no usage: four characters
-/// a token.
 /// What every attempt of one generation shares.
 #[derive(Clone, Copy)]
 struct Call<'a> {
@@ -236,13 +234,4 @@ struct Call<'a> {
     started: Instant,
     /// The first byte must come before this, over all attempts.
     deadline: tokio::time::Instant,
-}
-
-fn prompt_estimate(request: &CompletionRequest) -> u32 {
-    let chars: usize = request
-        .messages
-        .iter()
-        .map(|m| m.content.chars().count())
-        .sum();
-    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
 }

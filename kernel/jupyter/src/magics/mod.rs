@@ -12,6 +12,7 @@ pub mod sandbox;
 pub mod skill;
 pub(crate) mod skill_view;
 mod status;
+pub(crate) mod usage;
 pub mod vars;
 
 use crate::cell::CellMagic;
@@ -119,7 +120,7 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
         summary: "List, pull, inspect and choose the models prompt cells use.",
         help: "* `%model` or `%model list` — the models of every backend, as a table (`*` marks this session's); unreachable backends are named\n\
                * `%model use SPEC` — prompt cells of this session use SPEC: a model (file stem or unique prefix), `name@backend` (`llama3.2@ollama`), or a routing profile (`cheap`, `balanced`, `premium`); the conversation is kept\n\
-               * `%model info [SPEC]` — one model's details\n\
+               * `%model info [SPEC]` — one model's details: context length, size, quantization, and its price per million tokens\n\
                * `%model status` — each backend (available, version, detail), where the session's model routes now, the response cache\n\
                * `%model stats` — this session's prompts per model: turns, tokens, tokens/s, time to first token\n\
                * `%model pull SPEC` — download with a progress bar: `ORG/REPO/FILE.gguf` from the hub into the model directory, or `name@ollama` through Ollama\n\
@@ -167,6 +168,18 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
 
                `!command` cells and command and session skills run in the sandbox. See `docs/security.md`.",
         subcommands: &["status", "end"],
+        takes_variable: false,
+    },
+    MagicSpec {
+        name: "usage",
+        usage: usage::USAGE,
+        summary: "What model calls used and cost: today, the last days, by model and by skill, and the budgets.",
+        help: "* `%usage` — calls, tokens in and out, cost and mean time to first token, today and over the last 7 days; the same by model and by skill; each budget and what today has spent of it\n\
+               * `%usage --days N` — over the last N days instead (1–400)\n\n\
+               Every model call of every kernel sharing the state directory is recorded in its `usage/` folder. \
+               Cost comes from `[models.prices]` (per million tokens); `[models.budgets]` sets daily limits. \
+               `skillctl usage` gives the same report, or JSON with `--json`.",
+        subcommands: &["--days"],
         takes_variable: false,
     },
 ];
@@ -268,6 +281,7 @@ pub async fn run_line(
         "model" => model::run(ctx, args).await,
         "skill" => skill::run(ctx, args).await,
         "sandbox" => sandbox::run(ctx, args).await,
+        "usage" => usage::run(ctx, args).await,
         _ => Err(unknown("%", name, LINE_MAGICS)),
     }
 }

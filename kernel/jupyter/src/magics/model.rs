@@ -131,6 +131,14 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
             let info = registry.info(&spec).await?;
             let rows = vec![row(&info, &current)];
             show(ctx, table(&COLUMNS, &rows)).await;
+            let price = match registry.config().price(&info.name, &info.backend) {
+                Some(p) => format!(
+                    "Price: **{} in / {} out** per million tokens (`[models.prices]`).",
+                    p.input, p.output
+                ),
+                None => "No price configured: its calls are counted in `%usage` without a cost (`[models.prices]` sets one).".into(),
+            };
+            say(ctx, &price).await;
             Ok(())
         }
         ["status"] => {

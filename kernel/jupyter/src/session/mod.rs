@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 use skillkernel_protocol::{Header, Message, Signer};
+use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{ChatMessage, ModelInfo};
 
 mod writes;
@@ -284,6 +285,20 @@ impl Shared {
     /// The model backends, as configured now; `None` without any.
     pub fn models(&self) -> Option<Models> {
         self.live().models.clone()
+    }
+
+    /// Who the usage ledger records a model call under: the persisted
+    /// session's name (the notebook's kernel) when there is one, else this
+    /// process's session id; and the skill, when a skill made the call.
+    pub fn usage_caller(&self, skill: Option<&str>) -> Caller {
+        let session = match &self.config.persistence {
+            Some(p) => p.session.clone(),
+            None => self.session_id.clone(),
+        };
+        Caller {
+            session,
+            skill: skill.map(str::to_owned),
+        }
     }
 
     /// The model this session's prompts use, if a model backend is set up.

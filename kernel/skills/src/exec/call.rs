@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt;
+use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{
     ChatMessage, CompletionRequest, GenerationOptions, GenerationStats, ProviderError, Registry,
     StreamEvent,
@@ -30,6 +31,8 @@ pub(crate) struct Run<'a> {
     pub metrics: &'a SkillMetrics,
     /// The skill's name, the metrics key.
     pub skill: &'a str,
+    /// Who the usage ledger records the run's model calls under.
+    pub caller: Caller,
     pub resilience: &'a Resilience,
     /// Model calls made so far, retries included.
     pub attempts: AtomicU32,
@@ -114,12 +117,22 @@ impl Call {
             streamed: false,
             attempts: 1,
         };
-        let (route, mut stream) = match run.registry.stream(request, run.cancel.child_token()).await
-        {
+        let streaming = run
+            .registry
+            .stream_for(&run.caller, request, run.cancel.child_token())
+            .await;
+        let (route, mut stream) = match streaming {
             Ok(ok) => ok,
             Err(ProviderError::Cancelled) => return Ok(self.interrupted(started)),
             Err(e) => return Err(failed(e)),
         };
+        if let Some(notice) = &route.notice {
+            run.emitter.emit(ExecEvent::Output {
+                phase: self.id.clone(),
+                stream: "stderr".into(),
+                text: format!("{notice}\n"),
+            });
+        }
         let mut text = String::new();
         let mut stats = None;
         loop {

@@ -47,6 +47,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{ChatMessage, GenerationOptions, Registry};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +109,9 @@ pub struct RunContext {
     pub options: GenerationOptions,
     /// Where command and session skills run; `None` refuses them.
     pub sandbox: Option<Arc<Sandbox>>,
+    /// The kernel session the usage ledger records the run's model calls
+    /// under.
+    pub session: String,
 }
 
 /// Runs skills; one per kernel, shared by every session's runs.
@@ -188,6 +192,7 @@ impl Executor {
             emitter: Emitter::new(events),
             metrics: &self.metrics,
             skill: &skill.meta.name,
+            caller: Caller::skill(ctx.session.clone(), skill.meta.name.clone()),
             resilience: &skill.resilience,
             attempts: AtomicU32::new(0),
         };

@@ -114,6 +114,10 @@ pub(crate) fn provider_error(failed: &Failed, call: &Call, workflow: bool) -> Sk
             ErrorCode::SkillExecutionError,
             "the model file is unusable: pull it again or route the skill to another model",
         ),
+        ProviderError::BudgetExceeded(_) => (
+            ErrorCode::SkillExecutionError,
+            "`%usage` shows what was spent; route the skill to a local model or raise its budget",
+        ),
         _ => (
             ErrorCode::SkillExecutionError,
             "see the message; a smaller `max_tokens` or another model may help, and `%skill info` shows the skill's routing",

@@ -28,6 +28,12 @@ pub enum ModelRequest {
     Remove { model: String },
     /// Downloads a model, with progress on IOPub.
     Pull { model: String },
+    /// What model calls used and cost: today and the last `days` (7 when
+    /// absent), by model and by skill, and the budgets.
+    Usage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        days: Option<u32>,
+    },
 }
 
 impl ExtensionRequest for ModelRequest {
@@ -74,10 +80,13 @@ pub enum ModelReply {
         /// The pulled model, when the backend can describe it.
         model: Option<ModelEntry>,
     },
+    Usage {
+        usage: UsageSummary,
+    },
 }
 
 /// A model object: one model of one backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelEntry {
     pub name: String,
     pub backend: String,
@@ -85,6 +94,65 @@ pub struct ModelEntry {
     pub family: Option<String>,
     pub quantization: Option<String>,
     pub context_length: Option<u32>,
+    /// Its price from `[models.prices]`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<ModelPrice>,
+}
+
+/// Per million tokens, in the currency the configuration prices in.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModelPrice {
+    pub input: f64,
+    pub output: f64,
+}
+
+/// The `usage` answer: see [`ModelRequest::Usage`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageSummary {
+    /// The local day the report was made, `YYYY-MM-DD`.
+    pub today: String,
+    pub days: u32,
+    pub today_totals: UsageTotals,
+    pub period_totals: UsageTotals,
+    /// `name@backend`, costliest first.
+    pub by_model: Vec<UsageRow>,
+    /// Skill names; prompt cells are `(prompt cells)`.
+    pub by_skill: Vec<UsageRow>,
+    pub budgets: Vec<BudgetStatus>,
+    /// Ledger lines that could not be read.
+    pub unreadable_lines: usize,
+}
+
+/// Sums over a set of model calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    pub calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// What the priced calls cost.
+    pub cost: f64,
+    /// Calls to models with no price, not in `cost`.
+    pub unpriced_calls: u64,
+    pub cached_calls: u64,
+    pub mean_first_token_ms: Option<f64>,
+    pub total_ms: f64,
+}
+
+/// One model's or skill's totals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub key: String,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+/// A daily budget and today's spend against it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetStatus {
+    /// `daily`, or `skill NAME`.
+    pub name: String,
+    pub limit: f64,
+    pub spent: f64,
 }
 
 /// A backend that could not list its models.

@@ -38,6 +38,14 @@ fn model_requests_have_the_documented_shape() {
         json!({"action": "info", "model": "smollm2"}),
     );
     round_trip(ModelRequest::Status, json!({"action": "status"}));
+    round_trip(
+        ModelRequest::Usage { days: None },
+        json!({"action": "usage"}),
+    );
+    round_trip(
+        ModelRequest::Usage { days: Some(30) },
+        json!({"action": "usage", "days": 30}),
+    );
     for (request, action) in [
         (ModelRequest::Use { model: "m".into() }, "use"),
         (ModelRequest::Remove { model: "m".into() }, "remove"),
@@ -57,7 +65,7 @@ fn model_requests_have_the_documented_shape() {
     );
     assert_eq!(
         ModelRequest::actions(),
-        ["list", "info", "status", "use", "remove", "pull"]
+        ["list", "info", "status", "use", "remove", "pull", "usage"]
     );
     assert_eq!(ModelRequest::TYPE.request(), "model_request");
     assert_eq!(ModelRequest::TYPE.reply(), "model_reply");
@@ -276,6 +284,7 @@ fn replies_carry_status_and_the_answer_or_the_error() {
         family: Some("llama".into()),
         quantization: None,
         context_length: Some(8192),
+        price: None,
     };
     let entry_wire = json!({"name": "smollm2", "backend": "candle", "size_bytes": 1,
         "family": "llama", "quantization": null, "context_length": 8192});

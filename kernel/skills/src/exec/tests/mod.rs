@@ -111,6 +111,7 @@ pub(super) fn context(provider: &Arc<ScriptedProvider>) -> RunContext {
         default_model: "m".into(),
         options: GenerationOptions::default(),
         sandbox: None,
+        session: "test".into(),
     }
 }
 
