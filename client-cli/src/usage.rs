@@ -6,7 +6,7 @@ use skillkernel_protocol::content::{UsageSummary, UsageTotals};
 use crate::table::print_table;
 
 fn cost(t: &UsageTotals) -> String {
-    let priced = t.calls - t.unpriced_calls;
+    let priced = t.calls.saturating_sub(t.unpriced_calls);
     match (priced, t.unpriced_calls) {
         (0, _) => "-".into(),
         (_, 0) => format!("{:.6}", t.cost),

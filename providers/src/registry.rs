@@ -20,7 +20,7 @@ use crate::cache::ResponseCache;
 use crate::config::{ModelsConfig, OnExceeded};
 use crate::spec::ModelSpec;
 use crate::usage::record::{recorded, Draft};
-use crate::usage::{budget, Caller, Ledger};
+use crate::usage::{budget, BudgetState, Caller, Ledger};
 use crate::{
     Completion, CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream,
     StreamEvent, TokenStream,
@@ -311,36 +311,68 @@ impl Registry {
         let profile = spec.strip_prefix("profile:").unwrap_or(&spec);
         let Some(chain) = self.config.profile_chain(profile) else {
             let route = self.route_model(&spec).await?;
+            let route = self.within_budget(caller, route).await?;
             return self.stream_on(caller, route, request, cancel).await;
         };
         let mut skipped = Vec::new();
+        // The first budget that turned a model of the chain away, and
+        // the model.
+        let mut over_budget: Option<(BudgetState, String)> = None;
+        let mut all_over_budget = true;
         for candidate in &chain {
             let mut route = match self.route_model(candidate).await {
                 Ok(route) => route,
                 Err(e) => {
                     skipped.push(format!("{candidate}: {e}"));
+                    all_over_budget = false;
                     continue;
                 }
             };
             route.profile = Some(profile.to_owned());
+            // Through a profile, a model over budget gives way to the
+            // chain's next, which ends on the default model.
+            if let Some(over) = self.used_up_budget(caller, &route).await {
+                skipped.push(format!(
+                    "{}: {} is used up",
+                    route.spec(),
+                    budget::describe(&over)
+                ));
+                over_budget.get_or_insert((over, route.spec()));
+                continue;
+            }
             match self
                 .stream_on(caller, route.clone(), request.clone(), cancel.clone())
                 .await
             {
-                Ok(streaming) => {
+                Ok((mut chosen, stream)) => {
                     if !skipped.is_empty() {
-                        tracing::info!(profile, chosen = %route.spec(), skipped = %skipped.join("; "), "profile fell back");
+                        tracing::info!(profile, chosen = %chosen.spec(), skipped = %skipped.join("; "), "profile fell back");
                     }
-                    return Ok(streaming);
+                    if let Some((over, asked)) = &over_budget {
+                        chosen.notice = Some(format!(
+                            "{} is used up: {} answered instead of {asked}",
+                            budget::describe(over),
+                            chosen.spec()
+                        ));
+                    }
+                    return Ok((chosen, stream));
                 }
-                Err(e @ (ProviderError::Unavailable { .. } | ProviderError::BudgetExceeded(_))) => {
+                Err(e @ ProviderError::Unavailable { .. }) => {
                     tracing::warn!(profile, model = %route.spec(), error = %e, "falling back to the next model of the profile");
                     skipped.push(format!("{}: {e}", route.spec()));
+                    all_over_budget = false;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(exhausted(profile, &skipped))
+        match over_budget {
+            // Every model it has is priced and over budget: say so, rather
+            // than that they are down (which skills would retry).
+            Some((over, asked)) if all_over_budget => Err(ProviderError::BudgetExceeded(
+                budget::refusal(&over, &asked),
+            )),
+            _ => Err(exhausted(profile, &skipped)),
+        }
     }
 
     /// Generates on the model `route` chose, within `caller`'s budgets; an
@@ -353,7 +385,6 @@ impl Registry {
         request: CompletionRequest,
         cancel: CancellationToken,
     ) -> Result<(Route, TokenStream), ProviderError> {
-        let route = self.within_budget(caller, route).await?;
         let prompt_estimate = crate::usage::record::prompt_estimate(&request);
         let started = Instant::now();
         let (route, stream) = if self.config.generation.stop_loops {
@@ -383,23 +414,8 @@ impl Registry {
 
     /// `route`, or what a used-up budget puts in its place: the default
     /// model (with a notice saying why) or a refusal naming the budget.
-    /// Models without a price are never held back.
     async fn within_budget(&self, caller: &Caller, route: Route) -> Result<Route, ProviderError> {
-        let backend = route.provider.backend();
-        let (Some(ledger), true) = (&self.usage, self.config.budgets.any()) else {
-            return Ok(route);
-        };
-        if self.config.price(&route.model, backend).is_none() {
-            return Ok(route);
-        }
-        let spent = match ledger.spent_today() {
-            Ok(spent) => spent,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read today's usage; budgets not checked");
-                return Ok(route);
-            }
-        };
-        let Some(over) = budget::exceeded(&self.config.budgets, &spent, caller) else {
+        let Some(over) = self.used_up_budget(caller, &route).await else {
             return Ok(route);
         };
         let refused = || ProviderError::BudgetExceeded(budget::refusal(&over, &route.spec()));
@@ -427,6 +443,31 @@ impl Registry {
             route.spec()
         ));
         Ok(local)
+    }
+
+    /// The budget `caller` has used up today, if `route`'s model is priced
+    /// and one is. Models without a price are never held back.
+    ///
+    /// Budgets are soft: they count calls that have ended, so calls
+    /// started together (a workflow's parallel phases, other kernels) may
+    /// all go ahead just before the limit.
+    async fn used_up_budget(&self, caller: &Caller, route: &Route) -> Option<BudgetState> {
+        let ledger = self.usage.as_ref().filter(|_| self.config.budgets.any())?;
+        self.config.price(&route.model, route.provider.backend())?;
+        // File reads: off the async threads.
+        let reader = Arc::clone(ledger);
+        let spent = match tokio::task::spawn_blocking(move || reader.spent_today()).await {
+            Ok(Ok(spent)) => spent,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read today's usage; budgets not checked");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading today's usage failed; budgets not checked");
+                return None;
+            }
+        };
+        budget::exceeded(&self.config.budgets, &spent, caller)
     }
 
     async fn generate_on(

@@ -268,3 +268,92 @@ async fn deterministic_answers_come_from_the_cache_the_second_time() {
     r.complete(other, CancellationToken::new()).await.unwrap();
     assert_eq!(local.generations.load(Ordering::SeqCst), 5);
 }
+
+/// Price: 1 per token in and out, so one scripted call (1 in, 2 out) costs
+/// 3 millionths; a daily budget of 0.000001 is used up by one call.
+const PRICED: &str = "[prices]\n\"big@ollama\" = { input = 1.0, output = 1.0 }\n\
+                      \"huge@ollama\" = { input = 1.0, output = 1.0 }\n";
+
+fn ledger(dir: &std::path::Path) -> Arc<skillkernel_providers::usage::Ledger> {
+    Arc::new(skillkernel_providers::usage::Ledger::open(dir).unwrap())
+}
+
+#[tokio::test]
+async fn through_a_profile_a_model_over_budget_gives_way_and_the_answer_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Scripted::new("candle", &["smol"], true);
+    let remote = Scripted::new("ollama", &["big"], true);
+    let r = Registry::new(
+        vec![local.clone(), remote.clone()],
+        config(&format!(
+            "default = \"smol\"\n[profiles]\npremium = [\"big@ollama\"]\n\
+             [budgets]\ndaily = 0.000001\non_exceeded = \"refuse\"\n{PRICED}"
+        )),
+    )
+    .with_usage(ledger(dir.path()));
+    let caller = skillkernel_providers::usage::Caller::session("s");
+    let ask = |model: &str| (caller.clone(), request(model, 0.7));
+
+    // Within budget: the priced model answers (the control).
+    let (c, q) = ask("premium");
+    let (route, stream) = r.stream_for(&c, q, CancellationToken::new()).await.unwrap();
+    skillkernel_providers::collect(stream).await.unwrap();
+    assert_eq!(route.spec(), "big@ollama");
+    assert!(route.notice.is_none());
+
+    // Used up: the chain's next model, the local default, answers, saying why.
+    let (c, q) = ask("premium");
+    let (route, stream) = r.stream_for(&c, q, CancellationToken::new()).await.unwrap();
+    skillkernel_providers::collect(stream).await.unwrap();
+    assert_eq!(route.spec(), "smol@candle");
+    let notice = route.notice.unwrap_or_default();
+    assert!(
+        notice.contains("daily budget") && notice.contains("instead of big@ollama"),
+        "{notice}"
+    );
+    assert_eq!(remote.generations.load(Ordering::SeqCst), 1);
+
+    // Named directly with on_exceeded = "refuse": refused, naming the budget.
+    let (c, q) = ask("big@ollama");
+    let refused = match r.stream_for(&c, q, CancellationToken::new()).await {
+        Err(e) => e,
+        Ok((route, _)) => panic!("answered by {}", route.spec()),
+    };
+    assert!(
+        matches!(refused, ProviderError::BudgetExceeded(_)),
+        "{refused}"
+    );
+    assert_eq!(remote.generations.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_profile_whose_every_model_is_over_budget_is_refused_not_reported_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = Scripted::new("ollama", &["big", "huge"], true);
+    // The default is priced too: nothing local to fall back on.
+    let r = Registry::new(
+        vec![remote.clone()],
+        config(&format!(
+            "default = \"huge@ollama\"\n[profiles]\npremium = [\"big@ollama\"]\n\
+             [budgets]\ndaily = 0.000001\n{PRICED}"
+        )),
+    )
+    .with_usage(ledger(dir.path()));
+    let caller = skillkernel_providers::usage::Caller::session("s");
+    let (_, stream) = r
+        .stream_for(&caller, request("premium", 0.7), CancellationToken::new())
+        .await
+        .unwrap();
+    skillkernel_providers::collect(stream).await.unwrap();
+    let refused = match r
+        .stream_for(&caller, request("premium", 0.7), CancellationToken::new())
+        .await
+    {
+        Err(e) => e,
+        Ok((route, _)) => panic!("answered by {}", route.spec()),
+    };
+    assert!(
+        matches!(&refused, ProviderError::BudgetExceeded(m) if m.contains("daily budget")),
+        "{refused}"
+    );
+}

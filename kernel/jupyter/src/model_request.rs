@@ -200,7 +200,7 @@ async fn answer(
                 .unwrap_or(usage::DEFAULT_DAYS)
                 .clamp(1, usage::MAX_DAYS);
             ModelReply::Usage {
-                usage: usage_summary(&usage::report(&models, days)?),
+                usage: usage_summary(&usage::report(&models, days).await?),
             }
         }
     })

@@ -68,25 +68,39 @@ pub fn today() -> NaiveDate {
     Local::now().date_naive()
 }
 
+/// Removes the files of months before the [`KEEP_MONTHS`] that end at
+/// `now`'s.
+fn prune(dir: &Path, now: NaiveDate) -> io::Result<()> {
+    let oldest = month_index(now.year(), now.month()) - (KEEP_MONTHS - 1);
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((y, m)) = name.to_str().and_then(month_of) else {
+            continue;
+        };
+        if month_index(y, m) < oldest {
+            if let Err(e) = fs::remove_file(entry.path()) {
+                tracing::warn!(file = %entry.path().display(), error = %e, "could not remove old usage file");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One complete line from `reader` into `line` (cleared first): `false` at
+/// the end of the data or when the last line is still being written.
+fn complete_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
+    line.clear();
+    let n = reader.read_until(b'\n', line)?;
+    Ok(n > 0 && line.last() == Some(&b'\n'))
+}
+
 impl Ledger {
     /// Opens (creating) the ledger in `dir` and removes files older than
     /// [`KEEP_MONTHS`].
     pub fn open(dir: &Path) -> io::Result<Ledger> {
         fs::create_dir_all(dir)?;
-        let now = today();
-        let oldest = month_index(now.year(), now.month()) - (KEEP_MONTHS - 1);
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some((y, m)) = name.to_str().and_then(month_of) else {
-                continue;
-            };
-            if month_index(y, m) < oldest {
-                if let Err(e) = fs::remove_file(entry.path()) {
-                    tracing::warn!(file = %entry.path().display(), error = %e, "could not remove old usage file");
-                }
-            }
-        }
+        prune(dir, today())?;
         Ok(Ledger {
             dir: dir.to_owned(),
             today: Mutex::new(None),
@@ -116,11 +130,20 @@ impl Ledger {
         let mut guard = self.today.lock().unwrap_or_else(|p| p.into_inner());
         let state = match guard.as_mut() {
             Some(t) if t.day == day => t,
-            _ => guard.insert(Today {
-                day,
-                offset: 0,
-                spent: Spent::default(),
-            }),
+            previous => {
+                // A new day (or the first call): a daemon up for months
+                // keeps only a year of files.
+                if previous.is_some() {
+                    if let Err(e) = prune(&self.dir, day) {
+                        tracing::warn!(dir = %self.dir.display(), error = %e, "could not prune the usage ledger");
+                    }
+                }
+                guard.insert(Today {
+                    day,
+                    offset: 0,
+                    spent: Spent::default(),
+                })
+            }
         };
         let path = month_file(&self.dir, day);
         let mut file = match File::open(&path) {
@@ -130,16 +153,12 @@ impl Ledger {
         };
         file.seek(SeekFrom::Start(state.offset))?;
         let mut reader = BufReader::new(file);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line)?;
-            // End of file, or a line another kernel is still writing.
-            if n == 0 || !line.ends_with('\n') {
-                break;
-            }
-            state.offset += n as u64;
-            let Ok(record) = serde_json::from_str::<UsageRecord>(&line) else {
+        let mut line = Vec::new();
+        // Stops at the end, or at a line another kernel is still writing
+        // (read again next time, from its start).
+        while complete_line(&mut reader, &mut line)? {
+            state.offset += line.len() as u64;
+            let Ok(record) = serde_json::from_slice::<UsageRecord>(&line) else {
                 continue;
             };
             if let (true, Some(cost)) = (record.day == day, record.cost) {
@@ -174,13 +193,19 @@ impl Ledger {
         files.sort();
         let mut unreadable = 0;
         for (_, path) in files {
-            let reader = BufReader::new(File::open(&path)?);
-            for line in reader.lines() {
-                let line = line?;
-                if line.trim().is_empty() {
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                // Pruned by another kernel meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let mut reader = BufReader::new(file);
+            let mut line = Vec::new();
+            while complete_line(&mut reader, &mut line)? {
+                if line.trim_ascii().is_empty() {
                     continue;
                 }
-                match serde_json::from_str::<UsageRecord>(&line) {
+                match serde_json::from_slice::<UsageRecord>(&line) {
                     Ok(r) if r.day >= since => each(r),
                     Ok(_) => {}
                     Err(_) => unreadable += 1,
@@ -220,10 +245,11 @@ mod tests {
         let ledger = Ledger::open(dir.path()).unwrap();
         let other_kernel = Ledger::open(dir.path()).unwrap();
         let day = today();
-        let yesterday = day.pred_opt().unwrap();
+        // Another day of the same month's file.
+        let other = day.with_day(if day.day() == 1 { 2 } else { 1 }).unwrap();
         ledger.append(&record(day, Some("t"), Some(0.5))).unwrap();
         ledger.append(&record(day, None, None)).unwrap();
-        ledger.append(&record(yesterday, None, Some(9.0))).unwrap();
+        ledger.append(&record(other, None, Some(9.0))).unwrap();
         assert_eq!(ledger.spent_today().unwrap().total, 0.5);
         other_kernel
             .append(&record(day, Some("t"), Some(0.25)))
@@ -238,16 +264,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
         let day = today();
-        let mut line = serde_json::to_string(&record(day, None, Some(1.0))).unwrap();
+        let mut r = record(day, Some("übersetzen"), Some(1.0));
+        r.session = "sé".into();
+        let line = serde_json::to_vec(&r).unwrap();
+        // Cut inside the "é": another kernel is half way through its write.
+        let cut = line.windows(2).position(|w| w == "é".as_bytes()).unwrap() + 1;
         let path = month_file(dir.path(), day);
-        let tail = line.split_off(20);
-        fs::write(&path, format!("not json\n{line}")).unwrap();
+        let mut start = b"not json\n".to_vec();
+        start.extend_from_slice(&line[..cut]);
+        fs::write(&path, start).unwrap();
         assert_eq!(ledger.spent_today().unwrap().total, 0.0);
+        let mut rest = line[cut..].to_vec();
+        rest.push(b'\n');
         OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap()
-            .write_all(format!("{tail}\n").as_bytes())
+            .write_all(&rest)
             .unwrap();
         assert_eq!(ledger.spent_today().unwrap().total, 1.0);
         let mut records = 0;

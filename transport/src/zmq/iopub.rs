@@ -25,6 +25,7 @@
 //! follows the handshake on the same connection. Only messages nobody could
 //! have received are held; from then on IOPub is plain PUB.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,9 @@ pub const STARTUP_HOLD: Duration = Duration::from_secs(10);
 
 /// Time between a subscriber's handshake and its subscription being read.
 pub const SUBSCRIPTION_GRACE: Duration = Duration::from_millis(100);
+
+/// How long the socket outlives the kernel's sender.
+const LINGER: Duration = Duration::from_millis(200);
 
 enum IopubItem {
     Frames(Frames),
@@ -117,6 +121,10 @@ pub(super) async fn bind_iopub(info: &mut ConnectionInfo) -> Result<IopubChannel
                 }
             }
         }
+        // The kernel is done publishing; as libzmq's linger does, give the
+        // subscribers' queues a moment to reach the wire before the socket
+        // goes (a process that exits does not wait).
+        sleep(LINGER).await;
     });
     Ok(IopubChannel {
         sender: Arc::new(IopubTx {
@@ -143,37 +151,50 @@ async fn publish(socket: &mut PubSocket, frames: Frames) {
 /// was on its way.
 #[derive(Default)]
 struct Held {
-    frames: Vec<Frames>,
+    frames: VecDeque<Frames>,
     flushes: Vec<oneshot::Sender<()>>,
 }
 
 /// Holds messages until the first subscriber has had time to subscribe, or
-/// drops them once [`STARTUP_HOLD`] passes with none. `None` when the
-/// kernel closed its sender meanwhile.
+/// drops them once [`STARTUP_HOLD`] passes with none. Beyond
+/// [`IOPUB_HIGH_WATER_MARK`] the oldest give way, so a request's closing
+/// `idle` is never the one lost. `None` when the kernel closed its sender
+/// with nobody connected.
 async fn hold_until_first_subscriber(
     items: &mut mpsc::Receiver<IopubItem>,
     mut peers: monitor::Receiver<SocketEvent>,
 ) -> Option<Held> {
     let mut held = Held::default();
+    let mut dropped = 0u64;
     let give_up = sleep(STARTUP_HOLD);
     // Reset to the end of the grace once a subscriber has connected.
     let release = sleep(STARTUP_HOLD);
     tokio::pin!(give_up, release);
     let mut subscriber_seen = false;
+    // The kernel closed its sender: what is held still goes out.
+    let mut closed = false;
     loop {
         tokio::select! {
-            item = items.recv() => match item? {
-                IopubItem::Frames(frames) if held.frames.len() < IOPUB_HIGH_WATER_MARK => {
-                    held.frames.push(frames);
+            item = items.recv(), if !closed => match item {
+                None if subscriber_seen => closed = true,
+                None => return None,
+                Some(IopubItem::Frames(frames)) => {
+                    if held.frames.len() == IOPUB_HIGH_WATER_MARK {
+                        held.frames.pop_front();
+                        dropped += 1;
+                        if dropped.is_power_of_two() {
+                            tracing::warn!(dropped, "IOPub held too much before its first subscriber; dropping the oldest");
+                        }
+                    }
+                    held.frames.push_back(frames);
                 }
-                IopubItem::Frames(_) => {}
                 // With nobody connected, nobody can receive what was held
                 // before the caller's reply; once someone has, the flush
                 // waits until the held messages reach the socket.
-                IopubItem::Flush(done) if !subscriber_seen => {
+                Some(IopubItem::Flush(done)) if !subscriber_seen => {
                     let _ = done.send(());
                 }
-                IopubItem::Flush(done) => held.flushes.push(done),
+                Some(IopubItem::Flush(done)) => held.flushes.push(done),
             },
             event = peers.next(), if !subscriber_seen => {
                 if matches!(event, Some(SocketEvent::Accepted(..)) | None) {
@@ -203,6 +224,7 @@ mod tests {
     use skillkernel_protocol::ConnectionInfo;
     use tokio::time::timeout;
 
+    use super::{IOPUB_HIGH_WATER_MARK, SUBSCRIPTION_GRACE};
     use crate::zmq::{connect, ZmqTransport};
     use crate::{Frames, KernelSockets, Transport};
 
@@ -243,5 +265,57 @@ mod tests {
             got.push(String::from_utf8_lossy(&message[1]).into_owned());
         }
         assert_eq!(got, ["starting", "busy", "idle"]);
+    }
+
+    async fn texts(client: &mut crate::ClientSockets, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        for _ in 0..n {
+            match timeout(Duration::from_secs(5), client.iopub.recv()).await {
+                Ok(Ok(message)) => got.push(String::from_utf8_lossy(&message[1]).into_owned()),
+                _ => break,
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn beyond_the_high_water_mark_the_oldest_held_give_way() {
+        let (kernel, info) = bound().await;
+        let numbered: Vec<&'static str> = (0..IOPUB_HIGH_WATER_MARK + 5)
+            .map(|i| &*Box::leak(format!("m{i}").into_boxed_str()))
+            .collect();
+        // The queue to the task drops when full; send at the task's pace.
+        for text in &numbered {
+            kernel.iopub.sender.send(frames(text)).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        kernel.iopub.sender.send(frames("idle")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut client = connect(&info, b"late").await.expect("connect");
+        let got = texts(&mut client, IOPUB_HIGH_WATER_MARK).await;
+        assert_eq!(got.len(), IOPUB_HIGH_WATER_MARK);
+        assert_eq!(
+            got.last().map(String::as_str),
+            Some("idle"),
+            "the newest is kept"
+        );
+        assert_ne!(got[0], "m0", "the oldest gave way");
+    }
+
+    #[tokio::test]
+    async fn what_is_held_still_goes_out_when_the_kernel_stops_publishing() {
+        let (kernel, info) = bound().await;
+        kernel
+            .iopub
+            .sender
+            .send(frames("last words"))
+            .await
+            .unwrap();
+        let mut client = connect(&info, b"late").await.expect("connect");
+        // Inside the grace: the subscriber is known, its subscription may
+        // not be.
+        tokio::time::sleep(SUBSCRIPTION_GRACE / 2).await;
+        drop(kernel);
+        assert_eq!(texts(&mut client, 1).await, ["last words"]);
     }
 }

@@ -175,7 +175,7 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
         usage: usage::USAGE,
         summary: "What model calls used and cost: today, the last days, by model and by skill, and the budgets.",
         help: "* `%usage` — calls, tokens in and out, cost and mean time to first token, today and over the last 7 days; the same by model and by skill; each budget and what today has spent of it\n\
-               * `%usage --days N` — over the last N days instead (1–400)\n\n\
+               * `%usage --days N` — over the last N days instead (1–366)\n\n\
                Every model call of every kernel sharing the state directory is recorded in its `usage/` folder. \
                Cost comes from `[models.prices]` (per million tokens); `[models.budgets]` sets daily limits. \
                `skillctl usage` gives the same report, or JSON with `--json`.",

@@ -1,5 +1,7 @@
 //! `%usage`: what model calls used and cost, from the usage ledger.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use skillkernel_protocol::content::DisplayData;
 use skillkernel_providers::usage::{Totals, UsageReport};
@@ -15,19 +17,21 @@ pub(super) const USAGE: &str = "%usage [--days N]";
 
 /// Days a report covers unless told otherwise.
 pub const DEFAULT_DAYS: u32 = 7;
-/// The longest report: about the year the ledger keeps.
-pub const MAX_DAYS: u32 = 400;
+/// The longest report: the year the ledger keeps.
+pub const MAX_DAYS: u32 = 366;
 
 /// The report over the last `days` days, with today's budgets.
-pub(crate) fn report(models: &Models, days: u32) -> Result<UsageReport, KernelError> {
+pub(crate) async fn report(models: &Models, days: u32) -> Result<UsageReport, KernelError> {
     let ledger = models.registry.usage().ok_or(KernelError::NoUsageLedger)?;
     let budgets = &models.registry.config().budgets;
-    UsageReport::from_ledger(ledger, days, budgets).map_err(|e| {
-        KernelError::Io(format!(
-            "cannot read the usage ledger in {}: {e}",
-            ledger.dir().display()
-        ))
-    })
+    let dir = ledger.dir().display().to_string();
+    let failed = |e: String| KernelError::Io(format!("cannot read the usage ledger in {dir}: {e}"));
+    // A year of files is read: off the async threads.
+    let (ledger, budgets) = (Arc::clone(ledger), budgets.clone());
+    tokio::task::spawn_blocking(move || UsageReport::from_ledger(&ledger, days, &budgets))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))
 }
 
 fn parse_days(args: &str) -> Result<u32, KernelError> {
@@ -42,7 +46,7 @@ fn parse_days(args: &str) -> Result<u32, KernelError> {
         [] => Ok(DEFAULT_DAYS),
         ["--days", n] => match n.parse::<u32>() {
             Ok(days) if (1..=MAX_DAYS).contains(&days) => Ok(days),
-            _ => Err(bad("--days takes a number of days from 1 to 400")),
+            _ => Err(bad("--days takes a number of days from 1 to 366")),
         },
         _ => Err(bad("unexpected arguments")),
     }
@@ -73,7 +77,7 @@ pub(crate) fn money(x: f64) -> String {
 }
 
 fn cells(t: &Totals) -> Vec<String> {
-    let cost = match (t.calls - t.unpriced_calls, t.unpriced_calls) {
+    let cost = match (t.calls.saturating_sub(t.unpriced_calls), t.unpriced_calls) {
         (0, _) => "—".to_owned(),
         (_, 0) => money(t.cost),
         (_, unpriced) => format!("{} (+{unpriced} unpriced)", money(t.cost)),
@@ -165,7 +169,7 @@ pub(crate) fn render(r: &UsageReport) -> Vec<Map<String, Value>> {
 pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
     let days = parse_days(args)?;
     let models = ctx.shared.models().ok_or(KernelError::NoModel)?;
-    let r = report(&models, days)?;
+    let r = report(&models, days).await?;
     for data in render(&r) {
         ctx.out.display(DisplayData::new(data)).await;
     }
