@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use harness::fake_llm_api::{ApiScript, FakeApi, Flavor, Refusal};
-use harness::{bin, run, Daemon, Launch};
+use harness::{bin, run, shown, Daemon, Launch};
 
 const KEY_VAR: &str = "SKILLKERNEL_TEST_GPU_KEY";
 const KEY: &str = "sk-test-0123456789-secret";
@@ -17,28 +17,6 @@ fn config_file(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("skillkernel.toml");
     std::fs::write(&path, body).unwrap();
     path
-}
-
-/// Every text the cell displayed or streamed, joined.
-fn shown(outcome: &skillctl::ExecuteOutcome) -> String {
-    outcome
-        .iopub
-        .iter()
-        .flat_map(|m| {
-            let c = &m.content;
-            [
-                c["data"]["text/plain"].as_str(),
-                c["data"]["text/markdown"].as_str(),
-                c["text"].as_str(),
-                c["evalue"].as_str(),
-            ]
-            .into_iter()
-            .flatten()
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

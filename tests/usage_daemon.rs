@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use harness::fake_llm_api::{ApiScript, FakeApi, Flavor};
-use harness::{run, Daemon};
+use harness::{run, shown, Daemon};
 use serde_json::Value;
 
 /// Per million tokens: the fake reports 11 tokens in and 3 out a call.
@@ -31,28 +31,6 @@ fn copy_skill(name: &str, to: &Path) {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
-}
-
-/// Every text the cell displayed or streamed, joined.
-fn shown(outcome: &skillctl::ExecuteOutcome) -> String {
-    outcome
-        .iopub
-        .iter()
-        .flat_map(|m| {
-            let c = &m.content;
-            [
-                c["data"]["text/plain"].as_str(),
-                c["data"]["text/markdown"].as_str(),
-                c["text"].as_str(),
-                c["evalue"].as_str(),
-            ]
-            .into_iter()
-            .flatten()
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn usage_json(daemon: &Daemon) -> Value {

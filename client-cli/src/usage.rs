@@ -45,14 +45,12 @@ pub fn print(u: &UsageSummary) {
         ],
     );
     if u.period_totals.calls > 0 {
-        println!();
-        columns[0] = "model";
-        let rows: Vec<Vec<String>> = u.by_model.iter().map(|r| row(&r.key, &r.totals)).collect();
-        print_table(&columns, &rows);
-        println!();
-        columns[0] = "skill";
-        let rows: Vec<Vec<String>> = u.by_skill.iter().map(|r| row(&r.key, &r.totals)).collect();
-        print_table(&columns, &rows);
+        for (what, breakdown) in [("model", &u.by_model), ("skill", &u.by_skill)] {
+            println!();
+            columns[0] = what;
+            let rows: Vec<Vec<String>> = breakdown.iter().map(|r| row(&r.key, &r.totals)).collect();
+            print_table(&columns, &rows);
+        }
     }
     if !u.budgets.is_empty() {
         println!();

@@ -289,6 +289,28 @@ fn spawn(
         .expect("spawn skillkernel")
 }
 
+/// Every text the cell displayed, streamed or failed with, joined.
+pub fn shown(outcome: &ExecuteOutcome) -> String {
+    outcome
+        .iopub
+        .iter()
+        .flat_map(|m| {
+            let c = &m.content;
+            [
+                c["data"]["text/plain"].as_str(),
+                c["data"]["text/markdown"].as_str(),
+                c["text"].as_str(),
+                c["evalue"].as_str(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs `code` with default options and no output handler.
 pub async fn run(client: &mut KernelClient, code: &str) -> ExecuteOutcome {
     let options = ExecuteOptions {

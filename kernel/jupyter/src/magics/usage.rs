@@ -122,21 +122,15 @@ pub(crate) fn render(r: &UsageReport) -> Vec<Map<String, Value>> {
     if r.period_totals.calls == 0 {
         out.push(markdown_bundle(&format!("No model calls in the {period}.")));
     } else {
-        let mut columns = TOTAL_COLUMNS;
-        columns[0] = "model";
-        let rows: Vec<Vec<String>> = r
-            .by_model
-            .iter()
-            .map(|row| with_key(&row.key, &row.totals))
-            .collect();
-        out.push(table(&columns, &rows));
-        columns[0] = "skill";
-        let rows: Vec<Vec<String>> = r
-            .by_skill
-            .iter()
-            .map(|row| with_key(&row.key, &row.totals))
-            .collect();
-        out.push(table(&columns, &rows));
+        for (what, breakdown) in [("model", &r.by_model), ("skill", &r.by_skill)] {
+            let mut columns = TOTAL_COLUMNS;
+            columns[0] = what;
+            let rows: Vec<Vec<String>> = breakdown
+                .iter()
+                .map(|row| with_key(&row.key, &row.totals))
+                .collect();
+            out.push(table(&columns, &rows));
+        }
     }
     if !r.budgets.is_empty() {
         let rows: Vec<Vec<String>> = r
