@@ -23,6 +23,11 @@ use crate::launch::{Helper, Setup, Stdin};
 use crate::run::{Ending, Finished, OutputSink, Stream};
 use crate::text::{Tail, Utf8Carry};
 
+/// After an interrupted exchange's answer: stderr counts as done once
+/// quiet this long, and is waited for no longer than `STDERR_SETTLE_MAX`.
+const STDERR_QUIET: Duration = Duration::from_millis(20);
+const STDERR_SETTLE_MAX: Duration = Duration::from_millis(250);
+
 /// How long an interrupted exchange may take to finish its answer before
 /// the session is ended instead.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
@@ -212,10 +217,23 @@ impl Live {
                         answer.push_str(&before);
                     }
                     if done {
-                        // stderr may trail stdout by a moment.
+                        // stderr may trail stdout by a moment: a yield is
+                        // enough for an answer's own lines, but the
+                        // traceback an interrupt makes is written just
+                        // before the marker, so after one wait until
+                        // stderr goes quiet (bounded).
                         tokio::task::yield_now().await;
-                        while let Ok(text) = stderr.try_recv() {
-                            sink.output(Stream::Stderr, &text).await;
+                        let settle = interrupted_at.map(|_| Instant::now() + STDERR_SETTLE_MAX);
+                        loop {
+                            while let Ok(text) = stderr.try_recv() {
+                                sink.output(Stream::Stderr, &text).await;
+                            }
+                            let Some(until) = settle else { break };
+                            let wait = STDERR_QUIET.min(until.saturating_duration_since(Instant::now()));
+                            match tokio::time::timeout(wait, stderr.recv()).await {
+                                Ok(Some(text)) => sink.output(Stream::Stderr, &text).await,
+                                _ => break,
+                            }
                         }
                         sink.flush().await;
                         return Ok((answer, interrupted_at.is_some()));
