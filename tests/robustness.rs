@@ -139,3 +139,84 @@ async fn a_subscriber_that_stops_reading_does_not_stall_the_kernel() {
         t.elapsed()
     );
 }
+
+/// The daemon's resident memory, from `/proc`.
+fn rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_costs_the_daemon_bounded_memory() {
+    const CELL: &str = "!head -c 256000 /dev/zero | tr '\\0' x";
+    const CELLS: usize = 400;
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+    // Warm up the allocator, the sandbox and the history first.
+    for _ in 0..10 {
+        assert_eq!(run(&mut client, CELL).await.status(), "ok");
+    }
+    let before = rss_bytes(daemon.pid());
+    let _stalled = harness::stalled_subscriber(&daemon.info);
+    // 400 × 256 KB ≈ 98 MiB through IOPub: a queue without a bound for
+    // the stalled peer would grow the daemon by about that much.
+    for i in 0..CELLS {
+        let out = run(&mut client, CELL).await;
+        // The positive control: the reading client gets every byte.
+        assert_eq!(out.stream_text("stdout").len(), 256_000, "cell {i}");
+    }
+    let grown = rss_bytes(daemon.pid()).saturating_sub(before);
+    eprintln!("RSS grew {} KiB over {CELLS} cells", grown >> 10);
+    assert!(
+        grown < 40 << 20,
+        "the daemon grew {} MiB for a subscriber that does not read",
+        grown >> 20
+    );
+    let status = harness::shown(&run(&mut client, "%status").await);
+    assert!(
+        status.contains("1 not reading") && status.contains("messages dropped"),
+        "%status says what IOPub dropped: {status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_and_never_reads_its_replies_does_not_stall_the_others() {
+    use std::io::Write;
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+    assert_eq!(run(&mut client, "!echo warm").await.status(), "ok");
+    let pid = daemon.pid();
+    let before = rss_bytes(pid);
+    let signer = daemon.info.signer();
+    let mut greedy = harness::raw_zmtp_peer(daemon.info.shell_port, "DEALER", b"greedy");
+    // 20,000 kernel_info_requests, never reading a reply: far more replies
+    // than the peer's socket buffers hold. Written from a thread, since
+    // the kernel may stop reading them too.
+    let writer = std::thread::spawn(move || {
+        let wire = harness::zmtp_message(&good_frames("greedy", &signer));
+        for _ in 0..20_000 {
+            if greedy.write_all(&wire).is_err() {
+                break;
+            }
+        }
+        greedy
+    });
+    for i in 0..20 {
+        let out = tokio::time::timeout(Duration::from_secs(20), run(&mut client, "!echo ok"))
+            .await
+            .unwrap_or_else(|_| panic!("cell {i}: no answer while another client does not read"));
+        assert_eq!(out.stream_text("stdout"), "ok\n");
+    }
+    let _greedy = writer.join().expect("writer");
+    let grown = rss_bytes(pid).saturating_sub(before);
+    eprintln!(
+        "RSS grew {} KiB with a shell client not reading",
+        grown >> 10
+    );
+    assert!(grown < 64 << 20, "grew {} MiB", grown >> 20);
+}

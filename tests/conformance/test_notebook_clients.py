@@ -27,6 +27,7 @@ import nbclient
 import nbformat
 import pytest
 from jupyter_client import KernelManager
+from jupyter_client.session import Session
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -233,6 +234,52 @@ def test_a_client_that_connects_while_the_kernel_starts_sees_its_first_cell(jupy
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
+
+
+def _next_iopub(sub, session: Session, timeout: float = REPLY_TIMEOUT) -> dict:
+    """The next IOPub message on a raw SUB socket, signature checked."""
+    if not sub.poll(int(timeout * 1000)):
+        raise queue.Empty
+    _, frames = session.feed_identities(sub.recv_multipart())
+    return session.deserialize(frames)
+
+
+def _own_session(km) -> Session:
+    """A session per socket: each remembers the signatures it has seen."""
+    return Session(key=km.session.key, signature_scheme=km.session.signature_scheme)
+
+
+def test_each_iopub_subscriber_is_welcomed_first_and_alone(kernel):
+    """Protocol 5.4: XPUB answers each subscription with iopub_welcome, to
+    that subscriber alone and before anything broadcast after it."""
+    km, kc = kernel
+    first = km.connect_iopub()
+    second = None
+    try:
+        sessions = {first: _own_session(km)}
+        welcome = _next_iopub(first, sessions[first], timeout=5)
+        assert welcome["msg_type"] == "iopub_welcome"
+        assert welcome["content"] == {"subscription": ""}
+        assert welcome["parent_header"] == {}
+
+        second = km.connect_iopub()
+        sessions[second] = _own_session(km)
+        assert _next_iopub(second, sessions[second], timeout=5)["msg_type"] == "iopub_welcome"
+        msg_id = kc.execute("!echo both")
+        for sub in (first, second):
+            seen = []
+            while not (seen and seen[-1] == ("status", "idle")):
+                msg = _next_iopub(sub, sessions[sub])
+                state = msg["content"].get("execution_state")
+                seen.append((msg["msg_type"], state))
+                if msg["msg_type"] == "iopub_welcome":
+                    pytest.fail("a second subscriber's welcome reached the first")
+            assert ("stream", None) in seen, seen
+            assert msg["parent_header"]["msg_id"] == msg_id
+    finally:
+        first.close(linger=0)
+        if second is not None:
+            second.close(linger=0)
 
 
 def test_interrupt_a_running_command(kernel):

@@ -331,14 +331,13 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// An IOPub subscriber that subscribes to everything and then never reads,
-/// at the TCP level: a bare ZMTP 3.0 `SUB` handshake on a plain socket
-/// (the `zeromq` crate's own SUB socket keeps reading into memory, so it
-/// cannot stall a publisher). Holding the returned stream keeps it stalled.
-pub fn stalled_subscriber(info: &ConnectionInfo) -> std::net::TcpStream {
+/// A peer that has done the ZMTP 3.0 NULL handshake as `socket_type`
+/// (with `identity`, for a DEALER) on a plain socket, and does nothing
+/// else unless told: the `zeromq` crate's sockets keep reading into
+/// memory, so they cannot stand in for a client that stops reading.
+pub fn raw_zmtp_peer(port: u16, socket_type: &str, identity: &[u8]) -> std::net::TcpStream {
     use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect((info.ip.as_str(), info.iopub_port)).expect("connect IOPub");
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -351,21 +350,51 @@ pub fn stalled_subscriber(info: &ConnectionInfo) -> std::net::TcpStream {
     stream.write_all(&greeting).expect("send greeting");
     let mut peer = [0u8; 64];
     stream.read_exact(&mut peer).expect("read greeting");
-    // READY command with Socket-Type SUB.
+    // READY with Socket-Type (and Identity).
     let mut ready = vec![5u8];
     ready.extend(b"READY");
-    ready.push(11);
-    ready.extend(b"Socket-Type");
-    ready.extend(3u32.to_be_bytes());
-    ready.extend(b"SUB");
+    for (name, value) in [
+        ("Socket-Type", socket_type.as_bytes()),
+        ("Identity", identity),
+    ] {
+        ready.push(name.len() as u8);
+        ready.extend(name.as_bytes());
+        ready.extend((value.len() as u32).to_be_bytes());
+        ready.extend(value);
+    }
     let mut frame = vec![0x04, ready.len() as u8];
     frame.extend(ready);
     stream.write_all(&frame).expect("send READY");
-    // The publisher's READY.
+    // The other side's READY.
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).expect("read READY");
     let mut body = vec![0u8; head[1] as usize];
     stream.read_exact(&mut body).expect("read READY body");
+    stream
+}
+
+/// A multipart message in ZMTP wire form.
+pub fn zmtp_message(frames: &[bytes::Bytes]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let more = u8::from(i + 1 < frames.len());
+        if frame.len() > 255 {
+            out.push(more | 0x02);
+            out.extend((frame.len() as u64).to_be_bytes());
+        } else {
+            out.push(more);
+            out.push(frame.len() as u8);
+        }
+        out.extend_from_slice(frame);
+    }
+    out
+}
+
+/// An IOPub subscriber that subscribes to everything and then never reads,
+/// at the TCP level. Holding the returned stream keeps it stalled.
+pub fn stalled_subscriber(info: &ConnectionInfo) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = raw_zmtp_peer(info.iopub_port, "SUB", b"");
     // Subscribe to every topic: a one-byte message `\x01`.
     stream.write_all(&[0x00, 0x01, 0x01]).expect("subscribe");
     stream

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Channel, ClientSockets, FrameReceiver, FrameSender, Frames, HeartbeatGuard, IopubChannel,
-    KernelSockets, TransportError,
+    IopubControl, IopubStats, IopubWelcome, KernelSockets, TransportError,
 };
 
 /// The identity the in-process client presents on every ROUTER channel.
@@ -64,6 +64,21 @@ impl FrameSender for Tx {
         self.tx
             .send(frames)
             .map_err(|_| TransportError::Closed(self.name))
+    }
+}
+
+/// In process, the client is wired in before the kernel starts: there is
+/// no subscription to welcome, and nothing is ever dropped.
+struct NoSubscriptions;
+
+impl IopubControl for NoSubscriptions {
+    fn set_welcome(&self, _welcome: IopubWelcome) {}
+
+    fn stats(&self) -> IopubStats {
+        IopubStats {
+            subscribers: 1,
+            ..IopubStats::default()
+        }
     }
 }
 
@@ -121,6 +136,7 @@ pub fn pair() -> (KernelSockets, ClientSockets) {
                 tx: iopub_tx,
                 routing: Routing::None,
             }),
+            control: Arc::new(NoSubscriptions),
         },
         heartbeat: HeartbeatGuard::new(move || echo.abort()),
     };

@@ -8,11 +8,13 @@
 //! receivers; [`ClientSockets`] is the matching client side used by
 //! `skillctl` and the tests.
 //!
-//! * [`zmq`]: ZeroMQ over TCP on the pure-Rust `zeromq` crate. IOPub is a
-//!   PUB socket, which queues per subscriber and drops for one that stops
-//!   reading, and holds what is published before its first subscriber
-//!   arrives; the heartbeat echoes on its own OS thread so it answers
-//!   while the kernel is busy.
+//! * [`zmq`]: ZeroMQ over TCP. ROUTER, REP and the client sockets come
+//!   from the pure-Rust `zeromq` crate; IOPub is an XPUB socket of our own
+//!   (ZMTP written here), which bounds each subscriber's queue, drops for
+//!   one that stops reading, answers each subscription with a welcome the
+//!   kernel builds, and holds what is published before its first
+//!   subscriber arrives. The heartbeat echoes on its own OS thread so it
+//!   answers while the kernel is busy.
 //! * [`inproc`]: tokio channels, for fast tests of the kernel with no
 //!   sockets at all.
 //!
@@ -86,6 +88,35 @@ pub struct Channel {
 /// The IOPub channel, kernel side.
 pub struct IopubChannel {
     pub sender: Arc<dyn FrameSender>,
+    pub control: Arc<dyn IopubControl>,
+}
+
+/// Builds the message that answers a new subscription (`iopub_welcome`)
+/// from its topic. It goes to that subscriber alone, before anything
+/// broadcast after the subscription.
+pub type IopubWelcome = Box<dyn Fn(&[u8]) -> Frames + Send + Sync>;
+
+/// What IOPub is delivering and what it lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IopubStats {
+    /// Subscribers connected now.
+    pub subscribers: usize,
+    /// Of those, how many have at least half their queue waiting.
+    pub lagging: usize,
+    /// Bytes waiting in all subscribers' queues.
+    pub queued_bytes: usize,
+    /// Messages dropped for subscribers whose queue was full, since start.
+    pub dropped: u64,
+    /// Messages dropped while held for a first subscriber that was slow to
+    /// come.
+    pub dropped_before_subscriber: u64,
+}
+
+/// The side of IOPub that is not publishing.
+pub trait IopubControl: Send + Sync {
+    /// Sets what answers each new subscription.
+    fn set_welcome(&self, welcome: IopubWelcome);
+    fn stats(&self) -> IopubStats;
 }
 
 /// Everything a kernel listens on.

@@ -1,20 +1,21 @@
 //! Publishing on IOPub: status and output.
 //!
-//! Publishing never waits for subscribers (the transport drops at its
-//! high-water mark, as PUB does); [`Iopub::flush`] waits only until earlier
+//! Publishing never waits for subscribers (the transport drops for one
+//! whose queue is full); [`Iopub::flush`] waits only until earlier
 //! messages reached the socket, so a request's output goes out before its
-//! reply.
+//! reply. Each new subscription is answered with `iopub_welcome`.
 
 use std::sync::Arc;
 
 use serde::Serialize;
-use skillkernel_protocol::content::{ExecutionState, Status};
+use skillkernel_protocol::content::{ExecutionState, IopubWelcome, Status};
 use skillkernel_protocol::{Header, Message, Signer};
-use skillkernel_transport::FrameSender;
+use skillkernel_transport::{FrameSender, IopubChannel, IopubControl, IopubStats};
 
 /// The kernel's IOPub publisher.
 pub struct Iopub {
     sender: Arc<dyn FrameSender>,
+    control: Arc<dyn IopubControl>,
     signer: Signer,
     session_id: String,
     username: String,
@@ -22,17 +23,38 @@ pub struct Iopub {
 
 impl Iopub {
     pub(crate) fn new(
-        sender: Arc<dyn FrameSender>,
+        channel: IopubChannel,
         signer: Signer,
         session_id: String,
         username: String,
     ) -> Self {
+        let welcome = {
+            let (signer, session_id, username) =
+                (signer.clone(), session_id.clone(), username.clone());
+            move |topic: &[u8]| {
+                let content = IopubWelcome {
+                    subscription: String::from_utf8_lossy(topic).into_owned(),
+                };
+                Message::new(
+                    Header::new("iopub_welcome", &session_id, &username),
+                    content,
+                )
+                .encode(&signer)
+            }
+        };
+        channel.control.set_welcome(Box::new(welcome));
         Iopub {
-            sender,
+            sender: channel.sender,
+            control: channel.control,
             signer,
             session_id,
             username,
         }
+    }
+
+    /// Subscribers, and what they lost.
+    pub fn stats(&self) -> IopubStats {
+        self.control.stats()
     }
 
     /// Publishes `content` as `msg_type`, with `parent`'s header as parent.

@@ -295,7 +295,7 @@ impl Kernel {
             iopub,
             heartbeat,
         } = sockets;
-        let (shared, exit) = Shared::new(signer, config, iopub.sender, stdin.sender);
+        let (shared, exit) = Shared::new(signer, config, iopub, stdin.sender);
         let shared = Arc::new(shared);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(stdin::read_replies(

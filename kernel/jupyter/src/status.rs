@@ -15,7 +15,7 @@ use skillkernel_protocol::PROTOCOL_VERSION;
 use crate::health::HealthThresholds;
 use crate::session::Shared;
 
-pub use skillkernel_protocol::content::{KernelStatus, SessionStatus};
+pub use skillkernel_protocol::content::{IopubStatus, KernelStatus, SessionStatus};
 
 /// Everything `status_reply` carries besides `status: "ok"`, with the
 /// health thresholds as the kernel's `[health]` config.
@@ -55,6 +55,17 @@ pub fn collect(shared: &Shared) -> StatusReport {
         persistence: shared.persistence_status(),
         operations: shared.operations.list(),
         shutting_down: shared.exit_requested(),
+        iopub: iopub_status(shared.iopub.stats()),
+    }
+}
+
+fn iopub_status(s: skillkernel_transport::IopubStats) -> IopubStatus {
+    IopubStatus {
+        subscribers: s.subscribers,
+        lagging: s.lagging,
+        queued_bytes: s.queued_bytes,
+        dropped: s.dropped,
+        dropped_before_subscriber: s.dropped_before_subscriber,
     }
 }
 

@@ -64,3 +64,11 @@ pub enum ExecutionState {
 pub struct ClearOutput {
     pub wait: bool,
 }
+
+/// `iopub_welcome` content (protocol 5.4): sent to a new IOPub subscriber
+/// alone, once its subscription is in, so it knows it will see what
+/// follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IopubWelcome {
+    pub subscription: String,
+}

@@ -1,13 +1,19 @@
-//! IOPub, kernel side: one task feeds a PUB socket from a bounded queue.
+//! IOPub, kernel side: the kernel publishes straight into [`Xpub`], our
+//! own XPUB socket.
 //!
-//! Publishing never waits on a subscriber. The kernel's queue holds up to
-//! [`IOPUB_HIGH_WATER_MARK`] messages and drops beyond it, as libzmq drops
-//! at its high-water mark; the crate's PUB socket then gives each
-//! subscriber its own queue, so one that stops reading loses messages
-//! without holding up the others. (The crate's XPUB, which would report
-//! subscriptions for `iopub_welcome`, writes to subscribers one after
-//! another and blocks on a full one, starving everyone else; PUB is chosen
-//! for that reason.)
+//! Publishing never waits on a subscriber: each has its own queue, bounded
+//! at [`SUBSCRIBER_MESSAGES`] messages and [`SUBSCRIBER_BYTES`] bytes, and
+//! one that stops reading loses messages (counted in [`IopubStats`],
+//! logged once) without touching the daemon's memory or anyone else's
+//! delivery. Because publishing is synchronous, a flush has nothing to
+//! wait for: everything sent is already in the subscribers' queues.
+//!
+//! # Subscriptions
+//!
+//! XPUB sees each subscription arrive. The kernel answers it with
+//! `iopub_welcome` (protocol 5.4), which goes into that subscriber's queue
+//! before the subscription takes effect, so it is the first thing the
+//! subscriber gets.
 //!
 //! # Late joiners at start
 //!
@@ -16,204 +22,75 @@
 //! every 100 ms per socket. Its shell DEALER can get through before its
 //! IOPub SUB; a kernel that starts in milliseconds then answers the first
 //! `kernel_info_request` and `execute_request` before the SUB has
-//! subscribed. PUB drops what nobody subscribes to, and a client waiting
-//! for that request's `status: idle` waits forever.
-//!
-//! So until the first subscriber connects (at most [`STARTUP_HOLD`] after
-//! the bind), the task holds what is published, and hands it to the socket
-//! [`SUBSCRIPTION_GRACE`] after that peer's handshake: its subscription
-//! follows the handshake on the same connection. Only messages nobody could
-//! have received are held; from then on IOPub is plain PUB.
+//! subscribed, and a client waiting for that request's `status: idle`
+//! would wait forever. So until the first subscription (at most
+//! [`STARTUP_HOLD`] after the bind) what is published is held, and goes to
+//! that first subscriber right after its welcome. Only messages nobody
+//! could have received are held.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::channel::mpsc as monitor;
-use futures::StreamExt;
 use skillkernel_protocol::connection::ChannelPort;
 use skillkernel_protocol::ConnectionInfo;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{sleep, Instant};
-use zeromq::prelude::*;
-use zeromq::{PubSocket, SocketEvent};
+use tokio::sync::watch;
 
-use super::{bind, to_zmq};
-use crate::{FrameSender, Frames, IopubChannel, TransportError};
-
-/// IOPub messages queued beyond this are dropped (libzmq's default SNDHWM).
-pub const IOPUB_HIGH_WATER_MARK: usize = 1000;
+use super::xpub::Xpub;
+pub use super::xpub::{HELD_MESSAGES, SUBSCRIBER_BYTES, SUBSCRIBER_MESSAGES};
+use crate::{
+    FrameSender, Frames, IopubChannel, IopubControl, IopubStats, IopubWelcome, TransportError,
+};
 
 /// How long after the bind messages wait for a first subscriber; a client
-/// that connects later has missed nothing a PUB socket would have kept.
+/// that subscribes later has missed nothing a PUB socket would have kept.
 pub const STARTUP_HOLD: Duration = Duration::from_secs(10);
 
-/// Time between a subscriber's handshake and its subscription being read.
-pub const SUBSCRIPTION_GRACE: Duration = Duration::from_millis(100);
-
-/// How long the socket outlives the kernel's sender.
+/// How long the socket outlives the kernel's sender, so what is queued
+/// reaches the wire (libzmq's linger).
 const LINGER: Duration = Duration::from_millis(200);
 
-enum IopubItem {
-    Frames(Frames),
-    Flush(oneshot::Sender<()>),
-}
-
 struct IopubTx {
-    queue: mpsc::Sender<IopubItem>,
-    dropped: Arc<AtomicU64>,
+    xpub: Arc<Xpub>,
+    /// Dropped with the kernel's last sender: the socket lingers, then
+    /// closes.
+    _open: watch::Sender<bool>,
 }
 
 #[async_trait]
 impl FrameSender for IopubTx {
     async fn send(&self, frames: Frames) -> Result<(), TransportError> {
-        match self.queue.try_send(IopubItem::Frames(frames)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n.is_power_of_two() {
-                    tracing::warn!(
-                        dropped = n,
-                        "IOPub queue full; dropping messages for slow subscribers"
-                    );
-                }
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(TransportError::Closed("iopub")),
-        }
+        self.xpub.publish(&frames);
+        Ok(())
+    }
+}
+
+impl IopubControl for Xpub {
+    fn set_welcome(&self, welcome: IopubWelcome) {
+        Xpub::set_welcome(self, welcome);
     }
 
-    async fn flush(&self) -> Result<(), TransportError> {
-        let (tx, rx) = oneshot::channel();
-        self.queue
-            .send(IopubItem::Flush(tx))
-            .await
-            .map_err(|_| TransportError::Closed("iopub"))?;
-        rx.await.map_err(|_| TransportError::Closed("iopub"))
+    fn stats(&self) -> IopubStats {
+        Xpub::stats(self)
     }
 }
 
 pub(super) async fn bind_iopub(info: &mut ConnectionInfo) -> Result<IopubChannel, TransportError> {
-    let mut socket = PubSocket::new();
-    // Before the bind, so no connection goes unreported.
-    let peers = socket.monitor();
-    bind(&mut socket, info, ChannelPort::IoPub).await?;
-    let (queue, items) = mpsc::channel::<IopubItem>(IOPUB_HIGH_WATER_MARK);
-    tokio::spawn(async move {
-        let mut items = items;
-        let Some(held) = hold_until_first_subscriber(&mut items, peers).await else {
-            return;
-        };
-        let mut socket = socket;
-        for frames in held.frames {
-            publish(&mut socket, frames).await;
-        }
-        for done in held.flushes {
-            let _ = done.send(());
-        }
-        while let Some(item) = items.recv().await {
-            match item {
-                IopubItem::Frames(frames) => publish(&mut socket, frames).await,
-                IopubItem::Flush(done) => {
-                    let _ = done.send(());
-                }
-            }
-        }
-        // The kernel is done publishing; as libzmq's linger does, give the
-        // subscribers' queues a moment to reach the wire before the socket
-        // goes (a process that exits does not wait).
-        sleep(LINGER).await;
-    });
+    let (open, closed) = watch::channel(false);
+    let (xpub, port) = Xpub::bind(&info.ip, info.iopub_port, STARTUP_HOLD, closed, LINGER)
+        .await
+        .map_err(|e| TransportError::Bind {
+            endpoint: info.endpoint(ChannelPort::IoPub),
+            reason: e.to_string(),
+        })?;
+    info.set_port(ChannelPort::IoPub, port);
     Ok(IopubChannel {
         sender: Arc::new(IopubTx {
-            queue,
-            dropped: Arc::new(AtomicU64::new(0)),
+            xpub: xpub.clone(),
+            _open: open,
         }),
+        control: xpub,
     })
-}
-
-async fn publish(socket: &mut PubSocket, frames: Frames) {
-    match to_zmq(frames) {
-        // PUB hands the message to each subscriber's own queue and
-        // returns; it never waits on a subscriber.
-        Ok(msg) => {
-            if let Err(e) = socket.send(msg).await {
-                tracing::debug!(error = %e, "IOPub send failed");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "IOPub message not sendable"),
-    }
-}
-
-/// What was published, and flushes asked for, while the first subscriber
-/// was on its way.
-#[derive(Default)]
-struct Held {
-    frames: VecDeque<Frames>,
-    flushes: Vec<oneshot::Sender<()>>,
-}
-
-/// Holds messages until the first subscriber has had time to subscribe, or
-/// drops them once [`STARTUP_HOLD`] passes with none. Beyond
-/// [`IOPUB_HIGH_WATER_MARK`] the oldest give way, so a request's closing
-/// `idle` is never the one lost. `None` when the kernel closed its sender
-/// with nobody connected.
-async fn hold_until_first_subscriber(
-    items: &mut mpsc::Receiver<IopubItem>,
-    mut peers: monitor::Receiver<SocketEvent>,
-) -> Option<Held> {
-    let mut held = Held::default();
-    let mut dropped = 0u64;
-    let give_up = sleep(STARTUP_HOLD);
-    // Reset to the end of the grace once a subscriber has connected.
-    let release = sleep(STARTUP_HOLD);
-    tokio::pin!(give_up, release);
-    let mut subscriber_seen = false;
-    // The kernel closed its sender: what is held still goes out.
-    let mut closed = false;
-    loop {
-        tokio::select! {
-            item = items.recv(), if !closed => match item {
-                None if subscriber_seen => closed = true,
-                None => return None,
-                Some(IopubItem::Frames(frames)) => {
-                    if held.frames.len() == IOPUB_HIGH_WATER_MARK {
-                        held.frames.pop_front();
-                        dropped += 1;
-                        if dropped.is_power_of_two() {
-                            tracing::warn!(dropped, "IOPub held too much before its first subscriber; dropping the oldest");
-                        }
-                    }
-                    held.frames.push_back(frames);
-                }
-                // With nobody connected, nobody can receive what was held
-                // before the caller's reply; once someone has, the flush
-                // waits until the held messages reach the socket.
-                Some(IopubItem::Flush(done)) if !subscriber_seen => {
-                    let _ = done.send(());
-                }
-                Some(IopubItem::Flush(done)) => held.flushes.push(done),
-            },
-            event = peers.next(), if !subscriber_seen => {
-                if matches!(event, Some(SocketEvent::Accepted(..)) | None) {
-                    subscriber_seen = true;
-                    release.as_mut().reset(Instant::now() + SUBSCRIPTION_GRACE);
-                }
-            }
-            () = &mut release, if subscriber_seen => return Some(held),
-            () = &mut give_up, if !subscriber_seen => {
-                if !held.frames.is_empty() {
-                    tracing::debug!(
-                        dropped = held.frames.len(),
-                        "no IOPub subscriber since start; dropping what was published"
-                    );
-                }
-                return Some(Held::default());
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -222,16 +99,18 @@ mod tests {
 
     use bytes::Bytes;
     use skillkernel_protocol::ConnectionInfo;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
     use tokio::time::timeout;
 
-    use super::{IOPUB_HIGH_WATER_MARK, SUBSCRIPTION_GRACE};
-    use crate::zmq::{connect, ZmqTransport};
-    use crate::{Frames, KernelSockets, Transport};
+    use super::{HELD_MESSAGES, SUBSCRIBER_MESSAGES};
+    use crate::zmq::{connect, zmtp, ZmqTransport};
+    use crate::{ClientSockets, Frames, KernelSockets, Transport};
 
-    fn frames(text: &'static str) -> Frames {
+    fn frames(text: &str) -> Frames {
         vec![
             Bytes::from_static(b"topic"),
-            Bytes::from_static(text.as_bytes()),
+            Bytes::copy_from_slice(text.as_bytes()),
         ]
     }
 
@@ -239,6 +118,38 @@ mod tests {
         let mut info = ConnectionInfo::new_random("127.0.0.1", "skillkernel");
         let sockets = ZmqTransport.bind(&mut info).await.expect("bind");
         (sockets, info)
+    }
+
+    async fn texts(client: &mut ClientSockets, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        for _ in 0..n {
+            match timeout(Duration::from_secs(5), client.iopub.recv()).await {
+                Ok(Ok(message)) => got.push(String::from_utf8_lossy(&message[1]).into_owned()),
+                _ => break,
+            }
+        }
+        got
+    }
+
+    /// A subscriber that subscribes to everything, reads its welcome (so
+    /// the subscription is known to be in) and never reads again.
+    async fn stalled(info: &ConnectionInfo) -> TcpStream {
+        let mut stream = TcpStream::connect((info.ip.as_str(), info.iopub_port))
+            .await
+            .expect("connect");
+        zmtp::handshake(&mut stream, "SUB", &["XPUB", "PUB"])
+            .await
+            .expect("handshake");
+        stream
+            .write_all(&zmtp::encode_message(&[Bytes::from_static(b"\x01")]))
+            .await
+            .expect("subscribe");
+        loop {
+            match zmtp::read(&mut stream, 1 << 20).await.expect("welcome") {
+                zmtp::Incoming::Frame { more: false, .. } => break stream,
+                _ => continue,
+            }
+        }
     }
 
     #[tokio::test]
@@ -253,53 +164,36 @@ mod tests {
             .unwrap();
 
         let mut client = connect(&info, b"late").await.expect("connect");
-        // Published after the subscriber connected: plain PUB delivery, the
-        // positive control for the held ones.
+        let first = texts(&mut client, 2).await;
+        // Published after the subscription: plain delivery, the positive
+        // control for the held ones.
         kernel.iopub.sender.send(frames("idle")).await.unwrap();
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            let message = timeout(Duration::from_secs(5), client.iopub.recv())
-                .await
-                .expect("a held message arrives")
-                .unwrap();
-            got.push(String::from_utf8_lossy(&message[1]).into_owned());
-        }
-        assert_eq!(got, ["starting", "busy", "idle"]);
-    }
-
-    async fn texts(client: &mut crate::ClientSockets, n: usize) -> Vec<String> {
-        let mut got = Vec::new();
-        for _ in 0..n {
-            match timeout(Duration::from_secs(5), client.iopub.recv()).await {
-                Ok(Ok(message)) => got.push(String::from_utf8_lossy(&message[1]).into_owned()),
-                _ => break,
-            }
-        }
-        got
+        let then = texts(&mut client, 1).await;
+        assert_eq!([first, then].concat(), ["starting", "busy", "idle"]);
     }
 
     #[tokio::test]
-    async fn beyond_the_high_water_mark_the_oldest_held_give_way() {
+    async fn beyond_what_is_held_the_oldest_give_way() {
         let (kernel, info) = bound().await;
-        let numbered: Vec<&'static str> = (0..IOPUB_HIGH_WATER_MARK + 5)
-            .map(|i| &*Box::leak(format!("m{i}").into_boxed_str()))
-            .collect();
-        // The queue to the task drops when full; send at the task's pace.
-        for text in &numbered {
-            kernel.iopub.sender.send(frames(text)).await.unwrap();
-            tokio::task::yield_now().await;
+        for i in 0..HELD_MESSAGES + 5 {
+            kernel
+                .iopub
+                .sender
+                .send(frames(&format!("m{i}")))
+                .await
+                .unwrap();
         }
         kernel.iopub.sender.send(frames("idle")).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let mut client = connect(&info, b"late").await.expect("connect");
-        let got = texts(&mut client, IOPUB_HIGH_WATER_MARK).await;
-        assert_eq!(got.len(), IOPUB_HIGH_WATER_MARK);
+        let got = texts(&mut client, HELD_MESSAGES).await;
+        assert_eq!(got.len(), HELD_MESSAGES);
         assert_eq!(
             got.last().map(String::as_str),
             Some("idle"),
             "the newest is kept"
         );
-        assert_ne!(got[0], "m0", "the oldest gave way");
+        assert_eq!(got[0], "m6", "the oldest gave way");
+        assert_eq!(kernel.iopub.control.stats().dropped_before_subscriber, 6);
     }
 
     #[tokio::test]
@@ -312,10 +206,79 @@ mod tests {
             .await
             .unwrap();
         let mut client = connect(&info, b"late").await.expect("connect");
-        // Inside the grace: the subscriber is known, its subscription may
-        // not be.
-        tokio::time::sleep(SUBSCRIPTION_GRACE / 2).await;
+        // Connected; its subscription may not have arrived yet.
         drop(kernel);
         assert_eq!(texts(&mut client, 1).await, ["last words"]);
+    }
+
+    #[tokio::test]
+    async fn each_subscriber_is_welcomed_first_and_alone() {
+        let (kernel, info) = bound().await;
+        kernel.iopub.control.set_welcome(Box::new(|topic| {
+            vec![
+                Bytes::from_static(b"welcome"),
+                Bytes::from(format!("welcome {topic:?}")),
+            ]
+        }));
+        kernel.iopub.sender.send(frames("held")).await.unwrap();
+        let mut first = connect(&info, b"one").await.expect("connect");
+        assert_eq!(texts(&mut first, 2).await, ["welcome []", "held"]);
+
+        let mut second = connect(&info, b"two").await.expect("connect");
+        assert_eq!(texts(&mut second, 1).await, ["welcome []"]);
+        kernel.iopub.sender.send(frames("both")).await.unwrap();
+        assert_eq!(texts(&mut second, 1).await, ["both"]);
+        // The first sees the broadcast, not the second's welcome.
+        assert_eq!(texts(&mut first, 1).await, ["both"]);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_stops_reading_loses_messages_and_only_it_does() {
+        let (kernel, info) = bound().await;
+        kernel.iopub.control.set_welcome(Box::new(|_| {
+            vec![Bytes::from_static(b"w"), Bytes::from_static(b"welcome")]
+        }));
+        let _stalled = stalled(&info).await;
+        let mut reader = connect(&info, b"reader").await.expect("connect");
+        assert_eq!(texts(&mut reader, 1).await, ["welcome"]);
+
+        // 3 × the message bound, 16 KiB each: ~48 MiB, far beyond what the
+        // stalled peer's socket buffers take. The reader keeps up.
+        let payload = "x".repeat(16 * 1024);
+        let mut received = 0;
+        for chunk in 0..3 * SUBSCRIBER_MESSAGES / 500 {
+            for i in 0..500 {
+                let text = format!("{chunk}-{i}-{payload}");
+                kernel.iopub.sender.send(frames(&text)).await.unwrap();
+            }
+            received += texts(&mut reader, 500).await.len();
+        }
+        assert_eq!(received, 3 * SUBSCRIBER_MESSAGES, "the reader lost nothing");
+        let stats = kernel.iopub.control.stats();
+        assert!(
+            stats.dropped > 0,
+            "the stalled subscriber lost messages: {stats:?}"
+        );
+        assert!(stats.queued_bytes <= super::SUBSCRIBER_BYTES, "{stats:?}");
+        assert_eq!(stats.lagging, 1, "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_not_zmtp_is_closed_and_subscribers_are_served() {
+        use tokio::io::AsyncReadExt;
+        let (kernel, info) = bound().await;
+        let mut http = TcpStream::connect((info.ip.as_str(), info.iopub_port))
+            .await
+            .unwrap();
+        http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let closed = timeout(Duration::from_secs(5), http.read_to_end(&mut sink)).await;
+        assert!(closed.is_ok(), "the non-ZMTP peer is closed");
+
+        let mut client = connect(&info, b"ok").await.expect("connect");
+        kernel.iopub.sender.send(frames("served")).await.unwrap();
+        assert_eq!(texts(&mut client, 1).await, ["served"]);
     }
 }

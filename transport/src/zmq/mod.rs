@@ -1,14 +1,18 @@
 //! ZeroMQ over TCP, on the pure-Rust `zeromq` crate.
 //!
-//! Kernel side: ROUTER for shell, control and stdin; PUB for IOPub, fed by
-//! one task from a bounded queue; REP for the heartbeat on a dedicated OS
-//! thread with its own small runtime, so a kernel busy with long work still
-//! answers pings.
+//! Kernel side: ROUTER for shell, control and stdin; REP for the heartbeat
+//! on a dedicated OS thread with its own small runtime, so a kernel busy
+//! with long work still answers pings; and for IOPub an XPUB socket of our
+//! own ([`xpub`] on the wire format in [`zmtp`]), because the crate's PUB
+//! and XPUB cannot bound what a subscriber that stops reading costs.
 //!
-//! IOPub (in [`iopub`]) never waits on a subscriber, and holds what it
-//! publishes before its first subscriber arrives.
+//! IOPub (in [`iopub`]) never waits on a subscriber, welcomes each
+//! subscription, and holds what it publishes before its first subscriber
+//! arrives.
 
 mod iopub;
+mod xpub;
+mod zmtp;
 
 use std::sync::Arc;
 
@@ -29,7 +33,7 @@ use crate::{
 };
 
 use iopub::bind_iopub;
-pub use iopub::IOPUB_HIGH_WATER_MARK;
+pub use iopub::{HELD_MESSAGES, STARTUP_HOLD, SUBSCRIBER_BYTES, SUBSCRIBER_MESSAGES};
 
 /// The ZeroMQ transport.
 #[derive(Debug, Default, Clone, Copy)]

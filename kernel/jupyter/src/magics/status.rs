@@ -8,7 +8,7 @@ use crate::exec_context::output::markdown_bundle;
 use crate::exec_context::ExecContext;
 use crate::health::units::format_bytes;
 use crate::health::HealthReport;
-use crate::status::{self, StatusReport};
+use crate::status::{self, IopubStatus, StatusReport};
 use crate::store::PersistenceStatus;
 
 pub(super) async fn run(ctx: &mut ExecContext<'_>) -> Result<(), KernelError> {
@@ -45,6 +45,7 @@ fn table(r: &StatusReport) -> String {
             n => format!("{n} (oldest {:.1} s)", r.operations[0].running_secs),
         },
     ));
+    rows.push(("IOPub", iopub_row(&r.iopub)));
     if r.shutting_down {
         rows.push(("shutdown", "in progress; new work is refused".into()));
     }
@@ -54,6 +55,27 @@ fn table(r: &StatusReport) -> String {
     }
     out.push_str(&persistence_rows(&r.persistence));
     out
+}
+
+fn iopub_row(i: &IopubStatus) -> String {
+    let mut row = match i.subscribers {
+        1 => "1 subscriber".to_owned(),
+        n => format!("{n} subscribers"),
+    };
+    if i.lagging > 0 {
+        row.push_str(&format!(
+            ", {} not reading ({} queued)",
+            i.lagging,
+            format_bytes(i.queued_bytes as u64)
+        ));
+    }
+    if i.dropped > 0 {
+        row.push_str(&format!(
+            "; {} messages dropped for subscribers that did not read",
+            i.dropped
+        ));
+    }
+    row
 }
 
 /// `%status` rows for the persisted session.
@@ -176,7 +198,23 @@ mod tests {
             },
             operations: Vec::new(),
             shutting_down: false,
+            iopub: IopubStatus {
+                subscribers: 2,
+                lagging: 1,
+                queued_bytes: 3 << 20,
+                dropped: 1200,
+                dropped_before_subscriber: 0,
+            },
         }
+    }
+
+    #[test]
+    fn the_table_says_what_iopub_dropped_for_a_subscriber_not_reading() {
+        let t = table(&report(HealthStatus::Healthy, &[]));
+        assert!(
+            t.contains("| IOPub | 2 subscribers, 1 not reading (3.0 MiB queued); 1200 messages dropped for subscribers that did not read |\n"),
+            "{t}"
+        );
     }
 
     #[test]

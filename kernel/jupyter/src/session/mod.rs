@@ -18,7 +18,7 @@ use skillkernel_providers::{ChatMessage, ModelInfo};
 mod writes;
 
 use crate::errors::KernelError;
-use skillkernel_transport::FrameSender;
+use skillkernel_transport::{FrameSender, IopubChannel};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -160,7 +160,7 @@ impl Shared {
     pub(crate) fn new(
         signer: Signer,
         config: KernelConfig,
-        iopub: Arc<dyn FrameSender>,
+        iopub: IopubChannel,
         stdin: Arc<dyn FrameSender>,
     ) -> (Shared, watch::Receiver<Option<ExitReason>>) {
         let session_id = uuid_like();

@@ -44,6 +44,24 @@ pub struct StatusReport<T = Map<String, Value>> {
     pub operations: Vec<OperationInfo>,
     /// Whether a shutdown has begun (new work is refused).
     pub shutting_down: bool,
+    /// IOPub's subscribers and what they lost.
+    #[serde(default)]
+    pub iopub: IopubStatus,
+}
+
+/// IOPub delivery: subscribers connected now, and messages dropped since
+/// start for subscribers that did not read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IopubStatus {
+    pub subscribers: usize,
+    /// Subscribers with at least half their queue waiting.
+    pub lagging: usize,
+    /// Bytes waiting in all subscribers' queues.
+    pub queued_bytes: usize,
+    /// Dropped for a subscriber whose queue was full.
+    pub dropped: u64,
+    /// Dropped while waiting for the first subscriber.
+    pub dropped_before_subscriber: u64,
 }
 
 /// Which kernel this is and how long it has run.

@@ -427,6 +427,8 @@ fn a_status_reply_reads_with_unknown_sections_ignored() {
                         "artifact_bytes": 0, "unsaved_changes": 0},
         "operations": [],
         "shutting_down": false,
+        "iopub": {"subscribers": 2, "lagging": 1, "queued_bytes": 4096, "dropped": 12,
+                  "dropped_before_subscriber": 0},
         "a_later_section": {}
     });
     let reply: ReplyTo<StatusRequest> = serde_json::from_value(wire.clone()).unwrap();
@@ -435,6 +437,7 @@ fn a_status_reply_reads_with_unknown_sections_ignored() {
     };
     assert_eq!(report.health.status, HealthStatus::Degraded);
     assert_eq!(report.kernel.pid, 7);
+    assert_eq!(report.iopub.dropped, 12);
     assert_eq!(report.health.thresholds["interval_secs"], 5.0);
     let mut back = serde_json::to_value(Reply::<_, ErrorContent>::Ok(report)).unwrap();
     back["a_later_section"] = json!({});
