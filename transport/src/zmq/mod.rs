@@ -1,16 +1,20 @@
 //! ZeroMQ over TCP, on the pure-Rust `zeromq` crate.
 //!
-//! Kernel side: ROUTER for shell, control and stdin; REP for the heartbeat
-//! on a dedicated OS thread with its own small runtime, so a kernel busy
-//! with long work still answers pings; and for IOPub an XPUB socket of our
-//! own ([`xpub`] on the wire format in [`zmtp`]), because the crate's PUB
-//! and XPUB cannot bound what a subscriber that stops reading costs.
+//! Kernel side: sockets of our own (the wire format in [`zmtp`], what
+//! they share in [`peer`]) for ROUTER ([`router`]: shell, control, stdin)
+//! and XPUB ([`xpub`]: IOPub), because the crate's ROUTER, PUB and XPUB
+//! cannot bound what a peer that stops reading costs; REP from the crate
+//! for the heartbeat, on a dedicated OS thread with its own small runtime,
+//! so a kernel busy with long work still answers pings. The client side
+//! ([`connect`]) is the crate's DEALER, SUB and REQ.
 //!
 //! IOPub (in [`iopub`]) never waits on a subscriber, welcomes each
 //! subscription, and holds what it publishes before its first subscriber
 //! arrives.
 
 mod iopub;
+mod peer;
+mod router;
 mod xpub;
 mod zmtp;
 
@@ -23,8 +27,8 @@ use skillkernel_protocol::ConnectionInfo;
 use tokio::sync::{mpsc, oneshot};
 use zeromq::prelude::*;
 use zeromq::{
-    util::PeerIdentity, DealerSocket, Endpoint, RepSocket, ReqSocket, RouterSocket, SocketOptions,
-    SubSocket, ZmqMessage,
+    util::PeerIdentity, DealerSocket, Endpoint, RepSocket, ReqSocket, SocketOptions, SubSocket,
+    ZmqMessage,
 };
 
 use crate::{
@@ -34,6 +38,7 @@ use crate::{
 
 use iopub::bind_iopub;
 pub use iopub::{HELD_MESSAGES, STARTUP_HOLD, SUBSCRIBER_BYTES, SUBSCRIBER_MESSAGES};
+use router::bind_router;
 
 /// The ZeroMQ transport.
 #[derive(Debug, Default, Clone, Copy)]
@@ -48,23 +53,6 @@ fn port_of(endpoint: &Endpoint) -> u16 {
         Endpoint::Tcp(_, port) => *port,
         _ => 0,
     }
-}
-
-async fn bind<S: Socket>(
-    socket: &mut S,
-    info: &mut ConnectionInfo,
-    channel: ChannelPort,
-) -> Result<(), TransportError> {
-    let endpoint = info.endpoint(channel);
-    let bound = socket
-        .bind(&endpoint)
-        .await
-        .map_err(|e| TransportError::Bind {
-            endpoint: endpoint.clone(),
-            reason: e.to_string(),
-        })?;
-    info.set_port(channel, port_of(&bound));
-    Ok(())
 }
 
 #[async_trait]
@@ -83,62 +71,6 @@ impl Transport for ZmqTransport {
             heartbeat,
         })
     }
-}
-
-// ---------------------------------------------------------------- ROUTER
-
-struct RouterRx {
-    name: &'static str,
-    half: zeromq::RouterRecvHalf,
-}
-
-#[async_trait]
-impl FrameReceiver for RouterRx {
-    async fn recv(&mut self) -> Result<Frames, TransportError> {
-        match self.half.recv().await {
-            Ok(msg) => Ok(msg.into_vec()),
-            Err(zeromq::ZmqError::NoMessage) => Err(TransportError::Closed(self.name)),
-            Err(e) => Err(TransportError::Recv {
-                channel: self.name,
-                reason: e.to_string(),
-            }),
-        }
-    }
-}
-
-struct RouterTx {
-    name: &'static str,
-    half: zeromq::RouterSendHalf,
-}
-
-#[async_trait]
-impl FrameSender for RouterTx {
-    async fn send(&self, frames: Frames) -> Result<(), TransportError> {
-        let msg = to_zmq(frames).map_err(|reason| TransportError::Send {
-            channel: self.name,
-            reason,
-        })?;
-        // The send half is a cheap handle onto shared state.
-        let mut half = self.half.clone();
-        half.send(msg).await.map_err(|e| TransportError::Send {
-            channel: self.name,
-            reason: e.to_string(),
-        })
-    }
-}
-
-async fn bind_router(
-    info: &mut ConnectionInfo,
-    port: ChannelPort,
-    name: &'static str,
-) -> Result<Channel, TransportError> {
-    let mut socket = RouterSocket::new();
-    bind(&mut socket, info, port).await?;
-    let (tx, rx) = socket.split();
-    Ok(Channel {
-        receiver: Box::new(RouterRx { name, half: rx }),
-        sender: Arc::new(RouterTx { name, half: tx }),
-    })
 }
 
 // ------------------------------------------------------------- heartbeat

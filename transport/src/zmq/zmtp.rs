@@ -134,9 +134,13 @@ pub async fn read<S: AsyncRead + Unpin>(stream: &mut S, limit: u64) -> Result<In
     if size > limit {
         return Err(ZmtpError::TooLarge(size));
     }
-    // `size` is within `limit`, itself a small number.
-    let mut body = vec![0u8; size as usize];
-    stream.read_exact(&mut body).await?;
+    // Grown as bytes arrive, not sized from the header: a peer claiming a
+    // large frame costs only what it actually sends.
+    let mut body = Vec::with_capacity(size.min(64 * 1024) as usize);
+    (&mut *stream).take(size).read_to_end(&mut body).await?;
+    if (body.len() as u64) < size {
+        return Err(ZmtpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     let body = Bytes::from(body);
     if flags & COMMAND == 0 {
         return Ok(Incoming::Frame {

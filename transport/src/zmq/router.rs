@@ -1,0 +1,334 @@
+//! ROUTER sockets of our own, for shell, control and stdin.
+//!
+//! The `zeromq` crate's ROUTER queues replies for a peer without a bound:
+//! a client that sends requests and never reads the replies grows the
+//! daemon by every reply. Here each peer has an outbox bounded in messages
+//! and bytes ([`super::peer`]); a reply to a peer whose outbox is full is
+//! dropped, as libzmq's ROUTER drops at the high-water mark, and logged
+//! once. Requests come in through one small bounded queue: while the
+//! kernel is behind, a connection's reader waits, and TCP pushes back on a
+//! client that floods.
+//!
+//! Every received message starts with the sending peer's identity (its
+//! READY `Identity`, or one made up here); a message sent starts with the
+//! identity of the peer it goes to. A peer that reconnects with an
+//! identity in use takes it over (libzmq's `ROUTER_HANDOVER`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use skillkernel_protocol::connection::ChannelPort;
+use skillkernel_protocol::ConnectionInfo;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+
+use super::peer::{self, lock, Outbox, HANDSHAKE_TIMEOUT};
+use super::zmtp::{self, Incoming, ZmtpError};
+use crate::{Channel, FrameReceiver, FrameSender, Frames, TransportError};
+
+/// The largest message a peer may send; the kernel applies its own,
+/// smaller, configurable limit after this one.
+pub const MAX_MESSAGE_BYTES: u64 = 1 << 30;
+/// Requests received and not yet taken by the kernel.
+const INBOUND_QUEUE: usize = 64;
+/// How long the socket outlives the kernel's handles, so replies queued
+/// last (a `shutdown_reply`) reach the wire.
+const LINGER: Duration = Duration::from_millis(200);
+
+type Peer = Outbox<()>;
+
+struct Router {
+    name: &'static str,
+    peers: Mutex<HashMap<Bytes, Arc<Peer>>>,
+    next_identity: AtomicU32,
+}
+
+/// Binds the ROUTER socket of `channel` and starts accepting.
+pub(super) async fn bind_router(
+    info: &mut ConnectionInfo,
+    channel: ChannelPort,
+    name: &'static str,
+) -> Result<Channel, TransportError> {
+    let (listener, port) = peer::listen(&info.ip, info.port(channel))
+        .await
+        .map_err(|e| TransportError::Bind {
+            endpoint: info.endpoint(channel),
+            reason: e.to_string(),
+        })?;
+    info.set_port(channel, port);
+    let router = Arc::new(Router {
+        name,
+        peers: Mutex::new(HashMap::new()),
+        next_identity: AtomicU32::new(1),
+    });
+    let (inbound, requests) = mpsc::channel(INBOUND_QUEUE);
+    // The socket closes when the kernel has dropped both of its handles.
+    let (open, closed) = watch::channel(false);
+    let open = Arc::new(open);
+    let socket = router.clone();
+    tokio::spawn(peer::accept(
+        name,
+        listener,
+        closed,
+        LINGER,
+        move |stream, addr, stop| serve(socket.clone(), stream, addr, stop, inbound.clone()),
+    ));
+    Ok(Channel {
+        receiver: Box::new(RouterRx {
+            name,
+            requests,
+            _open: open.clone(),
+        }),
+        sender: Arc::new(RouterTx {
+            router,
+            _open: open,
+        }),
+    })
+}
+
+struct RouterRx {
+    name: &'static str,
+    requests: mpsc::Receiver<Frames>,
+    _open: Arc<watch::Sender<bool>>,
+}
+
+#[async_trait]
+impl FrameReceiver for RouterRx {
+    async fn recv(&mut self) -> Result<Frames, TransportError> {
+        self.requests
+            .recv()
+            .await
+            .ok_or(TransportError::Closed(self.name))
+    }
+}
+
+struct RouterTx {
+    router: Arc<Router>,
+    _open: Arc<watch::Sender<bool>>,
+}
+
+#[async_trait]
+impl FrameSender for RouterTx {
+    async fn send(&self, frames: Frames) -> Result<(), TransportError> {
+        let Some((identity, message)) = frames.split_first() else {
+            return Ok(());
+        };
+        let peer = lock(&self.router.peers).get(identity).cloned();
+        match peer {
+            Some(peer) => {
+                let wire = zmtp::encode_message(message);
+                let mut queue = peer.lock();
+                peer.offer(&mut queue, &wire);
+            }
+            // As a ROUTER does: a message for a peer that is gone is dropped.
+            None => tracing::debug!(channel = self.router.name, "reply for a peer that is gone"),
+        }
+        Ok(())
+    }
+}
+
+impl Router {
+    /// The identity a peer gave in its READY, or a new one, as libzmq
+    /// makes them: a zero byte, then a counter.
+    fn identity(&self, properties: &HashMap<String, Bytes>) -> Bytes {
+        match properties.get("Identity") {
+            Some(identity) if !identity.is_empty() => identity.clone(),
+            _ => {
+                let n = self.next_identity.fetch_add(1, Ordering::Relaxed);
+                let mut made = vec![0u8];
+                made.extend_from_slice(&n.to_be_bytes());
+                Bytes::from(made)
+            }
+        }
+    }
+}
+
+async fn serve(
+    router: Arc<Router>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+    inbound: mpsc::Sender<Frames>,
+) {
+    let name = router.name;
+    let handshake = timeout(
+        HANDSHAKE_TIMEOUT,
+        zmtp::handshake(&mut stream, "ROUTER", &["DEALER", "REQ", "ROUTER"]),
+    );
+    let properties = match handshake.await {
+        Ok(Ok(properties)) => properties,
+        Ok(Err(e)) => {
+            tracing::info!(channel = name, peer = %addr, error = %e, "connection refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(channel = name, peer = %addr, "connection closed: no handshake in time");
+            return;
+        }
+    };
+    let identity = router.identity(&properties);
+    let peer = Arc::new(Peer::new(name, addr));
+    if lock(&router.peers)
+        .insert(identity.clone(), peer.clone())
+        .is_some()
+    {
+        tracing::debug!(channel = name, peer = %addr, "identity taken over by a new connection");
+    }
+    let (read_half, write_half) = stream.into_split();
+    let (pong_tx, pong_rx) = mpsc::channel::<Bytes>(4);
+    let ended = tokio::select! {
+        r = read_messages(&identity, read_half, &inbound, pong_tx) => r,
+        r = peer.write(write_half, pong_rx) => r,
+        _ = stop.wait_for(|s| *s) => Ok(()),
+    };
+    {
+        let mut peers = lock(&router.peers);
+        // Only if no newer connection took the identity over.
+        if peers.get(&identity).is_some_and(|p| Arc::ptr_eq(p, &peer)) {
+            peers.remove(&identity);
+        }
+    }
+    peer.log_end(&ended);
+}
+
+/// Reads whole messages, each handed on with `identity` in front.
+async fn read_messages(
+    identity: &Bytes,
+    mut stream: OwnedReadHalf,
+    inbound: &mpsc::Sender<Frames>,
+    pongs: mpsc::Sender<Bytes>,
+) -> Result<(), ZmtpError> {
+    let mut frames = vec![identity.clone()];
+    let mut size = 0u64;
+    loop {
+        let incoming = match zmtp::read(&mut stream, MAX_MESSAGE_BYTES - size).await {
+            Ok(incoming) => incoming,
+            Err(ZmtpError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match incoming {
+            Incoming::Frame { body, more } => {
+                size += body.len() as u64;
+                frames.push(body);
+                if !more {
+                    let message = std::mem::replace(&mut frames, vec![identity.clone()]);
+                    size = 0;
+                    if inbound.send(message).await.is_err() {
+                        // The kernel stopped reading this channel.
+                        return Ok(());
+                    }
+                }
+            }
+            Incoming::Command { name, data } => match name.as_str() {
+                "PING" => {
+                    let _ = pongs.try_send(zmtp::pong(&data));
+                }
+                "ERROR" => {
+                    return Err(ZmtpError::PeerError(
+                        String::from_utf8_lossy(&data).into_owned(),
+                    ))
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use skillkernel_protocol::ConnectionInfo;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    use tokio::time::timeout;
+
+    use super::super::peer::PEER_MESSAGES;
+    use super::super::{connect, zmtp, ZmqTransport};
+    use crate::{KernelSockets, Transport};
+
+    async fn bound() -> (KernelSockets, ConnectionInfo) {
+        let mut info = ConnectionInfo::new_random("127.0.0.1", "skillkernel");
+        let sockets = ZmqTransport.bind(&mut info).await.expect("bind");
+        (sockets, info)
+    }
+
+    async fn reply_to(kernel: &KernelSockets, identity: &[u8], text: &str) {
+        let frames = vec![
+            Bytes::copy_from_slice(identity),
+            Bytes::copy_from_slice(text.as_bytes()),
+        ];
+        kernel.shell.sender.send(frames).await.unwrap();
+    }
+
+    fn msg(text: &str) -> Vec<Bytes> {
+        vec![Bytes::copy_from_slice(text.as_bytes())]
+    }
+
+    #[tokio::test]
+    async fn replies_reach_the_peer_that_asked_and_no_other() {
+        let (mut kernel, info) = bound().await;
+        let a = connect(&info, b"alice").await.expect("connect");
+        let mut b = connect(&info, b"bob").await.expect("connect");
+        b.shell.sender.send(msg("from bob")).await.unwrap();
+        let got = kernel.shell.receiver.recv().await.unwrap();
+        assert_eq!(
+            got,
+            [Bytes::from_static(b"bob"), Bytes::from_static(b"from bob")]
+        );
+        reply_to(&kernel, b"bob", "to bob").await;
+        let reply = timeout(Duration::from_secs(5), b.shell.receiver.recv()).await;
+        assert_eq!(reply.unwrap().unwrap(), [Bytes::from_static(b"to bob")]);
+        // Alice got nothing; a reply to a peer that never was is dropped.
+        reply_to(&kernel, b"nobody", "x").await;
+        let mut a = a;
+        assert!(timeout(Duration::from_millis(200), a.shell.receiver.recv())
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_reads_does_not_hold_up_replies_to_others() {
+        let (mut kernel, info) = bound().await;
+        let mut stream = TcpStream::connect((info.ip.as_str(), info.shell_port))
+            .await
+            .unwrap();
+        zmtp::handshake(&mut stream, "DEALER", &["ROUTER"])
+            .await
+            .unwrap();
+        // No Identity in its READY: the socket makes one up; learn it from
+        // the first request.
+        stream
+            .write_all(&zmtp::encode_message(&msg("hello")))
+            .await
+            .unwrap();
+        let identity = kernel.shell.receiver.recv().await.unwrap()[0].clone();
+        assert_eq!(identity[0], 0, "a made-up identity starts with a zero byte");
+        let big = Bytes::from(vec![b'r'; 32 * 1024]);
+        for _ in 0..3 * PEER_MESSAGES {
+            kernel
+                .shell
+                .sender
+                .send(vec![identity.clone(), big.clone()])
+                .await
+                .unwrap();
+        }
+        // Positive control: a reading peer on the same socket is answered.
+        let mut reader = connect(&info, b"reader").await.expect("connect");
+        reader.shell.sender.send(msg("ping")).await.unwrap();
+        let asked = kernel.shell.receiver.recv().await.unwrap();
+        assert_eq!(asked[0], Bytes::from_static(b"reader"));
+        reply_to(&kernel, &asked[0], "pong").await;
+        let reply = timeout(Duration::from_secs(5), reader.shell.receiver.recv()).await;
+        assert_eq!(reply.unwrap().unwrap(), [Bytes::from_static(b"pong")]);
+        drop(stream);
+    }
+}
