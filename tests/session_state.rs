@@ -221,3 +221,87 @@ async fn an_unwritable_state_dir_leaves_the_kernel_serving_from_memory() {
         daemon.log()
     );
 }
+
+/// Memory holds only the newest 1000 history entries when the store holds
+/// them all; requests reaching further back are answered from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_that_memory_let_go_of_is_answered_from_the_store() {
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+    assert_eq!(run(&mut client, "%set marker = early").await.status(), "ok");
+    for n in 2..=1200 {
+        assert_eq!(
+            run(&mut client, &format!("%set v = {n}")).await.status(),
+            "ok"
+        );
+    }
+    let shown = status(&mut client).await;
+    assert!(
+        shown.contains("| history entries | 1200 (newest 1000 in memory) |"),
+        "{shown}"
+    );
+
+    let early = history(
+        &mut client,
+        json!({"hist_access_type": "range", "session": 0, "start": 1, "stop": 3,
+               "output": false, "raw": true}),
+    )
+    .await;
+    assert_eq!(
+        early,
+        vec![
+            json!([1, 1, "%set marker = early"]),
+            json!([1, 2, "%set v = 2"])
+        ]
+    );
+    let found = history(
+        &mut client,
+        json!({"hist_access_type": "search", "pattern": "%set marker*", "n": 5,
+               "output": false, "raw": true}),
+    )
+    .await;
+    assert_eq!(found, vec![json!([1, 1, "%set marker = early"])]);
+    let tail = history(
+        &mut client,
+        json!({"hist_access_type": "tail", "n": 1100, "output": false, "raw": true}),
+    )
+    .await;
+    assert_eq!(
+        (tail.len(), &tail[0][1], &tail[1099][1]),
+        (1100, &json!(101), &json!(1200))
+    );
+    // Positive control: what memory holds is there the same way.
+    let recent = history(
+        &mut client,
+        json!({"hist_access_type": "range", "session": 0, "start": 1199, "stop": null,
+               "output": false, "raw": true}),
+    )
+    .await;
+    assert_eq!(
+        recent,
+        vec![
+            json!([1, 1199, "%set v = 1199"]),
+            json!([1, 1200, "%set v = 1200"])
+        ]
+    );
+
+    let shown = run(&mut client, "%history -g marker").await;
+    assert_eq!(
+        shown.stream_text("stdout"),
+        "   1: %set marker = early\n1201: %history -g marker\n",
+        "the first cell, from the store, and this one (as IPython shows it)"
+    );
+    let all = run(&mut client, "%history").await;
+    let text = all.stream_text("stdout");
+    assert_eq!(
+        text.lines().count(),
+        1202,
+        "the whole session: {}",
+        &text[..200]
+    );
+    assert!(
+        text.starts_with("   1: %set marker = early\n"),
+        "{}",
+        &text[..200]
+    );
+}

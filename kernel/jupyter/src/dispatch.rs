@@ -38,7 +38,7 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
             .map_err(|e| e.to_string()),
         RequestType::History => match req.parse_content::<HistoryRequest>() {
             Ok(h) => {
-                let mut entries = shared.with_state(|s| s.history.select(&h));
+                let mut entries = shared.history(&h).await;
                 if h.output {
                     entries = shared.with_full_outputs(entries).await;
                 }

@@ -5,6 +5,14 @@
 //! session (the store keeps it). An entry keeps a summary of its output;
 //! a longer output is kept whole as an artifact in the store, and the
 //! entry holds its id.
+//!
+//! Memory holds only the newest entries ([`History::cap`]); when the store
+//! holds the rest, a request that reaches further back is answered from
+//! the store ([`History::covers`] tells which). The selection itself
+//! ([`select_from`]) reads entries newest first from either source, so a
+//! `%history -g` over a million cells stops as soon as it has its `n`.
+
+use std::collections::{HashSet, VecDeque};
 
 use serde_json::{json, Value};
 use skillkernel_protocol::content::{HistAccessType, HistoryRequest};
@@ -23,19 +31,32 @@ pub struct HistoryEntry {
     pub artifact: Option<ArtifactId>,
 }
 
-/// The history of every session this kernel knows.
+/// Entries kept in memory when the store holds every entry.
+pub const MEMORY_TAIL_STORED: usize = 1000;
+/// Entries kept in memory when nothing else keeps them: older ones are
+/// forgotten.
+pub const MEMORY_TAIL_ALONE: usize = 10_000;
+
+/// The history this kernel knows: the newest entries in memory, and how
+/// many there are in all.
 #[derive(Debug, Clone)]
 pub struct History {
     /// The current session's number.
     pub session: i64,
-    entries: Vec<HistoryEntry>,
+    /// The newest entries, oldest first, at most `cap`.
+    entries: VecDeque<HistoryEntry>,
+    /// Every entry recorded or restored, including those only in the store.
+    total: usize,
+    cap: usize,
 }
 
 impl Default for History {
     fn default() -> Self {
         History {
             session: 1,
-            entries: Vec::new(),
+            entries: VecDeque::new(),
+            total: 0,
+            cap: MEMORY_TAIL_ALONE,
         }
     }
 }
@@ -52,20 +73,47 @@ pub fn summarize(output: &str) -> (String, bool) {
 }
 
 impl History {
-    /// A history restored from the store, continuing as `session`.
-    pub fn restored(session: i64, entries: Vec<HistoryEntry>) -> History {
-        History { session, entries }
+    /// A history restored from the store, continuing as `session`: its
+    /// newest entries (oldest first) and how many the store holds in all.
+    /// Only [`MEMORY_TAIL_STORED`] stay in memory.
+    pub fn restored(session: i64, newest: Vec<HistoryEntry>, total: usize) -> History {
+        let mut history = History {
+            session,
+            entries: newest.into(),
+            total,
+            cap: MEMORY_TAIL_STORED,
+        };
+        history.trim();
+        history
+    }
+
+    /// Keeps at most `cap` entries in memory from now on.
+    pub fn set_cap(&mut self, cap: usize) {
+        self.cap = cap.max(1);
+        self.trim();
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    fn trim(&mut self) {
+        while self.entries.len() > self.cap {
+            self.entries.pop_front();
+        }
     }
 
     /// Records an executed cell in the current session.
     pub fn record(&mut self, line: u64, input: &str) -> &HistoryEntry {
-        self.entries.push(HistoryEntry {
+        self.entries.push_back(HistoryEntry {
             session: self.session,
             line,
             input: input.to_owned(),
             output: None,
             artifact: None,
         });
+        self.total += 1;
+        self.trim();
         &self.entries[self.entries.len() - 1]
     }
 
@@ -88,71 +136,99 @@ impl History {
         Some(entry)
     }
 
-    pub fn entries(&self) -> &[HistoryEntry] {
-        &self.entries
+    /// Every entry, in memory or not.
+    pub fn len(&self) -> usize {
+        self.total
     }
 
-    /// The last `n` entries over all sessions.
-    pub fn tail(&self, n: usize) -> Vec<&HistoryEntry> {
-        let skip = self.entries.len().saturating_sub(n);
-        self.entries.iter().skip(skip).collect()
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
     }
 
-    /// Entries of `session` (0 = current, negative = that many back) with
-    /// `start <= line < stop`.
-    pub fn range(&self, session: i64, start: i64, stop: Option<i64>) -> Vec<&HistoryEntry> {
-        let session = if session <= 0 {
+    /// Entries held in memory.
+    pub fn in_memory(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entries in memory, newest first.
+    pub fn newest_first(&self) -> impl Iterator<Item = HistoryEntry> + '_ {
+        self.entries.iter().rev().cloned()
+    }
+
+    /// `session` as a number: 0 is the current one, negative that many back.
+    pub fn absolute_session(&self, session: i64) -> i64 {
+        if session <= 0 {
             self.session + session
         } else {
             session
-        };
-        self.entries
-            .iter()
-            .filter(|e| e.session == session)
-            .filter(|e| e.line as i64 >= start && stop.is_none_or(|s| (e.line as i64) < s))
-            .collect()
+        }
     }
 
-    /// Entries whose input matches the glob `pattern` (whole input, as a
-    /// `history_request` search asks); the last `n` of them,
-    /// each distinct input once when `unique` (its latest occurrence).
-    pub fn search(&self, pattern: &str, n: Option<usize>, unique: bool) -> Vec<&HistoryEntry> {
-        let Ok(glob) = glob::Pattern::new(pattern) else {
-            return Vec::new();
-        };
-        let mut hits: Vec<&HistoryEntry> = self
-            .entries
-            .iter()
-            .filter(|e| glob.matches(&e.input))
-            .collect();
-        if unique {
-            let mut seen = std::collections::HashSet::new();
-            let mut kept: Vec<&HistoryEntry> = hits
-                .into_iter()
-                .rev()
-                .filter(|e| seen.insert(e.input.as_str()))
-                .collect();
-            kept.reverse();
-            hits = kept;
+    /// Whether memory alone answers `req` as the whole history would.
+    pub fn covers(&self, req: &HistoryRequest) -> bool {
+        if self.entries.len() == self.total {
+            return true;
         }
-        if let Some(n) = n {
-            let skip = hits.len().saturating_sub(n);
-            hits.drain(..skip);
+        match req.hist_access_type {
+            HistAccessType::Tail => req.n.unwrap_or(10) <= self.entries.len(),
+            HistAccessType::Range => self.entries.front().is_some_and(|oldest| {
+                let start = u64::try_from(req.start).unwrap_or(0);
+                (self.absolute_session(req.session), start) >= (oldest.session, oldest.line)
+            }),
+            HistAccessType::Search => false,
         }
-        hits
     }
+}
 
-    /// The entries a `history_request` asks for.
-    pub fn select(&self, req: &HistoryRequest) -> Vec<HistoryEntry> {
-        let entries = match req.hist_access_type {
-            HistAccessType::Tail => self.tail(req.n.unwrap_or(10)),
-            HistAccessType::Range => self.range(req.session, req.start, req.stop),
-            HistAccessType::Search => {
-                let pattern = req.pattern.as_deref().unwrap_or("*");
-                self.search(pattern, req.n, req.unique)
+/// The entries `req` asks for, from `newest_first` (entries in
+/// descending session/line order), oldest first. `current` is the current
+/// session's number.
+pub fn select_from(
+    newest_first: impl Iterator<Item = HistoryEntry>,
+    req: &HistoryRequest,
+    current: i64,
+) -> Vec<HistoryEntry> {
+    let mut picked: Vec<HistoryEntry> = match req.hist_access_type {
+        HistAccessType::Tail => newest_first.take(req.n.unwrap_or(10)).collect(),
+        HistAccessType::Range => {
+            let session = if req.session <= 0 {
+                current + req.session
+            } else {
+                req.session
+            };
+            newest_first
+                .skip_while(|e| e.session > session)
+                .take_while(|e| e.session == session)
+                .filter(|e| {
+                    e.line as i64 >= req.start && req.stop.is_none_or(|s| (e.line as i64) < s)
+                })
+                .collect()
+        }
+        HistAccessType::Search => {
+            let pattern = req.pattern.as_deref().unwrap_or("*");
+            let Ok(glob) = glob::Pattern::new(pattern) else {
+                return Vec::new();
+            };
+            let mut seen = HashSet::new();
+            let hits = newest_first
+                .filter(|e| glob.matches(&e.input))
+                // Each distinct input once: its latest occurrence.
+                .filter(|e| !req.unique || seen.insert(e.input.clone()));
+            match req.n {
+                Some(n) => hits.take(n).collect(),
+                None => hits.collect(),
             }
-        };
-        entries.into_iter().cloned().collect()
+        }
+    };
+    picked.reverse();
+    picked
+}
+
+impl History {
+    /// The entries a `history_request` asks for, from memory alone (see
+    /// [`History::covers`]).
+    pub fn select(&self, req: &HistoryRequest) -> Vec<HistoryEntry> {
+        select_from(self.newest_first(), req, self.session)
     }
 }
 
@@ -184,6 +260,14 @@ mod tests {
         h
     }
 
+    fn request(value: Value) -> HistoryRequest {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn lines(entries: &[HistoryEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.line).collect()
+    }
+
     #[test]
     fn summaries_keep_the_first_characters_and_say_when_cut() {
         assert_eq!(summarize("short"), ("short".to_owned(), false));
@@ -196,40 +280,78 @@ mod tests {
     #[test]
     fn tail_returns_last_entries_in_order() {
         let h = sample();
-        let lines: Vec<u64> = h.tail(2).iter().map(|e| e.line).collect();
-        assert_eq!(lines, vec![2, 3]);
+        let got = h.select(&request(json!({"hist_access_type": "tail", "n": 2})));
+        assert_eq!(lines(&got), vec![2, 3]);
     }
 
     #[test]
     fn range_is_half_open_and_current_session_is_zero() {
         let h = sample();
-        let lines: Vec<u64> = h.range(0, 2, Some(3)).iter().map(|e| e.line).collect();
-        assert_eq!(lines, vec![2]);
-        assert_eq!(h.range(1, 1, None).len(), 3);
+        let got = h.select(&request(
+            json!({"hist_access_type": "range", "session": 0, "start": 2, "stop": 3}),
+        ));
+        assert_eq!(lines(&got), vec![2]);
+        let all = h.select(&request(
+            json!({"hist_access_type": "range", "session": 1, "start": 1}),
+        ));
+        assert_eq!(all.len(), 3);
     }
 
     #[test]
     fn search_globs_dedups_and_limits() {
         let h = sample();
-        assert_eq!(h.search("%set*", None, false).len(), 2);
-        let unique = h.search("%set*", None, true);
-        assert_eq!(unique.len(), 1);
-        assert_eq!(unique[0].line, 3, "keeps the latest occurrence");
-        assert_eq!(h.search("*", Some(1), false)[0].line, 3);
+        let search = |pattern: &str, n: Option<usize>, unique: bool| {
+            h.select(&request(json!({"hist_access_type": "search",
+                "pattern": pattern, "n": n, "unique": unique})))
+        };
+        assert_eq!(search("%set*", None, false).len(), 2);
+        let unique = search("%set*", None, true);
+        assert_eq!(lines(&unique), vec![3], "keeps the latest occurrence");
+        assert_eq!(lines(&search("*", Some(1), false)), vec![3]);
         assert!(
-            h.search("echo", None, false).is_empty(),
+            search("echo", None, false).is_empty(),
             "the pattern is taken as given (`%history -g` adds the `*`s)"
         );
     }
 
     #[test]
+    fn memory_keeps_the_newest_entries_and_says_what_it_cannot_answer() {
+        let mut h = History::restored(2, Vec::new(), 5000);
+        h.set_cap(3);
+        for line in 1..=10 {
+            h.record(line, &format!("cell {line}"));
+        }
+        assert_eq!((h.len(), h.in_memory()), (5010, 3));
+        let tail = |n: usize| request(json!({"hist_access_type": "tail", "n": n}));
+        assert!(h.covers(&tail(3)));
+        assert!(!h.covers(&tail(4)));
+        let range = |start: i64| {
+            request(json!({"hist_access_type": "range", "session": 0, "start": start}))
+        };
+        assert!(h.covers(&range(8)));
+        assert!(!h.covers(&range(7)));
+        assert!(!h.covers(&request(
+            json!({"hist_access_type": "search", "pattern": "*"})
+        )));
+        assert_eq!(lines(&h.select(&range(8))), vec![8, 9, 10]);
+    }
+
+    #[test]
+    fn a_history_wholly_in_memory_answers_everything() {
+        let h = sample();
+        assert!(h.covers(&request(
+            json!({"hist_access_type": "search", "pattern": "*"})
+        )));
+        assert!(h.covers(&request(json!({"hist_access_type": "tail", "n": 100}))));
+    }
+
+    #[test]
     fn output_rows_pair_input_and_output() {
         let h = sample();
-        let req: HistoryRequest = serde_json::from_value(json!({
+        let req = request(json!({
             "hist_access_type": "range", "output": true, "raw": true,
             "session": 0, "start": 2, "stop": 3
-        }))
-        .unwrap();
+        }));
         let rows = rows(&h.select(&req), req.output);
         assert_eq!(rows, vec![json!([1, 2, ["!echo hi", "hi\n"]])]);
     }

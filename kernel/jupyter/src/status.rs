@@ -39,7 +39,7 @@ pub fn collect(shared: &Shared) -> StatusReport {
     let session = shared.with_state(|state| SessionStatus {
         execution_count: state.execution_count,
         history_session: state.history.session,
-        history_entries: state.history.entries().len(),
+        history_entries: state.history.len(),
         variables: state.variables.len(),
         conversation_turns: state
             .conversation

@@ -83,6 +83,44 @@ pub struct HistoryRequest {
     pub unique: bool,
 }
 
+impl HistoryRequest {
+    /// A `range` request: `session`'s lines `start..stop` (0 is the
+    /// current session, negative that many back).
+    pub fn range(session: i64, start: i64, stop: Option<i64>) -> HistoryRequest {
+        HistoryRequest {
+            session,
+            start,
+            stop,
+            ..HistoryRequest::empty(HistAccessType::Range)
+        }
+    }
+
+    /// A `search` request: inputs matching the glob `pattern`, newest `n`,
+    /// each distinct input once when `unique`.
+    pub fn search(pattern: String, n: Option<usize>, unique: bool) -> HistoryRequest {
+        HistoryRequest {
+            pattern: Some(pattern),
+            n,
+            unique,
+            ..HistoryRequest::empty(HistAccessType::Search)
+        }
+    }
+
+    fn empty(hist_access_type: HistAccessType) -> HistoryRequest {
+        HistoryRequest {
+            output: false,
+            raw: true,
+            hist_access_type,
+            session: 0,
+            start: 0,
+            stop: None,
+            n: None,
+            pattern: None,
+            unique: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HistAccessType {

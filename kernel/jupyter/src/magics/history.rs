@@ -1,6 +1,6 @@
 //! `%history`: the input history as text.
 
-use skillkernel_protocol::content::StreamName;
+use skillkernel_protocol::content::{HistoryRequest, StreamName};
 
 use super::split_args;
 use crate::errors::KernelError;
@@ -100,29 +100,28 @@ fn format_entry(e: &HistoryEntry, current_session: i64, output: bool) -> String 
 
 pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
     let opts = parse(args)?;
-    let (mut entries, current_session) = ctx.shared.with_state(|state| {
-        let history = &state.history;
-        let entries: Vec<&HistoryEntry> = match &opts.pattern {
-            Some(p) => {
-                let glob = anywhere(p);
-                if glob::Pattern::new(&glob).is_err() {
-                    return Err(KernelError::usage(
-                        "history",
-                        format!("`{p}` is not a valid glob pattern"),
-                        USAGE,
-                    ));
-                }
-                history.search(&glob, opts.n, opts.unique)
+    let request = match &opts.pattern {
+        Some(p) => {
+            let glob = anywhere(p);
+            if glob::Pattern::new(&glob).is_err() {
+                return Err(KernelError::usage(
+                    "history",
+                    format!("`{p}` is not a valid glob pattern"),
+                    USAGE,
+                ));
             }
-            None => {
-                let current = history.range(0, 0, None);
-                let skip = opts.n.map_or(0, |n| current.len().saturating_sub(n));
-                current.into_iter().skip(skip).collect()
-            }
-        };
-        let entries: Vec<HistoryEntry> = entries.into_iter().cloned().collect();
-        Ok((entries, history.session))
-    })?;
+            HistoryRequest::search(glob, opts.n, opts.unique)
+        }
+        // The current session; `-n` keeps its last N.
+        None => HistoryRequest::range(0, 0, None),
+    };
+    let mut entries = ctx.shared.history(&request).await;
+    if opts.pattern.is_none() {
+        if let Some(n) = opts.n {
+            entries.drain(..entries.len().saturating_sub(n));
+        }
+    }
+    let current_session = ctx.shared.with_state(|s| s.history.session);
     if opts.output {
         // `-o` shows whole outputs, read from the store's artifacts.
         entries = ctx.shared.with_full_outputs(entries).await;

@@ -97,7 +97,14 @@ fn persistence_rows(p: &PersistenceStatus) -> String {
         ));
     }
     rows.push_str(&format!("| session state | {} |\n", cell(&state)));
-    rows.push_str(&format!("| history entries | {} |\n", p.history_entries));
+    if p.history_in_memory < p.history_entries {
+        rows.push_str(&format!(
+            "| history entries | {} (newest {} in memory) |\n",
+            p.history_entries, p.history_in_memory
+        ));
+    } else {
+        rows.push_str(&format!("| history entries | {} |\n", p.history_entries));
+    }
     if p.artifacts > 0 {
         rows.push_str(&format!(
             "| output artifacts | {} ({} KiB stored) |\n",
@@ -192,6 +199,7 @@ mod tests {
                 reason: None,
                 history_session: 1,
                 history_entries: 3,
+                history_in_memory: 3,
                 artifacts: 0,
                 artifact_bytes: 0,
                 unsaved_changes: 0,

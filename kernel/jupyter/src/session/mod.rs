@@ -56,7 +56,7 @@ impl SessionState {
         SessionState {
             execution_count: r.execution_count,
             variables: r.variables,
-            history: History::restored(r.history_session, r.history),
+            history: History::restored(r.history_session, r.history, r.history_total),
             conversation: r.conversation,
             current_model: r.current_model,
             model_stats: BTreeMap::new(),

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use serde_json::Value;
 use skillkernel_providers::{ChatMessage, GenerationStats};
 
-use crate::history::{summarize, HistoryEntry};
+use crate::history::{summarize, HistoryEntry, MEMORY_TAIL_ALONE};
 use crate::session::Shared;
 use crate::store::codec::HistoryRecord;
 use crate::store::{PersistenceStatus, StoreError, MAX_ARTIFACT_BYTES};
+use skillkernel_protocol::content::HistoryRequest;
 
 /// What a cell's output record may hold when nothing stores it whole: a
 /// little over the history summary.
@@ -35,7 +36,30 @@ impl Shared {
             store.set_execution_count(count)?;
             store.put_history(session, count, &record)
         });
+        if !self.persistence.holds_history() && state.history.cap() < MEMORY_TAIL_ALONE {
+            // The store stopped taking entries: memory is all there is
+            // from now on, so it keeps as many as it would alone.
+            state.history.set_cap(MEMORY_TAIL_ALONE);
+        }
         count
+    }
+
+    /// The history entries `req` asks for, oldest first: from memory
+    /// when it holds them all, else read from the store off the runtime.
+    pub async fn history(self: &Arc<Self>, req: &HistoryRequest) -> Vec<HistoryEntry> {
+        let (covered, current) = self.with_state(|s| (s.history.covers(req), s.history.session));
+        if !covered && self.persistence.holds_history() {
+            let shared = self.clone();
+            let request = req.clone();
+            let stored = tokio::task::spawn_blocking(move || {
+                shared.persistence.select_history(&request, current)
+            })
+            .await;
+            if let Ok(Some(entries)) = stored {
+                return entries;
+            }
+        }
+        self.with_state(|s| s.history.select(req))
     }
 
     /// How much of a cell's output to keep for history: all of it (up to
@@ -160,11 +184,12 @@ impl Shared {
 
     /// Whether and where this session is persisted, and how much it holds.
     pub fn persistence_status(&self) -> PersistenceStatus {
-        let (session, entries) = {
+        let (session, entries, in_memory) = {
             let state = self.state_mut();
-            (state.history.session, state.history.entries().len())
+            let history = &state.history;
+            (history.session, history.len(), history.in_memory())
         };
-        self.persistence.status(session, entries)
+        self.persistence.status(session, entries, in_memory)
     }
 
     /// Flushes every change to disk now (the shutdown's SavingState

@@ -22,6 +22,7 @@
 pub mod artifacts;
 pub mod codec;
 mod flusher;
+mod history;
 mod persistence;
 mod restore;
 #[cfg(test)]

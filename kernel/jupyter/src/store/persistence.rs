@@ -8,8 +8,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use skillkernel_protocol::content::HistoryRequest;
+
 use super::flusher::Flusher;
 use super::{ArtifactId, PersistConfig, Restored, Store, StoreError};
+use crate::history::HistoryEntry;
 use skillkernel_stdx::lock;
 
 /// Whether and where the session is persisted, for `%status`, state
@@ -101,7 +104,7 @@ impl Persistence {
                     path = %path.display(),
                     history_session = restored.history_session,
                     execution_count = restored.execution_count,
-                    history_entries = restored.history.len(),
+                    history_entries = restored.history_total,
                     fresh_start = restored.fresh_start,
                     skipped = restored.skipped,
                     "session state restored"
@@ -143,6 +146,23 @@ impl Persistence {
             }
             Err(e) => self.failure.set(&e),
         }
+    }
+
+    /// Whether the store holds every history entry memory holds (it is
+    /// writable), so that it can answer for the ones memory let go.
+    pub fn holds_history(&self) -> bool {
+        self.writable().is_some()
+    }
+
+    /// The history entries `req` asks for, read from the store (see
+    /// [`Store::select_history`]); `None` when the store is not in step
+    /// with memory or cannot be read (logged). Blocks on file I/O.
+    pub fn select_history(&self, req: &HistoryRequest, current: i64) -> Option<Vec<HistoryEntry>> {
+        let store = self.writable()?;
+        store
+            .select_history(req, current)
+            .inspect_err(|e| tracing::warn!("{e}; answering from the history in memory"))
+            .ok()
     }
 
     /// Whether large outputs can be kept whole (the store is writable).
@@ -231,7 +251,12 @@ impl Persistence {
     }
 
     /// The status, given the history's current figures.
-    pub fn status(&self, history_session: i64, history_entries: usize) -> PersistenceStatus {
+    pub fn status(
+        &self,
+        history_session: i64,
+        history_entries: usize,
+        history_in_memory: usize,
+    ) -> PersistenceStatus {
         let reason = self.failure.get();
         let (artifacts, artifact_bytes) =
             self.store.as_ref().map_or((0, 0), |s| s.artifact_stats());
@@ -242,6 +267,7 @@ impl Persistence {
             reason,
             history_session,
             history_entries,
+            history_in_memory,
             artifacts,
             artifact_bytes,
             unsaved_changes: self.flusher.as_ref().map_or(0, Flusher::unsaved),

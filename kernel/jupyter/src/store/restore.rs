@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use skillkernel_providers::ChatMessage;
 
-use super::codec::{self, HistoryRecord};
+use super::codec::{self, CodecError, HistoryRecord};
 use super::{meta, Store, StoreError};
-use crate::history::HistoryEntry;
+use crate::history::{HistoryEntry, MEMORY_TAIL_STORED};
 
 /// What a store held when it was opened.
 #[derive(Debug, Default)]
@@ -26,8 +26,11 @@ pub struct Restored {
     pub execution_count: u64,
     /// The history session number this kernel runs under.
     pub history_session: i64,
-    /// Every stored history entry, ordered by session, then line.
+    /// The newest stored history entries (at most
+    /// [`MEMORY_TAIL_STORED`]), ordered by session, then line.
     pub history: Vec<HistoryEntry>,
+    /// How many history entries the store holds in all.
+    pub history_total: usize,
     pub variables: BTreeMap<String, Value>,
     pub conversation: Vec<ChatMessage>,
     pub current_model: Option<String>,
@@ -83,21 +86,20 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
         None => None,
     };
 
-    for item in store.history.iter() {
+    // Only the newest entries come into memory; older ones are read from
+    // the store when a request reaches back that far.
+    for item in store.history.iter().rev() {
+        if restored.history.len() == MEMORY_TAIL_STORED {
+            break;
+        }
         let (key, value) = item.map_err(&read)?;
-        let decoded = codec::parse_history_key(&key)
-            .and_then(|(session, line)| Ok((session, line, HistoryRecord::decode(&value)?)));
-        match decoded {
-            Ok((session, line, record)) => restored.history.push(HistoryEntry {
-                session,
-                line,
-                input: record.input,
-                output: record.output,
-                artifact: record.artifact,
-            }),
+        match decode_history(&key, &value) {
+            Ok(entry) => restored.history.push(entry),
             Err(e) => skip(store, &mut restored, "history entry", &e.to_string()),
         }
     }
+    restored.history.reverse();
+    restored.history_total = store.history.len();
 
     for item in store.variables.iter() {
         let (key, value) = item.map_err(&read)?;
@@ -119,6 +121,19 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
         }
     }
     Ok(restored)
+}
+
+/// A history entry from its stored key and value.
+pub(super) fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryEntry, CodecError> {
+    let (session, line) = codec::parse_history_key(key)?;
+    let record = HistoryRecord::decode(value)?;
+    Ok(HistoryEntry {
+        session,
+        line,
+        input: record.input,
+        output: record.output,
+        artifact: record.artifact,
+    })
 }
 
 /// A counter in the meta tree; 0 when absent or unreadable.

@@ -199,7 +199,7 @@ fn an_unwritable_state_dir_leaves_the_session_in_memory_with_the_reason() {
     let cfg = PersistConfig::new(&blocker, "kernel-test");
     let (persistence, restored) = Persistence::open(Some(&cfg));
     assert!(restored.is_none());
-    let status = persistence.status(1, 0);
+    let status = persistence.status(1, 0, 0);
     assert!(!status.persisted);
     let reason = status.reason.unwrap();
     assert!(reason.contains(&blocker.display().to_string()), "{reason}");
@@ -217,10 +217,10 @@ fn a_store_locked_by_another_opener_leaves_the_second_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&dir);
     let (first, restored) = Persistence::open(Some(&cfg));
-    assert!(restored.is_some() && first.status(1, 0).persisted);
+    assert!(restored.is_some() && first.status(1, 0, 0).persisted);
     let (second, restored) = Persistence::open(Some(&cfg));
     assert!(restored.is_none());
-    let status = second.status(1, 0);
+    let status = second.status(1, 0, 0);
     assert!(!status.persisted);
     let reason = status.reason.unwrap();
     assert!(reason.contains("is locked by another process"), "{reason}");
@@ -231,7 +231,7 @@ fn a_store_locked_by_another_opener_leaves_the_second_in_memory() {
     drop(first);
     let (third, _) = Persistence::open(Some(&cfg));
     assert!(
-        third.status(1, 0).persisted,
+        third.status(1, 0, 0).persisted,
         "the lock goes with its holder"
     );
 }
@@ -242,7 +242,7 @@ fn changes_are_flushed_in_the_background() {
     let (persistence, _) = Persistence::open(Some(&config(&dir)));
     let all_saved = |what: &str| {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while persistence.status(1, 0).unsaved_changes > 0 {
+        while persistence.status(1, 0, 0).unsaved_changes > 0 {
             assert!(Instant::now() < deadline, "{what} never reached the disk");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -309,9 +309,69 @@ fn ten_thousand_history_entries_restore_quickly() {
     let (_, restored) = Store::open(&config(&dir)).unwrap();
     let took = started.elapsed();
     println!("restored 10,000 history entries in {took:?}");
-    assert_eq!(restored.history.len(), 10_000);
+    assert_eq!(restored.history_total, 10_000);
+    let lines: Vec<u64> = restored.history.iter().map(|e| e.line).collect();
+    let newest: Vec<u64> = (9_001..=10_000).collect();
+    assert_eq!(lines, newest, "memory gets the newest 1000, in order");
     assert_eq!(restored.execution_count, 10_000);
     // Generous for an unoptimised build on a busy CI machine; the release
     // figure is in docs/operations.md.
     assert!(took < Duration::from_secs(1), "restore took {took:?}");
+}
+
+/// What memory let go of is still answered, from the store: ranges read
+/// only their keys, tails and searches read back from the newest.
+#[test]
+fn the_store_answers_history_requests_memory_cannot() {
+    use skillkernel_protocol::content::HistoryRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&config(&dir)).unwrap();
+    for session in 1..=2 {
+        for line in 1..=3000u64 {
+            let input = format!("cell {session}/{line}");
+            store
+                .put_history(session, line, &record(&input, None, None))
+                .unwrap();
+        }
+    }
+    // An undecodable entry inside the range is left out, not fatal.
+    store
+        .history
+        .insert(codec::history_key(1, 6), &[9u8, 0, 0][..])
+        .unwrap();
+    let lines = |entries: Vec<crate::history::HistoryEntry>| -> Vec<(i64, u64)> {
+        entries.iter().map(|e| (e.session, e.line)).collect()
+    };
+
+    let early = store
+        .select_history(&HistoryRequest::range(1, 5, Some(8)), 2)
+        .unwrap();
+    assert_eq!(lines(early), vec![(1, 5), (1, 7)]);
+    let previous = store
+        .select_history(&HistoryRequest::range(-1, 2999, None), 2)
+        .unwrap();
+    assert_eq!(lines(previous), vec![(1, 2999), (1, 3000)]);
+    assert!(store
+        .select_history(&HistoryRequest::range(0, 9, Some(3)), 2)
+        .unwrap()
+        .is_empty());
+
+    let found = store
+        .select_history(&HistoryRequest::search("cell 1/1?".into(), None, false), 2)
+        .unwrap();
+    let expected: Vec<(i64, u64)> = (10..=19).map(|l| (1, l)).collect();
+    assert_eq!(
+        lines(found),
+        expected,
+        "oldest first, from the first session"
+    );
+
+    let mut tail = HistoryRequest::range(0, 0, None);
+    tail.hist_access_type = skillkernel_protocol::content::HistAccessType::Tail;
+    tail.n = Some(3002);
+    let tail = lines(store.select_history(&tail, 2).unwrap());
+    assert_eq!(
+        (tail.len(), tail[0], tail[3001]),
+        (3002, (1, 2999), (2, 3000))
+    );
 }

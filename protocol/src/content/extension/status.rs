@@ -176,6 +176,9 @@ pub struct PersistenceStatus {
     pub history_session: i64,
     /// History entries over all sessions.
     pub history_entries: usize,
+    /// The newest of them, held in memory; the store answers for the rest.
+    #[serde(default)]
+    pub history_in_memory: usize,
     /// Artifacts stored, and their stored (compressed) size.
     pub artifacts: u64,
     pub artifact_bytes: u64,
