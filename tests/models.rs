@@ -359,9 +359,11 @@ async fn open_answers(args: &[&str]) -> Vec<(String, String)> {
 }
 
 /// The default settings (repeat penalty 1.2, loops stopped) end every open
-/// answer on its own; at the old penalty, 1.1, the same model falls into
+/// answer on its own; with no penalty (1.0) the same model falls into
 /// loops, and the guard stops them (`finish_reason` `repetition`) instead
-/// of letting them run to the token limit.
+/// of letting them run to the token limit. (At 1.1 it looped with an f32
+/// KV cache and no longer does with f16: which answers loop at a given
+/// penalty tips on near ties.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_prompts_on_the_default_model_end_and_a_loop_is_stopped() {
     let defaults = open_answers(&[]).await;
@@ -373,7 +375,7 @@ async fn open_prompts_on_the_default_model_end_and_a_loop_is_stopped() {
         );
     }
 
-    let looser = open_answers(&["--repeat-penalty", "1.1"]).await;
+    let looser = open_answers(&["--repeat-penalty", "1.0"]).await;
     let stopped: Vec<&String> = looser
         .iter()
         .filter(|(_, reason)| reason == "repetition")
@@ -381,9 +383,75 @@ async fn open_prompts_on_the_default_model_end_and_a_loop_is_stopped() {
         .collect();
     assert!(
         !stopped.is_empty(),
-        "at 1.1 some answer loops and is stopped: {looser:?}"
+        "without a penalty some answer loops and is stopped: {looser:?}"
     );
     for ((text, reason), prompt) in looser.iter().zip(OPEN_PROMPTS) {
         assert_ne!(reason, "length", "{prompt} looped to its limit: {text}");
     }
+}
+
+/// `%model status` as text.
+async fn model_status(client: &mut skillctl::KernelClient) -> String {
+    let status = run(client, "%model status").await;
+    status
+        .of_type("display_data")
+        .flat_map(|m| {
+            ["text/plain", "text/markdown"]
+                .map(|mime| m.content["data"][mime].as_str().unwrap_or("").to_owned())
+        })
+        .collect()
+}
+
+/// The KV cache of the conversation shows in `%model status`, stored as
+/// `[models.candle] kv_cache` says; `%clear --conversation` ends the
+/// conversation and frees the cache at once, and the next prompt starts
+/// afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearing_the_conversation_frees_the_kv_cache_and_starts_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("skillkernel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[models]\ndir = {:?}\n\n[models.candle]\nkv_cache = \"q8_0\"\n",
+            model_dir()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap()]);
+    let mut client = daemon.client().await;
+    let first = run(&mut client, "What is the capital of France?").await;
+    assert_eq!(first.status(), "ok", "{:?}", first.reply.content);
+    let first_prompt = first.reply.metadata["model"]["prompt_tokens"]
+        .as_u64()
+        .unwrap();
+    let shown = model_status(&mut client).await;
+    assert!(
+        shown.contains("positions") && shown.contains("MiB q8_0"),
+        "the cache is held, 8-bit as configured: {shown}"
+    );
+
+    let cleared = run(&mut client, "%clear --conversation").await;
+    assert_eq!(
+        cleared.stream_text("stdout"),
+        "Conversation cleared (1 turn); the next prompt starts a new one.\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = model_status(&mut client).await;
+        if shown.contains("KV cache empty (q8_0)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache was kept: {shown}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The same question again has no earlier turn before it.
+    let again = run(&mut client, "What is the capital of France?").await;
+    assert_eq!(
+        again.reply.metadata["model"]["prompt_tokens"].as_u64(),
+        Some(first_prompt),
+        "a new conversation"
+    );
+    assert!(answer(&again).contains("Paris"));
 }

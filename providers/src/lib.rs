@@ -236,6 +236,10 @@ pub trait Provider: Send + Sync {
         )))
     }
     async fn status(&self) -> ProviderStatus;
+    /// Lets go of state kept to continue a conversation (the embedded
+    /// engine's KV caches): the conversation it was for has ended. The
+    /// next request rebuilds what it needs. Servers keep their own.
+    async fn forget_context(&self) {}
     /// Generates to the end; by default by draining [`Provider::stream`].
     async fn complete(
         &self,

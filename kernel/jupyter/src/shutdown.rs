@@ -34,6 +34,9 @@ use crate::session::Shared;
 use crate::ExitReason;
 use skillkernel_stdx::lock;
 
+/// How long the last IOPub messages get to reach the subscribers.
+const IOPUB_DRAIN: Duration = Duration::from_secs(1);
+
 /// The phases, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Phase {
@@ -194,6 +197,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, reason: ExitReason) -> ShutdownRep
             )
             .await;
         shared.iopub.flush().await;
+        shared.iopub.drain(IOPUB_DRAIN).await;
     };
     if tokio::time::timeout(settings.operation_timeout, notify)
         .await

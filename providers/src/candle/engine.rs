@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::detok::{Detokenizer, StopFilter};
 use super::gguf::{invalid, Architecture, GgufFile};
-use super::model::{Model, ModelError};
+use super::model::{KvType, Model, ModelError};
 use super::template::{ChatTemplate, CHATML};
 use super::tokenizer;
 use crate::{ChatMessage, GenerationOptions, GenerationStats, ProviderError};
@@ -63,6 +63,19 @@ impl Network {
             }
         }
     }
+}
+
+/// A loaded model's KV cache, for status reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KvFigures {
+    /// Positions cached.
+    pub positions: usize,
+    /// Bytes they take (0 where Candle's model keeps the cache).
+    pub bytes: u64,
+    /// How they are stored; `None` for Candle's model.
+    pub kind: Option<KvType>,
+    /// The most positions the cache will hold.
+    pub context_length: usize,
 }
 
 /// Inference threads when none are configured: one per available CPU.
@@ -166,8 +179,35 @@ impl LoadedModel {
         })
     }
 
-    /// Forgets the cached conversation, so the next generation processes
-    /// its whole prompt (benchmarks of cold prompts use this).
+    /// Stores the KV cache as `kind` from now on (the cache is emptied).
+    /// Candle's mixture-of-experts model keeps its own f32 cache.
+    pub fn set_kv_type(&mut self, kind: KvType) {
+        if let Network::Native(m) = &mut self.network {
+            m.set_kv_type(kind);
+        }
+        self.cached.clear();
+    }
+
+    /// What the KV cache holds now.
+    pub fn kv_figures(&self) -> KvFigures {
+        match &self.network {
+            Network::Native(m) => KvFigures {
+                positions: m.len(),
+                bytes: m.kv_bytes(),
+                kind: Some(m.kv_type()),
+                context_length: m.context_length(),
+            },
+            Network::CandleMoe(_) => KvFigures {
+                positions: self.cached.len(),
+                bytes: 0,
+                kind: None,
+                context_length: self.context_length,
+            },
+        }
+    }
+
+    /// Forgets the cached conversation and returns the cache's memory, so
+    /// the next generation processes its whole prompt.
     pub fn clear_cache(&mut self) {
         if let Network::Native(m) = &mut self.network {
             m.clear();

@@ -14,6 +14,8 @@ pub enum ModelError {
     Metadata(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Kv(#[from] super::model::KvError),
     /// A model this forward pass does not implement (Candle's may).
     #[error("{0}")]
     Unsupported(String),

@@ -5,7 +5,12 @@
 //! its lower-cased stem and to any unique prefix of it (`smollm2-135m`).
 //! A model is loaded on first use and stays loaded. One inference thread
 //! runs one generation at a time; the IO runtime only ever waits on
-//! channels.
+//! channels. A model's KV cache (the conversation so far, so that a next
+//! turn runs only its new tokens) is paid for only while used: it is
+//! stored as f16 by default (8-bit on request), bounded by the context window, dropped after
+//! `kv_cache_idle_secs` without a turn or when the kernel starts a new
+//! conversation ([`Provider::forget_context`]), and rebuilt from the
+//! conversation on the next turn.
 
 mod detok;
 mod engine;
@@ -21,14 +26,16 @@ mod tokenizer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc as std_mpsc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use engine::LoadedModel;
+pub use engine::{KvFigures, LoadedModel};
 pub use gguf::{Architecture, GgufFile};
+pub use model::{KvError, KvType};
 pub use tokenizer::load as load_tokenizer;
 
 use crate::{
@@ -47,10 +54,30 @@ struct Job {
     events: mpsc::UnboundedSender<Result<StreamEvent, ProviderError>>,
 }
 
+/// What the inference thread is asked to do.
+enum Work {
+    Generate(Job),
+    /// Drop every model's KV cache (a new conversation began).
+    Forget,
+}
+
+/// How the inference thread runs models.
+#[derive(Clone, Copy)]
+struct Settings {
+    threads: usize,
+    kv_type: KvType,
+    /// A KV cache unused this long is dropped; `None` keeps it.
+    kv_idle: Option<Duration>,
+}
+
+/// Each loaded model's KV cache, as the inference thread last saw it.
+type Loaded = Arc<Mutex<BTreeMap<String, KvFigures>>>;
+
 /// The Candle backend.
 pub struct CandleProvider {
     model_dir: PathBuf,
-    jobs: Mutex<std_mpsc::Sender<Job>>,
+    jobs: Mutex<std_mpsc::Sender<Work>>,
+    loaded: Loaded,
     hub_url: String,
     catalog: BTreeMap<String, String>,
 }
@@ -68,36 +95,57 @@ impl CandleProvider {
         model_dir: impl Into<PathBuf>,
         threads: Option<usize>,
     ) -> Result<Self, ProviderError> {
-        let threads = threads.unwrap_or_else(engine::default_threads).max(1);
-        let (tx, rx) = std_mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("candle-inference".into())
-            .spawn(move || inference_thread(rx, threads))
-            .map_err(|e| ProviderError::Other(format!("cannot start the inference thread: {e}")))?;
-        let defaults = crate::config::CandleConfig::default();
-        Ok(CandleProvider {
-            model_dir: model_dir.into(),
-            jobs: Mutex::new(tx),
-            hub_url: defaults.hub_url,
-            catalog: defaults.catalog,
-        })
+        let config = crate::config::CandleConfig {
+            threads: threads.unwrap_or(0),
+            ..crate::config::CandleConfig::default()
+        };
+        Self::with_config(model_dir, &config)
     }
 
-    /// A backend over `model_dir` with the threads, hub and catalog of
-    /// `config`.
+    /// A backend over `model_dir` with the threads, KV cache, hub and
+    /// catalog of `config`.
     pub fn with_config(
         model_dir: impl Into<PathBuf>,
         config: &crate::config::CandleConfig,
     ) -> Result<Self, ProviderError> {
-        let threads = Some(config.threads).filter(|n| *n > 0);
-        let mut provider = Self::with_threads(model_dir, threads)?;
-        provider.hub_url = config.hub_url.clone();
-        provider.catalog = config
-            .catalog
-            .iter()
-            .map(|(k, v)| (k.to_lowercase(), v.clone()))
-            .collect();
-        Ok(provider)
+        let settings = Settings {
+            threads: Some(config.threads)
+                .filter(|n| *n > 0)
+                .unwrap_or_else(engine::default_threads),
+            kv_type: config.kv_cache,
+            kv_idle: Some(Duration::from_secs(config.kv_cache_idle_secs)).filter(|d| !d.is_zero()),
+        };
+        let (tx, rx) = std_mpsc::channel::<Work>();
+        let loaded = Loaded::default();
+        let figures = loaded.clone();
+        std::thread::Builder::new()
+            .name("candle-inference".into())
+            .spawn(move || inference_thread(rx, settings, figures))
+            .map_err(|e| ProviderError::Other(format!("cannot start the inference thread: {e}")))?;
+        Ok(CandleProvider {
+            model_dir: model_dir.into(),
+            jobs: Mutex::new(tx),
+            loaded,
+            hub_url: config.hub_url.clone(),
+            catalog: config
+                .catalog
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// Each loaded model's KV cache, by model name.
+    pub fn kv_caches(&self) -> BTreeMap<String, KvFigures> {
+        self.loaded.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn send(&self, work: Work) -> Result<(), ProviderError> {
+        self.jobs
+            .lock()
+            .map_err(|_| ProviderError::Other("inference thread lock poisoned".into()))?
+            .send(work)
+            .map_err(|_| ProviderError::Other("the inference thread has stopped".into()))
     }
 
     pub fn model_dir(&self) -> &Path {
@@ -213,44 +261,143 @@ pub fn model_name(path: &Path) -> Option<String> {
     path.file_stem()?.to_str().map(str::to_lowercase)
 }
 
-/// Runs jobs one at a time, keeping loaded models between them.
-fn inference_thread(jobs: std_mpsc::Receiver<Job>, threads: usize) {
-    let mut loaded: HashMap<PathBuf, LoadedModel> = HashMap::new();
-    while let Ok(job) = jobs.recv() {
-        if job.cancel.is_cancelled() {
-            let _ = job.events.send(Err(ProviderError::Cancelled));
-            continue;
-        }
-        if !loaded.contains_key(&job.path) {
-            let started = std::time::Instant::now();
-            let result = GgufFile::open(&job.path)
-                .and_then(|g| LoadedModel::load_with_threads(&job.name, g, threads));
-            match result {
-                Ok(model) => {
-                    tracing::info!(model = %job.name, ms = started.elapsed().as_millis() as u64, "model loaded");
-                    loaded.insert(job.path.clone(), model);
+/// A loaded model and when it last generated.
+struct Resident {
+    model: LoadedModel,
+    last_used: Instant,
+}
+
+/// Runs jobs one at a time, keeping loaded models between them and
+/// dropping KV caches left unused past `settings.kv_idle`.
+fn inference_thread(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures: Loaded) {
+    let mut loaded: HashMap<PathBuf, Resident> = HashMap::new();
+    loop {
+        // Wake for the first cache to go idle, if any holds positions.
+        let next_idle = settings.kv_idle.and_then(|idle| {
+            loaded
+                .values()
+                .filter(|r| r.model.kv_figures().positions > 0)
+                .map(|r| (r.last_used + idle).saturating_duration_since(Instant::now()))
+                .min()
+        });
+        let work = match next_idle {
+            Some(wait) => match jobs.recv_timeout(wait) {
+                Ok(work) => Some(work),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match jobs.recv() {
+                Ok(work) => Some(work),
+                Err(_) => break,
+            },
+        };
+        match work {
+            Some(Work::Generate(job)) => generate(job, &mut loaded, settings, &figures),
+            Some(Work::Forget) => {
+                for r in loaded.values_mut() {
+                    drop_cache(r, "a new conversation began");
                 }
-                Err(e) => {
-                    let _ = job.events.send(Err(e));
-                    continue;
+            }
+            None => {
+                if let Some(idle) = settings.kv_idle {
+                    for r in loaded.values_mut() {
+                        if r.last_used.elapsed() >= idle {
+                            drop_cache(r, "it was idle");
+                        }
+                    }
                 }
             }
         }
-        let Some(model) = loaded.get_mut(&job.path) else {
-            continue;
-        };
-        let events = job.events.clone();
-        let mut on_text = |piece: &str| {
-            let _ = events.send(Ok(StreamEvent::Text(piece.to_owned())));
-        };
-        let result = model.generate(
-            &job.request.messages,
-            &job.request.options,
-            &job.cancel,
-            &mut on_text,
-        );
-        let _ = job.events.send(result.map(StreamEvent::Done));
+        publish(&loaded, &figures);
     }
+}
+
+/// Puts each loaded model's KV cache figures where `status` reads them.
+fn publish(loaded: &HashMap<PathBuf, Resident>, figures: &Loaded) {
+    if let Ok(mut f) = figures.lock() {
+        *f = loaded
+            .values()
+            .map(|r| (r.model.name.clone(), r.model.kv_figures()))
+            .collect();
+    }
+}
+
+fn drop_cache(r: &mut Resident, why: &str) {
+    let figures = r.model.kv_figures();
+    if figures.positions == 0 {
+        return;
+    }
+    r.model.clear_cache();
+    tracing::info!(
+        model = %r.model.name,
+        positions = figures.positions,
+        mib = figures.bytes as f64 / (1 << 20) as f64,
+        idle_secs = r.last_used.elapsed().as_secs(),
+        "dropped the KV cache: {why}"
+    );
+}
+
+fn generate(
+    job: Job,
+    loaded: &mut HashMap<PathBuf, Resident>,
+    settings: Settings,
+    figures: &Loaded,
+) {
+    if job.cancel.is_cancelled() {
+        let _ = job.events.send(Err(ProviderError::Cancelled));
+        return;
+    }
+    if !loaded.contains_key(&job.path) {
+        let started = Instant::now();
+        let result = GgufFile::open(&job.path)
+            .and_then(|g| LoadedModel::load_with_threads(&job.name, g, settings.threads));
+        match result {
+            Ok(mut model) => {
+                model.set_kv_type(settings.kv_type);
+                tracing::info!(model = %job.name, ms = started.elapsed().as_millis() as u64, "model loaded");
+                let resident = Resident {
+                    model,
+                    last_used: Instant::now(),
+                };
+                loaded.insert(job.path.clone(), resident);
+            }
+            Err(e) => {
+                let _ = job.events.send(Err(e));
+                return;
+            }
+        }
+    }
+    let Some(resident) = loaded.get_mut(&job.path) else {
+        return;
+    };
+    let events = job.events.clone();
+    let mut on_text = |piece: &str| {
+        let _ = events.send(Ok(StreamEvent::Text(piece.to_owned())));
+    };
+    let result = resident.model.generate(
+        &job.request.messages,
+        &job.request.options,
+        &job.cancel,
+        &mut on_text,
+    );
+    resident.last_used = Instant::now();
+    // Before the last event: a caller that has its answer sees the cache.
+    publish(loaded, figures);
+    let _ = job.events.send(result.map(StreamEvent::Done));
+}
+
+/// `12 positions, 0.4 MiB q8_0`, for status lines.
+fn describe(f: &KvFigures) -> String {
+    let kind = f.kind.map_or("f32, Candle's".to_owned(), |k| k.to_string());
+    if f.positions == 0 {
+        return format!("KV cache empty ({kind})");
+    }
+    format!(
+        "KV cache {} of {} positions, {:.1} MiB {kind}",
+        f.positions,
+        f.context_length,
+        f.bytes as f64 / (1 << 20) as f64
+    )
 }
 
 #[async_trait]
@@ -316,13 +463,23 @@ impl Provider for CandleProvider {
 
     async fn status(&self) -> ProviderStatus {
         let count = self.files().len();
+        let mut detail = format!("{count} model file(s) in {}", self.model_dir.display());
+        for (name, figures) in self.kv_caches() {
+            detail.push_str(&format!("; {name} loaded, {}", describe(&figures)));
+        }
         ProviderStatus {
             backend: BACKEND.into(),
             available: count > 0,
             version: Some(
                 concat!("embedded (skillkernel ", env!("CARGO_PKG_VERSION"), ")").to_owned(),
             ),
-            detail: format!("{count} model file(s) in {}", self.model_dir.display()),
+            detail,
+        }
+    }
+
+    async fn forget_context(&self) {
+        if let Err(e) = self.send(Work::Forget) {
+            tracing::warn!("cannot drop the KV caches: {e}");
         }
     }
 
@@ -340,11 +497,7 @@ impl Provider for CandleProvider {
             cancel,
             events,
         };
-        self.jobs
-            .lock()
-            .map_err(|_| ProviderError::Other("inference thread lock poisoned".into()))?
-            .send(job)
-            .map_err(|_| ProviderError::Other("the inference thread has stopped".into()))?;
+        self.send(Work::Generate(job))?;
         Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         })))

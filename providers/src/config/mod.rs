@@ -129,11 +129,23 @@ pub struct CandleConfig {
     pub hub_url: String,
     /// Short names for `pull`: name → `ORG/REPO/FILE.gguf`.
     pub catalog: BTreeMap<String, String>,
+    /// How the KV cache stores keys and values: `q8_0`, `f16` or `f32`.
+    pub kv_cache: crate::candle::KvType,
+    /// A model's KV cache unused this long is dropped (its memory returns
+    /// to the OS) and rebuilt from the conversation on the next turn;
+    /// 0 keeps it.
+    pub kv_cache_idle_secs: u64,
 }
+
+/// How long an unused KV cache is kept by default: as long as Ollama
+/// keeps an unused model loaded.
+pub const KV_CACHE_IDLE_SECS: u64 = 300;
 
 impl Default for CandleConfig {
     fn default() -> Self {
         CandleConfig {
+            kv_cache: crate::candle::KvType::default(),
+            kv_cache_idle_secs: KV_CACHE_IDLE_SECS,
             threads: 0,
             hub_url: "https://huggingface.co".into(),
             catalog: BTreeMap::new(),

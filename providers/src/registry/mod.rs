@@ -219,6 +219,14 @@ impl Registry {
         out
     }
 
+    /// Tells every backend the conversation ended, so the embedded
+    /// engine drops its KV caches now rather than when they go idle.
+    pub async fn forget_context(&self) {
+        for provider in &self.backends {
+            provider.forget_context().await;
+        }
+    }
+
     /// The backend a pull of `spec` goes to, and the name to pull.
     ///
     /// `@backend` decides when given. Otherwise hub paths

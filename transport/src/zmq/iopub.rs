@@ -73,6 +73,10 @@ impl IopubControl for Xpub {
     fn stats(&self) -> IopubStats {
         Xpub::stats(self)
     }
+
+    fn all_written(&self) -> bool {
+        Xpub::all_written(self)
+    }
 }
 
 pub(super) async fn bind_iopub(info: &mut ConnectionInfo) -> Result<IopubChannel, TransportError> {

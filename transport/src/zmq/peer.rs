@@ -44,12 +44,19 @@ pub struct Queue<X> {
     /// Whole messages in wire form.
     messages: VecDeque<Bytes>,
     bytes: usize,
+    /// Something was queued and has not been flushed to the socket yet.
+    unwritten: bool,
     pub extra: X,
 }
 
 impl<X> Queue<X> {
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Whether everything queued has been written and flushed.
+    pub fn is_written(&self) -> bool {
+        !self.unwritten
     }
 
     pub fn is_half_full(&self) -> bool {
@@ -97,6 +104,7 @@ impl<X> Outbox<X> {
             return false;
         }
         queue.bytes += wire.len();
+        queue.unwritten = true;
         queue.messages.push_back(wire.clone());
         self.ready.notify_one();
         true
@@ -121,6 +129,12 @@ impl<X> Outbox<X> {
             let next = self.lock().messages.pop_front();
             let Some(wire) = next else {
                 stream.flush().await?;
+                {
+                    let mut queue = self.lock();
+                    if queue.messages.is_empty() {
+                        queue.unwritten = false;
+                    }
+                }
                 tokio::select! {
                     () = self.ready.notified() => {}
                     pong = pongs.recv() => match pong {

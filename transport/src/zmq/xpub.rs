@@ -151,6 +151,12 @@ impl Xpub {
         }
     }
 
+    /// Whether every subscriber's queue has been written to its socket.
+    pub fn all_written(&self) -> bool {
+        let state = lock(&self.state);
+        state.subscribers.values().all(|s| s.lock().is_written())
+    }
+
     pub fn stats(&self) -> IopubStats {
         let state = lock(&self.state);
         let mut stats = IopubStats {

@@ -1,25 +1,44 @@
 //! `%clear`, `%input`.
 
 use serde_json::Value;
+use skillkernel_protocol::content::StreamName;
 
 use super::split_args;
 use crate::errors::KernelError;
 use crate::exec_context::ExecContext;
 use crate::magics::vars::is_valid_name;
 
+pub(super) const CLEAR_USAGE: &str = "%clear [--wait] | %clear --conversation";
+
 pub(super) async fn clear(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelError> {
     let wait = match args.trim() {
         "" => false,
         "--wait" => true,
+        "--conversation" => return clear_conversation(ctx).await,
         other => {
             return Err(KernelError::usage(
                 "clear",
                 format!("unknown option `{other}`"),
-                "%clear [--wait]",
+                CLEAR_USAGE,
             ))
         }
     };
     ctx.out.clear(wait).await;
+    Ok(())
+}
+
+/// `%clear --conversation`: the next prompt starts a new conversation, and
+/// the embedded engine lets go of the old one's KV cache now.
+async fn clear_conversation(ctx: &mut ExecContext<'_>) -> Result<(), KernelError> {
+    let messages = ctx.shared.clear_conversation();
+    if let Some(models) = ctx.shared.models() {
+        models.registry.forget_context().await;
+    }
+    let turns = messages / 2;
+    let plural = if turns == 1 { "" } else { "s" };
+    let text =
+        format!("Conversation cleared ({turns} turn{plural}); the next prompt starts a new one.\n");
+    ctx.out.stream(StreamName::Stdout, &text).await;
     Ok(())
 }
 

@@ -97,11 +97,14 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
     },
     MagicSpec {
         name: "clear",
-        usage: "%clear [--wait]",
-        summary: "Clear the cell's output.",
+        usage: misc::CLEAR_USAGE,
+        summary: "Clear the cell's output, or with --conversation start a new conversation.",
         help: "Sends `clear_output` to the front end. With `--wait`, the output is cleared \
-               only when new output arrives, which avoids flicker.",
-        subcommands: &["--wait"],
+               only when new output arrives, which avoids flicker.\n\n\
+               `%clear --conversation` forgets the session's conversation (kept across \
+               restarts otherwise): the next prompt cell starts a new one, and the embedded \
+               engine frees the old one's KV cache at once.",
+        subcommands: &["--wait", "--conversation"],
         takes_variable: false,
     },
     MagicSpec {

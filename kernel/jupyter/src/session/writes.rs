@@ -164,6 +164,14 @@ impl Shared {
         state.conversation.push(assistant);
     }
 
+    /// Ends the conversation: the next prompt starts a new one. Returns
+    /// how many messages were dropped.
+    pub fn clear_conversation(&self) -> usize {
+        let mut state = self.state_mut();
+        self.persistence.write(|store| store.clear_conversation());
+        std::mem::take(&mut state.conversation).len()
+    }
+
     /// Counts one generation by `model` in the session's usage figures
     /// (`%model stats`; kept in memory for this process).
     pub fn record_model_usage(&self, model: &str, stats: &GenerationStats) {

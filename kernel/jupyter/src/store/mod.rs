@@ -257,6 +257,11 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets every conversation turn.
+    pub fn clear_conversation(&self) -> Result<(), StoreError> {
+        self.conversation.clear().map_err(self.write_err())
+    }
+
     pub fn set_current_model(&self, model: Option<&str>) -> Result<(), StoreError> {
         match model {
             Some(m) => self

@@ -1,13 +1,13 @@
 //! The per-token parts of a layer on plain slices: RMSNorm, rotary
-//! embeddings, the KV cache and causal attention. Each query row is
+//! embeddings and causal attention over the KV cache ([`super::kv`]). Each query row is
 //! computed the same way whether it comes in a batch (prompt) or alone
 //! (decode), so a prompt split differently, or resumed from a cached
 //! prefix, gives bit-identical results.
 
 use std::cell::RefCell;
 
+use super::kv::{F16Rows, F32Rows, KvCache, KvRows, Q8Rows, RowsView};
 use crate::candle::pool::{Out, Pool};
-use crate::candle::simd;
 
 /// x / sqrt(mean(x²) + eps) · w for each row of `x` (width `w.len()`),
 /// into `out`; Candle's `rms_norm` arithmetic.
@@ -79,40 +79,6 @@ impl Rope {
     }
 }
 
-/// One layer's keys and values, `[position][kv head][head_dim]`.
-#[derive(Default)]
-pub struct KvCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
-}
-
-/// Positions reserved at a time, so the cache grows in steps rather than
-/// doubling (which could overshoot the memory budget by half the cache).
-const CACHE_STEP: usize = 256;
-
-impl KvCache {
-    pub fn append(&mut self, k: &[f32], v: &[f32], width: usize) {
-        if self.k.capacity() < self.k.len() + k.len() {
-            let extra = k.len().max(CACHE_STEP * width);
-            self.k.reserve_exact(extra);
-            self.v.reserve_exact(extra);
-        }
-        self.k.extend_from_slice(k);
-        self.v.extend_from_slice(v);
-    }
-
-    /// Keeps the first `positions` positions.
-    pub fn truncate(&mut self, positions: usize, width: usize) {
-        self.k.truncate(positions * width);
-        self.v.truncate(positions * width);
-    }
-
-    /// Drops everything, memory included.
-    pub fn clear(&mut self) {
-        *self = KvCache::default();
-    }
-}
-
 /// Shapes of the attention heads.
 #[derive(Clone, Copy)]
 pub struct Heads {
@@ -137,12 +103,41 @@ pub fn attend(
     m: usize,
     out: &mut [f32],
 ) {
+    assert!(cache.len() >= pos0 + m);
+    let Some((k, v)) = cache.views() else {
+        // Only an empty cache has no storage, and it holds no positions.
+        return;
+    };
+    match (k, v) {
+        (RowsView::F32(k), RowsView::F32(v)) => {
+            attend_over(pool, h, q, &F32Rows(k), &F32Rows(v), pos0, m, out)
+        }
+        (RowsView::F16(k), RowsView::F16(v)) => {
+            attend_over(pool, h, q, &F16Rows(k), &F16Rows(v), pos0, m, out)
+        }
+        (RowsView::Q8(kq, kd), RowsView::Q8(vq, vd)) => {
+            attend_over(pool, h, q, &Q8Rows(kq, kd), &Q8Rows(vq, vd), pos0, m, out)
+        }
+        _ => unreachable!("keys and values are stored alike"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend_over<K: KvRows, V: KvRows>(
+    pool: &Pool,
+    h: Heads,
+    q: &[f32],
+    keys: &K,
+    values: &V,
+    pos0: usize,
+    m: usize,
+    out: &mut [f32],
+) {
     let qw = h.n_head * h.head_dim;
     let kvw = h.n_kv_head * h.head_dim;
     let group = h.n_head / h.n_kv_head;
     let scale = 1.0 / (h.head_dim as f32).sqrt();
     assert!(q.len() == m * qw && out.len() == m * qw);
-    assert!(cache.k.len() >= (pos0 + m) * kvw);
     let dst = Out(out.as_mut_ptr());
     pool.run(m * h.n_head, &|item| {
         let (row, head) = (item / h.n_head, item % h.n_head);
@@ -156,9 +151,7 @@ pub fn attend(
         };
         SCORES.with_borrow_mut(|scores| {
             scores.clear();
-            scores.extend(
-                (0..len).map(|t| simd::dot(qh, &cache.k[t * kvw + kv..][..h.head_dim]) * scale),
-            );
+            scores.extend((0..len).map(|t| keys.dot(qh, t * kvw + kv, h.head_dim) * scale));
             let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let mut sum = 0f32;
             for s in scores.iter_mut() {
@@ -167,7 +160,7 @@ pub fn attend(
             }
             o.fill(0.0);
             for (t, &p) in scores.iter().enumerate() {
-                simd::axpy(o, p / sum, &cache.v[t * kvw + kv..][..h.head_dim]);
+                values.axpy(o, p / sum, t * kvw + kv, h.head_dim);
             }
         });
     });

@@ -12,6 +12,8 @@
 //! and `tests` checks the logits against them.
 
 mod attention;
+mod kv;
+mod reserved;
 #[cfg(test)]
 mod tests;
 
@@ -23,7 +25,9 @@ pub use super::error::ModelError;
 use super::gguf::Architecture;
 use super::pool::Pool;
 use super::quant::{self, BlockQ8, Job, Matrix};
-use attention::{attend, rms_norm, Heads, KvCache, Rope};
+use attention::{attend, rms_norm, Heads, Rope};
+use kv::KvCache;
+pub use kv::{KvError, KvType};
 
 /// Hyper-parameters from the GGUF metadata.
 struct Config {
@@ -31,6 +35,8 @@ struct Config {
     n_embd: usize,
     heads: Heads,
     eps: f32,
+    /// Positions the context window holds: the KV cache's bound.
+    context: usize,
 }
 
 fn meta_u32(content: &Content, key: &str) -> Result<usize, ModelError> {
@@ -196,7 +202,7 @@ impl Model {
                 gate: mat(reader, "ffn_gate.weight")?,
                 up: mat(reader, "ffn_up.weight")?,
                 down: mat(reader, "ffn_down.weight")?,
-                cache: KvCache::default(),
+                cache: KvCache::new(KvType::default(), 0, 0, 0),
             });
         }
         let heads = Heads {
@@ -204,12 +210,14 @@ impl Model {
             n_kv_head,
             head_dim,
         };
-        let model = Model {
+        let context = meta_u32(content, &key("context_length")).unwrap_or(4096);
+        let mut model = Model {
             cfg: Config {
                 n_layer,
                 n_embd,
                 heads,
                 eps,
+                context,
             },
             rope,
             embed,
@@ -221,6 +229,7 @@ impl Model {
             scratch: Scratch::default(),
         };
         model.check_shapes()?;
+        model.set_kv_type(KvType::default());
         Ok(model)
     }
 
@@ -264,14 +273,41 @@ impl Model {
         self.len
     }
 
-    /// Keeps the first `positions` positions of the KV cache.
+    /// Keeps the first `positions` positions of the KV cache, returning
+    /// the memory of the rest.
     pub fn truncate(&mut self, positions: usize) {
-        let width = self.cfg.heads.n_kv_head * self.cfg.heads.head_dim;
         let positions = positions.min(self.len);
         for l in &mut self.layers {
-            l.cache.truncate(positions, width);
+            l.cache.truncate(positions);
         }
         self.len = positions;
+    }
+
+    /// Stores keys and values as `kind` from now on (the cache is emptied).
+    pub fn set_kv_type(&mut self, kind: KvType) {
+        let h = self.cfg.heads;
+        let width = h.n_kv_head * h.head_dim;
+        for l in &mut self.layers {
+            l.cache = KvCache::new(kind, width, h.head_dim, self.cfg.context);
+        }
+        self.len = 0;
+    }
+
+    /// How keys and values are stored (Q8_0 may have fallen back to f16).
+    pub fn kv_type(&self) -> KvType {
+        self.layers
+            .first()
+            .map_or(KvType::default(), |l| l.cache.kind())
+    }
+
+    /// Bytes the KV cache holds over all layers.
+    pub fn kv_bytes(&self) -> u64 {
+        self.layers.iter().map(|l| l.cache.bytes()).sum()
+    }
+
+    /// Positions the context window (and so the KV cache) holds.
+    pub fn context_length(&self) -> usize {
+        self.cfg.context
     }
 
     /// Empties the KV cache and releases its memory.
@@ -352,7 +388,15 @@ impl Model {
                 rope.apply(&mut q[i * qw..(i + 1) * qw], h.head_dim, &s.cos, &s.sin);
                 rope.apply(&mut k[i * kvw..(i + 1) * kvw], h.head_dim, &s.cos, &s.sin);
             }
-            layer.cache.append(k, v, kvw);
+            if let Err(e) = layer.cache.append(k, v) {
+                // A layer may have taken these positions already: drop
+                // them all so every layer agrees on the length.
+                let keep = *len;
+                for l in layers.iter_mut() {
+                    l.cache.truncate(keep);
+                }
+                return Err(e.into());
+            }
             let att = sized(&mut s.att, m * qw);
             attend(pool, h, q, &layer.cache, *len, m, att);
             let o = sized(&mut s.o, m * e);

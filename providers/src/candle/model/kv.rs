@@ -1,0 +1,374 @@
+//! One layer's KV cache: keys and values per position, `[position][kv
+//! head][head_dim]`, stored as f32, f16 or Q8_0 (blocks of 32 values as
+//! 8-bit integers with an f16 scale, as ggml's `q8_0`).
+//!
+//! The storage is [`Reserved`] for the whole context window, so the cache
+//! is bounded by it, never reallocates, and costs memory only for the
+//! positions it holds. f16 (the default) takes half of f32's memory, Q8_0
+//! a little over a quarter; [`attend`](super::attention::attend) reads
+//! every type through [`KvRows`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use half::f16;
+
+use super::reserved::Reserved;
+use crate::candle::simd;
+
+/// Values per Q8_0 block.
+pub const Q8_BLOCK: usize = 32;
+
+/// How the KV cache stores keys and values (`kv_cache` in
+/// `[models.candle]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum KvType {
+    F32,
+    /// The default, as llama.cpp's and Ollama's: half of f32's memory, and
+    /// greedy answers as f32 gives them.
+    #[default]
+    F16,
+    /// 8-bit blocks with an f16 scale: a bit over a quarter of f32's
+    /// memory; may tip a near tie in greedy decoding. Needs a head width
+    /// that is a multiple of 32 (f16 is used otherwise).
+    Q8_0,
+}
+
+impl KvType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// Bytes per stored value (Q8_0: its byte plus its share of the scale).
+    pub fn bytes_per_value(self) -> f64 {
+        match self {
+            KvType::F32 => 4.0,
+            KvType::F16 => 2.0,
+            KvType::Q8_0 => 1.0 + 2.0 / Q8_BLOCK as f64,
+        }
+    }
+}
+
+impl fmt::Display for KvType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<KvType> for &'static str {
+    fn from(kind: KvType) -> &'static str {
+        kind.as_str()
+    }
+}
+
+impl TryFrom<String> for KvType {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl FromStr for KvType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(KvType::F32),
+            "f16" => Ok(KvType::F16),
+            "q8_0" | "q8" => Ok(KvType::Q8_0),
+            other => Err(format!("`{other}` is not a KV cache type (f32, f16, q8_0)")),
+        }
+    }
+}
+
+/// Keys or values of every position.
+enum Rows {
+    F32(Reserved<f32>),
+    F16(Reserved<u16>),
+    Q8 { q: Reserved<i8>, d: Reserved<u16> },
+}
+
+impl Rows {
+    fn new(kind: KvType, values: usize) -> std::io::Result<Rows> {
+        Ok(match kind {
+            KvType::F32 => Rows::F32(Reserved::new(values)?),
+            KvType::F16 => Rows::F16(Reserved::new(values)?),
+            KvType::Q8_0 => Rows::Q8 {
+                q: Reserved::new(values)?,
+                d: Reserved::new(values / Q8_BLOCK)?,
+            },
+        })
+    }
+
+    /// Stores `x` from value `at` on.
+    fn write(&mut self, at: usize, x: &[f32]) {
+        match self {
+            Rows::F32(r) => r.as_mut_slice()[at..at + x.len()].copy_from_slice(x),
+            Rows::F16(r) => {
+                for (o, v) in r.as_mut_slice()[at..at + x.len()].iter_mut().zip(x) {
+                    *o = f16::from_f32(*v).to_bits();
+                }
+            }
+            Rows::Q8 { q, d } => {
+                let qs = &mut q.as_mut_slice()[at..at + x.len()];
+                let ds = &mut d.as_mut_slice()[at / Q8_BLOCK..(at + x.len()) / Q8_BLOCK];
+                for ((block, qb), d) in x
+                    .chunks_exact(Q8_BLOCK)
+                    .zip(qs.chunks_exact_mut(Q8_BLOCK))
+                    .zip(ds)
+                {
+                    // ggml's quantize_row_q8_0.
+                    let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    let scale = amax / 127.0;
+                    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                    for (q, v) in qb.iter_mut().zip(block) {
+                        *q = (v * inv).round() as i8;
+                    }
+                    *d = f16::from_f32(scale).to_bits();
+                }
+            }
+        }
+    }
+
+    fn release_from(&mut self, at: usize) {
+        match self {
+            Rows::F32(r) => r.release_from(at),
+            Rows::F16(r) => r.release_from(at),
+            Rows::Q8 { q, d } => {
+                q.release_from(at);
+                d.release_from(at / Q8_BLOCK);
+            }
+        }
+    }
+
+    fn view(&self) -> RowsView<'_> {
+        match self {
+            Rows::F32(r) => RowsView::F32(r.as_slice()),
+            Rows::F16(r) => RowsView::F16(r.as_slice()),
+            Rows::Q8 { q, d } => RowsView::Q8(q.as_slice(), d.as_slice()),
+        }
+    }
+}
+
+/// Read access to keys or values, for attention.
+#[derive(Clone, Copy)]
+pub enum RowsView<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+    Q8(&'a [i8], &'a [u16]),
+}
+
+/// What attention needs of stored rows: a dot product with a stored
+/// vector and adding a multiple of one. `at` is the vector's first value
+/// and `n` its length (a Q8_0 vector starts on a block).
+pub trait KvRows: Sync {
+    fn dot(&self, q: &[f32], at: usize, n: usize) -> f32;
+    fn axpy(&self, y: &mut [f32], a: f32, at: usize, n: usize);
+}
+
+/// f32 rows.
+pub struct F32Rows<'a>(pub &'a [f32]);
+/// f16 rows (as bits).
+pub struct F16Rows<'a>(pub &'a [u16]);
+/// Q8_0 rows: quants and one f16 scale per block.
+pub struct Q8Rows<'a>(pub &'a [i8], pub &'a [u16]);
+
+impl KvRows for F32Rows<'_> {
+    fn dot(&self, q: &[f32], at: usize, n: usize) -> f32 {
+        simd::dot(q, &self.0[at..at + n])
+    }
+    fn axpy(&self, y: &mut [f32], a: f32, at: usize, n: usize) {
+        simd::axpy(y, a, &self.0[at..at + n]);
+    }
+}
+
+impl KvRows for F16Rows<'_> {
+    fn dot(&self, q: &[f32], at: usize, n: usize) -> f32 {
+        simd::dot_f16(q, &self.0[at..at + n])
+    }
+    fn axpy(&self, y: &mut [f32], a: f32, at: usize, n: usize) {
+        simd::axpy_f16(y, a, &self.0[at..at + n]);
+    }
+}
+
+impl KvRows for Q8Rows<'_> {
+    fn dot(&self, q: &[f32], at: usize, n: usize) -> f32 {
+        let d = &self.1[at / Q8_BLOCK..(at + n) / Q8_BLOCK];
+        simd::dot_q8(q, &self.0[at..at + n], d)
+    }
+    fn axpy(&self, y: &mut [f32], a: f32, at: usize, n: usize) {
+        let d = &self.1[at / Q8_BLOCK..(at + n) / Q8_BLOCK];
+        simd::axpy_q8(y, a, &self.0[at..at + n], d);
+    }
+}
+
+/// One layer's keys and values.
+pub struct KvCache {
+    kind: KvType,
+    /// Values per position: KV heads × head width.
+    width: usize,
+    /// Positions the context window holds.
+    capacity: usize,
+    len: usize,
+    /// `None` until the first position is written, and after `clear`.
+    kv: Option<(Rows, Rows)>,
+}
+
+impl KvCache {
+    /// An empty cache of `capacity` positions of `width` values. Q8_0
+    /// falls back to f16 when `head_dim` is not a multiple of its block.
+    pub fn new(kind: KvType, width: usize, head_dim: usize, capacity: usize) -> KvCache {
+        let kind = if kind == KvType::Q8_0 && head_dim % Q8_BLOCK != 0 {
+            KvType::F16
+        } else {
+            kind
+        };
+        KvCache {
+            kind,
+            width,
+            capacity,
+            len: 0,
+            kv: None,
+        }
+    }
+
+    pub fn kind(&self) -> KvType {
+        self.kind
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes the stored positions take.
+    pub fn bytes(&self) -> u64 {
+        (self.len as f64 * self.width as f64 * 2.0 * self.kind.bytes_per_value()) as u64
+    }
+
+    /// Appends the keys and values of `k.len() / width` positions.
+    pub fn append(&mut self, k: &[f32], v: &[f32]) -> Result<(), KvError> {
+        let positions = k.len() / self.width;
+        if self.len + positions > self.capacity {
+            return Err(KvError::Full {
+                capacity: self.capacity,
+            });
+        }
+        let (ks, vs) = match &mut self.kv {
+            Some(kv) => kv,
+            None => {
+                let values = self.capacity * self.width;
+                let keys = Rows::new(self.kind, values).map_err(KvError::Reserve)?;
+                let vals = Rows::new(self.kind, values).map_err(KvError::Reserve)?;
+                self.kv.insert((keys, vals))
+            }
+        };
+        let at = self.len * self.width;
+        ks.write(at, k);
+        vs.write(at, v);
+        self.len += positions;
+        Ok(())
+    }
+
+    /// Keeps the first `positions` positions, returning the memory of the
+    /// rest to the OS.
+    pub fn truncate(&mut self, positions: usize) {
+        if positions >= self.len {
+            return;
+        }
+        self.len = positions;
+        if let Some((k, v)) = &mut self.kv {
+            k.release_from(positions * self.width);
+            v.release_from(positions * self.width);
+        }
+    }
+
+    /// Drops everything, memory included.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.kv = None;
+    }
+
+    /// Keys and values for attention.
+    pub fn views(&self) -> Option<(RowsView<'_>, RowsView<'_>)> {
+        self.kv.as_ref().map(|(k, v)| (k.view(), v.view()))
+    }
+}
+
+/// Why the cache could not take more positions.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("the context window of {capacity} positions is full")]
+    Full { capacity: usize },
+    #[error("cannot reserve memory for the KV cache: {0}")]
+    Reserve(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seed: f32, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as f32 + seed) * 0.731).sin() * 3.0)
+            .collect()
+    }
+
+    #[test]
+    fn every_type_reads_back_what_was_written_within_its_precision() {
+        let (width, head_dim) = (128, 64);
+        for (kind, tolerance) in [
+            (KvType::F32, 1e-6),
+            (KvType::F16, 2e-3),
+            (KvType::Q8_0, 0.02),
+        ] {
+            let mut cache = KvCache::new(kind, width, head_dim, 8);
+            let (k, v) = (row(1.0, 2 * width), row(7.0, 2 * width));
+            cache.append(&k, &v).unwrap();
+            assert_eq!(cache.len(), 2);
+            let q = row(3.0, head_dim);
+            let (kv, vv) = cache.views().unwrap();
+            let rows: Box<dyn KvRows> = match kv {
+                RowsView::F32(r) => Box::new(F32Rows(r)),
+                RowsView::F16(r) => Box::new(F16Rows(r)),
+                RowsView::Q8(q, d) => Box::new(Q8Rows(q, d)),
+            };
+            for at in [0, head_dim, width, width + head_dim] {
+                let exact: f32 = q
+                    .iter()
+                    .zip(&k[at..at + head_dim])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                let got = rows.dot(&q, at, head_dim);
+                let scale: f32 = q.iter().map(|v| v.abs()).sum::<f32>() * 3.0;
+                assert!(
+                    (got - exact).abs() <= tolerance * scale,
+                    "{kind}: {got} vs {exact}"
+                );
+            }
+            assert!(matches!(
+                (kind, vv),
+                (KvType::F32, RowsView::F32(_))
+                    | (KvType::F16, RowsView::F16(_))
+                    | (KvType::Q8_0, RowsView::Q8(..))
+            ));
+        }
+    }
+
+    #[test]
+    fn the_context_window_bounds_the_cache_and_clear_frees_it() {
+        let mut cache = KvCache::new(KvType::Q8_0, 64, 64, 3);
+        let x = row(0.0, 64 * 2);
+        cache.append(&x, &x).unwrap();
+        assert!(cache.append(&x, &x).is_err(), "4 positions do not fit in 3");
+        assert_eq!(cache.len(), 2);
+        cache.truncate(1);
+        assert_eq!((cache.len(), cache.bytes()), (1, 136));
+        cache.clear();
+        assert!(cache.views().is_none());
+        assert_eq!(KvCache::new(KvType::Q8_0, 48, 48, 4).kind(), KvType::F16);
+    }
+}
