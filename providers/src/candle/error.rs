@@ -15,8 +15,17 @@ pub enum ModelError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Kv(#[from] super::model::KvError),
+    Kv(#[from] KvError),
     /// A model this forward pass does not implement (Candle's may).
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// Why the cache could not take more positions.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("the context window of {capacity} positions is full")]
+    Full { capacity: usize },
+    #[error("cannot reserve memory for the KV cache: {0}")]
+    Reserve(std::io::Error),
 }

@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::GenerationOptions;
 
 mod backends;
+mod kv_type;
 mod usage;
 
 pub use backends::{
     BackendConfig, BackendKind, BackendPlan, BackendsSection, DEFAULT_ANTHROPIC_VERSION,
     DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_FIRST_BYTE_TIMEOUT_SECS,
 };
+pub use kv_type::KvType;
 pub use usage::{price_of, Budgets, OnExceeded, Price};
 
 /// The routing profiles every configuration has, cheapest first.
@@ -130,7 +132,7 @@ pub struct CandleConfig {
     /// Short names for `pull`: name → `ORG/REPO/FILE.gguf`.
     pub catalog: BTreeMap<String, String>,
     /// How the KV cache stores keys and values: `q8_0`, `f16` or `f32`.
-    pub kv_cache: crate::candle::KvType,
+    pub kv_cache: KvType,
     /// A model's KV cache unused this long is dropped (its memory returns
     /// to the OS) and rebuilt from the conversation on the next turn;
     /// 0 keeps it.
@@ -144,7 +146,7 @@ pub const KV_CACHE_IDLE_SECS: u64 = 300;
 impl Default for CandleConfig {
     fn default() -> Self {
         CandleConfig {
-            kv_cache: crate::candle::KvType::default(),
+            kv_cache: KvType::default(),
             kv_cache_idle_secs: KV_CACHE_IDLE_SECS,
             threads: 0,
             hub_url: "https://huggingface.co".into(),
