@@ -76,6 +76,12 @@ pub trait FrameSender: Send + Sync {
     async fn flush(&self) -> Result<(), TransportError> {
         Ok(())
     }
+
+    /// Whether everything sent has reached the peers' sockets (a process
+    /// about to exit waits for this, briefly).
+    fn all_written(&self) -> bool {
+        true
+    }
 }
 
 /// A request/reply channel: ROUTER on the kernel side (frames carry the

@@ -34,7 +34,8 @@ use crate::session::Shared;
 use crate::ExitReason;
 use skillkernel_stdx::lock;
 
-/// How long the last IOPub messages get to reach the subscribers.
+/// How long the last IOPub messages (and the requester's reply) get to
+/// reach the clients.
 const IOPUB_DRAIN: Duration = Duration::from_secs(1);
 
 /// The phases, in order.
@@ -198,6 +199,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, reason: ExitReason) -> ShutdownRep
             .await;
         shared.iopub.flush().await;
         shared.iopub.drain(IOPUB_DRAIN).await;
+        // The requester's reply too: the process may end right after.
+        if let Some((_, channel)) = &requester {
+            let deadline = tokio::time::Instant::now() + IOPUB_DRAIN;
+            while !channel.all_written() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     };
     if tokio::time::timeout(settings.operation_timeout, notify)
         .await

@@ -277,7 +277,11 @@ fn inference_thread(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures:
             loaded
                 .values()
                 .filter(|r| r.model.kv_figures().positions > 0)
-                .map(|r| (r.last_used + idle).saturating_duration_since(Instant::now()))
+                .map(|r| {
+                    r.last_used.checked_add(idle).map_or(Duration::MAX, |at| {
+                        at.saturating_duration_since(Instant::now())
+                    })
+                })
                 .min()
         });
         let work = match next_idle {
@@ -298,13 +302,14 @@ fn inference_thread(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures:
                     drop_cache(r, "a new conversation began");
                 }
             }
-            None => {
-                if let Some(idle) = settings.kv_idle {
-                    for r in loaded.values_mut() {
-                        if r.last_used.elapsed() >= idle {
-                            drop_cache(r, "it was idle");
-                        }
-                    }
+            None => {}
+        }
+        // Swept after any work too: a steady stream of jobs for one model
+        // must not keep another's idle cache alive.
+        if let Some(idle) = settings.kv_idle {
+            for r in loaded.values_mut() {
+                if r.last_used.elapsed() >= idle {
+                    drop_cache(r, "it was idle");
                 }
             }
         }

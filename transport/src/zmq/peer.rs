@@ -91,9 +91,11 @@ impl<X> Outbox<X> {
     }
 
     /// Queues `wire` unless the queue is at its bounds; `false` when the
-    /// message was dropped.
+    /// message was dropped. A message larger than the byte bound still
+    /// goes to a peer with nothing pending (one such message at a time).
     pub fn offer(&self, queue: &mut Queue<X>, wire: &Bytes) -> bool {
-        if queue.messages.len() >= PEER_MESSAGES || queue.bytes + wire.len() > PEER_BYTES {
+        let over_bytes = queue.bytes > 0 && queue.bytes + wire.len() > PEER_BYTES;
+        if queue.messages.len() >= PEER_MESSAGES || over_bytes {
             if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(
                     channel = self.channel,
@@ -225,4 +227,29 @@ pub async fn listen(ip: &str, port: u16) -> std::io::Result<(TcpListener, u16)> 
     let listener = TcpListener::bind((ip, port)).await?;
     let port = listener.local_addr()?.port();
     Ok((listener, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message over the byte bound (a large display, a long history
+    /// reply) still reaches a peer with nothing pending; a second one
+    /// waits its turn like any message over the bound.
+    #[test]
+    fn a_message_larger_than_the_bound_goes_to_a_peer_with_nothing_pending() {
+        let outbox: Outbox<()> = Outbox::new("shell", "127.0.0.1:1".parse().unwrap());
+        let big = Bytes::from(vec![0u8; PEER_BYTES + 1]);
+        let small = Bytes::from_static(b"small");
+        let mut queue = outbox.lock();
+        assert!(outbox.offer(&mut queue, &big));
+        assert!(!outbox.offer(&mut queue, &big), "one at a time");
+        assert!(
+            !outbox.offer(&mut queue, &small),
+            "the bound holds while it is pending"
+        );
+        assert_eq!(outbox.dropped(), 2);
+        let mut empty = Queue::<()>::default();
+        assert!(outbox.offer(&mut empty, &small));
+    }
 }

@@ -33,9 +33,15 @@ use super::peer::{self, lock, Outbox, HANDSHAKE_TIMEOUT};
 use super::zmtp::{self, Incoming, ZmtpError};
 use crate::{Channel, FrameReceiver, FrameSender, Frames, TransportError};
 
-/// The largest message a peer may send; the kernel applies its own,
-/// smaller, configurable limit after this one.
-pub const MAX_MESSAGE_BYTES: u64 = 1 << 30;
+/// The largest message a peer may send (frames counted with their
+/// overhead); the kernel applies its own, smaller, configurable limit
+/// after this one.
+pub const MAX_MESSAGE_BYTES: u64 = 256 << 20;
+/// Frames one message may have: identities, delimiter, five parts and
+/// buffers, with room to spare; empty frames must not be free.
+const MAX_FRAMES: usize = 4096;
+/// What a frame costs in memory beyond its body.
+const FRAME_OVERHEAD: u64 = 64;
 /// Requests received and not yet taken by the kernel.
 const INBOUND_QUEUE: usize = 64;
 /// How long the socket outlives the kernel's handles, so replies queued
@@ -132,6 +138,12 @@ impl FrameSender for RouterTx {
         }
         Ok(())
     }
+
+    fn all_written(&self) -> bool {
+        lock(&self.router.peers)
+            .values()
+            .all(|peer| peer.lock().is_written())
+    }
 }
 
 impl Router {
@@ -208,14 +220,17 @@ async fn read_messages(
     let mut frames = vec![identity.clone()];
     let mut size = 0u64;
     loop {
-        let incoming = match zmtp::read(&mut stream, MAX_MESSAGE_BYTES - size).await {
+        let incoming = match zmtp::read(&mut stream, MAX_MESSAGE_BYTES.saturating_sub(size)).await {
             Ok(incoming) => incoming,
             Err(ZmtpError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
         match incoming {
             Incoming::Frame { body, more } => {
-                size += body.len() as u64;
+                size += body.len() as u64 + FRAME_OVERHEAD;
+                if frames.len() >= MAX_FRAMES || size > MAX_MESSAGE_BYTES {
+                    return Err(ZmtpError::TooLarge(size));
+                }
                 frames.push(body);
                 if !more {
                     let message = std::mem::replace(&mut frames, vec![identity.clone()]);

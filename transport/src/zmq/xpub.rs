@@ -35,6 +35,8 @@ use crate::{Frames, IopubStats, IopubWelcome};
 pub use super::peer::{PEER_BYTES as SUBSCRIBER_BYTES, PEER_MESSAGES as SUBSCRIBER_MESSAGES};
 /// Messages held for the first subscriber; beyond, the oldest give way.
 pub const HELD_MESSAGES: usize = 1000;
+/// Bytes held for the first subscriber; beyond, the oldest give way.
+pub const HELD_BYTES: usize = SUBSCRIBER_BYTES;
 /// Subscriptions one subscriber may hold, and their longest topic.
 const MAX_TOPICS: usize = 1024;
 const MAX_INCOMING_BYTES: u64 = 64 * 1024;
@@ -67,6 +69,7 @@ struct State {
 struct Held {
     until: Instant,
     messages: VecDeque<(Bytes, Bytes)>,
+    bytes: usize,
 }
 
 impl Xpub {
@@ -88,6 +91,7 @@ impl Xpub {
                 held: Some(Held {
                     until: Instant::now() + hold,
                     messages: VecDeque::new(),
+                    bytes: 0,
                 }),
             }),
             welcome: Mutex::new(None),
@@ -118,8 +122,14 @@ impl Xpub {
         let mut state = lock(&self.state);
         if let Some(held) = &mut state.held {
             if Instant::now() < held.until {
-                if held.messages.len() == HELD_MESSAGES {
-                    held.messages.pop_front();
+                let wire = zmtp::encode_message(frames);
+                while !held.messages.is_empty()
+                    && (held.messages.len() == HELD_MESSAGES
+                        || held.bytes + wire.len() > HELD_BYTES)
+                {
+                    if let Some((_, old)) = held.messages.pop_front() {
+                        held.bytes -= old.len();
+                    }
                     let n = self.dropped_held.fetch_add(1, Ordering::Relaxed) + 1;
                     if n.is_power_of_two() {
                         tracing::warn!(
@@ -128,8 +138,8 @@ impl Xpub {
                         );
                     }
                 }
-                held.messages
-                    .push_back((topic, zmtp::encode_message(frames)));
+                held.bytes += wire.len();
+                held.messages.push_back((topic, wire));
                 return;
             }
             if !held.messages.is_empty() {
@@ -183,7 +193,9 @@ impl Xpub {
         if let Some(welcome) = welcome {
             subscriber.offer(&mut outbox, &zmtp::encode_message(&welcome));
         }
-        if let Some(held) = held {
+        // A hold that ran out with nothing published since is not
+        // delivered: a subscriber that late has missed nothing.
+        if let Some(held) = held.filter(|h| Instant::now() < h.until) {
             for (held_topic, wire) in held.messages {
                 if held_topic.starts_with(&topic) {
                     subscriber.offer(&mut outbox, &wire);

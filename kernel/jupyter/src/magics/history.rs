@@ -112,8 +112,13 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
             }
             HistoryRequest::search(glob, opts.n, opts.unique)
         }
-        // The current session; `-n` keeps its last N.
-        None => HistoryRequest::range(0, 0, None),
+        // The current session; `-n N` its last N lines, which are the
+        // last N execution counts (cells outside history are not counted).
+        None => {
+            let count = ctx.shared.with_state(|s| s.execution_count);
+            let start = opts.n.map_or(0, |n| (count + 1).saturating_sub(n as u64));
+            HistoryRequest::range(0, i64::try_from(start).unwrap_or(0), None)
+        }
     };
     let mut entries = ctx.shared.history(&request).await;
     if opts.pattern.is_none() {

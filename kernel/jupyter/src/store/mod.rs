@@ -139,6 +139,8 @@ mod meta {
     /// Present when the next start must begin a fresh session.
     pub const FRESH_START: &[u8] = b"fresh_start";
     pub const ARTIFACT_COUNT: &[u8] = b"artifact_count";
+    /// History entries stored, so a start need not count them.
+    pub const HISTORY_COUNT: &[u8] = b"history_count";
     pub const ARTIFACT_BYTES: &[u8] = b"artifact_bytes";
 }
 
@@ -230,9 +232,21 @@ impl Store {
         line: u64,
         record: &HistoryRecord,
     ) -> Result<(), StoreError> {
-        self.history
+        let old = self
+            .history
             .insert(codec::history_key(session, line), record.encode())
             .map_err(self.write_err())?;
+        if old.is_none() {
+            let count = self
+                .meta
+                .get(meta::HISTORY_COUNT)
+                .map_err(self.read_err())?
+                .and_then(|v| codec::decode_u64(&v).ok())
+                .unwrap_or(0);
+            self.meta
+                .insert(meta::HISTORY_COUNT, &(count + 1).to_be_bytes()[..])
+                .map_err(self.write_err())?;
+        }
         Ok(())
     }
 

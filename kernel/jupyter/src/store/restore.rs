@@ -88,8 +88,11 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
 
     // Only the newest entries come into memory; older ones are read from
     // the store when a request reaches back that far.
-    for item in store.history.iter().rev() {
+    let mut newest_first = store.history.iter().rev();
+    let mut more = false;
+    for item in newest_first.by_ref() {
         if restored.history.len() == MEMORY_TAIL_STORED {
+            more = true;
             break;
         }
         let (key, value) = item.map_err(&read)?;
@@ -99,7 +102,33 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
         }
     }
     restored.history.reverse();
-    restored.history_total = store.history.len();
+    // The count kept in meta (counting a million keys would slow every
+    // start), never below what was seen: memory must not believe it holds
+    // everything when the store holds more.
+    let seen = restored.history.len() + usize::from(more);
+    restored.history_total = if more {
+        let counted = if store
+            .meta
+            .contains_key(meta::HISTORY_COUNT)
+            .map_err(&read)?
+        {
+            usize::try_from(read_u64(store, meta::HISTORY_COUNT, &mut restored)?)
+                .unwrap_or(usize::MAX)
+        } else {
+            // A store from before the count: count once.
+            store.history.len()
+        };
+        counted.max(seen)
+    } else {
+        seen
+    };
+    store
+        .meta
+        .insert(
+            meta::HISTORY_COUNT,
+            &(restored.history_total as u64).to_be_bytes()[..],
+        )
+        .map_err(&write)?;
 
     for item in store.variables.iter() {
         let (key, value) = item.map_err(&read)?;

@@ -375,3 +375,34 @@ fn the_store_answers_history_requests_memory_cannot() {
         (3002, (1, 2999), (2, 3000))
     );
 }
+
+/// The history count is kept, not counted at each start, and a rewritten
+/// entry (its output attached) is not counted twice.
+#[test]
+fn the_history_count_is_kept_across_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(&config(&dir)).unwrap();
+        for line in 1..=1500u64 {
+            store
+                .put_history(1, line, &record("cell", None, None))
+                .unwrap();
+        }
+        store
+            .put_history(1, 1500, &record("cell", Some("out"), None))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let (store, restored) = Store::open(&config(&dir)).unwrap();
+    assert_eq!(
+        (restored.history_total, restored.history.len()),
+        (1500, 1000)
+    );
+    store
+        .put_history(2, 1, &record("next", None, None))
+        .unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let (_, restored) = Store::open(&config(&dir)).unwrap();
+    assert_eq!(restored.history_total, 1501);
+}

@@ -321,6 +321,19 @@ impl Model {
     /// Runs `tokens` at the positions after the cached ones, appends them
     /// to the cache, and returns the logits of the last one.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let result = self.run_layers(tokens);
+        if result.is_err() {
+            // Some layers may hold these positions already: every layer
+            // goes back to the length before the call.
+            let len = self.len;
+            for l in &mut self.layers {
+                l.cache.truncate(len);
+            }
+        }
+        result
+    }
+
+    fn run_layers(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         let m = tokens.len();
         if m == 0 {
             return Err(ModelError::Invalid("no tokens to run".into()));
@@ -388,15 +401,7 @@ impl Model {
                 rope.apply(&mut q[i * qw..(i + 1) * qw], h.head_dim, &s.cos, &s.sin);
                 rope.apply(&mut k[i * kvw..(i + 1) * kvw], h.head_dim, &s.cos, &s.sin);
             }
-            if let Err(e) = layer.cache.append(k, v) {
-                // A layer may have taken these positions already: drop
-                // them all so every layer agrees on the length.
-                let keep = *len;
-                for l in layers.iter_mut() {
-                    l.cache.truncate(keep);
-                }
-                return Err(e.into());
-            }
+            layer.cache.append(k, v)?;
             let att = sized(&mut s.att, m * qw);
             attend(pool, h, q, &layer.cache, *len, m, att);
             let o = sized(&mut s.o, m * e);

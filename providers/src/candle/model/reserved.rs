@@ -71,6 +71,14 @@ impl<T: Zeroable> Reserved<T> {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
+        // With transparent huge pages always on, the first touch would
+        // commit 2 MiB per mapping (two or four per layer): the cache
+        // must grow by small pages to be paid for by position.
+        #[cfg(target_os = "linux")]
+        // SAFETY: advice on the mapping just made; it changes no contents.
+        unsafe {
+            libc::madvise(ptr, bytes, libc::MADV_NOHUGEPAGE)
+        };
         Ok(Reserved {
             ptr: ptr.cast(),
             capacity,
