@@ -47,7 +47,7 @@ METRICS = ["rss_mib", "fds", "threads", "children", "state_mib"]
 class Daemon:
     """A release daemon in its own directory, started with ``start``."""
 
-    def __init__(self, binary: str, root: Path, model_dir: str, skills: str):
+    def __init__(self, binary: str, root: Path, model_dir: str, skills: str, persist: bool = True):
         self.binary = binary
         self.root = root
         self.pid_file = root / "run/skillkernel.pid"
@@ -57,7 +57,8 @@ class Daemon:
         config.write_text(
             f'[models]\ndir = "{model_dir}"\n\n'
             "[models.generation]\nmax_tokens = 96\n\n"
-            f'[skills]\ndirs = ["{skills}"]\nproject = false\n'
+            f'[skills]\ndirs = ["{skills}"]\nproject = false\n\n'
+            f"[state]\npersist = {'true' if persist else 'false'}\n"
         )
         self.argv = [
             binary, "start", "--daemon",
@@ -261,12 +262,13 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=5)
     ap.add_argument("--cells", type=int, default=100_000)
     ap.add_argument("--stalled", action="store_true", help="cells mode: add a subscriber that never reads")
+    ap.add_argument("--no-persist", action="store_true", help="keep the session in memory only ([state] persist = false)")
     a = ap.parse_args()
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="soak-"))
-    d = Daemon(a.binary, root, a.model_dir, a.skills)
+    d = Daemon(a.binary, root, a.model_dir, a.skills, persist=not a.no_persist)
     d.start()
     stalled = None
     stop = threading.Event()
@@ -313,6 +315,7 @@ def main() -> None:
         "machine": benchlib.machine(),
         "mode": a.mode,
         "stalled_subscriber": a.mode == "mixed" or a.stalled,
+        "persist": not a.no_persist,
         "seconds": end["t_s"],
         "counts": counters.counts,
         "errors": counters.errors,

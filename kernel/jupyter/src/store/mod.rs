@@ -173,8 +173,12 @@ impl Store {
         };
         let sled_config = sled::Config::new()
             .path(&path)
-            // History and variables are small; artifacts are read rarely.
-            .cache_capacity(16 << 20)
+            // Memory holds what is read often (the newest history,
+            // variables); the store is read rarely (older history,
+            // artifacts). sled's resident memory is a multiple of this
+            // figure and grows with the pages it has (docs/performance.md,
+            // "Soak"), so it is kept small.
+            .cache_capacity(4 << 20)
             // Our own flusher thread flushes after each change (see
             // `flusher`); sled's timer would only add wake-ups.
             .flush_every_ms(None);
