@@ -10,6 +10,10 @@ Modes:
   reads, SIGUSR1 (reload) and SIGUSR2 (state dump) every minute.
 * ``cells`` — ``--cells N`` trivial cells as fast as one client can send
   them, with ``--stalled`` adding the subscriber that never reads.
+* ``conversation`` — ``--turns N`` prompt cells of one conversation on the
+  default model (the daemon's default generation settings), then idle
+  until the KV cache is dropped (``--kv-idle-secs``): RSS after load,
+  after each turn and after the drop, against the model file's size.
 
 Every ``--interval`` seconds it samples the daemon's RSS, open descriptors,
 threads, child processes and the state directory's size into
@@ -47,7 +51,10 @@ METRICS = ["rss_mib", "fds", "threads", "children", "state_mib"]
 class Daemon:
     """A release daemon in its own directory, started with ``start``."""
 
-    def __init__(self, binary: str, root: Path, model_dir: str, skills: str, persist: bool = True):
+    def __init__(
+        self, binary: str, root: Path, model_dir: str, skills: str,
+        persist: bool = True, generation: str = "max_tokens = 96\n", candle: str = "",
+    ):
         self.binary = binary
         self.root = root
         self.pid_file = root / "run/skillkernel.pid"
@@ -56,7 +63,8 @@ class Daemon:
         config = root / "config.toml"
         config.write_text(
             f'[models]\ndir = "{model_dir}"\n\n'
-            "[models.generation]\nmax_tokens = 96\n\n"
+            f"[models.generation]\n{generation}\n"
+            f"[models.candle]\n{candle}\n"
             f'[skills]\ndirs = ["{skills}"]\nproject = false\n\n'
             f"[state]\npersist = {'true' if persist else 'false'}\n"
         )
@@ -228,6 +236,37 @@ def cells_only(d: Daemon, stop: threading.Event, counters: Counters, total: int)
     return [threading.Thread(target=work, daemon=True)]
 
 
+def conversation(d: Daemon, turns: int, idle_secs: float, model_file: Path) -> dict:
+    kc = d.client()
+    questions = [
+        "Tell me about the history of Paris.", "What are its most famous museums?",
+        "Describe the Louvre's collection.", "Which painters worked in Montmartre?",
+        "How did the Impressionists change painting?", "Who was Claude Monet?",
+        "What is special about his water lilies?", "Where can I see them today?",
+        "Suggest a three-day plan for an art lover in Paris.",
+        "Summarise our conversation in a few sentences.",
+    ]
+    before = d.sample()["rss_mib"]
+    after = []
+    for i in range(turns):
+        ok = run_cell(kc, questions[i % len(questions)], timeout=600)
+        after.append(d.sample()["rss_mib"])
+        print(f"turn {i + 1}: ok={ok} rss {after[-1]} MiB", file=sys.stderr, flush=True)
+    time.sleep(idle_secs + 3)
+    dropped = d.sample()["rss_mib"]
+    model_mib = model_file.stat().st_size / (1 << 20)
+    return {
+        "machine": benchlib.machine(),
+        "mode": "conversation",
+        "model_file_mib": round(model_mib, 1),
+        "rss_before_first_turn_mib": before,
+        "rss_after_turn_mib": after,
+        "rss_after_idle_drop_mib": dropped,
+        "peak_above_model_file_mib": round(max(after) - model_mib, 1),
+        "after_drop_above_turn_1_mib": round(dropped - after[0], 1),
+    }
+
+
 def plot(rows: list[dict], out: Path, title: str) -> list[str]:
     import matplotlib
 
@@ -257,7 +296,9 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--skills", required=True, help="a skills directory (examples/skills)")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--mode", choices=["mixed", "cells"], default="mixed")
+    ap.add_argument("--mode", choices=["mixed", "cells", "conversation"], default="mixed")
+    ap.add_argument("--turns", type=int, default=10)
+    ap.add_argument("--kv-idle-secs", type=float, default=10)
     ap.add_argument("--duration", type=float, default=3600)
     ap.add_argument("--interval", type=float, default=5)
     ap.add_argument("--cells", type=int, default=100_000)
@@ -268,6 +309,19 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="soak-"))
+    if a.mode == "conversation":
+        # The daemon's own generation defaults, a short KV idle time.
+        d = Daemon(a.binary, root, a.model_dir, a.skills, generation="",
+                   candle=f"kv_cache_idle_secs = {int(a.kv_idle_secs)}\n")
+        d.start()
+        try:
+            model_file = Path(a.model_dir) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+            summary = conversation(d, a.turns, a.kv_idle_secs, model_file)
+        finally:
+            d.stop()
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2))
+        return
     d = Daemon(a.binary, root, a.model_dir, a.skills, persist=not a.no_persist)
     d.start()
     stalled = None

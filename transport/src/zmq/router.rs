@@ -148,10 +148,13 @@ impl FrameSender for RouterTx {
 
 impl Router {
     /// The identity a peer gave in its READY, or a new one, as libzmq
-    /// makes them: a zero byte, then a counter.
+    /// makes them: a zero byte, then a counter. A given identity starting
+    /// with a zero byte gets a made-up one instead (libzmq forbids setting
+    /// such an identity: that space is the socket's own), so no peer can
+    /// claim another peer's made-up identity and take its replies.
     fn identity(&self, properties: &HashMap<String, Bytes>) -> Bytes {
         match properties.get("Identity") {
-            Some(identity) if !identity.is_empty() => identity.clone(),
+            Some(identity) if !identity.is_empty() && identity[0] != 0 => identity.clone(),
             _ => {
                 let n = self.next_identity.fetch_add(1, Ordering::Relaxed);
                 let mut made = vec![0u8];
@@ -308,6 +311,29 @@ mod tests {
         assert!(timeout(Duration::from_millis(200), a.shell.receiver.recv())
             .await
             .is_err());
+    }
+
+    /// A peer may not claim an identity in the socket's own space (a zero
+    /// byte first) and so take another peer's replies; a normal one it
+    /// keeps (the positive control).
+    #[tokio::test]
+    async fn a_peer_cannot_claim_a_made_up_identity() {
+        let (mut kernel, info) = bound().await;
+        let claimer = connect(&info, b"\0\0\0\0\0\0\0\0\x01")
+            .await
+            .expect("connect");
+        claimer.shell.sender.send(msg("mine")).await.unwrap();
+        let got = kernel.shell.receiver.recv().await.unwrap();
+        assert_ne!(
+            &got[0][..],
+            b"\0\0\0\0\0\0\0\0\x01",
+            "given a fresh identity"
+        );
+        assert_eq!(got[0][0], 0);
+        let named = connect(&info, b"carol").await.expect("connect");
+        named.shell.sender.send(msg("hi")).await.unwrap();
+        let got = kernel.shell.receiver.recv().await.unwrap();
+        assert_eq!(&got[0][..], b"carol");
     }
 
     #[tokio::test]

@@ -37,8 +37,11 @@ pub use super::peer::{PEER_BYTES as SUBSCRIBER_BYTES, PEER_MESSAGES as SUBSCRIBE
 pub const HELD_MESSAGES: usize = 1000;
 /// Bytes held for the first subscriber; beyond, the oldest give way.
 pub const HELD_BYTES: usize = SUBSCRIBER_BYTES;
-/// Subscriptions one subscriber may hold, and their longest topic.
+/// Subscriptions one subscriber may hold, and the longest subscription
+/// message.
 const MAX_TOPICS: usize = 1024;
+/// All of one subscriber's topics together (a Jupyter client has one, "").
+const MAX_TOPIC_BYTES: usize = 64 * 1024;
 const MAX_INCOMING_BYTES: u64 = 64 * 1024;
 
 /// A subscriber: its outbox, with its subscriptions (prefixes of the first
@@ -297,7 +300,8 @@ async fn read_subscriptions(
             },
         };
         if subscribe {
-            if subscriber.lock().extra.len() >= MAX_TOPICS {
+            let held: usize = subscriber.lock().extra.iter().map(Bytes::len).sum();
+            if subscriber.lock().extra.len() >= MAX_TOPICS || held + topic.len() > MAX_TOPIC_BYTES {
                 return Err(ZmtpError::Handshake("too many subscriptions"));
             }
             xpub.subscribe(subscriber, topic);
