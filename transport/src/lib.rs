@@ -123,11 +123,6 @@ pub trait IopubControl: Send + Sync {
     /// Sets what answers each new subscription.
     fn set_welcome(&self, welcome: IopubWelcome);
     fn stats(&self) -> IopubStats;
-    /// Whether everything published has reached the subscribers' sockets
-    /// (a process about to exit waits for this, briefly).
-    fn all_written(&self) -> bool {
-        true
-    }
 }
 
 /// Everything a kernel listens on.

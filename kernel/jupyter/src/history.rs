@@ -155,15 +155,6 @@ impl History {
         self.entries.iter().rev().cloned()
     }
 
-    /// `session` as a number: 0 is the current one, negative that many back.
-    pub fn absolute_session(&self, session: i64) -> i64 {
-        if session <= 0 {
-            self.session + session
-        } else {
-            session
-        }
-    }
-
     /// Whether memory alone answers `req` as the whole history would.
     pub fn covers(&self, req: &HistoryRequest) -> bool {
         if self.entries.len() == self.total {
@@ -173,10 +164,21 @@ impl History {
             HistAccessType::Tail => req.n.unwrap_or(10) <= self.entries.len(),
             HistAccessType::Range => self.entries.front().is_some_and(|oldest| {
                 let start = u64::try_from(req.start).unwrap_or(0);
-                (self.absolute_session(req.session), start) >= (oldest.session, oldest.line)
+                (absolute_session(req.session, self.session), start)
+                    >= (oldest.session, oldest.line)
             }),
             HistAccessType::Search => false,
         }
+    }
+}
+
+/// `session` of a request as a number, given the `current` one: 0 is the
+/// current session, negative that many back.
+pub fn absolute_session(session: i64, current: i64) -> i64 {
+    if session <= 0 {
+        current + session
+    } else {
+        session
     }
 }
 
@@ -191,11 +193,7 @@ pub fn select_from(
     let mut picked: Vec<HistoryEntry> = match req.hist_access_type {
         HistAccessType::Tail => newest_first.take(req.n.unwrap_or(10)).collect(),
         HistAccessType::Range => {
-            let session = if req.session <= 0 {
-                current + req.session
-            } else {
-                req.session
-            };
+            let session = absolute_session(req.session, current);
             newest_first
                 .skip_while(|e| e.session > session)
                 .take_while(|e| e.session == session)

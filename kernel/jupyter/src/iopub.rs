@@ -90,18 +90,8 @@ impl Iopub {
         }
     }
 
-    /// Waits, at most `limit`, until every subscriber has been sent what
-    /// was published: before the process exits, so the last messages
-    /// (`shutdown_reply`, `status: dead`) are not lost with its tasks. A
-    /// subscriber that is not reading costs the whole `limit`.
-    pub async fn drain(&self, limit: std::time::Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while !self.control.all_written() {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::debug!("IOPub not drained before exit");
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+    /// Whether every subscriber has been sent what was published.
+    pub fn all_written(&self) -> bool {
+        self.sender.all_written()
     }
 }

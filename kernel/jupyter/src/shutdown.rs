@@ -198,13 +198,15 @@ pub(crate) async fn run(shared: &Arc<Shared>, reason: ExitReason) -> ShutdownRep
             )
             .await;
         shared.iopub.flush().await;
-        shared.iopub.drain(IOPUB_DRAIN).await;
-        // The requester's reply too: the process may end right after.
-        if let Some((_, channel)) = &requester {
-            let deadline = tokio::time::Instant::now() + IOPUB_DRAIN;
-            while !channel.all_written() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+        // The process may end right after: give the last messages (this
+        // one on IOPub, the requester's reply) a moment to leave. A client
+        // that is not reading costs the whole wait.
+        let deadline = tokio::time::Instant::now() + IOPUB_DRAIN;
+        let written = || {
+            shared.iopub.all_written() && requester.as_ref().is_none_or(|(_, c)| c.all_written())
+        };
+        while !written() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
     if tokio::time::timeout(settings.operation_timeout, notify)

@@ -295,11 +295,12 @@ fn inference_thread(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures:
                 Err(_) => break,
             },
         };
+        let mut dropped = false;
         match work {
             Some(Work::Generate(job)) => generate(job, &mut loaded, settings, &figures),
             Some(Work::Forget) => {
                 for r in loaded.values_mut() {
-                    drop_cache(r, "a new conversation began");
+                    dropped |= drop_cache(r, "a new conversation began");
                 }
             }
             None => {}
@@ -309,11 +310,14 @@ fn inference_thread(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures:
         if let Some(idle) = settings.kv_idle {
             for r in loaded.values_mut() {
                 if r.last_used.elapsed() >= idle {
-                    drop_cache(r, "it was idle");
+                    dropped |= drop_cache(r, "it was idle");
                 }
             }
         }
-        publish(&loaded, &figures);
+        // (A generation publishes its own figures, before its last event.)
+        if dropped {
+            publish(&loaded, &figures);
+        }
     }
 }
 
@@ -327,10 +331,11 @@ fn publish(loaded: &HashMap<PathBuf, Resident>, figures: &Loaded) {
     }
 }
 
-fn drop_cache(r: &mut Resident, why: &str) {
+/// Drops `r`'s KV cache; whether there was one.
+fn drop_cache(r: &mut Resident, why: &str) -> bool {
     let figures = r.model.kv_figures();
     if figures.positions == 0 {
-        return;
+        return false;
     }
     r.model.clear_cache();
     tracing::info!(
@@ -340,6 +345,7 @@ fn drop_cache(r: &mut Resident, why: &str) {
         idle_secs = r.last_used.elapsed().as_secs(),
         "dropped the KV cache: {why}"
     );
+    true
 }
 
 fn generate(

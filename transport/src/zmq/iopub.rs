@@ -63,6 +63,10 @@ impl FrameSender for IopubTx {
         self.xpub.publish(&frames);
         Ok(())
     }
+
+    fn all_written(&self) -> bool {
+        self.xpub.all_written()
+    }
 }
 
 impl IopubControl for Xpub {
@@ -72,10 +76,6 @@ impl IopubControl for Xpub {
 
     fn stats(&self) -> IopubStats {
         Xpub::stats(self)
-    }
-
-    fn all_written(&self) -> bool {
-        Xpub::all_written(self)
     }
 }
 

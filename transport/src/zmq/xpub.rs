@@ -300,8 +300,13 @@ async fn read_subscriptions(
             },
         };
         if subscribe {
-            let held: usize = subscriber.lock().extra.iter().map(Bytes::len).sum();
-            if subscriber.lock().extra.len() >= MAX_TOPICS || held + topic.len() > MAX_TOPIC_BYTES {
+            let full = {
+                let queue = subscriber.lock();
+                let topics = &queue.extra;
+                let bytes: usize = topics.iter().map(Bytes::len).sum();
+                topics.len() >= MAX_TOPICS || bytes + topic.len() > MAX_TOPIC_BYTES
+            };
+            if full {
                 return Err(ZmtpError::Handshake("too many subscriptions"));
             }
             xpub.subscribe(subscriber, topic);

@@ -121,11 +121,6 @@ pub(super) async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), Ker
         }
     };
     let mut entries = ctx.shared.history(&request).await;
-    if opts.pattern.is_none() {
-        if let Some(n) = opts.n {
-            entries.drain(..entries.len().saturating_sub(n));
-        }
-    }
     let current_session = ctx.shared.with_state(|s| s.history.session);
     if opts.output {
         // `-o` shows whole outputs, read from the store's artifacts.

@@ -6,7 +6,7 @@ use skillkernel_protocol::content::{HistAccessType, HistoryRequest};
 use super::codec::history_key;
 use super::restore::decode_history;
 use super::{Store, StoreError};
-use crate::history::{select_from, HistoryEntry};
+use crate::history::{absolute_session, select_from, HistoryEntry};
 
 impl Store {
     /// The entries `req` asks for, read from the store, oldest first;
@@ -21,11 +21,7 @@ impl Store {
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         let stored = match req.hist_access_type {
             HistAccessType::Range => {
-                let session = if req.session <= 0 {
-                    current + req.session
-                } else {
-                    req.session
-                };
+                let session = absolute_session(req.session, current);
                 let start = history_key(session, u64::try_from(req.start).unwrap_or(0));
                 let end = match req.stop {
                     Some(stop) => history_key(session, u64::try_from(stop).unwrap_or(0)),
