@@ -237,6 +237,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_subscription_before_the_welcome_is_set_is_welcomed_when_it_is() {
+        let (kernel, info) = bound().await;
+        let mut early = connect(&info, b"early").await.expect("connect");
+        // Let the subscription arrive while no welcome is set (if it came
+        // later, it would be welcomed the usual way: no false failure).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        kernel.iopub.control.set_welcome(Box::new(|topic| {
+            vec![
+                Bytes::from_static(b"welcome"),
+                Bytes::from(format!("welcome {topic:?}")),
+            ]
+        }));
+        kernel.iopub.sender.send(frames("first")).await.unwrap();
+        assert_eq!(texts(&mut early, 2).await, ["welcome []", "first"]);
+    }
+
+    #[tokio::test]
     async fn a_subscriber_that_stops_reading_loses_messages_and_only_it_does() {
         let (kernel, info) = bound().await;
         kernel.iopub.control.set_welcome(Box::new(|_| {

@@ -15,12 +15,14 @@
 //! outbox. A subscription and the messages published around it are
 //! therefore ordered: the subscriber's welcome goes into its outbox, then
 //! its topic, both under the outbox lock, so nothing broadcast reaches it
-//! before its welcome.
+//! before its welcome. A subscription that comes before the welcome is
+//! set (a client that knew the port before the kernel was ready) is
+//! welcomed when it is set, before anything is published.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,6 +39,8 @@ pub use super::peer::{PEER_BYTES as SUBSCRIBER_BYTES, PEER_MESSAGES as SUBSCRIBE
 pub const HELD_MESSAGES: usize = 1000;
 /// Bytes held for the first subscriber; beyond, the oldest give way.
 pub const HELD_BYTES: usize = SUBSCRIBER_BYTES;
+/// Subscriptions remembered for a welcome not set yet.
+const WAITING_FOR_WELCOME: usize = 1024;
 /// Subscriptions one subscriber may hold, and the longest subscription
 /// message.
 const MAX_TOPICS: usize = 1024;
@@ -56,9 +60,15 @@ fn matches(topics: &[Bytes], topic: &[u8]) -> bool {
 /// tasks.
 pub struct Xpub {
     state: Mutex<State>,
-    welcome: Mutex<Option<IopubWelcome>>,
+    welcome: Mutex<Welcome>,
     dropped: AtomicU64,
     dropped_held: AtomicU64,
+}
+
+enum Welcome {
+    /// Not set yet: the subscriptions that came meanwhile.
+    Waiting(Vec<(Weak<Subscriber>, Bytes)>),
+    Set(IopubWelcome),
 }
 
 struct State {
@@ -97,7 +107,7 @@ impl Xpub {
                     bytes: 0,
                 }),
             }),
-            welcome: Mutex::new(None),
+            welcome: Mutex::new(Welcome::Waiting(Vec::new())),
             dropped: AtomicU64::new(0),
             dropped_held: AtomicU64::new(0),
         });
@@ -112,9 +122,23 @@ impl Xpub {
         Ok((xpub, port))
     }
 
-    /// Sets what answers each subscription.
+    /// Sets what answers each subscription, and answers those that came
+    /// before it.
     pub fn set_welcome(&self, welcome: IopubWelcome) {
-        *lock(&self.welcome) = Some(welcome);
+        let mut slot = lock(&self.welcome);
+        let waiting = match std::mem::replace(&mut *slot, Welcome::Set(welcome)) {
+            Welcome::Waiting(waiting) => waiting,
+            Welcome::Set(_) => Vec::new(),
+        };
+        let Welcome::Set(welcome) = &*slot else {
+            return;
+        };
+        for (subscriber, topic) in waiting {
+            if let Some(subscriber) = subscriber.upgrade() {
+                let mut outbox = subscriber.lock();
+                subscriber.offer(&mut outbox, &zmtp::encode_message(&welcome(&topic)));
+            }
+        }
     }
 
     /// Hands `frames` to every subscriber whose subscription matches its
@@ -188,8 +212,16 @@ impl Xpub {
 
     /// A new subscription from `subscriber`: its welcome, what was held
     /// for the first subscriber, then the topic, in that order.
-    fn subscribe(&self, subscriber: &Subscriber, topic: Bytes) {
-        let welcome = lock(&self.welcome).as_ref().map(|w| w(&topic));
+    fn subscribe(&self, subscriber: &Arc<Subscriber>, topic: Bytes) {
+        let welcome = match &mut *lock(&self.welcome) {
+            Welcome::Set(welcome) => Some(welcome(&topic)),
+            Welcome::Waiting(waiting) => {
+                if waiting.len() < WAITING_FOR_WELCOME {
+                    waiting.push((Arc::downgrade(subscriber), topic.clone()));
+                }
+                None
+            }
+        };
         let mut state = lock(&self.state);
         let held = state.held.take();
         let mut outbox = subscriber.lock();
@@ -260,7 +292,7 @@ async fn serve(
 
 async fn read_subscriptions(
     xpub: &Xpub,
-    subscriber: &Subscriber,
+    subscriber: &Arc<Subscriber>,
     mut stream: tokio::net::tcp::OwnedReadHalf,
     pongs: mpsc::Sender<Bytes>,
 ) -> Result<(), ZmtpError> {

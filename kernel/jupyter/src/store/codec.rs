@@ -61,6 +61,69 @@ pub fn history_key(session: i64, line: u64) -> [u8; 16] {
     key
 }
 
+/// Lines per history group: entries of one group are packed into
+/// chunks once the session has moved past it (see `super::history`).
+pub const HISTORY_GROUP: u64 = 128;
+
+/// `session ‖ first line of the group ‖ chunk number`, big-endian, so
+/// chunks sort by session, then group, like the entries they hold.
+pub fn chunk_key(session: i64, group_start: u64, chunk: u32) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(&history_key(session, group_start));
+    key[16..].copy_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// The session and group start of a chunk key.
+pub fn parse_chunk_key(key: &[u8]) -> Result<(i64, u64, u32), CodecError> {
+    if key.len() != 20 {
+        return Err(CodecError::BadLength(key.len(), 20));
+    }
+    let (session, group) = parse_history_key(&key[..16])?;
+    let mut chunk = [0u8; 4];
+    chunk.copy_from_slice(&key[16..]);
+    Ok((session, group, u32::from_be_bytes(chunk)))
+}
+
+/// A chunk of history entries: a version byte, the entry count, then
+/// each entry's line and its [`HistoryRecord`] bytes, length-prefixed so
+/// that one damaged record does not hide the others.
+pub fn encode_chunk<'a>(entries: impl ExactSizeIterator<Item = (u64, &'a [u8])>) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (line, record) in entries {
+        out.extend_from_slice(&line.to_be_bytes());
+        out.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        out.extend_from_slice(record);
+    }
+    out
+}
+
+/// The entries of a chunk as far as it can be read, and what stopped the
+/// reading if it ended early.
+pub fn decode_chunk(bytes: &[u8]) -> (Vec<(u64, &[u8])>, Option<CodecError>) {
+    let mut r = Reader { bytes, at: 0 };
+    let mut entries = Vec::new();
+    let mut read = || -> Result<(), CodecError> {
+        r.version()?;
+        let count = r.u32()?;
+        for _ in 0..count {
+            let line = u64_at(r.take(8)?, 0)?;
+            let len = r.u32()? as usize;
+            entries.push((line, r.take(len)?));
+        }
+        Ok(())
+    };
+    let damage = read().err();
+    (entries, damage)
+}
+
+/// How many entries a chunk says it holds (0 when unreadable).
+pub fn chunk_count(bytes: &[u8]) -> u64 {
+    let mut r = Reader { bytes, at: 0 };
+    r.version().and_then(|()| r.u32()).map_or(0, u64::from)
+}
+
 /// The session and line of a history key.
 pub fn parse_history_key(key: &[u8]) -> Result<(i64, u64), CodecError> {
     if key.len() != 16 {
@@ -113,14 +176,19 @@ impl<'a> Reader<'a> {
         Ok(slice)
     }
 
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        let mut buf = [0u8; 4];
+        buf.copy_from_slice(self.take(4)?);
+        Ok(u32::from_be_bytes(buf))
+    }
+
     fn byte(&mut self) -> Result<u8, CodecError> {
         Ok(self.take(1)?[0])
     }
 
     fn string(&mut self) -> Result<String, CodecError> {
-        let mut len = [0u8; 4];
-        len.copy_from_slice(self.take(4)?);
-        let bytes = self.take(u32::from_be_bytes(len) as usize)?;
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| CodecError::NotUtf8)
     }
 
@@ -242,6 +310,29 @@ mod tests {
             Err(CodecError::Truncated(_))
         ));
         assert!(decode_turn(&[1, 0, 0, 0, 2, 0xff, 0xfe, 0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn chunks_round_trip_and_keep_what_precedes_damage() {
+        let a = HistoryRecord {
+            input: "a".into(),
+            output: None,
+            artifact: None,
+        }
+        .encode();
+        let b = [9u8, 9];
+        let bytes = encode_chunk([(5u64, &a[..]), (6, &b[..])].into_iter());
+        assert_eq!(chunk_count(&bytes), 2);
+        let (entries, damage) = decode_chunk(&bytes);
+        assert_eq!(entries, vec![(5, &a[..]), (6, &b[..])]);
+        assert_eq!(damage, None);
+        let (entries, damage) = decode_chunk(&bytes[..bytes.len() - 1]);
+        assert_eq!(entries, vec![(5, &a[..])]);
+        assert!(matches!(damage, Some(CodecError::Truncated(_))));
+        assert_eq!(chunk_count(&[7]), 0);
+        let key = chunk_key(3, 256, 1);
+        assert_eq!(parse_chunk_key(&key), Ok((3, 256, 1)));
+        assert!(chunk_key(3, 128, 9) < key && key < chunk_key(4, 0, 0));
     }
 
     #[test]

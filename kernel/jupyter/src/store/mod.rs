@@ -11,6 +11,7 @@
 //! |----------------|------------------------------|--------------------------------|
 //! | `meta`         | `execution_count`, …         | big-endian `u64` / UTF-8       |
 //! | `history`      | session ‖ line (big-endian)  | [`codec::HistoryRecord`]       |
+//! | `history_chunks` | session ‖ group ‖ chunk    | many `HistoryRecord`s          |
 //! | `variables`    | name                         | JSON                           |
 //! | `conversation` | turn index (big-endian)      | role + content                 |
 //! | `artifacts`    | blake3 of the content        | header + (lz4) bytes           |
@@ -35,7 +36,6 @@ use sled::Transactional;
 use thiserror::Error;
 
 pub use artifacts::{ArtifactId, MAX_ARTIFACT_BYTES};
-use codec::HistoryRecord;
 pub use persistence::{Persistence, PersistenceStatus};
 pub use restore::Restored;
 
@@ -149,7 +149,10 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     meta: sled::Tree,
+    /// History entries of the current group (and any not yet sealed).
     history: sled::Tree,
+    /// History entries of past groups, packed (see `history`).
+    history_chunks: sled::Tree,
     variables: sled::Tree,
     conversation: sled::Tree,
     artifacts: sled::Tree,
@@ -193,6 +196,7 @@ impl Store {
         let store = Store {
             meta: tree("meta")?,
             history: tree("history")?,
+            history_chunks: tree("history_chunks")?,
             variables: tree("variables")?,
             conversation: tree("conversation")?,
             artifacts: tree("artifacts")?,
@@ -226,31 +230,6 @@ impl Store {
         self.meta
             .insert(meta::EXECUTION_COUNT, &count.to_be_bytes()[..])
             .map_err(self.write_err())?;
-        Ok(())
-    }
-
-    /// Writes (or rewrites) the history entry `session`/`line`.
-    pub fn put_history(
-        &self,
-        session: i64,
-        line: u64,
-        record: &HistoryRecord,
-    ) -> Result<(), StoreError> {
-        let old = self
-            .history
-            .insert(codec::history_key(session, line), record.encode())
-            .map_err(self.write_err())?;
-        if old.is_none() {
-            let count = self
-                .meta
-                .get(meta::HISTORY_COUNT)
-                .map_err(self.read_err())?
-                .and_then(|v| codec::decode_u64(&v).ok())
-                .unwrap_or(0);
-            self.meta
-                .insert(meta::HISTORY_COUNT, &(count + 1).to_be_bytes()[..])
-                .map_err(self.write_err())?;
-        }
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use skillkernel_providers::ChatMessage;
 
-use super::codec::{self, CodecError, HistoryRecord};
+use super::codec;
 use super::{meta, Store, StoreError};
 use crate::history::{HistoryEntry, MEMORY_TAIL_STORED};
 
@@ -61,18 +61,16 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
     // The newest session is the larger of the recorded number and the
     // last entry's, so a lost meta key cannot reuse a session number.
     let recorded = read_u64(store, meta::HISTORY_SESSION, &mut restored)?;
-    let last_entry = store
-        .history
-        .last()
-        .map_err(&read)?
-        .and_then(|(k, _)| codec::parse_history_key(&k).ok())
-        .map_or(0, |(session, _)| session.max(0) as u64);
+    let last_entry = store.last_history_session()? as u64;
     let session = recorded.max(last_entry).saturating_add(1);
     store
         .meta
         .insert(meta::HISTORY_SESSION, &session.to_be_bytes()[..])
         .map_err(&write)?;
     restored.history_session = i64::try_from(session).unwrap_or(i64::MAX);
+    // What earlier runs left loose (the last group of each; every entry
+    // of a store written before chunks) is packed now.
+    store.seal_older_sessions(restored.history_session)?;
 
     restored.execution_count = read_u64(store, meta::EXECUTION_COUNT, &mut restored)?;
     restored.current_model = match store.meta.get(meta::CURRENT_MODEL).map_err(&read)? {
@@ -88,19 +86,16 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
 
     // Only the newest entries come into memory; older ones are read from
     // the store when a request reaches back that far.
-    let mut newest_first = store.history.iter().rev();
+    let mut newest_first = store.history_newest_first();
     let mut more = false;
     for item in newest_first.by_ref() {
         if restored.history.len() == MEMORY_TAIL_STORED {
             more = true;
             break;
         }
-        let (key, value) = item.map_err(&read)?;
-        match decode_history(&key, &value) {
-            Ok(entry) => restored.history.push(entry),
-            Err(e) => skip(store, &mut restored, "history entry", &e.to_string()),
-        }
+        restored.history.push(item?);
     }
+    restored.skipped += newest_first.skipped;
     restored.history.reverse();
     // The count kept in meta (counting a million keys would slow every
     // start), never below what was seen: memory must not believe it holds
@@ -116,7 +111,7 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
                 .unwrap_or(usize::MAX)
         } else {
             // A store from before the count: count once.
-            store.history.len()
+            store.count_history()
         };
         counted.max(seen)
     } else {
@@ -150,19 +145,6 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
         }
     }
     Ok(restored)
-}
-
-/// A history entry from its stored key and value.
-pub(super) fn decode_history(key: &[u8], value: &[u8]) -> Result<HistoryEntry, CodecError> {
-    let (session, line) = codec::parse_history_key(key)?;
-    let record = HistoryRecord::decode(value)?;
-    Ok(HistoryEntry {
-        session,
-        line,
-        input: record.input,
-        output: record.output,
-        artifact: record.artifact,
-    })
 }
 
 /// A counter in the meta tree; 0 when absent or unreadable.

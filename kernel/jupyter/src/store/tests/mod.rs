@@ -1,6 +1,8 @@
 //! Tests of the session store through its public doors: open, write,
 //! reopen.
 
+mod history;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -334,11 +336,21 @@ fn the_store_answers_history_requests_memory_cannot() {
                 .unwrap();
         }
     }
-    // An undecodable entry inside the range is left out, not fatal.
-    store
-        .history
-        .insert(codec::history_key(1, 6), &[9u8, 0, 0][..])
-        .unwrap();
+    // An undecodable entry inside the range (and inside a chunk) is left
+    // out, not fatal.
+    let key = codec::chunk_key(1, 0, 0);
+    let chunk = store
+        .history_chunks
+        .get(key)
+        .unwrap()
+        .expect("group 0 sealed");
+    let damaged: Vec<(u64, Vec<u8>)> = codec::decode_chunk(&chunk)
+        .0
+        .into_iter()
+        .map(|(l, r)| (l, if l == 6 { vec![9, 0, 0] } else { r.to_vec() }))
+        .collect();
+    let damaged = codec::encode_chunk(damaged.iter().map(|(l, r)| (*l, &r[..])));
+    store.history_chunks.insert(key, damaged).unwrap();
     let lines = |entries: Vec<crate::history::HistoryEntry>| -> Vec<(i64, u64)> {
         entries.iter().map(|e| (e.session, e.line)).collect()
     };
