@@ -48,11 +48,18 @@ impl Shared {
     /// when it holds them all, else read from the store off the runtime.
     pub async fn history(self: &Arc<Self>, req: &HistoryRequest) -> Vec<HistoryEntry> {
         let (covered, current) = self.with_state(|s| (s.history.covers(req), s.history.session));
-        if !covered && self.persistence.holds_history() {
+        if !covered && self.persistence.reads_history() {
+            // After a write failure the store lacks the newest entries:
+            // memory's go first (see `Persistence::select_history`).
+            let memory = if self.persistence.holds_history() {
+                Vec::new()
+            } else {
+                self.with_state(|s| s.history.newest_first().collect())
+            };
             let shared = self.clone();
             let request = req.clone();
             let stored = tokio::task::spawn_blocking(move || {
-                shared.persistence.select_history(&request, current)
+                shared.persistence.select_history(&request, current, memory)
             })
             .await;
             if let Ok(Some(entries)) = stored {

@@ -220,6 +220,19 @@ impl Store {
         req: &HistoryRequest,
         current: i64,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.select_history_below(req, current, Vec::new())
+    }
+
+    /// [`Store::select_history`] over `newer` (entries the store lacks,
+    /// newest first) followed by the stored entries older than all of
+    /// them.
+    pub fn select_history_below(
+        &self,
+        req: &HistoryRequest,
+        current: i64,
+        newer: Vec<HistoryEntry>,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let below = newer.last().map(|e| (e.session, e.line));
         let mut stored = match req.hist_access_type {
             HistAccessType::Range => {
                 let session = absolute_session(req.session, current);
@@ -246,9 +259,11 @@ impl Store {
             HistAccessType::Tail | HistAccessType::Search => self.history_newest_first(),
         };
         let mut failure = None;
-        let newest_first = stored
+        let stored = stored
             .by_ref()
-            .map_while(|item| item.map_err(|e| failure = Some(e)).ok());
+            .map_while(|item| item.map_err(|e| failure = Some(e)).ok())
+            .filter(|e| below.is_none_or(|below| (e.session, e.line) < below));
+        let newest_first = newer.into_iter().chain(stored);
         let picked = select_from(newest_first, req, current);
         match failure {
             Some(e) => Err(e),

@@ -154,13 +154,32 @@ impl Persistence {
         self.writable().is_some()
     }
 
+    /// Whether there is a store to read history from (even one that no
+    /// longer takes writes: what it holds is still there).
+    pub fn reads_history(&self) -> bool {
+        self.store.is_some()
+    }
+
     /// The history entries `req` asks for, read from the store (see
-    /// [`Store::select_history`]); `None` when the store is not in step
-    /// with memory or cannot be read (logged). Blocks on file I/O.
-    pub fn select_history(&self, req: &HistoryRequest, current: i64) -> Option<Vec<HistoryEntry>> {
-        let store = self.writable()?;
+    /// [`Store::select_history`]). After a write failure the store lacks
+    /// what came since: `memory` (the entries memory holds, newest first)
+    /// answers for those and the store for what is older. `None` when
+    /// there is no store or it cannot be read (logged). Blocks on file
+    /// I/O.
+    pub fn select_history(
+        &self,
+        req: &HistoryRequest,
+        current: i64,
+        memory: Vec<HistoryEntry>,
+    ) -> Option<Vec<HistoryEntry>> {
+        let store = self.store.as_ref()?;
+        let newer = if self.writable().is_some() {
+            Vec::new()
+        } else {
+            memory
+        };
         store
-            .select_history(req, current)
+            .select_history_below(req, current, newer)
             .inspect_err(|e| tracing::warn!("{e}; answering from the history in memory"))
             .ok()
     }

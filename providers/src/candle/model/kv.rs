@@ -39,6 +39,15 @@ impl Rows {
 
     /// Stores `x` from value `at` on.
     fn write(&mut self, at: usize, x: &[f32]) {
+        let end = at + x.len();
+        match self {
+            Rows::F32(r) => r.grow_to(end),
+            Rows::F16(r) => r.grow_to(end),
+            Rows::Q8 { q, d } => {
+                q.grow_to(end);
+                d.grow_to(end / Q8_BLOCK);
+            }
+        }
         match self {
             Rows::F32(r) => r.as_mut_slice()[at..at + x.len()].copy_from_slice(x),
             Rows::F16(r) => {
@@ -280,6 +289,73 @@ mod tests {
                     | (KvType::Q8_0, RowsView::Q8(..))
             ));
         }
+    }
+
+    /// Under an address-space limit below the context window the cache
+    /// falls back to the heap and still works. Runs in a child process
+    /// of this test binary: the limit would starve the other tests.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn under_an_address_space_limit_the_cache_falls_back_to_the_heap() {
+        use super::super::reserved::Reserved;
+        const CHILD: &str = "SKILLKERNEL_KV_RLIMIT_CHILD";
+        const NAME: &str = "under_an_address_space_limit_the_cache_falls_back_to_the_heap";
+        if std::env::var_os(CHILD).is_none() {
+            let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", &format!("{module}::{NAME}"), "--nocapture"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("heap fallback works"),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let vm_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmSize in /proc/self/status");
+        let limit = (vm_kib + 256 * 1024) * 1024;
+        let rlimit = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: setrlimit reads the struct; this process is the child.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rlimit) }, 0);
+        // The limit bites: a 1 GiB reservation is refused, while a 4 MiB
+        // one is still mapped (the positive control).
+        assert!(Reserved::<f32>::new(1 << 28).unwrap().is_on_heap());
+        assert!(!Reserved::<f32>::new(1 << 20).unwrap().is_on_heap());
+        // A window of 1 GiB of f16 keys (and as much for values).
+        let width = 256;
+        let mut cache = KvCache::new(KvType::F16, width, 64, (1 << 30) / (2 * width));
+        let (k, v) = (row(1.0, 3 * width), row(2.0, 3 * width));
+        cache.append(&k, &v).unwrap();
+        cache.append(&k[..width], &v[..width]).unwrap();
+        assert_eq!(cache.len(), 4);
+        let Some((RowsView::F16(keys), _)) = cache.views() else {
+            panic!("f16 rows");
+        };
+        let q = row(3.0, 64);
+        let dot = |x: &[f32]| -> f32 { q.iter().zip(x).map(|(a, b)| a * b).sum() };
+        // Position 1 is the second row of `k`, position 3 its first again.
+        for (at, exact) in [(width, dot(&k[width..])), (3 * width, dot(&k[..64]))] {
+            let got = F16Rows(keys).dot(&q, at, 64);
+            assert!(
+                (got - exact).abs() < 0.05 * exact.abs().max(1.0),
+                "{got} vs {exact}"
+            );
+        }
+        cache.truncate(1);
+        assert_eq!(cache.len(), 1);
+        println!("heap fallback works");
     }
 
     #[test]

@@ -4,19 +4,34 @@
 //! copy, no moment with two caches alive), yet costs resident memory only
 //! for the positions written: the mapping is anonymous and `MAP_NORESERVE`,
 //! so the OS commits a page when it is first touched. Truncating hands the
-//! pages past the new end back (`madvise(MADV_DONTNEED)`), and dropping
-//! unmaps the lot — the memory really returns to the OS, which freeing a
-//! `Vec` through malloc does not promise.
+//! pages past the new end back, and dropping unmaps the lot — the memory
+//! really returns to the OS, which freeing a `Vec` through malloc does not
+//! promise.
+//!
+//! Where the address space cannot be had (strict overcommit, which
+//! ignores `MAP_NORESERVE`; an `RLIMIT_AS` under the window's size), the
+//! storage falls back to a heap vector grown as positions are written:
+//! slower to grow and less prompt to give memory back, but the model runs.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// `capacity` elements of `T` in an anonymous private mapping, zeroed.
-/// `T` is a plain number type, for which all-zero bytes are a value.
+/// Up to `capacity` elements of `T`, zero until written. `T` is a plain
+/// number type, for which all-zero bytes are a value.
 pub struct Reserved<T: Copy> {
-    ptr: *mut T,
+    backing: Backing<T>,
     capacity: usize,
-    bytes: usize,
-    _owns: PhantomData<T>,
+}
+
+enum Backing<T> {
+    /// An anonymous private mapping of the whole capacity.
+    Mapped {
+        ptr: *mut T,
+        bytes: usize,
+        _owns: PhantomData<T>,
+    },
+    /// The fallback: as long as what was written.
+    Heap(Vec<T>),
 }
 
 // SAFETY: `Reserved` owns its mapping outright, like a `Box<[T]>`.
@@ -24,8 +39,8 @@ unsafe impl<T: Copy + Send> Send for Reserved<T> {}
 // SAFETY: shared access only reads.
 unsafe impl<T: Copy + Sync> Sync for Reserved<T> {}
 
-/// Plain numbers whose all-zero bytes are a valid value.
-pub trait Zeroable: Copy {}
+/// Plain numbers whose all-zero bytes are a valid value (their default).
+pub trait Zeroable: Copy + Default {}
 impl Zeroable for f32 {}
 impl Zeroable for u16 {}
 impl Zeroable for i8 {}
@@ -39,97 +54,180 @@ fn page_size() -> usize {
         .unwrap_or(4096)
 }
 
+/// Whether the fallback was announced (once per process is enough).
+static FELL_BACK: AtomicBool = AtomicBool::new(false);
+
 impl<T: Zeroable> Reserved<T> {
-    /// Reserves room for `capacity` elements (address space only).
+    /// Room for `capacity` elements: address space only, or failing that
+    /// a heap vector that grows with [`Reserved::grow_to`].
     pub fn new(capacity: usize) -> std::io::Result<Self> {
         let bytes = capacity
             .checked_mul(std::mem::size_of::<T>())
             .ok_or_else(|| std::io::Error::other("KV cache size overflows"))?;
         if bytes == 0 {
-            return Ok(Reserved {
-                ptr: std::ptr::NonNull::dangling().as_ptr(),
+            return Ok(Self::on_heap(capacity));
+        }
+        match map(bytes) {
+            Ok(ptr) => Ok(Reserved {
+                backing: Backing::Mapped {
+                    ptr: ptr.cast(),
+                    bytes,
+                    _owns: PhantomData,
+                },
                 capacity,
-                bytes,
-                _owns: PhantomData,
-            });
+            }),
+            Err(e) => {
+                if !FELL_BACK.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        bytes,
+                        "cannot reserve address space for the KV cache ({e}); \
+                         using heap memory that grows with the cache"
+                    );
+                }
+                Ok(Self::on_heap(capacity))
+            }
         }
-        #[cfg(target_os = "linux")]
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        #[cfg(not(target_os = "linux"))]
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANON;
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                flags,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        // With transparent huge pages always on, the first touch would
-        // commit 2 MiB per mapping (two or four per layer): the cache
-        // must grow by small pages to be paid for by position.
-        #[cfg(target_os = "linux")]
-        // SAFETY: advice on the mapping just made; it changes no contents.
-        unsafe {
-            libc::madvise(ptr, bytes, libc::MADV_NOHUGEPAGE)
-        };
-        Ok(Reserved {
-            ptr: ptr.cast(),
-            capacity,
-            bytes,
-            _owns: PhantomData,
-        })
     }
 
+    /// The fallback storage, empty.
+    pub fn on_heap(capacity: usize) -> Self {
+        Reserved {
+            backing: Backing::Heap(Vec::new()),
+            capacity,
+        }
+    }
+
+    /// Whether this is the heap fallback.
+    #[cfg(test)]
+    pub fn is_on_heap(&self) -> bool {
+        matches!(self.backing, Backing::Heap(_))
+    }
+
+    /// Makes the first `len` elements (at most the capacity) available.
+    pub fn grow_to(&mut self, len: usize) {
+        if let Backing::Heap(v) = &mut self.backing {
+            let len = len.min(self.capacity);
+            if v.len() < len {
+                v.resize(len, T::default());
+            }
+        }
+    }
+
+    /// The elements available: the whole capacity when mapped, what was
+    /// grown to on the heap.
     pub fn as_slice(&self) -> &[T] {
-        // SAFETY: the mapping holds `capacity` zero-initialised (or
-        // written) elements of a type valid for any bytes, and lives as
-        // long as `self`; page alignment satisfies `T`'s alignment.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.capacity) }
+        match &self.backing {
+            // SAFETY: the mapping holds `capacity` zero-initialised (or
+            // written) elements of a type valid for any bytes, and lives
+            // as long as `self`; page alignment satisfies `T`'s alignment.
+            Backing::Mapped { ptr, .. } => unsafe {
+                std::slice::from_raw_parts(*ptr, self.capacity)
+            },
+            Backing::Heap(v) => v,
+        }
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [T] {
-        // SAFETY: as `as_slice`, with `&mut self` making this the only view.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.capacity) }
+        match &mut self.backing {
+            // SAFETY: as `as_slice`, with `&mut self` making this the only view.
+            Backing::Mapped { ptr, .. } => unsafe {
+                std::slice::from_raw_parts_mut(*ptr, self.capacity)
+            },
+            Backing::Heap(v) => v,
+        }
     }
 
     /// Returns the whole pages from element `from` on to the OS; they read
     /// as zeros afterwards.
     pub fn release_from(&mut self, from: usize) {
+        let (ptr, bytes) = match &mut self.backing {
+            Backing::Mapped { ptr, bytes, .. } => (*ptr, *bytes),
+            Backing::Heap(v) => {
+                v.truncate(from);
+                v.shrink_to_fit();
+                return;
+            }
+        };
         let page = page_size();
         let start = (from * std::mem::size_of::<T>()).div_ceil(page) * page;
-        if start >= self.bytes {
+        if start >= bytes {
             return;
         }
         // SAFETY: [start, bytes) lies inside our own mapping; any views of
         // it are borrowed from `self`, which `&mut self` excludes.
-        let rc = unsafe {
-            libc::madvise(
-                self.ptr.cast::<u8>().add(start).cast(),
-                self.bytes - start,
-                libc::MADV_DONTNEED,
-            )
-        };
-        if rc != 0 {
-            tracing::debug!(
-                "madvise on the KV cache failed: {}",
-                std::io::Error::last_os_error()
-            );
+        let released = unsafe { release(ptr.cast::<u8>().add(start), bytes - start) };
+        if let Err(e) = released {
+            tracing::debug!("releasing KV cache pages failed: {e}");
         }
+    }
+}
+
+/// A fresh anonymous mapping of `bytes`, committed page by page.
+fn map(bytes: usize) -> std::io::Result<*mut libc::c_void> {
+    #[cfg(target_os = "linux")]
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    #[cfg(not(target_os = "linux"))]
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANON;
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    // With transparent huge pages always on, the first touch would commit
+    // 2 MiB per mapping (two or four per layer): the cache must grow by
+    // small pages to be paid for by position.
+    #[cfg(target_os = "linux")]
+    // SAFETY: advice on the mapping just made; it changes no contents.
+    unsafe {
+        libc::madvise(ptr, bytes, libc::MADV_NOHUGEPAGE)
+    };
+    Ok(ptr)
+}
+
+/// Hands `len` bytes of our mapping at `at` back to the OS, reading as
+/// zeros afterwards.
+///
+/// # Safety
+/// `[at, at + len)` is page-aligned, inside a private anonymous mapping
+/// of ours, and not borrowed.
+unsafe fn release(at: *mut u8, len: usize) -> std::io::Result<()> {
+    // Linux frees private anonymous pages at once on MADV_DONTNEED. macOS
+    // and the BSDs only mark them reclaimable (RSS stays), so there the
+    // range is mapped afresh over itself, which frees the old pages now.
+    #[cfg(target_os = "linux")]
+    let failed = unsafe { libc::madvise(at.cast(), len, libc::MADV_DONTNEED) } != 0;
+    #[cfg(not(target_os = "linux"))]
+    let failed = unsafe {
+        libc::mmap(
+            at.cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANON | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    } == libc::MAP_FAILED;
+    if failed {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 
 impl<T: Copy> Drop for Reserved<T> {
     fn drop(&mut self) {
-        if self.bytes > 0 {
+        if let Backing::Mapped { ptr, bytes, .. } = self.backing {
             // SAFETY: the mapping is ours and nothing borrows it any more.
-            unsafe { libc::munmap(self.ptr.cast(), self.bytes) };
+            unsafe { libc::munmap(ptr.cast(), bytes) };
         }
     }
 }
@@ -149,5 +247,20 @@ mod tests {
         assert_eq!(r.as_slice()[90_000], 0.0, "pages after it are released");
         let empty = Reserved::<i8>::new(0).unwrap();
         assert!(empty.as_slice().is_empty());
+    }
+
+    #[test]
+    fn the_heap_fallback_grows_to_what_is_written_and_no_further() {
+        let mut r = Reserved::<u16>::on_heap(1000);
+        assert!(r.is_on_heap() && r.as_slice().is_empty());
+        r.grow_to(10);
+        r.as_mut_slice()[9] = 7;
+        r.grow_to(5_000);
+        assert_eq!(r.as_slice().len(), 1000, "bounded by the capacity");
+        assert_eq!((r.as_slice()[9], r.as_slice()[999]), (7, 0));
+        r.release_from(5);
+        assert_eq!(r.as_slice().len(), 5);
+        r.grow_to(10);
+        assert_eq!(r.as_slice()[9], 0, "released elements read as zeros");
     }
 }

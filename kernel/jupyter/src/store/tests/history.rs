@@ -137,3 +137,44 @@ fn large_entries_spread_over_several_chunks_of_their_group() {
     assert_eq!(lines(&all), (1..=HISTORY_GROUP).collect::<Vec<_>>());
     assert!(all.iter().all(|e| e.input.len() > big.len()));
 }
+
+#[test]
+fn after_a_write_failure_older_history_is_still_read_from_the_store() {
+    use crate::history::HistoryEntry;
+    use crate::store::{Persistence, StoreError};
+    let dir = tempfile::tempdir().unwrap();
+    let (persistence, _) = Persistence::open(Some(&config(&dir)));
+    for line in 1..=1500u64 {
+        let input = format!("cell {line}");
+        persistence.write(|store| store.put_history(1, line, &record(&input, None, None)));
+    }
+    // The disk fills: the session carries on in memory from here.
+    persistence.write(|_| {
+        Err(StoreError::Write {
+            path: dir.path().into(),
+            source: sled::Error::Io(std::io::Error::other("No space left on device")),
+        })
+    });
+    assert!(!persistence.holds_history() && persistence.reads_history());
+    // What memory holds, newest first: the last 1100 lines, of which the
+    // last 100 came after the failure.
+    let memory: Vec<HistoryEntry> = (501..=1600u64)
+        .rev()
+        .map(|line| HistoryEntry {
+            session: 1,
+            line,
+            input: format!("cell {line}"),
+            output: (line > 1500).then(|| "in memory only".into()),
+            artifact: None,
+        })
+        .collect();
+    let all = persistence
+        .select_history(&HistoryRequest::range(1, 1, None), 1, memory.clone())
+        .expect("the store is still read");
+    assert_eq!(lines(&all), (1..=1600).collect::<Vec<_>>());
+    assert_eq!(all[1599].output.as_deref(), Some("in memory only"));
+    let newest = persistence
+        .select_history(&tail(3), 1, memory)
+        .expect("the store is still read");
+    assert_eq!(lines(&newest), vec![1598, 1599, 1600]);
+}
