@@ -6,7 +6,7 @@
 //! (counted, logged once); it never makes a sender wait and never costs
 //! more than its bounds.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,9 +17,10 @@ use bytes::Bytes;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::timeout;
 
-use super::zmtp::ZmtpError;
+use super::zmtp::{self, ZmtpError};
 
 /// Messages one peer may have waiting before it loses new ones (libzmq's
 /// default SNDHWM).
@@ -30,6 +31,11 @@ pub const PEER_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Time a peer has to finish the ZMTP handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections a socket lets handshake at once. A real client finishes in
+/// milliseconds; beyond this, the connection handshaking longest is
+/// closed to make room, so connections that never handshake cannot hold
+/// the socket's slots for long.
+pub const MAX_HANDSHAKING: usize = 128;
 
 /// Locks `m`; a panic while holding one of these locks leaves plain data
 /// behind, so go on with it.
@@ -165,10 +171,76 @@ impl<X> Outbox<X> {
     }
 }
 
-/// Accepts connections on `listener` and hands each to `serve` with a
-/// receiver that turns true when it must stop. Once `closed` turns true
-/// (or its sender is dropped) the listener goes at once and the
-/// connections get `linger` to send what is queued, as libzmq's linger.
+/// A connection just accepted, for its socket's task to serve.
+pub struct Connection {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// Turns true when the socket stops.
+    pub stop: watch::Receiver<bool>,
+    slot: Option<HandshakeSlot>,
+}
+
+/// Connections still handshaking, oldest first, each with the sender
+/// that closes it.
+type Handshaking = Arc<Mutex<VecDeque<(u64, oneshot::Sender<()>)>>>;
+
+/// A place among the connections handshaking; given up when dropped.
+struct HandshakeSlot {
+    id: u64,
+    handshaking: Handshaking,
+    /// Fires when a newer connection needed the room.
+    evicted: oneshot::Receiver<()>,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        lock(&self.handshaking).retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl Connection {
+    /// The ZMTP handshake as `socket_type`, accepting peers of the types
+    /// in `accepts`: the peer's properties, or `None` (logged) when it
+    /// failed, took longer than [`HANDSHAKE_TIMEOUT`], the socket stopped
+    /// or newer connections needed the room.
+    pub async fn handshake(
+        &mut self,
+        channel: &'static str,
+        socket_type: &str,
+        accepts: &[&str],
+    ) -> Option<HashMap<String, Bytes>> {
+        let peer = self.peer;
+        let mut slot = self.slot.take()?;
+        let handshake = timeout(
+            HANDSHAKE_TIMEOUT,
+            zmtp::handshake(&mut self.stream, socket_type, accepts),
+        );
+        let done = tokio::select! {
+            done = handshake => done,
+            _ = self.stop.wait_for(|s| *s) => return None,
+            _ = &mut slot.evicted => {
+                tracing::info!(channel, %peer, "connection closed: still handshaking when newer ones needed the room");
+                return None;
+            }
+        };
+        match done {
+            Ok(Ok(properties)) => Some(properties),
+            Ok(Err(e)) => {
+                tracing::info!(channel, %peer, error = %e, "connection refused");
+                None
+            }
+            Err(_) => {
+                tracing::info!(channel, %peer, "connection closed: no handshake in time");
+                None
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` and hands each to `serve`. Once
+/// `closed` turns true (or its sender is dropped) the listener goes at
+/// once and the connections get `linger` to send what is queued, as
+/// libzmq's linger.
 pub async fn accept<F, Fut>(
     channel: &'static str,
     listener: TcpListener,
@@ -176,11 +248,13 @@ pub async fn accept<F, Fut>(
     linger: Duration,
     serve: F,
 ) where
-    F: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    F: Fn(Connection) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (stop_tx, stop) = watch::channel(false);
     let connections = Arc::new(AtomicUsize::new(0));
+    let handshaking: Handshaking = Arc::default();
+    let mut next_id = 0u64;
     let mut refused = 0u64;
     loop {
         tokio::select! {
@@ -194,8 +268,29 @@ pub async fn accept<F, Fut>(
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    let (evict, evicted) = oneshot::channel();
+                    {
+                        let mut waiting = lock(&handshaking);
+                        if waiting.len() >= MAX_HANDSHAKING {
+                            if let Some((_, oldest)) = waiting.pop_front() {
+                                let _ = oldest.send(());
+                            }
+                        }
+                        waiting.push_back((next_id, evict));
+                    }
+                    let slot = HandshakeSlot {
+                        id: next_id,
+                        handshaking: handshaking.clone(),
+                        evicted,
+                    };
+                    next_id += 1;
                     connections.fetch_add(1, Ordering::Relaxed);
-                    let served = serve(stream, peer, stop.clone());
+                    let served = serve(Connection {
+                        stream,
+                        peer,
+                        stop: stop.clone(),
+                        slot: Some(slot),
+                    });
                     let connections = connections.clone();
                     tokio::spawn(async move {
                         served.await;

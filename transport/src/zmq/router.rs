@@ -15,7 +15,6 @@
 //! identity in use takes it over (libzmq's `ROUTER_HANDOVER`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,11 +24,9 @@ use bytes::Bytes;
 use skillkernel_protocol::connection::ChannelPort;
 use skillkernel_protocol::ConnectionInfo;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
-use tokio::time::timeout;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use super::peer::{self, lock, Outbox, HANDSHAKE_TIMEOUT};
+use super::peer::{self, lock, Connection, Outbox};
 use super::zmtp::{self, Incoming, ZmtpError};
 use crate::{Channel, FrameReceiver, FrameSender, Frames, TransportError};
 
@@ -42,8 +39,16 @@ pub const MAX_MESSAGE_BYTES: u64 = 256 << 20;
 const MAX_FRAMES: usize = 4096;
 /// What a frame costs in memory beyond its body.
 const FRAME_OVERHEAD: u64 = 64;
-/// Requests received and not yet taken by the kernel.
+/// Requests received and not yet taken by the kernel...
 const INBOUND_QUEUE: usize = 64;
+/// ...and their bytes, all peers together (a larger message waits for an
+/// empty queue). A peer whose request does not fit is not read from until
+/// it does: its own TCP buffers fill, not the daemon's memory.
+pub const INBOUND_BYTES: usize = 64 << 20;
+
+/// A request with its share of [`INBOUND_BYTES`], given back when the
+/// kernel takes it.
+type Request = (Frames, OwnedSemaphorePermit);
 /// How long the socket outlives the kernel's handles, so replies queued
 /// last (a `shutdown_reply`) reach the wire.
 const LINGER: Duration = Duration::from_millis(200);
@@ -75,6 +80,7 @@ pub(super) async fn bind_router(
         next_identity: AtomicU32::new(1),
     });
     let (inbound, requests) = mpsc::channel(INBOUND_QUEUE);
+    let budget = Arc::new(Semaphore::new(INBOUND_BYTES));
     // The socket closes when the kernel has dropped both of its handles.
     let (open, closed) = watch::channel(false);
     let open = Arc::new(open);
@@ -84,7 +90,7 @@ pub(super) async fn bind_router(
         listener,
         closed,
         LINGER,
-        move |stream, addr, stop| serve(socket.clone(), stream, addr, stop, inbound.clone()),
+        move |connection| serve(socket.clone(), connection, inbound.clone(), budget.clone()),
     ));
     Ok(Channel {
         receiver: Box::new(RouterRx {
@@ -101,17 +107,17 @@ pub(super) async fn bind_router(
 
 struct RouterRx {
     name: &'static str,
-    requests: mpsc::Receiver<Frames>,
+    requests: mpsc::Receiver<Request>,
     _open: Arc<watch::Sender<bool>>,
 }
 
 #[async_trait]
 impl FrameReceiver for RouterRx {
     async fn recv(&mut self) -> Result<Frames, TransportError> {
-        self.requests
-            .recv()
-            .await
-            .ok_or(TransportError::Closed(self.name))
+        match self.requests.recv().await {
+            Some((frames, _share)) => Ok(frames),
+            None => Err(TransportError::Closed(self.name)),
+        }
     }
 }
 
@@ -167,27 +173,23 @@ impl Router {
 
 async fn serve(
     router: Arc<Router>,
-    mut stream: TcpStream,
-    addr: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-    inbound: mpsc::Sender<Frames>,
+    mut connection: Connection,
+    inbound: mpsc::Sender<Request>,
+    budget: Arc<Semaphore>,
 ) {
     let name = router.name;
-    let handshake = timeout(
-        HANDSHAKE_TIMEOUT,
-        zmtp::handshake(&mut stream, "ROUTER", &["DEALER", "REQ", "ROUTER"]),
-    );
-    let properties = match handshake.await {
-        Ok(Ok(properties)) => properties,
-        Ok(Err(e)) => {
-            tracing::info!(channel = name, peer = %addr, error = %e, "connection refused");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(channel = name, peer = %addr, "connection closed: no handshake in time");
-            return;
-        }
+    let Some(properties) = connection
+        .handshake(name, "ROUTER", &["DEALER", "REQ", "ROUTER"])
+        .await
+    else {
+        return;
     };
+    let Connection {
+        stream,
+        peer: addr,
+        mut stop,
+        ..
+    } = connection;
     let identity = router.identity(&properties);
     let peer = Arc::new(Peer::new(name, addr));
     if lock(&router.peers)
@@ -199,7 +201,7 @@ async fn serve(
     let (read_half, write_half) = stream.into_split();
     let (pong_tx, pong_rx) = mpsc::channel::<Bytes>(4);
     let ended = tokio::select! {
-        r = read_messages(&identity, read_half, &inbound, pong_tx) => r,
+        r = read_messages(&identity, read_half, &inbound, &budget, pong_tx) => r,
         r = peer.write(write_half, pong_rx) => r,
         _ = stop.wait_for(|s| *s) => Ok(()),
     };
@@ -217,7 +219,8 @@ async fn serve(
 async fn read_messages(
     identity: &Bytes,
     mut stream: OwnedReadHalf,
-    inbound: &mpsc::Sender<Frames>,
+    inbound: &mpsc::Sender<Request>,
+    budget: &Arc<Semaphore>,
     pongs: mpsc::Sender<Bytes>,
 ) -> Result<(), ZmtpError> {
     let mut frames = vec![identity.clone()];
@@ -237,8 +240,12 @@ async fn read_messages(
                 frames.push(body);
                 if !more {
                     let message = std::mem::replace(&mut frames, vec![identity.clone()]);
+                    let cost = u32::try_from(size.min(INBOUND_BYTES as u64)).unwrap_or(u32::MAX);
                     size = 0;
-                    if inbound.send(message).await.is_err() {
+                    let Ok(share) = budget.clone().acquire_many_owned(cost).await else {
+                        return Ok(());
+                    };
+                    if inbound.send((message, share)).await.is_err() {
                         // The kernel stopped reading this channel.
                         return Ok(());
                     }
@@ -269,8 +276,9 @@ mod tests {
     use tokio::net::TcpStream;
     use tokio::time::timeout;
 
-    use super::super::peer::PEER_MESSAGES;
+    use super::super::peer::{MAX_HANDSHAKING, PEER_MESSAGES};
     use super::super::{connect, zmtp, ZmqTransport};
+    use super::INBOUND_BYTES;
     use crate::{KernelSockets, Transport};
 
     async fn bound() -> (KernelSockets, ConnectionInfo) {
@@ -336,15 +344,22 @@ mod tests {
         assert_eq!(&got[0][..], b"carol");
     }
 
-    #[tokio::test]
-    async fn a_peer_that_never_reads_does_not_hold_up_replies_to_others() {
-        let (mut kernel, info) = bound().await;
+    /// A DEALER on the shell port that has done its handshake and nothing
+    /// else, with no identity.
+    async fn raw_dealer(info: &ConnectionInfo) -> TcpStream {
         let mut stream = TcpStream::connect((info.ip.as_str(), info.shell_port))
             .await
             .unwrap();
         zmtp::handshake(&mut stream, "DEALER", &["ROUTER"])
             .await
             .unwrap();
+        stream
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_reads_does_not_hold_up_replies_to_others() {
+        let (mut kernel, info) = bound().await;
+        let mut stream = raw_dealer(&info).await;
         // No Identity in its READY: the socket makes one up; learn it from
         // the first request.
         stream
@@ -371,5 +386,98 @@ mod tests {
         let reply = timeout(Duration::from_secs(5), reader.shell.receiver.recv()).await;
         assert_eq!(reply.unwrap().unwrap(), [Bytes::from_static(b"pong")]);
         drop(stream);
+    }
+
+    /// Reads from `stream` (the socket's greeting) until it is closed;
+    /// `false` if it is still open after `wait`.
+    async fn closed_within(mut stream: TcpStream, wait: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        timeout(wait, async {
+            while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Connections that never handshake cannot hold the socket: beyond
+    /// MAX_HANDSHAKING the oldest are closed, and a real client that
+    /// comes after them is served at once.
+    #[tokio::test]
+    async fn connections_that_never_handshake_make_room_for_ones_that_do() {
+        let (mut kernel, info) = bound().await;
+        let mut silent = Vec::new();
+        for _ in 0..MAX_HANDSHAKING + 100 {
+            let stream = TcpStream::connect((info.ip.as_str(), info.shell_port))
+                .await
+                .unwrap();
+            silent.push(stream);
+        }
+        let client = connect(&info, b"late").await.expect("connect");
+        client.shell.sender.send(msg("served")).await.unwrap();
+        let got = timeout(Duration::from_secs(5), kernel.shell.receiver.recv()).await;
+        assert_eq!(
+            got.unwrap().unwrap(),
+            [Bytes::from_static(b"late"), Bytes::from_static(b"served")]
+        );
+        // The oldest silent ones were closed well before the handshake
+        // timeout; the newest still wait for theirs.
+        let newest = silent.split_off(silent.len() - 10);
+        for stream in silent.into_iter().take(100) {
+            assert!(closed_within(stream, Duration::from_secs(2)).await);
+        }
+        for stream in newest {
+            assert!(!closed_within(stream, Duration::from_millis(100)).await);
+        }
+    }
+
+    /// A socket that stops closes its connections still handshaking too,
+    /// without waiting out their handshake time.
+    #[tokio::test]
+    async fn a_stopping_socket_closes_connections_still_handshaking() {
+        let (kernel, info) = bound().await;
+        let silent = TcpStream::connect((info.ip.as_str(), info.shell_port))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(kernel);
+        assert!(closed_within(silent, Duration::from_secs(3)).await);
+    }
+
+    /// A kernel that stops taking requests holds back the sender, not the
+    /// daemon's memory: beyond INBOUND_BYTES queued the peer is not read
+    /// from. Once the kernel reads again, every request arrives, in order.
+    #[tokio::test]
+    async fn queued_requests_are_bounded_in_bytes_and_the_sender_waits() {
+        const SIZE: usize = 8 << 20;
+        let count = INBOUND_BYTES / SIZE + 4;
+        let (mut kernel, info) = bound().await;
+        let mut stream = raw_dealer(&info).await;
+        let writer = tokio::spawn(async move {
+            for i in 0..count {
+                let mut body = vec![b'x'; SIZE];
+                body[0] = i as u8;
+                let wire = zmtp::encode_message(&[Bytes::from(body)]);
+                stream.write_all(&wire).await.unwrap();
+            }
+            stream
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !writer.is_finished(),
+            "{} MiB went out while the kernel read nothing",
+            (count * SIZE) >> 20
+        );
+        for i in 0..count {
+            let got = timeout(Duration::from_secs(10), kernel.shell.receiver.recv())
+                .await
+                .expect("queued requests arrive")
+                .unwrap();
+            assert_eq!((got[1].len(), got[1][0]), (SIZE, i as u8));
+        }
+        let _stream = timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the sender finishes once the kernel reads")
+            .unwrap();
     }
 }

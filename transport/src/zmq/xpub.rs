@@ -20,17 +20,15 @@
 //! welcomed when it is set, before anything is published.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
 
-use super::peer::{self, lock, Outbox, HANDSHAKE_TIMEOUT};
+use super::peer::{self, lock, Connection, Outbox};
 use super::zmtp::{self, Incoming, ZmtpError};
 use crate::{Frames, IopubStats, IopubWelcome};
 
@@ -117,7 +115,7 @@ impl Xpub {
             listener,
             closed,
             linger,
-            move |stream, peer, stop| serve(socket.clone(), stream, peer, stop),
+            move |connection| serve(socket.clone(), connection),
         ));
         Ok((xpub, port))
     }
@@ -250,27 +248,20 @@ impl Xpub {
 
 /// One connection: handshake, then read subscriptions and write the
 /// outbox until either side ends.
-async fn serve(
-    xpub: Arc<Xpub>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-) {
-    let handshake = timeout(
-        HANDSHAKE_TIMEOUT,
-        zmtp::handshake(&mut stream, "XPUB", &["SUB", "XSUB"]),
-    );
-    match handshake.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "IOPub connection refused");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%peer, "IOPub connection closed: no handshake in time");
-            return;
-        }
+async fn serve(xpub: Arc<Xpub>, mut connection: Connection) {
+    if connection
+        .handshake("iopub", "XPUB", &["SUB", "XSUB"])
+        .await
+        .is_none()
+    {
+        return;
     }
+    let Connection {
+        stream,
+        peer,
+        mut stop,
+        ..
+    } = connection;
     let subscriber = Arc::new(Subscriber::new("iopub", peer));
     let id = {
         let mut state = lock(&xpub.state);
