@@ -40,7 +40,7 @@ pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
-        unsafe { avx2::axpy(y, a, x) };
+        unsafe { avx2::axpy::<f32>(y, a, x) };
         return;
     }
     for (y, x) in y.iter_mut().zip(x) {
@@ -67,7 +67,7 @@ pub fn axpy_f16(y: &mut [f32], a: f32, x: &[u16]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { avx2::axpy_f16(y, a, x) };
+        unsafe { avx2::axpy::<u16>(y, a, x) };
         return;
     }
     for (y, x) in y.iter_mut().zip(x) {
@@ -113,11 +113,48 @@ pub fn axpy_q8(y: &mut [f32], a: f32, q: &[i8], d: &[u16]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
+    /// A stored number type [`axpy`] widens to f32 lanes.
+    pub trait Widen: Copy {
+        /// Eight values at `p`, widened.
+        ///
+        /// # Safety
+        /// Needs AVX2, FMA and F16C; 8 values readable at `p`.
+        unsafe fn load8(p: *const Self) -> __m256;
+        fn widen(self) -> f32;
+    }
+
+    impl Widen for f32 {
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            // SAFETY: the caller guarantees 8 readable values at `p`.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        fn widen(self) -> f32 {
+            self
+        }
+    }
+
+    /// f16, as bits.
+    impl Widen for u16 {
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load8(p: *const u16) -> __m256 {
+            // SAFETY: the caller guarantees 8 readable values at `p`.
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+        }
+        fn widen(self) -> f32 {
+            super::f16_to_f32(self)
+        }
+    }
+
+    /// Σ a[i]·b[i] over the shorter length, with four accumulators.
+    ///
     /// # Safety
-    /// Needs AVX2 and FMA; `a` and `b` have the same length.
+    /// Needs AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len();
+        let n = a.len().min(b.len());
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
         while i + 32 <= n {
@@ -152,20 +189,10 @@ mod avx2 {
         total
     }
 
-    /// Eight f16 values at `p`, widened.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load_f16(p: *const u16) -> __m256 {
-        // SAFETY: the caller guarantees 8 readable values at `p`.
-        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
-    }
-
-    /// Eight i8 values at `p`, widened.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load_i8(p: *const i8) -> __m256 {
-        // SAFETY: the caller guarantees 8 readable values at `p`.
-        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))) }
-    }
-
+    /// Σ a[i]·b[i] with `b` in f16, with two accumulators. (Its own
+    /// summation order, not [`dot`]'s: the default model's greedy answers
+    /// were measured with it.)
+    ///
     /// # Safety
     /// Needs AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -179,7 +206,7 @@ mod avx2 {
                 let (x, y) = unsafe {
                     (
                         _mm256_loadu_ps(a.as_ptr().add(i + 8 * j)),
-                        load_f16(b.as_ptr().add(i + 8 * j)),
+                        u16::load8(b.as_ptr().add(i + 8 * j)),
                     )
                 };
                 *acc = _mm256_fmadd_ps(x, y, *acc);
@@ -188,24 +215,26 @@ mod avx2 {
         }
         let mut total = super::hsum256(_mm256_add_ps(acc[0], acc[1]));
         for k in i..n {
-            total += a[k] * super::f16_to_f32(b[k]);
+            total += a[k] * b[k].widen();
         }
         total
     }
 
+    /// y[i] += a·x[i] over the shorter length.
+    ///
     /// # Safety
     /// Needs AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn axpy_f16(y: &mut [f32], a: f32, x: &[u16]) {
+    pub unsafe fn axpy<T: Widen>(y: &mut [f32], a: f32, x: &[T]) {
         let n = y.len().min(x.len());
         let av = _mm256_set1_ps(a);
         let mut i = 0;
         while i + 8 <= n {
-            // SAFETY: i + 8 <= n for both slices.
+            // SAFETY: i + 8 <= n for both slices; unaligned loads and store.
             unsafe {
                 let v = _mm256_fmadd_ps(
                     av,
-                    load_f16(x.as_ptr().add(i)),
+                    T::load8(x.as_ptr().add(i)),
                     _mm256_loadu_ps(y.as_ptr().add(i)),
                 );
                 _mm256_storeu_ps(y.as_mut_ptr().add(i), v);
@@ -213,8 +242,15 @@ mod avx2 {
             i += 8;
         }
         for k in i..n {
-            y[k] += a * super::f16_to_f32(x[k]);
+            y[k] += a * x[k].widen();
         }
+    }
+
+    /// Eight i8 values at `p`, widened.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_i8(p: *const i8) -> __m256 {
+        // SAFETY: the caller guarantees 8 readable values at `p`.
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()))) }
     }
 
     /// # Safety
@@ -261,30 +297,6 @@ mod avx2 {
                     _mm256_storeu_ps(y.as_mut_ptr().add(at), v);
                 }
             }
-        }
-    }
-
-    /// # Safety
-    /// Needs AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-        let n = y.len().min(x.len());
-        let av = _mm256_set1_ps(a);
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n for both slices; unaligned loads and store.
-            unsafe {
-                let v = _mm256_fmadd_ps(
-                    av,
-                    _mm256_loadu_ps(x.as_ptr().add(i)),
-                    _mm256_loadu_ps(y.as_ptr().add(i)),
-                );
-                _mm256_storeu_ps(y.as_mut_ptr().add(i), v);
-            }
-            i += 8;
-        }
-        for k in i..n {
-            y[k] += a * x[k];
         }
     }
 }
