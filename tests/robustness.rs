@@ -222,6 +222,59 @@ async fn a_client_that_sends_and_never_reads_its_replies_does_not_stall_the_othe
     assert!(grown < 12 << 20, "grew {} MiB", grown >> 20);
 }
 
+/// Requests sent while a cell runs wait in the sender's socket, not in
+/// the daemon: the shell reader decodes only a few ahead and the
+/// transport holds at most 64 MiB, then stops reading the sender. Once
+/// the cell ends, every request is read (the positive control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_while_a_cell_runs_wait_in_the_sender_not_in_the_daemon() {
+    use std::io::Write;
+    const REQUESTS: usize = 80;
+    const PAD: usize = 2 << 20;
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+    assert_eq!(run(&mut client, "!echo warm").await.status(), "ok");
+    let pid = daemon.pid();
+    let before = rss_bytes(pid);
+    let signer = daemon.info.signer();
+    let shell_port = daemon.info.shell_port;
+    let flooding = async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut flood = harness::raw_zmtp_peer(shell_port, "DEALER", b"flood");
+        // 80 × 2 MiB = 160 MiB of requests behind the running cell.
+        let writer = std::thread::spawn(move || {
+            let content = json!({ "pad": "x".repeat(PAD) });
+            let frames = Message::new(Header::new("kernel_info_request", "flood", "t"), content)
+                .encode(&signer);
+            let wire = harness::zmtp_message(&frames);
+            for _ in 0..REQUESTS {
+                flood.write_all(&wire).expect("the daemon reads in the end");
+            }
+            flood
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let grown = rss_bytes(pid).saturating_sub(before);
+        eprintln!(
+            "RSS grew {} MiB with 160 MiB of requests waiting",
+            grown >> 20
+        );
+        assert!(
+            !writer.is_finished(),
+            "all 160 MiB were taken while the cell still ran"
+        );
+        assert!(grown < 120 << 20, "grew {} MiB", grown >> 20);
+        writer
+    };
+    let (out, writer) = tokio::join!(run(&mut client, "!sleep 6"), flooding);
+    assert_eq!(out.status(), "ok");
+    assert!(
+        harness::detached::wait_until(Duration::from_secs(60), || writer.is_finished()),
+        "the daemon read every waiting request once the cell ended"
+    );
+    let _flood = writer.join().expect("writer");
+    assert_eq!(run(&mut client, "!echo still").await.status(), "ok");
+}
+
 /// Open descriptors of a process.
 fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -23,7 +23,7 @@ use crate::inbound;
 use crate::session::Shared;
 
 pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
-    let (queue_tx, mut queue_rx) = mpsc::unbounded_channel();
+    let (queue_tx, mut queue_rx) = mpsc::channel(inbound::DECODED_AHEAD);
     let reader = tokio::spawn(inbound::queue_requests(
         shared.clone(),
         channel.receiver,

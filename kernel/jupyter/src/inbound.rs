@@ -39,16 +39,21 @@ pub(crate) async fn next_message(
     }
 }
 
+/// Requests decoded ahead of the one being handled. Few: what waits
+/// beyond them stays in the transport, which bounds it in bytes and
+/// leaves the sender unread once full.
+pub(crate) const DECODED_AHEAD: usize = 4;
+
 /// Receives, verifies and queues requests from one channel until it
-/// closes or nobody takes from the queue.
+/// closes or nobody takes from the queue. Waits while the queue is full.
 pub(crate) async fn queue_requests(
     shared: Arc<Shared>,
     mut receiver: Box<dyn FrameReceiver>,
     channel: &'static str,
-    queue: mpsc::UnboundedSender<Message>,
+    queue: mpsc::Sender<Message>,
 ) {
     while let Some(msg) = next_message(&shared, receiver.as_mut(), channel).await {
-        if queue.send(msg).is_err() {
+        if queue.send(msg).await.is_err() {
             break;
         }
     }

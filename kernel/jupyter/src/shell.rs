@@ -21,12 +21,15 @@ use crate::inbound;
 use crate::memory::Trimmer;
 use crate::session::Shared;
 
-/// How long a failed cell lets already-sent requests reach the queue
-/// before collecting the ones to abort.
+/// After a failed cell, requests that keep arriving with no pause longer
+/// than this were sent before the client saw the failure: they are
+/// collected to be aborted.
 const ABORT_SETTLE: Duration = Duration::from_millis(5);
+/// Requests collected that way at most; later ones are handled as usual.
+const ABORT_AT_MOST: usize = 10_000;
 
 pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>> {
-    let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+    let (queue_tx, queue_rx) = mpsc::channel(inbound::DECODED_AHEAD);
     let reader = tokio::spawn(inbound::queue_requests(
         shared.clone(),
         channel.receiver,
@@ -40,7 +43,7 @@ pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>
 async fn execute_in_order(
     shared: Arc<Shared>,
     sender: Arc<dyn FrameSender>,
-    mut queue: mpsc::UnboundedReceiver<Message>,
+    mut queue: mpsc::Receiver<Message>,
 ) {
     let mut trimmer = Trimmer::default();
     while let Some(msg) = queue.recv().await {
@@ -63,7 +66,7 @@ async fn handle(
     shared: &Arc<Shared>,
     channel: &Arc<dyn FrameSender>,
     msg: &Message,
-    queue: &mut mpsc::UnboundedReceiver<Message>,
+    queue: &mut mpsc::Receiver<Message>,
 ) -> Vec<Message> {
     let sender = channel.as_ref();
     shared.iopub.status(msg, ExecutionState::Busy).await;
@@ -81,10 +84,13 @@ async fn handle(
                 let outcome = execute::execute(shared, msg, req).await;
                 if outcome.failed && stop_on_error {
                     // Collect before replying: the client cannot have
-                    // reacted to a reply it has not seen.
-                    tokio::time::sleep(ABORT_SETTLE).await;
-                    while let Ok(queued) = queue.try_recv() {
-                        queued_before_failure.push(queued);
+                    // reacted to a reply it has not seen. The queue is
+                    // short, so they are taken as they come through.
+                    while queued_before_failure.len() < ABORT_AT_MOST {
+                        match tokio::time::timeout(ABORT_SETTLE, queue.recv()).await {
+                            Ok(Some(queued)) => queued_before_failure.push(queued),
+                            _ => break,
+                        }
                     }
                 }
                 shared.iopub.flush().await;

@@ -216,6 +216,9 @@ impl Connection {
             zmtp::handshake(&mut self.stream, socket_type, accepts),
         );
         let done = tokio::select! {
+            // A handshake that completes is kept even if an eviction
+            // came in the same instant.
+            biased;
             done = handshake => done,
             _ = self.stop.wait_for(|s| *s) => return None,
             _ = &mut slot.evicted => {

@@ -214,8 +214,14 @@ impl Xpub {
         let welcome = match &mut *lock(&self.welcome) {
             Welcome::Set(welcome) => Some(welcome(&topic)),
             Welcome::Waiting(waiting) => {
+                waiting.retain(|(s, _)| s.strong_count() > 0);
                 if waiting.len() < WAITING_FOR_WELCOME {
                     waiting.push((Arc::downgrade(subscriber), topic.clone()));
+                } else {
+                    tracing::warn!(
+                        peer = %subscriber.peer,
+                        "too many subscriptions before the kernel was ready; this one gets no iopub_welcome"
+                    );
                 }
                 None
             }

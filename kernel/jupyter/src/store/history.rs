@@ -178,6 +178,15 @@ impl Store {
                 }
             }
         }
+        if groups.len() > 1 {
+            // Once, for a store written a key per entry (a million cells:
+            // seconds); afterwards only the last group of the last run.
+            tracing::info!(
+                path = %self.path.display(),
+                groups = groups.len(),
+                "packing history entries into chunks"
+            );
+        }
         for (session, group_start) in groups {
             self.seal_group(session, group_start)?;
         }
@@ -366,22 +375,45 @@ impl<'a> NewestFirst<'a> {
             let Some(group) = loose.max(chunked) else {
                 return Ok(false);
             };
+            // Past this group in both walks, then the group read afresh:
+            // loose keys first, then chunks, so that a seal running
+            // meanwhile (one transaction) leaves every entry in one read
+            // or the other.
             while self.loose_group().and_then(Result::ok) == Some(group) {
-                if let Some(Ok((key, value))) = self.loose.next() {
-                    if let Ok((session, line)) = parse_history_key(&key) {
-                        self.push(session, line, &value);
-                    }
-                }
+                self.loose.next();
             }
             while self.chunk_group().and_then(Result::ok) == Some(group) {
-                if let Some(Ok((_, bytes))) = self.chunks.next() {
-                    let (entries, damage) = decode_chunk(&bytes);
-                    for (line, record) in entries {
-                        self.push(group.0, line, record);
-                    }
-                    if let Some(e) = damage {
-                        self.skip(&format!("a chunk ends early: {e}"));
-                    }
+                self.chunks.next();
+            }
+            let (session, start) = group;
+            let read = self.store.read_err();
+            let low = history_key(session, start);
+            let high = history_key(session, start.saturating_add(HISTORY_GROUP));
+            let loose: Vec<_> = self
+                .store
+                .history
+                .range(low..high)
+                .collect::<Result<_, _>>()
+                .map_err(&read)?;
+            let chunks: Vec<_> = self
+                .store
+                .history_chunks
+                .scan_prefix(low)
+                .values()
+                .collect::<Result<_, _>>()
+                .map_err(&read)?;
+            for (key, value) in loose {
+                if let Ok((session, line)) = parse_history_key(&key) {
+                    self.push(session, line, &value);
+                }
+            }
+            for bytes in chunks {
+                let (entries, damage) = decode_chunk(&bytes);
+                for (line, record) in entries {
+                    self.push(session, line, record);
+                }
+                if let Some(e) = damage {
+                    self.skip(&format!("a chunk ends early: {e}"));
                 }
             }
             self.group.sort_by_key(|e| e.line);

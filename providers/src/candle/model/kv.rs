@@ -37,15 +37,16 @@ impl Rows {
         })
     }
 
-    /// Stores `x` from value `at` on.
-    fn write(&mut self, at: usize, x: &[f32]) {
+    /// Stores `x` from value `at` on; fails only when heap storage
+    /// cannot grow.
+    fn write(&mut self, at: usize, x: &[f32]) -> std::io::Result<()> {
         let end = at + x.len();
         match self {
-            Rows::F32(r) => r.grow_to(end),
-            Rows::F16(r) => r.grow_to(end),
+            Rows::F32(r) => r.grow_to(end)?,
+            Rows::F16(r) => r.grow_to(end)?,
             Rows::Q8 { q, d } => {
-                q.grow_to(end);
-                d.grow_to(end / Q8_BLOCK);
+                q.grow_to(end)?;
+                d.grow_to(end / Q8_BLOCK)?;
             }
         }
         match self {
@@ -74,6 +75,7 @@ impl Rows {
                 }
             }
         }
+        Ok(())
     }
 
     fn release_from(&mut self, at: usize) {
@@ -209,8 +211,8 @@ impl KvCache {
             }
         };
         let at = self.len * self.width;
-        ks.write(at, k);
-        vs.write(at, v);
+        ks.write(at, k).map_err(KvError::Reserve)?;
+        vs.write(at, v).map_err(KvError::Reserve)?;
         self.len += positions;
         Ok(())
     }

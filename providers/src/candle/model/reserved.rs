@@ -104,13 +104,26 @@ impl<T: Zeroable> Reserved<T> {
     }
 
     /// Makes the first `len` elements (at most the capacity) available.
-    pub fn grow_to(&mut self, len: usize) {
-        if let Backing::Heap(v) = &mut self.backing {
-            let len = len.min(self.capacity);
-            if v.len() < len {
-                v.resize(len, T::default());
+    /// On the heap this allocates, doubling but never past the capacity;
+    /// an allocation the system refuses is an error, not an abort.
+    pub fn grow_to(&mut self, len: usize) -> std::io::Result<()> {
+        let Backing::Heap(v) = &mut self.backing else {
+            return Ok(());
+        };
+        let len = len.min(self.capacity);
+        if v.len() >= len {
+            return Ok(());
+        }
+        if v.capacity() < len {
+            let doubled = len.max(v.capacity().saturating_mul(2)).min(self.capacity);
+            if v.try_reserve_exact(doubled - v.len()).is_err() {
+                v.try_reserve_exact(len - v.len()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::OutOfMemory, e.to_string())
+                })?;
             }
         }
+        v.resize(len, T::default());
+        Ok(())
     }
 
     /// The elements available: the whole capacity when mapped, what was
@@ -216,6 +229,16 @@ unsafe fn release(at: *mut u8, len: usize) -> std::io::Result<()> {
             0,
         )
     } == libc::MAP_FAILED;
+    // A failed MAP_FIXED may leave the range unmapped, and the cache would
+    // then write into nothing: stop rather than corrupt.
+    #[cfg(not(target_os = "linux"))]
+    if failed {
+        eprintln!(
+            "fatal: remapping KV cache pages failed: {}",
+            std::io::Error::last_os_error()
+        );
+        std::process::abort();
+    }
     if failed {
         Err(std::io::Error::last_os_error())
     } else {
@@ -253,14 +276,14 @@ mod tests {
     fn the_heap_fallback_grows_to_what_is_written_and_no_further() {
         let mut r = Reserved::<u16>::on_heap(1000);
         assert!(r.is_on_heap() && r.as_slice().is_empty());
-        r.grow_to(10);
+        r.grow_to(10).unwrap();
         r.as_mut_slice()[9] = 7;
-        r.grow_to(5_000);
+        r.grow_to(5_000).unwrap();
         assert_eq!(r.as_slice().len(), 1000, "bounded by the capacity");
         assert_eq!((r.as_slice()[9], r.as_slice()[999]), (7, 0));
         r.release_from(5);
         assert_eq!(r.as_slice().len(), 5);
-        r.grow_to(10);
+        r.grow_to(10).unwrap();
         assert_eq!(r.as_slice()[9], 0, "released elements read as zeros");
     }
 }
