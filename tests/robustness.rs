@@ -140,6 +140,16 @@ async fn a_subscriber_that_stops_reading_does_not_stall_the_kernel() {
     );
 }
 
+/// A daemon that has run a `!` command, a client, and the daemon's RSS
+/// then: the baseline for what a test's traffic adds.
+async fn warmed_up() -> (Daemon, skillctl::KernelClient, u64) {
+    let daemon = Daemon::start(&[]);
+    let mut client = daemon.client().await;
+    assert_eq!(run(&mut client, "!echo warm").await.status(), "ok");
+    let before = rss_bytes(daemon.pid());
+    (daemon, client, before)
+}
+
 /// The daemon's resident memory, from `/proc`.
 fn rss_bytes(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -187,11 +197,8 @@ async fn a_subscriber_that_stops_reading_costs_the_daemon_bounded_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_sends_and_never_reads_its_replies_does_not_stall_the_others() {
     use std::io::Write;
-    let daemon = Daemon::start(&[]);
-    let mut client = daemon.client().await;
-    assert_eq!(run(&mut client, "!echo warm").await.status(), "ok");
+    let (daemon, mut client, before) = warmed_up().await;
     let pid = daemon.pid();
-    let before = rss_bytes(pid);
     let signer = daemon.info.signer();
     let mut greedy = harness::raw_zmtp_peer(daemon.info.shell_port, "DEALER", b"greedy");
     // 20,000 kernel_info_requests, never reading a reply: far more replies
@@ -231,11 +238,8 @@ async fn requests_sent_while_a_cell_runs_wait_in_the_sender_not_in_the_daemon() 
     use std::io::Write;
     const REQUESTS: usize = 80;
     const PAD: usize = 2 << 20;
-    let daemon = Daemon::start(&[]);
-    let mut client = daemon.client().await;
-    assert_eq!(run(&mut client, "!echo warm").await.status(), "ok");
+    let (daemon, mut client, before) = warmed_up().await;
     let pid = daemon.pid();
-    let before = rss_bytes(pid);
     let signer = daemon.info.signer();
     let shell_port = daemon.info.shell_port;
     let flooding = async move {
