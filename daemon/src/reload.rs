@@ -45,8 +45,9 @@ pub struct ReloadOutcome {
 }
 
 /// Sections whose keys take effect only at the next start.
-const RESTART_ONLY: [&str; 7] = [
+const RESTART_ONLY: [&str; 8] = [
     "daemon",
+    "metrics",
     "sandbox",
     "state",
     "log.dir",
@@ -144,8 +145,11 @@ impl Reloader {
         new.daemon = self.running.daemon.clone();
         new.state = self.running.state.clone();
         new.sandbox = self.running.sandbox.clone();
+        new.metrics = self.running.metrics.clone();
         new.log.dir = self.running.log.dir.clone();
         new.log.format = self.running.log.format;
+        new.log.rotation = self.running.log.rotation;
+        new.log.keep = self.running.log.keep;
         outcome.applied = changed_keys(&self.running, &new);
         if outcome.applied.is_empty() && outcome.needs_restart.is_empty() {
             tracing::info!("reload: configuration unchanged");

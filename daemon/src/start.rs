@@ -347,9 +347,11 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     }
     let signals = Signals::new(signals::HANDLED).map_err(StartError::Signals)?;
     let signal_handle = signals.handle();
+    let metrics = settings.metrics.clone();
     let reloader = Reloader::new(args, settings, files, kernel.handle.clone(), set_log_level);
     let ops = signals::Operator::new(kernel.handle.clone(), reloader, &info, &path);
     let signal_task = tokio::spawn(signals::serve(signals, ops));
+    let metrics_task = metrics_endpoint(&metrics, &kernel.handle).await;
     let parent_watch =
         parent_pid_to_watch().map(|pid| tokio::spawn(watch_parent(pid, kernel.handle.clone())));
     tracing::info!(
@@ -364,6 +366,9 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     let report = kernel.wait().await;
     signal_handle.close();
     signal_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     if let Some(task) = parent_watch {
         task.abort();
     }
@@ -414,5 +419,31 @@ async fn watch_parent(parent: u32, kernel: KernelHandle) {
 fn remove_connection_file(path: &Path) {
     if let Err(e) = std::fs::remove_file(path) {
         tracing::warn!(path = %path.display(), error = %e, "could not remove connection file");
+    }
+}
+
+/// Starts the Prometheus endpoint when `[metrics] listen` is set. A port
+/// that cannot be bound is logged and the kernel serves without it.
+async fn metrics_endpoint(
+    config: &crate::config::MetricsConfig,
+    kernel: &skillkernel_kernel::KernelHandle,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let listen = config.listen.as_deref()?;
+    match crate::metrics_http::MetricsServer::bind(listen, config.bearer_token.as_deref()).await {
+        Ok(server) => {
+            let addr = server
+                .local_addr()
+                .map_or_else(|_| listen.to_owned(), |a| a.to_string());
+            tracing::info!(
+                address = %addr,
+                token = config.bearer_token.is_some(),
+                "metrics endpoint listening on http://{addr}/metrics"
+            );
+            Some(tokio::spawn(server.serve(kernel.clone())))
+        }
+        Err(e) => {
+            tracing::error!(listen, error = %e, "cannot serve metrics; the kernel runs without them");
+            None
+        }
     }
 }

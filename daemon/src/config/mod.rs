@@ -18,7 +18,8 @@ use thiserror::Error;
 mod sections;
 
 pub use sections::{
-    DaemonConfig, LimitsConfig, LogConfig, LogFormat, LogRotation, ShutdownConfig, StateConfig,
+    DaemonConfig, LimitsConfig, LogConfig, LogFormat, LogRotation, MetricsConfig, ShutdownConfig,
+    StateConfig,
 };
 
 /// Everything the configuration files can set.
@@ -40,6 +41,9 @@ pub struct Config {
     /// `[sandbox]`: what `!command` cells may do beyond the defaults, output
     /// caps, session limits. Takes effect at the next start.
     pub sandbox: SandboxConfig,
+    /// `[metrics]`: the Prometheus endpoint. Takes effect at the next
+    /// start.
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Error)]
@@ -130,6 +134,13 @@ impl Config {
             .models
             .plan()
             .map_err(|e| invalid(format!("[models]: {e}")))?;
+        if let Some(listen) = &config.metrics.listen {
+            listen.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(format!(
+                    "[metrics] listen = {listen:?} is not an address with a port, like \"127.0.0.1:9464\""
+                ))
+            })?;
+        }
         Ok(config)
     }
 

@@ -108,6 +108,18 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// `[metrics]`: the Prometheus endpoint (docs/operations.md,
+/// "Metrics"). Off unless `listen` is set. Takes effect at the next start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` to serve `GET /metrics` on, e.g. `127.0.0.1:9464`.
+    /// Another host than loopback only when named here.
+    pub listen: Option<String>,
+    /// When set, a scrape must send `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+}
+
 /// `[state]`: the persisted session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

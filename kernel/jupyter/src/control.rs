@@ -31,6 +31,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
         queue_tx,
     ));
     while let Some(msg) = queue_rx.recv().await {
+        let taken = std::time::Instant::now();
         shared.iopub.status(&msg, ExecutionState::Busy).await;
         match RequestType::parse(msg.msg_type()) {
             Some(request) if dispatch::route(request) != Route::Control => {
@@ -39,6 +40,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
             }
             _ => dispatch::respond(&shared, &channel.sender, &msg).await,
         }
+        shared.metrics.request(msg.msg_type(), taken.elapsed());
         shared.iopub.status(&msg, ExecutionState::Idle).await;
         // Keeps serving during a shutdown (kernel_info, interrupt, a second
         // shutdown_request); the coordinator stops this task at the end.

@@ -49,6 +49,8 @@ pub mod iopub;
 pub mod live;
 pub mod magics;
 mod memory;
+pub mod metrics;
+pub mod metrics_page;
 mod model_request;
 pub mod operations;
 pub mod prompt;
@@ -227,6 +229,11 @@ impl KernelHandle {
     /// The kernel's shared state (session, persistence).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Every metric the daemon keeps, in the Prometheus text format.
+    pub fn metrics_page(&self) -> String {
+        metrics_page::render(&self.shared)
     }
 
     /// See [`Shared::persistence_status`].

@@ -19,6 +19,7 @@ use crate::dispatch::{self, Route};
 use crate::execute;
 use crate::inbound;
 use crate::memory::Trimmer;
+use crate::metrics::{CellKind, CellOutcome};
 use crate::session::Shared;
 
 /// After a failed cell, requests that keep arriving with no pause longer
@@ -69,6 +70,7 @@ async fn handle(
     queue: &mut mpsc::Receiver<Message>,
 ) -> Vec<Message> {
     let sender = channel.as_ref();
+    let taken = std::time::Instant::now();
     shared.iopub.status(msg, ExecutionState::Busy).await;
     let mut queued_before_failure = Vec::new();
     let request = RequestType::parse(msg.msg_type());
@@ -114,6 +116,7 @@ async fn handle(
         dispatch::respond(shared, channel, msg).await;
         shared.iopub.flush().await;
     }
+    shared.metrics.request(msg.msg_type(), taken.elapsed());
     shared.iopub.status(msg, ExecutionState::Idle).await;
     queued_before_failure
 }
@@ -129,5 +132,6 @@ async fn abort_request(shared: &Arc<Shared>, sender: &dyn FrameSender, msg: &Mes
             AbortedReply::default(),
         )
         .await;
+    shared.metrics.cell(CellKind::NotRun, CellOutcome::Aborted);
     shared.iopub.status(msg, ExecutionState::Idle).await;
 }

@@ -82,6 +82,10 @@ pub struct Sandbox {
     pub sessions: Sessions,
     /// Process groups of programs running now, killed at exit.
     running: std::sync::Mutex<std::collections::HashSet<i32>>,
+    /// Runs by how they ended, in [`Verdict::KINDS`]'s order.
+    endings: [std::sync::atomic::AtomicU64; 7],
+    /// Accesses the sandbox refused, counted in every run.
+    denials: std::sync::atomic::AtomicU64,
 }
 
 impl Sandbox {
@@ -99,7 +103,20 @@ impl Sandbox {
             host: OnceCell::new(),
             sessions,
             running: Default::default(),
+            endings: Default::default(),
+            denials: Default::default(),
         }
+    }
+
+    /// Runs so far by how they ended (each of [`Verdict::KINDS`]), and the
+    /// accesses refused in them.
+    pub fn run_counts(&self) -> ([(&'static str, u64); 7], u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut counts = Verdict::KINDS.map(|k| (k, 0));
+        for (count, n) in counts.iter_mut().zip(&self.endings) {
+            count.1 = n.load(Relaxed);
+        }
+        (counts, self.denials.load(Relaxed))
     }
 
     pub fn config(&self) -> &SandboxConfig {
@@ -285,6 +302,9 @@ impl Sandbox {
         denials: &[Denial],
         report: Option<&SetupReport>,
     ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.endings[verdict.kind_index()].fetch_add(1, Relaxed);
+        self.denials.fetch_add(denials.len() as u64, Relaxed);
         let program = argv.first().cloned().unwrap_or_default();
         for denial in denials {
             let (event, fields) = match denial {

@@ -78,6 +78,37 @@ pub enum Verdict {
     SetupFailed(SetupFailure),
 }
 
+impl Verdict {
+    /// Every [`Verdict::kind`], in a fixed order.
+    pub const KINDS: [&'static str; 7] = [
+        "success",
+        "failed",
+        "denied",
+        "limit_killed",
+        "timed_out",
+        "interrupted",
+        "setup_failed",
+    ];
+
+    /// What kind of ending this is, one of [`Verdict::KINDS`] (a bounded
+    /// label for metrics).
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    pub(crate) fn kind_index(&self) -> usize {
+        match self {
+            Verdict::Success => 0,
+            Verdict::Failed { .. } => 1,
+            Verdict::Denied(_) => 2,
+            Verdict::LimitKilled { .. } => 3,
+            Verdict::TimedOut { .. } => 4,
+            Verdict::Interrupted => 5,
+            Verdict::SetupFailed(_) => 6,
+        }
+    }
+}
+
 /// Reads `finished` under `policy`. Denials are also returned for a run
 /// that succeeded anyway, for the audit log.
 pub fn judge(finished: &Finished, policy: &SandboxPolicy) -> (Verdict, Vec<Denial>) {

@@ -1,8 +1,9 @@
 //! Small generic helpers that every skillkernel crate may use, in the
 //! spirit of rust-analyzer's `stdx`: things the standard library almost
 //! has — poison-tolerant locks ([`sync`]), opening a sled database that
-//! this process just closed (`sled_open`, with the `sled` feature), and text for people
-//! ([`text`]: durations, plain-text tables, HTML escaping).
+//! this process just closed (`sled_open`, with the `sled` feature), text for people
+//! ([`text`]: durations, plain-text tables, HTML escaping), and the
+//! Prometheus text format with an atomic histogram ([`prometheus`]).
 //!
 //! # What this crate must never do
 //!
@@ -12,6 +13,7 @@
 //! * Depend on another skillkernel crate, or pull a heavy dependency into
 //!   every user (sled is behind the `sled` feature).
 
+pub mod prometheus;
 #[cfg(feature = "sled")]
 pub mod sled_open;
 pub mod sync;

@@ -23,12 +23,14 @@ use crate::usage::record::{recorded, Draft};
 use crate::usage::{budget, BudgetState, Caller, Ledger};
 
 mod budgets;
+pub mod calls;
 mod setup;
 
 use crate::{
     Completion, CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream,
     StreamEvent, TokenStream,
 };
+pub use calls::{CallOutcome, ModelCallFigures, ModelCalls};
 pub use setup::SetupNotes;
 
 /// Where a specifier led.
@@ -73,6 +75,8 @@ pub struct Registry {
     config: ModelsConfig,
     cache: Option<ResponseCache>,
     usage: Option<Arc<Ledger>>,
+    /// Kept across reloads (see [`Registry::with_calls`]).
+    calls: Arc<ModelCalls>,
 }
 
 impl Registry {
@@ -83,6 +87,7 @@ impl Registry {
             config,
             cache: None,
             usage: None,
+            calls: Arc::default(),
         }
     }
 
@@ -91,6 +96,18 @@ impl Registry {
     pub fn with_usage(mut self, ledger: Arc<Ledger>) -> Self {
         self.usage = Some(ledger);
         self
+    }
+
+    /// Counts calls into `calls` (a reloaded registry keeps the old
+    /// one's counters).
+    pub fn with_calls(mut self, calls: Arc<ModelCalls>) -> Self {
+        self.calls = calls;
+        self
+    }
+
+    /// Model calls per backend and model, for the metrics endpoint.
+    pub fn calls(&self) -> &Arc<ModelCalls> {
+        &self.calls
     }
 
     pub fn usage(&self) -> Option<&Arc<Ledger>> {
@@ -400,15 +417,19 @@ impl Registry {
     ) -> Result<(Route, TokenStream), ProviderError> {
         let prompt_estimate = crate::usage::record::prompt_estimate(&request);
         let started = Instant::now();
-        let (route, stream) = if self.config.generation.stop_loops {
+        let (backend, model) = (route.provider.backend().to_owned(), route.model.clone());
+        let generated = if self.config.generation.stop_loops {
             // Its own token, so the guard can stop this generation alone;
             // a cancel of the run still reaches it.
             let generation = cancel.child_token();
-            let (route, stream) = self.generate_on(route, request, generation.clone()).await?;
-            (route, crate::repetition::guard(stream, generation))
+            self.generate_on(route, request, generation.clone())
+                .await
+                .map(|(route, stream)| (route, crate::repetition::guard(stream, generation)))
         } else {
-            self.generate_on(route, request, cancel).await?
+            self.generate_on(route, request, cancel).await
         };
+        let (route, stream) = generated.inspect_err(|e| self.calls.failed(&backend, &model, e))?;
+        let stream = calls::counted(stream, self.calls.counters(&backend, &model));
         let Some(ledger) = &self.usage else {
             return Ok((route, stream));
         };

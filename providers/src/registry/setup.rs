@@ -97,7 +97,7 @@ impl Registry {
                 }
             }
         }
-        let mut registry = Registry::new(backends, config.clone());
+        let mut registry = Registry::new(backends, config.clone()).with_calls(self.calls.clone());
         if let Some(ledger) = &self.usage {
             registry = registry.with_usage(Arc::clone(ledger));
         }

@@ -13,6 +13,7 @@ use crate::cell::{self, Cell, Line};
 use crate::errors::KernelError;
 use crate::exec_context::values::value_bundle;
 use crate::exec_context::{ExecContext, Output};
+use crate::metrics::{CellKind, CellOutcome};
 use crate::session::{SessionState, Shared};
 use crate::{command, magics};
 
@@ -59,8 +60,14 @@ pub async fn execute(
         request,
         allow_stdin: req.allow_stdin,
     };
-    let result = run_cell(&mut ctx, &req.code).await;
+    let (kind, result) = run_cell(&mut ctx, &req.code).await;
     shared.end_cell();
+    let outcome = match &result {
+        Ok(()) => CellOutcome::Ok,
+        Err(KernelError::Interrupted) => CellOutcome::Interrupted,
+        Err(_) => CellOutcome::Error,
+    };
+    shared.metrics.cell(kind, outcome);
     ctx.out.flush_stream().await;
     match result {
         Ok(()) => {
@@ -115,30 +122,38 @@ fn to_value(content: impl serde::Serialize) -> Value {
     serde_json::to_value(content).unwrap_or_else(|_| json!({}))
 }
 
-/// Parses and runs a cell.
-pub async fn run_cell(ctx: &mut ExecContext<'_>, code: &str) -> Result<(), KernelError> {
-    let cell = cell::parse(code).map_err(|e| KernelError::Syntax(e.to_string()))?;
+/// Parses and runs a cell; says what kind of cell it was.
+pub async fn run_cell(
+    ctx: &mut ExecContext<'_>,
+    code: &str,
+) -> (CellKind, Result<(), KernelError>) {
+    let cell = match cell::parse(code) {
+        Ok(cell) => cell,
+        Err(e) => return (CellKind::Invalid, Err(KernelError::Syntax(e.to_string()))),
+    };
     match cell {
-        Cell::Empty => Ok(()),
+        Cell::Empty => (CellKind::Empty, Ok(())),
         Cell::Exit => {
             ctx.out.ask_exit(false);
-            Ok(())
+            (CellKind::Exit, Ok(()))
         }
-        Cell::Prompt(text) => crate::prompt::run(ctx, &text).await,
-        Cell::Lines(lines) => {
-            for line in lines {
-                if ctx.cancel.is_cancelled() {
-                    return Err(KernelError::Interrupted);
-                }
-                match line {
-                    Line::Magic { name, args } => magics::run_line(ctx, &name, &args).await?,
-                    Line::Command(script) => command::run(ctx, &script).await?,
-                }
-            }
-            Ok(())
-        }
-        Cell::CellMagic(magic) => magics::run_cell(ctx, &magic).await,
+        Cell::Prompt(text) => (CellKind::Prompt, crate::prompt::run(ctx, &text).await),
+        Cell::Lines(lines) => (CellKind::Lines, run_lines(ctx, lines).await),
+        Cell::CellMagic(magic) => (CellKind::CellMagic, magics::run_cell(ctx, &magic).await),
     }
+}
+
+async fn run_lines(ctx: &mut ExecContext<'_>, lines: Vec<Line>) -> Result<(), KernelError> {
+    for line in lines {
+        if ctx.cancel.is_cancelled() {
+            return Err(KernelError::Interrupted);
+        }
+        match line {
+            Line::Magic { name, args } => magics::run_line(ctx, &name, &args).await?,
+            Line::Command(script) => command::run(ctx, &script).await?,
+        }
+    }
+    Ok(())
 }
 
 /// `user_expressions`: each expression names a session variable; the

@@ -114,6 +114,8 @@ pub struct Shared {
     pub health: HealthMonitor,
     /// Work in flight; the shutdown coordinator waits on it.
     pub operations: Operations,
+    /// Requests and cells counted for the metrics endpoint.
+    pub metrics: crate::metrics::KernelMetrics,
     live: RwLock<Live>,
     state: Mutex<SessionState>,
     /// Where session data is persisted, if anywhere.
@@ -195,6 +197,7 @@ impl Shared {
             started_at: chrono::Utc::now(),
             health,
             operations: Operations::default(),
+            metrics: Default::default(),
             live,
             state: Mutex::new(state),
             persistence,

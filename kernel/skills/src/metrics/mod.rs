@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use skillkernel_providers::GenerationStats;
+use skillkernel_stdx::prometheus::Histogram;
 
 use super::ErrorCode;
 
@@ -73,58 +74,23 @@ impl Default for Counters {
     }
 }
 
-struct Histogram {
-    bounds: &'static [f64],
-    /// One per bound, then `+Inf`; not cumulative.
-    buckets: Vec<AtomicU64>,
-    sum_nanos: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_nanos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = self.bounds.partition_point(|b| *b < secs);
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_nanos
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
-        self.count.fetch_add(1, Relaxed);
-    }
-
-    fn snapshot(&self) -> HistogramSnapshot {
-        let mut cumulative = 0;
-        let buckets = self
-            .bounds
-            .iter()
-            .zip(&self.buckets)
-            .map(|(le, n)| {
-                cumulative += n.load(Relaxed);
-                Bucket {
-                    le: *le,
-                    count: cumulative,
-                }
-            })
-            .collect();
-        let mut h = HistogramSnapshot {
-            count: self.count.load(Relaxed),
-            sum_seconds: self.sum_nanos.load(Relaxed) as f64 / 1e9,
-            buckets,
-            p50_seconds: None,
-            p95_seconds: None,
-        };
-        h.p50_seconds = h.quantile(0.5);
-        h.p95_seconds = h.quantile(0.95);
-        h
-    }
+/// A histogram's figures as snapshots carry them, with its quantiles.
+fn snapshot(h: &Histogram) -> HistogramSnapshot {
+    let values = h.values();
+    let mut snapshot = HistogramSnapshot {
+        count: values.count,
+        sum_seconds: values.sum,
+        buckets: values
+            .buckets
+            .into_iter()
+            .map(|(le, count)| Bucket { le, count })
+            .collect(),
+        p50_seconds: None,
+        p95_seconds: None,
+    };
+    snapshot.p50_seconds = snapshot.quantile(0.5);
+    snapshot.p95_seconds = snapshot.quantile(0.95);
+    snapshot
 }
 
 /// A histogram as it stood.
@@ -202,13 +168,13 @@ impl SkillMetrics {
 
     /// How long loading `skill` took (the registry's figure).
     pub fn record_load(&self, skill: &str, took: Duration) {
-        self.counters(skill).load.observe(took);
+        self.counters(skill).load.observe_duration(took);
     }
 
     /// One execution of `skill`, failed with `error` or not.
     pub fn record_execution(&self, skill: &str, took: Duration, error: Option<ErrorCode>) {
         let c = self.counters(skill);
-        c.execution.observe(took);
+        c.execution.observe_duration(took);
         c.executions.fetch_add(1, Relaxed);
         if let Some(code) = error {
             let i = CODES.iter().position(|c| *c == code).unwrap_or(0);
@@ -275,8 +241,8 @@ impl Counters {
             cache_hits: self.cache_hits.load(Relaxed),
             prompt_tokens: self.prompt_tokens.load(Relaxed),
             completion_tokens: self.completion_tokens.load(Relaxed),
-            load: self.load.snapshot(),
-            execution: self.execution.snapshot(),
+            load: snapshot(&self.load),
+            execution: snapshot(&self.execution),
         }
     }
 }

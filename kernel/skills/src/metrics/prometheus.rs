@@ -8,6 +8,8 @@
 
 use std::fmt::Write;
 
+use skillkernel_stdx::prometheus::escape;
+
 use super::{HistogramSnapshot, MetricsSnapshot, SkillSnapshot};
 
 const PREFIX: &str = "skillkernel_skill";
@@ -130,20 +132,6 @@ fn write_histogram(out: &mut String, name: &str, skill: &str, h: &HistogramSnaps
         "{PREFIX}_{name}_count{{skill=\"{skill}\"}} {}",
         h.count
     );
-}
-
-/// A label value as the format wants it.
-fn escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

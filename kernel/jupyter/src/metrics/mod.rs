@@ -1,0 +1,166 @@
+//! The kernel's own counters for the metrics endpoint: requests by
+//! message type with their latency, and cells by kind and outcome.
+//! Recording is a few relaxed atomic adds on the request's path;
+//! [`crate::metrics_page`] writes these with every other figure the
+//! daemon keeps in the Prometheus text format.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use skillkernel_protocol::RequestType;
+use skillkernel_stdx::prometheus::{Histogram, HistogramValues};
+
+/// Upper bounds (seconds) of the request latency buckets: a
+/// `kernel_info_request` takes well under a millisecond, a cell minutes.
+pub const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+/// What a cell was, as a bounded label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    Empty,
+    Prompt,
+    /// `%magic` and `!command` lines.
+    Lines,
+    CellMagic,
+    Exit,
+    /// It did not parse.
+    Invalid,
+    /// Aborted after an earlier cell failed: never parsed.
+    NotRun,
+}
+
+impl CellKind {
+    pub const ALL: [CellKind; 7] = [
+        CellKind::Empty,
+        CellKind::Prompt,
+        CellKind::Lines,
+        CellKind::CellMagic,
+        CellKind::Exit,
+        CellKind::Invalid,
+        CellKind::NotRun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellKind::Empty => "empty",
+            CellKind::Prompt => "prompt",
+            CellKind::Lines => "lines",
+            CellKind::CellMagic => "cell_magic",
+            CellKind::Exit => "exit",
+            CellKind::Invalid => "invalid",
+            CellKind::NotRun => "not_run",
+        }
+    }
+}
+
+/// How a cell ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellOutcome {
+    Ok,
+    Error,
+    Interrupted,
+    Aborted,
+}
+
+impl CellOutcome {
+    pub const ALL: [CellOutcome; 4] = [
+        CellOutcome::Ok,
+        CellOutcome::Error,
+        CellOutcome::Interrupted,
+        CellOutcome::Aborted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellOutcome::Ok => "ok",
+            CellOutcome::Error => "error",
+            CellOutcome::Interrupted => "interrupted",
+            CellOutcome::Aborted => "aborted",
+        }
+    }
+}
+
+/// The kernel's counters.
+pub struct KernelMetrics {
+    /// One per [`RequestType::ALL`], then one for unknown types.
+    requests: Vec<Histogram>,
+    cells: [[AtomicU64; CellOutcome::ALL.len()]; CellKind::ALL.len()],
+}
+
+impl Default for KernelMetrics {
+    fn default() -> Self {
+        KernelMetrics {
+            requests: (0..=RequestType::ALL.len())
+                .map(|_| Histogram::new(REQUEST_BUCKETS))
+                .collect(),
+            cells: Default::default(),
+        }
+    }
+}
+
+impl KernelMetrics {
+    /// A request of `msg_type` handled in `took` (reply sent).
+    pub fn request(&self, msg_type: &str, took: Duration) {
+        let i = RequestType::parse(msg_type)
+            .and_then(|r| RequestType::ALL.iter().position(|a| *a == r))
+            .unwrap_or(RequestType::ALL.len());
+        self.requests[i].observe_duration(took);
+    }
+
+    pub fn cell(&self, kind: CellKind, outcome: CellOutcome) {
+        self.cells[kind as usize][outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Each request type seen (unknown ones as `other`) with its latency
+    /// histogram.
+    pub fn requests(&self) -> Vec<(&'static str, HistogramValues)> {
+        RequestType::ALL
+            .iter()
+            .map(|r| r.request())
+            .chain(["other"])
+            .zip(&self.requests)
+            .map(|(name, h)| (name, h.values()))
+            .filter(|(_, v)| v.count > 0)
+            .collect()
+    }
+
+    /// Each kind and outcome of cell seen, with its count.
+    pub fn cells(&self) -> Vec<(CellKind, CellOutcome, u64)> {
+        let mut seen = Vec::new();
+        for kind in CellKind::ALL {
+            for outcome in CellOutcome::ALL {
+                let n = self.cells[kind as usize][outcome as usize].load(Relaxed);
+                if n > 0 {
+                    seen.push((kind, outcome, n));
+                }
+            }
+        }
+        seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_cells_land_in_their_own_series() {
+        let m = KernelMetrics::default();
+        m.request("execute_request", Duration::from_millis(3));
+        m.request("made_up_request", Duration::from_millis(1));
+        m.cell(CellKind::Prompt, CellOutcome::Error);
+        let execute = RequestType::ALL
+            .iter()
+            .position(|r| *r == RequestType::Execute)
+            .unwrap();
+        assert_eq!(m.requests[execute].values().count, 1);
+        assert_eq!(m.requests[RequestType::ALL.len()].values().count, 1);
+        assert_eq!(
+            m.cells[CellKind::Prompt as usize][CellOutcome::Error as usize].load(Relaxed),
+            1
+        );
+    }
+}
