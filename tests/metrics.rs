@@ -52,7 +52,12 @@ fn daemon_with_metrics(dir: &Path) -> (Daemon, SocketAddr) {
 
 /// `GET path` with `headers`: the status code and the body.
 fn get(addr: SocketAddr, path: &str, headers: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    try_get(addr, path, headers).expect("an HTTP response")
+}
+
+/// As [`get`], `None` when the connection closes without a response.
+fn try_get(addr: SocketAddr, path: &str, headers: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
@@ -60,16 +65,12 @@ fn get(addr: SocketAddr, path: &str, headers: &str) -> (u16, String) {
         stream,
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n"
     )
-    .expect("request");
+    .ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    (status, body.to_owned())
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok())?;
+    Some((status, body.to_owned()))
 }
 
 fn scrape(addr: SocketAddr) -> String {
@@ -280,4 +281,46 @@ async fn a_real_prometheus_scrapes_the_endpoint_with_its_token() {
         ),
         Some(3.0)
     );
+}
+
+/// A thousand scrapes in a few seconds, from eight threads at once: cells
+/// are answered all the while, every scrape gets a page or a closed
+/// connection (never a hang), and a scrape afterwards works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scrape_flood_does_not_hold_up_cells() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (daemon, addr) = daemon_with_metrics(dir.path());
+    let mut client = daemon.client().await;
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+                (0..125)
+                    .map(|_| try_get(addr, "/metrics", &auth).map(|(status, _)| status))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for i in 0..20 {
+        let out = tokio::time::timeout(Duration::from_secs(20), run(&mut client, "%set x = 1"))
+            .await
+            .unwrap_or_else(|_| panic!("cell {i} not answered during the flood"));
+        assert_eq!(out.status(), "ok");
+    }
+    eprintln!("20 cells during the flood in {:?}", started.elapsed());
+    let statuses: Vec<Option<u16>> = flood
+        .into_iter()
+        .flat_map(|t| t.join().expect("scraper"))
+        .collect();
+    let served = statuses.iter().filter(|s| **s == Some(200)).count();
+    assert_eq!(statuses.len(), 1000);
+    assert!(
+        statuses.iter().all(|s| matches!(s, Some(200) | None)),
+        "only pages or closed connections"
+    );
+    assert!(served >= 100, "{served} of 1000 scrapes served");
+    eprintln!("{served} of 1000 scrapes served, the rest closed");
+    let page = scrape(addr);
+    assert!(page.contains("skillkernel_cells_total"));
 }
