@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Metrics benchmark (issue 17): what the Prometheus endpoint costs.
 
-Two release daemons with the same 500 generated skills (skills_bench's
-set), one with `[metrics] listen` and one without, in the same run:
+Two release daemons with the same 500 generated command skills (each
+runs `true` in the sandbox), one with `[metrics] listen` and one without,
+in the same run:
 
-* scrape   — wall time of `GET /metrics` on the daemon with metrics
-             (a fresh connection each, as Prometheus makes; p50/p95 over
-             --scrapes), and the page's size and line count. The skills
-             have not run: per-skill families appear once a skill has
-             (a page with 500 skills that ran is still to be measured);
+* scrape   — wall time of `GET /metrics` on the daemon with metrics,
+             after every skill ran once there (so each has its per-skill
+             families on the page: counters, errors, tokens, load and
+             execution histograms), a fresh connection each, as
+             Prometheus makes; p50/p95 over --scrapes; and the page's
+             size and line count;
 * rtt      — one trivial cell's round trip (execute_request → reply and
              status idle; kernel_bench's harness) on each daemon,
              interleaved, while a scraper thread scrapes the one with
@@ -36,7 +38,7 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import machine, summary  # noqa: E402
 from kernel_bench import WireClient, round_trip, wait_iopub_ready  # noqa: E402
-from skills_bench import Daemon, generate  # noqa: E402
+from skills_bench import Daemon  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -63,6 +65,24 @@ def scrape(address: str) -> bytes:
     return body
 
 
+SKILLS = 500
+
+
+def generate(root: Path) -> list[str]:
+    """SKILLS command skills under root; returns their names."""
+    names = []
+    for i in range(SKILLS):
+        name = f"true-{i:03}"
+        path = root / f"group-{i % 10}" / name / "skill.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"name: {name}\nversion: 1.0.0\ndescription: Runs true, for the metrics benchmark.\n"
+            "type: command\ncommand: \"true\"\n"
+        )
+        names.append(name)
+    return names
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
@@ -74,7 +94,7 @@ def main() -> None:
     ctx = zmq.Context()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        generate(tmp / "skills")
+        names = generate(tmp / "skills")
         daemons = {}
         for name in ("on", "off"):
             root = tmp / name
@@ -93,9 +113,13 @@ def main() -> None:
             daemons[name] = (d, client)
         try:
             address = metrics_address(daemons["on"][0])
+            for name in names:
+                round_trip(daemons["on"][1], f"%skill run {name}", timeout_ms=60_000)
             page = scrape(address)
             loaded = re.search(rb"^skillkernel_skills_loaded (\d+)$", page, re.M)
-            assert loaded and int(loaded.group(1)) >= 500, "the 500 skills are loaded"
+            assert loaded and int(loaded.group(1)) >= SKILLS, "the skills are loaded"
+            ran = len(re.findall(rb"^skillkernel_skill_executions_total", page, re.M))
+            assert ran >= SKILLS, f"{ran} skills on the page"
             times = []
             for _ in range(args.scrapes):
                 t0 = time.perf_counter_ns()
@@ -127,7 +151,7 @@ def main() -> None:
     result = {
         "bench": "metrics",
         "machine": machine(),
-        "skills": 500,
+        "skills": SKILLS,
         "scrape_ms": summary(times),
         "page_bytes": len(page),
         "page_lines": page.count(b"\n"),

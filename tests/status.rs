@@ -15,7 +15,9 @@ use skillkernel_protocol::ConnectionInfo;
 /// memory) must not make a test that is about the kernel itself fail.
 const HOST_CHECKS_OFF: &str = "available_memory_degraded_percent = 0\n\
                                available_memory_unhealthy_percent = 0\n\
-                               load_degraded_per_core = 0\n";
+                               load_degraded_per_core = 0\n\
+                               state_free_degraded_mib = 0\n\
+                               state_free_unhealthy_mib = 0\n";
 
 /// Starts a daemon with a `[health]` section (host checks off) plus `extra`.
 fn daemon_with_health(extra: &str) -> Daemon {
@@ -35,6 +37,16 @@ fn daemon_with_health(extra: &str) -> Daemon {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `skillctl status` says healthy and exits 0.
+fn assert_healthy(daemon: &Daemon) {
+    let (code, v) = status_json(daemon);
+    assert_eq!(
+        (code, &v["health"]["status"]),
+        (Some(0), &json!("healthy")),
+        "{v:#}"
+    );
 }
 
 fn status_json(daemon: &Daemon) -> (Option<i32>, Value) {
@@ -107,6 +119,65 @@ fn a_one_mib_rss_threshold_makes_the_daemon_degraded_with_the_rss_reason_and_exi
         text.starts_with(&format!("health: degraded\n  reason: {reason}\n")),
         "{text}"
     );
+}
+
+/// Health sees failures, not only memory and load: a run of failing
+/// cells makes the daemon degraded with the share as the reason, and
+/// cells that work bring it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_cells_make_the_daemon_degraded_until_cells_work_again() {
+    let daemon = daemon_with_health("");
+    let mut client = daemon.client().await;
+    assert_healthy(&daemon);
+    for _ in 0..12 {
+        assert_eq!(run(&mut client, "%no_such_magic").await.status(), "error");
+    }
+    let (code, v) = status_json(&daemon);
+    assert_eq!(v["health"]["status"], "degraded", "{v:#}");
+    assert_eq!(
+        v["health"]["reasons"],
+        json!(["12 of the last 12 runs failed (100% > 50%)"])
+    );
+    assert_eq!(v["health"]["service"]["recent_failures"], 12);
+    assert_eq!(code, Some(1));
+    for _ in 0..12 {
+        assert_eq!(run(&mut client, "%set x = 1").await.status(), "ok");
+    }
+    assert_healthy(&daemon);
+}
+
+/// A backend whose only host refuses connections makes the daemon
+/// degraded, naming it, once prompts have found it down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_backend_makes_the_daemon_degraded_and_is_named() {
+    let url = format!("http://127.0.0.1:{}/v1", free_port());
+    let daemon = daemon_with_health(&format!(
+        "[models]\ndefault = \"m@gpu\"\n\
+         [models.backends.gpu]\nkind = \"openai\"\nurl = \"{url}\"\n\
+         models = [\"m\"]\ndiscover = false\n"
+    ));
+    let mut client = daemon.client().await;
+    // Positive control: nothing has tried the backend yet.
+    assert_healthy(&daemon);
+    // Three failures in a row keep the host out for seconds, long
+    // enough to read the status.
+    for _ in 0..3 {
+        assert_eq!(run(&mut client, "Say hello").await.status(), "error");
+    }
+    let (code, v) = status_json(&daemon);
+    assert_eq!(v["health"]["status"], "degraded", "{v:#}");
+    let reason = v["health"]["reasons"][0].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("unreachable: gpu (") && reason.contains(&url),
+        "{reason}"
+    );
+    assert_eq!(
+        v["health"]["service"]["unreachable_backends"][0]
+            .as_str()
+            .map(|s| s.starts_with("gpu")),
+        Some(true)
+    );
+    assert_eq!(code, Some(1));
 }
 
 #[test]

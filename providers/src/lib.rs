@@ -240,6 +240,12 @@ pub trait Provider: Send + Sync {
     /// engine's KV caches): the conversation it was for has ended. The
     /// next request rebuilds what it needs. Servers keep their own.
     async fn forget_context(&self) {}
+
+    /// Why the backend cannot be reached, as far as this process saw
+    /// lately (no probing): `None` when it can, or it cannot tell.
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
     /// Generates to the end; by default by draining [`Provider::stream`].
     async fn complete(
         &self,

@@ -132,7 +132,7 @@ fn iopub(page: &mut Exposition, shared: &Shared) {
 }
 
 fn health(page: &mut Exposition, shared: &Shared) {
-    let report = shared.health.report();
+    let report = crate::status::health_report(shared);
     page.family(
         "skillkernel_health_status",
         "The health classification: 1 for the current status, 0 for the others.",

@@ -97,6 +97,9 @@ async fn answer(
             let result = skill_run::run(shared, &mut out, &req.header.msg_id, &cancel, call).await;
             out.flush_stream().await;
             shared.end_cell();
+            if !matches!(result, Err(KernelError::Interrupted)) {
+                shared.metrics.run_ended(result.is_err());
+            }
             let output = result?;
             SkillReply::Run {
                 run: run_report(&output),

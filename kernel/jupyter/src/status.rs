@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use skillkernel_protocol::content::{Reply, StatusRequest};
 use skillkernel_protocol::PROTOCOL_VERSION;
 
-use crate::health::HealthThresholds;
+use crate::health::{HealthReport, HealthThresholds, ServiceHealth};
 use crate::session::Shared;
 
 pub use skillkernel_protocol::content::{IopubStatus, KernelStatus, SessionStatus};
@@ -50,13 +50,47 @@ pub fn collect(shared: &Shared) -> StatusReport {
     });
     StatusReport {
         kernel,
-        health: shared.health.report(),
+        health: health_report(shared),
         session,
         persistence: shared.persistence_status(),
         operations: shared.operations.list(),
         shutting_down: shared.exit_requested(),
         iopub: iopub_status(shared.iopub.stats()),
     }
+}
+
+/// The health monitor's latest sample with how the kernel's work went
+/// lately — failures, latency, open breakers, unreachable backends —
+/// classified against `[health]`.
+pub fn health_report(shared: &Shared) -> HealthReport {
+    let window = shared.health.thresholds().recent_window();
+    let recent = shared.metrics.recent(window);
+    let open_breakers = shared
+        .skills()
+        .map(|skills| skills.executor.open_breakers())
+        .unwrap_or_default();
+    let unreachable_backends = shared
+        .models()
+        .map(|models| {
+            models
+                .registry
+                .backends()
+                .iter()
+                .filter_map(|b| {
+                    b.unreachable()
+                        .map(|why| format!("{} ({why})", b.backend()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    shared.health.report(ServiceHealth {
+        recent_runs: recent.runs,
+        recent_failures: recent.failures,
+        recent_requests: recent.requests,
+        request_p99_ms: recent.request_p99.map(|d| d.as_secs_f64() * 1e3),
+        open_breakers,
+        unreachable_backends,
+    })
 }
 
 fn iopub_status(s: skillkernel_transport::IopubStats) -> IopubStatus {

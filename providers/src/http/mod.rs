@@ -272,6 +272,23 @@ impl Provider for RemoteProvider {
         &self.name
     }
 
+    /// Unreachable when every host of the pool is down (cooling down
+    /// after failures), with each host's last error.
+    fn unreachable(&self) -> Option<String> {
+        let hosts = self.pool.hosts();
+        if hosts.is_empty() || hosts.iter().any(|h| h.health() != pool::Health::Down) {
+            return None;
+        }
+        let errors: Vec<String> = hosts
+            .iter()
+            .map(|h| match h.last_error() {
+                Some(e) => format!("{}: {e}", h.url),
+                None => h.url.clone(),
+            })
+            .collect();
+        Some(errors.join(", "))
+    }
+
     async fn list(&self) -> Result<Vec<ModelInfo>, ProviderError> {
         if let Err(var) = &self.key {
             return Err(self.no_key(var));

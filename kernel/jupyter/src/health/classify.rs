@@ -1,12 +1,13 @@
 //! Thresholds → `healthy` / `degraded` / `unhealthy`, with the reasons.
 //!
-//! Pure functions of a [`Sample`] and [`HealthThresholds`], so the
+//! Pure functions of a [`Sample`], the recent [`ServiceHealth`] and
+//! [`HealthThresholds`], so the
 //! classification is tested with synthetic samples and re-run at every
 //! read: a threshold changed by a reload applies at once, without waiting
 //! for the next sample.
 
 use super::units::{format_bytes, format_mib};
-use super::{HealthThresholds, Sample};
+use super::{HealthThresholds, Sample, ServiceHealth, MIN_RECENT_REQUESTS, MIN_RECENT_RUNS};
 
 /// How the kernel's process and host are doing: the `health.status` of
 /// the status reply, defined with it in the protocol crate.
@@ -20,13 +21,23 @@ pub struct Assessment {
     pub reasons: Vec<String>,
 }
 
-/// Classifies `sample` against `thresholds`. A threshold of 0 turns its
-/// check off (a 0 MiB RSS limit would otherwise always trip).
-pub fn classify(sample: &Sample, thresholds: &HealthThresholds) -> Assessment {
+/// Classifies `sample` and `service` against `thresholds`. A threshold
+/// of 0 turns its check off (a 0 MiB RSS limit would otherwise always
+/// trip).
+pub fn classify(
+    sample: &Sample,
+    service: &ServiceHealth,
+    thresholds: &HealthThresholds,
+) -> Assessment {
     let checks = [
         check_rss(sample, thresholds),
         check_available_memory(sample, thresholds),
         check_load(sample, thresholds),
+        check_state_free(sample, thresholds),
+        check_failures(service, thresholds),
+        check_latency(service, thresholds),
+        check_breakers(service, thresholds),
+        check_backends(service, thresholds),
     ];
     let mut status = HealthStatus::Healthy;
     let mut reasons = Vec::new();
@@ -97,6 +108,80 @@ fn check_load(sample: &Sample, t: &HealthThresholds) -> Finding {
     ))
 }
 
+fn check_state_free(sample: &Sample, t: &HealthThresholds) -> Finding {
+    let free = sample.state_dir_free_bytes?;
+    let under = |mib: u64| mib > 0 && free < mib.saturating_mul(1 << 20);
+    let (level, limit) = if under(t.state_free_unhealthy_mib) {
+        (HealthStatus::Unhealthy, t.state_free_unhealthy_mib)
+    } else if under(t.state_free_degraded_mib) {
+        (HealthStatus::Degraded, t.state_free_degraded_mib)
+    } else {
+        return None;
+    };
+    Some((
+        level,
+        format!(
+            "state dir free {} < {}",
+            format_bytes(free),
+            format_mib(limit)
+        ),
+    ))
+}
+
+fn check_failures(s: &ServiceHealth, t: &HealthThresholds) -> Finding {
+    if s.recent_runs < MIN_RECENT_RUNS {
+        return None;
+    }
+    let percent = f64::from(s.recent_failures) * 100.0 / f64::from(s.recent_runs);
+    let over = |limit: f64| limit > 0.0 && percent > limit;
+    let (level, limit) = if over(t.failures_unhealthy_percent) {
+        (HealthStatus::Unhealthy, t.failures_unhealthy_percent)
+    } else if over(t.failures_degraded_percent) {
+        (HealthStatus::Degraded, t.failures_degraded_percent)
+    } else {
+        return None;
+    };
+    Some((
+        level,
+        format!(
+            "{} of the last {} runs failed ({percent:.0}% > {limit}%)",
+            s.recent_failures, s.recent_runs
+        ),
+    ))
+}
+
+fn check_latency(s: &ServiceHealth, t: &HealthThresholds) -> Finding {
+    let p99 = s.request_p99_ms?;
+    let limit = t.request_p99_degraded_ms;
+    if limit == 0 || s.recent_requests < MIN_RECENT_REQUESTS || p99 <= limit as f64 {
+        return None;
+    }
+    Some((
+        HealthStatus::Degraded,
+        format!("request p99 {p99:.0} ms > {limit} ms"),
+    ))
+}
+
+fn check_breakers(s: &ServiceHealth, t: &HealthThresholds) -> Finding {
+    if !t.open_breaker_degrades || s.open_breakers.is_empty() {
+        return None;
+    }
+    Some((
+        HealthStatus::Degraded,
+        format!("circuit breaker open: {}", s.open_breakers.join(", ")),
+    ))
+}
+
+fn check_backends(s: &ServiceHealth, t: &HealthThresholds) -> Finding {
+    if !t.unreachable_backend_degrades || s.unreachable_backends.is_empty() {
+        return None;
+    }
+    Some((
+        HealthStatus::Degraded,
+        format!("unreachable: {}", s.unreachable_backends.join("; ")),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,12 +200,17 @@ mod tests {
             load_average: [0.5, 0.4, 0.3],
             cpu_cores: 4,
             system_uptime_secs: 3600,
+            state_dir_free_bytes: Some(100 * GIB),
         }
     }
 
     #[test]
     fn a_calm_sample_is_healthy_without_reasons() {
-        let a = classify(&calm(), &HealthThresholds::default());
+        let a = classify(
+            &calm(),
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Healthy);
         assert!(a.reasons.is_empty(), "{:?}", a.reasons);
     }
@@ -131,7 +221,11 @@ mod tests {
             rss_bytes: 5 * GIB + GIB / 10,
             ..calm()
         };
-        let a = classify(&sample, &HealthThresholds::default());
+        let a = classify(
+            &sample,
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Degraded);
         assert_eq!(a.reasons, ["rss 5.1 GiB > 4 GiB"]);
     }
@@ -142,7 +236,11 @@ mod tests {
             rss_bytes: 13 * GIB,
             ..calm()
         };
-        let a = classify(&sample, &HealthThresholds::default());
+        let a = classify(
+            &sample,
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Unhealthy);
         assert_eq!(a.reasons, ["rss 13.0 GiB > 12 GiB"]);
     }
@@ -153,7 +251,11 @@ mod tests {
             rss_bytes: 4096 * MIB,
             ..calm()
         };
-        let a = classify(&sample, &HealthThresholds::default());
+        let a = classify(
+            &sample,
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Healthy);
     }
 
@@ -163,7 +265,11 @@ mod tests {
             system_memory_available_bytes: GIB, // 6.25 %
             ..calm()
         };
-        let a = classify(&low, &HealthThresholds::default());
+        let a = classify(
+            &low,
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Degraded);
         assert_eq!(
             a.reasons,
@@ -175,7 +281,11 @@ mod tests {
             system_memory_available_bytes: 256 * MIB, // 1.6 %
             ..calm()
         };
-        let a = classify(&critical, &HealthThresholds::default());
+        let a = classify(
+            &critical,
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Unhealthy);
         assert!(a.reasons[0].ends_with("< 3%"), "{:?}", a.reasons);
     }
@@ -186,7 +296,11 @@ mod tests {
             load_average: [40.0, 30.0, 20.0],
             ..calm()
         };
-        let a = classify(&busy, &HealthThresholds::default());
+        let a = classify(
+            &busy,
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Degraded);
         assert_eq!(a.reasons, ["load 40.00 over 4 cores = 10.00 per core > 4"]);
         // 15 on 4 cores is 3.75 per core: under the default 4.
@@ -195,7 +309,12 @@ mod tests {
             ..calm()
         };
         assert_eq!(
-            classify(&fine, &HealthThresholds::default()).status,
+            classify(
+                &fine,
+                &ServiceHealth::default(),
+                &HealthThresholds::default()
+            )
+            .status,
             HealthStatus::Healthy
         );
     }
@@ -208,7 +327,11 @@ mod tests {
             load_average: [99.0, 1.0, 1.0],
             ..calm()
         };
-        let a = classify(&bad, &HealthThresholds::default());
+        let a = classify(
+            &bad,
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Unhealthy);
         assert_eq!(a.reasons.len(), 3, "{:?}", a.reasons);
         assert!(a.reasons[0].starts_with("rss "));
@@ -229,7 +352,10 @@ mod tests {
             load_degraded_per_core: 0.0,
             ..HealthThresholds::default()
         };
-        assert_eq!(classify(&bad, &off).status, HealthStatus::Healthy);
+        assert_eq!(
+            classify(&bad, &ServiceHealth::default(), &off).status,
+            HealthStatus::Healthy
+        );
     }
 
     #[test]
@@ -239,7 +365,11 @@ mod tests {
             system_memory_available_bytes: 0,
             ..calm()
         };
-        let a = classify(&unknown, &HealthThresholds::default());
+        let a = classify(
+            &unknown,
+            &ServiceHealth::default(),
+            &HealthThresholds::default(),
+        );
         assert_eq!(a.status, HealthStatus::Healthy, "{:?}", a.reasons);
     }
 
@@ -254,8 +384,46 @@ mod tests {
             rss_bytes: 6 * MIB + MIB / 2,
             ..calm()
         };
-        let a = classify(&sample, &t);
+        let a = classify(&sample, &ServiceHealth::default(), &t);
         assert_eq!(a.status, HealthStatus::Degraded);
         assert_eq!(a.reasons, ["rss 6.5 MiB > 1 MiB"]);
+    }
+
+    #[test]
+    fn failures_latency_breakers_backends_and_disk_space_are_judged_too() {
+        let t = HealthThresholds::default();
+        let busy = ServiceHealth {
+            recent_runs: 20,
+            recent_failures: 15,
+            recent_requests: 50,
+            request_p99_ms: Some(2500.0),
+            open_breakers: vec!["summarize".into()],
+            unreachable_backends: vec!["openai (http://h:1: connection refused)".into()],
+        };
+        let a = classify(&calm(), &busy, &t);
+        assert_eq!(a.status, HealthStatus::Degraded);
+        assert_eq!(
+            a.reasons,
+            [
+                "15 of the last 20 runs failed (75% > 50%)",
+                "request p99 2500 ms > 1000 ms",
+                "circuit breaker open: summarize",
+                "unreachable: openai (http://h:1: connection refused)",
+            ]
+        );
+        // Too few runs or requests to judge: no verdict on them.
+        let few = ServiceHealth {
+            recent_runs: 3,
+            recent_failures: 3,
+            recent_requests: 5,
+            request_p99_ms: Some(9000.0),
+            ..ServiceHealth::default()
+        };
+        assert_eq!(classify(&calm(), &few, &t).status, HealthStatus::Healthy);
+        let mut full = calm();
+        full.state_dir_free_bytes = Some(50 * MIB);
+        let a = classify(&full, &ServiceHealth::default(), &t);
+        assert_eq!(a.status, HealthStatus::Unhealthy);
+        assert_eq!(a.reasons, ["state dir free 50.0 MiB < 100 MiB"]);
     }
 }

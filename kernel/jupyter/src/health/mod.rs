@@ -42,7 +42,33 @@ pub struct HealthThresholds {
     pub available_memory_unhealthy_percent: f64,
     /// One-minute load average per core above which the host is degraded.
     pub load_degraded_per_core: f64,
+    /// The window the service checks below look back over.
+    pub recent_window_secs: u64,
+    /// Share of recent cells and skill runs that failed above which the
+    /// kernel is degraded (judged from [`MIN_RECENT_RUNS`] runs on).
+    pub failures_degraded_percent: f64,
+    /// The same share, for unhealthy (off by default: a notebook's own
+    /// mistakes fail cells too).
+    pub failures_unhealthy_percent: f64,
+    /// 99th percentile latency of recent requests other than
+    /// `execute_request` above which the kernel is degraded (judged from
+    /// [`MIN_RECENT_REQUESTS`] requests on).
+    pub request_p99_degraded_ms: u64,
+    /// Degraded while a skill's circuit breaker is open.
+    pub open_breaker_degrades: bool,
+    /// Degraded while a configured backend cannot be reached.
+    pub unreachable_backend_degrades: bool,
+    /// Free space on the state directory's file system below which the
+    /// kernel is degraded.
+    pub state_free_degraded_mib: u64,
+    /// The same, for unhealthy.
+    pub state_free_unhealthy_mib: u64,
 }
+
+/// Runs needed in the window before the failure share is judged.
+pub const MIN_RECENT_RUNS: u32 = 10;
+/// Requests needed in the window before their latency is judged.
+pub const MIN_RECENT_REQUESTS: u32 = 20;
 
 impl Default for HealthThresholds {
     fn default() -> Self {
@@ -53,6 +79,14 @@ impl Default for HealthThresholds {
             available_memory_degraded_percent: 10.0,
             available_memory_unhealthy_percent: 3.0,
             load_degraded_per_core: 4.0,
+            recent_window_secs: 300,
+            failures_degraded_percent: 50.0,
+            failures_unhealthy_percent: 0.0,
+            request_p99_degraded_ms: 1000,
+            open_breaker_degrades: true,
+            unreachable_backend_degrades: true,
+            state_free_degraded_mib: 1024,
+            state_free_unhealthy_mib: 100,
         }
     }
 }
@@ -71,7 +105,15 @@ impl HealthThresholds {
             .unwrap_or(MIN_INTERVAL)
             .clamp(MIN_INTERVAL, MAX_INTERVAL)
     }
+
+    /// The window of the service checks (at least a second).
+    pub fn recent_window(&self) -> Duration {
+        Duration::from_secs(self.recent_window_secs.max(1))
+    }
 }
+
+/// How the kernel's work went lately (the health report's `service`).
+pub use skillkernel_protocol::content::ServiceHealth;
 
 /// One reading of the process and its host (the status reply's health
 /// figures).

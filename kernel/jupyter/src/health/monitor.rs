@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::classify::classify;
 use super::sampler::Sampler;
-use super::{HealthReport, HealthThresholds, Sample};
+use super::{HealthReport, HealthThresholds, Sample, ServiceHealth};
 use skillkernel_stdx::lock;
 
 /// What the monitor thread and the readers share.
@@ -34,9 +34,13 @@ const STACK_BYTES: usize = 256 * 1024;
 impl HealthMonitor {
     /// Takes a first sample here — so a status asked for right after the
     /// start already has figures — then samples every
-    /// `thresholds.interval()` on a thread of its own.
-    pub fn start(thresholds: HealthThresholds) -> HealthMonitor {
-        let mut sampler = Sampler::new();
+    /// `thresholds.interval()` on a thread of its own. `state_dir`'s file
+    /// system is the one whose free space is watched.
+    pub fn start(
+        thresholds: HealthThresholds,
+        state_dir: Option<std::path::PathBuf>,
+    ) -> HealthMonitor {
+        let mut sampler = Sampler::new(state_dir);
         let latest = Arc::new(Latest {
             sample: Mutex::new(sampler.sample()),
             thresholds: Mutex::new(thresholds),
@@ -55,15 +59,18 @@ impl HealthMonitor {
         HealthMonitor { latest, wake }
     }
 
-    /// The latest sample, classified against the current thresholds.
-    pub fn report(&self) -> HealthReport {
+    /// The latest sample with `service` (how the kernel's work went
+    /// lately, which the kernel gathers), classified against the current
+    /// thresholds.
+    pub fn report(&self, service: ServiceHealth) -> HealthReport {
         let sample = lock(&self.latest.sample).clone();
         let thresholds = lock(&self.latest.thresholds).clone();
-        let assessment = classify(&sample, &thresholds);
+        let assessment = classify(&sample, &service, &thresholds);
         HealthReport {
             status: assessment.status,
             reasons: assessment.reasons,
             sample,
+            service,
             thresholds,
         }
     }
@@ -129,18 +136,18 @@ mod tests {
 
     #[test]
     fn the_first_report_is_available_at_once_with_this_process_rss() {
-        let monitor = HealthMonitor::start(process_only());
-        let report = monitor.report();
+        let monitor = HealthMonitor::start(process_only(), None);
+        let report = monitor.report(ServiceHealth::default());
         assert!(report.sample.rss_bytes > 0);
         assert_eq!(report.status, HealthStatus::Healthy, "{:?}", report.reasons);
     }
 
     #[test]
     fn new_samples_arrive_at_the_interval() {
-        let monitor = HealthMonitor::start(fast());
-        let first = monitor.report().sample.sampled_at;
+        let monitor = HealthMonitor::start(fast(), None);
+        let first = monitor.report(ServiceHealth::default()).sample.sampled_at;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while monitor.report().sample.sampled_at == first {
+        while monitor.report(ServiceHealth::default()).sample.sampled_at == first {
             assert!(Instant::now() < deadline, "no new sample within 5 s");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -148,12 +155,12 @@ mod tests {
 
     #[test]
     fn changed_thresholds_apply_to_the_next_report() {
-        let monitor = HealthMonitor::start(process_only());
+        let monitor = HealthMonitor::start(process_only(), None);
         monitor.set_thresholds(HealthThresholds {
             rss_degraded_mib: 1,
             ..process_only()
         });
-        let report = monitor.report();
+        let report = monitor.report(ServiceHealth::default());
         assert_eq!(report.status, HealthStatus::Degraded);
         assert!(
             report.reasons[0].starts_with("rss "),
@@ -165,17 +172,20 @@ mod tests {
 
     #[test]
     fn a_shorter_interval_wakes_a_thread_waiting_on_a_long_one() {
-        let monitor = HealthMonitor::start(HealthThresholds {
-            interval_secs: 3600.0,
-            ..HealthThresholds::default()
-        });
-        let first = monitor.report().sample.sampled_at;
+        let monitor = HealthMonitor::start(
+            HealthThresholds {
+                interval_secs: 3600.0,
+                ..HealthThresholds::default()
+            },
+            None,
+        );
+        let first = monitor.report(ServiceHealth::default()).sample.sampled_at;
         // Let the thread start its hour-long wait first: read after the
         // change, the short interval would be picked up without a wake-up.
         std::thread::sleep(Duration::from_millis(300));
         monitor.set_thresholds(fast());
         let deadline = Instant::now() + Duration::from_secs(5);
-        while monitor.report().sample.sampled_at == first {
+        while monitor.report(ServiceHealth::default()).sample.sampled_at == first {
             assert!(
                 Instant::now() < deadline,
                 "the hour-long wait was not cut short"

@@ -11,6 +11,7 @@
 //! idle kernel has not.
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
@@ -25,10 +26,12 @@ pub(super) struct Sampler {
     cores: usize,
     /// When the previous sample was taken and the process's CPU time then.
     previous_cpu: Option<(Instant, u64)>,
+    /// The directory whose file system's free space is sampled.
+    state_dir: Option<PathBuf>,
 }
 
 impl Sampler {
-    pub(super) fn new() -> Sampler {
+    pub(super) fn new(state_dir: Option<PathBuf>) -> Sampler {
         Sampler {
             system: System::new(),
             pid: Pid::from_u32(std::process::id()),
@@ -38,6 +41,7 @@ impl Sampler {
                 .map(NonZeroUsize::get)
                 .unwrap_or(1),
             previous_cpu: None,
+            state_dir,
         }
     }
 
@@ -75,8 +79,25 @@ impl Sampler {
             load_average: [load.one, load.five, load.fifteen],
             cpu_cores: self.cores,
             system_uptime_secs: System::uptime(),
+            state_dir_free_bytes: self.state_dir.as_deref().and_then(free_bytes),
         }
     }
+}
+
+/// Bytes an unprivileged process may still write on `dir`'s file system.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a buffer statvfs fills on success.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the buffer.
+    let stat = unsafe { stat.assume_init() };
+    // The field types differ by platform (u32 on some, u64 on Linux).
+    #[allow(clippy::unnecessary_cast)]
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 impl Sampler {
@@ -100,8 +121,10 @@ mod tests {
 
     #[test]
     fn a_sample_of_this_process_has_its_memory_and_the_hosts() {
-        let s = Sampler::new().sample();
+        let s = Sampler::new(Some(std::env::temp_dir())).sample();
         assert!(s.rss_bytes > 0, "{s:?}");
+        assert!(s.state_dir_free_bytes.is_some_and(|b| b > 0), "{s:?}");
+        assert_eq!(Sampler::new(None).sample().state_dir_free_bytes, None);
         assert!(s.system_memory_total_bytes >= s.system_memory_available_bytes);
         assert!(s.system_memory_total_bytes > s.rss_bytes, "{s:?}");
         assert!(s.system_uptime_secs > 0);
@@ -110,7 +133,7 @@ mod tests {
 
     #[test]
     fn the_cpu_share_reflects_work_between_two_samples() {
-        let mut sampler = Sampler::new();
+        let mut sampler = Sampler::new(None);
         sampler.sample();
         // Spin one core for a while: the next sample must see it.
         let start = std::time::Instant::now();

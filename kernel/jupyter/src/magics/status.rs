@@ -136,7 +136,18 @@ fn health_rows(h: &HealthReport) -> Vec<(&'static str, String)> {
         None => "unknown".into(),
     };
     let [one, five, fifteen] = s.load_average;
-    vec![
+    let service = &h.service;
+    let recent = match service.request_p99_ms {
+        Some(p99) => format!(
+            "{} runs, {} failed; {} requests, p99 {p99:.1} ms",
+            service.recent_runs, service.recent_failures, service.recent_requests
+        ),
+        None => format!(
+            "{} runs, {} failed",
+            service.recent_runs, service.recent_failures
+        ),
+    };
+    let mut rows = vec![
         ("health", verdict),
         ("RSS", format_bytes(s.rss_bytes)),
         ("CPU", format!("{:.1}%", s.cpu_percent)),
@@ -149,7 +160,12 @@ fn health_rows(h: &HealthReport) -> Vec<(&'static str, String)> {
             "system uptime",
             skillkernel_stdx::text::dhms(s.system_uptime_secs),
         ),
-    ]
+        ("recent work", recent),
+    ];
+    if let Some(free) = s.state_dir_free_bytes {
+        rows.push(("state dir free", format_bytes(free)));
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -181,7 +197,9 @@ mod tests {
                     load_average: [0.5, 0.25, 0.125],
                     cpu_cores: 2,
                     system_uptime_secs: 90061,
+                    state_dir_free_bytes: None,
                 },
+                service: Default::default(),
                 thresholds: HealthThresholds::default(),
             },
             session: SessionStatus {

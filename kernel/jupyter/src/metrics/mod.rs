@@ -4,8 +4,10 @@
 //! [`crate::metrics_page`] writes these with every other figure the
 //! daemon keeps in the Prometheus text format.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use skillkernel_protocol::RequestType;
 use skillkernel_stdx::prometheus::{Histogram, HistogramValues};
@@ -83,11 +85,36 @@ impl CellOutcome {
     }
 }
 
+/// Runs (cells, skill runs) remembered for the health checks.
+const RECENT_RUNS: usize = 200;
+/// Request latencies remembered for the health checks.
+const RECENT_REQUESTS: usize = 1000;
+
 /// The kernel's counters.
 pub struct KernelMetrics {
     /// One per [`RequestType::ALL`], then one for unknown types.
     requests: Vec<Histogram>,
     cells: [[AtomicU64; CellOutcome::ALL.len()]; CellKind::ALL.len()],
+    recent: Mutex<Recent>,
+}
+
+/// The newest runs and requests, for the health checks' window.
+#[derive(Default)]
+struct Recent {
+    /// When each ended, and whether it failed.
+    runs: VecDeque<(Instant, bool)>,
+    /// When each request other than `execute_request` was answered, and
+    /// how long it took.
+    requests: VecDeque<(Instant, Duration)>,
+}
+
+/// What the recent window holds (see [`KernelMetrics::recent`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecentFigures {
+    pub runs: u32,
+    pub failures: u32,
+    pub requests: u32,
+    pub request_p99: Option<Duration>,
 }
 
 impl Default for KernelMetrics {
@@ -97,6 +124,7 @@ impl Default for KernelMetrics {
                 .map(|_| Histogram::new(REQUEST_BUCKETS))
                 .collect(),
             cells: Default::default(),
+            recent: Mutex::default(),
         }
     }
 }
@@ -108,10 +136,62 @@ impl KernelMetrics {
             .and_then(|r| RequestType::ALL.iter().position(|a| *a == r))
             .unwrap_or(RequestType::ALL.len());
         self.requests[i].observe_duration(took);
+        // A cell's time is its own work, not the kernel's responsiveness.
+        if msg_type != RequestType::Execute.request() {
+            let mut recent = skillkernel_stdx::lock(&self.recent);
+            if recent.requests.len() == RECENT_REQUESTS {
+                recent.requests.pop_front();
+            }
+            recent.requests.push_back((Instant::now(), took));
+        }
     }
 
     pub fn cell(&self, kind: CellKind, outcome: CellOutcome) {
         self.cells[kind as usize][outcome as usize].fetch_add(1, Relaxed);
+        match outcome {
+            CellOutcome::Ok => self.run_ended(false),
+            CellOutcome::Error => self.run_ended(true),
+            // Stopped by the user, or never run: neither worked nor failed.
+            CellOutcome::Interrupted | CellOutcome::Aborted => {}
+        }
+    }
+
+    /// A cell or skill run ended; `failed` when it ended in an error.
+    pub fn run_ended(&self, failed: bool) {
+        let mut recent = skillkernel_stdx::lock(&self.recent);
+        if recent.runs.len() == RECENT_RUNS {
+            recent.runs.pop_front();
+        }
+        recent.runs.push_back((Instant::now(), failed));
+    }
+
+    /// Runs and requests that ended within `window`: how many, how many
+    /// runs failed, and the requests' 99th percentile latency.
+    pub fn recent(&self, window: Duration) -> RecentFigures {
+        let recent = skillkernel_stdx::lock(&self.recent);
+        let since = Instant::now().checked_sub(window);
+        let within = |at: &Instant| since.is_none_or(|s| *at >= s);
+        let runs: Vec<bool> = recent
+            .runs
+            .iter()
+            .filter(|(at, _)| within(at))
+            .map(|(_, failed)| *failed)
+            .collect();
+        let mut took: Vec<Duration> = recent
+            .requests
+            .iter()
+            .filter(|(at, _)| within(at))
+            .map(|(_, took)| *took)
+            .collect();
+        took.sort_unstable();
+        let request_p99 = (!took.is_empty())
+            .then(|| took[((took.len() as f64 * 0.99).ceil() as usize).clamp(1, took.len()) - 1]);
+        RecentFigures {
+            runs: runs.len() as u32,
+            failures: runs.iter().filter(|f| **f).count() as u32,
+            requests: took.len() as u32,
+            request_p99,
+        }
     }
 
     /// Each request type seen (unknown ones as `other`) with its latency

@@ -177,7 +177,8 @@ impl Shared {
         });
         let (persistence, restored) = Persistence::open(config.persistence.as_ref());
         let state = restored.map(SessionState::restored).unwrap_or_default();
-        let health = HealthMonitor::start(config.health.clone());
+        let state_dir = config.persistence.as_ref().map(|p| p.state_dir.clone());
+        let health = HealthMonitor::start(config.health.clone(), state_dir);
         let skills = config
             .skills
             .as_ref()

@@ -140,6 +140,19 @@ impl Breakers {
             .map_or_else(|| Breaker::default().state(now), |b| b.state(now))
     }
 
+    /// The skills whose breaker is open now (refusing runs), by name.
+    pub(crate) fn open(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut open: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, b)| b.state(now).state == CircuitState::Open)
+            .map(|(name, _)| name.clone())
+            .collect();
+        open.sort();
+        open
+    }
+
     /// Closes the breaker and forgets its failures.
     pub(crate) fn reset(&self, skill: &str) {
         self.lock().remove(skill);

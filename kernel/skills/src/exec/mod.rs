@@ -145,6 +145,11 @@ impl Executor {
         self.breakers.state(skill)
     }
 
+    /// The skills whose circuit breaker is open now, by name.
+    pub fn open_breakers(&self) -> Vec<String> {
+        self.breakers.open()
+    }
+
     /// Closes the circuit breaker of `skill` (`%skill reset`); its metrics
     /// are reset separately with [`SkillMetrics::reset`].
     pub fn reset(&self, skill: &str) {

@@ -86,8 +86,31 @@ pub struct HealthReport<T = Map<String, Value>> {
     pub reasons: Vec<String>,
     #[serde(flatten)]
     pub sample: HealthSample,
+    /// How the kernel's work went lately: failures, latency, breakers,
+    /// backends.
+    #[serde(default)]
+    pub service: ServiceHealth,
     /// The `[health]` settings in force.
     pub thresholds: T,
+}
+
+/// How the kernel's work went lately: what `[health]` judges beside
+/// memory and load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceHealth {
+    /// Cells and skill runs that ended in the recent window.
+    pub recent_runs: u32,
+    /// Of those, the ones that failed.
+    pub recent_failures: u32,
+    /// Requests other than `execute_request` answered in the recent
+    /// window, and the 99th percentile of their latency.
+    pub recent_requests: u32,
+    pub request_p99_ms: Option<f64>,
+    /// Skills whose circuit breaker is open.
+    pub open_breakers: Vec<String>,
+    /// Backends none of whose hosts answered lately, with the last error.
+    pub unreachable_backends: Vec<String>,
 }
 
 /// How the kernel's process and host are doing.
@@ -133,6 +156,10 @@ pub struct HealthSample {
     /// Cores the process may run on, which the load is divided by.
     pub cpu_cores: usize,
     pub system_uptime_secs: u64,
+    /// Free space on the file system of the state directory (`None`
+    /// without one, or when it cannot be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir_free_bytes: Option<u64>,
 }
 
 impl HealthSample {
