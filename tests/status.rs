@@ -129,18 +129,19 @@ async fn failing_cells_make_the_daemon_degraded_until_cells_work_again() {
     let daemon = daemon_with_health("");
     let mut client = daemon.client().await;
     assert_healthy(&daemon);
-    for _ in 0..12 {
+    for _ in 0..20 {
         assert_eq!(run(&mut client, "%no_such_magic").await.status(), "error");
     }
     let (code, v) = status_json(&daemon);
     assert_eq!(v["health"]["status"], "degraded", "{v:#}");
     assert_eq!(
         v["health"]["reasons"],
-        json!(["12 of the last 12 runs failed (100% > 50%)"])
+        json!(["20 of the last 20 runs failed (100% > 50%)"])
     );
-    assert_eq!(v["health"]["service"]["recent_failures"], 12);
+    assert_eq!(v["health"]["service"]["recent_failures"], 20);
     assert_eq!(code, Some(1));
-    for _ in 0..12 {
+    // 20 failed of 50: well under half.
+    for _ in 0..30 {
         assert_eq!(run(&mut client, "%set x = 1").await.status(), "ok");
     }
     assert_healthy(&daemon);
@@ -159,8 +160,8 @@ async fn an_unreachable_backend_makes_the_daemon_degraded_and_is_named() {
     let mut client = daemon.client().await;
     // Positive control: nothing has tried the backend yet.
     assert_healthy(&daemon);
-    // Three failures in a row keep the host out for seconds, long
-    // enough to read the status.
+    // The last request to its only host failed: unreachable until one
+    // succeeds, however long the status takes to ask.
     for _ in 0..3 {
         assert_eq!(run(&mut client, "Say hello").await.status(), "error");
     }

@@ -24,6 +24,19 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once.
 const MAX_CONNECTIONS: usize = 32;
+/// Time a whole exchange may take, sending the page included: a client
+/// that stops reading gives its slot back.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Holds one of the [`MAX_CONNECTIONS`] slots; given back when dropped,
+/// however the connection's task ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The endpoint, bound.
 pub struct MetricsServer {
@@ -37,7 +50,7 @@ impl MetricsServer {
         let listener = TcpListener::bind(listen).await?;
         Ok(MetricsServer {
             listener,
-            token: token.filter(|t| !t.is_empty()).map(Arc::from),
+            token: token.map(Arc::from),
         })
     }
 
@@ -66,12 +79,17 @@ impl MetricsServer {
                 continue;
             }
             active.fetch_add(1, Ordering::Relaxed);
-            let (active, kernel, token) = (active.clone(), kernel.clone(), self.token.clone());
+            let slot = Slot(active.clone());
+            let (kernel, token) = (kernel.clone(), self.token.clone());
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, &kernel, token.as_deref()).await {
-                    tracing::debug!(%peer, error = %e, "metrics: scrape failed");
+                let _slot = slot;
+                let answered =
+                    tokio::time::timeout(ANSWER_TIMEOUT, answer(stream, &kernel, token.as_deref()));
+                match answered.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics: scrape failed"),
+                    Err(_) => tracing::debug!(%peer, "metrics: scrape took too long; closed"),
                 }
-                active.fetch_sub(1, Ordering::Relaxed);
             });
         }
     }
@@ -98,10 +116,12 @@ async fn answer(
         return respond(&mut stream, 404, "the metrics are at /metrics\n", head_only).await;
     }
     if let Some(token) = token {
+        // The scheme's name is case-insensitive (RFC 7235).
         let sent = request
             .authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|a| a.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credentials)| credentials.trim());
         if !sent.is_some_and(|s| same(s.as_bytes(), token.as_bytes())) {
             return respond(&mut stream, 401, "a bearer token is required\n", head_only).await;
         }
@@ -204,10 +224,10 @@ mod tests {
     #[test]
     fn the_request_line_and_authorization_are_read() {
         let r = Request::parse(
-            "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nauthorization:  Bearer s3cret \r\n\r\n",
+            "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nauthorization:  bearer s3cret \r\n\r\n",
         );
         assert_eq!((r.method, r.path), ("GET", "/metrics?x=1"));
-        assert_eq!(r.authorization, Some("Bearer s3cret"));
+        assert_eq!(r.authorization, Some("bearer s3cret"));
         assert!(same(b"abc", b"abc") && !same(b"abc", b"abd") && !same(b"abc", b"ab"));
     }
 }

@@ -134,6 +134,15 @@ impl Config {
             .models
             .plan()
             .map_err(|e| invalid(format!("[models]: {e}")))?;
+        if let Some(token) = &config.metrics.bearer_token {
+            if token.is_empty() || token.trim() != token || token.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "[metrics] bearer_token must be a non-empty token without spaces \
+                     (leave it out for no token)"
+                        .into(),
+                ));
+            }
+        }
         if let Some(listen) = &config.metrics.listen {
             listen.parse::<std::net::SocketAddr>().map_err(|_| {
                 invalid(format!(

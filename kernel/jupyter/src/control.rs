@@ -40,7 +40,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
             }
             _ => dispatch::respond(&shared, &channel.sender, &msg).await,
         }
-        shared.metrics.request(msg.msg_type(), taken.elapsed());
+        shared
+            .metrics
+            .request(msg.msg_type(), taken.elapsed(), true);
         shared.iopub.status(&msg, ExecutionState::Idle).await;
         // Keeps serving during a shutdown (kernel_info, interrupt, a second
         // shutdown_request); the coordinator stops this task at the end.

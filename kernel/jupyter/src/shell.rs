@@ -116,7 +116,9 @@ async fn handle(
         dispatch::respond(shared, channel, msg).await;
         shared.iopub.flush().await;
     }
-    shared.metrics.request(msg.msg_type(), taken.elapsed());
+    shared
+        .metrics
+        .request(msg.msg_type(), taken.elapsed(), work.is_none());
     shared.iopub.status(msg, ExecutionState::Idle).await;
     queued_before_failure
 }

@@ -133,7 +133,6 @@ pub struct Histogram {
     buckets: Vec<AtomicU64>,
     /// The sum, in millionths of the unit.
     sum_micros: AtomicU64,
-    count: AtomicU64,
 }
 
 /// A histogram as it stood: cumulative counts per upper bound.
@@ -150,7 +149,6 @@ impl Histogram {
             bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
             sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
         }
     }
 
@@ -162,8 +160,8 @@ impl Histogram {
         };
         let i = self.bounds.partition_point(|b| *b < value);
         self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add((value * 1e6) as u64, Relaxed);
-        self.count.fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add((value * 1e6).round() as u64, Relaxed);
     }
 
     pub fn observe_duration(&self, d: Duration) {
@@ -181,9 +179,13 @@ impl Histogram {
                 (*le, cumulative)
             })
             .collect();
+        // The count from the buckets themselves (the last is `+Inf`), so
+        // that an observation landing meanwhile cannot make a bucket
+        // exceed the count.
+        let count = cumulative + self.buckets[self.bounds.len()].load(Relaxed);
         HistogramValues {
             buckets,
-            count: self.count.load(Relaxed),
+            count,
             sum: self.sum_micros.load(Relaxed) as f64 / 1e6,
         }
     }

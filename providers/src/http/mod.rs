@@ -272,21 +272,15 @@ impl Provider for RemoteProvider {
         &self.name
     }
 
-    /// Unreachable when every host of the pool is down (cooling down
-    /// after failures), with each host's last error.
+    /// Unreachable when the last request to every host of the pool
+    /// failed (a success clears a host's error), with each host's error.
     fn unreachable(&self) -> Option<String> {
         let hosts = self.pool.hosts();
-        if hosts.is_empty() || hosts.iter().any(|h| h.health() != pool::Health::Down) {
-            return None;
-        }
         let errors: Vec<String> = hosts
             .iter()
-            .map(|h| match h.last_error() {
-                Some(e) => format!("{}: {e}", h.url),
-                None => h.url.clone(),
-            })
+            .map_while(|h| h.last_error().map(|e| format!("{}: {e}", h.url)))
             .collect();
-        Some(errors.join(", "))
+        (!hosts.is_empty() && errors.len() == hosts.len()).then(|| errors.join(", "))
     }
 
     async fn list(&self) -> Result<Vec<ModelInfo>, ProviderError> {

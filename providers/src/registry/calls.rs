@@ -30,16 +30,25 @@ pub enum CallOutcome {
     Ok,
     Error,
     Cancelled,
+    /// Answered from the response cache: the backend did no work, so
+    /// its tokens and times are not counted.
+    Cached,
 }
 
 impl CallOutcome {
-    pub const ALL: [CallOutcome; 3] = [CallOutcome::Ok, CallOutcome::Error, CallOutcome::Cancelled];
+    pub const ALL: [CallOutcome; 4] = [
+        CallOutcome::Ok,
+        CallOutcome::Error,
+        CallOutcome::Cancelled,
+        CallOutcome::Cached,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CallOutcome::Ok => "ok",
             CallOutcome::Error => "error",
             CallOutcome::Cancelled => "cancelled",
+            CallOutcome::Cached => "cached",
         }
     }
 }
@@ -47,7 +56,7 @@ impl CallOutcome {
 /// One backend/model's counters.
 #[derive(Debug)]
 pub struct ModelCounters {
-    calls: [AtomicU64; 3],
+    calls: [AtomicU64; 4],
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
     decode_micros: AtomicU64,
@@ -72,6 +81,13 @@ impl ModelCounters {
     }
 
     fn done(&self, stats: &crate::GenerationStats) {
+        if stats.cached {
+            return self.ended(CallOutcome::Cached);
+        }
+        // Backends end an interrupted generation with a `Done` too.
+        if stats.finish_reason == "cancelled" {
+            return self.ended(CallOutcome::Cancelled);
+        }
         self.ended(CallOutcome::Ok);
         self.prompt_tokens
             .fetch_add(u64::from(stats.prompt_tokens), Relaxed);
@@ -98,7 +114,7 @@ pub struct ModelCallFigures {
     pub backend: String,
     pub model: String,
     /// Calls by outcome, in [`CallOutcome::ALL`]'s order.
-    pub calls: [u64; 3],
+    pub calls: [u64; 4],
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// Time from the first token to the last, summed over calls.
@@ -139,7 +155,7 @@ impl ModelCalls {
             .map(|((backend, model), c)| ModelCallFigures {
                 backend: backend.clone(),
                 model: model.clone(),
-                calls: [0, 1, 2].map(|i| c.calls[i].load(Relaxed)),
+                calls: [0, 1, 2, 3].map(|i| c.calls[i].load(Relaxed)),
                 prompt_tokens: c.prompt_tokens.load(Relaxed),
                 completion_tokens: c.completion_tokens.load(Relaxed),
                 decode_seconds: c.decode_micros.load(Relaxed) as f64 / 1e6,
@@ -234,7 +250,7 @@ mod tests {
         drop(counted(abandoned, calls.counters("candle", "m")));
         calls.failed("candle", "m", &ProviderError::Cancelled);
         let f = &calls.figures()[0];
-        assert_eq!(f.calls, [1, 1, 2]);
+        assert_eq!(f.calls, [1, 1, 2, 0]);
         assert_eq!((f.prompt_tokens, f.completion_tokens), (5, 11));
         assert!((f.decode_seconds - 0.1).abs() < 1e-9);
         assert_eq!(f.first_token_seconds.count, 1);

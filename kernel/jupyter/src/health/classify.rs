@@ -395,7 +395,7 @@ mod tests {
         let busy = ServiceHealth {
             recent_runs: 20,
             recent_failures: 15,
-            recent_requests: 50,
+            recent_requests: 150,
             request_p99_ms: Some(2500.0),
             open_breakers: vec!["summarize".into()],
             unreachable_backends: vec!["openai (http://h:1: connection refused)".into()],
@@ -421,9 +421,9 @@ mod tests {
         };
         assert_eq!(classify(&calm(), &few, &t).status, HealthStatus::Healthy);
         let mut full = calm();
-        full.state_dir_free_bytes = Some(50 * MIB);
+        full.state_dir_free_bytes = Some(20 * MIB);
         let a = classify(&full, &ServiceHealth::default(), &t);
         assert_eq!(a.status, HealthStatus::Unhealthy);
-        assert_eq!(a.reasons, ["state dir free 50.0 MiB < 100 MiB"]);
+        assert_eq!(a.reasons, ["state dir free 20.0 MiB < 32 MiB"]);
     }
 }

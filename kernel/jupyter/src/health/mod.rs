@@ -50,9 +50,9 @@ pub struct HealthThresholds {
     /// The same share, for unhealthy (off by default: a notebook's own
     /// mistakes fail cells too).
     pub failures_unhealthy_percent: f64,
-    /// 99th percentile latency of recent requests other than
-    /// `execute_request` above which the kernel is degraded (judged from
-    /// [`MIN_RECENT_REQUESTS`] requests on).
+    /// 99th percentile latency of recent requests answered at once (not
+    /// cells, skill runs or pulls) above which the kernel is degraded
+    /// (judged from [`MIN_RECENT_REQUESTS`] requests on).
     pub request_p99_degraded_ms: u64,
     /// Degraded while a skill's circuit breaker is open.
     pub open_breaker_degrades: bool,
@@ -66,9 +66,9 @@ pub struct HealthThresholds {
 }
 
 /// Runs needed in the window before the failure share is judged.
-pub const MIN_RECENT_RUNS: u32 = 10;
+pub const MIN_RECENT_RUNS: u32 = 20;
 /// Requests needed in the window before their latency is judged.
-pub const MIN_RECENT_REQUESTS: u32 = 20;
+pub const MIN_RECENT_REQUESTS: u32 = 100;
 
 impl Default for HealthThresholds {
     fn default() -> Self {
@@ -85,8 +85,8 @@ impl Default for HealthThresholds {
             request_p99_degraded_ms: 1000,
             open_breaker_degrades: true,
             unreachable_backend_degrades: true,
-            state_free_degraded_mib: 1024,
-            state_free_unhealthy_mib: 100,
+            state_free_degraded_mib: 256,
+            state_free_unhealthy_mib: 32,
         }
     }
 }

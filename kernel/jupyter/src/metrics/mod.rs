@@ -130,14 +130,16 @@ impl Default for KernelMetrics {
 }
 
 impl KernelMetrics {
-    /// A request of `msg_type` handled in `took` (reply sent).
-    pub fn request(&self, msg_type: &str, took: Duration) {
+    /// A request of `msg_type` handled in `took` (reply sent). Only
+    /// `interactive` ones — answered at once, not work like a cell, a
+    /// skill run or a model pull — count toward the latency health check.
+    pub fn request(&self, msg_type: &str, took: Duration, interactive: bool) {
         let i = RequestType::parse(msg_type)
             .and_then(|r| RequestType::ALL.iter().position(|a| *a == r))
             .unwrap_or(RequestType::ALL.len());
         self.requests[i].observe_duration(took);
-        // A cell's time is its own work, not the kernel's responsiveness.
-        if msg_type != RequestType::Execute.request() {
+        // Work's time is its own, not the kernel's responsiveness.
+        if interactive {
             let mut recent = skillkernel_stdx::lock(&self.recent);
             if recent.requests.len() == RECENT_REQUESTS {
                 recent.requests.pop_front();
@@ -150,6 +152,9 @@ impl KernelMetrics {
         self.cells[kind as usize][outcome as usize].fetch_add(1, Relaxed);
         match outcome {
             CellOutcome::Ok => self.run_ended(false),
+            // A cell that does not parse is the notebook's typo, not the
+            // kernel failing.
+            CellOutcome::Error if kind == CellKind::Invalid => {}
             CellOutcome::Error => self.run_ended(true),
             // Stopped by the user, or never run: neither worked nor failed.
             CellOutcome::Interrupted | CellOutcome::Aborted => {}
@@ -229,8 +234,8 @@ mod tests {
     #[test]
     fn requests_and_cells_land_in_their_own_series() {
         let m = KernelMetrics::default();
-        m.request("execute_request", Duration::from_millis(3));
-        m.request("made_up_request", Duration::from_millis(1));
+        m.request("execute_request", Duration::from_millis(3), false);
+        m.request("made_up_request", Duration::from_millis(1), true);
         m.cell(CellKind::Prompt, CellOutcome::Error);
         let execute = RequestType::ALL
             .iter()

@@ -418,7 +418,10 @@ fn a_status_reply_reads_with_unknown_sections_ignored() {
         "health": {"status": "degraded", "reasons": ["rss"], "sampled_at": "t",
                    "rss_bytes": 1, "cpu_percent": 0.5, "system_memory_total_bytes": 2,
                    "system_memory_available_bytes": 1, "load_average": [0.0, 0.0, 0.0],
-                   "cpu_cores": 2, "system_uptime_secs": 9,
+                   "cpu_cores": 2, "system_uptime_secs": 9, "state_dir_free_bytes": 5,
+                   "service": {"recent_runs": 3, "recent_failures": 1, "recent_requests": 0,
+                               "request_p99_ms": null, "open_breakers": ["s"],
+                               "unreachable_backends": []},
                    "thresholds": {"interval_secs": 5.0}},
         "session": {"execution_count": 1, "history_session": 1, "history_entries": 1,
                     "variables": 0, "conversation_turns": 0, "current_model": null},
@@ -440,7 +443,19 @@ fn a_status_reply_reads_with_unknown_sections_ignored() {
     assert_eq!(report.kernel.pid, 7);
     assert_eq!(report.iopub.dropped, 12);
     assert_eq!(report.health.thresholds["interval_secs"], 5.0);
+    assert_eq!(report.health.service.open_breakers, ["s"]);
     let mut back = serde_json::to_value(Reply::<_, ErrorContent>::Ok(report)).unwrap();
     back["a_later_section"] = json!({});
     assert_eq!(back, wire);
+    // A reply from a kernel before the service figures reads too.
+    let mut older = wire;
+    let health = older["health"].as_object_mut().unwrap();
+    health.remove("service");
+    health.remove("state_dir_free_bytes");
+    let reply: ReplyTo<StatusRequest> = serde_json::from_value(older).unwrap();
+    let Reply::Ok(report) = reply else {
+        panic!("an ok reply")
+    };
+    assert_eq!(report.health.service, Default::default());
+    assert_eq!(report.health.sample.state_dir_free_bytes, None);
 }
