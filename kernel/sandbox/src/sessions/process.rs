@@ -8,6 +8,7 @@
 //! whose answer is also large cannot deadlock the two pipes. Between
 //! exchanges stderr keeps only a bounded backlog and a tail.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,11 @@ use crate::text::{Tail, Utf8Carry};
 /// quiet this long, and is waited for no longer than `STDERR_SETTLE_MAX`.
 const STDERR_QUIET: Duration = Duration::from_millis(20);
 const STDERR_SETTLE_MAX: Duration = Duration::from_millis(250);
+/// After any exchange's answer: scheduler turns given to the stderr
+/// reader until this many in a row bring nothing, at most
+/// `STDERR_MAX_TURNS` (microseconds each, no timer).
+const STDERR_IDLE_TURNS: u32 = 3;
+const STDERR_MAX_TURNS: u32 = 64;
 
 /// How long an interrupted exchange may take to finish its answer before
 /// the session is ended instead.
@@ -46,6 +52,9 @@ pub(super) struct Live {
     stdout: BufReader<ChildStdout>,
     stderr: mpsc::Receiver<String>,
     stderr_tail: Arc<StdMutex<Tail>>,
+    /// What tells whether stderr written so far has been taken in (see
+    /// [`StderrProbe`]).
+    stderr_probe: StderrProbe,
     pub setup: Setup,
     pub exchanges: u64,
     pub last_used: Instant,
@@ -79,8 +88,11 @@ impl Live {
         };
         let (tx, rx) = mpsc::channel(STDERR_BACKLOG);
         let tail = Arc::new(StdMutex::new(Tail::new(STDERR_TAIL_BYTES)));
+        let mut stderr_probe = StderrProbe::default();
         if let Some(mut stderr) = spawned.child.stderr.take() {
+            stderr_probe = StderrProbe::of(&stderr);
             let tail = Arc::clone(&tail);
+            let taking = Arc::clone(&stderr_probe.taking);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8 * 1024];
                 let mut carry = Utf8Carry::default();
@@ -88,9 +100,11 @@ impl Live {
                     if n == 0 {
                         break;
                     }
+                    taking.store(true, Ordering::SeqCst);
                     let text = carry.decode(&buf[..n]);
                     skillkernel_stdx::lock(&tail).push(&text);
                     let _ = tx.try_send(text);
+                    taking.store(false, Ordering::SeqCst);
                 }
             });
         }
@@ -103,6 +117,7 @@ impl Live {
             stdout: BufReader::new(stdout),
             stderr: rx,
             stderr_tail: tail,
+            stderr_probe,
             setup,
             exchanges: 0,
             last_used: Instant::now(),
@@ -149,6 +164,7 @@ impl Live {
             stdin,
             stdout,
             stderr,
+            stderr_probe,
             pgid,
             ..
         } = self;
@@ -217,12 +233,26 @@ impl Live {
                         answer.push_str(&before);
                     }
                     if done {
-                        // stderr may trail stdout by a moment: a yield is
-                        // enough for an answer's own lines, but the
-                        // traceback an interrupt makes is written just
-                        // before the marker, so after one wait until
-                        // stderr goes quiet (bounded).
-                        tokio::task::yield_now().await;
+                        // stderr written before the marker is in its pipe
+                        // by now, but its reader task may not have passed
+                        // it on (a traceback comes in several writes): give
+                        // that task turns until a few bring nothing
+                        // (bounded). An interrupt's traceback is written
+                        // just before the marker, so after one, also wait
+                        // until stderr goes quiet (bounded).
+                        let (mut idle, mut turns) = (0, 0);
+                        let taken_by = Instant::now() + STDERR_SETTLE_MAX;
+                        while (idle < STDERR_IDLE_TURNS && turns < STDERR_MAX_TURNS)
+                            || (stderr_probe.untaken() && Instant::now() < taken_by)
+                        {
+                            tokio::task::yield_now().await;
+                            turns += 1;
+                            idle += 1;
+                            while let Ok(text) = stderr.try_recv() {
+                                sink.output(Stream::Stderr, &text).await;
+                                idle = 0;
+                            }
+                        }
                         let settle = interrupted_at.map(|_| Instant::now() + STDERR_SETTLE_MAX);
                         loop {
                             while let Ok(text) = stderr.try_recv() {
@@ -273,4 +303,44 @@ fn request(spec: &SessionSpec, input: &str, token: &str) -> String {
         request.push('\n');
     }
     request
+}
+
+/// Whether stderr the program wrote has all been taken in by the reader
+/// task: its pipe holds nothing unread (`FIONREAD` on a duplicate of the
+/// descriptor) and the reader is not between a read and handing the text
+/// on. The program wrote its stderr before the marker, so once the marker
+/// is read this becomes true soon; until then the exchange waits
+/// (bounded), so a traceback is never judged before it is seen.
+#[derive(Default)]
+struct StderrProbe {
+    fd: Option<std::os::fd::OwnedFd>,
+    taking: Arc<AtomicBool>,
+}
+
+impl StderrProbe {
+    fn of(stderr: &tokio::process::ChildStderr) -> StderrProbe {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: dup of a descriptor we own; the copy is owned here.
+        let fd = unsafe { libc::dup(stderr.as_raw_fd()) };
+        StderrProbe {
+            // SAFETY: a fresh descriptor from dup, owned by nothing else.
+            fd: (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+            taking: Arc::default(),
+        }
+    }
+
+    /// Stderr is still on its way in.
+    fn untaken(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        if self.taking.load(Ordering::SeqCst) {
+            return true;
+        }
+        let Some(fd) = &self.fd else {
+            return false;
+        };
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer.
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut unread) };
+        rc == 0 && unread > 0
+    }
 }
