@@ -206,8 +206,10 @@ fn assert_stopped(outcome: &ExecuteOutcome, code: &str, what: &str) {
     assert_eq!(
         outcome.status(),
         "error",
-        "{what}: {:?}",
-        outcome.reply.content
+        "{what}: {:?}\nstdout: {:?}\nstderr: {:?}",
+        outcome.reply.content,
+        outcome.stream_text("stdout"),
+        outcome.stream_text("stderr")
     );
     assert_eq!(ename(outcome), code, "{what}: {:?}", outcome.reply.content);
 }
