@@ -33,6 +33,11 @@ const STDERR_SETTLE_MAX: Duration = Duration::from_millis(250);
 /// `STDERR_MAX_TURNS` (microseconds each, no timer).
 const STDERR_IDLE_TURNS: u32 = 3;
 const STDERR_MAX_TURNS: u32 = 64;
+/// How long an exchange waits for stderr known to be on its way in (bytes
+/// unread in the pipe, or a chunk being handed on): only then, so it
+/// costs nothing otherwise, and long enough for a reader task kept off a
+/// busy worker for a while.
+const STDERR_TAKEN_MAX: Duration = Duration::from_secs(2);
 
 /// How long an interrupted exchange may take to finish its answer before
 /// the session is ended instead.
@@ -241,7 +246,7 @@ impl Live {
                         // just before the marker, so after one, also wait
                         // until stderr goes quiet (bounded).
                         let (mut idle, mut turns) = (0, 0);
-                        let taken_by = Instant::now() + STDERR_SETTLE_MAX;
+                        let taken_by = Instant::now() + STDERR_TAKEN_MAX;
                         while (idle < STDERR_IDLE_TURNS && turns < STDERR_MAX_TURNS)
                             || (stderr_probe.untaken() && Instant::now() < taken_by)
                         {
