@@ -216,7 +216,13 @@ impl Store {
 
     /// Every stored entry, newest first.
     pub(super) fn history_newest_first(&self) -> NewestFirst<'_> {
-        NewestFirst::new(self, self.history.iter(), self.history_chunks.iter())
+        NewestFirst::new(
+            self,
+            Vec::new(),
+            self.history.iter(),
+            Vec::new(),
+            self.history_chunks.iter(),
+        )
     }
 
     /// The entries `req` asks for, read from the store, oldest first;
@@ -256,9 +262,15 @@ impl Store {
                     }
                     None => (history_key(session.saturating_add(1), 0), u64::MAX),
                 };
+                let (loose_start, chunk_start) = (
+                    history_key(session, start).to_vec(),
+                    chunk_key(session, group_of(start), 0).to_vec(),
+                );
                 NewestFirst::new(
                     self,
-                    self.history.range(history_key(session, start)..end),
+                    loose_start.clone(),
+                    self.history.range(loose_start..end.to_vec()),
+                    chunk_start,
                     self.history_chunks.range(
                         chunk_key(session, group_of(start), 0)
                             ..=chunk_key(session, last_group, u32::MAX),
@@ -286,6 +298,10 @@ impl Store {
 /// `skipped` and left out; a read error ends the iteration.
 pub(super) struct NewestFirst<'a> {
     store: &'a Store,
+    /// Where the walks start (inclusive): after each group they are made
+    /// anew below it, so nothing is read twice.
+    loose_start: Vec<u8>,
+    chunk_start: Vec<u8>,
     loose: Peekable<Rev<sled::Iter>>,
     chunks: Peekable<Rev<sled::Iter>>,
     /// The group being handed out, oldest first (popped from the end).
@@ -298,9 +314,17 @@ pub(super) struct NewestFirst<'a> {
 type GroupOf = Option<Result<(i64, u64), String>>;
 
 impl<'a> NewestFirst<'a> {
-    fn new(store: &'a Store, loose: sled::Iter, chunks: sled::Iter) -> NewestFirst<'a> {
+    fn new(
+        store: &'a Store,
+        loose_start: Vec<u8>,
+        loose: sled::Iter,
+        chunk_start: Vec<u8>,
+        chunks: sled::Iter,
+    ) -> NewestFirst<'a> {
         NewestFirst {
             store,
+            loose_start,
+            chunk_start,
             loose: loose.rev().peekable(),
             chunks: chunks.rev().peekable(),
             group: Vec::new(),
@@ -375,16 +399,9 @@ impl<'a> NewestFirst<'a> {
             let Some(group) = loose.max(chunked) else {
                 return Ok(false);
             };
-            // Past this group in both walks, then the group read afresh:
-            // loose keys first, then chunks, so that a seal running
-            // meanwhile (one transaction) leaves every entry in one read
-            // or the other.
-            while self.loose_group().and_then(Result::ok) == Some(group) {
-                self.loose.next();
-            }
-            while self.chunk_group().and_then(Result::ok) == Some(group) {
-                self.chunks.next();
-            }
+            // The group read whole, loose keys first, then chunks, so that
+            // a seal running meanwhile (one transaction) leaves every entry
+            // in one read or the other; then both walks go on below it.
             let (session, start) = group;
             let read = self.store.read_err();
             let low = history_key(session, start);
@@ -407,6 +424,22 @@ impl<'a> NewestFirst<'a> {
                     self.push(session, line, &value);
                 }
             }
+            let below = |from: &[u8], to: Vec<u8>| from.min(&to[..]).to_vec()..to;
+            self.loose = self
+                .store
+                .history
+                .range(below(&self.loose_start, low.to_vec()))
+                .rev()
+                .peekable();
+            self.chunks = self
+                .store
+                .history_chunks
+                .range(below(
+                    &self.chunk_start,
+                    chunk_key(session, start, 0).to_vec(),
+                ))
+                .rev()
+                .peekable();
             for bytes in chunks {
                 let (entries, damage) = decode_chunk(&bytes);
                 for (line, record) in entries {
