@@ -44,10 +44,10 @@ fn store_err(e: impl std::fmt::Display) -> ProviderError {
 impl ResponseCache {
     /// Opens (or creates) the cache in `dir`.
     pub fn open(dir: &Path, ttl: Duration) -> Result<Self, ProviderError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(8 << 20)
-            .open()
+        // Through sled_open: a handle this process just dropped may still
+        // hold the lock for a moment (a reload reopens the cache).
+        let config = sled::Config::new().path(dir).cache_capacity(8 << 20);
+        let db = skillkernel_stdx::sled_open::open(&config)
             .map_err(|e| store_err(format!("cannot open {}: {e}", dir.display())))?;
         let tree = db.open_tree("responses").map_err(store_err)?;
         Ok(ResponseCache { tree, ttl })
