@@ -19,7 +19,12 @@ fn daemon_with_metrics(dir: &Path) -> (Daemon, SocketAddr) {
     let config = dir.join("metrics.toml");
     std::fs::write(
         &config,
-        format!("[metrics]\nlisten = \"127.0.0.1:0\"\nbearer_token = \"{TOKEN}\"\n"),
+        format!(
+            "[metrics]\nlisten = \"127.0.0.1:0\"\nbearer_token = \"{TOKEN}\"\n\
+             # Trace export to where nothing listens: its counters join the page.\n\
+             [tracing]\notlp_endpoint = \"http://127.0.0.1:{}\"\n",
+            free_port()
+        ),
     )
     .expect("config");
     let model_dir = harness::default_model_dir();
@@ -188,6 +193,14 @@ async fn the_endpoint_counts_requests_cells_and_model_calls_and_promtool_accepts
         })
         .sum();
     assert_eq!(current, 1.0, "{page}");
+    assert!(
+        value(
+            &page,
+            "skillkernel_telemetry_dropped_total{outlet=\"traces\"}"
+        )
+        .is_some(),
+        "{page}"
+    );
 
     let mut promtool = Command::new(tool("promtool"))
         .args(["check", "metrics"])

@@ -36,6 +36,8 @@ pub struct ExecuteOptions {
     pub allow_stdin: bool,
     pub stop_on_error: bool,
     pub user_expressions: serde_json::Map<String, Value>,
+    /// The request's `metadata` (e.g. a W3C `traceparent`).
+    pub metadata: serde_json::Map<String, Value>,
     /// Give up waiting after this long.
     pub timeout: Duration,
 }
@@ -48,6 +50,7 @@ impl Default for ExecuteOptions {
             allow_stdin: true,
             stop_on_error: true,
             user_expressions: serde_json::Map::new(),
+            metadata: serde_json::Map::new(),
             timeout: Duration::from_secs(3600),
         }
     }
@@ -313,7 +316,7 @@ impl KernelClient {
         options: &ExecuteOptions,
         handler: &mut dyn OutputHandler,
     ) -> Result<ExecuteOutcome, ClientError> {
-        let msg = Message::new(
+        let mut msg = Message::new(
             Header::new(RequestType::Execute.request(), &self.session, "skillctl"),
             ExecuteRequest {
                 code: code.to_owned(),
@@ -324,6 +327,7 @@ impl KernelClient {
                 stop_on_error: options.stop_on_error,
             },
         );
+        msg.metadata = options.metadata.clone();
         self.send(Target::Shell, &msg).await?;
         self.collect(&msg.header.msg_id, options.timeout, handler)
             .await

@@ -253,6 +253,7 @@ async fn run_cell(
     let ctrl_c = interrupt_on_ctrl_c(client);
     let options = ExecuteOptions {
         store_history,
+        metadata: trace_context_from_env(),
         ..ExecuteOptions::default()
     };
     let mut out = TerminalOutput::default();
@@ -280,4 +281,17 @@ async fn run_cell(
         }
         _ => Ok(ExitCode::FAILURE),
     }
+}
+
+/// `TRACEPARENT` / `TRACESTATE` from the environment (OpenTelemetry's
+/// environment carrier), passed on in the request's metadata so the
+/// kernel's spans join the caller's trace.
+fn trace_context_from_env() -> serde_json::Map<String, serde_json::Value> {
+    [("TRACEPARENT", "traceparent"), ("TRACESTATE", "tracestate")]
+        .into_iter()
+        .filter_map(|(var, key)| {
+            let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty())?;
+            Some((key.to_owned(), serde_json::Value::String(value)))
+        })
+        .collect()
 }

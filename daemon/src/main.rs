@@ -34,6 +34,7 @@ mod redact;
 mod reload;
 mod signals;
 mod start;
+mod traces;
 
 use std::process::ExitCode;
 

@@ -45,9 +45,10 @@ pub struct ReloadOutcome {
 }
 
 /// Sections whose keys take effect only at the next start.
-const RESTART_ONLY: [&str; 8] = [
+const RESTART_ONLY: [&str; 9] = [
     "daemon",
     "metrics",
+    "tracing",
     "sandbox",
     "state",
     "log.dir",
@@ -146,6 +147,7 @@ impl Reloader {
         new.state = self.running.state.clone();
         new.sandbox = self.running.sandbox.clone();
         new.metrics = self.running.metrics.clone();
+        new.tracing = self.running.tracing.clone();
         new.log.dir = self.running.log.dir.clone();
         new.log.format = self.running.log.format;
         new.log.rotation = self.running.log.rotation;

@@ -25,6 +25,7 @@ use crate::logging;
 use crate::pidfile::{PidFile, PidFileError};
 use crate::reload::{self, Reloader, SetLogLevel};
 use crate::signals;
+use crate::traces;
 use skillkernel_protocol::paths;
 
 /// Why the kernel could not start.
@@ -113,9 +114,21 @@ fn run_detached(
     if let Some(pid_file) = pid_file.as_mut() {
         pid_file.write_pid(std::process::id())?;
     }
+    // Trace export needs its layer in the subscriber logging installs.
+    let (traces, trace_layer, trace_error) = match traces::start(&settings.tracing) {
+        Ok(Some((traces, layer))) => (Some(traces), Some(layer), None),
+        Ok(None) => (None, None, None),
+        Err(e) => (None, None, Some(e)),
+    };
     // Held to the end: it flushes the log file when dropped.
-    let log = Arc::new(logging::init(&settings.log)?);
+    let log = Arc::new(logging::init(&settings.log, trace_layer)?);
     tracing::info!(files = ?files, "configuration read");
+    if let Some(e) = trace_error {
+        tracing::error!("{e}; the kernel runs without traces");
+    }
+    if let Some(traces) = &traces {
+        tracing::info!(collector = %traces.outlet().target(), "exporting traces over OTLP/HTTP");
+    }
     // Sandbox pids groups a crashed daemon left behind (root daemons only
     // make them; elsewhere this finds nothing).
     skillkernel_sandbox::cgroup::sweep_stale_run_cgroups();
@@ -131,6 +144,7 @@ fn run_detached(
         files,
         working_dir,
         pid_file: pid_file.take(),
+        telemetry: traces.iter().map(traces::Traces::outlet).collect(),
         set_log_level: {
             let log = log.clone();
             Box::new(move |level: &str| log.set_level(level).map_err(|e| e.to_string()))
@@ -142,6 +156,9 @@ fn run_detached(
     // stderr may be /dev/null (`--daemon`): the log file must say why, too.
     if let (Err(e), Some(_)) = (&result, log.file()) {
         tracing::error!("{e}");
+    }
+    if let Some(traces) = traces {
+        traces.shutdown();
     }
     drop(log);
     result
@@ -297,6 +314,8 @@ struct Started {
     files: Vec<PathBuf>,
     working_dir: PathBuf,
     pid_file: Option<PidFile>,
+    /// Telemetry outlets for the kernel's status (trace export).
+    telemetry: Vec<Arc<skillkernel_stdx::outlet::Outlet>>,
     set_log_level: SetLogLevel,
 }
 
@@ -307,6 +326,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         files,
         working_dir,
         pid_file,
+        telemetry,
         set_log_level,
     } = started;
     let Connection {
@@ -331,6 +351,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         health: settings.health.clone(),
         skills: Some(skills_setup(&settings, &working_dir)),
         sandbox: Some(sandbox_setup(&settings, &working_dir)),
+        telemetry,
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

@@ -19,7 +19,7 @@ mod sections;
 
 pub use sections::{
     DaemonConfig, LimitsConfig, LogConfig, LogFormat, LogRotation, MetricsConfig, ShutdownConfig,
-    StateConfig,
+    StateConfig, TracingConfig,
 };
 
 /// Everything the configuration files can set.
@@ -44,6 +44,9 @@ pub struct Config {
     /// `[metrics]`: the Prometheus endpoint. Takes effect at the next
     /// start.
     pub metrics: MetricsConfig,
+    /// `[tracing]`: OpenTelemetry traces over OTLP/HTTP. Takes effect at
+    /// the next start.
+    pub tracing: TracingConfig,
 }
 
 #[derive(Debug, Error)]
@@ -150,6 +153,7 @@ impl Config {
                 ))
             })?;
         }
+        crate::traces::check(&config.tracing).map_err(|e| invalid(format!("[tracing] {e}")))?;
         Ok(config)
     }
 

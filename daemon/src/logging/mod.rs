@@ -8,6 +8,7 @@
 //! maintenance thread, and changes the level at runtime (SIGUSR1 reload).
 //! Call it after any fork: threads do not survive one.
 
+mod fields;
 mod files;
 mod filter;
 mod rotated;
@@ -21,6 +22,8 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Layered, SubscriberExt};
+
+use crate::traces::TraceLayer;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Layer, Registry};
 
@@ -48,9 +51,10 @@ pub enum LogError {
     Reload(String),
 }
 
-/// The filter sits under the formatting layer so a reload swaps it alone.
-type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
-type Subscriber = Layered<Box<dyn Layer<Filtered> + Send + Sync>, Filtered>;
+/// Each layer has its own filter: the level filter (reloadable) governs
+/// only what is written, so a `warn` log level does not starve the trace
+/// layer of the spans it exports.
+type Subscriber = Layered<Vec<Box<dyn Layer<Registry> + Send + Sync>>, Registry>;
 
 /// The running logging setup. Keep it for the life of the process.
 pub struct LogHandle {
@@ -93,9 +97,11 @@ pub fn check_level(level: &str) -> Result<(), LogError> {
     filter::parse(level).map(|_| ())
 }
 
-/// Installs the global subscriber described by `config`. `RUST_LOG`, when
-/// set, wins over `config.level` until the first [`LogHandle::set_level`].
-pub fn init(config: &LogConfig) -> Result<LogHandle, LogError> {
+/// Installs the global subscriber described by `config`, with `traces`
+/// (the OTel span layer) beside the log output when trace export is on.
+/// `RUST_LOG`, when set, wins over `config.level` until the first
+/// [`LogHandle::set_level`].
+pub fn init(config: &LogConfig, traces: Option<TraceLayer>) -> Result<LogHandle, LogError> {
     let (filter, level, note) = filter::initial(&config.level)?;
     let (writer, ansi, guard, dir) = match &config.dir {
         None => (
@@ -117,7 +123,7 @@ pub fn init(config: &LogConfig) -> Result<LogHandle, LogError> {
             (BoxMakeWriter::new(writer), false, Some(guard), Some(dir))
         }
     };
-    let (subscriber, handle) = subscriber(filter, config.format, writer, ansi);
+    let (subscriber, handle) = subscriber(filter, config.format, writer, ansi, traces);
     subscriber
         .try_init()
         .map_err(|_| LogError::AlreadyInitialised)?;
@@ -144,25 +150,34 @@ pub fn init(config: &LogConfig) -> Result<LogHandle, LogError> {
     })
 }
 
-/// The subscriber: a reloadable filter under a text or JSON formatter.
+/// The subscriber: a text or JSON formatter behind a reloadable level
+/// filter, and the trace layer (with its own filter) when given.
 fn subscriber<W>(
     filter: EnvFilter,
     format: LogFormat,
     writer: W,
     ansi: bool,
+    traces: Option<TraceLayer>,
 ) -> (Subscriber, reload::Handle<EnvFilter, Registry>)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let (filter, handle) = reload::Layer::new(filter);
-    let output: Box<dyn Layer<Filtered> + Send + Sync> = match format {
-        LogFormat::Text => fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
-        LogFormat::Json => fmt::layer().json().with_writer(writer).boxed(),
+    let output: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => fmt::layer()
+            .with_ansi(ansi)
+            .fmt_fields(fields::LogFields)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
     };
-    (
-        tracing_subscriber::registry().with(filter).with(output),
-        handle,
-    )
+    let layers: Vec<_> = std::iter::once(output).chain(traces).collect();
+    (tracing_subscriber::registry().with(layers), handle)
 }
 
 #[cfg(test)]
@@ -209,6 +224,7 @@ mod tests {
             LogFormat::Text,
             move || out.clone(),
             false,
+            None,
         );
         let handle = handle_for(reload);
         tracing::subscriber::with_default(subscriber, || {
@@ -236,6 +252,7 @@ mod tests {
             LogFormat::Json,
             move || out.clone(),
             false,
+            None,
         );
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(port = 5, "serving");
@@ -250,5 +267,37 @@ mod tests {
         assert_eq!(lines[0]["fields"]["message"], "serving");
         assert_eq!(lines[0]["fields"]["port"], 5);
         assert_eq!(lines[1]["level"], "WARN");
+    }
+
+    #[test]
+    fn text_lines_carry_span_fields_but_not_the_otel_ones() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let (subscriber, _) = subscriber(
+            filter::parse("info").unwrap(),
+            LogFormat::Text,
+            move || out.clone(),
+            false,
+            None,
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::error_span!(
+                "request",
+                otel.name = "execute_request",
+                msg_id = "m-1",
+                kind = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            span.record("otel.status_code", "ERROR");
+            span.record("kind", "prompt");
+            span.in_scope(|| tracing::warn!(port = 5, "model {} is down", "m"));
+        });
+        let text = buffer.text();
+        assert!(
+            text.contains(r#"request{msg_id="m-1" kind="prompt"}: "#),
+            "{text}"
+        );
+        assert!(text.contains("model m is down port=5"), "{text}");
+        assert!(!text.contains("otel"), "{text}");
     }
 }

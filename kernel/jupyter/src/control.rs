@@ -14,12 +14,14 @@
 use std::sync::Arc;
 
 use skillkernel_protocol::content::ExecutionState;
-use skillkernel_protocol::RequestType;
-use skillkernel_transport::Channel;
+use skillkernel_protocol::{Message, RequestType};
+use skillkernel_transport::{Channel, FrameSender};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::dispatch::{self, Route};
 use crate::inbound;
+use crate::request_span::request_span;
 use crate::session::Shared;
 
 pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
@@ -31,21 +33,28 @@ pub(crate) async fn serve(shared: Arc<Shared>, channel: Channel) {
         queue_tx,
     ));
     while let Some(msg) = queue_rx.recv().await {
-        let taken = std::time::Instant::now();
-        shared.iopub.status(&msg, ExecutionState::Busy).await;
-        match RequestType::parse(msg.msg_type()) {
-            Some(request) if dispatch::route(request) != Route::Control => {
-                let error = dispatch::wrong_channel(request);
-                dispatch::refuse(&shared, channel.sender.as_ref(), &msg, request, error).await
-            }
-            _ => dispatch::respond(&shared, &channel.sender, &msg).await,
-        }
-        shared
-            .metrics
-            .request(msg.msg_type(), taken.elapsed(), true);
-        shared.iopub.status(&msg, ExecutionState::Idle).await;
+        let span = request_span(&msg, "control");
+        answer(&shared, &channel.sender, &msg)
+            .instrument(span)
+            .await;
         // Keeps serving during a shutdown (kernel_info, interrupt, a second
         // shutdown_request); the coordinator stops this task at the end.
     }
     reader.abort();
+}
+
+async fn answer(shared: &Arc<Shared>, sender: &Arc<dyn FrameSender>, msg: &Message) {
+    let taken = std::time::Instant::now();
+    shared.iopub.status(msg, ExecutionState::Busy).await;
+    match RequestType::parse(msg.msg_type()) {
+        Some(request) if dispatch::route(request) != Route::Control => {
+            let error = dispatch::wrong_channel(request);
+            dispatch::refuse(shared, sender.as_ref(), msg, request, error).await
+        }
+        _ => dispatch::respond(shared, sender, msg).await,
+    }
+    shared
+        .metrics
+        .request(msg.msg_type(), taken.elapsed(), true);
+    shared.iopub.status(msg, ExecutionState::Idle).await;
 }

@@ -55,6 +55,7 @@ mod model_request;
 pub mod operations;
 pub mod prompt;
 mod pull;
+mod request_span;
 mod sandbox_request;
 pub mod session;
 pub mod shell;
@@ -107,6 +108,9 @@ pub struct KernelConfig {
     /// The sandbox helper and `[sandbox]` settings; `None`: `!command`
     /// cells and command and session skills are refused.
     pub sandbox: Option<skillkernel_sandbox::SandboxSetup>,
+    /// Telemetry outlets the embedding process runs (trace export, the log
+    /// file), reported in `%status`, the status reply and the metrics page.
+    pub telemetry: Vec<Arc<skillkernel_stdx::outlet::Outlet>>,
 }
 
 impl Default for KernelConfig {
@@ -121,6 +125,7 @@ impl Default for KernelConfig {
             health: HealthThresholds::default(),
             skills: None,
             sandbox: None,
+            telemetry: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use skillkernel_protocol::content::HealthStatus;
 use skillkernel_providers::registry::CallOutcome;
+use skillkernel_stdx::outlet::OutletStatus;
 use skillkernel_stdx::prometheus::{Exposition, Kind};
 
 use crate::session::Shared;
@@ -16,6 +17,7 @@ pub fn render(shared: &Shared) -> String {
     process(&mut page, shared);
     requests(&mut page, shared);
     iopub(&mut page, shared);
+    telemetry(&mut page, shared);
     health(&mut page, shared);
     models(&mut page, shared);
     sandbox(&mut page, shared);
@@ -129,6 +131,41 @@ fn iopub(page: &mut Exposition, shared: &Shared) {
         &[("reason", "before_first_subscriber")],
         stats.dropped_before_subscriber,
     );
+}
+
+/// Trace export and log file: what got out and what was dropped.
+fn telemetry(page: &mut Exposition, shared: &Shared) {
+    type Figure = fn(&OutletStatus) -> u64;
+    let families: [(&str, &str, Kind, Figure); 3] = [
+        (
+            "skillkernel_telemetry_delivered_total",
+            "Telemetry that got out: spans exported, log lines written.",
+            Kind::Counter,
+            |s| s.delivered,
+        ),
+        (
+            "skillkernel_telemetry_dropped_total",
+            "Telemetry dropped rather than waited for: a collector down or slow, a full disk.",
+            Kind::Counter,
+            |s| s.dropped,
+        ),
+        (
+            "skillkernel_telemetry_failing",
+            "1 while an outlet is dropping telemetry.",
+            Kind::Gauge,
+            |s| u64::from(s.failing.is_some()),
+        ),
+    ];
+    let outlets: Vec<OutletStatus> = shared.config.telemetry.iter().map(|o| o.status()).collect();
+    if outlets.is_empty() {
+        return;
+    }
+    for (name, help, kind, figure) in families {
+        let family = page.family(name, help, kind);
+        for outlet in &outlets {
+            family.sample(name, &[("outlet", outlet.name)], figure(outlet));
+        }
+    }
 }
 
 fn health(page: &mut Exposition, shared: &Shared) {

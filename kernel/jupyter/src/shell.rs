@@ -14,12 +14,14 @@ use skillkernel_protocol::{Message, RequestType};
 use skillkernel_transport::{Channel, FrameSender};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::dispatch::{self, Route};
 use crate::execute;
 use crate::inbound;
 use crate::memory::Trimmer;
 use crate::metrics::{CellKind, CellOutcome};
+use crate::request_span::request_span;
 use crate::session::Shared;
 
 /// After a failed cell, requests that keep arriving with no pause longer
@@ -48,12 +50,19 @@ async fn execute_in_order(
 ) {
     let mut trimmer = Trimmer::default();
     while let Some(msg) = queue.recv().await {
-        let queued_before_failure = handle(&shared, &sender, &msg, &mut queue).await;
+        let queued_before_failure = handle(&shared, &sender, &msg, &mut queue)
+            .instrument(request_span(&msg, "shell"))
+            .await;
         for queued in queued_before_failure {
+            let span = request_span(&queued, "shell");
             if queued.msg_type() == RequestType::Execute.request() {
-                abort_request(&shared, sender.as_ref(), &queued).await;
+                abort_request(&shared, sender.as_ref(), &queued)
+                    .instrument(span)
+                    .await;
             } else {
-                handle(&shared, &sender, &queued, &mut queue).await;
+                handle(&shared, &sender, &queued, &mut queue)
+                    .instrument(span)
+                    .await;
             }
         }
         trimmer.handled(queue.is_empty());

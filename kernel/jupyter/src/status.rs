@@ -15,7 +15,9 @@ use skillkernel_protocol::PROTOCOL_VERSION;
 use crate::health::{HealthReport, HealthThresholds, ServiceHealth};
 use crate::session::Shared;
 
-pub use skillkernel_protocol::content::{IopubStatus, KernelStatus, SessionStatus};
+pub use skillkernel_protocol::content::{
+    IopubStatus, KernelStatus, SessionStatus, TelemetryStatus,
+};
 
 /// Everything `status_reply` carries besides `status: "ok"`, with the
 /// health thresholds as the kernel's `[health]` config.
@@ -56,7 +58,27 @@ pub fn collect(shared: &Shared) -> StatusReport {
         operations: shared.operations.list(),
         shutting_down: shared.exit_requested(),
         iopub: iopub_status(shared.iopub.stats()),
+        telemetry: telemetry_status(shared),
     }
+}
+
+/// What each telemetry outlet delivered and dropped.
+pub(crate) fn telemetry_status(shared: &Shared) -> Vec<TelemetryStatus> {
+    shared
+        .config
+        .telemetry
+        .iter()
+        .map(|outlet| {
+            let s = outlet.status();
+            TelemetryStatus {
+                name: s.name.to_owned(),
+                target: s.target,
+                delivered: s.delivered,
+                dropped: s.dropped,
+                failing: s.failing,
+            }
+        })
+        .collect()
 }
 
 /// The health monitor's latest sample with how the kernel's work went

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::audit::{AuditLog, Subject, AUDIT_FILE};
 use super::launch::{Helper, LaunchError, Setup, Stdin};
@@ -173,6 +174,51 @@ impl Sandbox {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<Verdict, LaunchError> {
+        let span = tracing::info_span!(
+            "sandbox_run",
+            source = subject.source,
+            skill = subject.skill.as_deref(),
+            program = argv.first().map(String::as_str),
+            verdict = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let ran = self
+            .run_confined(subject, policy, argv, stdin, sink, timeout, cancel)
+            .instrument(span.clone())
+            .await;
+        match &ran {
+            Ok(verdict) => {
+                span.record("verdict", verdict.kind());
+                let failure = match verdict {
+                    Verdict::Success | Verdict::Interrupted => None,
+                    Verdict::Failed { status } => Some(status.clone()),
+                    other => Some(other.kind().replace('_', " ")),
+                };
+                if let Some(failure) = failure {
+                    span.record("otel.status_code", "ERROR")
+                        .record("otel.status_description", failure);
+                }
+            }
+            Err(e) => {
+                span.record("otel.status_code", "ERROR")
+                    .record("otel.status_description", e.to_string());
+            }
+        }
+        ran
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_confined(
+        &self,
+        subject: &Subject,
+        policy: &SandboxPolicy,
+        argv: &[String],
+        stdin: Option<&str>,
+        sink: &mut impl OutputSink,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Verdict, LaunchError> {
         self.audit_grants(subject, policy);
         let mode = if stdin.is_some() {
             Stdin::Piped
@@ -214,9 +260,22 @@ impl Sandbox {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<Exchange, SessionError> {
-        self.sessions
+        let span = tracing::info_span!(
+            "sandbox_exchange",
+            session_program = %spec.name,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let exchanged = self
+            .sessions
             .exchange(&self.helper, spec, input, sink, timeout, cancel)
-            .await
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &exchanged {
+            span.record("otel.status_code", "ERROR")
+                .record("otel.status_description", e.to_string());
+        }
+        exchanged
     }
 
     /// What this host supports, from `skillkernel sandbox-exec --probe`

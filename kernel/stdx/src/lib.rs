@@ -3,7 +3,9 @@
 //! has — poison-tolerant locks ([`sync`]), opening a sled database that
 //! this process just closed (`sled_open`, with the `sled` feature), text for people
 //! ([`text`]: durations, plain-text tables, HTML escaping), and the
-//! Prometheus text format with an atomic histogram ([`prometheus`]).
+//! Prometheus text format with an atomic histogram ([`prometheus`]), and
+//! the counters of a telemetry outlet that drops rather than waits
+//! ([`outlet`]).
 //!
 //! # What this crate must never do
 //!
@@ -13,6 +15,7 @@
 //! * Depend on another skillkernel crate, or pull a heavy dependency into
 //!   every user (sled is behind the `sled` feature).
 
+pub mod outlet;
 pub mod prometheus;
 #[cfg(feature = "sled")]
 pub mod sled_open;

@@ -167,11 +167,43 @@ impl ModelCalls {
     }
 }
 
-/// `inner`, counted in `counters` when it ends.
-pub fn counted(inner: TokenStream, counters: Arc<ModelCounters>) -> TokenStream {
+/// The span of one model call: from the request to the answer's end.
+pub fn call_span(backend: &str, model: &str, profile: Option<&str>) -> tracing::Span {
+    tracing::info_span!(
+        "model_call",
+        backend,
+        model,
+        profile,
+        prompt_tokens = tracing::field::Empty,
+        completion_tokens = tracing::field::Empty,
+        first_token_ms = tracing::field::Empty,
+        finish_reason = tracing::field::Empty,
+        cached = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    )
+}
+
+/// Marks `span` failed with `e` (a cancellation is not a failure).
+pub fn record_failure(span: &tracing::Span, e: &ProviderError) {
+    if matches!(e, ProviderError::Cancelled) {
+        span.record("finish_reason", "cancelled");
+    } else {
+        span.record("otel.status_code", "ERROR")
+            .record("otel.status_description", e.to_string());
+    }
+}
+
+/// `inner`, counted in `counters` when it ends; `span` ends with it.
+pub fn counted(
+    inner: TokenStream,
+    counters: Arc<ModelCounters>,
+    span: tracing::Span,
+) -> TokenStream {
     Box::pin(Counted {
         inner,
         counters: Some(counters),
+        span: Some(span),
     })
 }
 
@@ -179,13 +211,47 @@ struct Counted {
     inner: TokenStream,
     /// Taken when the call is counted, so it is counted once.
     counters: Option<Arc<ModelCounters>>,
+    /// Dropped (ended) when the answer ends, not when the stream is.
+    span: Option<tracing::Span>,
 }
 
 impl Stream for Counted {
     type Item = Result<StreamEvent, ProviderError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.inner.as_mut().poll_next(cx);
+        let this = &mut *self;
+        let polled = match &this.span {
+            Some(span) => span.in_scope(|| this.inner.as_mut().poll_next(cx)),
+            None => this.inner.as_mut().poll_next(cx),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(StreamEvent::Done(stats)))) => {
+                if let Some(span) = self.span.take() {
+                    // As i64: OTel has no unsigned attributes.
+                    span.record("prompt_tokens", i64::from(stats.prompt_tokens))
+                        .record("completion_tokens", i64::from(stats.completion_tokens))
+                        .record("finish_reason", stats.finish_reason.as_str())
+                        .record("cached", stats.cached);
+                    if let Some(ms) = stats.first_token_ms {
+                        span.record("first_token_ms", ms);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(span) = self.span.take() {
+                    record_failure(&span, e);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(span) = self.span.take() {
+                    span.record("otel.status_code", "ERROR").record(
+                        "otel.status_description",
+                        "the answer ended without finishing",
+                    );
+                }
+            }
+            _ => {}
+        }
         let ended = match &polled {
             Poll::Ready(Some(Ok(StreamEvent::Done(stats)))) => {
                 if let Some(c) = self.counters.take() {
@@ -209,6 +275,9 @@ impl Stream for Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         // Dropped before its end: the caller stopped reading.
+        if let Some(span) = &self.span {
+            span.record("finish_reason", "cancelled");
+        }
         if let Some(c) = self.counters.take() {
             c.ended(CallOutcome::Cancelled);
         }
@@ -239,15 +308,25 @@ mod tests {
             Ok(StreamEvent::Text("hi".into())),
             Ok(StreamEvent::Done(done())),
         ]));
-        let _: Vec<_> = counted(ok, calls.counters("candle", "m")).collect().await;
+        let _: Vec<_> = counted(ok, calls.counters("candle", "m"), tracing::Span::none())
+            .collect()
+            .await;
         let failing: TokenStream = Box::pin(futures::stream::iter(vec![Err(
             ProviderError::Inference("boom".into()),
         )]));
-        let _: Vec<_> = counted(failing, calls.counters("candle", "m"))
-            .collect()
-            .await;
+        let _: Vec<_> = counted(
+            failing,
+            calls.counters("candle", "m"),
+            tracing::Span::none(),
+        )
+        .collect()
+        .await;
         let abandoned: TokenStream = Box::pin(futures::stream::pending());
-        drop(counted(abandoned, calls.counters("candle", "m")));
+        drop(counted(
+            abandoned,
+            calls.counters("candle", "m"),
+            tracing::Span::none(),
+        ));
         calls.failed("candle", "m", &ProviderError::Cancelled);
         let f = &calls.figures()[0];
         assert_eq!(f.calls, [1, 1, 2, 0]);

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::cache::ResponseCache;
 use crate::config::ModelsConfig;
@@ -418,18 +419,25 @@ impl Registry {
         let prompt_estimate = crate::usage::record::prompt_estimate(&request);
         let started = Instant::now();
         let (backend, model) = (route.provider.backend().to_owned(), route.model.clone());
+        let span = calls::call_span(&backend, &model, route.profile.as_deref());
         let generated = if self.config.generation.stop_loops {
             // Its own token, so the guard can stop this generation alone;
             // a cancel of the run still reaches it.
             let generation = cancel.child_token();
             self.generate_on(route, request, generation.clone())
+                .instrument(span.clone())
                 .await
                 .map(|(route, stream)| (route, crate::repetition::guard(stream, generation)))
         } else {
-            self.generate_on(route, request, cancel).await
+            self.generate_on(route, request, cancel)
+                .instrument(span.clone())
+                .await
         };
-        let (route, stream) = generated.inspect_err(|e| self.calls.failed(&backend, &model, e))?;
-        let stream = calls::counted(stream, self.calls.counters(&backend, &model));
+        let (route, stream) = generated.inspect_err(|e| {
+            self.calls.failed(&backend, &model, e);
+            calls::record_failure(&span, e);
+        })?;
+        let stream = calls::counted(stream, self.calls.counters(&backend, &model), span);
         let Some(ledger) = &self.usage else {
             return Ok((route, stream));
         };

@@ -8,6 +8,7 @@ use skillkernel_protocol::content::{
     ExecuteErrorReply, ExecuteInput, ExecuteReply, ExecuteRequest, ReplyStatus,
 };
 use skillkernel_protocol::Message;
+use tracing::Instrument;
 
 use crate::cell::{self, Cell, Line};
 use crate::errors::KernelError;
@@ -60,13 +61,31 @@ pub async fn execute(
         request,
         allow_stdin: req.allow_stdin,
     };
-    let (kind, result) = run_cell(&mut ctx, &req.code).await;
+    let span = tracing::info_span!(
+        "cell",
+        // As i64: OTel has no unsigned attributes.
+        execution_count = execution_count as i64,
+        kind = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    let (kind, result) = run_cell(&mut ctx, &req.code).instrument(span.clone()).await;
     shared.end_cell();
     let outcome = match &result {
         Ok(()) => CellOutcome::Ok,
         Err(KernelError::Interrupted) => CellOutcome::Interrupted,
         Err(_) => CellOutcome::Error,
     };
+    span.record("kind", kind.as_str());
+    span.record("outcome", outcome.as_str());
+    if let Err(e) = &result {
+        if outcome == CellOutcome::Error {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", e.to_string());
+        }
+    }
+    drop(span);
     shared.metrics.cell(kind, outcome);
     ctx.out.flush_stream().await;
     match result {

@@ -8,7 +8,7 @@ use crate::exec_context::output::markdown_bundle;
 use crate::exec_context::ExecContext;
 use crate::health::units::format_bytes;
 use crate::health::HealthReport;
-use crate::status::{self, IopubStatus, StatusReport};
+use crate::status::{self, IopubStatus, StatusReport, TelemetryStatus};
 use crate::store::PersistenceStatus;
 
 pub(super) async fn run(ctx: &mut ExecContext<'_>) -> Result<(), KernelError> {
@@ -46,6 +46,9 @@ fn table(r: &StatusReport) -> String {
         },
     ));
     rows.push(("IOPub", iopub_row(&r.iopub)));
+    for t in &r.telemetry {
+        rows.push((telemetry_label(t), telemetry_row(t)));
+    }
     if r.shutting_down {
         rows.push(("shutdown", "in progress; new work is refused".into()));
     }
@@ -55,6 +58,26 @@ fn table(r: &StatusReport) -> String {
     }
     out.push_str(&persistence_rows(&r.persistence));
     out
+}
+
+fn telemetry_label(t: &TelemetryStatus) -> &'static str {
+    match t.name.as_str() {
+        "traces" => "traces",
+        "log" => "log file",
+        _ => "telemetry",
+    }
+}
+
+/// "to X: N sent", and while it fails, why and how much was dropped.
+fn telemetry_row(t: &TelemetryStatus) -> String {
+    let mut row = format!("to `{}`: {} delivered", t.target, t.delivered);
+    if t.dropped > 0 {
+        row.push_str(&format!(", **{} dropped**", t.dropped));
+    }
+    if let Some(why) = &t.failing {
+        row.push_str(&format!(" — dropping now: {}", why.replace('|', "\\|")));
+    }
+    row
 }
 
 fn iopub_row(i: &IopubStatus) -> String {
@@ -231,6 +254,13 @@ mod tests {
                 dropped: 1200,
                 dropped_before_subscriber: 0,
             },
+            telemetry: vec![TelemetryStatus {
+                name: "traces".into(),
+                target: "http://127.0.0.1:4318/v1/traces".into(),
+                delivered: 40,
+                dropped: 12,
+                failing: Some("connection refused".into()),
+            }],
         }
     }
 
@@ -239,6 +269,15 @@ mod tests {
         let t = table(&report(HealthStatus::Healthy, &[]));
         assert!(
             t.contains("| IOPub | 2 subscribers, 1 not reading (3.0 MiB queued); 1200 messages dropped for subscribers that did not read |\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn the_table_says_what_telemetry_dropped_and_why() {
+        let t = table(&report(HealthStatus::Healthy, &[]));
+        assert!(
+            t.contains("| traces | to `http://127.0.0.1:4318/v1/traces`: 40 delivered, **12 dropped** — dropping now: connection refused |\n"),
             "{t}"
         );
     }

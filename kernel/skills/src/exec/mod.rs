@@ -51,6 +51,7 @@ use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{ChatMessage, GenerationOptions, Registry};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use breaker::{BreakerState, CircuitState};
 pub use context::ContextFile;
@@ -166,7 +167,24 @@ impl Executor {
     ) -> Result<RunOutput, SkillError> {
         let started = Instant::now();
         let skill = Arc::clone(&req.skill);
-        let result = self.execute(ctx, &req, &mut events).await;
+        let span = tracing::info_span!(
+            "skill_run",
+            skill = %skill.meta.name,
+            kind = skill.kind().as_str(),
+            attempts = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        let result = self
+            .execute(ctx, &req, &mut events)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(output) => span.record("attempts", i64::from(output.attempts)),
+            Err(e) => span
+                .record("otel.status_code", "ERROR")
+                .record("otel.status_description", e.to_string()),
+        };
         let code = result.as_ref().err().map(|e| e.code);
         self.metrics
             .record_execution(&skill.meta.name, started.elapsed(), code);
@@ -313,6 +331,7 @@ async fn single(run: &Run<'_>, call: Call) -> Result<Answer, SkillError> {
         model: call.spec.clone(),
     });
     let result = call_with_retries(run, &call)
+        .instrument(workflow::phase_span(&call))
         .await
         .map_err(|failed| provider_error(&failed, &call, false))?;
     run.emitter.emit(ExecEvent::PhaseFinished(result.clone()));

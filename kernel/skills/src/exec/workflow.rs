@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use skillkernel_providers::GenerationOptions;
+use tracing::Instrument;
 
 use super::call::{Call, Run};
 use super::events::{Answer, ExecEvent, PhaseResult};
@@ -89,10 +90,14 @@ pub(crate) async fn run(
                 name: call.name.clone(),
                 model: call.spec.clone(),
             });
-            running.push(async move {
-                let result = call_with_retries(run, &call).await;
-                (index, call, result)
-            });
+            let span = phase_span(&call);
+            running.push(
+                async move {
+                    let result = call_with_retries(run, &call).await;
+                    (index, call, result)
+                }
+                .instrument(span),
+            );
         }
         let Some((index, call, result)) = running.next().await else {
             break;
@@ -124,6 +129,11 @@ pub(crate) async fn run(
         phases,
         interrupted: interrupted || run.cancel.is_cancelled(),
     })
+}
+
+/// The span a phase's model call (with its retries) runs in.
+pub(crate) fn phase_span(call: &Call) -> tracing::Span {
+    tracing::info_span!("phase", phase = %call.id, model = %call.spec)
 }
 
 fn phase_call(

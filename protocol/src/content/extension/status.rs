@@ -47,6 +47,27 @@ pub struct StatusReport<T = Map<String, Value>> {
     /// IOPub's subscribers and what they lost.
     #[serde(default)]
     pub iopub: IopubStatus,
+    /// Telemetry leaving the kernel (traces, the log file): what got out,
+    /// what was dropped, and why it is dropping now.
+    #[serde(default)]
+    pub telemetry: Vec<TelemetryStatus>,
+}
+
+/// One telemetry outlet. Telemetry that cannot get out is dropped rather
+/// than waited for; this says how much.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelemetryStatus {
+    /// `traces` or `log`.
+    pub name: String,
+    /// A collector URL or a file.
+    pub target: String,
+    /// Items that got out (spans exported, lines written).
+    pub delivered: u64,
+    /// Items dropped since start.
+    pub dropped: u64,
+    /// Why items are being dropped now; absent while all is well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<String>,
 }
 
 /// IOPub delivery: subscribers connected now, and messages dropped since
