@@ -179,18 +179,8 @@ async fn log_lines_written_while_handling_a_request_carry_its_msg_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let daemon = daemon(dir.path(), &receiver.endpoint(), "");
     let mut client = daemon.client().await;
-    // Content that is not an execute_request: the kernel logs a warning
-    // while handling it.
-    let reply = client
-        .request(
-            Target::Shell,
-            "execute_request",
-            json!({"code": 5}),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("an error reply");
-    assert_eq!(reply.content["status"], "error");
+    // The kernel logs a warning while handling this one.
+    let reply = harness::invalid_execute_request(&mut client).await;
     let msg_id = reply.parent_header.msg_id().expect("parent msg_id");
     let log = daemon.log();
     let line = log

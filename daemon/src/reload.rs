@@ -18,17 +18,22 @@ use skillkernel_kernel::{KernelHandle, Models, ShutdownSettings};
 use skillkernel_providers::Registry;
 
 use crate::cli::StartArgs;
-use crate::config::Config;
+use crate::config::{Config, LogConfig};
+use crate::logging::LogHandle;
 
-/// Changes the log filter; the logging module provides it.
-pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Sets the sandbox audit log's size limit from `[log]`.
+pub fn apply_audit_rotation(kernel: &KernelHandle, log: &LogConfig) {
+    if let Some(sandbox) = kernel.shared().sandbox() {
+        sandbox.audit().set_max_bytes(log.audit_max_bytes());
+    }
+}
 
 /// Keeps what a reload needs: the start's options and the running config.
 pub struct Reloader {
     args: StartArgs,
     running: Config,
     kernel: KernelHandle,
-    set_log_level: SetLogLevel,
+    log: Arc<LogHandle>,
     /// How many reloads applied, and the last failure, for reports.
     pub applied: u64,
     pub last_error: Option<String>,
@@ -45,7 +50,7 @@ pub struct ReloadOutcome {
 }
 
 /// Sections whose keys take effect only at the next start.
-const RESTART_ONLY: [&str; 9] = [
+const RESTART_ONLY: [&str; 7] = [
     "daemon",
     "metrics",
     "tracing",
@@ -53,8 +58,6 @@ const RESTART_ONLY: [&str; 9] = [
     "state",
     "log.dir",
     "log.format",
-    "log.rotation",
-    "log.keep",
 ];
 
 impl Reloader {
@@ -63,13 +66,13 @@ impl Reloader {
         running: Config,
         files: Vec<PathBuf>,
         kernel: KernelHandle,
-        set_log_level: SetLogLevel,
+        log: Arc<LogHandle>,
     ) -> Reloader {
         Reloader {
             args,
             running,
             kernel,
-            set_log_level,
+            log,
             applied: 0,
             last_error: None,
             files,
@@ -108,10 +111,17 @@ impl Reloader {
             needs_restart,
         };
         if live.iter().any(|k| is_under(k, "log.level")) {
-            if let Err(e) = (self.set_log_level)(&new.log.level) {
+            if let Err(e) = self.log.set_level(&new.log.level) {
                 tracing::error!(level = %new.log.level, error = %e, "reload: invalid log level; keeping the old one");
                 new.log.level = self.running.log.level.clone();
             }
+        }
+        if live
+            .iter()
+            .any(|k| is_under(k, "log") && !is_under(k, "log.level"))
+        {
+            self.log.set_rotation(&new.log);
+            apply_audit_rotation(&self.kernel, &new.log);
         }
         if live.iter().any(|k| is_under(k, "limits")) {
             self.kernel.set_limits(
@@ -150,8 +160,6 @@ impl Reloader {
         new.tracing = self.running.tracing.clone();
         new.log.dir = self.running.log.dir.clone();
         new.log.format = self.running.log.format;
-        new.log.rotation = self.running.log.rotation;
-        new.log.keep = self.running.log.keep;
         outcome.applied = changed_keys(&self.running, &new);
         if outcome.applied.is_empty() && outcome.needs_restart.is_empty() {
             tracing::info!("reload: configuration unchanged");

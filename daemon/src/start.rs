@@ -23,7 +23,7 @@ use crate::config::{Config, ConfigError};
 use crate::daemonize::{self, DaemonizeError, Readiness};
 use crate::logging;
 use crate::pidfile::{PidFile, PidFileError};
-use crate::reload::{self, Reloader, SetLogLevel};
+use crate::reload::{self, Reloader};
 use crate::signals;
 use crate::traces;
 use skillkernel_protocol::paths;
@@ -121,7 +121,11 @@ fn run_detached(
         Err(e) => (None, None, Some(e)),
     };
     // Held to the end: it flushes the log file when dropped.
-    let log = Arc::new(logging::init(&settings.log, trace_layer)?);
+    let log = Arc::new(logging::init(
+        &settings.log,
+        trace_layer,
+        Some(settings.state_dir()),
+    )?);
     tracing::info!(files = ?files, "configuration read");
     if let Some(e) = trace_error {
         tracing::error!("{e}; the kernel runs without traces");
@@ -144,11 +148,12 @@ fn run_detached(
         files,
         working_dir,
         pid_file: pid_file.take(),
-        telemetry: traces.iter().map(traces::Traces::outlet).collect(),
-        set_log_level: {
-            let log = log.clone();
-            Box::new(move |level: &str| log.set_level(level).map_err(|e| e.to_string()))
-        },
+        telemetry: traces
+            .iter()
+            .map(traces::Traces::outlet)
+            .chain(log.outlet())
+            .collect(),
+        log: log.clone(),
     };
     let result = runtime.block_on(serve(started, readiness));
     // Do not wait on stray blocking work (e.g. a stuck read) at exit.
@@ -314,9 +319,9 @@ struct Started {
     files: Vec<PathBuf>,
     working_dir: PathBuf,
     pid_file: Option<PidFile>,
-    /// Telemetry outlets for the kernel's status (trace export).
+    /// Telemetry outlets for the kernel's status (trace export, log file).
     telemetry: Vec<Arc<skillkernel_stdx::outlet::Outlet>>,
-    set_log_level: SetLogLevel,
+    log: Arc<logging::LogHandle>,
 }
 
 async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, StartError> {
@@ -327,7 +332,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         working_dir,
         pid_file,
         telemetry,
-        set_log_level,
+        log,
     } = started;
     let Connection {
         mut info,
@@ -369,7 +374,8 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     let signals = Signals::new(signals::HANDLED).map_err(StartError::Signals)?;
     let signal_handle = signals.handle();
     let metrics = settings.metrics.clone();
-    let reloader = Reloader::new(args, settings, files, kernel.handle.clone(), set_log_level);
+    reload::apply_audit_rotation(&kernel.handle, &settings.log);
+    let reloader = Reloader::new(args, settings, files, kernel.handle.clone(), log);
     let ops = signals::Operator::new(kernel.handle.clone(), reloader, &info, &path);
     let signal_task = tokio::spawn(signals::serve(signals, ops));
     let metrics_task = metrics_endpoint(&metrics, &kernel.handle).await;

@@ -324,6 +324,23 @@ pub async fn run(client: &mut KernelClient, code: &str) -> ExecuteOutcome {
         .unwrap_or_else(|e| panic!("executing {code:?}: {e}"))
 }
 
+/// Sends an `execute_request` whose content is not one (`code` is a
+/// number): the kernel answers with an error and logs a warning while
+/// handling it. Returns the reply.
+pub async fn invalid_execute_request(client: &mut KernelClient) -> skillkernel_protocol::Message {
+    let reply = client
+        .request(
+            skillctl::Target::Shell,
+            "execute_request",
+            serde_json::json!({"code": 5}),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("a reply to an invalid execute_request");
+    assert_eq!(reply.content["status"], "error", "{:?}", reply.content);
+    reply
+}
+
 /// A TCP port free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

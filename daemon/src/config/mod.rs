@@ -154,6 +154,7 @@ impl Config {
             })?;
         }
         crate::traces::check(&config.tracing).map_err(|e| invalid(format!("[tracing] {e}")))?;
+        config.log.check_sizes().map_err(invalid)?;
         Ok(config)
     }
 

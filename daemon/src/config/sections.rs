@@ -51,9 +51,20 @@ pub struct LogConfig {
     /// Directory for `skillkernel.log` and its rotated files; unset means
     /// stderr only (in `--daemon` mode stderr is /dev/null then).
     pub dir: Option<PathBuf>,
+    /// A new file each period. Changes on reload.
     pub rotation: LogRotation,
+    /// Also a new file before one would pass this many MiB (fractions
+    /// allowed); unset: no size limit. Changes on reload.
+    pub max_size_mb: Option<f64>,
     /// Rotated files kept (lz4-compressed); older ones are deleted.
+    /// Changes on reload.
     pub keep: usize,
+    /// The sandbox audit log (`<state_dir>/sandbox-audit.jsonl`) is moved
+    /// aside before it would pass this many MiB; 0: never. Changes on
+    /// reload.
+    pub audit_max_size_mb: f64,
+    /// Rotated audit logs kept (lz4-compressed). Changes on reload.
+    pub audit_keep: usize,
 }
 
 impl Default for LogConfig {
@@ -63,9 +74,49 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             dir: None,
             rotation: LogRotation::Daily,
+            max_size_mb: None,
             keep: 7,
+            audit_max_size_mb: 64.0,
+            audit_keep: 10,
         }
     }
+}
+
+impl LogConfig {
+    /// `max_size_mb` in bytes.
+    pub fn max_size_bytes(&self) -> Option<u64> {
+        self.max_size_mb.map(mib_to_bytes)
+    }
+
+    /// `audit_max_size_mb` in bytes; `None` for 0.
+    pub fn audit_max_bytes(&self) -> Option<u64> {
+        Some(self.audit_max_size_mb)
+            .filter(|&mb| mb > 0.0)
+            .map(mib_to_bytes)
+    }
+
+    /// What is wrong with the size keys, if anything.
+    pub fn check_sizes(&self) -> Result<(), String> {
+        if let Some(mb) = self.max_size_mb {
+            if !(mb.is_finite() && mb > 0.0) {
+                return Err(format!(
+                    "[log] max_size_mb = {mb} must be above 0 (leave it out for no size limit)"
+                ));
+            }
+        }
+        if !(self.audit_max_size_mb.is_finite() && self.audit_max_size_mb >= 0.0) {
+            return Err(format!(
+                "[log] audit_max_size_mb = {} must be 0 (never rotate) or more",
+                self.audit_max_size_mb
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn mib_to_bytes(mb: f64) -> u64 {
+    // At least one byte, so a tiny limit still means "a limit".
+    ((mb * 1024.0 * 1024.0) as u64).max(1)
 }
 
 /// `[limits]`: bounds on work; all change on reload.

@@ -1,117 +1,508 @@
-//! The log file: `tracing-appender`'s rolling appender writing
-//! `<dir>/skillkernel.log.<date>`, with `<dir>/skillkernel.log` a symlink to
-//! the file being written (with `rotation = "never"`, `skillkernel.log` is
-//! the file itself).
+//! The log file: [`LogFile`] writes `<dir>/skillkernel.log.<stamp>`, with
+//! `<dir>/skillkernel.log` a symlink to the file being written, and starts
+//! a new file when the period (`rotation`) turns or the file would grow
+//! past `max_size_mb`. With `rotation = "never"` and no size limit,
+//! `skillkernel.log` is the file itself.
+//!
+//! Stamps sort as text in the order files were started: a period's file is
+//! `2026-12-07` (daily), `2026-12-07-13` (hourly) or `2026-12-07-13-05`
+//! (minutely), UTC; a file started because the last grew too big is
+//! stamped to the millisecond, `2026-12-07-13-05-22-123`, which sorts after
+//! its period's first file and before the next period's.
+//!
+//! A line that cannot be written (a full disk) is dropped, never retried
+//! and never blocks: the first failure of a stretch is said once on stderr
+//! (the journal, under systemd), the file is reopened at most once a
+//! second, and the first line that gets through again is followed by one
+//! saying how many were lost. The [`Outlet`] counts both for `%status`.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tracing_appender::rolling::{RollingFileAppender, Rotation};
+use chrono::{DateTime, Utc};
+use skillkernel_stdx::outlet::Outlet;
 
+use super::rotated::Wake;
 use super::LogError;
-use crate::config::LogRotation;
+use crate::config::{LogConfig, LogRotation};
 
 /// The name operators look at: the live file or a symlink to it.
 pub const FILE_NAME: &str = "skillkernel.log";
 
-/// Opens the rolling appender in `dir` (created if missing). `dir` should be
-/// absolute: the appender's symlink points at `dir/<file>` as given.
-pub(super) fn appender(dir: &Path, rotation: LogRotation) -> Result<RollingFileAppender, LogError> {
-    let dir_error = |source| LogError::Dir {
-        dir: dir.to_owned(),
-        source,
-    };
-    fs::create_dir_all(dir).map_err(dir_error)?;
-    adopt_previous_layout(dir, rotation).map_err(dir_error)?;
-    let mut builder = RollingFileAppender::builder()
-        .rotation(match rotation {
-            LogRotation::Minutely => Rotation::MINUTELY,
-            LogRotation::Hourly => Rotation::HOURLY,
-            LogRotation::Daily => Rotation::DAILY,
-            LogRotation::Never => Rotation::NEVER,
-        })
-        .filename_prefix(FILE_NAME);
-    // With `never` the file is `skillkernel.log` itself; a symlink of the
-    // same name would replace it.
-    if rotation != LogRotation::Never {
-        builder = builder.latest_symlink(FILE_NAME);
-    }
-    builder.build(dir).map_err(|e| LogError::Open {
-        dir: dir.to_owned(),
-        message: error_chain(&e),
-    })
+/// After a failed write, the file is reopened no more often than this.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// The rotation settings, shared by the writer thread, the maintenance
+/// thread and SIGUSR1 reloads (which change them in place).
+#[derive(Debug)]
+pub struct RotationSettings {
+    rotation: AtomicU8,
+    /// 0: no size limit.
+    max_bytes: AtomicU64,
+    keep: AtomicUsize,
+    /// The sandbox audit log's retention (its size limit is the kernel's).
+    audit_keep: AtomicUsize,
 }
 
-/// Makes `skillkernel.log` fit the current rotation when an earlier run
-/// used another one. The appender replaces `skillkernel.log` with its
-/// symlink by deleting it, which would lose a plain log file from a
-/// `never` run: that file is renamed to a dated (rotated) name instead.
-/// Conversely a `never` run must not append through a leftover symlink
-/// into an old rotated file.
-fn adopt_previous_layout(dir: &Path, rotation: LogRotation) -> std::io::Result<()> {
+impl RotationSettings {
+    pub fn new(config: &LogConfig) -> Self {
+        let settings = RotationSettings {
+            rotation: AtomicU8::new(0),
+            max_bytes: AtomicU64::new(0),
+            keep: AtomicUsize::new(0),
+            audit_keep: AtomicUsize::new(0),
+        };
+        settings.set(config);
+        settings
+    }
+
+    /// Takes `config`'s rotation, size limit and retention.
+    pub fn set(&self, config: &LogConfig) {
+        self.rotation.store(rotation_code(config.rotation), Relaxed);
+        self.max_bytes
+            .store(config.max_size_bytes().unwrap_or(0), Relaxed);
+        self.keep.store(config.keep, Relaxed);
+        self.audit_keep.store(config.audit_keep, Relaxed);
+    }
+
+    pub fn rotation(&self) -> LogRotation {
+        match self.rotation.load(Relaxed) {
+            0 => LogRotation::Minutely,
+            1 => LogRotation::Hourly,
+            2 => LogRotation::Daily,
+            _ => LogRotation::Never,
+        }
+    }
+
+    fn max_bytes(&self) -> Option<u64> {
+        Some(self.max_bytes.load(Relaxed)).filter(|&b| b > 0)
+    }
+
+    pub fn keep(&self) -> usize {
+        self.keep.load(Relaxed)
+    }
+
+    pub fn audit_keep(&self) -> usize {
+        self.audit_keep.load(Relaxed)
+    }
+
+    /// Whether files are stamped (and `skillkernel.log` is a symlink).
+    pub fn stamped(&self) -> bool {
+        self.rotation() != LogRotation::Never || self.max_bytes().is_some()
+    }
+}
+
+fn rotation_code(rotation: LogRotation) -> u8 {
+    match rotation {
+        LogRotation::Minutely => 0,
+        LogRotation::Hourly => 1,
+        LogRotation::Daily => 2,
+        LogRotation::Never => 3,
+    }
+}
+
+/// The stamp of the period `now` is in; `None` without time rotation.
+fn period(rotation: LogRotation, now: DateTime<Utc>) -> Option<String> {
+    let format = match rotation {
+        LogRotation::Minutely => "%Y-%m-%d-%H-%M",
+        LogRotation::Hourly => "%Y-%m-%d-%H",
+        LogRotation::Daily => "%Y-%m-%d",
+        LogRotation::Never => return None,
+    };
+    Some(now.format(format).to_string())
+}
+
+/// Why a new file is opened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Opening {
+    /// First write, a layout change, or a reopen after a failed write:
+    /// the file being written continues if it is still current.
+    Continue,
+    /// The period turned.
+    NewPeriod,
+    /// The file would grow past the size limit.
+    TooBig,
+}
+
+/// The file being written.
+struct Live {
+    file: File,
+    /// Its stamp; `None` when it is `skillkernel.log` itself.
+    stamp: Option<String>,
+    /// The period it belongs to (time rotation only).
+    period: Option<String>,
+    written: u64,
+}
+
+/// The log file appender; see the module docs. Runs on the non-blocking
+/// writer's thread.
+pub(super) struct LogFile {
+    dir: PathBuf,
+    settings: Arc<RotationSettings>,
+    live: Option<Live>,
+    outlet: Arc<Outlet>,
+    /// Tells the maintenance thread a file was rotated.
+    rotated: mpsc::Sender<Wake>,
+    /// When and why the last open or write failed (the file is closed
+    /// then, and reopened after a pause).
+    failed: Option<(Instant, String)>,
+}
+
+impl LogFile {
+    /// Opens the log in `dir` (created if missing).
+    pub(super) fn open(
+        dir: &Path,
+        settings: Arc<RotationSettings>,
+        outlet: Arc<Outlet>,
+        rotated: mpsc::Sender<Wake>,
+    ) -> Result<LogFile, LogError> {
+        fs::create_dir_all(dir).map_err(|source| LogError::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let mut log = LogFile {
+            dir: dir.to_owned(),
+            settings,
+            live: None,
+            outlet,
+            rotated,
+            failed: None,
+        };
+        log.roll(Utc::now(), Opening::Continue)
+            .map_err(|e| LogError::Open {
+                dir: dir.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(log)
+    }
+
+    /// Whether the next `len` bytes go to a new file, and why.
+    fn due(&self, now: DateTime<Utc>, len: usize) -> Option<Opening> {
+        let Some(live) = &self.live else {
+            return Some(Opening::Continue);
+        };
+        let stamped = self.settings.stamped();
+        if stamped != live.stamp.is_some() {
+            return Some(Opening::Continue);
+        }
+        let period = period(self.settings.rotation(), now);
+        if stamped && period.is_some() && period != live.period {
+            return Some(Opening::NewPeriod);
+        }
+        match self.settings.max_bytes() {
+            Some(max) if live.written > 0 && live.written + len as u64 > max => {
+                Some(Opening::TooBig)
+            }
+            _ => None,
+        }
+    }
+
+    /// Opens the file the next lines go to.
+    fn roll(&mut self, now: DateTime<Utc>, why: Opening) -> io::Result<()> {
+        let had_file = self.live.is_some();
+        self.live = None;
+        let stamped = self.settings.stamped();
+        adopt_previous_layout(&self.dir, stamped)?;
+        let period = period(self.settings.rotation(), now);
+        let stamp = if !stamped {
+            None
+        } else {
+            Some(match why {
+                Opening::TooBig => unique_stamp(&self.dir, now),
+                Opening::NewPeriod => period
+                    .clone()
+                    .unwrap_or_else(|| unique_stamp(&self.dir, now)),
+                Opening::Continue => {
+                    // The file being written goes on if it belongs to this
+                    // period (with no time rotation, any period).
+                    let current = current_file(&self.dir, FILE_NAME)
+                        .and_then(|name| {
+                            name.strip_prefix(&format!("{FILE_NAME}."))
+                                .map(str::to_owned)
+                        })
+                        .filter(|stamp| match &period {
+                            Some(p) => stamp.starts_with(p.as_str()),
+                            None => true,
+                        });
+                    current
+                        .or_else(|| period.clone())
+                        .unwrap_or_else(|| unique_stamp(&self.dir, now))
+                }
+            })
+        };
+        let name = match &stamp {
+            Some(stamp) => format!("{FILE_NAME}.{stamp}"),
+            None => FILE_NAME.to_owned(),
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(&name))?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if stamp.is_some() {
+            point_symlink(&self.dir, &name)?;
+        }
+        self.live = Some(Live {
+            file,
+            stamp,
+            period,
+            written,
+        });
+        if had_file && why != Opening::Continue {
+            let _ = self.rotated.send(Wake::Rotated);
+        }
+        Ok(())
+    }
+
+    /// Writes one formatted line (or batch of them).
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let now = Utc::now();
+        if let Some(why) = self.due(now, line.len()) {
+            if let Some((at, cause)) = &self.failed {
+                if self.live.is_none() && at.elapsed() < REOPEN_EVERY {
+                    return Err(io::Error::other(cause.clone()));
+                }
+            }
+            if let Err(e) = self.roll(now, why) {
+                self.failed = Some((Instant::now(), e.to_string()));
+                return Err(e);
+            }
+        }
+        let Some(live) = self.live.as_mut() else {
+            return Err(io::Error::other("the log file is not open"));
+        };
+        match live.file.write_all(line) {
+            Ok(()) => {
+                live.written += line.len() as u64;
+                self.failed = None;
+                Ok(())
+            }
+            Err(e) => {
+                // Closed, so the next line past the pause reopens it.
+                self.live = None;
+                self.failed = Some((Instant::now(), e.to_string()));
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        match self.write_line(line) {
+            Ok(()) => {
+                if let Some(lost) = self.outlet.delivered(1) {
+                    let notice = format!(
+                        "{}  WARN skillkernel::logging: {lost} log lines were lost: the log file could not be written\n",
+                        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                    );
+                    let _ = self.write_line(notice.as_bytes());
+                }
+            }
+            Err(e) => {
+                if self.outlet.dropped(1, &e.to_string()) {
+                    // The log cannot say it: stderr (the journal) can.
+                    eprintln!(
+                        "skillkernel: cannot write the log file in {}: {e}; log lines are dropped until it can (see %status)",
+                        self.dir.display()
+                    );
+                }
+            }
+        }
+        // Never an error: the logging path must not fail or retry.
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(live) = self.live.as_mut() {
+            let _ = live.file.flush();
+        }
+        Ok(())
+    }
+}
+
+/// A millisecond stamp no file in `dir` has yet.
+fn unique_stamp(dir: &Path, now: DateTime<Utc>) -> String {
+    let mut at = now;
+    loop {
+        let stamp = at.format("%Y-%m-%d-%H-%M-%S-%3f").to_string();
+        let taken = [
+            format!("{FILE_NAME}.{stamp}"),
+            format!("{FILE_NAME}.{stamp}.lz4"),
+        ]
+        .iter()
+        .any(|name| dir.join(name).exists());
+        if !taken {
+            return stamp;
+        }
+        at += chrono::Duration::milliseconds(1);
+    }
+}
+
+/// Points `skillkernel.log` at `name` (relative, so the directory can
+/// move), replacing the old link in one rename.
+fn point_symlink(dir: &Path, name: &str) -> io::Result<()> {
+    let link = dir.join(FILE_NAME);
+    if fs::read_link(&link).is_ok_and(|target| target == Path::new(name)) {
+        return Ok(());
+    }
+    let temporary = dir.join(format!(".{FILE_NAME}.link"));
+    let _ = fs::remove_file(&temporary);
+    std::os::unix::fs::symlink(name, &temporary)?;
+    fs::rename(&temporary, &link)
+}
+
+/// Makes `skillkernel.log` fit the layout: stamped files replace a plain
+/// `skillkernel.log` with their symlink, so a plain file from an earlier
+/// run is renamed to a stamped (rotated) name instead of lost; a plain
+/// layout must not append through a leftover symlink into an old file.
+fn adopt_previous_layout(dir: &Path, stamped: bool) -> io::Result<()> {
     let live = dir.join(FILE_NAME);
     let Ok(meta) = fs::symlink_metadata(&live) else {
         return Ok(());
     };
-    if rotation == LogRotation::Never {
+    if !stamped {
         if meta.file_type().is_symlink() {
             fs::remove_file(&live)?;
         }
     } else if meta.is_file() {
         let modified = meta.modified()?;
-        // Seconds make the name unique and sort it by time among the others.
-        let stamp = chrono::DateTime::<chrono::Utc>::from(modified).format("%Y-%m-%d-%H-%M-%S");
+        // Milliseconds make the name unique and sort it by time.
+        let stamp = unique_stamp(dir, DateTime::<Utc>::from(modified));
         fs::rename(&live, dir.join(format!("{FILE_NAME}.{stamp}")))?;
     }
     Ok(())
 }
 
-/// The name of the file the appender writes now, when it rotates (the
-/// symlink's target); `None` while the appender is replacing the symlink.
-pub(super) fn current_file(dir: &Path) -> Option<String> {
-    let target: PathBuf = fs::read_link(dir.join(FILE_NAME)).ok()?;
+/// The name of the file `<dir>/<base>` points at, when it is a symlink
+/// (the stamped file being written).
+pub(super) fn current_file(dir: &Path, base: &str) -> Option<String> {
+    let target: PathBuf = fs::read_link(dir.join(base)).ok()?;
     Some(target.file_name()?.to_str()?.to_owned())
-}
-
-/// An error and its sources on one line (`InitError` keeps the io error
-/// that says *why* in its source).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn config(rotation: LogRotation, max_size_mb: Option<f64>) -> LogConfig {
+        LogConfig {
+            rotation,
+            max_size_mb,
+            ..LogConfig::default()
+        }
+    }
+
+    fn log_file(dir: &Path, config: &LogConfig) -> (LogFile, Arc<Outlet>, mpsc::Receiver<Wake>) {
+        let outlet = Arc::new(Outlet::new("log", dir.display().to_string()));
+        let (tx, rx) = mpsc::channel();
+        let settings = Arc::new(RotationSettings::new(config));
+        let log = LogFile::open(dir, settings, outlet.clone(), tx).unwrap();
+        (log, outlet, rx)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn a_plain_log_from_a_never_run_is_kept_as_a_rotated_file() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(FILE_NAME), "old run\n").unwrap();
-        let _appender = appender(dir.path(), LogRotation::Daily).unwrap();
-        let kept: Vec<String> = fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+        let _log = log_file(dir.path(), &config(LogRotation::Daily, None));
+        let kept: Vec<String> = names(dir.path())
+            .into_iter()
             .filter(|n| fs::read_to_string(dir.path().join(n)).ok().as_deref() == Some("old run\n"))
             .collect();
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert!(kept[0].starts_with("skillkernel.log.2"), "{kept:?}");
-        assert!(current_file(dir.path()).is_some());
+        assert!(current_file(dir.path(), FILE_NAME).is_some());
     }
 
     #[test]
-    fn the_live_name_is_a_symlink_to_the_dated_file_when_rotating() {
+    fn the_live_name_is_a_symlink_to_the_period_file_when_rotating() {
         let dir = tempfile::tempdir().unwrap();
-        let _appender = appender(dir.path(), LogRotation::Hourly).unwrap();
-        let current = current_file(dir.path()).unwrap();
-        assert!(current.starts_with("skillkernel.log.20"), "{current}");
-        assert!(dir.path().join(&current).is_file());
+        let (mut log, ..) = log_file(dir.path(), &config(LogRotation::Hourly, None));
+        log.write_all(b"one line\n").unwrap();
+        let current = current_file(dir.path(), FILE_NAME).unwrap();
+        let hour = Utc::now().format("%Y-%m-%d-%H").to_string();
+        assert_eq!(current, format!("skillkernel.log.{hour}"));
+        assert_eq!(
+            fs::read_to_string(dir.path().join(FILE_NAME)).unwrap(),
+            "one line\n"
+        );
+    }
+
+    #[test]
+    fn a_file_that_would_pass_the_size_limit_is_rotated_and_lines_stay_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1,000 bytes.
+        let (mut log, outlet, rotated) =
+            log_file(dir.path(), &config(LogRotation::Daily, Some(0.001)));
+        let line = format!("{}\n", "x".repeat(99));
+        for _ in 0..35 {
+            log.write_all(line.as_bytes()).unwrap();
+        }
+        let files: Vec<String> = names(dir.path())
+            .into_iter()
+            .filter(|n| n.starts_with("skillkernel.log."))
+            .collect();
+        assert_eq!(
+            files.len(),
+            4,
+            "3,500 bytes in files of at most 1,000: {files:?}"
+        );
+        for name in &files {
+            let text = fs::read_to_string(dir.path().join(name)).unwrap();
+            assert!(
+                text.len() <= 1000 && text.len() % 100 == 0,
+                "{name}: {}",
+                text.len()
+            );
+        }
+        // Sorted by name is the order they were written in: the newest is live.
+        assert_eq!(
+            current_file(dir.path(), FILE_NAME).as_deref(),
+            files.last().map(String::as_str)
+        );
+        assert_eq!(rotated.try_iter().count(), 3);
+        assert_eq!(outlet.status().delivered, 35);
+    }
+
+    #[test]
+    fn lines_that_cannot_be_written_are_counted_and_then_said_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("skillkernel.log.{}", Utc::now().format("%Y-%m-%d"));
+        // A "disk" that is always full.
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(&name)).unwrap();
+        let (mut log, outlet, _) = log_file(dir.path(), &config(LogRotation::Daily, None));
+        for _ in 0..3 {
+            log.write_all(b"lost\n").unwrap();
+        }
+        let status = outlet.status();
+        assert_eq!(status.dropped, 3);
+        assert!(
+            status.failing.unwrap().contains("No space left"),
+            "{:?}",
+            outlet.status()
+        );
+        fs::remove_file(dir.path().join(&name)).unwrap();
+        std::thread::sleep(REOPEN_EVERY);
+        log.write_all(b"kept\n").unwrap();
+        let text = fs::read_to_string(dir.path().join(&name)).unwrap();
+        assert_eq!(text.lines().next(), Some("kept"), "{text}");
+        assert!(text.contains("3 log lines were lost"), "{text}");
+        assert_eq!(outlet.status().failing, None);
     }
 }

@@ -1,6 +1,7 @@
 //! Logging: tracing as text or JSON lines, to stderr (where Jupyter shows a
-//! kernel's log) or, with `[log] dir`, to a rotated `skillkernel.log` whose
-//! rotated files are lz4-compressed and pruned in the background.
+//! kernel's log) or, with `[log] dir`, to a `skillkernel.log` rotated by
+//! time and size, whose rotated files — and the sandbox audit log's — are
+//! lz4-compressed and pruned in the background.
 //!
 //! [`init`] installs the global subscriber once and returns the
 //! [`LogHandle`], which must live as long as the process logs: it owns the
@@ -15,7 +16,7 @@ mod rotated;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex};
 
 use thiserror::Error;
 use tracing_appender::non_blocking::WorkerGuard;
@@ -27,9 +28,10 @@ use crate::traces::TraceLayer;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Layer, Registry};
 
-use crate::config::{LogConfig, LogFormat, LogRotation};
+use crate::config::{LogConfig, LogFormat};
 
-use files::FILE_NAME;
+use files::{LogFile, RotationSettings, FILE_NAME};
+use skillkernel_stdx::outlet::Outlet;
 
 /// Why logging could not be set up or changed.
 #[derive(Debug, Error)]
@@ -61,6 +63,10 @@ pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
     level: Mutex<String>,
     file: Option<PathBuf>,
+    /// Rotation and retention, changed in place on reload.
+    rotation: Arc<RotationSettings>,
+    /// Lines written to and dropped from the log file.
+    outlet: Option<Arc<Outlet>>,
     // Stops the maintenance thread on drop.
     _maintenance: Option<rotated::Maintenance>,
     // Last field, so it drops last: flushes queued lines to the file.
@@ -86,6 +92,17 @@ impl LogHandle {
         self.level.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Takes `config`'s rotation, size limit and retention (a reload);
+    /// the next line written and the next maintenance pass use them.
+    pub fn set_rotation(&self, config: &LogConfig) {
+        self.rotation.set(config);
+    }
+
+    /// The log file's counters, when logging to a file.
+    pub fn outlet(&self) -> Option<Arc<Outlet>> {
+        self.outlet.clone()
+    }
+
     /// `<dir>/skillkernel.log` when logging to files, `None` for stderr.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()
@@ -98,31 +115,51 @@ pub fn check_level(level: &str) -> Result<(), LogError> {
 }
 
 /// Installs the global subscriber described by `config`, with `traces`
-/// (the OTel span layer) beside the log output when trace export is on.
-/// `RUST_LOG`, when set, wins over `config.level` until the first
-/// [`LogHandle::set_level`].
-pub fn init(config: &LogConfig, traces: Option<TraceLayer>) -> Result<LogHandle, LogError> {
+/// (the OTel span layer) beside the log output when trace export is on,
+/// and starts the maintenance of rotated files: the log's and the sandbox
+/// audit log's in `audit_dir`. `RUST_LOG`, when set, wins over
+/// `config.level` until the first [`LogHandle::set_level`].
+pub fn init(
+    config: &LogConfig,
+    traces: Option<TraceLayer>,
+    audit_dir: Option<PathBuf>,
+) -> Result<LogHandle, LogError> {
     let (filter, level, note) = filter::initial(&config.level)?;
-    let (writer, ansi, guard, dir) = match &config.dir {
+    let rotation = Arc::new(RotationSettings::new(config));
+    let (wake, woken) = mpsc::channel();
+    let (writer, ansi, guard, dir, queue) = match &config.dir {
         None => (
             BoxMakeWriter::new(std::io::stderr),
             std::io::stderr().is_terminal(),
             None,
             None,
+            None,
         ),
         Some(dir) => {
-            // The appender's symlink must not depend on the working directory.
+            // The symlink's target must not depend on the working directory.
             let dir = std::path::absolute(dir).map_err(|source| LogError::Dir {
                 dir: dir.clone(),
                 source,
             })?;
-            let appender = files::appender(&dir, config.rotation)?;
+            let outlet = Arc::new(Outlet::new(
+                "log",
+                dir.join(FILE_NAME).display().to_string(),
+            ));
+            let file = LogFile::open(&dir, rotation.clone(), outlet.clone(), wake.clone())?;
             // Lines go through a queue to a writer thread, so logging never
             // waits on the disk; a full queue drops lines rather than block.
-            let (writer, guard) = tracing_appender::non_blocking(appender);
-            (BoxMakeWriter::new(writer), false, Some(guard), Some(dir))
+            let (writer, guard) = tracing_appender::non_blocking(file);
+            let counter = writer.error_counter();
+            (
+                BoxMakeWriter::new(writer),
+                false,
+                Some(guard),
+                Some(dir),
+                Some((counter, outlet)),
+            )
         }
     };
+    let outlet = queue.as_ref().map(|(_, outlet)| outlet.clone());
     let (subscriber, handle) = subscriber(filter, config.format, writer, ansi, traces);
     subscriber
         .try_init()
@@ -130,22 +167,20 @@ pub fn init(config: &LogConfig, traces: Option<TraceLayer>) -> Result<LogHandle,
     if let Some(note) = note {
         tracing::warn!("{note}");
     }
-    let maintenance = match &dir {
-        Some(dir) => Some(
-            rotated::Maintenance::start(
-                dir.clone(),
-                config.keep,
-                config.rotation != LogRotation::Never,
-            )
-            .map_err(LogError::Thread)?,
-        ),
-        None => None,
+    let looked = rotated::Looked {
+        log_dir: dir.clone(),
+        audit_dir,
+        settings: rotation.clone(),
+        queue,
     };
+    let maintenance = rotated::Maintenance::start(looked, wake, woken).map_err(LogError::Thread)?;
     Ok(LogHandle {
         filter: handle,
         level: Mutex::new(level),
         file: dir.map(|d| d.join(FILE_NAME)),
-        _maintenance: maintenance,
+        rotation,
+        outlet,
+        _maintenance: Some(maintenance),
         _guard: guard,
     })
 }
@@ -210,6 +245,8 @@ mod tests {
             filter: reload,
             level: Mutex::new("info".into()),
             file: None,
+            rotation: Arc::new(RotationSettings::new(&LogConfig::default())),
+            outlet: None,
             _maintenance: None,
             _guard: None,
         }

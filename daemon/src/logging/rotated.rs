@@ -1,28 +1,38 @@
-//! Rotated log files: compressed with lz4 (frame format, `.lz4`) and pruned
-//! to the newest `[log] keep`, by one background thread at start and then
-//! every minute — never on the logging path.
+//! Rotated log files — the daemon's and the sandbox audit log's —
+//! compressed with lz4 (frame format, `.lz4`) and pruned to the newest
+//! `keep`, by one background thread: at start, every ten seconds, and at
+//! once when the log file rotates — never on the logging path.
 //!
-//! A rotated file is `skillkernel.log.<date>` with a date older than the
-//! file being written (the appender's dates sort as text). A file is
-//! replaced by its `.lz4` only once the compressed copy is complete, synced
-//! and renamed into place; a crash leaves at worst a `.lz4.partial`, which
-//! the next pass deletes, and the original.
+//! A rotated file is `<base>.<stamp>` with a stamp older than the file being
+//! written (stamps sort as text), where `<base>` is `skillkernel.log` (its
+//! live file is the symlink's target) or `sandbox-audit.jsonl` (its live
+//! file is the base name itself, so every stamped file is rotated). A file
+//! is replaced by its `.lz4` only once the compressed copy is complete,
+//! synced and renamed into place; a crash leaves at worst a `.lz4.partial`,
+//! which the next pass deletes, and the original.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
+use skillkernel_stdx::outlet::Outlet;
 use thiserror::Error;
+use tracing_appender::non_blocking::ErrorCounter;
 
-use super::files::{self, FILE_NAME};
+use super::files::{self, RotationSettings, FILE_NAME};
 
-/// How often the thread looks for newly rotated files.
-const INTERVAL: Duration = Duration::from_secs(60);
+/// How often the thread looks for rotated files it was not told of (the
+/// audit log's) and for lines the log writer's queue dropped.
+const INTERVAL: Duration = Duration::from_secs(10);
 
 const COMPRESSED: &str = ".lz4";
 const PARTIAL: &str = ".lz4.partial";
+
+/// The sandbox audit log's name in the state directory.
+const AUDIT_FILE: &str = skillkernel_sandbox::audit::AUDIT_FILE;
 
 /// A file the maintenance could not handle; logged, retried next pass.
 #[derive(Debug, Error)]
@@ -43,37 +53,96 @@ pub struct Tidied {
     pub errors: Vec<String>,
 }
 
+/// What wakes the thread.
+pub(super) enum Wake {
+    /// The log file rotated: tidy now.
+    Rotated,
+    Stop,
+}
+
+/// What the thread looks after.
+pub(super) struct Looked {
+    /// `[log] dir`, when logging to files.
+    pub log_dir: Option<PathBuf>,
+    /// The state directory, where the audit log is.
+    pub audit_dir: Option<PathBuf>,
+    pub settings: Arc<RotationSettings>,
+    /// Lines the log writer's queue dropped, and where to count them.
+    pub queue: Option<(ErrorCounter, Arc<Outlet>)>,
+}
+
 /// The background thread; it stops when this is dropped.
 pub(super) struct Maintenance {
-    _stop: mpsc::Sender<()>,
+    wake: mpsc::Sender<Wake>,
+}
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        let _ = self.wake.send(Wake::Stop);
+    }
 }
 
 impl Maintenance {
-    /// Starts the thread; its first pass runs at once.
-    pub(super) fn start(dir: PathBuf, keep: usize, rotating: bool) -> io::Result<Maintenance> {
-        let (stop, stopped) = mpsc::channel::<()>();
+    /// Starts the thread; its first pass runs at once. `wake` and
+    /// `woken` are the two ends of the channel the log file rotates on.
+    pub(super) fn start(
+        looked: Looked,
+        wake: mpsc::Sender<Wake>,
+        woken: mpsc::Receiver<Wake>,
+    ) -> io::Result<Maintenance> {
         std::thread::Builder::new()
             .name("skillkernel-logs".into())
-            .spawn(move || loop {
-                let done = tidy(&dir, keep, rotating);
-                for path in &done.compressed {
-                    tracing::debug!(path = %path.display(), "rotated log compressed");
-                }
-                for path in &done.deleted {
-                    tracing::info!(path = %path.display(), keep, "old log deleted");
-                }
-                for error in &done.errors {
-                    tracing::warn!("{error}");
-                }
-                // A message or a dropped sender both mean stop.
-                if !matches!(
-                    stopped.recv_timeout(INTERVAL),
-                    Err(RecvTimeoutError::Timeout)
-                ) {
-                    return;
+            .spawn(move || {
+                let mut queue_dropped = 0;
+                loop {
+                    pass(&looked);
+                    if let Some((counter, outlet)) = &looked.queue {
+                        let dropped = counter.dropped_lines();
+                        if dropped > queue_dropped {
+                            let lost = (dropped - queue_dropped) as u64;
+                            if outlet.dropped(lost, "the log writer fell behind") {
+                                tracing::warn!(
+                                    lost,
+                                    "the log writer fell behind: log lines were dropped"
+                                );
+                            }
+                            queue_dropped = dropped;
+                        }
+                    }
+                    match woken.recv_timeout(INTERVAL) {
+                        Ok(Wake::Rotated) | Err(RecvTimeoutError::Timeout) => {}
+                        Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                    }
                 }
             })?;
-        Ok(Maintenance { _stop: stop })
+        Ok(Maintenance { wake })
+    }
+}
+
+/// One pass over the log directory and the audit log.
+fn pass(looked: &Looked) {
+    let settings = &looked.settings;
+    let families = [
+        looked
+            .log_dir
+            .as_deref()
+            .map(|dir| (dir, FILE_NAME, settings.keep(), settings.stamped())),
+        looked
+            .audit_dir
+            .as_deref()
+            .map(|dir| (dir, AUDIT_FILE, settings.audit_keep(), false)),
+    ];
+    for (dir, base, keep, rotating) in families.into_iter().flatten() {
+        let done = tidy(dir, base, keep, rotating);
+        for path in &done.compressed {
+            tracing::debug!(path = %path.display(), "rotated log compressed");
+        }
+        for path in &done.deleted {
+            tracing::info!(path = %path.display(), keep, "old log deleted");
+        }
+        for error in &done.errors {
+            tracing::warn!("{error}");
+        }
     }
 }
 
@@ -85,9 +154,9 @@ struct Rotated {
 }
 
 impl Rotated {
-    fn name(&self) -> String {
+    fn name(&self, base: &str) -> String {
         let suffix = if self.compressed { COMPRESSED } else { "" };
-        format!("{FILE_NAME}.{}{suffix}", self.date)
+        format!("{base}.{}{suffix}", self.date)
     }
 }
 
@@ -98,25 +167,26 @@ fn is_date(text: &str) -> bool {
         && text.bytes().all(|b| b.is_ascii_digit() || b == b'-')
 }
 
-/// One pass: deletes stale partial files, compresses rotated files, then
-/// deletes all but the newest `keep` rotated files. `rotating` is false
-/// with `rotation = "never"`, where no dated file is being written.
-pub fn tidy(dir: &Path, keep: usize, rotating: bool) -> Tidied {
+/// One pass over `<dir>/<base>.*`: deletes stale partial files, compresses
+/// rotated files, then deletes all but the newest `keep` rotated files.
+/// `rotating` says the live file is the stamped one `<base>` links to;
+/// otherwise `<base>` is the live file and every stamped file is old.
+pub fn tidy(dir: &Path, base: &str, keep: usize, rotating: bool) -> Tidied {
     let mut done = Tidied::default();
     // While the appender swaps its symlink the live file is unknown, and
     // only already-compressed files are touched.
     let current = if rotating {
-        files::current_file(dir)
+        files::current_file(dir, base)
     } else {
         None
     };
     let is_rotated = |date: &str| match &current {
         Some(current) => current
-            .strip_prefix(&format!("{FILE_NAME}."))
+            .strip_prefix(&format!("{base}."))
             .is_some_and(|live| date < live),
         None => !rotating,
     };
-    let found = match scan(dir, &mut done) {
+    let found = match scan(dir, base, &mut done) {
         Ok(found) => found,
         Err(e) => {
             done.errors.push(e.to_string());
@@ -128,7 +198,7 @@ pub fn tidy(dir: &Path, keep: usize, rotating: bool) -> Tidied {
         if file.compressed {
             rotated.push(file);
         } else if is_rotated(&file.date) {
-            let path = dir.join(file.name());
+            let path = dir.join(file.name(base));
             match compress(&path) {
                 Ok(out) => {
                     done.compressed.push(out);
@@ -155,7 +225,7 @@ pub fn tidy(dir: &Path, keep: usize, rotating: bool) -> Tidied {
                     compressed,
                     ..old.clone()
                 }
-                .name(),
+                .name(base),
             );
             match fs::remove_file(&path) {
                 Ok(()) => done.deleted.push(path),
@@ -169,18 +239,25 @@ pub fn tidy(dir: &Path, keep: usize, rotating: bool) -> Tidied {
     done
 }
 
-/// The dated files in `dir`; stale `.lz4.partial` files are deleted.
-fn scan(dir: &Path, done: &mut Tidied) -> Result<Vec<Rotated>, TidyError> {
-    let entries = fs::read_dir(dir).map_err(|source| TidyError::List {
-        dir: dir.to_owned(),
-        source,
-    })?;
+/// The dated `<base>.*` files in `dir`; stale `.lz4.partial` files are
+/// deleted. A directory not made yet holds none.
+fn scan(dir: &Path, base: &str, done: &mut Tidied) -> Result<Vec<Rotated>, TidyError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(TidyError::List {
+                dir: dir.to_owned(),
+                source,
+            })
+        }
+    };
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(rest) = name
             .to_str()
-            .and_then(|n| n.strip_prefix(FILE_NAME)?.strip_prefix('.'))
+            .and_then(|n| n.strip_prefix(base)?.strip_prefix('.'))
         else {
             continue;
         };
@@ -281,7 +358,7 @@ mod tests {
             d.join("skillkernel.log"),
         )
         .unwrap();
-        let done = tidy(d, 10, true);
+        let done = tidy(d, FILE_NAME, 10, true);
         assert!(done.errors.is_empty(), "{:?}", done.errors);
         assert_eq!(
             names(d),
@@ -303,10 +380,10 @@ mod tests {
     fn nothing_is_compressed_while_the_live_file_is_unknown() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("skillkernel.log.2020-01-01"), "x").unwrap();
-        let done = tidy(dir.path(), 10, true);
+        let done = tidy(dir.path(), FILE_NAME, 10, true);
         assert!(done.compressed.is_empty());
         // With `never` every dated file is an old one.
-        let done = tidy(dir.path(), 10, false);
+        let done = tidy(dir.path(), FILE_NAME, 10, false);
         assert_eq!(done.compressed.len(), 1);
     }
 
@@ -319,7 +396,7 @@ mod tests {
         }
         fs::write(d.join("skillkernel.log.2020-01-09-10"), "plain").unwrap();
         fs::write(d.join("skillkernel.log.2020-01-02.lz4.partial"), "half").unwrap();
-        let done = tidy(d, 3, false);
+        let done = tidy(d, FILE_NAME, 3, false);
         assert!(done.errors.is_empty(), "{:?}", done.errors);
         assert_eq!(
             names(d),
@@ -327,6 +404,30 @@ mod tests {
                 "skillkernel.log.2020-01-04.lz4",
                 "skillkernel.log.2020-01-05.lz4",
                 "skillkernel.log.2020-01-09-10.lz4",
+            ]
+        );
+    }
+
+    #[test]
+    fn audit_logs_moved_aside_are_compressed_and_pruned_and_the_live_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join(AUDIT_FILE), "live\n").unwrap();
+        for ms in 1..=4 {
+            fs::write(
+                d.join(format!("{AUDIT_FILE}.2026-12-07-01-36-27-00{ms}")),
+                "old\n",
+            )
+            .unwrap();
+        }
+        let done = tidy(d, AUDIT_FILE, 2, false);
+        assert!(done.errors.is_empty(), "{:?}", done.errors);
+        assert_eq!(
+            names(d),
+            [
+                "sandbox-audit.jsonl",
+                "sandbox-audit.jsonl.2026-12-07-01-36-27-003.lz4",
+                "sandbox-audit.jsonl.2026-12-07-01-36-27-004.lz4",
             ]
         );
     }
@@ -340,7 +441,7 @@ mod tests {
         // (permissions would not stop root).
         fs::create_dir(d.join("skillkernel.log.2020-01-01.lz4.partial")).unwrap();
         fs::write(d.join("skillkernel.log.2020-01-01.lz4.partial/x"), "").unwrap();
-        let done = tidy(d, 10, false);
+        let done = tidy(d, FILE_NAME, 10, false);
         assert_eq!(done.errors.len(), 2, "{:?}", done.errors);
         assert_eq!(
             fs::read_to_string(d.join("skillkernel.log.2020-01-01")).unwrap(),

@@ -14,11 +14,17 @@
 //! daemon log. Writing the log must never fail a run: an unwritable log is
 //! reported once and the events go to the daemon log only. Values of
 //! environment variables are never written, only names.
+//!
+//! With a size limit ([`AuditLog::set_max_bytes`]), a line that would take
+//! the file past it first moves the file aside to
+//! `sandbox-audit.jsonl.<UTC stamp to the millisecond>` (the daemon's log
+//! maintenance compresses and prunes those), so no event is split or lost.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -63,7 +69,10 @@ impl Subject {
 /// The audit log (or, without a state directory, the daemon log only).
 pub struct AuditLog {
     path: Option<PathBuf>,
-    file: Mutex<Option<File>>,
+    /// The open file and how many bytes it holds.
+    file: Mutex<Option<(File, u64)>>,
+    /// Rotate before passing this size; 0: never.
+    max_bytes: AtomicU64,
     /// `skill@version:event:key` already logged by [`AuditLog::record_once`].
     seen: Mutex<HashSet<String>>,
 }
@@ -75,12 +84,20 @@ impl AuditLog {
         AuditLog {
             path,
             file: Mutex::new(None),
+            max_bytes: AtomicU64::new(0),
             seen: Mutex::new(HashSet::new()),
         }
     }
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Rotates the file before it would pass `max_bytes` (`None`: never).
+    /// Takes effect with the next event.
+    pub fn set_max_bytes(&self, max_bytes: Option<u64>) {
+        self.max_bytes
+            .store(max_bytes.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Records `event` for `subject`, with `fields` (string keys to JSON).
@@ -134,22 +151,55 @@ impl AuditLog {
 
     fn append(&self, line: &str) {
         let Some(path) = &self.path else { return };
+        let line = format!("{line}\n");
         let mut file = skillkernel_stdx::lock(&self.file);
+        let max = self.max_bytes.load(Ordering::Relaxed);
+        if let Some((_, written)) = file.as_ref() {
+            if max > 0 && *written > 0 && written + line.len() as u64 > max {
+                *file = None;
+                if let Err(e) = rotate(path) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot rotate the sandbox audit log; it keeps growing");
+                }
+            }
+        }
         if file.is_none() {
             match open(path) {
-                Ok(f) => *file = Some(f),
+                Ok(f) => {
+                    let written = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    *file = Some((f, written));
+                }
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "cannot open the sandbox audit log; events go to the daemon log only");
                     return;
                 }
             }
         }
-        if let Some(f) = file.as_mut() {
-            if let Err(e) = f.write_all(format!("{line}\n").as_bytes()) {
-                tracing::error!(path = %path.display(), error = %e, "cannot write the sandbox audit log");
-                *file = None;
+        if let Some((f, written)) = file.as_mut() {
+            match f.write_all(line.as_bytes()) {
+                Ok(()) => *written += line.len() as u64,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot write the sandbox audit log");
+                    *file = None;
+                }
             }
         }
+    }
+}
+
+/// Moves `path` aside to `path.<stamp>`, a name no file has yet.
+fn rotate(path: &Path) -> std::io::Result<()> {
+    let mut at = chrono::Utc::now();
+    loop {
+        let stamp = at.format("%Y-%m-%d-%H-%M-%S-%3f");
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".{stamp}"));
+        let aside = PathBuf::from(aside);
+        let mut compressed = aside.clone().into_os_string();
+        compressed.push(".lz4");
+        if !aside.exists() && !Path::new(&compressed).exists() {
+            return std::fs::rename(path, aside);
+        }
+        at += chrono::Duration::milliseconds(1);
     }
 }
 
@@ -192,6 +242,39 @@ mod tests {
         assert_eq!(lines[0]["path"], "/etc/shadow");
         assert_eq!(lines[1]["event"], "permission_granted");
         assert_eq!(lines[1]["grant"], "network");
+    }
+
+    #[test]
+    fn a_full_audit_log_is_moved_aside_whole_before_the_line_that_would_overflow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let log = AuditLog::new(Some(path.clone()));
+        log.set_max_bytes(Some(600));
+        let who = Subject::cell();
+        for i in 0..20 {
+            let mut fields = Map::new();
+            fields.insert("n".into(), i.into());
+            log.record("denied_path", &who, fields);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 3, "{files:?}");
+        let mut seen = Vec::new();
+        // The live file sorts first (shortest name); then oldest to newest.
+        files.rotate_left(1);
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(text.len() <= 600, "{}: {}", file.display(), text.len());
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).expect("whole JSON lines");
+                seen.push(v["n"].as_u64().unwrap());
+            }
+        }
+        assert_eq!(seen, (0..20).collect::<Vec<u64>>(), "none lost, in order");
     }
 
     #[test]
