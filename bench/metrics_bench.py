@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Metrics benchmark (issue 17): what the Prometheus endpoint costs.
+"""Metrics benchmark (issue 17): what the Prometheus endpoint and trace
+export cost.
 
 Two release daemons with the same 500 generated command skills (each
-runs `true` in the sandbox), one with `[metrics] listen` and one without,
-in the same run:
+runs `true` in the sandbox), one with `[metrics] listen` and `[tracing]
+otlp_endpoint` exporting to a live OTLP receiver (tests/servers/
+otlp_receiver.py, which decodes every span), and one with neither, in the
+same run:
 
 * scrape   — wall time of `GET /metrics` on the daemon with metrics,
              after every skill ran once there (so each has its per-skill
@@ -15,7 +18,9 @@ in the same run:
              status idle; kernel_bench's harness) on each daemon,
              interleaved, while a scraper thread scrapes the one with
              metrics every second (as a 1 s scrape interval would):
-             p50 with metrics on / off.
+             p50 with metrics and tracing on / both off; and the spans
+             the receiver got (every cell's request and cell spans must
+             arrive).
 
 Prints JSON (and appends it to --json when given).
 """
@@ -27,6 +32,7 @@ import http.client
 import json
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -66,6 +72,22 @@ def scrape(address: str) -> bytes:
 
 
 SKILLS = 500
+RECEIVER = Path(__file__).resolve().parent.parent / "tests/servers/otlp_receiver.py"
+
+
+def start_receiver(spans: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, str(RECEIVER), str(spans)],
+                            stdout=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    assert first.startswith("listening "), first
+    return proc, int(first.split()[1])
+
+
+def count_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def generate(root: Path) -> list[str]:
@@ -95,6 +117,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         names = generate(tmp / "skills")
+        spans_file = tmp / "spans.jsonl"
+        receiver, receiver_port = start_receiver(spans_file)
         daemons = {}
         for name in ("on", "off"):
             root = tmp / name
@@ -103,6 +127,7 @@ def main() -> None:
             if name == "on":
                 with d.config.open("a") as f:
                     f.write(f'[metrics]\nlisten = "127.0.0.1:0"\nbearer_token = "{TOKEN}"\n'
+                            f'[tracing]\notlp_endpoint = "http://127.0.0.1:{receiver_port}"\n'
                             "[state]\npersist = false\n")
             else:
                 with d.config.open("a") as f:
@@ -143,9 +168,16 @@ def main() -> None:
                     rtt[name].append(round_trip(daemons[name][1], "%set x = 1") / 1e6)
             stop.set()
             background.join()
+            # Spans leave in batches at most a second after they end.
+            expected = 2 * (args.cells + 50)
+            deadline = time.monotonic() + 30
+            while count_lines(spans_file) < expected and time.monotonic() < deadline:
+                time.sleep(0.2)
+            spans_received = count_lines(spans_file)
         finally:
             for d, _ in daemons.values():
                 d.stop()
+            receiver.kill()
 
     p50 = {name: statistics.median(v) for name, v in rtt.items()}
     result = {
@@ -157,8 +189,10 @@ def main() -> None:
         "page_lines": page.count(b"\n"),
         "rtt_ms": {name: summary(v, 3) for name, v in rtt.items()},
         "rtt_p50_ratio_on_over_off": round(p50["on"] / p50["off"], 3),
+        "spans_received": spans_received,
     }
     print(json.dumps(result, indent=2))
+    assert spans_received >= 2 * args.cells, f"only {spans_received} spans arrived"
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps(result) + "\n")
