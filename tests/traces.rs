@@ -115,7 +115,11 @@ async fn a_workflow_run_exports_its_spans_under_the_callers_traceparent() {
     assert_eq!(command.status(), "ok", "{:?}", command.reply.content);
 
     let spans = receiver.wait_for(Duration::from_secs(30), |spans| {
-        named(spans, "model_call").len() >= 3 && !named(spans, "sandbox_run").is_empty()
+        named(spans, "model_call").len() >= 3
+            && !named(spans, "sandbox_run").is_empty()
+            && spans
+                .iter()
+                .any(|s| s["name"] == "skill_run" && s["attributes"]["skill"] == "say")
     });
 
     // The request is the child of the caller's span, in the caller's trace.
@@ -271,23 +275,29 @@ async fn a_collector_that_never_answers_costs_cells_nothing() {
         &receiver.endpoint(),
         "export_timeout_secs = 1\nmax_queue_spans = 8",
     );
-    // More spans than the queue holds while the first export hangs.
-    run_empty_cells(&daemon, 60).await;
-    let traces = wait_dropping(&daemon);
-    assert!(traces["dropped"].as_u64() > Some(8), "{traces:#}");
-    let log = daemon.log();
-    assert!(
-        [
-            "timed out",
-            "no answer within 1.0 s",
-            "export queue is full"
-        ]
-        .iter()
-        .any(|why| log.contains(why)),
-        "the log says why: {log}"
-    );
-    // The kernel still answers at once on every channel.
+    // Cells keep coming while the first export hangs: more spans than the
+    // queue holds.
     let mut client = daemon.client().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for _ in 0..20 {
+            assert_eq!(run(&mut client, "").await.status(), "ok");
+        }
+        let traces = traces_status(&daemon);
+        let log = daemon.log();
+        // Said once, by whichever came first: the full queue or the
+        // export that timed out.
+        let said = log.contains("trace export queue is full")
+            || (log.contains("cannot export traces") && log.contains("timed out"));
+        if traces["dropped"].as_u64() > Some(8) && traces["failing"].is_string() && said {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never dropped and said so: {traces:#}\n{log}"
+        );
+    }
+    // The kernel still answers on every channel.
     let info = client
         .request(
             Target::Control,

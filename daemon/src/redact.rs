@@ -1,7 +1,9 @@
 //! Secret redaction for what the daemon shows operators: `skillkernel
 //! config` output and the state dump. Credentials in URLs
 //! (`http://user:pass@host`) lose their userinfo; values under secret-looking
-//! keys (`key`, `*_token`, `password`, …) are replaced whole.
+//! keys (`key`, `*_token`, `password`, …) are replaced whole, and so is
+//! every value of a `headers` table (backends' and the trace exporter's:
+//! `Authorization`, `x-api-key` …), whose names are kept.
 
 use std::borrow::Cow;
 
@@ -10,7 +12,7 @@ pub const REDACTED: &str = "***";
 
 /// Key segments (split at `_`, `-`, `.`) that mark a value as secret.
 /// Whole segments, so `max_tokens` is not a token.
-const SECRET_SEGMENTS: [&str; 9] = [
+const SECRET_SEGMENTS: [&str; 10] = [
     "key",
     "apikey",
     "token",
@@ -20,7 +22,11 @@ const SECRET_SEGMENTS: [&str; 9] = [
     "credential",
     "credentials",
     "auth",
+    "authorization",
 ];
+
+/// A table of HTTP headers: every value may be a credential.
+const HEADERS: &str = "headers";
 
 /// Whether a value stored under `key` is secret (the connection file's
 /// `key`, `hf_token`, `api_key`, `password` …).
@@ -73,6 +79,12 @@ pub fn redact_json(value: &mut serde_json::Value) {
             for (key, item) in map.iter_mut() {
                 if is_secret_key(key) && !item.is_null() {
                     *item = serde_json::Value::String(REDACTED.into());
+                } else if let (HEADERS, serde_json::Value::Object(headers)) =
+                    (key.as_str(), &mut *item)
+                {
+                    for value in headers.values_mut() {
+                        *value = serde_json::Value::String(REDACTED.into());
+                    }
                 } else {
                     redact_json(item);
                 }
@@ -95,6 +107,10 @@ pub fn redact_toml(value: &mut toml::Value) {
             for (key, item) in table.iter_mut() {
                 if is_secret_key(key) {
                     *item = toml::Value::String(REDACTED.into());
+                } else if let (HEADERS, toml::Value::Table(headers)) = (key.as_str(), &mut *item) {
+                    for (_, value) in headers.iter_mut() {
+                        *value = toml::Value::String(REDACTED.into());
+                    }
                 } else {
                     redact_toml(item);
                 }
@@ -107,6 +123,26 @@ pub fn redact_toml(value: &mut toml::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_header_value_is_redacted_and_the_names_kept() {
+        let mut config: toml::Value = toml::from_str(
+            "[tracing]\notlp_endpoint = \"https://u:p@otel.example\"\n\
+             headers = { Authorization = \"Bearer abc\", x-team = \"ml\" }\n",
+        )
+        .unwrap();
+        redact_toml(&mut config);
+        let tracing = &config["tracing"];
+        assert_eq!(tracing["headers"]["Authorization"].as_str(), Some(REDACTED));
+        assert_eq!(tracing["headers"]["x-team"].as_str(), Some(REDACTED));
+        assert_eq!(
+            tracing["otlp_endpoint"].as_str(),
+            Some("https://***@otel.example")
+        );
+        let mut json = serde_json::json!({"headers": {"Authorization": "Bearer abc"}});
+        redact_json(&mut json);
+        assert_eq!(json["headers"]["Authorization"], REDACTED);
+    }
 
     #[test]
     fn url_userinfo_is_redacted_and_the_rest_kept() {

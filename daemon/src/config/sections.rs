@@ -98,9 +98,10 @@ impl LogConfig {
     /// What is wrong with the size keys, if anything.
     pub fn check_sizes(&self) -> Result<(), String> {
         if let Some(mb) = self.max_size_mb {
-            if !(mb.is_finite() && mb > 0.0) {
+            // Smaller files would hold a line or two and rotate nonstop.
+            if !(mb.is_finite() && mb >= MIN_LOG_FILE_MIB) {
                 return Err(format!(
-                    "[log] max_size_mb = {mb} must be above 0 (leave it out for no size limit)"
+                    "[log] max_size_mb = {mb} must be at least {MIN_LOG_FILE_MIB} (4 KiB; leave it out for no size limit)"
                 ));
             }
         }
@@ -113,6 +114,9 @@ impl LogConfig {
         Ok(())
     }
 }
+
+/// The smallest `max_size_mb`: 4 KiB.
+const MIN_LOG_FILE_MIB: f64 = 4.0 / 1024.0;
 
 fn mib_to_bytes(mb: f64) -> u64 {
     // At least one byte, so a tiny limit still means "a limit".

@@ -151,12 +151,15 @@ pub(super) struct LogFile {
     /// When and why the last open or write failed (the file is closed
     /// then, and reopened after a pause).
     failed: Option<(Instant, String)>,
+    /// Lines are JSON objects (`format = "json"`).
+    json: bool,
 }
 
 impl LogFile {
     /// Opens the log in `dir` (created if missing).
     pub(super) fn open(
         dir: &Path,
+        json: bool,
         settings: Arc<RotationSettings>,
         outlet: Arc<Outlet>,
         rotated: mpsc::Sender<Wake>,
@@ -172,6 +175,7 @@ impl LogFile {
             outlet,
             rotated,
             failed: None,
+            json,
         };
         log.roll(Utc::now(), Opening::Continue)
             .map_err(|e| LogError::Open {
@@ -205,33 +209,33 @@ impl LogFile {
     /// Opens the file the next lines go to.
     fn roll(&mut self, now: DateTime<Utc>, why: Opening) -> io::Result<()> {
         let had_file = self.live.is_some();
-        self.live = None;
+        let previous = self.live.take().and_then(|live| live.stamp);
         let stamped = self.settings.stamped();
         adopt_previous_layout(&self.dir, stamped)?;
         let period = period(self.settings.rotation(), now);
+        // The file written last: a new one must sort after it.
+        let current = current_file(&self.dir, FILE_NAME).and_then(|name| {
+            name.strip_prefix(&format!("{FILE_NAME}."))
+                .map(str::to_owned)
+        });
+        let after = previous.or_else(|| current.clone());
         let stamp = if !stamped {
             None
         } else {
             Some(match why {
-                Opening::TooBig => unique_stamp(&self.dir, now),
-                Opening::NewPeriod => period
-                    .clone()
-                    .unwrap_or_else(|| unique_stamp(&self.dir, now)),
+                Opening::TooBig => fresh_stamp(&self.dir, None, after.as_deref(), now),
+                Opening::NewPeriod => fresh_stamp(&self.dir, period.clone(), after.as_deref(), now),
                 Opening::Continue => {
                     // The file being written goes on if it belongs to this
                     // period (with no time rotation, any period).
-                    let current = current_file(&self.dir, FILE_NAME)
-                        .and_then(|name| {
-                            name.strip_prefix(&format!("{FILE_NAME}."))
-                                .map(str::to_owned)
-                        })
-                        .filter(|stamp| match &period {
-                            Some(p) => stamp.starts_with(p.as_str()),
-                            None => true,
-                        });
-                    current
-                        .or_else(|| period.clone())
-                        .unwrap_or_else(|| unique_stamp(&self.dir, now))
+                    let continuing = current.filter(|stamp| match &period {
+                        Some(p) => stamp.starts_with(p.as_str()),
+                        None => true,
+                    });
+                    match continuing {
+                        Some(stamp) => stamp,
+                        None => fresh_stamp(&self.dir, period.clone(), after.as_deref(), now),
+                    }
                 }
             })
         };
@@ -296,11 +300,8 @@ impl Write for LogFile {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         match self.write_line(line) {
             Ok(()) => {
-                if let Some(lost) = self.outlet.delivered(1) {
-                    let notice = format!(
-                        "{}  WARN skillkernel::logging: {lost} log lines were lost: the log file could not be written\n",
-                        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                    );
+                if let Some((lost, why)) = self.outlet.delivered(1) {
+                    let notice = lost_notice(self.json, lost, &why);
                     let _ = self.write_line(notice.as_bytes());
                 }
             }
@@ -326,18 +327,69 @@ impl Write for LogFile {
     }
 }
 
+/// The line that says lines were lost, in the log's format.
+fn lost_notice(json: bool, lost: u64, why: &str) -> String {
+    let timestamp = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let message = format!("{lost} log lines were lost ({why})");
+    if json {
+        let line = serde_json::json!({
+            "timestamp": timestamp,
+            "level": "WARN",
+            "fields": {"message": message, "lost": lost},
+            "target": "skillkernel::logging",
+        });
+        format!("{line}\n")
+    } else {
+        format!("{timestamp}  WARN skillkernel::logging: {message}\n")
+    }
+}
+
+/// The stamp of a new file: `preferred` (a period's) when no file of that
+/// name, plain or compressed, exists and it sorts after `after` (the file
+/// written before); otherwise a millisecond stamp, also after `after`. A
+/// name is never reused, so no compressed file is ever overwritten and the
+/// maintenance never takes the live file for a rotated one.
+fn fresh_stamp(
+    dir: &Path,
+    preferred: Option<String>,
+    after: Option<&str>,
+    now: DateTime<Utc>,
+) -> String {
+    let sorts_after = |stamp: &str| after.is_none_or(|a| stamp > a);
+    if let Some(stamp) = preferred.filter(|p| sorts_after(p) && !stamp_taken(dir, p)) {
+        return stamp;
+    }
+    let stamp = unique_stamp(dir, now);
+    match after {
+        // The clock went back: still after the last file.
+        Some(a) if !sorts_after(&stamp) => unique_stamp_after(dir, a),
+        _ => stamp,
+    }
+}
+
+fn stamp_taken(dir: &Path, stamp: &str) -> bool {
+    [
+        format!("{FILE_NAME}.{stamp}"),
+        format!("{FILE_NAME}.{stamp}.lz4"),
+    ]
+    .iter()
+    .any(|name| dir.join(name).symlink_metadata().is_ok())
+}
+
+/// `<after>-1`, `<after>-2` …: the first free stamp sorting after `after`.
+fn unique_stamp_after(dir: &Path, after: &str) -> String {
+    (1..)
+        .map(|n| format!("{after}-{n}"))
+        .find(|stamp| !stamp_taken(dir, stamp))
+        .unwrap_or_else(|| after.to_owned())
+}
+
 /// A millisecond stamp no file in `dir` has yet.
 fn unique_stamp(dir: &Path, now: DateTime<Utc>) -> String {
     let mut at = now;
     loop {
         let stamp = at.format("%Y-%m-%d-%H-%M-%S-%3f").to_string();
-        let taken = [
-            format!("{FILE_NAME}.{stamp}"),
-            format!("{FILE_NAME}.{stamp}.lz4"),
-        ]
-        .iter()
-        .any(|name| dir.join(name).exists());
-        if !taken {
+        if !stamp_taken(dir, &stamp) {
             return stamp;
         }
         at += chrono::Duration::milliseconds(1);
@@ -402,7 +454,7 @@ mod tests {
         let outlet = Arc::new(Outlet::new("log", dir.display().to_string()));
         let (tx, rx) = mpsc::channel();
         let settings = Arc::new(RotationSettings::new(config));
-        let log = LogFile::open(dir, settings, outlet.clone(), tx).unwrap();
+        let log = LogFile::open(dir, false, settings, outlet.clone(), tx).unwrap();
         (log, outlet, rx)
     }
 
@@ -447,7 +499,7 @@ mod tests {
     #[test]
     fn a_file_that_would_pass_the_size_limit_is_rotated_and_lines_stay_whole() {
         let dir = tempfile::tempdir().unwrap();
-        // 1,000 bytes.
+        // 1,048 bytes (0.001 MiB): ten 100-byte lines fit.
         let (mut log, outlet, rotated) =
             log_file(dir.path(), &config(LogRotation::Daily, Some(0.001)));
         let line = format!("{}\n", "x".repeat(99));
@@ -461,12 +513,12 @@ mod tests {
         assert_eq!(
             files.len(),
             4,
-            "3,500 bytes in files of at most 1,000: {files:?}"
+            "3,500 bytes in files of at most 1,048: {files:?}"
         );
         for name in &files {
             let text = fs::read_to_string(dir.path().join(name)).unwrap();
             assert!(
-                text.len() <= 1000 && text.len() % 100 == 0,
+                text.len() <= 1048 && text.len() % 100 == 0,
                 "{name}: {}",
                 text.len()
             );
@@ -481,11 +533,28 @@ mod tests {
     }
 
     #[test]
+    fn a_period_whose_file_was_already_compressed_gets_a_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let today = Utc::now().format("%Y-%m-%d").to_string();
+        let compressed = dir.path().join(format!("skillkernel.log.{today}.lz4"));
+        fs::write(&compressed, "earlier today").unwrap();
+        let (mut log, ..) = log_file(dir.path(), &config(LogRotation::Daily, None));
+        log.write_all(b"now\n").unwrap();
+        let live = current_file(dir.path(), FILE_NAME).unwrap();
+        assert!(
+            live.starts_with(&format!("skillkernel.log.{today}-")),
+            "{live}"
+        );
+        assert_eq!(fs::read_to_string(&compressed).unwrap(), "earlier today");
+    }
+
+    #[test]
     fn lines_that_cannot_be_written_are_counted_and_then_said_lost() {
         let dir = tempfile::tempdir().unwrap();
         let name = format!("skillkernel.log.{}", Utc::now().format("%Y-%m-%d"));
-        // A "disk" that is always full.
+        // Today's file, being written, is on a "disk" that is always full.
         std::os::unix::fs::symlink("/dev/full", dir.path().join(&name)).unwrap();
+        std::os::unix::fs::symlink(&name, dir.path().join(FILE_NAME)).unwrap();
         let (mut log, outlet, _) = log_file(dir.path(), &config(LogRotation::Daily, None));
         for _ in 0..3 {
             log.write_all(b"lost\n").unwrap();
@@ -502,7 +571,10 @@ mod tests {
         log.write_all(b"kept\n").unwrap();
         let text = fs::read_to_string(dir.path().join(&name)).unwrap();
         assert_eq!(text.lines().next(), Some("kept"), "{text}");
-        assert!(text.contains("3 log lines were lost"), "{text}");
+        assert!(
+            text.contains("3 log lines were lost (No space left on device"),
+            "{text}"
+        );
         assert_eq!(outlet.status().failing, None);
     }
 }

@@ -145,7 +145,8 @@ pub fn init(
                 "log",
                 dir.join(FILE_NAME).display().to_string(),
             ));
-            let file = LogFile::open(&dir, rotation.clone(), outlet.clone(), wake.clone())?;
+            let json = config.format == LogFormat::Json;
+            let file = LogFile::open(&dir, json, rotation.clone(), outlet.clone(), wake.clone())?;
             // Lines go through a queue to a writer thread, so logging never
             // waits on the disk; a full queue drops lines rather than block.
             let (writer, guard) = tracing_appender::non_blocking(file);

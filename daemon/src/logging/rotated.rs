@@ -31,6 +31,9 @@ const INTERVAL: Duration = Duration::from_secs(10);
 const COMPRESSED: &str = ".lz4";
 const PARTIAL: &str = ".lz4.partial";
 
+/// A moved-aside audit file unchanged for this long is done with.
+const AUDIT_SETTLE: Duration = Duration::from_secs(5);
+
 /// The sandbox audit log's name in the state directory.
 const AUDIT_FILE: &str = skillkernel_sandbox::audit::AUDIT_FILE;
 
@@ -123,17 +126,25 @@ impl Maintenance {
 fn pass(looked: &Looked) {
     let settings = &looked.settings;
     let families = [
-        looked
-            .log_dir
-            .as_deref()
-            .map(|dir| (dir, FILE_NAME, settings.keep(), settings.stamped())),
+        looked.log_dir.as_deref().map(|dir| {
+            (
+                dir,
+                FILE_NAME,
+                settings.keep(),
+                settings.stamped(),
+                Duration::ZERO,
+            )
+        }),
+        // Another kernel sharing the state dir may still append to an
+        // audit file this one just moved aside: left alone until it
+        // settles.
         looked
             .audit_dir
             .as_deref()
-            .map(|dir| (dir, AUDIT_FILE, settings.audit_keep(), false)),
+            .map(|dir| (dir, AUDIT_FILE, settings.audit_keep(), false, AUDIT_SETTLE)),
     ];
-    for (dir, base, keep, rotating) in families.into_iter().flatten() {
-        let done = tidy(dir, base, keep, rotating);
+    for (dir, base, keep, rotating, settle) in families.into_iter().flatten() {
+        let done = tidy(dir, base, keep, rotating, settle);
         for path in &done.compressed {
             tracing::debug!(path = %path.display(), "rotated log compressed");
         }
@@ -170,8 +181,9 @@ fn is_date(text: &str) -> bool {
 /// One pass over `<dir>/<base>.*`: deletes stale partial files, compresses
 /// rotated files, then deletes all but the newest `keep` rotated files.
 /// `rotating` says the live file is the stamped one `<base>` links to;
-/// otherwise `<base>` is the live file and every stamped file is old.
-pub fn tidy(dir: &Path, base: &str, keep: usize, rotating: bool) -> Tidied {
+/// otherwise `<base>` is the live file and every stamped file is old. A
+/// plain file modified less than `settle` ago is left alone.
+pub fn tidy(dir: &Path, base: &str, keep: usize, rotating: bool, settle: Duration) -> Tidied {
     let mut done = Tidied::default();
     // While the appender swaps its symlink the live file is unknown, and
     // only already-compressed files are touched.
@@ -193,11 +205,17 @@ pub fn tidy(dir: &Path, base: &str, keep: usize, rotating: bool) -> Tidied {
             return done;
         }
     };
+    let settling = |file: &Rotated| {
+        !settle.is_zero()
+            && fs::metadata(dir.join(file.name(base)))
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default() < settle)
+    };
     let mut rotated = Vec::new();
     for file in found {
         if file.compressed {
             rotated.push(file);
-        } else if is_rotated(&file.date) {
+        } else if is_rotated(&file.date) && !settling(&file) {
             let path = dir.join(file.name(base));
             match compress(&path) {
                 Ok(out) => {
@@ -296,6 +314,14 @@ fn compress(path: &Path) -> io::Result<PathBuf> {
     let mut out = path.as_os_str().to_owned();
     out.push(COMPRESSED);
     let out = PathBuf::from(out);
+    if out.symlink_metadata().is_ok() {
+        // Never replaced: the writer does not reuse names, so this is
+        // someone else's file.
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} already exists; left uncompressed", out.display()),
+        ));
+    }
 
     let mut input = File::open(path)?;
     let file = File::create(&partial)?;
@@ -358,7 +384,7 @@ mod tests {
             d.join("skillkernel.log"),
         )
         .unwrap();
-        let done = tidy(d, FILE_NAME, 10, true);
+        let done = tidy(d, FILE_NAME, 10, true, Duration::ZERO);
         assert!(done.errors.is_empty(), "{:?}", done.errors);
         assert_eq!(
             names(d),
@@ -380,10 +406,10 @@ mod tests {
     fn nothing_is_compressed_while_the_live_file_is_unknown() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("skillkernel.log.2020-01-01"), "x").unwrap();
-        let done = tidy(dir.path(), FILE_NAME, 10, true);
+        let done = tidy(dir.path(), FILE_NAME, 10, true, Duration::ZERO);
         assert!(done.compressed.is_empty());
         // With `never` every dated file is an old one.
-        let done = tidy(dir.path(), FILE_NAME, 10, false);
+        let done = tidy(dir.path(), FILE_NAME, 10, false, Duration::ZERO);
         assert_eq!(done.compressed.len(), 1);
     }
 
@@ -396,7 +422,7 @@ mod tests {
         }
         fs::write(d.join("skillkernel.log.2020-01-09-10"), "plain").unwrap();
         fs::write(d.join("skillkernel.log.2020-01-02.lz4.partial"), "half").unwrap();
-        let done = tidy(d, FILE_NAME, 3, false);
+        let done = tidy(d, FILE_NAME, 3, false, Duration::ZERO);
         assert!(done.errors.is_empty(), "{:?}", done.errors);
         assert_eq!(
             names(d),
@@ -420,7 +446,7 @@ mod tests {
             )
             .unwrap();
         }
-        let done = tidy(d, AUDIT_FILE, 2, false);
+        let done = tidy(d, AUDIT_FILE, 2, false, Duration::ZERO);
         assert!(done.errors.is_empty(), "{:?}", done.errors);
         assert_eq!(
             names(d),
@@ -441,7 +467,7 @@ mod tests {
         // (permissions would not stop root).
         fs::create_dir(d.join("skillkernel.log.2020-01-01.lz4.partial")).unwrap();
         fs::write(d.join("skillkernel.log.2020-01-01.lz4.partial/x"), "").unwrap();
-        let done = tidy(d, FILE_NAME, 10, false);
+        let done = tidy(d, FILE_NAME, 10, false, Duration::ZERO);
         assert_eq!(done.errors.len(), 2, "{:?}", done.errors);
         assert_eq!(
             fs::read_to_string(d.join("skillkernel.log.2020-01-01")).unwrap(),

@@ -21,13 +21,18 @@ use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use skillkernel_stdx::outlet::Outlet;
 use thiserror::Error;
-use tracing_subscriber::filter::filter_fn;
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{DynFilterFn, LevelFilter};
+use tracing_subscriber::layer::Filter;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::config::TracingConfig;
 
 /// The path of the traces signal under a collector's base URL.
 const TRACES_PATH: &str = "/v1/traces";
+/// The queue's slots are allocated up front.
+const MAX_QUEUE_SPANS: usize = 1_000_000;
 
 #[derive(Debug, Error)]
 pub enum TraceError {
@@ -44,6 +49,7 @@ pub type TraceLayer = Box<dyn Layer<Registry> + Send + Sync>;
 pub struct Traces {
     provider: SdkTracerProvider,
     outlet: Arc<Outlet>,
+    timeout: Duration,
 }
 
 impl Traces {
@@ -52,9 +58,10 @@ impl Traces {
         self.outlet.clone()
     }
 
-    /// Sends what is queued (waiting at most about the export timeout).
+    /// Sends what is queued, waiting at most about one export timeout.
     pub fn shutdown(self) {
-        if let Err(e) = self.provider.shutdown() {
+        let wait = self.timeout + Duration::from_millis(500);
+        if let Err(e) = self.provider.shutdown_with_timeout(wait) {
             tracing::warn!(error = %e, "traces still queued at exit were not all sent");
         }
     }
@@ -71,8 +78,10 @@ pub fn check(config: &TracingConfig) -> Result<(), String> {
         http::HeaderValue::from_str(value)
             .map_err(|_| format!("headers: the value of {name:?} is not a valid header value"))?;
     }
-    if config.max_queue_spans == 0 {
-        return Err("max_queue_spans must be at least 1".into());
+    if !(1..=MAX_QUEUE_SPANS).contains(&config.max_queue_spans) {
+        return Err(format!(
+            "max_queue_spans must be between 1 and {MAX_QUEUE_SPANS}"
+        ));
     }
     if !(config.export_timeout_secs > 0.0 && config.export_timeout_secs <= 600.0) {
         return Err("export_timeout_secs must be above 0 and at most 600".into());
@@ -93,11 +102,12 @@ fn traces_url(endpoint: &str) -> Result<String, String> {
             "otlp_endpoint = {endpoint:?} must be an http:// or https:// URL (OTLP/HTTP, like \"http://127.0.0.1:4318\")"
         ));
     }
-    if url.path().ends_with(TRACES_PATH) {
-        return Ok(url.to_string());
+    let mut url = url;
+    if !url.path().ends_with(TRACES_PATH) {
+        let path = format!("{}{TRACES_PATH}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
     }
-    let base = url.as_str().trim_end_matches('/');
-    Ok(format!("{base}{TRACES_PATH}"))
+    Ok(url.to_string())
 }
 
 /// Starts trace export when `[tracing] otlp_endpoint` is set: the layer
@@ -137,7 +147,9 @@ pub fn start(config: &TracingConfig) -> Result<Option<(Traces, TraceLayer)>, Tra
     // The processor hands the exporter to its thread, so it is told the
     // resource here rather than through the provider.
     exporter.set_resource(&resource);
-    let outlet = Arc::new(Outlet::new("traces", url));
+    // Shown in %status and logs: without credentials in the URL.
+    let shown = crate::redact::redact_url(&url).into_owned();
+    let outlet = Arc::new(Outlet::new("traces", shown));
     let processor = queue::QueueProcessor::start(
         exporter,
         config.max_queue_spans,
@@ -160,11 +172,35 @@ pub fn start(config: &TracingConfig) -> Result<Option<(Traces, TraceLayer)>, Tra
         .with_location(false)
         .with_target(false)
         .with_context_activation(false)
-        .with_filter(filter_fn(|meta| {
-            meta.is_span() && meta.target().starts_with("skillkernel")
-        }))
+        .with_filter(exported_spans())
         .boxed();
-    Ok(Some((Traces { provider, outlet }, layer)))
+    Ok(Some((
+        Traces {
+            provider,
+            outlet,
+            timeout,
+        },
+        layer,
+    )))
+}
+
+/// skillkernel's own spans at info level and above: decided once per
+/// callsite (never per event), and with a level hint, so turning traces on
+/// does not make every `debug!`/`trace!` in the process — dependencies'
+/// `log` calls included — an enabled check.
+fn exported_spans() -> impl Filter<Registry> + Send + Sync + 'static {
+    fn wanted(meta: &Metadata<'_>) -> bool {
+        meta.is_span() && meta.target().starts_with("skillkernel") && *meta.level() <= Level::INFO
+    }
+    DynFilterFn::new(|meta, _| wanted(meta))
+        .with_callsite_filter(|meta| {
+            if wanted(meta) {
+                Interest::always()
+            } else {
+                Interest::never()
+            }
+        })
+        .with_max_level_hint(LevelFilter::INFO)
 }
 
 #[cfg(test)]
@@ -184,6 +220,10 @@ mod tests {
         assert_eq!(
             traces_url("http://c:4318/v1/traces").unwrap(),
             "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("http://c:4318/otlp?tenant=a").unwrap(),
+            "http://c:4318/otlp/v1/traces?tenant=a"
         );
         assert!(traces_url("127.0.0.1:4318").is_err());
         assert!(traces_url("grpc://c:4317").is_err());

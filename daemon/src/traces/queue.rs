@@ -8,7 +8,7 @@
 //! but cannot tell anyone how much: this one counts, for `%status` and
 //! the metrics page, and says so once in the log per failing stretch.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ use super::client::LastError;
 const BATCH: usize = 512;
 /// A span waits at most this long for its batch to fill.
 const BATCH_DELAY: Duration = Duration::from_secs(1);
+/// A stretch of queue drops ends only after this long without one.
+const QUIET_BEFORE_RECOVERY: Duration = Duration::from_secs(5);
 
 enum Item {
     Span(Box<SpanData>),
@@ -40,6 +42,9 @@ pub(super) struct QueueProcessor {
     /// Set by `on_end` when a full queue starts dropping; the export
     /// thread logs it (logging from inside the subscriber is avoided).
     queue_full: Arc<AtomicBool>,
+    /// When a full queue last dropped a span (ms since `epoch`).
+    last_queue_drop: Arc<AtomicU64>,
+    epoch: Instant,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
     timeout: Duration,
 }
@@ -54,10 +59,14 @@ impl QueueProcessor {
     ) -> std::io::Result<Self> {
         let (queue, items) = mpsc::sync_channel(capacity.max(1));
         let queue_full = Arc::new(AtomicBool::new(false));
+        let last_queue_drop = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
         let worker = Worker {
             exporter,
             outlet: outlet.clone(),
             queue_full: queue_full.clone(),
+            last_queue_drop: last_queue_drop.clone(),
+            epoch,
             timeout,
             last_error,
         };
@@ -68,6 +77,8 @@ impl QueueProcessor {
             queue: Mutex::new(Some(queue)),
             outlet,
             queue_full,
+            last_queue_drop,
+            epoch,
             worker: Mutex::new(Some(handle)),
             timeout,
         })
@@ -88,6 +99,9 @@ impl SpanProcessor for QueueProcessor {
         match queue.try_send(Item::Span(Box::new(span))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                // +1: zero means "never".
+                let now = self.epoch.elapsed().as_millis() as u64 + 1;
+                self.last_queue_drop.store(now, Ordering::Relaxed);
                 if self.outlet.dropped(
                     1,
                     "the export queue is full: the collector is slower than the spans come",
@@ -104,9 +118,13 @@ impl SpanProcessor for QueueProcessor {
             return Ok(());
         };
         let (done, flushed) = mpsc::channel();
-        queue
-            .send(Item::Flush(done))
-            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        // Never blocks: with the queue full, the flush is not asked for.
+        queue.try_send(Item::Flush(done)).map_err(|e| match e {
+            TrySendError::Full(_) => {
+                OTelSdkError::InternalFailure("the export queue is full".into())
+            }
+            TrySendError::Disconnected(_) => OTelSdkError::AlreadyShutdown,
+        })?;
         flushed
             .recv_timeout(self.timeout * 2)
             .map_err(|_| OTelSdkError::Timeout(self.timeout * 2))
@@ -138,6 +156,8 @@ struct Worker<E> {
     exporter: E,
     outlet: Arc<Outlet>,
     queue_full: Arc<AtomicBool>,
+    last_queue_drop: Arc<AtomicU64>,
+    epoch: Instant,
     timeout: Duration,
     last_error: LastError,
 }
@@ -194,6 +214,14 @@ impl<E: SpanExporter> Worker<E> {
         }
     }
 
+    /// Whether a full queue dropped spans in the last few seconds: then a
+    /// batch that got out does not end the failing stretch.
+    fn queue_dropped_lately(&self) -> bool {
+        let last = self.last_queue_drop.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        last != 0 && now.saturating_sub(last) < QUIET_BEFORE_RECOVERY.as_millis() as u64
+    }
+
     fn report_queue_full(&self) {
         if self.queue_full.swap(false, Ordering::Relaxed) {
             tracing::warn!(
@@ -222,8 +250,9 @@ impl<E: SpanExporter> Worker<E> {
             )),
         };
         match failure {
+            None if self.queue_dropped_lately() => self.outlet.delivered_during(count),
             None => {
-                if let Some(lost) = self.outlet.delivered(count) {
+                if let Some((lost, _)) = self.outlet.delivered(count) {
                     tracing::info!(
                         collector = %self.outlet.target(),
                         dropped = lost,

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -73,6 +73,8 @@ pub struct AuditLog {
     file: Mutex<Option<(File, u64)>>,
     /// Rotate before passing this size; 0: never.
     max_bytes: AtomicU64,
+    /// A failed rotation is said once, not with every event.
+    rotate_failed: AtomicBool,
     /// `skill@version:event:key` already logged by [`AuditLog::record_once`].
     seen: Mutex<HashSet<String>>,
 }
@@ -85,6 +87,7 @@ impl AuditLog {
             path,
             file: Mutex::new(None),
             max_bytes: AtomicU64::new(0),
+            rotate_failed: AtomicBool::new(false),
             seen: Mutex::new(HashSet::new()),
         }
     }
@@ -153,25 +156,27 @@ impl AuditLog {
         let Some(path) = &self.path else { return };
         let line = format!("{line}\n");
         let mut file = skillkernel_stdx::lock(&self.file);
+        // Another kernel sharing the state dir may have moved the file
+        // aside: follow the name, not the old file.
+        if file.as_ref().is_some_and(|(f, _)| !is_at(f, path)) {
+            *file = None;
+        }
+        if file.is_none() {
+            *file = self.open_counted(path);
+        }
         let max = self.max_bytes.load(Ordering::Relaxed);
         if let Some((_, written)) = file.as_ref() {
             if max > 0 && *written > 0 && written + line.len() as u64 > max {
                 *file = None;
-                if let Err(e) = rotate(path) {
-                    tracing::error!(path = %path.display(), error = %e, "cannot rotate the sandbox audit log; it keeps growing");
+                match rotate(path) {
+                    Ok(()) => self.rotate_failed.store(false, Ordering::Relaxed),
+                    Err(e) => {
+                        if !self.rotate_failed.swap(true, Ordering::Relaxed) {
+                            tracing::error!(path = %path.display(), error = %e, "cannot rotate the sandbox audit log; it keeps growing");
+                        }
+                    }
                 }
-            }
-        }
-        if file.is_none() {
-            match open(path) {
-                Ok(f) => {
-                    let written = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    *file = Some((f, written));
-                }
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot open the sandbox audit log; events go to the daemon log only");
-                    return;
-                }
+                *file = self.open_counted(path);
             }
         }
         if let Some((f, written)) = file.as_mut() {
@@ -183,6 +188,29 @@ impl AuditLog {
                 }
             }
         }
+    }
+
+    /// Opens `path` with the size it has.
+    fn open_counted(&self, path: &Path) -> Option<(File, u64)> {
+        match open(path) {
+            Ok(f) => {
+                let written = f.metadata().map(|m| m.len()).unwrap_or(0);
+                Some((f, written))
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot open the sandbox audit log; events go to the daemon log only");
+                None
+            }
+        }
+    }
+}
+
+/// Whether `file` is still the one at `path`.
+fn is_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
     }
 }
 
@@ -275,6 +303,22 @@ mod tests {
             }
         }
         assert_eq!(seen, (0..20).collect::<Vec<u64>>(), "none lost, in order");
+    }
+
+    #[test]
+    fn a_log_moved_aside_by_another_kernel_is_followed_to_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let ours = AuditLog::new(Some(path.clone()));
+        let theirs = AuditLog::new(Some(path.clone()));
+        ours.record("denied_path", &Subject::cell(), Map::new());
+        theirs.set_max_bytes(Some(1));
+        theirs.record("denied_path", &Subject::cell(), Map::new());
+        theirs.record("limit_killed", &Subject::cell(), Map::new());
+        // `theirs` moved the file aside; our next event goes to the new one.
+        ours.record("timed_out", &Subject::cell(), Map::new());
+        let live = std::fs::read_to_string(&path).unwrap();
+        assert!(live.contains("timed_out"), "{live}");
     }
 
     #[test]

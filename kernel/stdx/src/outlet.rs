@@ -56,10 +56,17 @@ impl Outlet {
     }
 
     /// `count` items got through. Returns how many were dropped in the
-    /// failing stretch this ends, if one was going on.
-    pub fn delivered(&self, count: u64) -> Option<u64> {
+    /// failing stretch this ends, and why, if one was going on.
+    pub fn delivered(&self, count: u64) -> Option<(u64, String)> {
         self.delivered.fetch_add(count, Relaxed);
-        lock(&self.failing).take().map(|(_, lost)| lost)
+        lock(&self.failing).take().map(|(why, lost)| (lost, why))
+    }
+
+    /// `count` items got through, but the failing stretch (if any) goes
+    /// on: a writer that still sees drops elsewhere (a full queue) must
+    /// not announce a recovery with every batch that gets out.
+    pub fn delivered_during(&self, count: u64) {
+        self.delivered.fetch_add(count, Relaxed);
     }
 
     /// `count` items were dropped because of `why`. Returns true when this
@@ -107,7 +114,7 @@ mod tests {
         let status = outlet.status();
         assert_eq!((status.delivered, status.dropped), (3, 7));
         assert_eq!(status.failing.as_deref(), Some("timed out"));
-        assert_eq!(outlet.delivered(1), Some(7));
+        assert_eq!(outlet.delivered(1), Some((7, "timed out".to_owned())));
         assert_eq!(outlet.status().failing, None);
         assert_eq!(outlet.delivered(1), None);
         assert!(outlet.dropped(1, "connection refused"));
