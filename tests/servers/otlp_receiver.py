@@ -3,9 +3,12 @@ project's own protobuf types (`opentelemetry-proto`): it decodes each
 `ExportTraceServiceRequest` the daemon posts to /v1/traces and appends
 every span to a JSON-lines file, with ids in hex.
 
-Usage: python otlp_receiver.py SPANS_FILE [--stall]
+Usage: python otlp_receiver.py SPANS_FILE [--stall | --count]
 Prints "listening PORT" once it accepts. With --stall it reads each
-request and never answers (a collector that hangs).
+request and never answers (a collector that hangs). With --count it
+decodes each request but writes only the running count of spans to
+SPANS_FILE (for benchmarks, where writing every span would take the CPU
+the measured kernels need).
 """
 
 import json
@@ -21,7 +24,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 SPANS_FILE = sys.argv[1]
 STALL = "--stall" in sys.argv[2:]
+COUNT = "--count" in sys.argv[2:]
 LOCK = threading.Lock()
+received = 0
 
 
 def value_of(any_value):
@@ -40,6 +45,15 @@ class Receiver(BaseHTTPRequestHandler):
             return
         request = ExportTraceServiceRequest()
         request.ParseFromString(body)
+        if COUNT:
+            global received
+            spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+            with LOCK:
+                received += spans
+                with open(SPANS_FILE, "w", encoding="utf-8") as out:
+                    out.write(f"{received}\n")
+            self.answer()
+            return
         lines = []
         for resource_spans in request.resource_spans:
             resource = {
@@ -70,6 +84,9 @@ class Receiver(BaseHTTPRequestHandler):
         with LOCK, open(SPANS_FILE, "a", encoding="utf-8") as out:
             for line in lines:
                 out.write(line + "\n")
+        self.answer()
+
+    def answer(self):
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")

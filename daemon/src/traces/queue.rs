@@ -1,16 +1,21 @@
-//! The span processor: ended spans go into a bounded queue, and one thread
-//! sends them to the collector in batches.
+//! The span processor: ended spans go into a bounded buffer, and one
+//! thread sends them to the collector in batches.
 //!
 //! Architecture invariant: nothing here blocks the thread that ends a
-//! span. A full queue drops the span (counted in the [`Outlet`]); a
-//! collector that is down or slow holds up only the export thread, whose
-//! every export has a deadline. The SDK's own batch processor also drops,
-//! but cannot tell anyone how much: this one counts, for `%status` and
-//! the metrics page, and says so once in the log per failing stretch.
+//! span, nor makes it wake another: ending a span is an uncontended lock
+//! and a push (the export thread is woken only when a full batch is
+//! waiting; otherwise it looks once a second). Waking it per span cost a
+//! futex call and a context switch per span — a tenth of a trivial cell's
+//! round trip on two cores. A full buffer drops the span (counted in the
+//! [`Outlet`]); a collector that is down or slow holds up only the export
+//! thread, whose every export has a deadline. The SDK's own batch
+//! processor also drops, but cannot tell anyone how much: this one
+//! counts, for `%status` and the metrics page, and says so once in the log
+//! per failing stretch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
@@ -21,30 +26,50 @@ use skillkernel_stdx::outlet::Outlet;
 
 use super::client::LastError;
 
-/// Spans per export request.
+/// Spans per export request; a full batch wakes the export thread.
 const BATCH: usize = 512;
-/// A span waits at most this long for its batch to fill.
+/// A span waits at most about this long for its batch.
 const BATCH_DELAY: Duration = Duration::from_secs(1);
-/// A stretch of queue drops ends only after this long without one.
+/// A stretch of buffer drops ends only after this long without one.
 const QUIET_BEFORE_RECOVERY: Duration = Duration::from_secs(5);
 
-enum Item {
-    Span(Box<SpanData>),
-    /// Export what is queued, then answer.
-    Flush(mpsc::Sender<()>),
+/// What the span-ending threads and the export thread share.
+#[derive(Debug)]
+struct Buffer {
+    state: Mutex<State>,
+    wake: Condvar,
+    capacity: usize,
+    outlet: Arc<Outlet>,
+    /// When the buffer last dropped a span (ms since `epoch`, +1; 0:
+    /// never), and whether the drop that began a stretch is still to be
+    /// logged (logging is left to the export thread: never from inside
+    /// the subscriber).
+    last_drop: AtomicU64,
+    unreported_drop: AtomicBool,
+    epoch: Instant,
 }
 
-/// Bounded queue + export thread. See the module docs.
+#[derive(Debug, Default)]
+struct State {
+    spans: Vec<SpanData>,
+    flushes: Vec<mpsc::Sender<()>>,
+    closed: bool,
+}
+
+impl Buffer {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+}
+
+/// Bounded buffer + export thread. See the module docs.
 #[derive(Debug)]
 pub(super) struct QueueProcessor {
-    queue: Mutex<Option<SyncSender<Item>>>,
-    outlet: Arc<Outlet>,
-    /// Set by `on_end` when a full queue starts dropping; the export
-    /// thread logs it (logging from inside the subscriber is avoided).
-    queue_full: Arc<AtomicBool>,
-    /// When a full queue last dropped a span (ms since `epoch`).
-    last_queue_drop: Arc<AtomicU64>,
-    epoch: Instant,
+    buffer: Arc<Buffer>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
     timeout: Duration,
 }
@@ -57,35 +82,29 @@ impl QueueProcessor {
         outlet: Arc<Outlet>,
         last_error: LastError,
     ) -> std::io::Result<Self> {
-        let (queue, items) = mpsc::sync_channel(capacity.max(1));
-        let queue_full = Arc::new(AtomicBool::new(false));
-        let last_queue_drop = Arc::new(AtomicU64::new(0));
-        let epoch = Instant::now();
+        let buffer = Arc::new(Buffer {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            capacity: capacity.max(1),
+            outlet,
+            last_drop: AtomicU64::new(0),
+            unreported_drop: AtomicBool::new(false),
+            epoch: Instant::now(),
+        });
         let worker = Worker {
             exporter,
-            outlet: outlet.clone(),
-            queue_full: queue_full.clone(),
-            last_queue_drop: last_queue_drop.clone(),
-            epoch,
+            buffer: buffer.clone(),
             timeout,
             last_error,
         };
         let handle = std::thread::Builder::new()
             .name("skillkernel-traces".into())
-            .spawn(move || worker.run(items))?;
+            .spawn(move || worker.run())?;
         Ok(Self {
-            queue: Mutex::new(Some(queue)),
-            outlet,
-            queue_full,
-            last_queue_drop,
-            epoch,
+            buffer,
             worker: Mutex::new(Some(handle)),
             timeout,
         })
-    }
-
-    fn sender(&self) -> Option<SyncSender<Item>> {
-        lock(&self.queue).clone()
     }
 }
 
@@ -93,49 +112,53 @@ impl SpanProcessor for QueueProcessor {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        let Some(queue) = self.sender() else {
+        let buffer = &self.buffer;
+        let mut state = buffer.state();
+        if state.closed {
             return;
-        };
-        match queue.try_send(Item::Span(Box::new(span))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                // +1: zero means "never".
-                let now = self.epoch.elapsed().as_millis() as u64 + 1;
-                self.last_queue_drop.store(now, Ordering::Relaxed);
-                if self.outlet.dropped(
-                    1,
-                    "the export queue is full: the collector is slower than the spans come",
-                ) {
-                    self.queue_full.store(true, Ordering::Relaxed);
-                }
+        }
+        if state.spans.len() >= buffer.capacity {
+            drop(state);
+            buffer.last_drop.store(buffer.now_ms(), Ordering::Relaxed);
+            if buffer.outlet.dropped(
+                1,
+                "the export queue is full: the collector is slower than the spans come",
+            ) {
+                buffer.unreported_drop.store(true, Ordering::Relaxed);
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            return;
+        }
+        state.spans.push(span);
+        if state.spans.len() == BATCH {
+            buffer.wake.notify_one();
         }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        let Some(queue) = self.sender() else {
-            return Ok(());
-        };
         let (done, flushed) = mpsc::channel();
-        // Never blocks: with the queue full, the flush is not asked for.
-        queue.try_send(Item::Flush(done)).map_err(|e| match e {
-            TrySendError::Full(_) => {
-                OTelSdkError::InternalFailure("the export queue is full".into())
+        {
+            let mut state = self.buffer.state();
+            if state.closed {
+                return Err(OTelSdkError::AlreadyShutdown);
             }
-            TrySendError::Disconnected(_) => OTelSdkError::AlreadyShutdown,
-        })?;
+            state.flushes.push(done);
+        }
+        self.buffer.wake.notify_one();
         flushed
             .recv_timeout(self.timeout * 2)
             .map_err(|_| OTelSdkError::Timeout(self.timeout * 2))
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        // Closing the queue lets the thread export what is left and end.
-        let Some(queue) = lock(&self.queue).take() else {
-            return Err(OTelSdkError::AlreadyShutdown);
-        };
-        drop(queue);
+        // Closing lets the thread export what is left and end.
+        {
+            let mut state = self.buffer.state();
+            if state.closed {
+                return Err(OTelSdkError::AlreadyShutdown);
+            }
+            state.closed = true;
+        }
+        self.buffer.wake.notify_one();
         let Some(worker) = lock(&self.worker).take() else {
             return Ok(());
         };
@@ -154,16 +177,13 @@ impl SpanProcessor for QueueProcessor {
 
 struct Worker<E> {
     exporter: E,
-    outlet: Arc<Outlet>,
-    queue_full: Arc<AtomicBool>,
-    last_queue_drop: Arc<AtomicU64>,
-    epoch: Instant,
+    buffer: Arc<Buffer>,
     timeout: Duration,
     last_error: LastError,
 }
 
 impl<E: SpanExporter> Worker<E> {
-    fn run(mut self, items: mpsc::Receiver<Item>) {
+    fn run(mut self) {
         // The HTTP client is async; this thread is its only user.
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -172,73 +192,75 @@ impl<E: SpanExporter> Worker<E> {
             Ok(runtime) => runtime,
             Err(e) => {
                 tracing::error!(error = %e, "traces are off: cannot start their export thread's runtime");
-                // Dropping `items` disconnects the queue: spans are discarded.
+                // Closed: spans are discarded from now on.
+                self.buffer.state().closed = true;
                 return;
             }
         };
-        let mut batch: Vec<SpanData> = Vec::with_capacity(BATCH);
-        let mut due: Option<Instant> = None;
         loop {
-            self.report_queue_full();
-            // Wake at least once a second so a full queue is reported soon.
-            let wait = due
-                .map(|d| d.saturating_duration_since(Instant::now()))
-                .unwrap_or(BATCH_DELAY)
-                .min(BATCH_DELAY);
-            match items.recv_timeout(wait) {
-                Ok(Item::Span(span)) => {
-                    batch.push(*span);
-                    due.get_or_insert_with(|| Instant::now() + BATCH_DELAY);
-                    if batch.len() >= BATCH {
-                        self.export(&runtime, &mut batch);
-                        due = None;
-                    }
-                }
-                Ok(Item::Flush(done)) => {
-                    self.export(&runtime, &mut batch);
-                    due = None;
-                    let _ = done.send(());
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if due.is_some_and(|d| Instant::now() >= d) {
-                        self.export(&runtime, &mut batch);
-                        due = None;
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.export(&runtime, &mut batch);
-                    let _ = self.exporter.shutdown_with_timeout(self.timeout);
-                    return;
-                }
+            let (mut spans, flushes, closed) = self.take();
+            self.report_drops();
+            while !spans.is_empty() {
+                let rest = spans.split_off(spans.len().min(BATCH));
+                self.export(&runtime, std::mem::replace(&mut spans, rest));
+            }
+            for flushed in flushes {
+                let _ = flushed.send(());
+            }
+            if closed {
+                let _ = self.exporter.shutdown_with_timeout(self.timeout);
+                return;
             }
         }
     }
 
-    /// Whether a full queue dropped spans in the last few seconds: then a
-    /// batch that got out does not end the failing stretch.
-    fn queue_dropped_lately(&self) -> bool {
-        let last = self.last_queue_drop.load(Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
-        last != 0 && now.saturating_sub(last) < QUIET_BEFORE_RECOVERY.as_millis() as u64
+    /// Waits for a full batch, a flush, the close or the batch delay, and
+    /// takes what is waiting.
+    fn take(&self) -> (Vec<SpanData>, Vec<mpsc::Sender<()>>, bool) {
+        let deadline = Instant::now() + BATCH_DELAY;
+        let mut state = self.buffer.state();
+        while state.spans.len() < BATCH && state.flushes.is_empty() && !state.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = match self.buffer.wake.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        (
+            std::mem::take(&mut state.spans),
+            std::mem::take(&mut state.flushes),
+            state.closed,
+        )
     }
 
-    fn report_queue_full(&self) {
-        if self.queue_full.swap(false, Ordering::Relaxed) {
+    /// Whether the buffer dropped spans in the last few seconds: then a
+    /// batch that got out does not end the failing stretch.
+    fn dropped_lately(&self) -> bool {
+        let last = self.buffer.last_drop.load(Ordering::Relaxed);
+        last != 0
+            && self.buffer.now_ms().saturating_sub(last) < QUIET_BEFORE_RECOVERY.as_millis() as u64
+    }
+
+    fn report_drops(&self) {
+        if self.buffer.unreported_drop.swap(false, Ordering::Relaxed) {
             tracing::warn!(
-                collector = %self.outlet.target(),
+                collector = %self.buffer.outlet.target(),
                 "trace export queue is full: spans are dropped until the collector catches up"
             );
         }
     }
 
-    fn export(&mut self, runtime: &tokio::runtime::Runtime, batch: &mut Vec<SpanData>) {
+    fn export(&mut self, runtime: &tokio::runtime::Runtime, batch: Vec<SpanData>) {
         if batch.is_empty() {
             return;
         }
         let count = batch.len() as u64;
-        let spans = std::mem::replace(batch, Vec::with_capacity(BATCH));
+        let outlet = &self.buffer.outlet;
         let sent = runtime.block_on(async {
-            tokio::time::timeout(self.timeout, self.exporter.export(spans)).await
+            tokio::time::timeout(self.timeout, self.exporter.export(batch)).await
         });
         let cause = lock(&self.last_error).take();
         let failure = match sent {
@@ -250,20 +272,20 @@ impl<E: SpanExporter> Worker<E> {
             )),
         };
         match failure {
-            None if self.queue_dropped_lately() => self.outlet.delivered_during(count),
+            None if self.dropped_lately() => outlet.delivered_during(count),
             None => {
-                if let Some((lost, _)) = self.outlet.delivered(count) {
+                if let Some((lost, _)) = outlet.delivered(count) {
                     tracing::info!(
-                        collector = %self.outlet.target(),
+                        collector = %outlet.target(),
                         dropped = lost,
                         "trace export works again; {lost} spans were dropped meanwhile"
                     );
                 }
             }
             Some(why) => {
-                if self.outlet.dropped(count, &why) {
+                if outlet.dropped(count, &why) {
                     tracing::warn!(
-                        collector = %self.outlet.target(),
+                        collector = %outlet.target(),
                         error = %why,
                         "cannot export traces: spans are dropped until the collector answers (cells are not held up)"
                     );
