@@ -16,11 +16,13 @@ use skillkernel_skills::config::SkillsConfig;
 use thiserror::Error;
 
 mod sections;
+mod tracing_config;
 
 pub use sections::{
     DaemonConfig, LimitsConfig, LogConfig, LogFormat, LogRotation, MetricsConfig, ShutdownConfig,
-    StateConfig, TracingConfig,
+    StateConfig,
 };
+pub use tracing_config::TracingConfig;
 
 /// Everything the configuration files can set.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -153,7 +155,10 @@ impl Config {
                 ))
             })?;
         }
-        crate::traces::check(&config.tracing).map_err(|e| invalid(format!("[tracing] {e}")))?;
+        config
+            .tracing
+            .check()
+            .map_err(|e| invalid(format!("[tracing] {e}")))?;
         config.log.check_sizes().map_err(invalid)?;
         Ok(config)
     }

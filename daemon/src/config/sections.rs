@@ -197,35 +197,3 @@ impl Default for StateConfig {
         }
     }
 }
-
-/// `[tracing]`: OpenTelemetry traces (docs/operations.md, "Traces"). Off
-/// unless `otlp_endpoint` is set. Takes effect at the next start.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TracingConfig {
-    /// Where spans go over OTLP/HTTP (protobuf): a collector's base URL
-    /// such as `http://127.0.0.1:4318` (`/v1/traces` is added), or the full
-    /// URL of its traces path.
-    pub otlp_endpoint: Option<String>,
-    /// Extra HTTP headers sent with each export, e.g. an API key.
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// `service.name` of the spans.
-    pub service_name: String,
-    /// Ended spans waiting for export; beyond this they are dropped.
-    pub max_queue_spans: usize,
-    /// One export waits this long for the collector, then its spans are
-    /// dropped.
-    pub export_timeout_secs: f64,
-}
-
-impl Default for TracingConfig {
-    fn default() -> Self {
-        TracingConfig {
-            otlp_endpoint: None,
-            headers: Default::default(),
-            service_name: "skillkernel".into(),
-            max_queue_spans: 4096,
-            export_timeout_secs: 5.0,
-        }
-    }
-}

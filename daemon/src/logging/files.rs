@@ -20,14 +20,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use skillkernel_stdx::outlet::Outlet;
 
-use super::rotated::Wake;
 use super::LogError;
 use crate::config::{LogConfig, LogRotation};
 
@@ -146,8 +144,8 @@ pub(super) struct LogFile {
     settings: Arc<RotationSettings>,
     live: Option<Live>,
     outlet: Arc<Outlet>,
-    /// Tells the maintenance thread a file was rotated.
-    rotated: mpsc::Sender<Wake>,
+    /// Called after each rotation (wakes the maintenance thread).
+    rotated: Box<dyn Fn() + Send>,
     /// When and why the last open or write failed (the file is closed
     /// then, and reopened after a pause).
     failed: Option<(Instant, String)>,
@@ -162,7 +160,7 @@ impl LogFile {
         json: bool,
         settings: Arc<RotationSettings>,
         outlet: Arc<Outlet>,
-        rotated: mpsc::Sender<Wake>,
+        rotated: Box<dyn Fn() + Send>,
     ) -> Result<LogFile, LogError> {
         fs::create_dir_all(dir).map_err(|source| LogError::Dir {
             dir: dir.to_owned(),
@@ -258,7 +256,7 @@ impl LogFile {
             written,
         });
         if had_file && why != Opening::Continue {
-            let _ = self.rotated.send(Wake::Rotated);
+            (self.rotated)();
         }
         Ok(())
     }
@@ -450,11 +448,17 @@ mod tests {
         }
     }
 
-    fn log_file(dir: &Path, config: &LogConfig) -> (LogFile, Arc<Outlet>, mpsc::Receiver<Wake>) {
+    fn log_file(
+        dir: &Path,
+        config: &LogConfig,
+    ) -> (LogFile, Arc<Outlet>, std::sync::mpsc::Receiver<()>) {
         let outlet = Arc::new(Outlet::new("log", dir.display().to_string()));
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         let settings = Arc::new(RotationSettings::new(config));
-        let log = LogFile::open(dir, false, settings, outlet.clone(), tx).unwrap();
+        let rotated = Box::new(move || {
+            let _ = tx.send(());
+        });
+        let log = LogFile::open(dir, false, settings, outlet.clone(), rotated).unwrap();
         (log, outlet, rx)
     }
 

@@ -146,7 +146,11 @@ pub fn init(
                 dir.join(FILE_NAME).display().to_string(),
             ));
             let json = config.format == LogFormat::Json;
-            let file = LogFile::open(&dir, json, rotation.clone(), outlet.clone(), wake.clone())?;
+            let wake_on_rotation = wake.clone();
+            let rotated = Box::new(move || {
+                let _ = wake_on_rotation.send(rotated::Wake::Rotated);
+            });
+            let file = LogFile::open(&dir, json, rotation.clone(), outlet.clone(), rotated)?;
             // Lines go through a queue to a writer thread, so logging never
             // waits on the disk; a full queue drops lines rather than block.
             let (writer, guard) = tracing_appender::non_blocking(file);

@@ -29,11 +29,6 @@ use tracing_subscriber::{Layer, Registry};
 
 use crate::config::TracingConfig;
 
-/// The path of the traces signal under a collector's base URL.
-const TRACES_PATH: &str = "/v1/traces";
-/// The queue's slots are allocated up front.
-const MAX_QUEUE_SPANS: usize = 1_000_000;
-
 #[derive(Debug, Error)]
 pub enum TraceError {
     #[error("cannot set up the OTLP exporter for {endpoint}: {message}")]
@@ -67,59 +62,19 @@ impl Traces {
     }
 }
 
-/// Checks `[tracing]` the way [`start`] will use it.
-pub fn check(config: &TracingConfig) -> Result<(), String> {
-    if let Some(endpoint) = &config.otlp_endpoint {
-        traces_url(endpoint)?;
-    }
-    for (name, value) in &config.headers {
-        http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("headers: {name:?} is not an HTTP header name"))?;
-        http::HeaderValue::from_str(value)
-            .map_err(|_| format!("headers: the value of {name:?} is not a valid header value"))?;
-    }
-    if !(1..=MAX_QUEUE_SPANS).contains(&config.max_queue_spans) {
-        return Err(format!(
-            "max_queue_spans must be between 1 and {MAX_QUEUE_SPANS}"
-        ));
-    }
-    if !(config.export_timeout_secs > 0.0 && config.export_timeout_secs <= 600.0) {
-        return Err("export_timeout_secs must be above 0 and at most 600".into());
-    }
-    if config.service_name.trim().is_empty() {
-        return Err("service_name must not be empty".into());
-    }
-    Ok(())
-}
-
-/// The URL spans are posted to: a base URL gets `/v1/traces`, as the
-/// OTLP exporter spec's `OTEL_EXPORTER_OTLP_ENDPOINT` does.
-fn traces_url(endpoint: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(endpoint.trim())
-        .map_err(|e| format!("otlp_endpoint = {endpoint:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "otlp_endpoint = {endpoint:?} must be an http:// or https:// URL (OTLP/HTTP, like \"http://127.0.0.1:4318\")"
-        ));
-    }
-    let mut url = url;
-    if !url.path().ends_with(TRACES_PATH) {
-        let path = format!("{}{TRACES_PATH}", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-    }
-    Ok(url.to_string())
-}
-
 /// Starts trace export when `[tracing] otlp_endpoint` is set: the layer
 /// to install with the logging subscriber, and the handle to shut it down.
 pub fn start(config: &TracingConfig) -> Result<Option<(Traces, TraceLayer)>, TraceError> {
     let Some(endpoint) = &config.otlp_endpoint else {
         return Ok(None);
     };
-    let url = traces_url(endpoint).map_err(|message| TraceError::Exporter {
-        endpoint: endpoint.clone(),
-        message,
-    })?;
+    let url = config
+        .traces_url()
+        .unwrap_or_else(|| Ok(endpoint.clone()))
+        .map_err(|message| TraceError::Exporter {
+            endpoint: endpoint.clone(),
+            message,
+        })?;
     let timeout = Duration::from_secs_f64(config.export_timeout_secs);
     let exporter_error = |message: String| TraceError::Exporter {
         endpoint: url.clone(),
@@ -201,45 +156,4 @@ fn exported_spans() -> impl Filter<Registry> + Send + Sync + 'static {
             }
         })
         .with_max_level_hint(LevelFilter::INFO)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_base_url_gets_the_traces_path_and_a_full_one_is_kept() {
-        assert_eq!(
-            traces_url("http://127.0.0.1:4318").unwrap(),
-            "http://127.0.0.1:4318/v1/traces"
-        );
-        assert_eq!(
-            traces_url("https://otel.example/prefix/").unwrap(),
-            "https://otel.example/prefix/v1/traces"
-        );
-        assert_eq!(
-            traces_url("http://c:4318/v1/traces").unwrap(),
-            "http://c:4318/v1/traces"
-        );
-        assert_eq!(
-            traces_url("http://c:4318/otlp?tenant=a").unwrap(),
-            "http://c:4318/otlp/v1/traces?tenant=a"
-        );
-        assert!(traces_url("127.0.0.1:4318").is_err());
-        assert!(traces_url("grpc://c:4317").is_err());
-    }
-
-    #[test]
-    fn check_names_what_is_wrong() {
-        let mut config = TracingConfig {
-            otlp_endpoint: Some("http://127.0.0.1:4318".into()),
-            ..TracingConfig::default()
-        };
-        assert_eq!(check(&config), Ok(()));
-        config.headers.insert("bad name".into(), "x".into());
-        assert!(check(&config).unwrap_err().contains("bad name"));
-        config.headers.clear();
-        config.max_queue_spans = 0;
-        assert!(check(&config).unwrap_err().contains("max_queue_spans"));
-    }
 }
