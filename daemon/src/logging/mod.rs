@@ -299,16 +299,20 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(port = 5, "serving");
             tracing::warn!("second");
+            tracing::error_span!("request", msg_id = "m-7")
+                .in_scope(|| tracing::warn!("inside a request"));
         });
         let lines: Vec<serde_json::Value> = buffer
             .text()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["fields"]["message"], "serving");
         assert_eq!(lines[0]["fields"]["port"], 5);
         assert_eq!(lines[1]["level"], "WARN");
+        // A line written while handling a request names it.
+        assert_eq!(lines[2]["span"]["msg_id"], "m-7", "{}", lines[2]);
     }
 
     #[test]
