@@ -433,6 +433,8 @@ fn a_status_reply_reads_with_unknown_sections_ignored() {
         "shutting_down": false,
         "iopub": {"subscribers": 2, "lagging": 1, "queued_bytes": 4096, "dropped": 12,
                   "dropped_before_subscriber": 0},
+        "telemetry": [{"name": "traces", "target": "http://c:4318/v1/traces",
+                       "delivered": 3, "dropped": 1, "failing": "connection refused"}],
         "a_later_section": {}
     });
     let reply: ReplyTo<StatusRequest> = serde_json::from_value(wire.clone()).unwrap();
@@ -442,6 +444,11 @@ fn a_status_reply_reads_with_unknown_sections_ignored() {
     assert_eq!(report.health.status, HealthStatus::Degraded);
     assert_eq!(report.kernel.pid, 7);
     assert_eq!(report.iopub.dropped, 12);
+    assert_eq!(report.telemetry[0].dropped, 1);
+    assert_eq!(
+        report.telemetry[0].failing.as_deref(),
+        Some("connection refused")
+    );
     assert_eq!(report.health.thresholds["interval_secs"], 5.0);
     assert_eq!(report.health.service.open_breakers, ["s"]);
     let mut back = serde_json::to_value(Reply::<_, ErrorContent>::Ok(report)).unwrap();
@@ -452,10 +459,12 @@ fn a_status_reply_reads_with_unknown_sections_ignored() {
     let health = older["health"].as_object_mut().unwrap();
     health.remove("service");
     health.remove("state_dir_free_bytes");
+    older.as_object_mut().unwrap().remove("telemetry");
     let reply: ReplyTo<StatusRequest> = serde_json::from_value(older).unwrap();
     let Reply::Ok(report) = reply else {
         panic!("an ok reply")
     };
     assert_eq!(report.health.service, Default::default());
     assert_eq!(report.health.sample.state_dir_free_bytes, None);
+    assert!(report.telemetry.is_empty());
 }
