@@ -51,14 +51,36 @@ struct Buffer {
 
 #[derive(Debug, Default)]
 struct State {
-    spans: Vec<SpanData>,
+    /// Ended spans in batches of at most [`BATCH`], each allocated once
+    /// at its full size: a push never copies what is already there.
+    chunks: Vec<Vec<SpanData>>,
+    /// Spans waiting or being exported: the bound covers both.
+    held: usize,
     flushes: Vec<mpsc::Sender<()>>,
+    /// No more spans are taken: shut down.
     closed: bool,
+    /// The export thread has ended (shut down, or failed to start, or
+    /// panicked): spans are dropped, flushes answered at once.
+    worker_gone: bool,
+}
+
+impl State {
+    fn full_batch_waiting(&self) -> bool {
+        self.chunks.len() > 1 || self.chunks.first().is_some_and(|c| c.len() >= BATCH)
+    }
 }
 
 impl Buffer {
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Counts a dropped span; the first of a stretch is logged later.
+    fn drop_span(&self, count: u64, why: &str) {
+        self.last_drop.store(self.now_ms(), Ordering::Relaxed);
+        if self.outlet.dropped(count, why) {
+            self.unreported_drop.store(true, Ordering::Relaxed);
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -117,19 +139,29 @@ impl SpanProcessor for QueueProcessor {
         if state.closed {
             return;
         }
-        if state.spans.len() >= buffer.capacity {
+        if state.worker_gone {
             drop(state);
-            buffer.last_drop.store(buffer.now_ms(), Ordering::Relaxed);
-            if buffer.outlet.dropped(
-                1,
-                "the export queue is full: the collector is slower than the spans come",
-            ) {
-                buffer.unreported_drop.store(true, Ordering::Relaxed);
-            }
+            buffer.drop_span(1, "the trace export thread is not running");
             return;
         }
-        state.spans.push(span);
-        if state.spans.len() == BATCH {
+        if state.held >= buffer.capacity {
+            drop(state);
+            buffer.drop_span(
+                1,
+                "the export queue is full: the collector is slower than the spans come",
+            );
+            return;
+        }
+        match state.chunks.last_mut() {
+            Some(chunk) if chunk.len() < BATCH => chunk.push(span),
+            _ => {
+                let mut chunk = Vec::with_capacity(BATCH);
+                chunk.push(span);
+                state.chunks.push(chunk);
+            }
+        }
+        state.held += 1;
+        if state.chunks.last().is_some_and(|c| c.len() == BATCH) {
             buffer.wake.notify_one();
         }
     }
@@ -138,7 +170,7 @@ impl SpanProcessor for QueueProcessor {
         let (done, flushed) = mpsc::channel();
         {
             let mut state = self.buffer.state();
-            if state.closed {
+            if state.closed || state.worker_gone {
                 return Err(OTelSdkError::AlreadyShutdown);
             }
             state.flushes.push(done);
@@ -175,6 +207,27 @@ impl SpanProcessor for QueueProcessor {
     }
 }
 
+/// Marks the export thread gone when it ends, for whatever reason.
+struct WorkerGone(Arc<Buffer>);
+
+impl Drop for WorkerGone {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.worker_gone = true;
+        // Dropping the senders answers every waiting flush at once.
+        state.flushes.clear();
+        let left = state.held;
+        state.chunks.clear();
+        state.held = 0;
+        let closed = state.closed;
+        drop(state);
+        if left > 0 && !closed {
+            self.0
+                .drop_span(left as u64, "the trace export thread stopped");
+        }
+    }
+}
+
 struct Worker<E> {
     exporter: E,
     buffer: Arc<Buffer>,
@@ -184,6 +237,9 @@ struct Worker<E> {
 
 impl<E: SpanExporter> Worker<E> {
     fn run(mut self) {
+        // However this thread ends, spans stop being taken and waiters
+        // are let go.
+        let _gone = WorkerGone(self.buffer.clone());
         // The HTTP client is async; this thread is its only user.
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -192,17 +248,16 @@ impl<E: SpanExporter> Worker<E> {
             Ok(runtime) => runtime,
             Err(e) => {
                 tracing::error!(error = %e, "traces are off: cannot start their export thread's runtime");
-                // Closed: spans are discarded from now on.
-                self.buffer.state().closed = true;
                 return;
             }
         };
         loop {
-            let (mut spans, flushes, closed) = self.take();
+            let (chunks, flushes, closed) = self.take();
             self.report_drops();
-            while !spans.is_empty() {
-                let rest = spans.split_off(spans.len().min(BATCH));
-                self.export(&runtime, std::mem::replace(&mut spans, rest));
+            for chunk in chunks {
+                let count = chunk.len();
+                self.export(&runtime, chunk);
+                self.buffer.state().held -= count;
             }
             for flushed in flushes {
                 let _ = flushed.send(());
@@ -215,11 +270,11 @@ impl<E: SpanExporter> Worker<E> {
     }
 
     /// Waits for a full batch, a flush, the close or the batch delay, and
-    /// takes what is waiting.
-    fn take(&self) -> (Vec<SpanData>, Vec<mpsc::Sender<()>>, bool) {
+    /// takes what is waiting (still counted as held until exported).
+    fn take(&self) -> (Vec<Vec<SpanData>>, Vec<mpsc::Sender<()>>, bool) {
         let deadline = Instant::now() + BATCH_DELAY;
         let mut state = self.buffer.state();
-        while state.spans.len() < BATCH && state.flushes.is_empty() && !state.closed {
+        while !state.full_batch_waiting() && state.flushes.is_empty() && !state.closed {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -230,7 +285,7 @@ impl<E: SpanExporter> Worker<E> {
             };
         }
         (
-            std::mem::take(&mut state.spans),
+            std::mem::take(&mut state.chunks),
             std::mem::take(&mut state.flushes),
             state.closed,
         )
@@ -292,5 +347,87 @@ impl<E: SpanExporter> Worker<E> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
+    use opentelemetry::InstrumentationScope;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Counts what it is given; each export waits until `gate` opens.
+    #[derive(Debug, Clone)]
+    struct Gated {
+        exported: Arc<AtomicUsize>,
+        gate: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl SpanExporter for Gated {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            let (open, opened) = &*self.gate;
+            let mut open = lock(open);
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            self.exported.fetch_add(batch.len(), Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn span() -> SpanData {
+        SpanData {
+            span_context: SpanContext::empty_context(),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: "cell".into(),
+            start_time: std::time::SystemTime::now(),
+            end_time: std::time::SystemTime::now(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::builder("test").build(),
+        }
+    }
+
+    #[test]
+    fn spans_held_while_an_export_hangs_stay_within_the_bound_and_the_rest_are_counted() {
+        let exporter = Gated {
+            exported: Arc::default(),
+            gate: Arc::new((Mutex::new(false), Condvar::new())),
+        };
+        let outlet = Arc::new(Outlet::new("traces", "test"));
+        let capacity = 600;
+        let processor = QueueProcessor::start(
+            exporter.clone(),
+            capacity,
+            Duration::from_secs(30),
+            outlet.clone(),
+            LastError::default(),
+        )
+        .unwrap();
+        // A full batch wakes the thread, whose export then hangs.
+        for _ in 0..BATCH {
+            processor.on_end(span());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // The hanging batch is held too: only 88 more fit.
+        for _ in 0..1000 {
+            processor.on_end(span());
+        }
+        assert!(processor.buffer.state().held <= capacity);
+        assert_eq!(outlet.status().dropped, (BATCH + 1000 - capacity) as u64);
+        // Let it through: everything held is exported at shutdown.
+        *lock(&exporter.gate.0) = true;
+        exporter.gate.1.notify_all();
+        processor
+            .shutdown_with_timeout(Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(exporter.exported.load(Ordering::SeqCst), capacity);
+        assert_eq!(outlet.status().delivered, capacity as u64);
     }
 }
