@@ -24,7 +24,8 @@ pub struct TracingConfig {
     pub headers: BTreeMap<String, String>,
     /// `service.name` of the spans.
     pub service_name: String,
-    /// Ended spans waiting for export; beyond this they are dropped.
+    /// Ended spans waiting for export or being exported; beyond this
+    /// they are dropped.
     pub max_queue_spans: usize,
     /// One export waits this long for the collector, then its spans are
     /// dropped.
