@@ -50,15 +50,26 @@ pub fn classify(
 
 type Finding = Option<(HealthStatus, String)>;
 
+/// The level a figure reaches: unhealthy past `unhealthy`, else degraded
+/// past `degraded` (`crossed` says whether a limit is passed; a limit of 0
+/// is off), with the limit it passed.
+fn tier<T: Copy>(
+    crossed: impl Fn(T) -> bool,
+    unhealthy: T,
+    degraded: T,
+) -> Option<(HealthStatus, T)> {
+    if crossed(unhealthy) {
+        Some((HealthStatus::Unhealthy, unhealthy))
+    } else if crossed(degraded) {
+        Some((HealthStatus::Degraded, degraded))
+    } else {
+        None
+    }
+}
+
 fn check_rss(sample: &Sample, t: &HealthThresholds) -> Finding {
     let over = |mib: u64| mib > 0 && sample.rss_bytes > mib.saturating_mul(1 << 20);
-    let (level, limit) = if over(t.rss_unhealthy_mib) {
-        (HealthStatus::Unhealthy, t.rss_unhealthy_mib)
-    } else if over(t.rss_degraded_mib) {
-        (HealthStatus::Degraded, t.rss_degraded_mib)
-    } else {
-        return None;
-    };
+    let (level, limit) = tier(over, t.rss_unhealthy_mib, t.rss_degraded_mib)?;
     Some((
         level,
         format!(
@@ -73,16 +84,11 @@ fn check_available_memory(sample: &Sample, t: &HealthThresholds) -> Finding {
     // Without a total (sysinfo could not read it) there is nothing to judge.
     let percent = sample.system_memory_available_percent()?;
     let under = |limit: f64| limit > 0.0 && percent < limit;
-    let (level, limit) = if under(t.available_memory_unhealthy_percent) {
-        (
-            HealthStatus::Unhealthy,
-            t.available_memory_unhealthy_percent,
-        )
-    } else if under(t.available_memory_degraded_percent) {
-        (HealthStatus::Degraded, t.available_memory_degraded_percent)
-    } else {
-        return None;
-    };
+    let (level, limit) = tier(
+        under,
+        t.available_memory_unhealthy_percent,
+        t.available_memory_degraded_percent,
+    )?;
     Some((
         level,
         format!(
@@ -111,13 +117,7 @@ fn check_load(sample: &Sample, t: &HealthThresholds) -> Finding {
 fn check_state_free(sample: &Sample, t: &HealthThresholds) -> Finding {
     let free = sample.state_dir_free_bytes?;
     let under = |mib: u64| mib > 0 && free < mib.saturating_mul(1 << 20);
-    let (level, limit) = if under(t.state_free_unhealthy_mib) {
-        (HealthStatus::Unhealthy, t.state_free_unhealthy_mib)
-    } else if under(t.state_free_degraded_mib) {
-        (HealthStatus::Degraded, t.state_free_degraded_mib)
-    } else {
-        return None;
-    };
+    let (level, limit) = tier(under, t.state_free_unhealthy_mib, t.state_free_degraded_mib)?;
     Some((
         level,
         format!(
@@ -134,13 +134,11 @@ fn check_failures(s: &ServiceHealth, t: &HealthThresholds) -> Finding {
     }
     let percent = f64::from(s.recent_failures) * 100.0 / f64::from(s.recent_runs);
     let over = |limit: f64| limit > 0.0 && percent > limit;
-    let (level, limit) = if over(t.failures_unhealthy_percent) {
-        (HealthStatus::Unhealthy, t.failures_unhealthy_percent)
-    } else if over(t.failures_degraded_percent) {
-        (HealthStatus::Degraded, t.failures_degraded_percent)
-    } else {
-        return None;
-    };
+    let (level, limit) = tier(
+        over,
+        t.failures_unhealthy_percent,
+        t.failures_degraded_percent,
+    )?;
     Some((
         level,
         format!(
