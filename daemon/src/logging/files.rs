@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use skillkernel_stdx::outlet::Outlet;
+use skillkernel_stdx::stamps;
 
 use super::LogError;
 use crate::config::{LogConfig, LogRotation};
@@ -354,10 +355,10 @@ fn fresh_stamp(
     now: DateTime<Utc>,
 ) -> String {
     let sorts_after = |stamp: &str| after.is_none_or(|a| stamp > a);
-    if let Some(stamp) = preferred.filter(|p| sorts_after(p) && !stamp_taken(dir, p)) {
+    if let Some(stamp) = preferred.filter(|p| sorts_after(p) && !stamps::taken(dir, FILE_NAME, p)) {
         return stamp;
     }
-    let stamp = unique_stamp(dir, now);
+    let stamp = stamps::free(dir, FILE_NAME, now);
     match after {
         // The clock went back: still after the last file.
         Some(a) if !sorts_after(&stamp) => unique_stamp_after(dir, a),
@@ -365,33 +366,12 @@ fn fresh_stamp(
     }
 }
 
-fn stamp_taken(dir: &Path, stamp: &str) -> bool {
-    [
-        format!("{FILE_NAME}.{stamp}"),
-        format!("{FILE_NAME}.{stamp}.lz4"),
-    ]
-    .iter()
-    .any(|name| dir.join(name).symlink_metadata().is_ok())
-}
-
 /// `<after>-1`, `<after>-2` …: the first free stamp sorting after `after`.
 fn unique_stamp_after(dir: &Path, after: &str) -> String {
     (1..)
         .map(|n| format!("{after}-{n}"))
-        .find(|stamp| !stamp_taken(dir, stamp))
+        .find(|stamp| !stamps::taken(dir, FILE_NAME, stamp))
         .unwrap_or_else(|| after.to_owned())
-}
-
-/// A millisecond stamp no file in `dir` has yet.
-fn unique_stamp(dir: &Path, now: DateTime<Utc>) -> String {
-    let mut at = now;
-    loop {
-        let stamp = at.format("%Y-%m-%d-%H-%M-%S-%3f").to_string();
-        if !stamp_taken(dir, &stamp) {
-            return stamp;
-        }
-        at += chrono::Duration::milliseconds(1);
-    }
 }
 
 /// Points `skillkernel.log` at `name` (relative, so the directory can
@@ -423,7 +403,7 @@ fn adopt_previous_layout(dir: &Path, stamped: bool) -> io::Result<()> {
     } else if meta.is_file() {
         let modified = meta.modified()?;
         // Milliseconds make the name unique and sort it by time.
-        let stamp = unique_stamp(dir, DateTime::<Utc>::from(modified));
+        let stamp = stamps::free(dir, FILE_NAME, DateTime::<Utc>::from(modified));
         fs::rename(&live, dir.join(format!("{FILE_NAME}.{stamp}")))?;
     }
     Ok(())

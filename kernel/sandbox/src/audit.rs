@@ -216,19 +216,11 @@ fn is_at(file: &File, path: &Path) -> bool {
 
 /// Moves `path` aside to `path.<stamp>`, a name no file has yet.
 fn rotate(path: &Path) -> std::io::Result<()> {
-    let mut at = chrono::Utc::now();
-    loop {
-        let stamp = at.format("%Y-%m-%d-%H-%M-%S-%3f");
-        let mut aside = path.as_os_str().to_owned();
-        aside.push(format!(".{stamp}"));
-        let aside = PathBuf::from(aside);
-        let mut compressed = aside.clone().into_os_string();
-        compressed.push(".lz4");
-        if !aside.exists() && !Path::new(&compressed).exists() {
-            return std::fs::rename(path, aside);
-        }
-        at += chrono::Duration::milliseconds(1);
-    }
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(std::io::Error::other("the audit log path has no file name"));
+    };
+    let stamp = skillkernel_stdx::stamps::free(dir, base, chrono::Utc::now());
+    std::fs::rename(path, dir.join(format!("{base}.{stamp}")))
 }
 
 fn open(path: &Path) -> std::io::Result<File> {

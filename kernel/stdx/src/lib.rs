@@ -5,7 +5,8 @@
 //! ([`text`]: durations, plain-text tables, HTML escaping), and the
 //! Prometheus text format with an atomic histogram ([`prometheus`]), and
 //! the counters of a telemetry outlet that drops rather than waits
-//! ([`outlet`]).
+//! ([`outlet`]), and the time stamps of rotated files (`stamps`, with the
+//! `stamps` feature).
 //!
 //! # What this crate must never do
 //!
@@ -13,12 +14,14 @@
 //!   sandbox. A helper that needs a project type belongs in that type's
 //!   crate.
 //! * Depend on another skillkernel crate, or pull a heavy dependency into
-//!   every user (sled is behind the `sled` feature).
+//!   every user (sled and chrono are behind the `sled` and `stamps` features).
 
 pub mod outlet;
 pub mod prometheus;
 #[cfg(feature = "sled")]
 pub mod sled_open;
+#[cfg(feature = "stamps")]
+pub mod stamps;
 pub mod sync;
 pub mod text;
 
