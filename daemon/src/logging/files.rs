@@ -116,6 +116,19 @@ fn period(rotation: LogRotation, now: DateTime<Utc>) -> Option<String> {
     Some(now.format(format).to_string())
 }
 
+/// When the period `now` is in ends; `None` without time rotation. Kept
+/// with the open file, so a line costs a comparison, not a date format.
+fn period_end(rotation: LogRotation, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    use chrono::{DurationRound, TimeDelta};
+    let length = match rotation {
+        LogRotation::Minutely => TimeDelta::minutes(1),
+        LogRotation::Hourly => TimeDelta::hours(1),
+        LogRotation::Daily => TimeDelta::days(1),
+        LogRotation::Never => return None,
+    };
+    Some(now.duration_trunc(length).ok()? + length)
+}
+
 /// Why a new file is opened.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Opening {
@@ -133,8 +146,9 @@ struct Live {
     file: File,
     /// Its stamp; `None` when it is `skillkernel.log` itself.
     stamp: Option<String>,
-    /// The period it belongs to (time rotation only).
-    period: Option<String>,
+    /// The rotation it was opened under, and when its period ends.
+    rotation: LogRotation,
+    period_ends: Option<DateTime<Utc>>,
     written: u64,
 }
 
@@ -193,8 +207,9 @@ impl LogFile {
         if stamped != live.stamp.is_some() {
             return Some(Opening::Continue);
         }
-        let period = period(self.settings.rotation(), now);
-        if stamped && period.is_some() && period != live.period {
+        let rotation = self.settings.rotation();
+        let period_over = live.period_ends.is_some_and(|end| now >= end);
+        if stamped && (rotation != live.rotation || period_over) {
             return Some(Opening::NewPeriod);
         }
         match self.settings.max_bytes() {
@@ -211,7 +226,8 @@ impl LogFile {
         let previous = self.live.take().and_then(|live| live.stamp);
         let stamped = self.settings.stamped();
         adopt_previous_layout(&self.dir, stamped)?;
-        let period = period(self.settings.rotation(), now);
+        let rotation = self.settings.rotation();
+        let period = period(rotation, now);
         // The file written last: a new one must sort after it.
         let current = current_file(&self.dir, FILE_NAME).and_then(|name| {
             name.strip_prefix(&format!("{FILE_NAME}."))
@@ -253,7 +269,8 @@ impl LogFile {
         self.live = Some(Live {
             file,
             stamp,
-            period,
+            rotation,
+            period_ends: period_end(rotation, now),
             written,
         });
         if had_file && why != Opening::Continue {
@@ -514,6 +531,26 @@ mod tests {
         );
         assert_eq!(rotated.try_iter().count(), 3);
         assert_eq!(outlet.status().delivered, 35);
+    }
+
+    #[test]
+    fn a_period_ends_where_the_next_stamp_begins() {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        let now = at("2026-12-07T13:05:22.123Z");
+        for (rotation, end) in [
+            (LogRotation::Minutely, "2026-12-07T13:06:00Z"),
+            (LogRotation::Hourly, "2026-12-07T14:00:00Z"),
+            (LogRotation::Daily, "2026-12-08T00:00:00Z"),
+        ] {
+            let end = at(end);
+            assert_eq!(period_end(rotation, now), Some(end));
+            assert_ne!(period(rotation, end), period(rotation, now));
+            assert_eq!(
+                period(rotation, end - chrono::TimeDelta::milliseconds(1)),
+                period(rotation, now)
+            );
+        }
+        assert_eq!(period_end(LogRotation::Never, now), None);
     }
 
     #[test]
