@@ -88,7 +88,12 @@ fn child_of(span: &Value, parent: &Value) {
 async fn a_workflow_run_exports_its_spans_under_the_callers_traceparent() {
     let receiver = OtlpReceiver::start(false);
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon = daemon(dir.path(), &receiver.endpoint(), "");
+    // Headers configured for the collector go with every export.
+    let daemon = daemon(
+        dir.path(),
+        &receiver.endpoint(),
+        "headers = { \"x-team\" = \"ml\" }",
+    );
     let mut client = daemon.client().await;
 
     let mut metadata = serde_json::Map::new();
@@ -134,6 +139,10 @@ async fn a_workflow_run_exports_its_spans_under_the_callers_traceparent() {
     );
     assert_eq!(request["resource"]["service.name"], "skillkernel");
     assert_eq!(request["content_type"], "application/x-protobuf");
+    assert_eq!(
+        request["x_team"], "ml",
+        "the configured header: {request:#}"
+    );
 
     let cell = spans
         .iter()
@@ -203,6 +212,48 @@ async fn log_lines_written_while_handling_a_request_carry_its_msg_id() {
     assert!(
         spans.iter().all(|s| s["name"] != "request"),
         "named by type"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skillctl_exec_passes_traceparent_from_its_environment() {
+    let receiver = OtlpReceiver::start(false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = daemon(dir.path(), &receiver.endpoint(), "");
+    let caller = "1111111111111111aaaaaaaaaaaaaaaa";
+    let parent = "2222222222222222";
+    let traceparent = format!("00-{caller}-{parent}-01");
+    let out = daemon.skillctl_with_env(
+        &["exec", "%set traced = 1"],
+        &[("TRACEPARENT", traceparent.as_str())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Positive control: the same cell without it starts a trace of its own.
+    let out = daemon.skillctl(&["exec", "%set untraced = 1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spans = receiver.wait_for(Duration::from_secs(10), |spans| {
+        named(spans, "execute_request").len() >= 2
+    });
+    let requests = named(&spans, "execute_request");
+    let joined: Vec<_> = requests
+        .iter()
+        .filter(|s| s["trace_id"] == caller)
+        .collect();
+    assert_eq!(joined.len(), 1, "{requests:#?}");
+    assert_eq!(joined[0]["parent_span_id"], parent);
+    assert!(
+        requests
+            .iter()
+            .any(|s| s["trace_id"] != caller && s["parent_span_id"] == ""),
+        "{requests:#?}"
     );
 }
 

@@ -211,10 +211,16 @@ impl Daemon {
 
     /// Runs `skillctl --existing <this daemon> args…` to the end.
     pub fn skillctl(&self, args: &[&str]) -> std::process::Output {
+        self.skillctl_with_env(args, &[])
+    }
+
+    /// [`Daemon::skillctl`] with `env` added to its environment.
+    pub fn skillctl_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         Command::new(bin("skillctl"))
             .arg("--existing")
             .arg(&self.connection_file)
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .expect("run skillctl")
     }

@@ -78,6 +78,7 @@ class Receiver(BaseHTTPRequestHandler):
                                 },
                                 "resource": resource,
                                 "content_type": self.headers.get("Content-Type"),
+                                "x_team": self.headers.get("x-team"),
                             }
                         )
                     )
