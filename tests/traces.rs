@@ -118,10 +118,12 @@ async fn a_workflow_run_exports_its_spans_under_the_callers_traceparent() {
         .expect("the reply's parent");
     let command = run(&mut client, "%%run say\nhello from a skill").await;
     assert_eq!(command.status(), "ok", "{:?}", command.reply.content);
+    let denied = run(&mut client, "!cat /etc/shadow").await;
+    assert_eq!(denied.status(), "error");
 
     let spans = receiver.wait_for(Duration::from_secs(30), |spans| {
         named(spans, "model_call").len() >= 3
-            && !named(spans, "sandbox_run").is_empty()
+            && named(spans, "sandbox_run").len() >= 2
             && spans
                 .iter()
                 .any(|s| s["name"] == "skill_run" && s["attributes"]["skill"] == "say")
@@ -170,11 +172,27 @@ async fn a_workflow_run_exports_its_spans_under_the_callers_traceparent() {
 
     // Without a traceparent a request starts its own trace.
     let command_run = by_attribute(&spans, "skill_run", "skill", "say");
-    let sandbox = named(&spans, "sandbox_run")[0];
+    let sandbox = by_attribute(&spans, "sandbox_run", "source", "skill");
     child_of(sandbox, command_run);
     assert_eq!(sandbox["attributes"]["verdict"], "success", "{sandbox:#}");
     assert_eq!(sandbox["attributes"]["program"], "/bin/echo", "{sandbox:#}");
     assert_ne!(command_run["trace_id"], TRACE_ID);
+
+    // A failure is marked on the spans it happened in (status 2: ERROR).
+    let refused = by_attribute(&spans, "sandbox_run", "source", "cell");
+    assert_eq!(refused["attributes"]["verdict"], "denied", "{refused:#}");
+    assert_eq!(refused["status_code"], 2, "{refused:#}");
+    assert_eq!(refused["status_message"], "denied", "{refused:#}");
+    let failed_cell = spans
+        .iter()
+        .find(|s| s["name"] == "cell" && s["span_id"] == refused["parent_span_id"])
+        .unwrap_or_else(|| panic!("no cell above the refused run: {spans:#?}"));
+    assert_eq!(failed_cell["status_code"], 2, "{failed_cell:#}");
+    assert_eq!(failed_cell["attributes"]["outcome"], "error");
+    assert_eq!(
+        sandbox["status_code"], 0,
+        "a success has no status: {sandbox:#}"
+    );
 
     // The status says what got out.
     let status = daemon.skillctl(&["status", "--json"]);

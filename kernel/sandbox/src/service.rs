@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use skillkernel_stdx::span::mark_failed;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -183,10 +184,40 @@ impl Sandbox {
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty,
         );
-        let ran = self
-            .run_confined(subject, policy, argv, stdin, sink, timeout, cancel)
-            .instrument(span.clone())
-            .await;
+        let ran = async {
+            self.audit_grants(subject, policy);
+            let mode = if stdin.is_some() {
+                Stdin::Piped
+            } else {
+                Stdin::Null
+            };
+            let mut spawned = self.helper.spawn(policy, argv, mode).await?;
+            if let (Some(text), Some(mut pipe)) = (stdin, spawned.child.stdin.take()) {
+                // Written aside: a program that does not read its input must
+                // not stall the run (the pipe then just closes).
+                let text = text.to_owned();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = pipe.write_all(text.as_bytes()).await;
+                });
+            }
+            let bounds = RunBounds {
+                timeout,
+                max_output_bytes: self.setup.config.max_output_bytes,
+            };
+            let tracked = Tracked::new(&self.running, spawned.pgid);
+            let finished = run::drive(spawned, sink, bounds, cancel).await;
+            drop(tracked);
+            let (verdict, denials) = verdict::judge(&finished, policy);
+            let report = match &finished.setup {
+                Setup::Applied(report) => Some((**report).clone()),
+                _ => None,
+            };
+            self.audit_run(subject, argv, &verdict, &denials, report.as_ref());
+            Ok::<_, LaunchError>(verdict)
+        }
+        .instrument(span.clone())
+        .await;
         match &ran {
             Ok(verdict) => {
                 span.record("verdict", verdict.kind());
@@ -196,59 +227,12 @@ impl Sandbox {
                     other => Some(other.kind().replace('_', " ")),
                 };
                 if let Some(failure) = failure {
-                    span.record("otel.status_code", "ERROR")
-                        .record("otel.status_description", failure);
+                    mark_failed(&span, failure);
                 }
             }
-            Err(e) => {
-                span.record("otel.status_code", "ERROR")
-                    .record("otel.status_description", e.to_string());
-            }
+            Err(e) => mark_failed(&span, e),
         }
         ran
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn run_confined(
-        &self,
-        subject: &Subject,
-        policy: &SandboxPolicy,
-        argv: &[String],
-        stdin: Option<&str>,
-        sink: &mut impl OutputSink,
-        timeout: Duration,
-        cancel: &CancellationToken,
-    ) -> Result<Verdict, LaunchError> {
-        self.audit_grants(subject, policy);
-        let mode = if stdin.is_some() {
-            Stdin::Piped
-        } else {
-            Stdin::Null
-        };
-        let mut spawned = self.helper.spawn(policy, argv, mode).await?;
-        if let (Some(text), Some(mut pipe)) = (stdin, spawned.child.stdin.take()) {
-            // Written aside: a program that does not read its input must
-            // not stall the run (the pipe then just closes).
-            let text = text.to_owned();
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let _ = pipe.write_all(text.as_bytes()).await;
-            });
-        }
-        let bounds = RunBounds {
-            timeout,
-            max_output_bytes: self.setup.config.max_output_bytes,
-        };
-        let tracked = Tracked::new(&self.running, spawned.pgid);
-        let finished = run::drive(spawned, sink, bounds, cancel).await;
-        drop(tracked);
-        let (verdict, denials) = verdict::judge(&finished, policy);
-        let report = match &finished.setup {
-            Setup::Applied(report) => Some((**report).clone()),
-            _ => None,
-        };
-        self.audit_run(subject, argv, &verdict, &denials, report.as_ref());
-        Ok(verdict)
     }
 
     /// One exchange with the session `spec.name` (started if needed).
@@ -272,8 +256,7 @@ impl Sandbox {
             .instrument(span.clone())
             .await;
         if let Err(e) = &exchanged {
-            span.record("otel.status_code", "ERROR")
-                .record("otel.status_description", e.to_string());
+            mark_failed(&span, e);
         }
         exchanged
     }

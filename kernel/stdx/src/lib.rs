@@ -6,7 +6,8 @@
 //! Prometheus text format with an atomic histogram ([`prometheus`]), and
 //! the counters of a telemetry outlet that drops rather than waits
 //! ([`outlet`]), and the time stamps of rotated files (`stamps`, with the
-//! `stamps` feature).
+//! `stamps` feature), and how a `tracing` span is marked failed for trace
+//! export ([`span`]).
 //!
 //! # What this crate must never do
 //!
@@ -20,6 +21,7 @@ pub mod outlet;
 pub mod prometheus;
 #[cfg(feature = "sled")]
 pub mod sled_open;
+pub mod span;
 #[cfg(feature = "stamps")]
 pub mod stamps;
 pub mod sync;

@@ -189,8 +189,7 @@ pub fn record_failure(span: &tracing::Span, e: &ProviderError) {
     if matches!(e, ProviderError::Cancelled) {
         span.record("finish_reason", "cancelled");
     } else {
-        span.record("otel.status_code", "ERROR")
-            .record("otel.status_description", e.to_string());
+        skillkernel_stdx::span::mark_failed(span, e);
     }
 }
 
@@ -244,8 +243,8 @@ impl Stream for Counted {
             }
             Poll::Ready(None) => {
                 if let Some(span) = self.span.take() {
-                    span.record("otel.status_code", "ERROR").record(
-                        "otel.status_description",
+                    skillkernel_stdx::span::mark_failed(
+                        &span,
                         "the answer ended without finishing",
                     );
                 }

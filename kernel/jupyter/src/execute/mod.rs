@@ -81,8 +81,7 @@ pub async fn execute(
     span.record("outcome", outcome.as_str());
     if let Err(e) = &result {
         if outcome == CellOutcome::Error {
-            span.record("otel.status_code", "ERROR");
-            span.record("otel.status_description", e.to_string());
+            skillkernel_stdx::span::mark_failed(&span, e);
         }
     }
     drop(span);

@@ -180,11 +180,11 @@ impl Executor {
             .instrument(span.clone())
             .await;
         match &result {
-            Ok(output) => span.record("attempts", i64::from(output.attempts)),
-            Err(e) => span
-                .record("otel.status_code", "ERROR")
-                .record("otel.status_description", e.to_string()),
-        };
+            Ok(output) => {
+                span.record("attempts", i64::from(output.attempts));
+            }
+            Err(e) => skillkernel_stdx::span::mark_failed(&span, e),
+        }
         let code = result.as_ref().err().map(|e| e.code);
         self.metrics
             .record_execution(&skill.meta.name, started.elapsed(), code);
