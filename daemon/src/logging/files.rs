@@ -436,6 +436,7 @@ pub(super) fn current_file(dir: &Path, base: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::tests::names;
 
     fn config(rotation: LogRotation, max_size_mb: Option<f64>) -> LogConfig {
         LogConfig {
@@ -457,16 +458,6 @@ mod tests {
         });
         let log = LogFile::open(dir, false, settings, outlet.clone(), rotated).unwrap();
         (log, outlet, rx)
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     #[test]
