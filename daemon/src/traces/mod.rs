@@ -65,16 +65,13 @@ impl Traces {
 /// Starts trace export when `[tracing] otlp_endpoint` is set: the layer
 /// to install with the logging subscriber, and the handle to shut it down.
 pub fn start(config: &TracingConfig) -> Result<Option<(Traces, TraceLayer)>, TraceError> {
-    let Some(endpoint) = &config.otlp_endpoint else {
+    let Some(url) = config.traces_url() else {
         return Ok(None);
     };
-    let url = config
-        .traces_url()
-        .unwrap_or_else(|| Ok(endpoint.clone()))
-        .map_err(|message| TraceError::Exporter {
-            endpoint: endpoint.clone(),
-            message,
-        })?;
+    let url = url.map_err(|message| TraceError::Exporter {
+        endpoint: config.otlp_endpoint.clone().unwrap_or_default(),
+        message,
+    })?;
     let timeout = Duration::from_secs_f64(config.export_timeout_secs);
     let exporter_error = |message: String| TraceError::Exporter {
         endpoint: url.clone(),
