@@ -24,6 +24,7 @@ fn ask(model: &str, question: &str) -> CompletionRequest {
             content: question.into(),
         }],
         options: GenerationOptions::default(),
+        format: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn ask(model: &str) -> CompletionRequest {
             },
         ],
         options: GenerationOptions::default(),
+        format: None,
     }
 }
 

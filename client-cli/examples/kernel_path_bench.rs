@@ -165,6 +165,7 @@ async fn bare(p: &CandleProvider, a: &Args) -> Result<(f64, u32), String> {
             repeat_penalty: None,
             ..GenerationOptions::default()
         },
+        format: None,
     };
     let started = Instant::now();
     let done = p

@@ -91,6 +91,7 @@ async fn main() {
             model: "smollm2-135m".into(),
             messages: messages.clone(),
             options: options.clone(),
+            format: None,
         };
         let mut stream = provider
             .stream(request, CancellationToken::new())

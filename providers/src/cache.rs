@@ -153,6 +153,7 @@ mod tests {
                 temperature,
                 ..GenerationOptions::default()
             },
+            format: None,
         }
     }
 

@@ -13,6 +13,7 @@
 //! * [`config`] — the `[models]` configuration everything above is built from.
 //! * [`scripted`] — a deterministic provider for tests and benchmarks.
 //! * [`usage`] — the usage ledger, prices and budgets.
+//! * [`output`] — the JSON shape a reply must take ([`OutputFormat`]).
 //!
 //! # What this crate must never do
 //!
@@ -26,6 +27,7 @@ pub mod candle;
 pub mod config;
 pub mod http;
 pub mod ollama;
+pub mod output;
 pub mod registry;
 pub mod repetition;
 pub mod scripted;
@@ -34,6 +36,7 @@ pub mod usage;
 
 pub use cache::ResponseCache;
 pub use config::ModelsConfig;
+pub use output::OutputFormat;
 pub use registry::{Registry, Route};
 
 use std::path::PathBuf;
@@ -108,6 +111,10 @@ pub struct CompletionRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
     pub options: GenerationOptions,
+    /// Holds the reply to JSON (a schema) where the backend can; the
+    /// caller validates either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<OutputFormat>,
 }
 
 impl Default for GenerationOptions {

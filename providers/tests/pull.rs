@@ -105,6 +105,7 @@ async fn pull_downloads_verifies_installs_and_the_model_runs() {
             max_tokens: 4,
             ..GenerationOptions::default()
         },
+        format: None,
     };
     let done = p.complete(request, CancellationToken::new()).await.unwrap();
     assert!(done.stats.completion_tokens > 0);

@@ -144,6 +144,7 @@ fn request(model: &str, temperature: f32) -> CompletionRequest {
             temperature,
             ..GenerationOptions::default()
         },
+        format: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn ask(question: &str) -> CompletionRequest {
             repeat_penalty: None,
             ..GenerationOptions::default()
         },
+        format: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn request(model: &str, options: GenerationOptions) -> CompletionRequest {
             content: "hello there".into(),
         }],
         options,
+        format: None,
     }
 }
 

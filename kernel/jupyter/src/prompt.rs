@@ -82,6 +82,7 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         model: model.clone(),
         messages,
         options: models.options.clone(),
+        format: None,
     };
     let cancel = ctx.cancel.child_token();
     let (route, mut stream) = models

@@ -11,12 +11,13 @@ use candle_transformers::models::quantized_llama;
 use tokenizers::Tokenizer;
 use tokio_util::sync::CancellationToken;
 
+use super::constrain::{Constraints, Grammar};
 use super::detok::{Detokenizer, StopFilter};
 use super::gguf::{invalid, Architecture, GgufFile};
 use super::model::{KvType, Model, ModelError};
 use super::template::{ChatTemplate, CHATML};
 use super::tokenizer;
-use crate::{ChatMessage, GenerationOptions, GenerationStats, ProviderError};
+use crate::{ChatMessage, GenerationOptions, GenerationStats, OutputFormat, ProviderError};
 
 /// Prompt tokens fed per forward pass, so a long prompt can be cancelled
 /// between chunks. (The native forward pass gives the same logits however
@@ -95,6 +96,8 @@ pub struct LoadedModel {
     template: ChatTemplate,
     eos: Vec<u32>,
     context_length: usize,
+    /// Built on the first constrained request: most models never need it.
+    constraints: Option<Constraints>,
 }
 
 fn candle_err(e: candle_core::Error) -> ProviderError {
@@ -176,6 +179,7 @@ impl LoadedModel {
             template,
             eos,
             context_length,
+            constraints: None,
         })
     }
 
@@ -252,6 +256,30 @@ impl LoadedModel {
         cancel: &CancellationToken,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<GenerationStats, ProviderError> {
+        self.generate_as(messages, options, None, cancel, on_text)
+    }
+
+    /// The grammar a constrained generation starts with (the model's
+    /// vocabulary is read on the first; compiled schemas are cached).
+    fn grammar(&mut self, format: &OutputFormat, n_vocab: usize) -> Result<Grammar, ProviderError> {
+        let constraints = match &mut self.constraints {
+            Some(c) => c,
+            empty => empty.insert(Constraints::new(&self.tokenizer, &self.eos, n_vocab)?),
+        };
+        constraints.start(format)
+    }
+
+    /// [`LoadedModel::generate`], holding the reply to `format` when one is
+    /// given: only tokens the format allows can be sampled, and the reply
+    /// ends as soon as it is complete.
+    pub fn generate_as(
+        &mut self,
+        messages: &[ChatMessage],
+        options: &GenerationOptions,
+        format: Option<&OutputFormat>,
+        cancel: &CancellationToken,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<GenerationStats, ProviderError> {
         let started = Instant::now();
         let max_tokens = options.max_tokens as usize;
         let prompt = self.encode_chat(messages, max_tokens)?;
@@ -279,6 +307,10 @@ impl LoadedModel {
         }
         let prompt_done = Instant::now();
         let mut logits = logits.ok_or_else(|| ProviderError::Inference("no logits".into()))?;
+        let mut grammar = match format {
+            Some(f) => Some(self.grammar(f, logits.len())?),
+            None => None,
+        };
         let mut all_tokens = prompt.clone();
         let mut detok = Detokenizer::new(&self.tokenizer);
         let mut stops = StopFilter::new(options.stop.clone());
@@ -291,6 +323,9 @@ impl LoadedModel {
             if cancel.is_cancelled() {
                 finish_reason = "cancelled";
                 break;
+            }
+            if let Some(g) = &mut grammar {
+                g.mask(&mut logits)?;
             }
             let n_vocab = logits.len();
             let logits_1d = Tensor::from_vec(logits, n_vocab, &Device::Cpu).map_err(candle_err)?;
@@ -314,6 +349,9 @@ impl LoadedModel {
                 break;
             }
             all_tokens.push(token);
+            if let Some(g) = &mut grammar {
+                g.commit(token)?;
+            }
             if let Some(piece) = detok.push(token) {
                 let (shown, stopped) = stops.push(&piece);
                 if !shown.is_empty() {
@@ -324,6 +362,11 @@ impl LoadedModel {
                     stopped_by_string = true;
                     break;
                 }
+            }
+            if grammar.as_ref().is_some_and(Grammar::is_finished) {
+                // Complete: the only token left would be the end of turn.
+                finish_reason = "stop";
+                break;
             }
             logits = feed(&mut self.network, &mut self.cached, &[token])?;
         }

@@ -12,6 +12,7 @@
 //! conversation ([`Provider::forget_context`]), and rebuilt from the
 //! conversation on the next turn.
 
+mod constrain;
 mod detok;
 mod engine;
 mod error;
@@ -33,6 +34,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use constrain::check as check_output_format;
 pub use engine::{KvFigures, LoadedModel};
 pub use gguf::{Architecture, GgufFile};
 pub use model::{KvError, KvType};
@@ -385,9 +387,10 @@ fn generate(
     let mut on_text = |piece: &str| {
         let _ = events.send(Ok(StreamEvent::Text(piece.to_owned())));
     };
-    let result = resident.model.generate(
+    let result = resident.model.generate_as(
         &job.request.messages,
         &job.request.options,
+        job.request.format.as_ref(),
         &job.cancel,
         &mut on_text,
     );

@@ -169,6 +169,7 @@ mod tests {
                 },
             ],
             options: GenerationOptions::default(),
+            format: None,
         };
         let body = Anthropic.chat_body(&request);
         assert_eq!(body["system"], "Be brief.");

@@ -11,6 +11,7 @@ fn request(prompt: &str) -> CompletionRequest {
             content: prompt.into(),
         }],
         options: GenerationOptions::default(),
+        format: None,
     }
 }
 

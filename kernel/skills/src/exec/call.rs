@@ -111,6 +111,7 @@ impl Call {
             model: self.spec.clone(),
             messages: self.messages.clone(),
             options: self.options.clone(),
+            format: None,
         };
         let failed = |error| Failed {
             error,
