@@ -58,7 +58,7 @@ struct Job {
 
 /// What the inference thread is asked to do.
 enum Work {
-    Generate(Job),
+    Generate(Box<Job>),
     /// Drop every model's KV cache (a new conversation began).
     Forget,
 }
@@ -299,7 +299,7 @@ fn inference_thread(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures:
         };
         let mut dropped = false;
         match work {
-            Some(Work::Generate(job)) => generate(job, &mut loaded, settings, &figures),
+            Some(Work::Generate(job)) => generate(*job, &mut loaded, settings, &figures),
             Some(Work::Forget) => {
                 for r in loaded.values_mut() {
                     dropped |= drop_cache(r, "a new conversation began");
@@ -511,7 +511,7 @@ impl Provider for CandleProvider {
             cancel,
             events,
         };
-        self.send(Work::Generate(job))?;
+        self.send(Work::Generate(Box::new(job)))?;
         Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         })))
