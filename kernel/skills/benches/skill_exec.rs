@@ -53,6 +53,7 @@ fn new_skill(name: &str, body: SkillBody) -> Arc<Skill> {
         generation: GenerationOverrides::default(),
         resilience: Resilience::default(),
         body,
+        output: None,
         source: Source {
             format: SkillFormat::Native,
             path: None,
@@ -190,6 +191,7 @@ fn ten_phase_workflow() -> Arc<Skill> {
                 depends_on: before.clone(),
                 routing: Routing::default(),
                 generation: GenerationOverrides::default(),
+                output: None,
             });
         }
         before = this;

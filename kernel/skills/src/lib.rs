@@ -29,6 +29,7 @@ pub mod exec;
 pub mod format;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod registry;
 pub mod service;
 pub mod template;
@@ -36,4 +37,5 @@ pub mod verdict_error;
 
 pub use error::{ErrorCode, LoadError, SkillError};
 pub use model::{Skill, SkillBody, SkillHeader, SkillKind, SkillMeta};
+pub use output::OutputSchema;
 pub use template::Template;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::output::OutputSchema;
 use super::template::Template;
 
 /// A loaded, validated skill.
@@ -29,6 +30,10 @@ pub struct Skill {
     pub generation: GenerationOverrides,
     pub resilience: Resilience,
     pub body: SkillBody,
+    /// The JSON Schema the answer must satisfy (`output_schema`): of a
+    /// prompt, conversation or agent skill's call, or of a workflow's
+    /// output phase when that phase sets none of its own.
+    pub output: Option<OutputSchema>,
     pub source: Source,
 }
 
@@ -249,6 +254,9 @@ pub struct Phase {
     pub routing: Routing,
     /// Overrides the skill's generation settings for this phase.
     pub generation: GenerationOverrides,
+    /// The JSON Schema this phase's answer must satisfy; later phases
+    /// read its fields (`{{ phases.ID.field }}`).
+    pub output: Option<OutputSchema>,
 }
 
 /// A system prompt plus files from disk as context.

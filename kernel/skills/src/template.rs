@@ -5,7 +5,8 @@
 //! * `{{input}}` — the text the skill is run on (a `%%run` cell's body);
 //! * `{{NAME}}` — a declared parameter;
 //! * `{{phases.ID}}` — the output of workflow phase `ID`, which must be one
-//!   the phase depends on (directly or through others).
+//!   the phase depends on (directly or through others); a phase with an
+//!   output schema also has its fields (`{{phases.ID.title}}`).
 //!
 //! The check happens when the skill loads ([`Template::check`]): a misspelt
 //! variable is a load error naming the line and the closest known name,
@@ -63,7 +64,9 @@ pub struct Contract {
 #[derive(Debug, Serialize)]
 pub struct TemplateValues<'a> {
     pub input: &'a str,
-    pub phases: &'a BTreeMap<String, String>,
+    /// Each finished phase: its text, or an object that renders as its
+    /// text and has its JSON answer's fields.
+    pub phases: &'a BTreeMap<String, minijinja::Value>,
     #[serde(flatten)]
     pub params: &'a serde_json::Map<String, serde_json::Value>,
 }
@@ -234,7 +237,7 @@ mod tests {
                 .unwrap();
         t.check(&contract(&["language"], &["outline"], true))
             .unwrap();
-        let phases = BTreeMap::from([("outline".to_string(), "a & b".to_string())]);
+        let phases = BTreeMap::from([("outline".to_string(), minijinja::Value::from("a & b"))]);
         let params = serde_json::json!({"language": "French"});
         let out = t
             .render(&TemplateValues {

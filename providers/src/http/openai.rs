@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::dialect::{Decoded, Dialect};
 use crate::config::BackendConfig;
-use crate::{CompletionRequest, ModelInfo};
+use crate::{CompletionRequest, ModelInfo, OutputFormat};
 
 pub struct OpenAi;
 
@@ -42,6 +42,21 @@ impl Dialect for OpenAi {
         }
         if !o.stop.is_empty() {
             body.insert("stop".into(), json!(o.stop));
+        }
+        match &request.format {
+            Some(OutputFormat::Json) => {
+                body.insert("response_format".into(), json!({"type": "json_object"}));
+            }
+            Some(OutputFormat::JsonSchema { schema }) => {
+                body.insert(
+                    "response_format".into(),
+                    json!({
+                        "type": "json_schema",
+                        "json_schema": {"name": "output", "schema": schema}
+                    }),
+                );
+            }
+            None => {}
         }
         Value::Object(body)
     }
@@ -168,6 +183,27 @@ mod tests {
             }]
         );
         assert_eq!(d.decode(None, "[DONE]"), vec![Decoded::Done]);
+    }
+
+    #[test]
+    fn an_output_schema_becomes_response_format() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
+        let mut request = CompletionRequest {
+            model: "m".into(),
+            messages: Vec::new(),
+            options: crate::GenerationOptions::default(),
+            format: Some(OutputFormat::JsonSchema {
+                schema: schema.clone(),
+            }),
+        };
+        let body = OpenAi.chat_body(&request);
+        assert_eq!(body["response_format"]["type"], "json_schema");
+        assert_eq!(body["response_format"]["json_schema"]["schema"], schema);
+        request.format = Some(OutputFormat::Json);
+        let body = OpenAi.chat_body(&request);
+        assert_eq!(body["response_format"], json!({"type": "json_object"}));
+        request.format = None;
+        assert!(OpenAi.chat_body(&request).get("response_format").is_none());
     }
 
     #[test]

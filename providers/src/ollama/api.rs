@@ -83,6 +83,10 @@ pub struct ChatRequest<'a> {
     pub messages: &'a [ChatMessage],
     pub stream: bool,
     pub options: Options,
+    /// `"json"`, or a JSON Schema the reply must satisfy (Ollama ≥ 0.5
+    /// holds generation to it with its own grammar).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<serde_json::Value>,
 }
 
 /// Ollama's generation options (Modelfile parameter names).

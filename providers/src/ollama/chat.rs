@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::api::{ChatChunk, ChatRequest, Options};
 use super::errors;
 use super::ndjson::{self, Line, LineBuffer};
-use crate::{CompletionRequest, GenerationStats, ProviderError, StreamEvent, TokenStream};
+use crate::{
+    CompletionRequest, GenerationStats, OutputFormat, ProviderError, StreamEvent, TokenStream,
+};
 
 /// Sends the chat request and returns its answer as a [`TokenStream`].
 pub async fn stream(
@@ -36,6 +38,10 @@ pub async fn stream(
         messages: &request.messages,
         stream: true,
         options: Options::from(&request.options),
+        format: request.format.as_ref().map(|f| match f {
+            OutputFormat::Json => serde_json::json!("json"),
+            OutputFormat::JsonSchema { schema } => schema.clone(),
+        }),
     };
     // Ollama answers only once the model is loaded, which can take minutes:
     // no timeout here, but an interrupt must still get through.

@@ -42,6 +42,8 @@ pub struct ScriptedCall {
     pub model: String,
     pub messages: Vec<ChatMessage>,
     pub options: GenerationOptions,
+    /// The JSON shape the call asked for.
+    pub format: Option<crate::OutputFormat>,
     pub started: Instant,
     /// When its stream ended or was dropped; `None` while it runs, and for
     /// a call that failed before streaming.
@@ -327,6 +329,7 @@ impl Provider for ScriptedProvider {
                 model: request.model.clone(),
                 messages: request.messages.clone(),
                 options: request.options.clone(),
+                format: request.format.clone(),
                 started: Instant::now(),
                 finished: None,
             });

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{Emitter, ExecEvent, PhaseResult};
 use crate::metrics::SkillMetrics;
 use crate::model::Resilience;
+use crate::output::OutputSchema;
 
 /// What one run shares between its calls.
 pub(crate) struct Run<'a> {
@@ -48,7 +49,11 @@ pub(crate) struct Call {
     pub messages: Vec<ChatMessage>,
     pub options: GenerationOptions,
     /// Whether its text is the skill's answer, streamed to the caller.
+    /// (A call with an output schema never streams: its answer is shown
+    /// once it validates.)
     pub streams_answer: bool,
+    /// The JSON Schema the answer must satisfy.
+    pub output: Option<OutputSchema>,
 }
 
 /// A call that failed.
@@ -62,6 +67,10 @@ pub(crate) struct Failed {
 }
 
 impl Call {
+    fn streams(&self) -> bool {
+        self.streams_answer && self.output.is_none()
+    }
+
     /// The result of a call that was interrupted before it answered.
     pub(crate) fn interrupted(&self, started: Instant) -> PhaseResult {
         self.result(String::new(), self.spec.clone(), None, started, None)
@@ -96,6 +105,7 @@ impl Call {
             cached,
             attempts: 1,
             finish_reason,
+            json: None,
         }
     }
 
@@ -111,7 +121,7 @@ impl Call {
             model: self.spec.clone(),
             messages: self.messages.clone(),
             options: self.options.clone(),
-            format: None,
+            format: self.output.as_ref().map(OutputSchema::format),
         };
         let failed = |error| Failed {
             error,
@@ -145,7 +155,7 @@ impl Call {
             };
             match event {
                 Some(Ok(StreamEvent::Text(piece))) => {
-                    if self.streams_answer {
+                    if self.streams() {
                         run.emitter.emit(ExecEvent::Text {
                             phase: self.id.clone(),
                             text: piece.clone(),
@@ -160,7 +170,7 @@ impl Call {
                 Some(Err(ProviderError::Cancelled)) => break,
                 Some(Err(error)) => {
                     return Err(Failed {
-                        streamed: self.streams_answer && !text.is_empty(),
+                        streamed: self.streams() && !text.is_empty(),
                         ..failed(error)
                     })
                 }
@@ -170,7 +180,7 @@ impl Call {
                         route.spec()
                     ));
                     return Err(Failed {
-                        streamed: self.streams_answer && !text.is_empty(),
+                        streamed: self.streams() && !text.is_empty(),
                         ..failed(error)
                     });
                 }

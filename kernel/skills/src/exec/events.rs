@@ -65,6 +65,10 @@ pub struct PhaseResult {
     pub attempts: u32,
     /// `stop`, `length` or `cancelled`.
     pub finish_reason: String,
+    /// The answer as JSON, when the call had an output schema (it
+    /// validated: an answer that does not is an error, not a result).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
 }
 
 impl PhaseResult {
@@ -80,6 +84,10 @@ pub struct RunOutput {
     pub skill: String,
     /// The answer: the single call's text, or the workflow's output phase.
     pub text: String,
+    /// The answer as JSON valid for the skill's output schema, when it
+    /// has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
     /// Every call that finished, in the skill's phase order.
     pub phases: Vec<PhaseResult>,
     pub totals: Totals,
@@ -96,6 +104,7 @@ pub struct RunOutput {
 /// What the calls of a run produced, before the totals are added.
 pub(crate) struct Answer {
     pub text: String,
+    pub json: Option<serde_json::Value>,
     /// In the skill's phase order.
     pub phases: Vec<PhaseResult>,
     pub interrupted: bool,

@@ -35,9 +35,11 @@ mod call;
 pub mod context;
 mod events;
 pub mod params;
+mod phase_value;
 mod program;
 mod prompt;
 mod resilience;
+mod structured;
 mod workflow;
 
 #[cfg(test)]
@@ -62,7 +64,7 @@ use self::breaker::{Breakers, Outcome};
 use self::call::{Call, Run};
 use self::events::{Answer, Emitter};
 use self::prompt::Values;
-use self::resilience::{call_with_retries, provider_error, timeout_error};
+use self::resilience::timeout_error;
 use super::metrics::SkillMetrics;
 use super::model::{CommandSkill, SessionSkill, SkillBody, WorkflowSkill};
 use super::{ErrorCode, Skill, SkillError};
@@ -123,7 +125,7 @@ pub struct Executor {
 
 /// The model calls a run will make, prepared before the first.
 enum Plan<'a> {
-    One(Call),
+    One(Box<Call>),
     Workflow(&'a WorkflowSkill),
     Command(&'a CommandSkill, &'a Sandbox),
     Session(&'a SessionSkill, &'a Sandbox),
@@ -221,7 +223,7 @@ impl Executor {
         };
         let calls = async {
             match plan {
-                Plan::One(call) => single(&run, call).await,
+                Plan::One(call) => single(&run, *call).await,
                 Plan::Workflow(w) => {
                     workflow::run(&run, skill, w, &values, &ctx.default_model, &ctx.options).await
                 }
@@ -263,6 +265,7 @@ impl Executor {
             skill: skill.id(),
             totals: Totals::of(&answer.phases, started.elapsed()),
             text: answer.text,
+            json: answer.json,
             phases: answer.phases,
             attempts,
             interrupted: answer.interrupted,
@@ -279,7 +282,7 @@ async fn plan<'a>(
     values: &Values<'_>,
     req: &RunRequest,
 ) -> Result<Plan<'a>, SkillError> {
-    let messages = match &skill.body {
+    let mut messages = match &skill.body {
         SkillBody::Workflow(w) => return Ok(Plan::Workflow(w)),
         SkillBody::Prompt(p) => prompt::prompt_messages(p, values)?,
         SkillBody::Conversation(c) => {
@@ -313,14 +316,18 @@ async fn plan<'a>(
     };
     let (spec, options) = workflow::settings(skill, None, &ctx.default_model, &ctx.options);
     let kind = skill.kind().as_str();
-    Ok(Plan::One(Call {
+    if let Some(schema) = &skill.output {
+        structured::instruct(&mut messages, schema);
+    }
+    Ok(Plan::One(Box::new(Call {
         id: kind.to_owned(),
         name: skill.meta.name.clone(),
         spec,
         messages,
         options,
         streams_answer: true,
-    }))
+        output: skill.output.clone(),
+    })))
 }
 
 /// The one call of a prompt, conversation or agent skill.
@@ -330,13 +337,13 @@ async fn single(run: &Run<'_>, call: Call) -> Result<Answer, SkillError> {
         name: call.name.clone(),
         model: call.spec.clone(),
     });
-    let result = call_with_retries(run, &call)
+    let result = structured::answer(run, &call, false)
         .instrument(workflow::phase_span(&call))
-        .await
-        .map_err(|failed| provider_error(&failed, &call, false))?;
+        .await?;
     run.emitter.emit(ExecEvent::PhaseFinished(result.clone()));
     Ok(Answer {
         text: result.text.clone(),
+        json: result.json.clone(),
         interrupted: result.interrupted(),
         phases: vec![result],
     })

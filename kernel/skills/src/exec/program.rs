@@ -197,6 +197,7 @@ pub(super) async fn command(
         let answer = |interrupted| {
             Ok(Answer {
                 text: sink.stdout.clone(),
+                json: None,
                 phases: vec![phase(&argv, started, attempt, interrupted)],
                 interrupted,
             })
@@ -258,6 +259,7 @@ fn phase(argv: &[String], started: Instant, attempts: u32, interrupted: bool) ->
         cached: false,
         attempts,
         finish_reason: if interrupted { "cancelled" } else { "stop" }.into(),
+        json: None,
     }
 }
 
@@ -311,6 +313,7 @@ pub(super) async fn session(
     sandbox.audit_run(&subject, &argv, &verdict, &denials, report.as_ref());
     let answer = Answer {
         text: exchange.text.clone(),
+        json: None,
         phases: vec![phase(&argv, started, 1, exchange.interrupted)],
         interrupted: exchange.interrupted,
     };

@@ -40,7 +40,7 @@ impl Values<'_> {
     pub(crate) fn render(
         &self,
         template: &Template,
-        phases: &BTreeMap<String, String>,
+        phases: &BTreeMap<String, minijinja::Value>,
         place: &str,
     ) -> Result<String, SkillError> {
         template

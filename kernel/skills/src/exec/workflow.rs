@@ -3,7 +3,8 @@
 //! A phase starts once every phase it depends on has finished, at most
 //! `max_parallel` at once, ready phases in file order. It is rendered with
 //! the outputs of the phases finished so far (its template can only name
-//! its ancestors: checked at load) and called with its own routing and
+//! its ancestors: checked at load; a phase with an output schema offers
+//! its JSON answer's fields too) and called with its own routing and
 //! generation settings, else the skill's, else the session's. The answer is
 //! the `output` phase's text, streamed as it is generated. A failing phase
 //! stops the others and the error names it; an interrupt stops them too
@@ -20,8 +21,9 @@ use tracing::Instrument;
 
 use super::call::{Call, Run};
 use super::events::{Answer, ExecEvent, PhaseResult};
+use super::phase_value::phase_value;
 use super::prompt::{message, Values};
-use super::resilience::{call_with_retries, provider_error};
+use super::structured;
 use crate::model::{Phase, WorkflowSkill};
 use crate::{Skill, SkillError};
 
@@ -61,7 +63,7 @@ pub(crate) async fn run(
 ) -> Result<Answer, SkillError> {
     let phases = &workflow.phases;
     let limit = workflow.max_parallel.max(1);
-    let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+    let mut outputs: BTreeMap<String, minijinja::Value> = BTreeMap::new();
     let mut started = vec![false; phases.len()];
     let mut finished: Vec<(usize, PhaseResult)> = Vec::with_capacity(phases.len());
     let mut running = FuturesUnordered::new();
@@ -93,7 +95,7 @@ pub(crate) async fn run(
             let span = phase_span(&call);
             running.push(
                 async move {
-                    let result = call_with_retries(run, &call).await;
+                    let result = structured::answer(run, &call, true).await;
                     (index, call, result)
                 }
                 .instrument(span),
@@ -104,28 +106,30 @@ pub(crate) async fn run(
         };
         let result = match result {
             Ok(result) => result,
-            Err(failed) => {
+            Err(error) => {
                 run.cancel.cancel();
-                return Err(provider_error(&failed, &call, true));
+                return Err(error);
             }
         };
         run.emitter.emit(ExecEvent::PhaseFinished(result.clone()));
         if result.interrupted() {
             interrupted = true;
         } else {
-            outputs.insert(call.id.clone(), result.text.clone());
+            outputs.insert(
+                call.id.clone(),
+                phase_value(&result.text, result.json.as_ref()),
+            );
         }
         finished.push((index, result));
     }
     finished.sort_by_key(|(index, _)| *index);
     let phases: Vec<PhaseResult> = finished.into_iter().map(|(_, r)| r).collect();
-    let text = phases
-        .iter()
-        .find(|p| p.id == workflow.output)
-        .map(|p| p.text.clone())
-        .unwrap_or_default();
+    let output = phases.iter().find(|p| p.id == workflow.output);
+    let text = output.map(|p| p.text.clone()).unwrap_or_default();
+    let json = output.and_then(|p| p.json.clone());
     Ok(Answer {
         text,
+        json,
         phases,
         interrupted: interrupted || run.cancel.is_cancelled(),
     })
@@ -141,7 +145,7 @@ fn phase_call(
     workflow: &WorkflowSkill,
     phase: &Phase,
     values: &Values<'_>,
-    outputs: &BTreeMap<String, String>,
+    outputs: &BTreeMap<String, minijinja::Value>,
     default_model: &str,
     defaults: &GenerationOptions,
 ) -> Result<Call, SkillError> {
@@ -155,6 +159,9 @@ fn phase_call(
         "user",
         values.render(&phase.template, outputs, &place)?,
     ));
+    if let Some(schema) = &phase.output {
+        structured::instruct(&mut messages, schema);
+    }
     let (spec, options) = settings(skill, Some(phase), default_model, defaults);
     Ok(Call {
         id: phase.id.clone(),
@@ -163,5 +170,6 @@ fn phase_call(
         messages,
         options,
         streams_answer: phase.id == workflow.output,
+        output: phase.output.clone(),
     })
 }

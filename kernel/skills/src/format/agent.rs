@@ -110,6 +110,21 @@ pub fn skill(file: &Path, text: &str, origin: Origin) -> Result<Skill, LoadError
         (Origin::Cell, _) | (_, None) => Vec::new(),
         (_, Some(dir)) => resources(file, dir)?,
     };
+    // Agent Skills metadata values are strings: inline JSON or a file path.
+    let output = match meta.metadata.get("output_schema") {
+        Some(written) => Some(super::output_schema::compile(
+            &serde_json::Value::String(written.clone()),
+            &super::output_schema::At {
+                file,
+                field: "metadata.output_schema".into(),
+                line: text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("output_schema:"))
+                    .map(|i| i + 1),
+            },
+        )?),
+        None => None,
+    };
     Ok(Skill {
         meta,
         parameters: Vec::new(),
@@ -121,6 +136,7 @@ pub fn skill(file: &Path, text: &str, origin: Origin) -> Result<Skill, LoadError
             instructions,
             resources,
         }),
+        output,
         source: source(file, origin),
     })
 }

@@ -213,6 +213,7 @@ fn phase(
         depends_on: node.depends_on,
         routing: routing_of(o, "routing_profile", "model")?,
         generation: validate::generation(o)?,
+        output: o.output_schema("output_schema")?,
     })
 }
 

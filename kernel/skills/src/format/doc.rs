@@ -165,6 +165,23 @@ impl<'a> Obj<'a> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
+    /// Compiles the `output_schema` under `key`, if there is one.
+    pub fn output_schema(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::output::OutputSchema>, LoadError> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        let field = self.field(key);
+        let at = super::output_schema::At {
+            file: self.doc.file,
+            line: self.doc.line_of(&field),
+            field,
+        };
+        super::output_schema::compile(value, &at).map(Some)
+    }
+
     pub fn error(
         &self,
         key: &str,

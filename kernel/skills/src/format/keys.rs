@@ -25,9 +25,9 @@ pub const COMMON_KEYS: &[&str] = &[
     "dependencies",
     "resilience",
 ];
-pub const PROMPT_KEYS: &[&str] = &["system", "template"];
-pub const WORKFLOW_KEYS: &[&str] = &["phases", "max_parallel", "output"];
-pub const CONVERSATION_KEYS: &[&str] = &["system", "context"];
+pub const PROMPT_KEYS: &[&str] = &["system", "template", "output_schema"];
+pub const WORKFLOW_KEYS: &[&str] = &["phases", "max_parallel", "output", "output_schema"];
+pub const CONVERSATION_KEYS: &[&str] = &["system", "context", "output_schema"];
 /// Kept raw for the sandbox (`CommandSkill::policy`).
 pub const POLICY_KEYS: &[&str] = &[
     "permissions",
@@ -61,6 +61,7 @@ pub const PHASE_KEYS: &[&str] = &[
     "model",
     "max_tokens",
     "temperature",
+    "output_schema",
 ];
 pub const CONTEXT_KEYS: &[&str] = &[
     "include",

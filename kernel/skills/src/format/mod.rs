@@ -30,6 +30,7 @@ pub mod keys;
 pub mod limits;
 mod lines;
 mod native;
+mod output_schema;
 mod params;
 mod phase_refs;
 mod sections;

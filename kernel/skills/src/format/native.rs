@@ -18,8 +18,8 @@ use super::sections::{dependencies, resilience, routing};
 use super::validate;
 use crate::error::LoadError;
 use crate::model::{
-    Dependency, GenerationOverrides, Origin, Resilience, Routing, Skill, SkillFormat, SkillHeader,
-    SkillKind, SkillMeta, Source,
+    Dependency, GenerationOverrides, Origin, Resilience, Routing, Skill, SkillBody, SkillFormat,
+    SkillHeader, SkillKind, SkillMeta, Source,
 };
 use crate::template::nearest;
 
@@ -88,7 +88,15 @@ pub fn skill(doc: Doc<'_>, value: &Value, origin: Origin) -> Result<Skill, LoadE
     let root = Obj::new(doc, "", value)?;
     let h = head(&root)?;
     let names: Vec<String> = h.parameters.iter().map(|p| p.name.clone()).collect();
-    let body = bodies::body(&root, h.kind, &names)?;
+    let mut body = bodies::body(&root, h.kind, &names)?;
+    let output = root.output_schema("output_schema")?;
+    if let (SkillBody::Workflow(w), Some(schema)) = (&mut body, &output) {
+        // The skill's schema is its output phase's unless that phase has one.
+        let out = w.output.clone();
+        if let Some(phase) = w.phases.iter_mut().find(|p| p.id == out) {
+            phase.output.get_or_insert_with(|| schema.clone());
+        }
+    }
     Ok(Skill {
         meta: h.meta,
         parameters: h.parameters,
@@ -97,6 +105,7 @@ pub fn skill(doc: Doc<'_>, value: &Value, origin: Origin) -> Result<Skill, LoadE
         generation: h.generation,
         resilience: h.resilience,
         body,
+        output,
         source: source(&doc, origin),
     })
 }

@@ -108,6 +108,7 @@ pub fn skill(file: &std::path::Path, text: &str, origin: Origin) -> Result<Skill
         generation: Default::default(),
         resilience: Default::default(),
         body: SkillBody::Workflow(workflow(&root)?),
+        output: None,
         source: source(&doc, origin),
     })
 }
@@ -251,6 +252,7 @@ fn phase(o: &Obj<'_>, node: dag::Node, ancestors: Vec<String>) -> Result<Phase, 
             model: None,
         },
         generation: validate::generation(o)?,
+        output: None,
     })
 }
 

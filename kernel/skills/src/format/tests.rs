@@ -205,3 +205,70 @@ fn crlf_line_endings_keep_lines_exact() {
     };
     assert_eq!(a.instructions, "Be brief.");
 }
+
+#[test]
+fn output_schemas_load_inline_from_json_text_and_from_a_file() {
+    let inline = native(
+        "name: extract\ndescription: Extracts.\ntemplate: \"{{ input }}\"\noutput_schema:\n  type: object\n  properties:\n    title: {type: string}\n  required: [title]\n",
+    )
+    .unwrap();
+    let schema = inline.output.unwrap();
+    assert_eq!(schema.schema()["required"][0], "title");
+    let text = native(
+        "name: extract\ndescription: Extracts.\ntemplate: \"{{ input }}\"\noutput_schema: '{\"type\": \"array\"}'\n",
+    )
+    .unwrap();
+    assert_eq!(text.output.unwrap().schema()["type"], "array");
+
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "s/person.json",
+        r#"{"type": "object", "required": ["name"]}"#,
+    );
+    let manifest = write(
+        tmp.path(),
+        "s/skill.yaml",
+        "name: person\ndescription: People.\ntype: workflow\noutput_schema: person.json\nphases:\n  - id: a\n    template: \"{{ input }}\"\n    output_schema: {type: object}\n  - id: b\n    depends_on: [a]\n    template: \"{{ phases.a.x }}\"\n",
+    );
+    let skill = load_file(&manifest, Origin::User).unwrap();
+    let SkillBody::Workflow(w) = &skill.body else {
+        panic!("a workflow")
+    };
+    assert_eq!(
+        w.phases[0].output.as_ref().unwrap().schema()["type"],
+        "object"
+    );
+    assert_eq!(
+        w.phases[1].output.as_ref().unwrap().schema()["required"][0],
+        "name",
+        "the skill's schema is its output phase's"
+    );
+}
+
+#[test]
+fn a_broken_output_schema_is_a_load_error_naming_the_field_and_the_schema_path() {
+    let err = native(
+        "name: extract\ndescription: Extracts.\ntype: workflow\nphases:\n  - id: a\n    template: \"{{ input }}\"\n    output_schema:\n      type: object\n      properties:\n        age: {type: numbr}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("phases[0].output_schema"));
+    assert!(err.message.contains("/properties/age"), "{}", err.message);
+    assert!(err.line.is_some());
+    let missing =
+        native("name: extract\ndescription: Extracts.\ntemplate: x\noutput_schema: nowhere.json\n")
+            .unwrap_err();
+    assert!(
+        missing.message.contains("nowhere.json"),
+        "{}",
+        missing.message
+    );
+    let on_a_command =
+        native("name: run\ndescription: Runs.\ntype: command\ncommand: ls\noutput_schema: {}\n")
+            .unwrap_err();
+    assert!(
+        on_a_command.message.contains("belongs to"),
+        "{}",
+        on_a_command.message
+    );
+}

@@ -5,6 +5,7 @@ mod conversation;
 mod params;
 mod resilience;
 mod single;
+mod structured;
 mod workflow;
 
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,7 @@ pub(super) fn skill(name: &str, body: SkillBody) -> Skill {
             ..Resilience::default()
         },
         body,
+        output: None,
         source: Source {
             format: SkillFormat::Native,
             path: None,
@@ -81,6 +83,7 @@ pub(super) fn phase(id: &str, template_source: &str, depends_on: &[&str]) -> Pha
         depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
         routing: Routing::default(),
         generation: GenerationOverrides::default(),
+        output: None,
     }
 }
 

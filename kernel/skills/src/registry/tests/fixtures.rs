@@ -31,6 +31,7 @@ pub fn skill(name: &str, version: &str) -> Skill {
             system: None,
             template: Template::parse("{{ input }}").unwrap(),
         }),
+        output: None,
         source: Source {
             format: SkillFormat::Native,
             path: None,
