@@ -46,6 +46,7 @@ mod inbound;
 pub mod info;
 pub mod inspect;
 pub mod iopub;
+mod json_answer;
 pub mod live;
 pub mod magics;
 mod memory;
@@ -66,6 +67,7 @@ pub mod skill_run;
 pub mod status;
 pub mod stdin;
 pub mod store;
+mod typed_prompt;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -104,6 +104,7 @@ async fn answer(
             SkillReply::Run {
                 run: run_report(&output),
                 output: output.text,
+                json: output.json,
             }
         }
     })

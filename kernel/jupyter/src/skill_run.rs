@@ -6,6 +6,8 @@
 //! * the answer (a prompt, conversation or agent skill's, or a workflow's
 //!   output phase) streams as a Markdown display updated in place, like a
 //!   prompt cell's ([`LiveDisplay`], display id `skill-<msg_id>`);
+//! * a typed answer (the skill has an output schema) is shown once, when
+//!   it validated, as `application/json` with a pretty-printed text form;
 //! * a workflow's progress is a second display (`skill-progress-<msg_id>`)
 //!   updated as each phase starts, retries and finishes, with its time
 //!   and model.
@@ -24,6 +26,7 @@ use tokio::sync::mpsc;
 use crate::errors::KernelError;
 use crate::exec_context::live_display::LiveDisplay;
 use crate::exec_context::output::Output;
+use crate::json_answer;
 use crate::session::Shared;
 use skillkernel_skills::exec::{Args, ExecEvent, RunContext, RunOutput, RunRequest};
 use skillkernel_skills::SkillKind;
@@ -96,7 +99,10 @@ pub async fn run(
     }
     drop(guard);
     let output = result?;
-    if !runs_program && live.text().is_empty() && !output.text.is_empty() {
+    if let Some(json) = &output.json {
+        // A typed answer is never streamed: it is shown once it validated.
+        out.display(json_answer::display(json)).await;
+    } else if !runs_program && live.text().is_empty() && !output.text.is_empty() {
         // Nothing streamed (an answer from the cache arrives whole).
         live.push(out, &output.text).await;
     }

@@ -12,8 +12,12 @@ use std::sync::Arc;
 use serde_json::Value;
 use skillkernel_providers::OutputFormat;
 
+use crate::{ErrorCode, SkillError};
+
 /// The most validation errors one message lists.
 const ERRORS_SHOWN: usize = 3;
+/// The most of an offending answer an error shows.
+const SHOWN_ANSWER: usize = 600;
 
 /// Why a schema does not load: where in the schema, and what.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +43,9 @@ impl fmt::Display for SchemaProblem {
 pub struct OutputSchema {
     schema: Value,
     validator: Arc<jsonschema::Validator>,
+    /// "Any JSON object" rather than a schema of the user's: backends get
+    /// their JSON mode (Ollama's `"json"`, OpenAI's `json_object`).
+    any_object: bool,
 }
 
 impl fmt::Debug for OutputSchema {
@@ -58,6 +65,32 @@ impl PartialEq for OutputSchema {
 pub struct Invalid {
     /// What is wrong, for the user and for the model's second try.
     pub reason: String,
+}
+
+impl Invalid {
+    /// The `VALIDATION_ERROR` of an answer that missed its schema twice;
+    /// `place` names what answered ("the answer", "phase `extract`").
+    pub fn into_error(self, place: &str, answer: &str) -> SkillError {
+        SkillError::new(
+            ErrorCode::ValidationError,
+            format!(
+                "{place} does not match its output schema, also when asked again: {}",
+                self.reason
+            ),
+            format!(
+                "the model wrote: {}\nuse a model that can follow the schema (the embedded engine, Ollama and OpenAI-compatible servers hold generation to it), or loosen the schema",
+                shorten(answer)
+            ),
+        )
+    }
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() <= SHOWN_ANSWER {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(SHOWN_ANSWER).collect();
+    format!("{cut}… ({} characters in all)", text.chars().count())
 }
 
 impl OutputSchema {
@@ -84,6 +117,7 @@ impl OutputSchema {
         Ok(OutputSchema {
             schema,
             validator: Arc::new(validator),
+            any_object: false,
         })
     }
 
@@ -96,6 +130,7 @@ impl OutputSchema {
         OutputSchema {
             schema,
             validator: Arc::new(validator),
+            any_object: true,
         }
     }
 
@@ -105,6 +140,9 @@ impl OutputSchema {
 
     /// What the model call is asked for.
     pub fn format(&self) -> OutputFormat {
+        if self.any_object {
+            return OutputFormat::Json;
+        }
         OutputFormat::JsonSchema {
             schema: self.schema.clone(),
         }
@@ -144,6 +182,9 @@ impl OutputSchema {
     /// The instruction a prompt gets so the model knows the shape it is
     /// held to (constraining alone leaves it guessing what the keys mean).
     pub fn instruction(&self) -> String {
+        if self.any_object {
+            return "Answer with only a JSON object.".into();
+        }
         format!(
             "Answer with only a JSON value valid for this JSON Schema:\n{}",
             self.schema

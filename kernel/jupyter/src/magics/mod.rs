@@ -191,13 +191,19 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
 pub const CELL_MAGICS: &[MagicSpec] = &[
     MagicSpec {
         name: "prompt",
-        usage: "%%prompt",
-        summary: "A one-shot prompt: the body, with {{var}} from session variables, without the conversation.",
+        usage: "%%prompt [--json | --schema SCHEMA]",
+        summary: "A one-shot prompt: the body, with {{var}} from session variables, without the conversation; --schema makes the answer typed JSON.",
         help: "Sends the body to the session's model on its own: no earlier turns go with it and \
                the exchange is not added to the conversation. `{{name}}` is replaced by the \
                session variable `name` (set with `%set` or `%%set`); a missing one is an error.\n\n\
-               Example:\n\n```\n%%prompt\nTranslate into {{language}}: {{text}}\n```",
-        subcommands: &[],
+               Example:\n\n```\n%%prompt\nTranslate into {{language}}: {{text}}\n```\n\n\
+               `--schema` followed by a JSON Schema (inline, or the path of a .json file) makes \
+               the answer JSON valid for it: the embedded engine and Ollama are held to the \
+               schema token by token, every answer is validated (asked once more if it is not), \
+               and it is shown as `application/json`. `--json` asks for any JSON object.\n\n\
+               ```\n%%prompt --schema {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}, \"required\": [\"city\"]}\n\
+               Where is the Eiffel Tower?\n```",
+        subcommands: &["--json", "--schema"],
         takes_variable: false,
     },
     MagicSpec {
@@ -293,7 +299,13 @@ pub async fn run_line(
 pub async fn run_cell(ctx: &mut ExecContext<'_>, magic: &CellMagic) -> Result<(), KernelError> {
     match magic.name.as_str() {
         "sh" => crate::command::run(ctx, &magic.body).await,
-        "prompt" => crate::prompt::run_one_shot(ctx, &magic.body).await,
+        "prompt" => match crate::typed_prompt::parse_args(&magic.args)? {
+            Some(schema) => {
+                let text = crate::prompt::fill_variables(ctx, &magic.body)?;
+                crate::typed_prompt::run(ctx, &text, &schema).await
+            }
+            None => crate::prompt::run_one_shot(ctx, &magic.body).await,
+        },
         "set" => vars::set_body(ctx, &magic.args, &magic.body),
         "run" => skill::run_cell(ctx, &magic.args, &magic.body).await,
         "skill" => skill::define(ctx, &magic.body).await,

@@ -14,10 +14,7 @@ use super::events::{ExecEvent, PhaseResult};
 use super::prompt::message;
 use super::resilience::{call_with_retries, provider_error};
 use crate::output::OutputSchema;
-use crate::{ErrorCode, SkillError};
-
-/// The most of an offending answer an error shows.
-const SHOWN_ANSWER: usize = 600;
+use crate::SkillError;
 
 /// Tells the model the shape its answer must have: appended to the last
 /// user message, where even a small model heeds it.
@@ -96,25 +93,7 @@ pub(crate) async fn answer(
             } else {
                 "the answer".to_owned()
             };
-            Err(SkillError::new(
-                ErrorCode::ValidationError,
-                format!(
-                    "{place} does not match its output schema, also when asked again: {}",
-                    invalid.reason
-                ),
-                format!(
-                    "the model wrote: {}\nuse a model that can follow the schema (the embedded engine and Ollama hold generation to it), or loosen the schema",
-                    shorten(&second.text)
-                ),
-            ))
+            Err(invalid.into_error(&place, &second.text))
         }
     }
-}
-
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= SHOWN_ANSWER {
-        return text.to_owned();
-    }
-    let cut: String = text.chars().take(SHOWN_ANSWER).collect();
-    format!("{cut}… ({} characters in all)", text.chars().count())
 }

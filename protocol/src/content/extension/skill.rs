@@ -117,6 +117,10 @@ pub enum SkillReply {
     Run {
         /// The answer.
         output: String,
+        /// The answer as JSON, when the skill has an output schema (it
+        /// validated against it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        json: Option<Value>,
         run: RunReport,
     },
     Load {
