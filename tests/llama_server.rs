@@ -1,7 +1,8 @@
 //! A real OpenAI-compatible server — llama-cpp-python's, serving the
 //! default model file — as an `openai` backend of the real daemon: a
 //! prompt cell, a prompt skill and a three-phase workflow, answered and
-//! accounted (the server's own usage report) through it.
+//! accounted (the server's own usage report) through it, and a typed
+//! answer held to its schema by the server.
 
 use std::path::{Path, PathBuf};
 
@@ -116,4 +117,28 @@ async fn llama_cpp_pythons_server_answers_a_prompt_a_skill_and_a_workflow() {
     for phase in &phases {
         assert_eq!(phase["model"], format!("{ALIAS}@llama"), "{phase}");
     }
+
+    // A typed answer: llama-cpp-python's server refuses the standard
+    // `json_schema` response format (422) and takes `json_object` with the
+    // schema, holding its own sampler to it with a grammar.
+    let schema = r#"{"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"], "additionalProperties": false}"#;
+    let typed = run(
+        &mut client,
+        &format!("%%prompt --schema {schema}\nWhere is the Eiffel Tower?"),
+    )
+    .await;
+    assert_eq!(
+        typed.status(),
+        "ok",
+        "{:?}\n{}",
+        typed.reply.content,
+        server.log()
+    );
+    let json = typed
+        .iopub
+        .iter()
+        .find_map(|m| m.content["data"].get("application/json").cloned())
+        .expect("an application/json display");
+    assert!(json["city"].is_string(), "{json}");
+    assert_eq!(json.as_object().unwrap().len(), 1, "{json}");
 }

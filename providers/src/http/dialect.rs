@@ -45,6 +45,13 @@ pub trait Dialect: Send + Sync + 'static {
     /// What one server-sent event says (`event` is its `event:` field).
     fn decode(&self, event: Option<&str>, data: &str) -> Vec<Decoded>;
 
+    /// `body` with its output schema asked for the older way, for servers
+    /// that refuse the standard one; `None` when there is no other way.
+    fn schema_fallback(&self, body: &Value) -> Option<Value> {
+        let _ = body;
+        None
+    }
+
     /// The message inside an error answer's body, if it has the API's shape.
     fn error_message(&self, body: &Value) -> Option<String> {
         let error = body.get("error")?;

@@ -3,6 +3,7 @@
 //! timeout; `Retry-After` waited out inside the first-byte budget — then
 //! the rest of the answer streamed by [`super::reader`].
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,13 @@ impl RemoteProvider {
             return Err(ProviderError::Cancelled);
         }
         let headers = self.headers()?;
-        let body = self.dialect.chat_body(&request);
+        let mut body = self.dialect.chat_body(&request);
+        let mut fallback = self.dialect.schema_fallback(&body);
+        if self.schema_fallback.load(Ordering::Relaxed) {
+            if let Some(older) = fallback.take() {
+                body = older;
+            }
+        }
         let started = Instant::now();
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs_f64(self.config.first_byte_timeout_secs);
@@ -99,7 +106,13 @@ impl RemoteProvider {
                     return Ok(reader::token_stream(first, reader, describe));
                 }
                 Err(Attempt::Cancelled) => return Err(ProviderError::Cancelled),
-                Err(Attempt::Failed(failure)) => {
+                Err(Attempt::SchemaRefused(failure)) if fallback.is_some() => {
+                    // The same host again, asked the way it understands.
+                    tracing::info!(backend = %self.name, error = %failure.error, "the server refused `json_schema`; asking with `json_object` and a schema");
+                    body = fallback.take().unwrap_or(body);
+                    self.schema_fallback.store(true, Ordering::Relaxed);
+                }
+                Err(Attempt::Failed(failure) | Attempt::SchemaRefused(failure)) => {
                     tracing::warn!(backend = %self.name, host = %self.pool.hosts()[index].url, error = %failure.error, "attempt failed");
                     tried.push(index);
                     match failure.next {
@@ -162,13 +175,15 @@ impl RemoteProvider {
             let known = self.known_models();
             let mut asked = self.asked(&lease.host().url, Some(&request.model));
             asked.known_models = &known;
-            return Err(Attempt::Failed(errors::status(
-                self.dialect.as_ref(),
-                &asked,
-                status,
-                retry,
-                &body,
-            )));
+            let failure = errors::status(self.dialect.as_ref(), &asked, status, retry, &body);
+            // llama-cpp-python answers a 500 naming the field; others a 400 or 422.
+            return Err(
+                if String::from_utf8_lossy(&body).contains("response_format") {
+                    Attempt::SchemaRefused(failure)
+                } else {
+                    Attempt::Failed(failure)
+                },
+            );
         }
         let host_url = lease.host().url.clone();
         let estimate = crate::usage::record::prompt_estimate(request);
@@ -222,6 +237,9 @@ impl RemoteProvider {
 enum Attempt {
     Cancelled,
     Failed(Failure),
+    /// An error answer about `response_format`: the server wants the
+    /// schema asked for another way.
+    SchemaRefused(Failure),
 }
 
 /// What every attempt of one generation shares.

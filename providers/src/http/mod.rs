@@ -67,6 +67,9 @@ pub struct RemoteProvider {
     http: reqwest::Client,
     /// `Err` names the variable that should hold the key but does not.
     key: Result<Option<ApiKey>, String>,
+    /// The server refused the standard way of asking for an output schema
+    /// and took [`Dialect::schema_fallback`]'s: ask that way from now on.
+    schema_fallback: std::sync::atomic::AtomicBool,
 }
 
 impl RemoteProvider {
@@ -106,6 +109,7 @@ impl RemoteProvider {
             pool: Pool::new(&config.urls, config.max_concurrency),
             http,
             key,
+            schema_fallback: Default::default(),
         })
     }
 

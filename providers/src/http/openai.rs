@@ -61,6 +61,20 @@ impl Dialect for OpenAi {
         Value::Object(body)
     }
 
+    /// OpenAI, vLLM, llama-server, LM Studio and Ollama take the standard
+    /// `json_schema`; llama-cpp-python's server takes only `json_object`
+    /// with the schema beside it (and refuses the other with a 422).
+    fn schema_fallback(&self, body: &Value) -> Option<Value> {
+        let format = body.get("response_format")?;
+        if format.get("type")?.as_str()? != "json_schema" {
+            return None;
+        }
+        let schema = format.get("json_schema")?.get("schema")?.clone();
+        let mut body = body.clone();
+        body["response_format"] = json!({"type": "json_object", "schema": schema});
+        Some(body)
+    }
+
     fn models(&self, backend: &str, body: &Value) -> Vec<ModelInfo> {
         let Some(data) = body.get("data").and_then(Value::as_array) else {
             return Vec::new();
