@@ -259,6 +259,14 @@ impl LoadedModel {
         self.generate_as(messages, options, None, cancel, on_text)
     }
 
+    /// Compiles `format` against this model's vocabulary now (a cached
+    /// schema is only looked up), so the first constrained generation does
+    /// not pay for it; benchmarks time it.
+    pub fn compile_format(&mut self, format: &OutputFormat) -> Result<(), ProviderError> {
+        let n_vocab = self.tokenizer.get_vocab_size(true);
+        self.grammar(format, n_vocab).map(drop)
+    }
+
     /// The grammar a constrained generation starts with (the model's
     /// vocabulary is read on the first; compiled schemas are cached).
     fn grammar(&mut self, format: &OutputFormat, n_vocab: usize) -> Result<Grammar, ProviderError> {

@@ -210,4 +210,22 @@ mod tests {
         check(&good).unwrap();
         check(&OutputFormat::Json).unwrap();
     }
+
+    #[test]
+    fn the_schema_features_the_docs_promise_compile() {
+        for schema in [
+            json!({"oneOf": [{"type": "string"}, {"type": "integer"}]}),
+            json!({"anyOf": [{"type": "string"}, {"type": "null"}]}),
+            json!({"allOf": [{"type": "object", "properties": {"a": {"type": "integer"}}}, {"required": ["a"]}]}),
+            json!({"type": "string", "format": "date-time"}),
+            json!({"type": "string", "format": "email"}),
+            json!({"type": "array", "prefixItems": [{"type": "integer"}], "items": {"type": "string"}}),
+            json!({"const": "fixed"}),
+            json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+            json!({"$defs": {"node": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}}, "$ref": "#/$defs/node"}),
+        ] {
+            let format = OutputFormat::JsonSchema { schema: schema.clone() };
+            assert!(check(&format).is_ok(), "{schema}: {:?}", check(&format).err());
+        }
+    }
 }
