@@ -19,12 +19,10 @@ fn provider(fake: &FakeOllama) -> OllamaProvider {
 fn ask(model: &str, question: &str) -> CompletionRequest {
     CompletionRequest {
         model: model.into(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: question.into(),
-        }],
+        messages: vec![ChatMessage::new("user", question)],
         options: GenerationOptions::default(),
         format: None,
+        tools: Vec::new(),
     }
 }
 
@@ -150,13 +148,9 @@ async fn a_length_stop_is_reported_as_such() {
 async fn generation_options_are_sent_as_ollama_options() {
     let fake = FakeOllama::start(Config::default()).await;
     let mut request = ask("llama3.2", "Hi");
-    request.messages.insert(
-        0,
-        ChatMessage {
-            role: "system".into(),
-            content: "Be brief.".into(),
-        },
-    );
+    request
+        .messages
+        .insert(0, ChatMessage::new("system", "Be brief."));
     request.options = GenerationOptions {
         max_tokens: 64,
         temperature: 0.25,

@@ -25,17 +25,12 @@ fn ask(model: &str) -> CompletionRequest {
     CompletionRequest {
         model: model.into(),
         messages: vec![
-            ChatMessage {
-                role: "system".into(),
-                content: "Be brief.".into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: "Say hello".into(),
-            },
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "Say hello"),
         ],
         options: GenerationOptions::default(),
         format: None,
+        tools: Vec::new(),
     }
 }
 

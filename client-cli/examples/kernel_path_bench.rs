@@ -150,14 +150,8 @@ async fn bare(p: &CandleProvider, a: &Args) -> Result<(f64, u32), String> {
     let request = CompletionRequest {
         model: a.model.clone(),
         messages: vec![
-            ChatMessage {
-                role: "system".into(),
-                content: SYSTEM.into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: PROMPT.into(),
-            },
+            ChatMessage::new("system", SYSTEM),
+            ChatMessage::new("user", PROMPT),
         ],
         options: GenerationOptions {
             max_tokens: a.max_tokens,
@@ -166,6 +160,7 @@ async fn bare(p: &CandleProvider, a: &Args) -> Result<(f64, u32), String> {
             ..GenerationOptions::default()
         },
         format: None,
+        tools: Vec::new(),
     };
     let started = Instant::now();
     let done = p

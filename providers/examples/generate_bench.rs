@@ -52,10 +52,7 @@ struct Scenario {
 }
 
 fn msg(role: &str, content: &str) -> ChatMessage {
-    ChatMessage {
-        role: role.into(),
-        content: content.into(),
-    }
+    ChatMessage::new(role, content)
 }
 
 /// About 200 tokens of prose for the prompt-processing scenario.

@@ -71,10 +71,7 @@ async fn main() {
     };
     let provider = CandleProvider::with_config(&models, &config).expect("provider");
     let before_load = rss_mib();
-    let mut messages = vec![ChatMessage {
-        role: "system".into(),
-        content: "You are a helpful assistant.".into(),
-    }];
+    let mut messages = vec![ChatMessage::new("system", "You are a helpful assistant.")];
     let options = GenerationOptions {
         max_tokens: arg("--max-tokens").map_or(512, |t| t.parse().expect("--max-tokens N")),
         repeat_penalty: Some(1.2),
@@ -83,15 +80,13 @@ async fn main() {
     let mut after_turn = Vec::new();
     let mut loaded = None;
     for question in QUESTIONS.iter().cycle().take(turns) {
-        messages.push(ChatMessage {
-            role: "user".into(),
-            content: (*question).into(),
-        });
+        messages.push(ChatMessage::new("user", *question));
         let request = CompletionRequest {
             model: "smollm2-135m".into(),
             messages: messages.clone(),
             options: options.clone(),
             format: None,
+            tools: Vec::new(),
         };
         let mut stream = provider
             .stream(request, CancellationToken::new())
@@ -102,12 +97,10 @@ async fn main() {
             match event.expect("generation") {
                 StreamEvent::Text(t) => reply.push_str(&t),
                 StreamEvent::Done(_) => {}
+                StreamEvent::ToolCall(_) => {}
             }
         }
-        messages.push(ChatMessage {
-            role: "assistant".into(),
-            content: reply,
-        });
+        messages.push(ChatMessage::new("assistant", reply));
         if loaded.is_none() {
             // The first turn loads the model; its cache is small yet.
             loaded = Some(rss_mib());

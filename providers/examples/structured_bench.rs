@@ -52,8 +52,12 @@ fn twenty_properties(seed: usize) -> Value {
             2 => json!({"type": "number", "minimum": -1.5, "maximum": 99.5}),
             3 => json!({"enum": ["red", "green", "blue", "none"]}),
             4 => json!({"type": "string", "pattern": "^[a-z]{2,8}-[0-9]{1,4}$"}),
-            5 => json!({"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "boolean"}}, "required": ["x"]}),
-            _ => json!({"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 4}),
+            5 => {
+                json!({"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "boolean"}}, "required": ["x"]})
+            }
+            _ => {
+                json!({"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 4})
+            }
         };
         properties.insert(format!("field_{seed}_{i}"), kind);
     }
@@ -92,14 +96,11 @@ fn main() {
     let cached = time(&mut model);
 
     let messages = vec![
-        ChatMessage {
-            role: "system".into(),
-            content: "You describe places.".into(),
-        },
-        ChatMessage {
-            role: "user".into(),
-            content: "Describe the city of Lisbon: its river, its hills and its trams.".into(),
-        },
+        ChatMessage::new("system", "You describe places."),
+        ChatMessage::new(
+            "user",
+            "Describe the city of Lisbon: its river, its hills and its trams.",
+        ),
     ];
     let schema = OutputFormat::JsonSchema {
         schema: json!({

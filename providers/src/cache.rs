@@ -145,21 +145,20 @@ mod tests {
     fn request(text: &str, temperature: f32) -> CompletionRequest {
         CompletionRequest {
             model: "m".into(),
-            messages: vec![ChatMessage {
-                role: "user".into(),
-                content: text.into(),
-            }],
+            messages: vec![ChatMessage::new("user", text)],
             options: GenerationOptions {
                 temperature,
                 ..GenerationOptions::default()
             },
             format: None,
+            tools: Vec::new(),
         }
     }
 
     fn answer(text: &str) -> Completion {
         Completion {
             text: text.into(),
+            tool_calls: Vec::new(),
             stats: GenerationStats {
                 prompt_tokens: 3,
                 completion_tokens: 2,

@@ -14,6 +14,7 @@
 //! * [`scripted`] — a deterministic provider for tests and benchmarks.
 //! * [`usage`] — the usage ledger, prices and budgets.
 //! * [`output`] — the JSON shape a reply must take ([`OutputFormat`]).
+//! * [`tools`] — tools a model may call ([`ToolSpec`], [`ToolCall`]).
 //!
 //! # What this crate must never do
 //!
@@ -32,12 +33,14 @@ pub mod registry;
 pub mod repetition;
 pub mod scripted;
 pub mod spec;
+pub mod tools;
 pub mod usage;
 
 pub use cache::ResponseCache;
 pub use config::ModelsConfig;
 pub use output::OutputFormat;
 pub use registry::{Registry, Route};
+pub use tools::{ToolCall, ToolSpec};
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -88,9 +91,48 @@ pub struct ProviderStatus {
 /// A chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant`, or `tool` (a tool's result).
     pub role: String,
     pub content: String,
+    /// On an assistant turn: the tools it called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// On a `tool` turn: the id of the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// On a `tool` turn: the tool's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+}
+
+impl ChatMessage {
+    /// A plain turn.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            tool_name: None,
+        }
+    }
+
+    /// An assistant turn that called `calls` (after saying `text`, if anything).
+    pub fn assistant_calls(text: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        ChatMessage {
+            tool_calls: calls,
+            ..ChatMessage::new("assistant", text)
+        }
+    }
+
+    /// The result of `call`.
+    pub fn tool_result(call: &ToolCall, content: impl Into<String>) -> Self {
+        ChatMessage {
+            tool_call_id: Some(call.id.clone()),
+            tool_name: Some(call.name.clone()),
+            ..ChatMessage::new("tool", content)
+        }
+    }
 }
 
 /// Sampling and length settings for one generation.
@@ -115,6 +157,10 @@ pub struct CompletionRequest {
     /// caller validates either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<OutputFormat>,
+    /// Tools the model may call instead of answering; calls come back as
+    /// [`StreamEvent::ToolCall`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
 }
 
 impl Default for GenerationOptions {
@@ -164,13 +210,18 @@ impl GenerationStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     pub text: String,
+    /// Tools the model called (only when the request offered tools).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     pub stats: GenerationStats,
 }
 
-/// What a generation stream yields: text as it is decoded, then stats.
+/// What a generation stream yields: text as it is decoded, tool calls as
+/// each is complete, then stats.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
     Text(String),
+    ToolCall(ToolCall),
     Done(GenerationStats),
 }
 
@@ -202,10 +253,18 @@ pub type TokenStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, ProviderErr
 /// Drains a [`TokenStream`] into a [`Completion`].
 pub async fn collect(mut stream: TokenStream) -> Result<Completion, ProviderError> {
     let mut text = String::new();
+    let mut tool_calls = Vec::new();
     while let Some(event) = stream.next().await {
         match event? {
             StreamEvent::Text(piece) => text.push_str(&piece),
-            StreamEvent::Done(stats) => return Ok(Completion { text, stats }),
+            StreamEvent::ToolCall(call) => tool_calls.push(call),
+            StreamEvent::Done(stats) => {
+                return Ok(Completion {
+                    text,
+                    tool_calls,
+                    stats,
+                })
+            }
         }
     }
     Err(ProviderError::Other(

@@ -116,6 +116,7 @@ impl Guard {
                     }
                     return Some(Ok(StreamEvent::Text(piece)));
                 }
+                Ok(StreamEvent::ToolCall(call)) => return Some(Ok(StreamEvent::ToolCall(call))),
                 Ok(StreamEvent::Done(mut stats)) => {
                     self.ended = true;
                     if self.stopped {

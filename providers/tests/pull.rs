@@ -97,15 +97,13 @@ async fn pull_downloads_verifies_installs_and_the_model_runs() {
     assert_eq!(info.size_bytes, Some(total));
     let request = CompletionRequest {
         model: "tiny-pulled".into(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: "hi".into(),
-        }],
+        messages: vec![ChatMessage::new("user", "hi")],
         options: GenerationOptions {
             max_tokens: 4,
             ..GenerationOptions::default()
         },
         format: None,
+        tools: Vec::new(),
     };
     let done = p.complete(request, CancellationToken::new()).await.unwrap();
     assert!(done.stats.completion_tokens > 0);

@@ -136,15 +136,13 @@ fn config(toml_text: &str) -> ModelsConfig {
 fn request(model: &str, temperature: f32) -> CompletionRequest {
     CompletionRequest {
         model: model.into(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: "hi".into(),
-        }],
+        messages: vec![ChatMessage::new("user", "hi")],
         options: GenerationOptions {
             temperature,
             ..GenerationOptions::default()
         },
         format: None,
+        tools: Vec::new(),
     }
 }
 

@@ -28,14 +28,8 @@ fn ask(question: &str) -> CompletionRequest {
     CompletionRequest {
         model: "smollm2-135m".into(),
         messages: vec![
-            ChatMessage {
-                role: "system".into(),
-                content: "You are a helpful assistant.".into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: question.into(),
-            },
+            ChatMessage::new("system", "You are a helpful assistant."),
+            ChatMessage::new("user", question),
         ],
         // Pure greedy decoding, as llama.cpp's reference answer was made.
         options: GenerationOptions {
@@ -44,6 +38,7 @@ fn ask(question: &str) -> CompletionRequest {
             ..GenerationOptions::default()
         },
         format: None,
+        tools: Vec::new(),
     }
 }
 
@@ -63,6 +58,7 @@ async fn greedy_smollm2_knows_the_capital_of_france() {
         match event.unwrap() {
             StreamEvent::Text(t) => pieces.push(t),
             StreamEvent::Done(s) => stats = Some(s),
+            StreamEvent::ToolCall(call) => panic!("no tools were offered: {call:?}"),
         }
     }
     let text: String = pieces.concat();
@@ -194,14 +190,9 @@ async fn an_idle_kv_cache_is_dropped_and_the_next_turn_rebuilds_it() {
 
     // The next turn runs the whole conversation again.
     let mut next = first;
-    next.messages.push(ChatMessage {
-        role: "assistant".into(),
-        content: reply,
-    });
-    next.messages.push(ChatMessage {
-        role: "user".into(),
-        content: "And of Italy?".into(),
-    });
+    next.messages.push(ChatMessage::new("assistant", reply));
+    next.messages
+        .push(ChatMessage::new("user", "And of Italy?"));
     let reply = answer(&provider, next).await;
     assert!(reply.contains("Rome"), "{reply}");
     assert!(cached_positions(&provider) > held, "rebuilt and extended");

@@ -65,14 +65,11 @@ const INPUTS: [&str; 20] = [
 
 fn messages(text: &str) -> Vec<ChatMessage> {
     vec![
-        ChatMessage {
-            role: "system".into(),
-            content: "Extract the person described by the user as JSON.".into(),
-        },
-        ChatMessage {
-            role: "user".into(),
-            content: text.into(),
-        },
+        ChatMessage::new(
+            "system",
+            "Extract the person described by the user as JSON.",
+        ),
+        ChatMessage::new("user", text),
     ]
 }
 

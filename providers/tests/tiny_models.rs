@@ -17,12 +17,10 @@ use tokio_util::sync::CancellationToken;
 fn request(model: &str, options: GenerationOptions) -> CompletionRequest {
     CompletionRequest {
         model: model.into(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: "hello there".into(),
-        }],
+        messages: vec![ChatMessage::new("user", "hello there")],
         options,
         format: None,
+        tools: Vec::new(),
     }
 }
 
@@ -53,6 +51,7 @@ async fn generate(
         match event.unwrap() {
             StreamEvent::Text(t) => pieces.push(t),
             StreamEvent::Done(stats) => return (pieces, stats),
+            StreamEvent::ToolCall(call) => panic!("no tools were offered: {call:?}"),
         }
     }
     panic!("stream ended without stats");
@@ -155,6 +154,7 @@ async fn cancellation_stops_generation_within_100ms() {
         match stream.next().await.unwrap().unwrap() {
             StreamEvent::Text(_) => seen += 1,
             StreamEvent::Done(_) => panic!("finished before cancel"),
+            StreamEvent::ToolCall(call) => panic!("no tools were offered: {call:?}"),
         }
     }
     let t = Instant::now();

@@ -67,6 +67,7 @@ pub mod skill_run;
 pub mod status;
 pub mod stdin;
 pub mod store;
+mod tool_steps;
 mod typed_prompt;
 
 use std::sync::Arc;

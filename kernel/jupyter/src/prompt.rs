@@ -61,17 +61,11 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         return Err(KernelError::NoModel);
     };
     let model = ctx.shared.current_model().unwrap_or_default();
-    let user = ChatMessage {
-        role: "user".into(),
-        content: text.to_owned(),
-    };
+    let user = ChatMessage::new("user", text.to_owned());
     let mut messages: Vec<ChatMessage> = models
         .system_prompt
         .iter()
-        .map(|s| ChatMessage {
-            role: "system".into(),
-            content: s.clone(),
-        })
+        .map(|s| ChatMessage::new("system", s.clone()))
         .collect();
     if remember {
         ctx.shared
@@ -83,6 +77,7 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         messages,
         options: models.options.clone(),
         format: None,
+        tools: Vec::new(),
     };
     let cancel = ctx.cancel.child_token();
     let (route, mut stream) = models
@@ -103,6 +98,8 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         match event {
             Ok(StreamEvent::Text(piece)) => live.push(&mut ctx.out, &piece).await,
             Ok(StreamEvent::Done(s)) => stats = Some(s),
+            // No tools are offered to a prompt cell.
+            Ok(StreamEvent::ToolCall(_)) => {}
             Err(e) => failure = Some(e),
         }
     }
@@ -111,10 +108,7 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
     // The turn joins the conversation, even when cut short, so the next
     // prompt sees what was said.
     if remember && !answer.is_empty() {
-        let assistant = ChatMessage {
-            role: "assistant".into(),
-            content: answer.clone(),
-        };
+        let assistant = ChatMessage::new("assistant", answer.clone());
         ctx.shared.push_turn(user, assistant);
     }
     if let Some(stats) = &stats {

@@ -28,8 +28,10 @@ use crate::exec_context::live_display::LiveDisplay;
 use crate::exec_context::output::Output;
 use crate::json_answer;
 use crate::session::Shared;
+use crate::tool_steps::ToolSteps;
 use skillkernel_skills::exec::{Args, ExecEvent, RunContext, RunOutput, RunRequest};
-use skillkernel_skills::SkillKind;
+use skillkernel_skills::registry::ExecutionGuard;
+use skillkernel_skills::{Skill, SkillKind};
 use tokio_util::sync::CancellationToken;
 
 /// What to run.
@@ -71,6 +73,7 @@ pub async fn run(
         },
         None => return Err(KernelError::NoModel),
     };
+    let (tool_guards, tool_skills) = tool_skills(&skills, &skill).await?;
     let request = RunRequest {
         skill: Arc::clone(&skill),
         input: call.input,
@@ -78,6 +81,8 @@ pub async fn run(
         history: skills.conversation(&name),
         workdir: skills.working_dir.clone(),
         cancel: cancel.child_token(),
+        tool_skills,
+        depth: 0,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let executor = Arc::clone(&skills.executor);
@@ -88,15 +93,17 @@ pub async fn run(
     let mut live = LiveDisplay::new(format!("skill-{msg_id}"));
     let mut progress = (skill.kind() == SkillKind::Workflow)
         .then(|| Progress::new(format!("skill-progress-{msg_id}"), &skill.id()));
+    let steps = ToolSteps::new(msg_id);
     let result = loop {
         tokio::select! {
             result = &mut running => break result,
-            Some(event) = rx.recv() => on_event(out, &mut live, progress.as_mut(), event).await,
+            Some(event) = rx.recv() => on_event(out, &mut live, progress.as_mut(), &steps, event).await,
         }
     };
     while let Ok(event) = rx.try_recv() {
-        on_event(out, &mut live, progress.as_mut(), event).await;
+        on_event(out, &mut live, progress.as_mut(), &steps, event).await;
     }
+    drop(tool_guards);
     drop(guard);
     let output = result?;
     if let Some(json) = &output.json {
@@ -149,14 +156,51 @@ pub fn run_report(output: &RunOutput) -> RunReport {
     }
 }
 
+/// The skills a skill's tools name (and theirs, up to the executor's
+/// nesting limit), held Executing for the run.
+async fn tool_skills(
+    skills: &skillkernel_skills::service::Skills,
+    skill: &Arc<Skill>,
+) -> Result<(Vec<ExecutionGuard>, Vec<Arc<Skill>>), KernelError> {
+    let mut guards: Vec<ExecutionGuard> = Vec::new();
+    let mut wanted: Vec<String> = skill.tools.skills().map(str::to_owned).collect();
+    let mut depth = 0;
+    while !wanted.is_empty() && depth < 3 {
+        let mut next = Vec::new();
+        for name in wanted {
+            if name == skill.meta.name || guards.iter().any(|g| g.skill().meta.name == name) {
+                continue;
+            }
+            let guard = skills.begin_execution(&name).await?;
+            next.extend(guard.skill().tools.skills().map(str::to_owned));
+            guards.push(guard);
+        }
+        wanted = next;
+        depth += 1;
+    }
+    let mut resolved: Vec<Arc<Skill>> = guards.iter().map(|g| Arc::clone(g.skill())).collect();
+    if skill.tools.skills().any(|n| n == skill.meta.name) {
+        resolved.push(Arc::clone(skill));
+    }
+    Ok((guards, resolved))
+}
+
 async fn on_event(
     out: &mut Output<'_>,
     live: &mut LiveDisplay,
     progress: Option<&mut Progress>,
+    steps: &ToolSteps,
     event: ExecEvent,
 ) {
     match &event {
         ExecEvent::Text { text, .. } => return live.push(out, text).await,
+        ExecEvent::ToolCalled {
+            step,
+            call_id,
+            tool,
+            arguments,
+        } => return steps.called(out, *step, call_id, tool, arguments).await,
+        ExecEvent::ToolFinished(step) => return steps.finished(out, step).await,
         ExecEvent::Output { stream, text, .. } => {
             let name = if stream == "stderr" {
                 StreamName::Stderr
@@ -239,7 +283,10 @@ impl Progress {
                     ),
                 );
             }
-            ExecEvent::Text { .. } | ExecEvent::Output { .. } => return false,
+            ExecEvent::Text { .. }
+            | ExecEvent::Output { .. }
+            | ExecEvent::ToolCalled { .. }
+            | ExecEvent::ToolFinished(_) => return false,
         }
         true
     }

@@ -81,6 +81,7 @@ pub async fn run(
         messages,
         options: models.options.clone(),
         format: Some(schema.format()),
+        tools: Vec::new(),
     };
     let mut asked_again = false;
     loop {
@@ -116,10 +117,7 @@ pub async fn run(
 }
 
 fn message(role: &str, content: String) -> ChatMessage {
-    ChatMessage {
-        role: role.into(),
-        content,
-    }
+    ChatMessage::new(role, content)
 }
 
 /// One model call, drained: its text (the reply's `model` metadata and
@@ -146,6 +144,7 @@ async fn call(
         match event.map_err(KernelError::from)? {
             StreamEvent::Text(piece) => text.push_str(&piece),
             StreamEvent::Done(s) => stats = Some(s),
+            StreamEvent::ToolCall(_) => {}
         }
     }
     if let Some(stats) = &stats {

@@ -54,6 +54,7 @@ fn new_skill(name: &str, body: SkillBody) -> Arc<Skill> {
         resilience: Resilience::default(),
         body,
         output: None,
+        tools: Default::default(),
         source: Source {
             format: SkillFormat::Native,
             path: None,
@@ -113,17 +114,12 @@ async fn overhead() -> serde_json::Value {
     let request = CompletionRequest {
         model: "m".into(),
         messages: vec![
-            ChatMessage {
-                role: "system".into(),
-                content: "You summarize text.".into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: format!("Summarize in one line:\n{input}"),
-            },
+            ChatMessage::new("system", "You summarize text."),
+            ChatMessage::new("user", format!("Summarize in one line:\n{input}")),
         ],
         options: GenerationOptions::default(),
         format: None,
+        tools: Vec::new(),
     };
     let (mut direct, mut executed) = (Vec::with_capacity(CALLS), Vec::with_capacity(CALLS));
     for i in 0..WARMUP + CALLS {

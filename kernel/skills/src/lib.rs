@@ -33,6 +33,7 @@ pub mod output;
 pub mod registry;
 pub mod service;
 pub mod template;
+pub mod tools;
 pub mod verdict_error;
 
 pub use error::{ErrorCode, LoadError, SkillError};

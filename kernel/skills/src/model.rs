@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::output::OutputSchema;
 use super::template::Template;
+use super::tools::Toolbox;
 
 /// A loaded, validated skill.
 #[derive(Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct Skill {
     /// prompt, conversation or agent skill's call, or of a workflow's
     /// output phase when that phase sets none of its own.
     pub output: Option<OutputSchema>,
+    /// What the model may call (prompt, conversation and agent skills);
+    /// empty: one model call, no loop.
+    pub tools: Toolbox,
     pub source: Source,
 }
 

@@ -24,6 +24,7 @@ mod quant;
 mod simd;
 mod template;
 mod tokenizer;
+mod tool_turns;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -384,16 +385,43 @@ fn generate(
         return;
     };
     let events = job.events.clone();
-    let mut on_text = |piece: &str| {
-        let _ = events.send(Ok(StreamEvent::Text(piece.to_owned())));
+    let result = if job.request.tools.is_empty() {
+        let mut on_text = |piece: &str| {
+            let _ = events.send(Ok(StreamEvent::Text(piece.to_owned())));
+        };
+        resident.model.generate_as(
+            &job.request.messages,
+            &job.request.options,
+            job.request.format.as_ref(),
+            &job.cancel,
+            &mut on_text,
+        )
+    } else {
+        // A tool turn: JSON held to the call schema, read when complete.
+        let (messages, format) = tool_turns::prepare(&job.request);
+        let mut written = String::new();
+        let result = resident.model.generate_as(
+            &messages,
+            &job.request.options,
+            Some(&format),
+            &job.cancel,
+            &mut |piece| written.push_str(piece),
+        );
+        if result.is_ok() {
+            let earlier: usize = job
+                .request
+                .messages
+                .iter()
+                .map(|m| m.tool_calls.len())
+                .sum();
+            let event = match tool_turns::interpret(&written, earlier) {
+                tool_turns::Turn::Call(call) => StreamEvent::ToolCall(call),
+                tool_turns::Turn::Answer(text) => StreamEvent::Text(text),
+            };
+            let _ = events.send(Ok(event));
+        }
+        result
     };
-    let result = resident.model.generate_as(
-        &job.request.messages,
-        &job.request.options,
-        job.request.format.as_ref(),
-        &job.cancel,
-        &mut on_text,
-    );
     resident.last_used = Instant::now();
     // Before the last event: a caller that has its answer sees the cache.
     publish(loaded, figures);

@@ -159,17 +159,12 @@ mod tests {
         let request = CompletionRequest {
             model: "claude".into(),
             messages: vec![
-                ChatMessage {
-                    role: "system".into(),
-                    content: "Be brief.".into(),
-                },
-                ChatMessage {
-                    role: "user".into(),
-                    content: "Hi".into(),
-                },
+                ChatMessage::new("system", "Be brief."),
+                ChatMessage::new("user", "Hi"),
             ],
             options: GenerationOptions::default(),
             format: None,
+            tools: Vec::new(),
         };
         let body = Anthropic.chat_body(&request);
         assert_eq!(body["system"], "Be brief.");

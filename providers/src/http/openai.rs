@@ -209,6 +209,7 @@ mod tests {
             format: Some(OutputFormat::JsonSchema {
                 schema: schema.clone(),
             }),
+            tools: Vec::new(),
         };
         let body = OpenAi.chat_body(&request);
         assert_eq!(body["response_format"]["type"], "json_schema");

@@ -478,10 +478,13 @@ impl Registry {
             stats.prompt_ms = ms;
             stats.first_token_ms = Some(ms);
             stats.total_ms = ms;
-            let events = vec![
-                Ok(StreamEvent::Text(hit.text)),
-                Ok(StreamEvent::Done(stats)),
-            ];
+            let mut events = vec![Ok(StreamEvent::Text(hit.text))];
+            events.extend(
+                hit.tool_calls
+                    .into_iter()
+                    .map(|c| Ok(StreamEvent::ToolCall(c))),
+            );
+            events.push(Ok(StreamEvent::Done(stats)));
             return Ok((route, Box::pin(futures::stream::iter(events))));
         }
         let inner = route.provider.stream(request, cancel).await?;
@@ -503,11 +506,14 @@ impl Registry {
 /// normally (not cancelled, not failed).
 fn remember(inner: TokenStream, cache: ResponseCache, key: [u8; 32]) -> TokenStream {
     let mut text = String::new();
+    let mut tool_calls = Vec::new();
     Box::pin(inner.inspect(move |event| match event {
         Ok(StreamEvent::Text(piece)) => text.push_str(piece),
+        Ok(StreamEvent::ToolCall(call)) => tool_calls.push(call.clone()),
         Ok(StreamEvent::Done(stats)) if stats.finish_reason != "cancelled" => {
             let completion = Completion {
                 text: std::mem::take(&mut text),
+                tool_calls: std::mem::take(&mut tool_calls),
                 stats: stats.clone(),
             };
             if let Err(e) = cache.put(&key, &completion) {

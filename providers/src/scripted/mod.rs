@@ -19,13 +19,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::stream::{Running, Streaming};
 use crate::{
     ChatMessage, CompletionRequest, GenerationOptions, GenerationStats, ModelInfo, Provider,
-    ProviderError, ProviderStatus, PullStream, TokenStream,
+    ProviderError, ProviderStatus, PullStream, StreamEvent, TokenStream,
 };
 
 mod stream;
@@ -44,6 +45,8 @@ pub struct ScriptedCall {
     pub options: GenerationOptions,
     /// The JSON shape the call asked for.
     pub format: Option<crate::OutputFormat>,
+    /// The tools the call offered.
+    pub tools: Vec<crate::ToolSpec>,
     pub started: Instant,
     /// When its stream ended or was dropped; `None` while it runs, and for
     /// a call that failed before streaming.
@@ -63,6 +66,42 @@ fn prompt_of(messages: &[ChatMessage]) -> &str {
         .rev()
         .find(|m| m.role == "user")
         .map_or("", |m| m.content.as_str())
+}
+
+/// A reply made of lines `@call NAME {JSON arguments}` is a turn of tool
+/// calls (when the request offered tools), as a model with native tool
+/// calls would stream them.
+pub const CALL: &str = "@call ";
+
+/// The tool calls a `@call` reply names, then the end.
+fn tool_calls(text: &str, index: usize, running: Running) -> TokenStream {
+    let mut events: Vec<Result<StreamEvent, ProviderError>> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(CALL))
+        .enumerate()
+        .map(|(i, line)| {
+            let (name, arguments) = line.split_once(' ').unwrap_or((line, ""));
+            Ok(StreamEvent::ToolCall(crate::ToolCall {
+                id: format!("scripted_{index}_{i}"),
+                name: name.to_owned(),
+                arguments: crate::tools::parse_arguments(arguments),
+            }))
+        })
+        .collect();
+    events.push(Ok(StreamEvent::Done(GenerationStats {
+        prompt_tokens: 1,
+        completion_tokens: 1,
+        prompt_ms: 0.0,
+        first_token_ms: Some(0.0),
+        total_ms: 0.0,
+        finish_reason: "tool_calls".into(),
+        cached: false,
+    })));
+    Box::pin(futures::stream::iter(events).map(move |event| {
+        // Held until the stream is dropped: the call counts as running.
+        let _ = &running;
+        event
+    }))
 }
 
 /// A scripted backend. Build it with [`ScriptedProvider::builder`].
@@ -330,6 +369,7 @@ impl Provider for ScriptedProvider {
                 messages: request.messages.clone(),
                 options: request.options.clone(),
                 format: request.format.clone(),
+                tools: request.tools.clone(),
                 started: Instant::now(),
                 finished: None,
             });
@@ -340,6 +380,9 @@ impl Provider for ScriptedProvider {
         }
         let text = (self.reply)(&request)?;
         let running = Running::start(&self.log, index);
+        if !request.tools.is_empty() && text.starts_with(CALL) {
+            return Ok(tool_calls(&text, index, running));
+        }
         let started = Instant::now();
         let stats = GenerationStats {
             prompt_tokens: words(&request.messages),

@@ -6,12 +6,10 @@ use crate::{ModelsConfig, Registry, StreamEvent};
 fn request(prompt: &str) -> CompletionRequest {
     CompletionRequest {
         model: "m".into(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: prompt.into(),
-        }],
+        messages: vec![ChatMessage::new("user", prompt)],
         options: GenerationOptions::default(),
         format: None,
+        tools: Vec::new(),
     }
 }
 

@@ -112,6 +112,7 @@ impl Stream for Recorded {
                 let stats = stats.clone();
                 self.write(Some(&stats), "stop");
             }
+            Poll::Ready(Some(Ok(StreamEvent::ToolCall(_)))) => {}
             Poll::Ready(Some(Err(ProviderError::Cancelled))) => self.write(None, "cancelled"),
             Poll::Ready(Some(Err(_))) => self.write(None, "error"),
             Poll::Ready(None) => self.write(None, "error"),

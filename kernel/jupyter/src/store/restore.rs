@@ -140,7 +140,7 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
     for item in store.conversation.iter() {
         let (_, value) = item.map_err(&read)?;
         match codec::decode_turn(&value) {
-            Ok((role, content)) => restored.conversation.push(ChatMessage { role, content }),
+            Ok((role, content)) => restored.conversation.push(ChatMessage::new(role, content)),
             Err(e) => skip(store, &mut restored, "conversation turn", &e.to_string()),
         }
     }

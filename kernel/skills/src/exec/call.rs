@@ -12,7 +12,7 @@ use futures::StreamExt;
 use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{
     ChatMessage, CompletionRequest, GenerationOptions, GenerationStats, ProviderError, Registry,
-    StreamEvent,
+    StreamEvent, ToolSpec,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +54,8 @@ pub(crate) struct Call {
     pub streams_answer: bool,
     /// The JSON Schema the answer must satisfy.
     pub output: Option<OutputSchema>,
+    /// Tools the model may call instead of answering (a tool loop's step).
+    pub tools: Vec<ToolSpec>,
 }
 
 /// A call that failed.
@@ -105,6 +107,7 @@ impl Call {
             cached,
             attempts: 1,
             finish_reason,
+            tool_calls: Vec::new(),
             json: None,
         }
     }
@@ -122,6 +125,7 @@ impl Call {
             messages: self.messages.clone(),
             options: self.options.clone(),
             format: self.output.as_ref().map(OutputSchema::format),
+            tools: self.tools.clone(),
         };
         let failed = |error| Failed {
             error,
@@ -145,6 +149,7 @@ impl Call {
             });
         }
         let mut text = String::new();
+        let mut tool_calls = Vec::new();
         let mut stats = None;
         loop {
             let event = tokio::select! {
@@ -163,6 +168,7 @@ impl Call {
                     }
                     text.push_str(&piece);
                 }
+                Some(Ok(StreamEvent::ToolCall(call))) => tool_calls.push(call),
                 Some(Ok(StreamEvent::Done(s))) => {
                     stats = Some(s);
                     break;
@@ -189,6 +195,11 @@ impl Call {
         if let Some(s) = &stats {
             run.metrics.record_generation(run.skill, s);
         }
-        Ok(self.result(text, route.spec(), route.profile, started, stats))
+        let mut result = self.result(text, route.spec(), route.profile, started, stats);
+        if !tool_calls.is_empty() {
+            result.finish_reason = "tool_calls".into();
+            result.tool_calls = tool_calls;
+        }
+        Ok(result)
     }
 }

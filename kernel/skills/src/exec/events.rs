@@ -33,6 +33,17 @@ pub enum ExecEvent {
     },
     /// A model call ended (also when interrupted: see `finish_reason`).
     PhaseFinished(PhaseResult),
+    /// The model called a tool (step `step` of the loop, from 1).
+    ToolCalled {
+        step: u32,
+        call_id: String,
+        tool: String,
+        arguments: serde_json::Value,
+    },
+    /// A tool call ended: `ok` false when it failed, timed out, was
+    /// refused by the sandbox, or named no tool; `result` is what the
+    /// model was given (cut at `tools::RESULT_BYTES`).
+    ToolFinished(ToolStep),
     /// A call failed transiently and will be tried again after `delay`.
     Retry {
         phase: String,
@@ -63,8 +74,11 @@ pub struct PhaseResult {
     pub cached: bool,
     /// Calls made, retries included.
     pub attempts: u32,
-    /// `stop`, `length` or `cancelled`.
+    /// `stop`, `length`, `cancelled` or `tool_calls`.
     pub finish_reason: String,
+    /// The tools this call asked for (a step of a tool loop).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<skillkernel_providers::ToolCall>,
     /// The answer as JSON, when the call had an output schema (it
     /// validated: an answer that does not is an error, not a result).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,16 +109,33 @@ pub struct RunOutput {
     pub attempts: u32,
     /// Interrupted by the caller; `text` is what was said until then.
     pub interrupted: bool,
+    /// Every tool call of a tool loop, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_steps: Vec<ToolStep>,
     /// For a conversation skill: the user turn and the answer, to append to
     /// the history of the next run (also when interrupted, as prompt cells
     /// keep a cut-short answer). Empty for the other kinds.
     pub new_turns: Vec<ChatMessage>,
 }
 
+/// One tool call of a loop and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolStep {
+    pub step: u32,
+    pub call_id: String,
+    pub tool: String,
+    pub arguments: serde_json::Value,
+    pub ok: bool,
+    pub result: String,
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
+}
+
 /// What the calls of a run produced, before the totals are added.
 pub(crate) struct Answer {
     pub text: String,
     pub json: Option<serde_json::Value>,
+    pub tool_steps: Vec<ToolStep>,
     /// In the skill's phase order.
     pub phases: Vec<PhaseResult>,
     pub interrupted: bool,

@@ -30,6 +30,7 @@
 //! The executor never looks a skill up, never reads a skill file and never
 //! knows Jupyter; it gets a `Skill` and hands back values.
 
+mod agent;
 mod breaker;
 mod call;
 pub mod context;
@@ -57,7 +58,7 @@ use tracing::Instrument;
 
 pub use breaker::{BreakerState, CircuitState};
 pub use context::ContextFile;
-pub use events::{ExecEvent, PhaseResult, RunOutput, Totals};
+pub use events::{ExecEvent, PhaseResult, RunOutput, ToolStep, Totals};
 pub use params::Args;
 
 use self::breaker::{Breakers, Outcome};
@@ -84,6 +85,12 @@ pub struct RunRequest {
     pub workdir: PathBuf,
     /// Tripped by an interrupt: the run stops and keeps its partial output.
     pub cancel: CancellationToken,
+    /// The skills the skill's `tools` name, resolved by the caller (the
+    /// executor never looks a skill up).
+    pub tool_skills: Vec<Arc<Skill>>,
+    /// How many tool loops this run is nested in (a skill called as a
+    /// tool runs at depth 1).
+    pub depth: u32,
 }
 
 impl RunRequest {
@@ -97,6 +104,8 @@ impl RunRequest {
             history: Vec::new(),
             workdir: PathBuf::from("."),
             cancel: CancellationToken::new(),
+            tool_skills: Vec::new(),
+            depth: 0,
         }
     }
 }
@@ -126,6 +135,8 @@ pub struct Executor {
 /// The model calls a run will make, prepared before the first.
 enum Plan<'a> {
     One(Box<Call>),
+    /// A skill with tools: its first call starts a tool loop.
+    Agent(Box<Call>),
     Workflow(&'a WorkflowSkill),
     Command(&'a CommandSkill, &'a Sandbox),
     Session(&'a SessionSkill, &'a Sandbox),
@@ -196,6 +207,19 @@ impl Executor {
         })
     }
 
+    /// [`Executor::run`] as a boxed future with no events: how a run
+    /// nested in a run (a skill called as a tool) is made, so that the
+    /// future of a run does not contain itself.
+    pub(crate) fn run_nested<'a>(
+        &'a self,
+        ctx: &'a RunContext,
+        req: RunRequest,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<RunOutput, SkillError>> + Send + 'a>,
+    > {
+        Box::pin(self.run(ctx, req, |_| {}))
+    }
+
     async fn execute(
         &self,
         ctx: &RunContext,
@@ -224,6 +248,7 @@ impl Executor {
         let calls = async {
             match plan {
                 Plan::One(call) => single(&run, *call).await,
+                Plan::Agent(call) => agent::run(self, ctx, req, &run, *call).await,
                 Plan::Workflow(w) => {
                     workflow::run(&run, skill, w, &values, &ctx.default_model, &ctx.options).await
                 }
@@ -266,6 +291,7 @@ impl Executor {
             totals: Totals::of(&answer.phases, started.elapsed()),
             text: answer.text,
             json: answer.json,
+            tool_steps: answer.tool_steps,
             phases: answer.phases,
             attempts,
             interrupted: answer.interrupted,
@@ -319,7 +345,7 @@ async fn plan<'a>(
     if let Some(schema) = &skill.output {
         structured::instruct(&mut messages, schema);
     }
-    Ok(Plan::One(Box::new(Call {
+    let call = Box::new(Call {
         id: kind.to_owned(),
         name: skill.meta.name.clone(),
         spec,
@@ -327,7 +353,13 @@ async fn plan<'a>(
         options,
         streams_answer: true,
         output: skill.output.clone(),
-    })))
+        tools: Vec::new(),
+    });
+    Ok(if skill.tools.is_empty() {
+        Plan::One(call)
+    } else {
+        Plan::Agent(call)
+    })
 }
 
 /// The one call of a prompt, conversation or agent skill.
@@ -342,6 +374,7 @@ async fn single(run: &Run<'_>, call: Call) -> Result<Answer, SkillError> {
         .await?;
     run.emitter.emit(ExecEvent::PhaseFinished(result.clone()));
     Ok(Answer {
+        tool_steps: Vec::new(),
         text: result.text.clone(),
         json: result.json.clone(),
         interrupted: result.interrupted(),

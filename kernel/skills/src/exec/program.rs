@@ -102,7 +102,7 @@ pub(super) fn require<'s>(
 
 /// The policy of `skill` (its manifest over the defaults, its folder
 /// readable) under the kernel's `[sandbox]` settings.
-fn policy_of(
+pub(super) fn policy_of(
     sandbox: &Sandbox,
     skill: &Skill,
     manifest: &serde_json::Map<String, Value>,
@@ -196,6 +196,7 @@ pub(super) async fn command(
             .map_err(|e| unreachable_program(e, "see the daemon log"))?;
         let answer = |interrupted| {
             Ok(Answer {
+                tool_steps: Vec::new(),
                 text: sink.stdout.clone(),
                 json: None,
                 phases: vec![phase(&argv, started, attempt, interrupted)],
@@ -259,6 +260,7 @@ fn phase(argv: &[String], started: Instant, attempts: u32, interrupted: bool) ->
         cached: false,
         attempts,
         finish_reason: if interrupted { "cancelled" } else { "stop" }.into(),
+        tool_calls: Vec::new(),
         json: None,
     }
 }
@@ -312,6 +314,7 @@ pub(super) async fn session(
     });
     sandbox.audit_run(&subject, &argv, &verdict, &denials, report.as_ref());
     let answer = Answer {
+        tool_steps: Vec::new(),
         text: exchange.text.clone(),
         json: None,
         phases: vec![phase(&argv, started, 1, exchange.interrupted)],

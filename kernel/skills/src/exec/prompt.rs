@@ -23,10 +23,7 @@ use crate::template::{Template, TemplateValues};
 use crate::{ErrorCode, SkillError};
 
 pub(crate) fn message(role: &str, content: String) -> ChatMessage {
-    ChatMessage {
-        role: role.to_owned(),
-        content,
-    }
+    ChatMessage::new(role, content)
 }
 
 /// What the templates of one rendering see.

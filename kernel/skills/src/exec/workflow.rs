@@ -130,6 +130,7 @@ pub(crate) async fn run(
     Ok(Answer {
         text,
         json,
+        tool_steps: Vec::new(),
         phases,
         interrupted: interrupted || run.cancel.is_cancelled(),
     })
@@ -171,5 +172,6 @@ fn phase_call(
         options,
         streams_answer: phase.id == workflow.output,
         output: phase.output.clone(),
+        tools: Vec::new(),
     })
 }

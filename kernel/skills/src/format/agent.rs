@@ -125,6 +125,11 @@ pub fn skill(file: &Path, text: &str, origin: Origin) -> Result<Skill, LoadError
         )?),
         None => None,
     };
+    let tools = super::tools::agent(
+        &resources,
+        &meta.allowed_tools,
+        meta.metadata.get("max_steps").map(String::as_str),
+    );
     Ok(Skill {
         meta,
         parameters: Vec::new(),
@@ -137,6 +142,7 @@ pub fn skill(file: &Path, text: &str, origin: Origin) -> Result<Skill, LoadError
             resources,
         }),
         output,
+        tools,
         source: source(file, origin),
     })
 }

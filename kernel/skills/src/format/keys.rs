@@ -25,9 +25,23 @@ pub const COMMON_KEYS: &[&str] = &[
     "dependencies",
     "resilience",
 ];
-pub const PROMPT_KEYS: &[&str] = &["system", "template", "output_schema"];
+pub const PROMPT_KEYS: &[&str] = &[
+    "system",
+    "template",
+    "output_schema",
+    "tools",
+    "max_steps",
+    "tool_timeout_secs",
+];
 pub const WORKFLOW_KEYS: &[&str] = &["phases", "max_parallel", "output", "output_schema"];
-pub const CONVERSATION_KEYS: &[&str] = &["system", "context", "output_schema"];
+pub const CONVERSATION_KEYS: &[&str] = &[
+    "system",
+    "context",
+    "output_schema",
+    "tools",
+    "max_steps",
+    "tool_timeout_secs",
+];
 /// Kept raw for the sandbox (`CommandSkill::policy`).
 pub const POLICY_KEYS: &[&str] = &[
     "permissions",

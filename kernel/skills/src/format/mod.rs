@@ -36,6 +36,7 @@ mod phase_refs;
 mod sections;
 mod skillrunner;
 mod strict;
+mod tools;
 mod validate;
 
 use std::io::Read;

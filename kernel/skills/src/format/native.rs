@@ -106,6 +106,7 @@ pub fn skill(doc: Doc<'_>, value: &Value, origin: Origin) -> Result<Skill, LoadE
         resilience: h.resilience,
         body,
         output,
+        tools: super::tools::native(&root)?,
         source: source(&doc, origin),
     })
 }

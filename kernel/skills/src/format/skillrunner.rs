@@ -109,6 +109,7 @@ pub fn skill(file: &std::path::Path, text: &str, origin: Origin) -> Result<Skill
         resilience: Default::default(),
         body: SkillBody::Workflow(workflow(&root)?),
         output: None,
+        tools: Default::default(),
         source: source(&doc, origin),
     })
 }

@@ -224,8 +224,14 @@ mod tests {
             json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
             json!({"$defs": {"node": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}}, "$ref": "#/$defs/node"}),
         ] {
-            let format = OutputFormat::JsonSchema { schema: schema.clone() };
-            assert!(check(&format).is_ok(), "{schema}: {:?}", check(&format).err());
+            let format = OutputFormat::JsonSchema {
+                schema: schema.clone(),
+            };
+            assert!(
+                check(&format).is_ok(),
+                "{schema}: {:?}",
+                check(&format).err()
+            );
         }
     }
 }

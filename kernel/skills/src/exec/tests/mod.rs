@@ -6,6 +6,7 @@ mod params;
 mod resilience;
 mod single;
 mod structured;
+mod tools;
 mod workflow;
 
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,7 @@ pub(super) fn skill(name: &str, body: SkillBody) -> Skill {
         },
         body,
         output: None,
+        tools: Default::default(),
         source: Source {
             format: SkillFormat::Native,
             path: None,

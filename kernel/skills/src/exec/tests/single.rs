@@ -14,10 +14,7 @@ use crate::model::{AgentSkill, CommandSkill, ParamKind, Routing, SkillBody};
 use crate::ErrorCode;
 
 pub(super) fn msg(role: &str, content: &str) -> ChatMessage {
-    ChatMessage {
-        role: role.into(),
-        content: content.into(),
-    }
+    ChatMessage::new(role, content)
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ pub fn skill(name: &str, version: &str) -> Skill {
             template: Template::parse("{{ input }}").unwrap(),
         }),
         output: None,
+        tools: Default::default(),
         source: Source {
             format: SkillFormat::Native,
             path: None,

@@ -1,0 +1,485 @@
+//! Tool loops: model → tool calls → results → model, until the model
+//! answers, `max_steps` model calls were made, the run's timeout ends it,
+//! or the caller interrupts.
+//!
+//! Each step is a model call offered the skill's tools ([`Toolbox`]).
+//! Every call the model asks for is checked — a tool it was not given, or
+//! arguments that are not valid for the tool's schema, get an error
+//! result and are never run — then run: another skill through the
+//! executor, a script in the sandbox under the skill's policy, a reference
+//! file read from the skill's folder. Each call and its result are
+//! reported as [`ExecEvent::ToolCalled`] / [`ExecEvent::ToolFinished`]
+//! while the loop runs, and kept in [`RunOutput::tool_steps`]. A tool
+//! that fails, times out or is refused by the sandbox is reported to the
+//! model, which may go on. The answer is the text of the step that calls
+//! no tool (validated against the output schema, if any, with one retry).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use skillkernel_providers::tools::UNPARSED;
+use skillkernel_providers::{ChatMessage, ToolCall, ToolSpec};
+use tokio::time::Instant;
+
+use super::call::{Call, Run};
+use super::events::{Answer, ExecEvent, PhaseResult, ToolStep};
+use super::resilience::{call_with_retries, provider_error};
+use super::{Args, Executor, RunContext, RunRequest};
+use crate::model::ParamKind;
+use crate::tools::{tool_name, ToolSource, Toolbox, REFERENCE_BYTES, RESULT_BYTES};
+use crate::verdict_error::{verdict_error, Grantor};
+use crate::{ErrorCode, Skill, SkillError};
+use skillkernel_sandbox::audit::Subject;
+use skillkernel_sandbox::run::{OutputSink, Stream};
+use skillkernel_sandbox::verdict::Verdict;
+
+/// How deep skills may call skills as tools.
+const MAX_DEPTH: u32 = 3;
+
+/// A tool ready to call in this run.
+enum Ready {
+    Skill(Arc<Skill>),
+    Script(PathBuf),
+    References(PathBuf),
+}
+
+struct Tool {
+    spec: ToolSpec,
+    ready: Ready,
+    validator: jsonschema::Validator,
+}
+
+/// The tools of `skill`, resolved: other skills from `skills` (handed in
+/// by the caller, which resolved them), files from the skill's folder.
+fn resolve(skill: &Skill, skills: &[Arc<Skill>]) -> Result<Vec<Tool>, SkillError> {
+    let dir = skill.source.dir();
+    let mut tools = Vec::new();
+    for source in &skill.tools.tools {
+        let (spec, ready) = match source {
+            ToolSource::Skill { name, description } => {
+                let Some(tool) = skills.iter().find(|s| &s.meta.name == name) else {
+                    return Err(SkillError::new(
+                        ErrorCode::DependencyError,
+                        format!("tool skill `{name}` is not available"),
+                        "add the skill, or remove it from `tools`; `%skill list` shows what is loaded",
+                    ));
+                };
+                let spec = ToolSpec {
+                    name: tool_name(name),
+                    description: description
+                        .clone()
+                        .unwrap_or_else(|| tool.meta.description.clone()),
+                    parameters: skill_parameters(tool),
+                };
+                (spec, Ready::Skill(Arc::clone(tool)))
+            }
+            ToolSource::Script { name, path } => {
+                let Some(dir) = &dir else { continue };
+                let spec = ToolSpec {
+                    name: name.clone(),
+                    description: format!(
+                        "Runs the script {} in the working directory with `args` as its command-line arguments; returns what it prints.",
+                        path.display()
+                    ),
+                    parameters: json!({
+                        "type": "object",
+                        "properties": {"args": {"type": "array", "items": {"type": "string", "maxLength": 200}, "maxItems": 8}},
+                        "required": ["args"],
+                        "additionalProperties": false
+                    }),
+                };
+                (spec, Ready::Script(dir.join(path)))
+            }
+            ToolSource::References { files } => {
+                let Some(dir) = &dir else { continue };
+                let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+                let spec = ToolSpec {
+                    name: "read_reference".into(),
+                    description: format!(
+                        "Reads one of the skill's reference files ({}); returns its text, at most {} KiB.",
+                        names.join(", "),
+                        REFERENCE_BYTES / 1024
+                    ),
+                    parameters: json!({
+                        "type": "object",
+                        "properties": {"path": {"enum": names}},
+                        "required": ["path"],
+                        "additionalProperties": false
+                    }),
+                };
+                (spec, Ready::References(dir.clone()))
+            }
+        };
+        let validator = jsonschema::validator_for(&spec.parameters).map_err(|e| {
+            SkillError::new(
+                ErrorCode::SkillExecutionError,
+                format!("tool `{}` has an unusable schema: {e}", spec.name),
+                "report it with the skill's manifest",
+            )
+        })?;
+        tools.push(Tool {
+            spec,
+            ready,
+            validator,
+        });
+    }
+    Ok(tools)
+}
+
+/// The arguments schema of a skill called as a tool: `input` and its
+/// parameters.
+fn skill_parameters(skill: &Skill) -> Value {
+    let mut properties = Map::new();
+    properties.insert(
+        "input".into(),
+        json!({"type": "string", "description": "The text the skill works on."}),
+    );
+    let mut required = vec![Value::from("input")];
+    for p in &skill.parameters {
+        let mut schema = match &p.kind {
+            ParamKind::String => json!({"type": "string"}),
+            ParamKind::Number => json!({"type": "number"}),
+            ParamKind::Bool => json!({"type": "boolean"}),
+            ParamKind::Enum(values) => json!({"enum": values}),
+        };
+        if !p.description.is_empty() {
+            schema["description"] = json!(p.description);
+        }
+        properties.insert(p.name.clone(), schema);
+        if p.required && p.default.is_none() {
+            required.push(Value::from(p.name.clone()));
+        }
+    }
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+/// Runs the loop of a skill with tools; `call` is its first step.
+pub(crate) async fn run(
+    exec: &Executor,
+    ctx: &RunContext,
+    req: &RunRequest,
+    run: &Run<'_>,
+    mut call: Call,
+) -> Result<Answer, SkillError> {
+    let skill = &*req.skill;
+    let toolbox: &Toolbox = &skill.tools;
+    let tools = resolve(skill, &req.tool_skills)?;
+    call.tools = tools.iter().map(|t| t.spec.clone()).collect();
+    // A step's text is shown only when it is the answer.
+    call.streams_answer = false;
+    let base = call.id.clone();
+    let mut phases: Vec<PhaseResult> = Vec::new();
+    let mut steps: Vec<ToolStep> = Vec::new();
+    let mut asked_again = false;
+    let answer = |text: String, json, phases, steps, interrupted| Answer {
+        text,
+        json,
+        phases,
+        tool_steps: steps,
+        interrupted,
+    };
+    for step in 1..=toolbox.max_steps {
+        call.id = format!("{base}-{step}");
+        run.emitter.emit(ExecEvent::PhaseStarted {
+            id: call.id.clone(),
+            name: format!("{} (step {step})", call.name),
+            model: call.spec.clone(),
+        });
+        let result = call_with_retries(run, &call)
+            .await
+            .map_err(|failed| provider_error(&failed, &call, false))?;
+        run.emitter.emit(ExecEvent::PhaseFinished(result.clone()));
+        phases.push(result.clone());
+        if result.interrupted() {
+            return Ok(answer(result.text, None, phases, steps, true));
+        }
+        if result.tool_calls.is_empty() {
+            let json = match &call.output {
+                None => None,
+                Some(schema) => match schema.check(&result.text) {
+                    Ok(json) => Some(json),
+                    Err(invalid) if !asked_again => {
+                        asked_again = true;
+                        call.messages
+                            .push(ChatMessage::new("assistant", result.text.clone()));
+                        call.messages
+                            .push(ChatMessage::new("user", schema.retry_message(&invalid)));
+                        continue;
+                    }
+                    Err(invalid) => return Err(invalid.into_error("the answer", &result.text)),
+                },
+            };
+            if json.is_none() {
+                run.emitter.emit(ExecEvent::Text {
+                    phase: call.id.clone(),
+                    text: result.text.clone(),
+                });
+            }
+            return Ok(answer(result.text, json, phases, steps, false));
+        }
+        call.messages.push(ChatMessage::assistant_calls(
+            result.text.clone(),
+            result.tool_calls.clone(),
+        ));
+        for tool_call in &result.tool_calls {
+            run.emitter.emit(ExecEvent::ToolCalled {
+                step,
+                call_id: tool_call.id.clone(),
+                tool: tool_call.name.clone(),
+                arguments: tool_call.arguments.clone(),
+            });
+            let started = Instant::now();
+            let (ok, text) = invoke(exec, ctx, req, run, &tools, tool_call).await;
+            let text = cap(text, RESULT_BYTES);
+            let record = ToolStep {
+                step,
+                call_id: tool_call.id.clone(),
+                tool: tool_call.name.clone(),
+                arguments: tool_call.arguments.clone(),
+                ok,
+                result: text.clone(),
+                elapsed: started.elapsed(),
+            };
+            run.emitter.emit(ExecEvent::ToolFinished(record.clone()));
+            steps.push(record);
+            call.messages
+                .push(ChatMessage::tool_result(tool_call, text));
+        }
+        if run.cancel.is_cancelled() {
+            return Ok(answer(String::new(), None, phases, steps, true));
+        }
+    }
+    let note = format!(
+        "(no answer: the tool loop stopped after {} model calls, its `max_steps`; the calls made are kept above)",
+        toolbox.max_steps
+    );
+    run.emitter.emit(ExecEvent::Output {
+        phase: call.id.clone(),
+        stream: "stderr".into(),
+        text: format!("{note}\n"),
+    });
+    Ok(answer(note, None, phases, steps, false))
+}
+
+/// Runs one call the model asked for: `(ok, result for the model)`.
+async fn invoke(
+    exec: &Executor,
+    ctx: &RunContext,
+    req: &RunRequest,
+    run: &Run<'_>,
+    tools: &[Tool],
+    call: &ToolCall,
+) -> (bool, String) {
+    let Some(tool) = tools.iter().find(|t| t.spec.name == call.name) else {
+        let names: Vec<&str> = tools.iter().map(|t| t.spec.name.as_str()).collect();
+        return (
+            false,
+            format!(
+                "error: there is no tool named `{}`; the tools are: {}",
+                call.name,
+                names.join(", ")
+            ),
+        );
+    };
+    if let Some(text) = call.arguments.get(UNPARSED) {
+        return (
+            false,
+            format!("error: the arguments are not a JSON object: {text}"),
+        );
+    }
+    let errors: Vec<String> = tool
+        .validator
+        .iter_errors(&call.arguments)
+        .take(3)
+        .map(|e| format!("at `{}`: {e}", e.instance_path()))
+        .collect();
+    if !errors.is_empty() {
+        return (
+            false,
+            format!("error: invalid arguments: {}", errors.join("; ")),
+        );
+    }
+    let timeout = req.skill.tools.tool_timeout;
+    let work = async {
+        match &tool.ready {
+            Ready::Skill(skill) => call_skill(exec, ctx, req, run, skill, &call.arguments).await,
+            Ready::Script(path) => call_script(ctx, req, run, path, &call.arguments, timeout).await,
+            Ready::References(dir) => read_reference(dir, &call.arguments).await,
+        }
+    };
+    match tokio::time::timeout(timeout + Duration::from_secs(1), work).await {
+        Ok(done) => done,
+        Err(_) => (
+            false,
+            format!(
+                "error: the tool did not finish within {} s",
+                timeout.as_secs()
+            ),
+        ),
+    }
+}
+
+async fn call_skill(
+    exec: &Executor,
+    ctx: &RunContext,
+    req: &RunRequest,
+    run: &Run<'_>,
+    skill: &Arc<Skill>,
+    arguments: &Value,
+) -> (bool, String) {
+    if req.depth >= MAX_DEPTH {
+        return (
+            false,
+            format!("error: skills call skills {MAX_DEPTH} deep already; answer without it"),
+        );
+    }
+    let mut args = arguments.as_object().cloned().unwrap_or_default();
+    let input = match args.remove("input") {
+        Some(Value::String(s)) => s,
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let sub = RunRequest {
+        skill: Arc::clone(skill),
+        input,
+        args: Args::Json(args),
+        history: Vec::new(),
+        workdir: req.workdir.clone(),
+        cancel: run.cancel.child_token(),
+        tool_skills: req.tool_skills.clone(),
+        depth: req.depth + 1,
+    };
+    match exec.run_nested(ctx, sub).await {
+        Ok(out) => (true, out.text),
+        Err(e) => (false, format!("error: {}: {}", e.code, e.message)),
+    }
+}
+
+/// Collects a script's output.
+#[derive(Default)]
+struct Collect {
+    stdout: String,
+    stderr: String,
+}
+
+impl OutputSink for Collect {
+    async fn output(&mut self, stream: Stream, text: &str) {
+        match stream {
+            Stream::Stdout => self.stdout.push_str(text),
+            Stream::Stderr => self.stderr.push_str(text),
+        }
+    }
+
+    async fn flush(&mut self) {}
+}
+
+/// The program that runs a script, by its extension.
+fn interpreter(path: &std::path::Path) -> Option<&'static str> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("py") => Some("python3"),
+        Some("sh") => Some("sh"),
+        Some("bash") => Some("bash"),
+        Some("js" | "mjs") => Some("node"),
+        Some("rb") => Some("ruby"),
+        Some("pl") => Some("perl"),
+        _ => None,
+    }
+}
+
+async fn call_script(
+    ctx: &RunContext,
+    req: &RunRequest,
+    run: &Run<'_>,
+    path: &std::path::Path,
+    arguments: &Value,
+    timeout: Duration,
+) -> (bool, String) {
+    let skill = &*req.skill;
+    let Some(sandbox) = ctx.sandbox.as_deref() else {
+        return (
+            false,
+            "error: this kernel has no sandbox, so it runs no scripts".into(),
+        );
+    };
+    let mut argv: Vec<String> = interpreter(path).map(str::to_owned).into_iter().collect();
+    argv.push(path.display().to_string());
+    argv.extend(
+        arguments["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned)),
+    );
+    let policy = match super::program::policy_of(sandbox, skill, &Map::new(), &Default::default()) {
+        Ok(p) => p,
+        Err(e) => return (false, format!("error: {}", e.message)),
+    };
+    let subject = Subject {
+        own_dir: skill.source.dir(),
+        ..Subject::skill("skill", &skill.meta.name, &skill.meta.version.to_string())
+    };
+    let mut sink = Collect::default();
+    let verdict = sandbox
+        .run(
+            &subject,
+            &policy,
+            &argv,
+            None,
+            &mut sink,
+            timeout,
+            &run.cancel,
+        )
+        .await;
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(e) => return (false, format!("error: the script could not start: {e}")),
+    };
+    let mut text = sink.stdout;
+    if !sink.stderr.trim().is_empty() {
+        text.push_str(&format!("\n[stderr]\n{}", sink.stderr));
+    }
+    match verdict {
+        Verdict::Success => (true, text),
+        other => {
+            let why = verdict_error(
+                &other,
+                &format!("script `{}`", path.display()),
+                Grantor::Skill,
+            )
+            .map_or_else(|| "it failed".to_owned(), |e| e.message);
+            (false, format!("error: {why}\n{text}"))
+        }
+    }
+}
+
+async fn read_reference(dir: &std::path::Path, arguments: &Value) -> (bool, String) {
+    // The schema's enum allows only the skill's own reference files.
+    let Some(relative) = arguments["path"].as_str() else {
+        return (false, "error: `path` is missing".into());
+    };
+    match tokio::fs::read(dir.join(relative)).await {
+        Ok(bytes) => (
+            true,
+            cap(
+                String::from_utf8_lossy(&bytes).into_owned(),
+                REFERENCE_BYTES,
+            ),
+        ),
+        Err(e) => (false, format!("error: cannot read {relative}: {e}")),
+    }
+}
+
+/// `text` cut to at most `limit` bytes (at a character boundary), with a
+/// note saying how much there was.
+fn cap(text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[… cut: {} bytes in all]", &text[..end], text.len())
+}

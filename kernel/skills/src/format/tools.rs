@@ -1,0 +1,183 @@
+//! The tools a skill declares: `tools` and `max_steps` in a native
+//! manifest, the `scripts/` and `references/` of an Agent Skill.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::doc::Obj;
+use super::validate;
+use crate::error::LoadError;
+use crate::tools::{tool_name, ToolSource, Toolbox};
+
+/// Keys of one entry of `tools`.
+pub const TOOL_KEYS: &[&str] = &["skill", "description"];
+
+const REMEDY: &str = "list the skills the model may call: `tools: [summarize, {skill: translate, description: \"…\"}]`";
+
+/// `tools`, `max_steps` and `tool_timeout_secs` of a native manifest.
+pub fn native(root: &Obj<'_>) -> Result<Toolbox, LoadError> {
+    let mut toolbox = Toolbox::default();
+    let Some(items) = root.list("tools")? else {
+        for key in ["max_steps", "tool_timeout_secs"] {
+            if root.has(key) {
+                return Err(root.error(
+                    key,
+                    format!("`{key}` limits the tool loop, and this skill has no `tools`"),
+                    REMEDY,
+                ));
+            }
+        }
+        return Ok(toolbox);
+    };
+    let mut seen = BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("{}[{i}]", root.field("tools"));
+        let (name, description) = match item {
+            Value::String(name) => (name.clone(), None),
+            Value::Object(_) => {
+                let o = Obj::new(root.doc, &field, item)?;
+                o.deny_unknown(TOOL_KEYS, "a tool")?;
+                let name = o.req_str("skill", "name the skill: `skill: summarize`")?;
+                (name.to_owned(), o.str("description")?.map(str::to_owned))
+            }
+            _ => {
+                return Err(root.doc.error(
+                    &field,
+                    "a tool is a skill's name or `{skill: NAME}`",
+                    REMEDY,
+                ))
+            }
+        };
+        validate::check_name(&root.doc, &field, &name)?;
+        if !seen.insert(name.clone()) {
+            return Err(root.doc.error(
+                &field,
+                format!("`{name}` is listed twice"),
+                "list each tool once",
+            ));
+        }
+        toolbox.tools.push(ToolSource::Skill { name, description });
+    }
+    if toolbox.tools.is_empty() {
+        return Err(root.error("tools", "`tools` lists no tools", REMEDY));
+    }
+    match root.u64("max_steps")? {
+        Some(0) => {
+            return Err(root.error(
+                "max_steps",
+                "`max_steps` is 0",
+                "allow at least one model call: `max_steps: 1` or more",
+            ))
+        }
+        Some(n) => toolbox.max_steps = n.min(u64::from(u32::MAX)) as u32,
+        None => {}
+    }
+    match root.u64("tool_timeout_secs")? {
+        Some(0) => {
+            return Err(root.error(
+                "tool_timeout_secs",
+                "`tool_timeout_secs` is 0",
+                "give each tool call at least a second",
+            ))
+        }
+        Some(n) => toolbox.tool_timeout = Duration::from_secs(n),
+        None => {}
+    }
+    Ok(toolbox)
+}
+
+/// An Agent Skill's tools: each file under `scripts/` that `allowed-tools`
+/// permits (all of them when it is not given), and — when there is a
+/// loop, or `allowed-tools` names `Read` — `read_reference` over
+/// `references/`. `metadata.max_steps` bounds the loop.
+pub fn agent(resources: &[PathBuf], allowed: &[String], max_steps: Option<&str>) -> Toolbox {
+    let mut toolbox = Toolbox::default();
+    for path in resources.iter().filter(|p| p.starts_with("scripts")) {
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = Path::new(&file)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = tool_name(&stem);
+        if allowed.is_empty() || allows(allowed, &file, &name) {
+            toolbox.tools.push(ToolSource::Script {
+                name,
+                path: path.clone(),
+            });
+        }
+    }
+    let references: Vec<PathBuf> = resources
+        .iter()
+        .filter(|p| p.starts_with("references"))
+        .cloned()
+        .collect();
+    let read = allowed
+        .iter()
+        .any(|t| t == "Read" || t.starts_with("Read("));
+    if !references.is_empty() && (!toolbox.tools.is_empty() || read) {
+        toolbox
+            .tools
+            .push(ToolSource::References { files: references });
+    }
+    if let Some(n) = max_steps
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+    {
+        toolbox.max_steps = n;
+    }
+    toolbox
+}
+
+/// `allowed-tools` lets a script run when it names `Bash` (any command),
+/// `Bash(…)` mentioning the script's file, or the tool by name.
+fn allows(allowed: &[String], file: &str, name: &str) -> bool {
+    allowed.iter().any(|t| {
+        t == "Bash"
+            || t == "Bash(*)"
+            || t == name
+            || t == file
+            || (t.starts_with("Bash(") && t.contains(file))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(v: &[&str]) -> Vec<PathBuf> {
+        v.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn scripts_become_tools_as_allowed_tools_permits_and_references_join_a_loop() {
+        let files = paths(&[
+            "scripts/count_words.py",
+            "scripts/other.sh",
+            "references/a.md",
+            "assets/x.png",
+        ]);
+        let all = agent(&files, &[], None);
+        assert_eq!(all.tools.len(), 3);
+        assert!(matches!(&all.tools[0], ToolSource::Script { name, .. } if name == "count_words"));
+        assert!(
+            matches!(&all.tools[2], ToolSource::References { files } if files == &paths(&["references/a.md"]))
+        );
+        let some = agent(
+            &files,
+            &["Bash(python3 scripts/count_words.py:*)".into()],
+            Some("3"),
+        );
+        assert_eq!(some.tools.len(), 2, "{:?}", some.tools);
+        assert_eq!(some.max_steps, 3);
+        let none = agent(&paths(&["references/a.md"]), &[], None);
+        assert!(none.is_empty(), "references alone make no loop");
+        let read = agent(&paths(&["references/a.md"]), &["Read".into()], None);
+        assert_eq!(read.tools.len(), 1);
+    }
+}
