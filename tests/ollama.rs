@@ -23,6 +23,7 @@ fn ask(model: &str, question: &str) -> CompletionRequest {
         options: GenerationOptions::default(),
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     }
 }
 

@@ -31,6 +31,7 @@ fn ask(model: &str) -> CompletionRequest {
         options: GenerationOptions::default(),
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     }
 }
 

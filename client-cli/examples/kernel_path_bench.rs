@@ -161,6 +161,7 @@ async fn bare(p: &CandleProvider, a: &Args) -> Result<(f64, u32), String> {
         },
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     };
     let started = Instant::now();
     let done = p

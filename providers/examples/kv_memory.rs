@@ -87,6 +87,7 @@ async fn main() {
             options: options.clone(),
             format: None,
             tools: Vec::new(),
+            tool_choice: Default::default(),
         };
         let mut stream = provider
             .stream(request, CancellationToken::new())

@@ -152,6 +152,7 @@ mod tests {
             },
             format: None,
             tools: Vec::new(),
+            tool_choice: Default::default(),
         }
     }
 

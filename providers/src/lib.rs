@@ -40,7 +40,7 @@ pub use cache::ResponseCache;
 pub use config::ModelsConfig;
 pub use output::OutputFormat;
 pub use registry::{Registry, Route};
-pub use tools::{ToolCall, ToolSpec};
+pub use tools::{ToolCall, ToolChoice, ToolSpec};
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -161,6 +161,9 @@ pub struct CompletionRequest {
     /// [`StreamEvent::ToolCall`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolSpec>,
+    /// Whether the model must call one of `tools` this turn.
+    #[serde(default)]
+    pub tool_choice: ToolChoice,
 }
 
 impl Default for GenerationOptions {

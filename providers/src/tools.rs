@@ -20,6 +20,18 @@ pub struct ToolSpec {
     pub parameters: Value,
 }
 
+/// Whether the model must call a tool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// It may call tools or answer.
+    #[default]
+    Auto,
+    /// It must call one of the tools (OpenAI's `required`, Anthropic's
+    /// `any`; the embedded engine drops the answer from its schema).
+    Required,
+}
+
 /// A call the model asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
@@ -50,7 +62,7 @@ pub fn parse_arguments(text: &str) -> Value {
 /// The schema an engine without native tool calls is held to: a call of
 /// one of `tools` (`{"tool": NAME, "arguments": {…}}`) or the final
 /// answer (`{"answer": "…"}`).
-pub fn call_schema(tools: &[ToolSpec]) -> Value {
+pub fn call_schema(tools: &[ToolSpec], choice: ToolChoice) -> Value {
     let mut choices: Vec<Value> = tools
         .iter()
         .map(|t| {
@@ -65,12 +77,14 @@ pub fn call_schema(tools: &[ToolSpec]) -> Value {
             })
         })
         .collect();
-    choices.push(json!({
-        "type": "object",
-        "properties": {"answer": {"type": "string"}},
-        "required": ["answer"],
-        "additionalProperties": false
-    }));
+    if choice == ToolChoice::Auto {
+        choices.push(json!({
+            "type": "object",
+            "properties": {"answer": {"type": "string"}},
+            "required": ["answer"],
+            "additionalProperties": false
+        }));
+    }
     json!({ "anyOf": choices })
 }
 

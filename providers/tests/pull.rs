@@ -104,6 +104,7 @@ async fn pull_downloads_verifies_installs_and_the_model_runs() {
         },
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     };
     let done = p.complete(request, CancellationToken::new()).await.unwrap();
     assert!(done.stats.completion_tokens > 0);

@@ -143,6 +143,7 @@ fn request(model: &str, temperature: f32) -> CompletionRequest {
         },
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     }
 }
 

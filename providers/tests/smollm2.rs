@@ -39,6 +39,7 @@ fn ask(question: &str) -> CompletionRequest {
         },
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     }
 }
 

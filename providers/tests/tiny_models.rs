@@ -21,6 +21,7 @@ fn request(model: &str, options: GenerationOptions) -> CompletionRequest {
         options,
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     }
 }
 

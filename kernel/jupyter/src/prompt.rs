@@ -78,6 +78,7 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         options: models.options.clone(),
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     };
     let cancel = ctx.cancel.child_token();
     let (route, mut stream) = models

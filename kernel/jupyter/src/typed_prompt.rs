@@ -82,6 +82,7 @@ pub async fn run(
         options: models.options.clone(),
         format: Some(schema.format()),
         tools: Vec::new(),
+        tool_choice: Default::default(),
     };
     let mut asked_again = false;
     loop {

@@ -120,6 +120,7 @@ async fn overhead() -> serde_json::Value {
         options: GenerationOptions::default(),
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     };
     let (mut direct, mut executed) = (Vec::with_capacity(CALLS), Vec::with_capacity(CALLS));
     for i in 0..WARMUP + CALLS {

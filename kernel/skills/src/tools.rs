@@ -30,6 +30,10 @@ pub struct Toolbox {
     pub max_steps: u32,
     /// One tool call's time limit.
     pub tool_timeout: Duration,
+    /// The first step must call a tool (`tool_choice: required`): for a
+    /// skill whose answer always needs one, and small models that would
+    /// rather guess.
+    pub first_call_required: bool,
 }
 
 impl Default for Toolbox {
@@ -38,6 +42,7 @@ impl Default for Toolbox {
             tools: Vec::new(),
             max_steps: DEFAULT_MAX_STEPS,
             tool_timeout: DEFAULT_TOOL_TIMEOUT,
+            first_call_required: false,
         }
     }
 }

@@ -337,7 +337,10 @@ impl LoadedModel {
             }
             let n_vocab = logits.len();
             let logits_1d = Tensor::from_vec(logits, n_vocab, &Device::Cpu).map_err(candle_err)?;
-            let logits_1d = match options.repeat_penalty {
+            // A typed answer copies names and figures from the prompt: the
+            // repeat penalty would steer it away from them.
+            let penalty = options.repeat_penalty.filter(|_| grammar.is_none());
+            let logits_1d = match penalty {
                 Some(p) if p != 1.0 => {
                     let start = all_tokens.len().saturating_sub(REPEAT_WINDOW);
                     candle_transformers::utils::apply_repeat_penalty(

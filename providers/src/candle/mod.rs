@@ -399,10 +399,16 @@ fn generate(
     } else {
         // A tool turn: JSON held to the call schema, read when complete.
         let (messages, format) = tool_turns::prepare(&job.request);
+        // No repeat penalty: a tool turn copies names, paths and results
+        // from the conversation, which the penalty would steer it away from.
+        let options = crate::GenerationOptions {
+            repeat_penalty: None,
+            ..job.request.options.clone()
+        };
         let mut written = String::new();
         let result = resident.model.generate_as(
             &messages,
-            &job.request.options,
+            &options,
             Some(&format),
             &job.cancel,
             &mut |piece| written.push_str(piece),

@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 
 use crate::tools::{call_instructions, call_schema};
-use crate::{ChatMessage, CompletionRequest, OutputFormat, ToolCall};
+use crate::{ChatMessage, CompletionRequest, OutputFormat, ToolCall, ToolChoice};
 
 /// The conversation and the format to generate a tool turn with.
 pub fn prepare(request: &CompletionRequest) -> (Vec<ChatMessage>, OutputFormat) {
@@ -42,16 +42,16 @@ pub fn prepare(request: &CompletionRequest) -> (Vec<ChatMessage>, OutputFormat) 
             "tool" => ChatMessage::new(
                 "user",
                 format!(
-                    "Result of {}:\n{}",
-                    m.tool_name.as_deref().unwrap_or("the tool"),
-                    m.content
+                    "The tool {} returned:\n{}\nUse this result in your answer.",
+                    m.tool_name.as_deref().unwrap_or("you called"),
+                    m.content.trim_end()
                 ),
             ),
             _ => ChatMessage::new(m.role.clone(), m.content.clone()),
         });
     }
-    let mut schema = call_schema(&request.tools);
-    if let Some(format) = &request.format {
+    let mut schema = call_schema(&request.tools, request.tool_choice);
+    if let (Some(format), ToolChoice::Auto) = (&request.format, request.tool_choice) {
         // A typed final answer: the answer branch takes the output's schema.
         if let Some(last) = schema["anyOf"].as_array_mut().and_then(|a| a.last_mut()) {
             last["properties"]["answer"] = format.schema();
@@ -102,6 +102,7 @@ mod tests {
                 description: "Counts the words of a file.".into(),
                 parameters: json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}),
             }],
+            tool_choice: Default::default(),
         }
     }
 
@@ -131,7 +132,10 @@ mod tests {
         );
         assert_eq!(
             (messages[3].role.as_str(), messages[3].content.as_str()),
-            ("user", "Result of count_words:\n42")
+            (
+                "user",
+                "The tool count_words returned:\n42\nUse this result in your answer."
+            )
         );
         let OutputFormat::JsonSchema { schema } = format else {
             panic!()

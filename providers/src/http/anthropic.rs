@@ -165,6 +165,7 @@ mod tests {
             options: GenerationOptions::default(),
             format: None,
             tools: Vec::new(),
+            tool_choice: Default::default(),
         };
         let body = Anthropic.chat_body(&request);
         assert_eq!(body["system"], "Be brief.");

@@ -210,6 +210,7 @@ mod tests {
                 schema: schema.clone(),
             }),
             tools: Vec::new(),
+            tool_choice: Default::default(),
         };
         let body = OpenAi.chat_body(&request);
         assert_eq!(body["response_format"]["type"], "json_schema");

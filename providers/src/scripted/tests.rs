@@ -10,6 +10,7 @@ fn request(prompt: &str) -> CompletionRequest {
         options: GenerationOptions::default(),
         format: None,
         tools: Vec::new(),
+        tool_choice: Default::default(),
     }
 }
 

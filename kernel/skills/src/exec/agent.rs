@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use skillkernel_providers::tools::UNPARSED;
-use skillkernel_providers::{ChatMessage, ToolCall, ToolSpec};
+use skillkernel_providers::{ChatMessage, ToolCall, ToolChoice, ToolSpec};
 use tokio::time::Instant;
 
 use super::call::{Call, Run};
@@ -182,6 +182,11 @@ pub(crate) async fn run(
     };
     for step in 1..=toolbox.max_steps {
         call.id = format!("{base}-{step}");
+        call.tool_choice = if step == 1 && toolbox.first_call_required {
+            ToolChoice::Required
+        } else {
+            ToolChoice::Auto
+        };
         run.emitter.emit(ExecEvent::PhaseStarted {
             id: call.id.clone(),
             name: format!("{} (step {step})", call.name),
@@ -375,17 +380,24 @@ impl OutputSink for Collect {
     async fn flush(&mut self) {}
 }
 
-/// The program that runs a script, by its extension.
-fn interpreter(path: &std::path::Path) -> Option<&'static str> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("py") => Some("python3"),
-        Some("sh") => Some("sh"),
-        Some("bash") => Some("bash"),
-        Some("js" | "mjs") => Some("node"),
-        Some("rb") => Some("ruby"),
-        Some("pl") => Some("perl"),
-        _ => None,
-    }
+/// The program that runs a script, by its extension: the system's copy
+/// when there is one (the sandbox does not open the home directory, where
+/// pyenv and nvm shims live), else the name for `PATH`.
+fn interpreter(path: &std::path::Path) -> Option<String> {
+    let name = match path.extension().and_then(|e| e.to_str()) {
+        Some("py") => "python3",
+        Some("sh") => "sh",
+        Some("bash") => "bash",
+        Some("js" | "mjs") => "node",
+        Some("rb") => "ruby",
+        Some("pl") => "perl",
+        _ => return None,
+    };
+    let system = ["/usr/bin", "/bin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| std::path::Path::new(dir).join(name))
+        .find(|p| p.is_file());
+    Some(system.map_or_else(|| name.to_owned(), |p| p.display().to_string()))
 }
 
 async fn call_script(
@@ -403,7 +415,7 @@ async fn call_script(
             "error: this kernel has no sandbox, so it runs no scripts".into(),
         );
     };
-    let mut argv: Vec<String> = interpreter(path).map(str::to_owned).into_iter().collect();
+    let mut argv: Vec<String> = interpreter(path).into_iter().collect();
     argv.push(path.display().to_string());
     argv.extend(
         arguments["args"]

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{
     ChatMessage, CompletionRequest, GenerationOptions, GenerationStats, ProviderError, Registry,
-    StreamEvent, ToolSpec,
+    StreamEvent, ToolChoice, ToolSpec,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,8 @@ pub(crate) struct Call {
     pub output: Option<OutputSchema>,
     /// Tools the model may call instead of answering (a tool loop's step).
     pub tools: Vec<ToolSpec>,
+    /// Whether it must call one.
+    pub tool_choice: ToolChoice,
 }
 
 /// A call that failed.
@@ -126,6 +128,7 @@ impl Call {
             options: self.options.clone(),
             format: self.output.as_ref().map(OutputSchema::format),
             tools: self.tools.clone(),
+            tool_choice: self.tool_choice,
         };
         let failed = |error| Failed {
             error,

@@ -354,6 +354,7 @@ async fn plan<'a>(
         streams_answer: true,
         output: skill.output.clone(),
         tools: Vec::new(),
+        tool_choice: Default::default(),
     });
     Ok(if skill.tools.is_empty() {
         Plan::One(call)

@@ -173,5 +173,6 @@ fn phase_call(
         streams_answer: phase.id == workflow.output,
         output: phase.output.clone(),
         tools: Vec::new(),
+        tool_choice: Default::default(),
     })
 }

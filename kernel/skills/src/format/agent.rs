@@ -125,11 +125,7 @@ pub fn skill(file: &Path, text: &str, origin: Origin) -> Result<Skill, LoadError
         )?),
         None => None,
     };
-    let tools = super::tools::agent(
-        &resources,
-        &meta.allowed_tools,
-        meta.metadata.get("max_steps").map(String::as_str),
-    );
+    let tools = super::tools::agent(&resources, &meta.allowed_tools, &meta.metadata);
     Ok(Skill {
         meta,
         parameters: Vec::new(),

@@ -32,6 +32,7 @@ pub const PROMPT_KEYS: &[&str] = &[
     "tools",
     "max_steps",
     "tool_timeout_secs",
+    "tool_choice",
 ];
 pub const WORKFLOW_KEYS: &[&str] = &["phases", "max_parallel", "output", "output_schema"];
 pub const CONVERSATION_KEYS: &[&str] = &[
@@ -41,6 +42,7 @@ pub const CONVERSATION_KEYS: &[&str] = &[
     "tools",
     "max_steps",
     "tool_timeout_secs",
+    "tool_choice",
 ];
 /// Kept raw for the sandbox (`CommandSkill::policy`).
 pub const POLICY_KEYS: &[&str] = &[

@@ -1,7 +1,7 @@
 //! The tools a skill declares: `tools` and `max_steps` in a native
 //! manifest, the `scripts/` and `references/` of an Agent Skill.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ const REMEDY: &str = "list the skills the model may call: `tools: [summarize, {s
 pub fn native(root: &Obj<'_>) -> Result<Toolbox, LoadError> {
     let mut toolbox = Toolbox::default();
     let Some(items) = root.list("tools")? else {
-        for key in ["max_steps", "tool_timeout_secs"] {
+        for key in ["max_steps", "tool_timeout_secs", "tool_choice"] {
             if root.has(key) {
                 return Err(root.error(
                     key,
@@ -75,6 +75,15 @@ pub fn native(root: &Obj<'_>) -> Result<Toolbox, LoadError> {
         Some(n) => toolbox.max_steps = n.min(u64::from(u32::MAX)) as u32,
         None => {}
     }
+    toolbox.first_call_required = match root.str("tool_choice")? {
+        None | Some("auto") => false,
+        Some("required") => true,
+        Some(other) => return Err(root.error(
+            "tool_choice",
+            format!("`tool_choice` is `{other}`; it must be `auto` or `required`"),
+            "`required`: the first step must call a tool; `auto` (the default): the model decides",
+        )),
+    };
     match root.u64("tool_timeout_secs")? {
         Some(0) => {
             return Err(root.error(
@@ -92,8 +101,14 @@ pub fn native(root: &Obj<'_>) -> Result<Toolbox, LoadError> {
 /// An Agent Skill's tools: each file under `scripts/` that `allowed-tools`
 /// permits (all of them when it is not given), and — when there is a
 /// loop, or `allowed-tools` names `Read` — `read_reference` over
-/// `references/`. `metadata.max_steps` bounds the loop.
-pub fn agent(resources: &[PathBuf], allowed: &[String], max_steps: Option<&str>) -> Toolbox {
+/// `references/`. `metadata.max_steps` bounds the loop;
+/// `metadata.tool_choice: required` makes the first step call a tool.
+pub fn agent(
+    resources: &[PathBuf],
+    allowed: &[String],
+    metadata: &BTreeMap<String, String>,
+) -> Toolbox {
+    let max_steps = metadata.get("max_steps").map(String::as_str);
     let mut toolbox = Toolbox::default();
     for path in resources.iter().filter(|p| p.starts_with("scripts")) {
         let file = path
@@ -131,19 +146,43 @@ pub fn agent(resources: &[PathBuf], allowed: &[String], max_steps: Option<&str>)
     {
         toolbox.max_steps = n;
     }
+    toolbox.first_call_required = !toolbox.is_empty()
+        && metadata
+            .get("tool_choice")
+            .is_some_and(|c| c.trim() == "required");
     toolbox
 }
 
 /// `allowed-tools` lets a script run when it names `Bash` (any command),
 /// `Bash(…)` mentioning the script's file, or the tool by name.
 fn allows(allowed: &[String], file: &str, name: &str) -> bool {
-    allowed.iter().any(|t| {
+    entries(allowed).iter().any(|t| {
         t == "Bash"
             || t == "Bash(*)"
             || t == name
             || t == file
             || (t.starts_with("Bash(") && t.contains(file))
     })
+}
+
+/// The entries of `allowed-tools`: its words, with `Bash(git add:*)`
+/// kept whole (Claude Code writes a command's spaces inside the
+/// parentheses).
+fn entries(words: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut open = false;
+    for word in words {
+        match out.last_mut() {
+            Some(last) if open => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => out.push(word.clone()),
+        }
+        let last = out.last().map(String::as_str).unwrap_or("");
+        open = last.matches('(').count() > last.matches(')').count();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -162,22 +201,28 @@ mod tests {
             "references/a.md",
             "assets/x.png",
         ]);
-        let all = agent(&files, &[], None);
+        let none_set = BTreeMap::new();
+        let all = agent(&files, &[], &none_set);
         assert_eq!(all.tools.len(), 3);
         assert!(matches!(&all.tools[0], ToolSource::Script { name, .. } if name == "count_words"));
         assert!(
             matches!(&all.tools[2], ToolSource::References { files } if files == &paths(&["references/a.md"]))
         );
-        let some = agent(
-            &files,
-            &["Bash(python3 scripts/count_words.py:*)".into()],
-            Some("3"),
-        );
+        let meta = BTreeMap::from([
+            ("max_steps".to_string(), "3".to_string()),
+            ("tool_choice".to_string(), "required".to_string()),
+        ]);
+        let written: Vec<String> = "Bash(python3 scripts/count_words.py:*) Read"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let some = agent(&files, &written, &meta);
+        assert!(some.first_call_required);
         assert_eq!(some.tools.len(), 2, "{:?}", some.tools);
         assert_eq!(some.max_steps, 3);
-        let none = agent(&paths(&["references/a.md"]), &[], None);
+        let none = agent(&paths(&["references/a.md"]), &[], &none_set);
         assert!(none.is_empty(), "references alone make no loop");
-        let read = agent(&paths(&["references/a.md"]), &["Read".into()], None);
+        let read = agent(&paths(&["references/a.md"]), &["Read".into()], &none_set);
         assert_eq!(read.tools.len(), 1);
     }
 }
