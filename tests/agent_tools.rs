@@ -5,8 +5,9 @@
 
 use std::path::Path;
 
+use harness::fake_ollama::{ChatScript, Config, FakeOllama};
 use harness::{run, Daemon, Launch};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -20,40 +21,63 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_skill_on_the_real_model_runs_its_script_and_uses_the_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let skills = dir.path().join("skills");
+/// A skills directory with `word-count`, a workspace with `notes.txt`
+/// (12 words) and a config; `extra` is added to the daemon's arguments.
+fn start(dir: &Path, extra: &[&str]) -> Daemon {
+    let skills = dir.join("skills");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/skills");
     copy_dir(&examples.join("word-count"), &skills.join("word-count"));
-    let workspace = dir.path().join("workspace");
+    let workspace = dir.join("workspace");
     std::fs::create_dir_all(&workspace).unwrap();
     std::fs::write(
         workspace.join("notes.txt"),
         "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda\nmu\n",
     )
     .unwrap();
-    let config = dir.path().join("config.toml");
+    let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
-            dir.path().join("user-skills")
+            dir.join("user-skills")
         ),
     )
     .unwrap();
-    let daemon = Daemon::start_with(
+    let model_dir = harness::default_model_dir();
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--model-dir",
+        &model_dir,
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start_with(
         Launch {
             cwd: Some(workspace.clone()),
             ..Launch::default()
         },
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--model-dir",
-            &harness::default_model_dir(),
-        ],
-    );
+        &args,
+    )
+}
+
+/// The tool displays of a cell: each call's, shown then updated.
+fn tool_displays(outcome: &skillctl::ExecuteOutcome) -> Vec<&Value> {
+    outcome
+        .iopub
+        .iter()
+        .filter(|m| {
+            m.content["transient"]["display_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("tool-"))
+        })
+        .map(|m| &m.content)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_skill_on_the_real_model_runs_its_script_and_uses_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path(), &[]);
     let mut client = daemon.client().await;
 
     let ran = run(
@@ -69,16 +93,10 @@ async fn an_agent_skill_on_the_real_model_runs_its_script_and_uses_the_result() 
         daemon.log()
     );
     // The step's display: shown when called, updated with the result.
-    let tool_displays: Vec<&Value> = ran
-        .iopub
-        .iter()
-        .filter(|m| {
-            m.content["transient"]["display_id"]
-                .as_str()
-                .is_some_and(|id| id.starts_with("tool-"))
-        })
-        .map(|m| &m.content)
-        .collect();
+    let tool_displays = tool_displays(&ran);
+    for d in &tool_displays {
+        eprintln!("tool: {}", d["data"]["text/plain"]);
+    }
     assert!(tool_displays.len() >= 2, "{:?}", ran.iopub);
     let finished = tool_displays.last().unwrap()["data"]["text/markdown"]
         .as_str()
@@ -111,8 +129,62 @@ async fn an_agent_skill_on_the_real_model_runs_its_script_and_uses_the_result() 
         answer.contains("12"),
         "the model answered from the script's result: {answer}"
     );
-    for d in &tool_displays {
-        eprintln!("tool: {}", d["data"]["text/plain"]);
-    }
     eprintln!("answer: {answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_calls_the_script_natively_and_gets_its_result_back() {
+    let fake = FakeOllama::start(Config {
+        chat: ChatScript {
+            pieces: ["notes.txt has ", "12 words."].map(str::to_owned).to_vec(),
+            tool_calls: vec![
+                json!({"function": {"name": "count_words", "arguments": {"args": ["notes.txt"]}}}),
+            ],
+            ..ChatScript::default()
+        },
+        ..Config::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url();
+    let daemon = start(dir.path(), &["--ollama-host", &url]);
+    let mut client = daemon.client().await;
+    assert_eq!(
+        run(&mut client, "%model use llama3.2:latest")
+            .await
+            .status(),
+        "ok"
+    );
+    let ran = run(
+        &mut client,
+        "%%run word-count\nHow many words are in notes.txt?",
+    )
+    .await;
+    assert_eq!(ran.status(), "ok", "{:?}", ran.reply.content);
+    let finished = tool_displays(&ran).last().unwrap()["data"]["text/plain"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(finished.contains("12 words"), "{finished}");
+    let chats: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/chat")
+        .collect();
+    assert_eq!(chats.len(), 2);
+    assert_eq!(chats[0].body["tools"][0]["function"]["name"], "count_words");
+    let second = chats[1].body["messages"].as_array().unwrap();
+    let n = second.len();
+    assert_eq!(
+        second[n - 2]["tool_calls"][0]["function"]["name"],
+        "count_words"
+    );
+    assert_eq!(second[n - 1]["role"], "tool");
+    assert_eq!(second[n - 1]["tool_name"], "count_words");
+    assert!(second[n - 1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("12 words"));
+    let meta = &ran.reply.metadata["skill"];
+    assert_eq!(meta["phases"].as_array().unwrap().len(), 2, "{meta}");
 }

@@ -30,6 +30,9 @@ pub enum ToolChoice {
     /// It must call one of the tools (OpenAI's `required`, Anthropic's
     /// `any`; the embedded engine drops the answer from its schema).
     Required,
+    /// It must answer now, calling nothing (OpenAI's and Anthropic's
+    /// `none`; the embedded engine keeps only the answer in its schema).
+    None,
 }
 
 /// A call the model asked for.
@@ -63,7 +66,12 @@ pub fn parse_arguments(text: &str) -> Value {
 /// one of `tools` (`{"tool": NAME, "arguments": {…}}`) or the final
 /// answer (`{"answer": "…"}`).
 pub fn call_schema(tools: &[ToolSpec], choice: ToolChoice) -> Value {
-    let mut choices: Vec<Value> = tools
+    let offered = if choice == ToolChoice::None {
+        &[][..]
+    } else {
+        tools
+    };
+    let mut choices: Vec<Value> = offered
         .iter()
         .map(|t| {
             json!({
@@ -77,7 +85,7 @@ pub fn call_schema(tools: &[ToolSpec], choice: ToolChoice) -> Value {
             })
         })
         .collect();
-    if choice == ToolChoice::Auto {
+    if choice != ToolChoice::Required {
         choices.push(json!({
             "type": "object",
             "properties": {"answer": {"type": "string"}},

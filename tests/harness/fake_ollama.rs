@@ -66,6 +66,12 @@ pub struct ChatScript {
     pub split: bool,
     /// After this many pieces, send `{"error": message}` instead of the rest.
     pub error_after: Option<(usize, String)>,
+    /// Calls (`{function: {name, arguments}}`) a request that offers
+    /// `tools` gets instead of the pieces — unless its conversation
+    /// already holds a `tool` result, which gets the pieces, as a model
+    /// done with its tools would. One NDJSON line with every call, as
+    /// Ollama sends them.
+    pub tool_calls: Vec<serde_json::Value>,
     pub done_reason: String,
     pub prompt_eval_count: u32,
     pub eval_count: u32,
@@ -83,6 +89,7 @@ impl Default for ChatScript {
             pause: Duration::from_millis(5),
             split: true,
             error_after: None,
+            tool_calls: Vec::new(),
             done_reason: "stop".into(),
             prompt_eval_count: 26,
             eval_count: 5,

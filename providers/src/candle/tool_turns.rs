@@ -51,7 +51,9 @@ pub fn prepare(request: &CompletionRequest) -> (Vec<ChatMessage>, OutputFormat) 
         });
     }
     let mut schema = call_schema(&request.tools, request.tool_choice);
-    if let (Some(format), ToolChoice::Auto) = (&request.format, request.tool_choice) {
+    if let (Some(format), ToolChoice::Auto | ToolChoice::None) =
+        (&request.format, request.tool_choice)
+    {
         // A typed final answer: the answer branch takes the output's schema.
         if let Some(last) = schema["anyOf"].as_array_mut().and_then(|a| a.last_mut()) {
             last["properties"]["answer"] = format.schema();

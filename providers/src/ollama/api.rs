@@ -80,13 +80,53 @@ impl Show {
 #[derive(Debug, Serialize)]
 pub struct ChatRequest<'a> {
     pub model: &'a str,
-    pub messages: &'a [ChatMessage],
+    /// In Ollama's shape ([`wire_messages`]).
+    pub messages: Vec<serde_json::Value>,
     pub stream: bool,
     pub options: Options,
     /// `"json"`, or a JSON Schema the reply must satisfy (Ollama ≥ 0.5
     /// holds generation to it with its own grammar).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<serde_json::Value>,
+    /// `[{type: function, function: {name, description, parameters}}]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<serde_json::Value>,
+}
+
+/// The conversation as Ollama reads it: an assistant turn's calls as
+/// `tool_calls: [{function: {name, arguments}}]`, a result as a `tool`
+/// turn with `tool_name`.
+pub fn wire_messages(messages: &[ChatMessage]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .map(|m| {
+            let mut v = serde_json::json!({"role": m.role, "content": m.content});
+            if !m.tool_calls.is_empty() {
+                v["tool_calls"] = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| serde_json::json!({"function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect();
+            }
+            if let Some(name) = &m.tool_name {
+                v["tool_name"] = serde_json::json!(name);
+            }
+            v
+        })
+        .collect()
+}
+
+/// The tools as Ollama's `tools`.
+pub fn wire_tools(tools: &[crate::ToolSpec]) -> Vec<serde_json::Value> {
+    tools
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "type": "function",
+                "function": {"name": t.name, "description": t.description, "parameters": t.parameters}
+            })
+        })
+        .collect()
 }
 
 /// Ollama's generation options (Modelfile parameter names).
@@ -147,4 +187,21 @@ pub struct ChatChunk {
 pub struct ChunkMessage {
     #[serde(default)]
     pub content: String,
+    /// Calls the model made (Ollama sends each whole, arguments parsed).
+    #[serde(default)]
+    pub tool_calls: Vec<ChunkToolCall>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ChunkToolCall {
+    #[serde(default)]
+    pub function: ChunkFunction,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ChunkFunction {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub arguments: serde_json::Value,
 }

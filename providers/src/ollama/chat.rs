@@ -35,13 +35,14 @@ pub async fn stream(
     let started = Instant::now();
     let body = ChatRequest {
         model: &request.model,
-        messages: &request.messages,
+        messages: super::api::wire_messages(&request.messages),
         stream: true,
         options: Options::from(&request.options),
         format: request.format.as_ref().map(|f| match f {
             OutputFormat::Json => serde_json::json!("json"),
             OutputFormat::JsonSchema { schema } => schema.clone(),
         }),
+        tools: super::api::wire_tools(&request.tools),
     };
     // Ollama answers only once the model is loaded, which can take minutes:
     // no timeout here, but an interrupt must still get through.
@@ -87,6 +88,8 @@ pub struct Reader<S> {
     started: Instant,
     first_token: Option<Instant>,
     pieces: u32,
+    /// Tool calls seen, to number their ids (Ollama gives none).
+    calls: u32,
     pending: VecDeque<Result<StreamEvent, ProviderError>>,
 }
 
@@ -104,6 +107,7 @@ where
             started,
             first_token: None,
             pieces: 0,
+            calls: 0,
             pending: VecDeque::new(),
         }
     }
@@ -159,6 +163,22 @@ where
                         self.pieces += 1;
                         self.pending.push_back(Ok(StreamEvent::Text(text.clone())));
                     }
+                }
+                for call in chunk.message.iter().flat_map(|m| &m.tool_calls) {
+                    self.first_token.get_or_insert_with(Instant::now);
+                    self.calls += 1;
+                    let arguments = match &call.function.arguments {
+                        // Some versions send the arguments as a JSON string.
+                        serde_json::Value::String(text) => crate::tools::parse_arguments(text),
+                        serde_json::Value::Null => serde_json::json!({}),
+                        other => other.clone(),
+                    };
+                    self.pending
+                        .push_back(Ok(StreamEvent::ToolCall(crate::ToolCall {
+                            id: format!("call_{}", self.calls),
+                            name: call.function.name.clone(),
+                            arguments,
+                        })));
                 }
                 if chunk.done {
                     let stats = stats(&chunk, self.started, self.pieces);

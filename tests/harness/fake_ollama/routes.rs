@@ -71,7 +71,24 @@ async fn handle(
         ("POST", "/api/chat") => match find(&config.models, &body) {
             Ok(model) => {
                 let streaming = body["stream"].as_bool().unwrap_or(true);
-                chat(&mut stream, &shared, &config.chat, &model.name, streaming).await
+                let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+                let answered = body["messages"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"));
+                if offered && !answered && !config.chat.tool_calls.is_empty() {
+                    let lines = vec![
+                        json!({
+                            "model": model.name,
+                            "created_at": CREATED_AT,
+                            "message": {"role": "assistant", "content": "", "tool_calls": config.chat.tool_calls},
+                            "done": false,
+                        }),
+                        chat_done(&model.name, &config.chat, ""),
+                    ];
+                    stream_lines(&mut stream, &lines, config.chat.split, config.chat.pause).await
+                } else {
+                    chat(&mut stream, &shared, &config.chat, &model.name, streaming).await
+                }
             }
             Err(missing) => not_found(&mut stream, &missing).await,
         },

@@ -173,6 +173,11 @@ pub(crate) async fn run(
     let mut phases: Vec<PhaseResult> = Vec::new();
     let mut steps: Vec<ToolStep> = Vec::new();
     let mut asked_again = false;
+    // Calls made so far (tool and arguments) and what they returned: a
+    // model that asks for the same call again gets the result it had and
+    // must answer next (small models loop on a call they already made).
+    let mut made: Vec<(String, Value, String)> = Vec::new();
+    let mut must_answer = false;
     let answer = |text: String, json, phases, steps, interrupted| Answer {
         text,
         json,
@@ -182,7 +187,9 @@ pub(crate) async fn run(
     };
     for step in 1..=toolbox.max_steps {
         call.id = format!("{base}-{step}");
-        call.tool_choice = if step == 1 && toolbox.first_call_required {
+        call.tool_choice = if must_answer {
+            ToolChoice::None
+        } else if step == 1 && toolbox.first_call_required {
             ToolChoice::Required
         } else {
             ToolChoice::Auto
@@ -236,8 +243,28 @@ pub(crate) async fn run(
                 arguments: tool_call.arguments.clone(),
             });
             let started = Instant::now();
-            let (ok, text) = invoke(exec, ctx, req, run, &tools, tool_call).await;
-            let text = cap(text, RESULT_BYTES);
+            let earlier = made
+                .iter()
+                .find(|(tool, args, _)| *tool == tool_call.name && *args == tool_call.arguments);
+            let (ok, text) = match earlier {
+                Some((_, _, result)) => {
+                    must_answer = true;
+                    (
+                        true,
+                        format!("(You made this call already; its result was:)\n{result}\nAnswer with it now."),
+                    )
+                }
+                None => {
+                    let (ok, text) = invoke(exec, ctx, req, run, &tools, tool_call).await;
+                    let text = cap(text, RESULT_BYTES);
+                    made.push((
+                        tool_call.name.clone(),
+                        tool_call.arguments.clone(),
+                        text.clone(),
+                    ));
+                    (ok, text)
+                }
+            };
             let record = ToolStep {
                 step,
                 call_id: tool_call.id.clone(),

@@ -285,12 +285,21 @@ fn tools_load_as_skill_names_or_mappings_with_their_limits() {
     assert!(skill.tools.first_call_required);
     assert_eq!(skill.tools.tool_timeout, std::time::Duration::from_secs(5));
 
-    let twice = native("name: helper\ndescription: Helps.\ntemplate: x\ntools: [a-b, a-b]\n").unwrap_err();
+    let twice =
+        native("name: helper\ndescription: Helps.\ntemplate: x\ntools: [a-b, a-b]\n").unwrap_err();
     assert!(twice.message.contains("twice"), "{}", twice.message);
-    let unknown = native("name: helper\ndescription: Helps.\ntemplate: x\ntools: [{skil: a}]\n").unwrap_err();
-    assert_eq!(unknown.field.as_deref(), Some("tools[0].skil"), "{unknown:?}");
-    let lonely = native("name: helper\ndescription: Helps.\ntemplate: x\nmax_steps: 3\n").unwrap_err();
+    let unknown =
+        native("name: helper\ndescription: Helps.\ntemplate: x\ntools: [{skil: a}]\n").unwrap_err();
+    assert_eq!(
+        unknown.field.as_deref(),
+        Some("tools[0].skil"),
+        "{unknown:?}"
+    );
+    let lonely =
+        native("name: helper\ndescription: Helps.\ntemplate: x\nmax_steps: 3\n").unwrap_err();
     assert!(lonely.message.contains("no `tools`"), "{}", lonely.message);
-    let choice = native("name: helper\ndescription: Helps.\ntemplate: x\ntools: [a]\ntool_choice: always\n").unwrap_err();
+    let choice =
+        native("name: helper\ndescription: Helps.\ntemplate: x\ntools: [a]\ntool_choice: always\n")
+            .unwrap_err();
     assert!(choice.remedy.contains("required"), "{choice:?}");
 }

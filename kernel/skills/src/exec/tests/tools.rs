@@ -155,10 +155,11 @@ async fn the_step_limit_stops_the_loop_and_keeps_its_calls() {
     let provider = ScriptedProvider::builder("scripted")
         .models(&["m"])
         .reply_with(|r| {
+            let n = r.messages.len();
             Ok(if r.tools.is_empty() {
                 "ok".into()
             } else {
-                "@call shout {\"input\": \"again\"}".into()
+                format!("@call shout {{\"input\": \"again {n}\"}}")
             })
         })
         .build();
@@ -183,10 +184,11 @@ async fn an_interrupt_stops_the_loop_between_steps() {
         .models(&["m"])
         .delay(Duration::from_millis(150))
         .reply_with(|r| {
+            let n = r.messages.len();
             Ok(if r.tools.is_empty() {
                 "ok".into()
             } else {
-                "@call shout {\"input\": \"again\"}".into()
+                format!("@call shout {{\"input\": \"again {n}\"}}")
             })
         })
         .build();
@@ -203,4 +205,34 @@ async fn an_interrupt_stops_the_loop_between_steps() {
     assert!(out.interrupted);
     assert!(out.tool_steps.len() < 50);
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn a_call_made_again_gets_its_earlier_result_and_the_model_must_answer() {
+    let provider = ScriptedProvider::builder("scripted")
+        .models(&["m"])
+        .reply_with(|r| {
+            Ok(match (r.tools.is_empty(), r.tool_choice) {
+                (true, _) => "LOUD".into(),
+                (false, skillkernel_providers::ToolChoice::None) => "Done: LOUD".into(),
+                (false, _) => "@call shout {\"input\": \"same\"}".into(),
+            })
+        })
+        .build();
+    let (assistant, shout) = skills(8);
+    let (out, _) = run(&executor(), &context(&provider), request(assistant, shout)).await;
+    let out = out.unwrap();
+    assert_eq!(out.text, "Done: LOUD");
+    assert_eq!(out.tool_steps.len(), 2);
+    assert!(
+        out.tool_steps[1].result.contains("already"),
+        "{}",
+        out.tool_steps[1].result
+    );
+    let tool_runs = provider
+        .calls()
+        .iter()
+        .filter(|c| c.tools.is_empty())
+        .count();
+    assert_eq!(tool_runs, 1, "the repeated call was not run again");
 }
