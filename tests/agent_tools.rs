@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use harness::fake_llm_api::{ApiScript, FakeApi, Flavor};
 use harness::fake_ollama::{ChatScript, Config, FakeOllama};
 use harness::{run, Daemon, Launch};
 use serde_json::{json, Value};
@@ -187,4 +188,112 @@ async fn ollama_calls_the_script_natively_and_gets_its_result_back() {
         .contains("12 words"));
     let meta = &ran.reply.metadata["skill"];
     assert_eq!(meta["phases"].as_array().unwrap().len(), 2, "{meta}");
+}
+
+/// A config with one remote backend `fake` of `kind`, the default model.
+fn remote(dir: &Path, kind: &str, url: &str) -> Daemon {
+    let config = dir.join("remote.toml");
+    let skills = dir.join("skills");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/skills");
+    copy_dir(&examples.join("word-count"), &skills.join("word-count"));
+    let workspace = dir.join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(workspace.join("notes.txt"), "one two three four five\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[models]\ndefault = \"fake-model@fake\"\norder = [\"fake\"]\n\
+             [models.backends.fake]\nkind = \"{kind}\"\nurl = \"{url}\"\n\
+             [skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            dir.join("user-skills")
+        ),
+    )
+    .unwrap();
+    Daemon::start_with(
+        Launch {
+            cwd: Some(workspace),
+            ..Launch::default()
+        },
+        &["--config", config.to_str().unwrap()],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_and_anthropic_tool_call_streams_with_split_arguments_run_the_script() {
+    for flavor in [Flavor::OpenAi, Flavor::Anthropic] {
+        let fake = FakeApi::start(
+            flavor,
+            ApiScript {
+                pieces: vec!["notes.txt has ".into(), "5 words.".into()],
+                tool_calls: vec![("count_words".into(), json!({"args": ["notes.txt"]}))],
+                ..ApiScript::default()
+            },
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let kind = if flavor == Flavor::OpenAi {
+            "openai"
+        } else {
+            "anthropic"
+        };
+        let daemon = remote(dir.path(), kind, &fake.url());
+        let mut client = daemon.client().await;
+        let ran = run(
+            &mut client,
+            "%%run word-count\nHow many words are in notes.txt?",
+        )
+        .await;
+        assert_eq!(
+            ran.status(),
+            "ok",
+            "{kind}: {:?}\n{}",
+            ran.reply.content,
+            daemon.log()
+        );
+        let finished = tool_displays(&ran).last().unwrap()["data"]["text/plain"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(finished.contains("5 words"), "{kind}: {finished}");
+        let chats: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .collect();
+        assert_eq!(chats.len(), 2, "{kind}");
+        let first = &chats[0].body;
+        let second = chats[1].body["messages"].as_array().unwrap();
+        let n = second.len();
+        if flavor == Flavor::OpenAi {
+            assert_eq!(first["tools"][0]["function"]["name"], "count_words");
+            assert_eq!(first["tool_choice"], "required", "the skill's tool_choice");
+            assert_eq!(second[n - 2]["tool_calls"][0]["id"], "call_fake_0");
+            assert_eq!(
+                second[n - 2]["tool_calls"][0]["function"]["arguments"],
+                r#"{"args":["notes.txt"]}"#
+            );
+            assert_eq!(second[n - 1]["role"], "tool");
+            assert_eq!(second[n - 1]["tool_call_id"], "call_fake_0");
+        } else {
+            assert_eq!(first["tools"][0]["input_schema"]["type"], "object");
+            assert_eq!(first["tool_choice"]["type"], "any");
+            let calls = second[n - 2]["content"].as_array().unwrap();
+            assert_eq!(calls[0]["text"], "Let me check.");
+            assert_eq!(calls[1]["type"], "tool_use");
+            assert_eq!(calls[1]["input"], json!({"args": ["notes.txt"]}));
+            assert_eq!(second[n - 1]["content"][0]["tool_use_id"], "toolu_fake_0");
+            assert!(second[n - 1]["content"][0]["content"]
+                .as_str()
+                .unwrap()
+                .contains("5 words"));
+        }
+        let answer: String = ran
+            .iopub
+            .iter()
+            .filter_map(|m| m.content["data"]["text/markdown"].as_str())
+            .last()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(answer.contains("5 words"), "{kind}: {answer}");
+    }
 }

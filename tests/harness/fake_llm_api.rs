@@ -76,6 +76,12 @@ pub struct ApiScript {
     /// Send a usage report.
     pub usage: bool,
     pub prompt_tokens: u32,
+    /// Calls (tool name, arguments) a request that offers `tools` gets
+    /// instead of the pieces — unless its conversation already holds a
+    /// tool result, which gets the pieces, as a model done with its tools
+    /// would. The arguments' JSON is streamed in pieces of a few bytes,
+    /// as both APIs do.
+    pub tool_calls: Vec<(String, serde_json::Value)>,
 }
 
 impl Default for ApiScript {
@@ -93,6 +99,7 @@ impl Default for ApiScript {
             api_key: None,
             usage: true,
             prompt_tokens: 11,
+            tool_calls: Vec::new(),
         }
     }
 }

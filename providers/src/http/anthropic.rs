@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::dialect::{Decoded, Dialect};
 use super::openai::{count, preview};
 use crate::config::BackendConfig;
-use crate::{CompletionRequest, ModelInfo};
+use crate::{ChatMessage, CompletionRequest, ModelInfo, ToolChoice};
 
 pub struct Anthropic;
 
@@ -40,12 +40,7 @@ impl Dialect for Anthropic {
             .filter(|m| m.role == "system")
             .map(|m| m.content.as_str())
             .collect();
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .filter(|m| m.role != "system")
-            .map(|m| json!({"role": m.role, "content": m.content}))
-            .collect();
+        let messages = messages(&request.messages);
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
         body.insert("max_tokens".into(), json!(o.max_tokens));
@@ -63,6 +58,20 @@ impl Dialect for Anthropic {
         }
         if !o.stop.is_empty() {
             body.insert("stop_sequences".into(), json!(o.stop));
+        }
+        if !request.tools.is_empty() {
+            let tools: Vec<Value> = request
+                .tools
+                .iter()
+                .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+                .collect();
+            body.insert("tools".into(), Value::Array(tools));
+            let choice = match request.tool_choice {
+                ToolChoice::Auto => "auto",
+                ToolChoice::Required => "any",
+                ToolChoice::None => "none",
+            };
+            body.insert("tool_choice".into(), json!({"type": choice}));
         }
         Value::Object(body)
     }
@@ -114,6 +123,25 @@ impl Dialect for Anthropic {
                     })
                     .unwrap_or_default()
             }
+            "content_block_delta"
+                if value
+                    .get("delta")
+                    .and_then(|d| d.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("input_json_delta") =>
+            {
+                let partial = value
+                    .get("delta")
+                    .and_then(|d| d.get("partial_json"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                vec![Decoded::ToolCallPart {
+                    index: block_index(&value),
+                    id: None,
+                    name: None,
+                    arguments: partial.to_owned(),
+                }]
+            }
             "content_block_delta" => value
                 .get("delta")
                 .filter(|d| d.get("type").and_then(Value::as_str) == Some("text_delta"))
@@ -139,6 +167,26 @@ impl Dialect for Anthropic {
                 }
                 out
             }
+            "content_block_start" => {
+                let block = value.get("content_block");
+                match block.and_then(|b| b.get("type")).and_then(Value::as_str) {
+                    Some("tool_use") => {
+                        let text = |k: &str| {
+                            block
+                                .and_then(|b| b.get(k))
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        };
+                        vec![Decoded::ToolCallPart {
+                            index: block_index(&value),
+                            id: text("id"),
+                            name: text("name"),
+                            arguments: String::new(),
+                        }]
+                    }
+                    _ => Vec::new(),
+                }
+            }
             "message_stop" => vec![Decoded::Done],
             "error" => vec![Decoded::Error(
                 self.error_message(&value).unwrap_or_else(|| preview(data)),
@@ -147,6 +195,47 @@ impl Dialect for Anthropic {
             _ => Vec::new(),
         }
     }
+}
+
+fn block_index(event: &Value) -> usize {
+    event.get("index").and_then(Value::as_u64).unwrap_or(0) as usize
+}
+
+/// The conversation without its system turns, in the Messages shape: an
+/// assistant turn's calls as `tool_use` blocks, results as `tool_result`
+/// blocks of one user turn (the API wants user and assistant turns to
+/// alternate, so consecutive results share one).
+fn messages(messages: &[ChatMessage]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for m in messages.iter().filter(|m| m.role != "system") {
+        if let Some(id) = &m.tool_call_id {
+            let block = json!({"type": "tool_result", "tool_use_id": id, "content": m.content});
+            match out.last_mut() {
+                Some(last) if last["role"] == "user" && last["content"].is_array() => {
+                    if let Some(blocks) = last["content"].as_array_mut() {
+                        blocks.push(block);
+                    }
+                }
+                _ => out.push(json!({"role": "user", "content": [block]})),
+            }
+            continue;
+        }
+        if !m.tool_calls.is_empty() {
+            let mut blocks = Vec::new();
+            if !m.content.is_empty() {
+                blocks.push(json!({"type": "text", "text": m.content}));
+            }
+            for c in &m.tool_calls {
+                blocks.push(
+                    json!({"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}),
+                );
+            }
+            out.push(json!({"role": "assistant", "content": blocks}));
+            continue;
+        }
+        out.push(json!({"role": m.role, "content": m.content}));
+    }
+    out
 }
 
 #[cfg(test)]

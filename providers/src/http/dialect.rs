@@ -17,6 +17,15 @@ pub enum Decoded {
         prompt_tokens: Option<u32>,
         completion_tokens: Option<u32>,
     },
+    /// A piece of a tool call: the call at `index` of this answer, its id
+    /// and name when this piece carries them, and the next piece of its
+    /// arguments' JSON text (OpenAI and Anthropic stream them in pieces).
+    ToolCallPart {
+        index: usize,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
     /// Why generation stopped, in the server's words.
     Finish(String),
     /// The server reported an error inside the stream.

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::dialect::{Decoded, Dialect};
 use crate::config::BackendConfig;
-use crate::{CompletionRequest, ModelInfo, OutputFormat};
+use crate::{ChatMessage, CompletionRequest, ModelInfo, OutputFormat, ToolChoice};
 
 pub struct OpenAi;
 
@@ -29,7 +29,26 @@ impl Dialect for OpenAi {
         let o = &request.options;
         let mut body = Map::new();
         body.insert("model".into(), json!(request.model));
-        body.insert("messages".into(), json!(request.messages));
+        body.insert("messages".into(), Value::Array(messages(&request.messages)));
+        if !request.tools.is_empty() {
+            let tools: Vec<Value> = request
+                .tools
+                .iter()
+                .map(|t| {
+                    json!({
+                        "type": "function",
+                        "function": {"name": t.name, "description": t.description, "parameters": t.parameters}
+                    })
+                })
+                .collect();
+            body.insert("tools".into(), Value::Array(tools));
+            let choice = match request.tool_choice {
+                ToolChoice::Auto => "auto",
+                ToolChoice::Required => "required",
+                ToolChoice::None => "none",
+            };
+            body.insert("tool_choice".into(), json!(choice));
+        }
         body.insert("stream".into(), json!(true));
         body.insert("stream_options".into(), json!({"include_usage": true}));
         body.insert("max_tokens".into(), json!(o.max_tokens));
@@ -130,6 +149,23 @@ impl Dialect for OpenAi {
             if let Some(text) = content.filter(|t| !t.is_empty()) {
                 out.push(Decoded::Text(text.to_owned()));
             }
+            let calls = choice
+                .get("delta")
+                .and_then(|d| d.get("tool_calls"))
+                .and_then(Value::as_array);
+            for (n, call) in calls.into_iter().flatten().enumerate() {
+                let function = call.get("function");
+                let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+                out.push(Decoded::ToolCallPart {
+                    index: call
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .map_or(n, |i| i as usize),
+                    id: text(call.get("id")),
+                    name: text(function.and_then(|f| f.get("name"))),
+                    arguments: text(function.and_then(|f| f.get("arguments"))).unwrap_or_default(),
+                });
+            }
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
                 out.push(Decoded::Finish(reason.to_owned()));
             }
@@ -163,6 +199,40 @@ pub(super) fn preview(text: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// The conversation in the Chat Completions shape: an assistant turn's
+/// calls as `tool_calls` (arguments as JSON text), a result as a `tool`
+/// turn naming its call.
+fn messages(messages: &[ChatMessage]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| {
+            if !m.tool_calls.is_empty() {
+                let calls: Vec<Value> = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments.to_string()}
+                        })
+                    })
+                    .collect();
+                let content = if m.content.is_empty() {
+                    Value::Null
+                } else {
+                    json!(m.content)
+                };
+                return json!({"role": "assistant", "content": content, "tool_calls": calls});
+            }
+            match &m.tool_call_id {
+                Some(id) => json!({"role": "tool", "tool_call_id": id, "content": m.content}),
+                None => json!({"role": m.role, "content": m.content}),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -220,6 +290,34 @@ mod tests {
         assert_eq!(body["response_format"], json!({"type": "json_object"}));
         request.format = None;
         assert!(OpenAi.chat_body(&request).get("response_format").is_none());
+    }
+
+    #[test]
+    fn streamed_tool_call_pieces_are_read_with_their_index() {
+        let d = OpenAi;
+        let first = r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"count_words","arguments":"{\"ar"}}]}}]}"#;
+        assert_eq!(
+            d.decode(None, first),
+            vec![Decoded::ToolCallPart {
+                index: 0,
+                id: Some("call_a".into()),
+                name: Some("count_words".into()),
+                arguments: "{\"ar".into()
+            }]
+        );
+        let rest = r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"gs\": []}"}}]},"finish_reason":"tool_calls"}]}"#;
+        assert_eq!(
+            d.decode(None, rest),
+            vec![
+                Decoded::ToolCallPart {
+                    index: 0,
+                    id: None,
+                    name: None,
+                    arguments: "gs\": []}".into()
+                },
+                Decoded::Finish("tool_calls".into())
+            ]
+        );
     }
 
     #[test]

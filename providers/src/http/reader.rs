@@ -19,6 +19,8 @@ pub type Body = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>
 /// What the reader has to say next.
 pub enum Step {
     Text(String),
+    /// A tool call, complete: given once the answer has ended.
+    ToolCall(crate::ToolCall),
     /// The answer ended normally.
     Done(GenerationStats),
     /// The answer broke off, with what happened.
@@ -43,6 +45,9 @@ pub struct Reader {
     prompt_estimate: u32,
     finish: Option<String>,
     text_seen: bool,
+    /// Tool calls being assembled, by their index in the answer: id,
+    /// name, arguments' JSON text so far.
+    calls: std::collections::BTreeMap<usize, (String, String, String)>,
 }
 
 impl Reader {
@@ -69,6 +74,7 @@ impl Reader {
             prompt_estimate,
             finish: None,
             text_seen: false,
+            calls: Default::default(),
         }
     }
 
@@ -90,9 +96,31 @@ impl Reader {
                         self.prompt_tokens = prompt_tokens.or(self.prompt_tokens);
                         self.completion_tokens = completion_tokens.or(self.completion_tokens);
                     }
+                    Decoded::ToolCallPart {
+                        index,
+                        id,
+                        name,
+                        arguments,
+                    } => {
+                        self.first_text.get_or_insert_with(Instant::now);
+                        let call = self.calls.entry(index).or_default();
+                        if let Some(id) = id {
+                            call.0 = id;
+                        }
+                        if let Some(name) = name {
+                            call.1.push_str(&name);
+                        }
+                        call.2.push_str(&arguments);
+                    }
                     Decoded::Finish(reason) => self.finish = Some(reason),
                     Decoded::Error(message) => return Some(self.fail(message)),
-                    Decoded::Done => return Some(self.done(None)),
+                    Decoded::Done => {
+                        if let Some(call) = self.take_call() {
+                            self.pending.push_front(Decoded::Done);
+                            return Some(call);
+                        }
+                        return Some(self.done(None));
+                    }
                 }
             }
             let body = self.body.as_mut()?;
@@ -127,7 +155,8 @@ impl Reader {
                     // A server that said why it stopped but not `[DONE]`
                     // has still finished its answer.
                     if self.finish.is_some() {
-                        return Some(self.done(None));
+                        self.pending.push_back(Decoded::Done);
+                        continue;
                     }
                     return Some(
                         self.fail("the server closed the stream before the answer ended".into()),
@@ -135,6 +164,20 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// The next assembled tool call, once the answer is complete.
+    fn take_call(&mut self) -> Option<Step> {
+        let (index, (id, name, arguments)) = self.calls.pop_first()?;
+        Some(Step::ToolCall(crate::ToolCall {
+            id: if id.is_empty() {
+                format!("call_{index}")
+            } else {
+                id
+            },
+            name,
+            arguments: crate::tools::parse_arguments(&arguments),
+        }))
     }
 
     fn fail(&mut self, message: String) -> Step {
@@ -160,6 +203,7 @@ impl Reader {
         let finish = match forced.or(self.finish.as_deref()) {
             Some("stop" | "end_turn" | "stop_sequence" | "eos") | None => "stop",
             Some("length" | "max_tokens") => "length",
+            Some("tool_calls" | "tool_use") => "tool_calls",
             Some(other) => other,
         };
         Step::Done(GenerationStats {
@@ -188,6 +232,7 @@ pub fn token_stream(first: Vec<Step>, reader: Reader, describe: String) -> crate
             };
             let event = match step {
                 Step::Text(text) => Ok(StreamEvent::Text(text)),
+                Step::ToolCall(call) => Ok(StreamEvent::ToolCall(call)),
                 Step::Done(stats) => {
                     reader = None;
                     Ok(StreamEvent::Done(stats))

@@ -88,6 +88,10 @@ async fn handle(
                 return refuse(&mut stream, &refusal).await;
             }
             tokio::time::sleep(script.first_byte_delay).await;
+            let offered = body["tools"].as_array().is_some_and(|t| !t.is_empty());
+            if offered && !script.tool_calls.is_empty() && !has_tool_result(&body) {
+                return stream_tool_calls(&mut stream, flavor, &script).await;
+            }
             stream_answer(&mut stream, flavor, &script).await
         }
         _ => {
@@ -115,6 +119,69 @@ async fn refuse(stream: &mut TcpStream, refusal: &Refusal) -> io::Result<()> {
         refusal.body.as_bytes(),
     )
     .await
+}
+
+/// Whether the conversation holds a tool's result (OpenAI: a `tool`
+/// turn; Anthropic: a `tool_result` block in a user turn).
+fn has_tool_result(body: &Value) -> bool {
+    body["messages"].as_array().is_some_and(|messages| {
+        messages.iter().any(|m| {
+            m["role"] == "tool"
+                || m["content"]
+                    .as_array()
+                    .is_some_and(|blocks| blocks.iter().any(|b| b["type"] == "tool_result"))
+        })
+    })
+}
+
+/// The script's tool calls as the API streams them: id and name first,
+/// the arguments' JSON in pieces of 5 bytes, then the finish.
+async fn stream_tool_calls(
+    stream: &mut TcpStream,
+    flavor: Flavor,
+    script: &ApiScript,
+) -> io::Result<()> {
+    let mut events: Vec<String> = Vec::new();
+    let pieces = |args: &Value| -> Vec<String> {
+        let text = args.to_string();
+        let chars: Vec<char> = text.chars().collect();
+        chars.chunks(5).map(|c| c.iter().collect()).collect()
+    };
+    match flavor {
+        Flavor::OpenAi => {
+            for (i, (name, args)) in script.tool_calls.iter().enumerate() {
+                events.push(sse(None, &json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": i, "id": format!("call_fake_{i}"), "type": "function", "function": {"name": name, "arguments": ""}}]}, "finish_reason": null}]})));
+                for piece in pieces(args) {
+                    events.push(sse(None, &json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}, "finish_reason": null}]})));
+                }
+            }
+            events.push(sse(None, &json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})));
+            events.push("data: [DONE]\n\n".into());
+        }
+        Flavor::Anthropic => {
+            events.push(sse(Some("message_start"), &json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "usage": {"input_tokens": script.prompt_tokens, "output_tokens": 1}}})));
+            events.push(sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+            events.push(sse(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Let me check."}})));
+            events.push(sse(
+                Some("content_block_stop"),
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
+            for (i, (name, args)) in script.tool_calls.iter().enumerate() {
+                let index = i + 1;
+                events.push(sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": format!("toolu_fake_{i}"), "name": name, "input": {}}})));
+                for piece in pieces(args) {
+                    events.push(sse(Some("content_block_delta"), &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})));
+                }
+                events.push(sse(
+                    Some("content_block_stop"),
+                    &json!({"type": "content_block_stop", "index": index}),
+                ));
+            }
+            events.push(sse(Some("message_delta"), &json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})));
+            events.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
+        }
+    }
+    send(stream, &events, script, false).await
 }
 
 /// The whole answer as server-sent events, cut as the script says.
