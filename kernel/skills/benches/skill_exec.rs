@@ -5,7 +5,12 @@
 //!   per-call p50/p95 of both and the difference (target ≤ 50 µs);
 //! * workflow — ten phases in four levels (4, 3, 2, 1), `max_parallel = 4`,
 //!   every call sleeping a fixed time: total against the longest path
-//!   (4 calls) and the sum (10 calls).
+//!   (4 calls) and the sum (10 calls);
+//! * tool loop — a skill whose model calls another skill 8 times, then
+//!   answers: the loop's time against the same 9 model calls made
+//!   directly (`Registry::complete`) plus the 8 tool runs made directly
+//!   (`Executor::run` of the tool skill); the difference per step is
+//!   what the loop adds (target ≤ 1 ms).
 //!
 //! Run with `cargo bench -p skillkernel-skills --bench skill_exec`; prints
 //! a table and one JSON line (also appended to `$BENCH_JSON` when set).
@@ -257,6 +262,100 @@ async fn workflow() -> serde_json::Value {
     })
 }
 
+const LOOP_STEPS: usize = 8;
+const LOOP_RUNS: usize = 300;
+
+async fn tool_loop() -> serde_json::Value {
+    use skillkernel_skills::tools::{ToolSource, Toolbox};
+    let provider = ScriptedProvider::builder("scripted")
+        .reply_with(|r| {
+            let results = r.messages.iter().filter(|m| m.role == "tool").count();
+            Ok(if r.tools.is_empty() {
+                "LOUD".into()
+            } else if results < LOOP_STEPS {
+                format!("@call shout {{\"input\": \"call {results}\"}}")
+            } else {
+                "done".into()
+            })
+        })
+        .build();
+    let ctx = context(provider.clone());
+    let executor = Executor::new(Arc::new(SkillMetrics::new()));
+    let shout = new_skill(
+        "shout",
+        SkillBody::Prompt(PromptSkill {
+            system: None,
+            template: t("Shout: {{ input }}"),
+        }),
+    );
+    let mut assistant = (*new_skill(
+        "assistant",
+        SkillBody::Prompt(PromptSkill {
+            system: Some(t("You help.")),
+            template: t("{{ input }}"),
+        }),
+    ))
+    .clone();
+    assistant.tools = Toolbox {
+        tools: vec![ToolSource::Skill {
+            name: "shout".into(),
+            description: None,
+        }],
+        max_steps: LOOP_STEPS as u32 + 1,
+        ..Toolbox::default()
+    };
+    let assistant = Arc::new(assistant);
+    let request = |input: &str| CompletionRequest {
+        model: "m".into(),
+        messages: vec![ChatMessage::new("user", input)],
+        options: GenerationOptions::default(),
+        format: None,
+        tools: Vec::new(),
+        tool_choice: Default::default(),
+    };
+    let (mut looped, mut direct) = (Vec::new(), Vec::new());
+    for i in 0..LOOP_RUNS + 20 {
+        provider.clear_log();
+        let started = Instant::now();
+        let mut req = RunRequest::new(assistant.clone(), "go");
+        req.tool_skills = vec![shout.clone()];
+        let out = executor.run(&ctx, req, |_| {}).await.expect("the loop");
+        let took = started.elapsed();
+        assert_eq!(out.tool_steps.len(), LOOP_STEPS);
+        let started = Instant::now();
+        for _ in 0..=LOOP_STEPS {
+            ctx.registry
+                .complete(request("go"), CancellationToken::new())
+                .await
+                .expect("a direct call");
+        }
+        for _ in 0..LOOP_STEPS {
+            executor
+                .run(&ctx, RunRequest::new(shout.clone(), "x"), |_| {})
+                .await
+                .expect("a direct tool run");
+        }
+        let parts = started.elapsed();
+        if i >= 20 {
+            looped.push(took);
+            direct.push(parts);
+        }
+    }
+    let (l50, l95) = summary(looped);
+    let (d50, d95) = summary(direct);
+    let per_step = (l50 - d50) / LOOP_STEPS as f64;
+    println!("tool loop, {LOOP_STEPS} calls of a skill then an answer ({LOOP_RUNS} runs)");
+    println!("  loop          p50 {l50:8.1} µs   p95 {l95:8.1} µs");
+    println!("  parts direct  p50 {d50:8.1} µs   p95 {d95:8.1} µs");
+    println!("  added per step {per_step:6.1} µs");
+    serde_json::json!({
+        "steps": LOOP_STEPS, "runs": LOOP_RUNS,
+        "loop_p50_us": l50, "loop_p95_us": l95,
+        "direct_p50_us": d50, "direct_p95_us": d95,
+        "added_per_step_us": (per_step * 100.0).round() / 100.0,
+    })
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -264,8 +363,10 @@ fn main() {
         .expect("a tokio runtime");
     let overhead = runtime.block_on(overhead());
     let workflow = runtime.block_on(workflow());
-    let line =
-        serde_json::json!({ "bench": "skill_exec", "overhead": overhead, "workflow": workflow });
+    let tool_loop = runtime.block_on(tool_loop());
+    let line = serde_json::json!({
+        "bench": "skill_exec", "overhead": overhead, "workflow": workflow, "tool_loop": tool_loop
+    });
     println!("{line}");
     if let Ok(path) = std::env::var("BENCH_JSON") {
         let appended = std::fs::OpenOptions::new()
