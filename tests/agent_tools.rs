@@ -188,6 +188,26 @@ async fn ollama_calls_the_script_natively_and_gets_its_result_back() {
         .contains("12 words"));
     let meta = &ran.reply.metadata["skill"];
     assert_eq!(meta["phases"].as_array().unwrap().len(), 2, "{meta}");
+
+    // skill_request: the calls come back in `tool_steps`.
+    let msg = client.message(
+        "skill_request",
+        json!({"action": "run", "skill": "word-count", "input": "How long is notes.txt?"}),
+    );
+    client.send(skillctl::Target::Shell, &msg).await.unwrap();
+    let reply = client
+        .collect(
+            &msg.header.msg_id,
+            std::time::Duration::from_secs(60),
+            &mut skillctl::Quiet,
+        )
+        .await
+        .unwrap();
+    let steps = &reply.reply.content["tool_steps"];
+    assert_eq!(steps[0]["tool"], "count_words", "{}", reply.reply.content);
+    assert_eq!(steps[0]["ok"], true);
+    assert!(steps[0]["result"].as_str().unwrap().contains("12 words"));
+    assert_eq!(reply.reply.content["output"], "notes.txt has 12 words.");
 }
 
 /// A config with one remote backend `fake` of `kind`, the default model.
@@ -290,6 +310,11 @@ async fn openai_and_anthropic_tool_call_streams_with_split_arguments_run_the_scr
         let answer: String = ran
             .iopub
             .iter()
+            .filter(|m| {
+                m.content["transient"]["display_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("skill-"))
+            })
             .filter_map(|m| m.content["data"]["text/markdown"].as_str())
             .last()
             .unwrap_or_default()

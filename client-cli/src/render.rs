@@ -23,8 +23,9 @@ pub fn bundle_text(data: &Value) -> Option<String> {
 }
 
 /// The `display_id` prefixes of displays that report progress rather than
-/// a result (docs/protocol.md): a workflow's phases, a model pull's bar.
-const PROGRESS_DISPLAYS: &[&str] = &["skill-progress-", "pull-"];
+/// a result (docs/protocol.md): a workflow's phases, a model pull's bar, a
+/// tool loop's calls.
+const PROGRESS_DISPLAYS: &[&str] = &["skill-progress-", "pull-", "tool-"];
 
 /// Whether the display `display_id` reports progress.
 pub fn is_progress(display_id: &str) -> bool {

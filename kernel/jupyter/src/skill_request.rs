@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use skillkernel_protocol::content::{
-    ErrorWithHint, ExtensionRequest, MetricsFormat, ReplyTo, RequestError, SkillReply, SkillRequest,
+    ErrorWithHint, ExtensionRequest, MetricsFormat, ReplyTo, RequestError, SkillReply,
+    SkillRequest, ToolStepReport,
 };
 use skillkernel_protocol::Message;
 
@@ -103,6 +104,19 @@ async fn answer(
             let output = result?;
             SkillReply::Run {
                 run: run_report(&output),
+                tool_steps: output
+                    .tool_steps
+                    .iter()
+                    .map(|t| ToolStepReport {
+                        step: t.step,
+                        call_id: t.call_id.clone(),
+                        tool: t.tool.clone(),
+                        arguments: t.arguments.clone(),
+                        ok: t.ok,
+                        result: t.result.clone(),
+                        elapsed_ms: (t.elapsed.as_secs_f64() * 1e3).round(),
+                    })
+                    .collect(),
                 output: output.text,
                 json: output.json,
             }

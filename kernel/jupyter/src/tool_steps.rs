@@ -14,7 +14,8 @@ const SHORT: usize = 120;
 
 /// The displays of one run's tool calls.
 pub struct ToolSteps {
-    /// `tool-<msg_id>`; each call's display id adds `-<call_id>`.
+    /// `tool-<msg_id>`; each call's display id adds `-<step>-<call_id>`
+    /// (backends number calls per answer, so ids repeat across steps).
     prefix: String,
 }
 
@@ -25,11 +26,11 @@ impl ToolSteps {
         }
     }
 
-    fn display(&self, call_id: &str, markdown: String, plain: String) -> DisplayData {
+    fn display(&self, step: u32, call_id: &str, markdown: String, plain: String) -> DisplayData {
         let mut data = MimeBundle::new();
         data.insert("text/markdown".into(), Value::String(markdown));
         data.insert("text/plain".into(), Value::String(plain));
-        DisplayData::new(data).with_display_id(&format!("{}-{call_id}", self.prefix))
+        DisplayData::new(data).with_display_id(&format!("{}-{step}-{call_id}", self.prefix))
     }
 
     /// The model asked for `tool` with `arguments`.
@@ -43,6 +44,7 @@ impl ToolSteps {
     ) {
         let args = arguments.to_string();
         out.display(self.display(
+            step,
             call_id,
             format!(
                 "🔧 step {step} · `{tool}` `{}` — running…",
@@ -72,7 +74,7 @@ impl ToolSteps {
             "[step {}] {} {args} {mark} {short} ({ms} ms)",
             step.step, step.tool
         );
-        out.update_display(self.display(&step.call_id, markdown, plain))
+        out.update_display(self.display(step.step, &step.call_id, markdown, plain))
             .await;
     }
 }

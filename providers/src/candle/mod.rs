@@ -420,7 +420,8 @@ fn generate(
                 .iter()
                 .map(|m| m.tool_calls.len())
                 .sum();
-            let event = match tool_turns::interpret(&written, earlier) {
+            let event = match tool_turns::interpret(&written, earlier, job.request.format.is_some())
+            {
                 tool_turns::Turn::Call(call) => StreamEvent::ToolCall(call),
                 tool_turns::Turn::Answer(text) => StreamEvent::Text(text),
             };

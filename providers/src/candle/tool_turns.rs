@@ -68,8 +68,10 @@ pub enum Turn {
     Answer(String),
 }
 
-/// Reads the JSON a tool turn produced; `n` numbers the call's id.
-pub fn interpret(text: &str, n: usize) -> Turn {
+/// Reads the JSON a tool turn produced; `n` numbers the call's id. A
+/// `typed` answer (the request has an output format) is kept as JSON,
+/// strings included, for the caller to validate.
+pub fn interpret(text: &str, n: usize, typed: bool) -> Turn {
     let Ok(value) = serde_json::from_str::<Value>(text.trim()) else {
         // Cut short (max_tokens): what was written is the answer.
         return Turn::Answer(text.to_owned());
@@ -82,7 +84,7 @@ pub fn interpret(text: &str, n: usize) -> Turn {
         });
     }
     match &value["answer"] {
-        Value::String(s) => Turn::Answer(s.clone()),
+        Value::String(s) if !typed => Turn::Answer(s.clone()),
         Value::Null => Turn::Answer(text.to_owned()),
         other => Turn::Answer(other.to_string()),
     }
@@ -153,6 +155,7 @@ mod tests {
         match interpret(
             r#"{"tool": "count_words", "arguments": {"path": "a.txt"}}"#,
             3,
+            false,
         ) {
             Turn::Call(c) => assert_eq!(
                 (c.id.as_str(), c.arguments["path"].as_str()),
@@ -161,7 +164,11 @@ mod tests {
             Turn::Answer(a) => panic!("{a}"),
         }
         assert!(
-            matches!(interpret(r#"{"answer": "42 words"}"#, 0), Turn::Answer(a) if a == "42 words")
+            matches!(interpret(r#"{"answer": "42 words"}"#, 0, false), Turn::Answer(a) if a == "42 words")
+        );
+        assert!(
+            matches!(interpret(r#"{"answer": "positive"}"#, 0, true), Turn::Answer(a) if a == "\"positive\""),
+            "a typed answer stays JSON"
         );
     }
 }

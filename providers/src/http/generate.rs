@@ -30,6 +30,7 @@ impl RemoteProvider {
         let headers = self.headers()?;
         let mut body = self.dialect.chat_body(&request);
         let mut fallback = self.dialect.schema_fallback(&body);
+        let mut fell_back = false;
         if self.schema_fallback.load(Ordering::Relaxed) {
             if let Some(older) = fallback.take() {
                 body = older;
@@ -102,15 +103,19 @@ impl RemoteProvider {
             };
             match self.attempt(lease, &call).await {
                 Ok((first, reader)) => {
+                    if fell_back {
+                        self.schema_fallback.store(true, Ordering::Relaxed);
+                    }
                     let describe = format!("{} ({})", self.name, self.pool.hosts()[index].url);
                     return Ok(reader::token_stream(first, reader, describe));
                 }
                 Err(Attempt::Cancelled) => return Err(ProviderError::Cancelled),
                 Err(Attempt::SchemaRefused(failure)) if fallback.is_some() => {
-                    // The same host again, asked the way it understands.
+                    // The same host again, asked the way it understands;
+                    // remembered once that way worked.
                     tracing::info!(backend = %self.name, error = %failure.error, "the server refused `json_schema`; asking with `json_object` and a schema");
                     body = fallback.take().unwrap_or(body);
-                    self.schema_fallback.store(true, Ordering::Relaxed);
+                    fell_back = true;
                 }
                 Err(Attempt::Failed(failure) | Attempt::SchemaRefused(failure)) => {
                     tracing::warn!(backend = %self.name, host = %self.pool.hosts()[index].url, error = %failure.error, "attempt failed");

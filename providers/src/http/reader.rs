@@ -21,6 +21,9 @@ pub enum Step {
     Text(String),
     /// A tool call, complete: given once the answer has ended.
     ToolCall(crate::ToolCall),
+    /// The first piece of a tool call arrived: the answer has begun (what
+    /// the first-byte timeout waits for); nothing to show yet.
+    Started,
     /// The answer ended normally.
     Done(GenerationStats),
     /// The answer broke off, with what happened.
@@ -102,6 +105,7 @@ impl Reader {
                         name,
                         arguments,
                     } => {
+                        let first = self.first_text.is_none();
                         self.first_text.get_or_insert_with(Instant::now);
                         let call = self.calls.entry(index).or_default();
                         if let Some(id) = id {
@@ -111,6 +115,9 @@ impl Reader {
                             call.1.push_str(&name);
                         }
                         call.2.push_str(&arguments);
+                        if first {
+                            return Some(Step::Started);
+                        }
                     }
                     Decoded::Finish(reason) => self.finish = Some(reason),
                     Decoded::Error(message) => return Some(self.fail(message)),
@@ -226,13 +233,19 @@ pub fn token_stream(first: Vec<Step>, reader: Reader, describe: String) -> crate
     Box::pin(futures::stream::unfold(
         state,
         |(mut queued, mut reader, describe)| async move {
-            let step = match queued.pop_front() {
-                Some(step) => step,
-                None => reader.as_mut()?.next().await?,
+            let step = loop {
+                let step = match queued.pop_front() {
+                    Some(step) => step,
+                    None => reader.as_mut()?.next().await?,
+                };
+                if !matches!(step, Step::Started) {
+                    break step;
+                }
             };
             let event = match step {
                 Step::Text(text) => Ok(StreamEvent::Text(text)),
                 Step::ToolCall(call) => Ok(StreamEvent::ToolCall(call)),
+                Step::Started => unreachable!("skipped above"),
                 Step::Done(stats) => {
                     reader = None;
                     Ok(StreamEvent::Done(stats))

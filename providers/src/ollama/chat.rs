@@ -33,16 +33,28 @@ pub async fn stream(
         return Err(ProviderError::Cancelled);
     }
     let started = Instant::now();
+    // Ollama has no `tool_choice`: "must answer now" is asked by offering
+    // no tools; "must call" cannot be asked for.
+    let tools_offered = match request.tool_choice {
+        crate::ToolChoice::None => Vec::new(),
+        _ => super::api::wire_tools(&request.tools),
+    };
     let body = ChatRequest {
         model: &request.model,
         messages: super::api::wire_messages(&request.messages),
         stream: true,
         options: Options::from(&request.options),
-        format: request.format.as_ref().map(|f| match f {
-            OutputFormat::Json => serde_json::json!("json"),
-            OutputFormat::JsonSchema { schema } => schema.clone(),
-        }),
-        tools: super::api::wire_tools(&request.tools),
+        // Ollama lets `format` override tool calling (it would never call
+        // a tool): while tools are offered, the answer is validated instead.
+        format: request
+            .format
+            .as_ref()
+            .filter(|_| tools_offered.is_empty())
+            .map(|f| match f {
+                OutputFormat::Json => serde_json::json!("json"),
+                OutputFormat::JsonSchema { schema } => schema.clone(),
+            }),
+        tools: tools_offered,
     };
     // Ollama answers only once the model is loaded, which can take minutes:
     // no timeout here, but an interrupt must still get through.
@@ -70,7 +82,12 @@ pub async fn stream(
     let body = response
         .bytes_stream()
         .map(move |chunk| chunk.map_err(|e| errors::transport(&owned_host, &e)));
-    let reader = Reader::new(Box::pin(body), host, cancel, started);
+    let mut reader = Reader::new(Box::pin(body), host, cancel, started);
+    reader.earlier_calls = request
+        .messages
+        .iter()
+        .map(|m| m.tool_calls.len() as u32)
+        .sum();
     Ok(Box::pin(futures::stream::unfold(
         reader,
         |mut reader| async move { reader.next().await.map(|event| (event, reader)) },
@@ -90,6 +107,8 @@ pub struct Reader<S> {
     pieces: u32,
     /// Tool calls seen, to number their ids (Ollama gives none).
     calls: u32,
+    /// Calls earlier in the conversation: ids go on from there.
+    earlier_calls: u32,
     pending: VecDeque<Result<StreamEvent, ProviderError>>,
 }
 
@@ -108,6 +127,7 @@ where
             first_token: None,
             pieces: 0,
             calls: 0,
+            earlier_calls: 0,
             pending: VecDeque::new(),
         }
     }

@@ -212,7 +212,7 @@ pub(crate) async fn run(
                 None => None,
                 Some(schema) => match schema.check(&result.text) {
                     Ok(json) => Some(json),
-                    Err(invalid) if !asked_again => {
+                    Err(invalid) if !asked_again && step < toolbox.max_steps => {
                         asked_again = true;
                         call.messages
                             .push(ChatMessage::new("assistant", result.text.clone()));
@@ -236,6 +236,9 @@ pub(crate) async fn run(
             result.tool_calls.clone(),
         ));
         for tool_call in &result.tool_calls {
+            if run.cancel.is_cancelled() {
+                break;
+            }
             run.emitter.emit(ExecEvent::ToolCalled {
                 step,
                 call_id: tool_call.id.clone(),
@@ -257,11 +260,14 @@ pub(crate) async fn run(
                 None => {
                     let (ok, text) = invoke(exec, ctx, req, run, &tools, tool_call).await;
                     let text = cap(text, RESULT_BYTES);
-                    made.push((
-                        tool_call.name.clone(),
-                        tool_call.arguments.clone(),
-                        text.clone(),
-                    ));
+                    // Only a result is remembered: a failed call may be tried again.
+                    if ok {
+                        made.push((
+                            tool_call.name.clone(),
+                            tool_call.arguments.clone(),
+                            text.clone(),
+                        ));
+                    }
                     (ok, text)
                 }
             };
@@ -283,16 +289,27 @@ pub(crate) async fn run(
             return Ok(answer(String::new(), None, phases, steps, true));
         }
     }
-    let note = format!(
-        "(no answer: the tool loop stopped after {} model calls, its `max_steps`; the calls made are kept above)",
-        toolbox.max_steps
-    );
+    if call.output.is_some() {
+        return Err(SkillError::new(
+            ErrorCode::ValidationError,
+            format!(
+                "the tool loop stopped after {} model calls without an answer for its output schema",
+                toolbox.max_steps
+            ),
+            "raise `max_steps`, or give the model fewer tools to choose from",
+        ));
+    }
+    // The answer stays empty (a conversation keeps no turn of it); the
+    // note says why, and the calls are kept in `tool_steps`.
     run.emitter.emit(ExecEvent::Output {
         phase: call.id.clone(),
         stream: "stderr".into(),
-        text: format!("{note}\n"),
+        text: format!(
+            "(no answer: the tool loop stopped after {} model calls, its `max_steps`; the calls made are kept above)\n",
+            toolbox.max_steps
+        ),
     });
-    Ok(answer(note, None, phases, steps, false))
+    Ok(answer(String::new(), None, phases, steps, false))
 }
 
 /// Runs one call the model asked for: `(ok, result for the model)`.

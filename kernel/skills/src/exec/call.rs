@@ -199,7 +199,8 @@ impl Call {
             run.metrics.record_generation(run.skill, s);
         }
         let mut result = self.result(text, route.spec(), route.profile, started, stats);
-        if !tool_calls.is_empty() {
+        // An interrupted answer stays interrupted: its calls are not made.
+        if !tool_calls.is_empty() && !result.interrupted() {
             result.finish_reason = "tool_calls".into();
             result.tool_calls = tool_calls;
         }

@@ -61,6 +61,24 @@ fn read_file(relative: &str, at: &At<'_>) -> Result<Value, LoadError> {
             REMEDY,
         )
     };
+    // The schema goes into prompts and to remote backends: it must be the
+    // skill's own file, not one elsewhere on the host.
+    let escapes = Path::new(relative).components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    let inside = match (path.canonicalize(), dir.canonicalize()) {
+        (Ok(file), Ok(dir)) => file.starts_with(dir),
+        _ => true, // a missing file is reported below
+    };
+    if escapes || !inside {
+        return Err(at.error(
+            format!("the output schema `{relative}` is outside the skill's folder"),
+            "keep the schema file in the skill's folder and name it relative to the manifest",
+        ));
+    }
     let meta = std::fs::metadata(&path).map_err(|e| cannot(e.to_string()))?;
     if meta.len() > MAX_MANIFEST_BYTES {
         return Err(cannot(format!(

@@ -255,6 +255,15 @@ fn a_broken_output_schema_is_a_load_error_naming_the_field_and_the_schema_path()
     assert_eq!(err.field.as_deref(), Some("phases[0].output_schema"));
     assert!(err.message.contains("/properties/age"), "{}", err.message);
     assert!(err.line.is_some());
+    let outside = native(
+        "name: extract\ndescription: Extracts.\ntemplate: x\noutput_schema: ../../etc/schema.json\n",
+    )
+    .unwrap_err();
+    assert!(
+        outside.message.contains("outside the skill's folder"),
+        "{}",
+        outside.message
+    );
     let missing =
         native("name: extract\ndescription: Extracts.\ntemplate: x\noutput_schema: nowhere.json\n")
             .unwrap_err();

@@ -110,7 +110,12 @@ pub fn agent(
 ) -> Toolbox {
     let max_steps = metadata.get("max_steps").map(String::as_str);
     let mut toolbox = Toolbox::default();
-    for path in resources.iter().filter(|p| p.starts_with("scripts")) {
+    // Top-level files of `scripts/` only: a helper module in a subfolder
+    // is not a tool.
+    for path in resources
+        .iter()
+        .filter(|p| p.starts_with("scripts") && p.components().count() == 2)
+    {
         let file = path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -120,6 +125,15 @@ pub fn agent(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = tool_name(&stem);
+        let taken = name == "read_reference"
+            || toolbox
+                .tools
+                .iter()
+                .any(|t| matches!(t, ToolSource::Script { name: n, .. } if *n == name));
+        if taken {
+            tracing::warn!(script = %path.display(), "a script's tool name is taken by another tool; it is not offered");
+            continue;
+        }
         if allowed.is_empty() || allows(allowed, &file, &name) {
             toolbox.tools.push(ToolSource::Script {
                 name,
@@ -157,11 +171,17 @@ pub fn agent(
 /// `Bash(…)` mentioning the script's file, or the tool by name.
 fn allows(allowed: &[String], file: &str, name: &str) -> bool {
     entries(allowed).iter().any(|t| {
+        let command = t
+            .strip_prefix("Bash(")
+            .and_then(|rest| rest.strip_suffix(')'));
         t == "Bash"
             || t == "Bash(*)"
             || t == name
             || t == file
-            || (t.starts_with("Bash(") && t.contains(file))
+            || command.is_some_and(|c| {
+                c.split(|ch: char| ch.is_whitespace() || ch == ':')
+                    .any(|word| Path::new(word).file_name().is_some_and(|f| f == file))
+            })
     })
 }
 

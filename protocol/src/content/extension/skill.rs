@@ -121,6 +121,9 @@ pub enum SkillReply {
         /// validated against it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         json: Option<Value>,
+        /// A tool loop's calls, in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_steps: Vec<ToolStepReport>,
         run: RunReport,
     },
     Load {
@@ -274,6 +277,21 @@ pub struct RunReport {
     pub retries: u32,
     pub attempts: u32,
     pub interrupted: bool,
+}
+
+/// One tool call of a tool loop and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolStepReport {
+    /// The model call (from 1) that asked for it.
+    pub step: u32,
+    pub call_id: String,
+    pub tool: String,
+    pub arguments: Value,
+    /// False when it failed, timed out, was refused, or named no tool.
+    pub ok: bool,
+    /// What the model was given.
+    pub result: String,
+    pub elapsed_ms: f64,
 }
 
 /// One model call of a run.

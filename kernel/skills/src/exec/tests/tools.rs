@@ -167,11 +167,7 @@ async fn the_step_limit_stops_the_loop_and_keeps_its_calls() {
     let (out, events) = run(&executor(), &context(&provider), request(assistant, shout)).await;
     let out = out.unwrap();
     assert_eq!(out.tool_steps.len(), 3);
-    assert!(
-        out.text.contains("stopped after 3 model calls"),
-        "{}",
-        out.text
-    );
+    assert_eq!(out.text, "", "no answer");
     assert_eq!(out.phases.len(), 3);
     assert!(events
         .iter()
