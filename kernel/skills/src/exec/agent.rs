@@ -515,7 +515,26 @@ async fn read_reference(dir: &std::path::Path, arguments: &Value) -> (bool, Stri
     let Some(relative) = arguments["path"].as_str() else {
         return (false, "error: `path` is missing".into());
     };
-    match tokio::fs::read(dir.join(relative)).await {
+    // Listed at load, but the folder may have changed since: the file must
+    // still be a plain file inside it, not a link to elsewhere.
+    let path = dir.join(relative);
+    let inside = match (
+        tokio::fs::canonicalize(&path).await,
+        tokio::fs::canonicalize(dir).await,
+    ) {
+        (Ok(file), Ok(dir)) => file.starts_with(dir),
+        _ => false,
+    };
+    let linked = tokio::fs::symlink_metadata(&path)
+        .await
+        .map_or(true, |m| m.file_type().is_symlink());
+    if !inside || linked {
+        return (
+            false,
+            format!("error: {relative} is not a file of the skill's references"),
+        );
+    }
+    match tokio::fs::read(&path).await {
         Ok(bytes) => (
             true,
             cap(
@@ -538,4 +557,26 @@ fn cap(text: String, limit: usize) -> String {
         end -= 1;
     }
     format!("{}\n[… cut: {} bytes in all]", &text[..end], text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reference_is_read_but_a_link_out_of_the_folder_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let refs = tmp.path().join("references");
+        std::fs::create_dir_all(&refs).unwrap();
+        std::fs::write(refs.join("words.md"), "use short words").unwrap();
+        let secret = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(secret.path(), "the secret").unwrap();
+        std::os::unix::fs::symlink(secret.path(), refs.join("link.md")).unwrap();
+        let (ok, text) = read_reference(tmp.path(), &json!({"path": "references/words.md"})).await;
+        assert!(ok, "{text}");
+        assert_eq!(text, "use short words");
+        let (ok, text) = read_reference(tmp.path(), &json!({"path": "references/link.md"})).await;
+        assert!(!ok);
+        assert!(!text.contains("the secret"), "{text}");
+    }
 }

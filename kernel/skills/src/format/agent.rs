@@ -125,6 +125,7 @@ pub fn skill(file: &Path, text: &str, origin: Origin) -> Result<Skill, LoadError
         )?),
         None => None,
     };
+    check_loop_metadata(file, text, &meta.metadata)?;
     let tools = super::tools::agent(&resources, &meta.allowed_tools, &meta.metadata);
     Ok(Skill {
         meta,
@@ -141,6 +142,45 @@ pub fn skill(file: &Path, text: &str, origin: Origin) -> Result<Skill, LoadError
         tools,
         source: source(file, origin),
     })
+}
+
+/// `metadata.max_steps` must be a count above 0, `metadata.tool_choice`
+/// `auto` or `required`: a typo is a load error, not a silent default.
+fn check_loop_metadata(
+    file: &Path,
+    text: &str,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<(), LoadError> {
+    let line_of = |key: &str| {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .map(|i| i + 1)
+    };
+    if let Some(n) = metadata.get("max_steps") {
+        if n.trim().parse::<u32>().map_or(true, |n| n == 0) {
+            return Err(LoadError::new(
+                file,
+                format!(
+                    "`metadata.max_steps` is `{n}`; it must be a number of model calls above 0"
+                ),
+                "write it quoted, as metadata values are text: `max_steps: \"4\"`",
+            )
+            .field("metadata.max_steps")
+            .line(line_of("max_steps")));
+        }
+    }
+    if let Some(choice) = metadata.get("tool_choice") {
+        if !matches!(choice.trim(), "auto" | "required") {
+            return Err(LoadError::new(
+                file,
+                format!("`metadata.tool_choice` is `{choice}`; it must be `auto` or `required`"),
+                "`required`: the first step must call a tool; `auto` (the default): the model decides",
+            )
+            .field("metadata.tool_choice")
+            .line(line_of("tool_choice")));
+        }
+    }
+    Ok(())
 }
 
 fn meta(file: &Path, parts: &Parts<'_>, origin: Origin) -> Result<SkillMeta, LoadError> {
@@ -284,6 +324,31 @@ mod tests {
         };
         assert!(a.instructions.starts_with("# Style"), "{}", a.instructions);
         assert_eq!(a.resources, vec![PathBuf::from("references/words.md")]);
+    }
+
+    #[test]
+    fn scripts_become_tools_and_bad_loop_metadata_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = "---\nname: wc\ndescription: Counts words.\nmetadata:\n  tool_choice: required\n  max_steps: \"3\"\n---\n\nCall the tool.\n";
+        let file = write(tmp.path(), "wc/SKILL.md", text);
+        write(tmp.path(), "wc/scripts/count_words.py", "print(1)");
+        write(tmp.path(), "wc/scripts/lib/helper.py", "x = 1");
+        let s = skill(&file, text, Origin::Project).unwrap();
+        assert_eq!(
+            s.tools.tools.len(),
+            1,
+            "the helper module is no tool: {:?}",
+            s.tools
+        );
+        assert!(s.tools.first_call_required);
+        assert_eq!(s.tools.max_steps, 3);
+        let bad = text.replace("max_steps: \"3\"", "max_steps: \"many\"");
+        let e = skill(&file, &bad, Origin::Project).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("metadata.max_steps"));
+        assert_eq!(e.line, Some(6));
+        let bad = text.replace("tool_choice: required", "tool_choice: always");
+        let e = skill(&file, &bad, Origin::Project).unwrap_err();
+        assert!(e.message.contains("`auto` or `required`"), "{e:?}");
     }
 
     #[test]
