@@ -7,20 +7,8 @@ use std::path::Path;
 
 use harness::fake_llm_api::{ApiScript, FakeApi, Flavor};
 use harness::fake_ollama::{ChatScript, Config, FakeOllama};
-use harness::{run, Daemon, Launch};
+use harness::{copy_dir, run, skill_request, Daemon, Launch};
 use serde_json::{json, Value};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
 
 /// A skills directory with `word-count`, a workspace with `notes.txt`
 /// (12 words) and a config; `extra` is added to the daemon's arguments.
@@ -190,19 +178,11 @@ async fn ollama_calls_the_script_natively_and_gets_its_result_back() {
     assert_eq!(meta["phases"].as_array().unwrap().len(), 2, "{meta}");
 
     // skill_request: the calls come back in `tool_steps`.
-    let msg = client.message(
-        "skill_request",
+    let reply = skill_request(
+        &mut client,
         json!({"action": "run", "skill": "word-count", "input": "How long is notes.txt?"}),
-    );
-    client.send(skillctl::Target::Shell, &msg).await.unwrap();
-    let reply = client
-        .collect(
-            &msg.header.msg_id,
-            std::time::Duration::from_secs(60),
-            &mut skillctl::Quiet,
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let steps = &reply.reply.content["tool_steps"];
     assert_eq!(steps[0]["tool"], "count_words", "{}", reply.reply.content);
     assert_eq!(steps[0]["ok"], true);

@@ -7,17 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use harness::llama_server::LlamaServer;
-use harness::{default_model_dir, run, Daemon};
+use harness::{copy_dir, default_model_dir, run, Daemon};
 
 const ALIAS: &str = "smollm2-remote";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
 
 /// A config whose only model is the server's, and a skills directory with
 /// the `translate` skill and the `pros-cons` workflow.

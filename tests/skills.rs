@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use harness::{run, Daemon};
-use serde_json::{json, Value};
-use skillctl::{ExecuteOutcome, KernelClient, Quiet, Target};
+use harness::{copy_dir, run, skill_request, Daemon};
+use serde_json::json;
+use skillctl::{ExecuteOutcome, KernelClient};
 
 /// A skills directory with two of the examples and one broken skill, and a
 /// config file pointing at it.
@@ -15,19 +15,6 @@ struct Setup {
     _dir: tempfile::TempDir,
     skills: PathBuf,
     config: PathBuf,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn setup(watch: bool) -> Setup {
@@ -105,15 +92,6 @@ fn display(outcome: &ExecuteOutcome, prefix: &str, mime: &str) -> String {
         .last()
         .unwrap_or_default()
         .to_owned()
-}
-
-async fn skill_request(client: &mut KernelClient, content: Value) -> ExecuteOutcome {
-    let msg = client.message("skill_request", content);
-    client.send(Target::Shell, &msg).await.unwrap();
-    client
-        .collect(&msg.header.msg_id, Duration::from_secs(120), &mut Quiet)
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,12 +6,11 @@
 //! ignores it gets one second try and then a VALIDATION_ERROR.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use harness::fake_ollama::{ChatScript, Config, FakeOllama};
-use harness::{run, Daemon};
+use harness::{copy_dir, run, skill_request, Daemon};
 use serde_json::{json, Value};
-use skillctl::{ExecuteOutcome, KernelClient, Quiet, Target};
+use skillctl::ExecuteOutcome;
 
 /// The `application/json` the cell displayed, and its text form.
 fn json_shown(outcome: &ExecuteOutcome) -> Option<(Value, String)> {
@@ -96,14 +95,6 @@ async fn a_prompt_cell_with_a_schema_answers_json_valid_for_it() {
     assert_eq!(run(&mut client, "%set x = 1").await.status(), "ok");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
-
 /// A config whose skills are the typed examples.
 fn skills_config(dir: &Path) -> PathBuf {
     let skills = dir.join("skills");
@@ -121,15 +112,6 @@ fn skills_config(dir: &Path) -> PathBuf {
     )
     .unwrap();
     config
-}
-
-async fn skill_request(client: &mut KernelClient, content: Value) -> ExecuteOutcome {
-    let msg = client.message("skill_request", content);
-    client.send(Target::Shell, &msg).await.unwrap();
-    client
-        .collect(&msg.header.msg_id, Duration::from_secs(120), &mut Quiet)
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -423,3 +423,33 @@ pub fn stalled_subscriber(info: &ConnectionInfo) -> std::net::TcpStream {
     stream.write_all(&[0x00, 0x01, 0x01]).expect("subscribe");
     stream
 }
+
+/// Copies the folder `from` to `to`, subfolders included.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Sends a `skill_request` and collects its reply and output.
+pub async fn skill_request(
+    client: &mut KernelClient,
+    content: serde_json::Value,
+) -> ExecuteOutcome {
+    let msg = client.message("skill_request", content);
+    client
+        .send(skillctl::Target::Shell, &msg)
+        .await
+        .expect("send skill_request");
+    client
+        .collect(&msg.header.msg_id, Duration::from_secs(120), &mut Quiet)
+        .await
+        .expect("the skill_reply")
+}

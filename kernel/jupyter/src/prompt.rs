@@ -9,7 +9,9 @@
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use skillkernel_protocol::content::StreamName;
-use skillkernel_providers::{ChatMessage, CompletionRequest, GenerationStats, StreamEvent};
+use skillkernel_providers::{
+    ChatMessage, CompletionRequest, GenerationStats, Registry, Route, StreamEvent, TokenStream,
+};
 
 use crate::errors::KernelError;
 use crate::exec_context::live_display::LiveDisplay;
@@ -80,18 +82,7 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         tools: Vec::new(),
         tool_choice: Default::default(),
     };
-    let cancel = ctx.cancel.child_token();
-    let (route, mut stream) = models
-        .registry
-        .stream_for(&ctx.shared.usage_caller(None), request, cancel)
-        .await
-        .map_err(KernelError::from)?;
-    let model = route.spec();
-    if let Some(notice) = &route.notice {
-        ctx.out
-            .stream(StreamName::Stderr, &format!("{notice}\n"))
-            .await;
-    }
+    let (route, mut stream) = open(ctx, &models.registry, request).await?;
     let mut live = LiveDisplay::new(format!("answer-{}", ctx.request.header.msg_id));
     let mut stats: Option<GenerationStats> = None;
     let mut failure = None;
@@ -112,26 +103,55 @@ async fn ask(ctx: &mut ExecContext<'_>, text: &str, remember: bool) -> Result<()
         let assistant = ChatMessage::new("assistant", answer.clone());
         ctx.shared.push_turn(user, assistant);
     }
-    if let Some(stats) = &stats {
-        let mut metadata = generation_metadata(&model, stats);
-        metadata["profile"] = json!(route.profile);
-        if let Some(notice) = &route.notice {
-            metadata["notice"] = json!(notice);
-        }
-        ctx.out.set_metadata("model", metadata);
-        ctx.shared.record_model_usage(&model, stats);
-    }
+    record(ctx, &route, stats.as_ref());
     if let Some(e) = failure {
         return Err(e.into());
     }
-    if ctx.cancel.is_cancelled()
-        || stats
-            .as_ref()
-            .is_some_and(|s| s.finish_reason == "cancelled")
-    {
+    if interrupted(ctx, stats.as_ref()) {
         return Err(KernelError::Interrupted);
     }
     Ok(())
+}
+
+/// Starts a model call for a cell: routed, the route's notice (a
+/// fallback, a budget) shown on stderr.
+pub(crate) async fn open(
+    ctx: &mut ExecContext<'_>,
+    registry: &Registry,
+    request: CompletionRequest,
+) -> Result<(Route, TokenStream), KernelError> {
+    let cancel = ctx.cancel.child_token();
+    let (route, stream) = registry
+        .stream_for(&ctx.shared.usage_caller(None), request, cancel)
+        .await
+        .map_err(KernelError::from)?;
+    if let Some(notice) = &route.notice {
+        ctx.out
+            .stream(StreamName::Stderr, &format!("{notice}\n"))
+            .await;
+    }
+    Ok((route, stream))
+}
+
+/// A finished call's figures in the reply's `model` metadata and the
+/// session's usage.
+pub(crate) fn record(ctx: &mut ExecContext<'_>, route: &Route, stats: Option<&GenerationStats>) {
+    let Some(stats) = stats else {
+        return;
+    };
+    let model = route.spec();
+    let mut metadata = generation_metadata(&model, stats);
+    metadata["profile"] = json!(route.profile);
+    if let Some(notice) = &route.notice {
+        metadata["notice"] = json!(notice);
+    }
+    ctx.out.set_metadata("model", metadata);
+    ctx.shared.record_model_usage(&model, stats);
+}
+
+/// Whether the cell was interrupted while the call ran.
+pub(crate) fn interrupted(ctx: &ExecContext<'_>, stats: Option<&GenerationStats>) -> bool {
+    ctx.cancel.is_cancelled() || stats.is_some_and(|s| s.finish_reason == "cancelled")
 }
 
 /// Token counts and speed, for the reply's metadata.

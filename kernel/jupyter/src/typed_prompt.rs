@@ -8,7 +8,7 @@
 //! is not streamed: half a JSON document helps nobody.
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use skillkernel_protocol::content::StreamName;
 use skillkernel_providers::{ChatMessage, CompletionRequest, GenerationStats, StreamEvent};
 use skillkernel_skills::output::OutputSchema;
@@ -16,7 +16,7 @@ use skillkernel_skills::output::OutputSchema;
 use crate::errors::KernelError;
 use crate::exec_context::ExecContext;
 use crate::json_answer;
-use crate::prompt::generation_metadata;
+use crate::prompt;
 
 const USAGE: &str = "%%prompt [--json | --schema {…JSON Schema…} | --schema FILE.json]";
 
@@ -128,17 +128,7 @@ async fn call(
     registry: &skillkernel_providers::Registry,
     request: CompletionRequest,
 ) -> Result<String, KernelError> {
-    let cancel = ctx.cancel.child_token();
-    let (route, mut stream) = registry
-        .stream_for(&ctx.shared.usage_caller(None), request, cancel)
-        .await
-        .map_err(KernelError::from)?;
-    let model = route.spec();
-    if let Some(notice) = &route.notice {
-        ctx.out
-            .stream(StreamName::Stderr, &format!("{notice}\n"))
-            .await;
-    }
+    let (route, mut stream) = prompt::open(ctx, registry, request).await?;
     let mut text = String::new();
     let mut stats: Option<GenerationStats> = None;
     while let Some(event) = stream.next().await {
@@ -148,17 +138,8 @@ async fn call(
             StreamEvent::ToolCall(_) => {}
         }
     }
-    if let Some(stats) = &stats {
-        let mut metadata = generation_metadata(&model, stats);
-        metadata["profile"] = json!(route.profile);
-        ctx.out.set_metadata("model", metadata);
-        ctx.shared.record_model_usage(&model, stats);
-    }
-    if ctx.cancel.is_cancelled()
-        || stats
-            .as_ref()
-            .is_some_and(|s| s.finish_reason == "cancelled")
-    {
+    prompt::record(ctx, &route, stats.as_ref());
+    if prompt::interrupted(ctx, stats.as_ref()) {
         return Err(KernelError::Interrupted);
     }
     Ok(text)
