@@ -142,6 +142,12 @@ impl KernelClient {
         }
     }
 
+    /// The sockets, the signer and the session id, for a caller that reads
+    /// the channels concurrently itself (`skillctl mcp`).
+    pub fn into_parts(self) -> (ClientSockets, Signer, String) {
+        (self.sockets, self.signer, self.session)
+    }
+
     /// This client's session id (the `session` of its headers).
     pub fn session(&self) -> &str {
         &self.session

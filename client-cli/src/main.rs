@@ -116,6 +116,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the daemon's skills as an MCP server on stdin/stdout, for an
+    /// agent that launches MCP servers (Claude Desktop or Code, VS Code,
+    /// Cursor); see docs/mcp.md.
+    Mcp,
     /// Show the kernel's kernel_info.
     Info {
         /// Print the raw kernel_info_reply content as JSON.
@@ -221,6 +225,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Interrupt { json } => control::interrupt(&mut client, json, timeout).await,
         Command::Shutdown { restart, json } => {
             control::shutdown(&mut client, restart, json, timeout).await
+        }
+        Command::Mcp => {
+            client
+                .wait_ready(timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            skillctl::mcp::bridge(client, tokio::io::stdin(), tokio::io::stdout()).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Exec { code, no_history } => {
             run_cell(&mut client, &code, !no_history, timeout).await

@@ -28,6 +28,7 @@ mod dump;
 mod install;
 mod logging;
 mod manage;
+mod mcp_endpoint;
 mod metrics_http;
 mod pidfile;
 mod redact;

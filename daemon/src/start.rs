@@ -357,6 +357,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         skills: Some(skills_setup(&settings, &working_dir)),
         sandbox: Some(sandbox_setup(&settings, &working_dir)),
         telemetry,
+        mcp: settings.mcp.server.settings(),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);
@@ -374,11 +375,16 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     let signals = Signals::new(signals::HANDLED).map_err(StartError::Signals)?;
     let signal_handle = signals.handle();
     let metrics = settings.metrics.clone();
+    let mcp = settings.mcp.server.clone();
+    let state_dir = settings.state_dir();
     reload::apply_audit_rotation(&kernel.handle, &settings.log);
     let reloader = Reloader::new(args, settings, files, kernel.handle.clone(), log);
     let ops = signals::Operator::new(kernel.handle.clone(), reloader, &info, &path);
     let signal_task = tokio::spawn(signals::serve(signals, ops));
     let metrics_task = metrics_endpoint(&metrics, &kernel.handle).await;
+    let mcp_stop = tokio_util::sync::CancellationToken::new();
+    let mcp_task =
+        crate::mcp_endpoint::start(&mcp, &state_dir, &kernel.handle, mcp_stop.clone()).await;
     let parent_watch =
         parent_pid_to_watch().map(|pid| tokio::spawn(watch_parent(pid, kernel.handle.clone())));
     tracing::info!(
@@ -395,6 +401,10 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     signal_task.abort();
     if let Some(task) = metrics_task {
         task.abort();
+    }
+    mcp_stop.cancel();
+    if let Some(task) = mcp_task {
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
     if let Some(task) = parent_watch {
         task.abort();

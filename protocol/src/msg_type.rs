@@ -67,6 +67,8 @@ request_types! {
     Sandbox = "sandbox",
     /// `status_request`: health and state (skillkernel extension).
     Status = "status",
+    /// `mcp_request`: MCP sessions over the wire (skillkernel extension).
+    Mcp = "mcp",
 }
 
 impl RequestType {

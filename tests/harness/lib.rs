@@ -9,6 +9,7 @@ pub mod detached;
 pub mod fake_llm_api;
 pub mod fake_ollama;
 pub mod llama_server;
+pub mod mcp;
 pub mod otlp;
 pub mod raw_http;
 pub mod sandbox;

@@ -15,9 +15,11 @@ use skillkernel_sandbox::SandboxConfig;
 use skillkernel_skills::config::SkillsConfig;
 use thiserror::Error;
 
+mod mcp_config;
 mod sections;
 mod tracing_config;
 
+pub use mcp_config::{McpConfig, McpServerConfig};
 pub use sections::{
     DaemonConfig, LimitsConfig, LogConfig, LogFormat, LogRotation, MetricsConfig, ShutdownConfig,
     StateConfig,
@@ -49,6 +51,9 @@ pub struct Config {
     /// `[tracing]`: OpenTelemetry traces over OTLP/HTTP. Takes effect at
     /// the next start.
     pub tracing: TracingConfig,
+    /// `[mcp]`: the daemon as an MCP server. Takes effect at the next
+    /// start.
+    pub mcp: McpConfig,
 }
 
 #[derive(Debug, Error)]
@@ -159,6 +164,11 @@ impl Config {
             .tracing
             .check()
             .map_err(|e| invalid(format!("[tracing] {e}")))?;
+        config
+            .mcp
+            .server
+            .check()
+            .map_err(|e| invalid(format!("[mcp.server] {e}")))?;
         config.log.check_sizes().map_err(invalid)?;
         Ok(config)
     }

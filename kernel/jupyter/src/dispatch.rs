@@ -53,6 +53,7 @@ pub(crate) async fn respond(shared: &Arc<Shared>, channel: &Arc<dyn FrameSender>
         RequestType::Model => Ok(crate::model_request::reply(shared, req).await),
         RequestType::Skill => Ok(crate::skill_request::reply(shared, req).await),
         RequestType::Sandbox => Ok(crate::sandbox_request::reply(shared, &req.content).await),
+        RequestType::Mcp => Ok(crate::mcp_request::reply(shared, req).await),
         RequestType::Status => StatusRequest::parse(&req.content)
             .map(|r| crate::status::reply(shared, r))
             .map_err(|e| e.to_string()),
@@ -198,6 +199,11 @@ pub(crate) enum Route {
     ShellWork,
     /// Answered on shell only, at once.
     Shell,
+    /// Answered on shell beside the queue, each in its own task as soon
+    /// as it is done: MCP sessions, whose tool calls must neither wait
+    /// for cells nor hold them up. Each one's work holds its own
+    /// operation guards and is refused once a shutdown has begun.
+    Beside,
 }
 
 pub(crate) fn route(request: RequestType) -> Route {
@@ -208,6 +214,7 @@ pub(crate) fn route(request: RequestType) -> Route {
         // helper's probe: work a shutdown must wait for or refuse.
         Execute | Model | Skill | Sandbox => Route::ShellWork,
         Complete | Inspect | IsComplete | History | CommInfo => Route::Shell,
+        Mcp => Route::Beside,
     }
 }
 

@@ -49,6 +49,8 @@ pub mod iopub;
 mod json_answer;
 pub mod live;
 pub mod magics;
+pub mod mcp_host;
+mod mcp_request;
 mod memory;
 pub mod metrics;
 pub mod metrics_page;
@@ -114,6 +116,8 @@ pub struct KernelConfig {
     /// Telemetry outlets the embedding process runs (trace export, the log
     /// file), reported in `%status`, the status reply and the metrics page.
     pub telemetry: Vec<Arc<skillkernel_stdx::outlet::Outlet>>,
+    /// What MCP clients are offered beyond the skills (`[mcp.server]`).
+    pub mcp: skillkernel_mcp::ServerSettings,
 }
 
 impl Default for KernelConfig {
@@ -129,6 +133,7 @@ impl Default for KernelConfig {
             skills: None,
             sandbox: None,
             telemetry: Vec::new(),
+            mcp: skillkernel_mcp::ServerSettings::default(),
         }
     }
 }
@@ -283,6 +288,13 @@ impl KernelHandle {
         let report = skills.registry.reload_all();
         self.shared.set_skills(Some(Arc::new(skills)));
         Some(report)
+    }
+
+    /// The kernel as an MCP server's host: what the daemon's Streamable
+    /// HTTP endpoint serves (the same skills, models and sandbox as the
+    /// notebook, each MCP session with its own state).
+    pub fn mcp_host(&self) -> Arc<dyn skillkernel_mcp::Host> {
+        Arc::new(mcp_host::KernelHost::new(&self.shared))
     }
 
     /// The kernel's status report as JSON, as `status_request` serves it

@@ -5,13 +5,17 @@
 //! publishing all of a request's output before its reply. When a cell
 //! fails with `stop_on_error`, execute requests already queued are
 //! answered `aborted` instead of run.
+//!
+//! Requests routed [`Route::Beside`] (`mcp_request`) skip the queue: the
+//! reader gives each a task of its own, so that an MCP client's long tool
+//! call and the notebook's cells run side by side.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use skillkernel_protocol::content::{AbortedReply, ErrorContent, ExecuteRequest, ExecutionState};
 use skillkernel_protocol::{Message, RequestType};
-use skillkernel_transport::{Channel, FrameSender};
+use skillkernel_transport::{Channel, FrameReceiver, FrameSender};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -33,14 +37,62 @@ const ABORT_AT_MOST: usize = 10_000;
 
 pub(crate) fn serve(shared: Arc<Shared>, channel: Channel) -> Vec<JoinHandle<()>> {
     let (queue_tx, queue_rx) = mpsc::channel(inbound::DECODED_AHEAD);
-    let reader = tokio::spawn(inbound::queue_requests(
+    let reader = tokio::spawn(read_requests(
         shared.clone(),
         channel.receiver,
-        "shell",
+        Arc::clone(&channel.sender),
         queue_tx,
     ));
     let executor = tokio::spawn(execute_in_order(shared, channel.sender, queue_rx));
     vec![reader, executor]
+}
+
+/// Requests answered beside the queue at once, at most.
+const BESIDE_AT_ONCE: usize = 256;
+
+/// Queues requests for the executor, except those answered beside it
+/// ([`Route::Beside`]), which each get a task of their own (at most
+/// [`BESIDE_AT_ONCE`] at a time; more wait here).
+async fn read_requests(
+    shared: Arc<Shared>,
+    mut receiver: Box<dyn FrameReceiver>,
+    sender: Arc<dyn FrameSender>,
+    queue: mpsc::Sender<Message>,
+) {
+    let beside = Arc::new(tokio::sync::Semaphore::new(BESIDE_AT_ONCE));
+    while let Some(msg) = inbound::next_message(&shared, receiver.as_mut(), "shell").await {
+        let request = RequestType::parse(msg.msg_type());
+        if request.is_some_and(|r| dispatch::route(r) == Route::Beside) {
+            let Ok(permit) = Arc::clone(&beside).acquire_owned().await else {
+                break;
+            };
+            let (shared, sender) = (shared.clone(), Arc::clone(&sender));
+            let span = request_span(&msg, "shell");
+            tokio::spawn(
+                async move {
+                    let _permit = permit;
+                    answer_beside(&shared, &sender, &msg).await;
+                }
+                .instrument(span),
+            );
+            continue;
+        }
+        if queue.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Answers a request beside the queue: busy, the reply, idle.
+async fn answer_beside(shared: &Arc<Shared>, sender: &Arc<dyn FrameSender>, msg: &Message) {
+    let taken = std::time::Instant::now();
+    shared.iopub.status(msg, ExecutionState::Busy).await;
+    dispatch::respond(shared, sender, msg).await;
+    shared.iopub.flush().await;
+    shared
+        .metrics
+        .request(msg.msg_type(), taken.elapsed(), false);
+    shared.iopub.status(msg, ExecutionState::Idle).await;
 }
 
 async fn execute_in_order(

@@ -30,8 +30,7 @@ use crate::json_answer;
 use crate::session::Shared;
 use crate::tool_steps::ToolSteps;
 use skillkernel_skills::exec::{Args, ExecEvent, RunContext, RunOutput, RunRequest};
-use skillkernel_skills::registry::ExecutionGuard;
-use skillkernel_skills::{Skill, SkillKind};
+use skillkernel_skills::SkillKind;
 use tokio_util::sync::CancellationToken;
 
 /// What to run.
@@ -73,7 +72,7 @@ pub async fn run(
         },
         None => return Err(KernelError::NoModel),
     };
-    let (tool_guards, tool_skills) = tool_skills(&skills, &skill).await?;
+    let (tool_guards, tool_skills) = skills.tool_skills(&skill).await?;
     let request = RunRequest {
         skill: Arc::clone(&skill),
         input: call.input,
@@ -154,35 +153,6 @@ pub fn run_report(output: &RunOutput) -> RunReport {
         attempts: output.attempts,
         interrupted: output.interrupted,
     }
-}
-
-/// The skills a skill's tools name (and theirs, up to the executor's
-/// nesting limit), held Executing for the run.
-async fn tool_skills(
-    skills: &skillkernel_skills::service::Skills,
-    skill: &Arc<Skill>,
-) -> Result<(Vec<ExecutionGuard>, Vec<Arc<Skill>>), KernelError> {
-    let mut guards: Vec<ExecutionGuard> = Vec::new();
-    let mut wanted: Vec<String> = skill.tools.skills().map(str::to_owned).collect();
-    let mut depth = 0;
-    while !wanted.is_empty() && depth < 3 {
-        let mut next = Vec::new();
-        for name in wanted {
-            if name == skill.meta.name || guards.iter().any(|g| g.skill().meta.name == name) {
-                continue;
-            }
-            let guard = skills.begin_execution(&name).await?;
-            next.extend(guard.skill().tools.skills().map(str::to_owned));
-            guards.push(guard);
-        }
-        wanted = next;
-        depth += 1;
-    }
-    let mut resolved: Vec<Arc<Skill>> = guards.iter().map(|g| Arc::clone(g.skill())).collect();
-    if skill.tools.skills().any(|n| n == skill.meta.name) {
-        resolved.push(Arc::clone(skill));
-    }
-    Ok((guards, resolved))
 }
 
 async fn on_event(

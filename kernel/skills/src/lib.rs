@@ -23,6 +23,7 @@
 //! * Errors users see are [`SkillError`]s with a stable [`ErrorCode`] and a
 //!   hint.
 
+pub mod arguments;
 pub mod config;
 pub mod error;
 pub mod exec;

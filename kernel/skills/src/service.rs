@@ -16,7 +16,7 @@ use super::config::SkillsConfig;
 use super::exec::Executor;
 use super::metrics::SkillMetrics;
 use super::registry::{ExecutionGuard, ReloadReport, SkillRegistry};
-use super::{ErrorCode, SkillError};
+use super::{ErrorCode, Skill, SkillError};
 use skillkernel_stdx::lock;
 
 /// How the kernel sets up its skills (from the daemon's `[skills]`).
@@ -35,8 +35,35 @@ pub struct Skills {
     pub registry: Arc<SkillRegistry>,
     pub executor: Arc<Executor>,
     pub working_dir: PathBuf,
-    /// Conversation skills' turns so far, by skill name (this session's).
-    conversations: Mutex<HashMap<String, Vec<ChatMessage>>>,
+    /// Conversation skills' turns so far in the notebook's session; other
+    /// clients (MCP sessions) keep their own [`Conversations`].
+    conversations: Conversations,
+}
+
+/// Conversation skills' turns so far, by skill name, for one client: the
+/// notebook's session, or one MCP session.
+#[derive(Debug, Default)]
+pub struct Conversations(Mutex<HashMap<String, Vec<ChatMessage>>>);
+
+impl Conversations {
+    /// The turns of conversation skill `name` so far.
+    pub fn turns(&self, name: &str) -> Vec<ChatMessage> {
+        lock(&self.0).get(name).cloned().unwrap_or_default()
+    }
+
+    pub fn extend(&self, name: &str, turns: &[ChatMessage]) {
+        if !turns.is_empty() {
+            lock(&self.0)
+                .entry(name.to_owned())
+                .or_default()
+                .extend_from_slice(turns);
+        }
+    }
+
+    /// Forgets conversation skill `name`'s turns.
+    pub fn clear(&self, name: &str) -> bool {
+        lock(&self.0).remove(name).is_some()
+    }
 }
 
 impl Skills {
@@ -66,7 +93,7 @@ impl Skills {
             executor: executor
                 .unwrap_or_else(|| Arc::new(Executor::new(Arc::new(SkillMetrics::new())))),
             working_dir: setup.working_dir.clone(),
-            conversations: Mutex::new(HashMap::new()),
+            conversations: Conversations::default(),
         };
         (skills, report)
     }
@@ -108,26 +135,48 @@ impl Skills {
         blocking(move || f(&registry)).await
     }
 
-    /// The turns of conversation skill `name` so far.
+    /// The turns of conversation skill `name` so far (the notebook's).
     pub fn conversation(&self, name: &str) -> Vec<ChatMessage> {
-        lock(&self.conversations)
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+        self.conversations.turns(name)
     }
 
     pub fn extend_conversation(&self, name: &str, turns: &[ChatMessage]) {
-        if !turns.is_empty() {
-            lock(&self.conversations)
-                .entry(name.to_owned())
-                .or_default()
-                .extend_from_slice(turns);
-        }
+        self.conversations.extend(name, turns);
     }
 
     /// Forgets conversation skill `name`'s turns (`%skill reset`).
     pub fn clear_conversation(&self, name: &str) -> bool {
-        lock(&self.conversations).remove(name).is_some()
+        self.conversations.clear(name)
+    }
+
+    /// The skills `skill`'s tools name (and theirs, up to the executor's
+    /// nesting limit), held Executing for the run: the guards, and the
+    /// skills for [`RunRequest::tool_skills`](crate::exec::RunRequest).
+    pub async fn tool_skills(
+        &self,
+        skill: &Arc<Skill>,
+    ) -> Result<(Vec<ExecutionGuard>, Vec<Arc<Skill>>), SkillError> {
+        let mut guards: Vec<ExecutionGuard> = Vec::new();
+        let mut wanted: Vec<String> = skill.tools.skills().map(str::to_owned).collect();
+        let mut depth = 0;
+        while !wanted.is_empty() && depth < 3 {
+            let mut next = Vec::new();
+            for name in wanted {
+                if name == skill.meta.name || guards.iter().any(|g| g.skill().meta.name == name) {
+                    continue;
+                }
+                let guard = self.begin_execution(&name).await?;
+                next.extend(guard.skill().tools.skills().map(str::to_owned));
+                guards.push(guard);
+            }
+            wanted = next;
+            depth += 1;
+        }
+        let mut resolved: Vec<Arc<Skill>> = guards.iter().map(|g| Arc::clone(g.skill())).collect();
+        if skill.tools.skills().any(|n| n == skill.meta.name) {
+            resolved.push(Arc::clone(skill));
+        }
+        Ok((guards, resolved))
     }
 }
 

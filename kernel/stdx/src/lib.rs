@@ -5,7 +5,7 @@
 //! ([`text`]: durations, plain-text tables, HTML escaping), and the
 //! Prometheus text format with an atomic histogram ([`prometheus`]), and
 //! the counters of a telemetry outlet that drops rather than waits
-//! ([`outlet`]), and the time stamps of rotated files (`stamps`, with the
+//! ([`outlet`]), comparing secrets in constant time ([`secret`]), and the time stamps of rotated files (`stamps`, with the
 //! `stamps` feature), and how a `tracing` span is marked failed for trace
 //! export ([`span`]).
 //!
@@ -19,6 +19,7 @@
 
 pub mod outlet;
 pub mod prometheus;
+pub mod secret;
 #[cfg(feature = "sled")]
 pub mod sled_open;
 pub mod span;

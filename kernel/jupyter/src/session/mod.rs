@@ -15,6 +15,7 @@ use skillkernel_protocol::{Header, Message, Signer};
 use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{ChatMessage, ModelInfo};
 
+mod mcp_sessions;
 mod writes;
 
 use crate::errors::KernelError;
@@ -133,6 +134,10 @@ pub struct Shared {
     skills: RwLock<Option<Arc<Skills>>>,
     /// Runs `!command` cells and command and session skills confined.
     sandbox: Option<Arc<Sandbox>>,
+    /// Ticks when `skills` is replaced: MCP sessions tell their clients.
+    skills_replaced: watch::Sender<u64>,
+    /// MCP sessions carried by `mcp_request` (`skillctl mcp`).
+    pub(crate) mcp: mcp_sessions::McpSessions,
 }
 
 /// Opens the skills and logs what discovery found.
@@ -187,6 +192,7 @@ impl Shared {
             .sandbox
             .clone()
             .map(|setup| Arc::new(Sandbox::new(setup)));
+        let config_mcp = config.mcp;
         let shared = Shared {
             session_id,
             username,
@@ -209,6 +215,8 @@ impl Shared {
             cleanups: Mutex::new(Vec::new()),
             skills: RwLock::new(skills),
             sandbox,
+            skills_replaced: watch::channel(0).0,
+            mcp: mcp_sessions::McpSessions::new(config_mcp),
         };
         shared.withhold_model_keys(shared.models().as_ref());
         (shared, exit_rx)
@@ -235,6 +243,12 @@ impl Shared {
     /// Replaces the skills (a reload that changed `[skills]`).
     pub(crate) fn set_skills(&self, skills: Option<Arc<Skills>>) {
         *write(&self.skills) = skills;
+        self.skills_replaced.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Ticks whenever [`Shared::skills`] starts returning another registry.
+    pub fn skills_replaced(&self) -> watch::Receiver<u64> {
+        self.skills_replaced.subscribe()
     }
 
     /// Reads the session state under its lock (never await inside `read`).

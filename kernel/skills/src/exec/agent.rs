@@ -27,7 +27,7 @@ use super::call::{Call, Run};
 use super::events::{Answer, ExecEvent, PhaseResult, ToolStep};
 use super::resilience::{call_with_retries, provider_error};
 use super::{Args, Executor, RunContext, RunRequest};
-use crate::model::ParamKind;
+use crate::arguments::skill_arguments_schema;
 use crate::tools::{tool_name, ToolSource, Toolbox, REFERENCE_BYTES, RESULT_BYTES};
 use crate::verdict_error::{verdict_error, Grantor};
 use crate::{ErrorCode, Skill, SkillError};
@@ -71,7 +71,7 @@ fn resolve(skill: &Skill, skills: &[Arc<Skill>]) -> Result<Vec<Tool>, SkillError
                     description: description
                         .clone()
                         .unwrap_or_else(|| tool.meta.description.clone()),
-                    parameters: skill_parameters(tool),
+                    parameters: skill_arguments_schema(tool),
                 };
                 (spec, Ready::Skill(Arc::clone(tool)))
             }
@@ -126,33 +126,6 @@ fn resolve(skill: &Skill, skills: &[Arc<Skill>]) -> Result<Vec<Tool>, SkillError
         });
     }
     Ok(tools)
-}
-
-/// The arguments schema of a skill called as a tool: `input` and its
-/// parameters.
-fn skill_parameters(skill: &Skill) -> Value {
-    let mut properties = Map::new();
-    properties.insert(
-        "input".into(),
-        json!({"type": "string", "description": "The text the skill works on."}),
-    );
-    let mut required = vec![Value::from("input")];
-    for p in &skill.parameters {
-        let mut schema = match &p.kind {
-            ParamKind::String => json!({"type": "string"}),
-            ParamKind::Number => json!({"type": "number"}),
-            ParamKind::Bool => json!({"type": "boolean"}),
-            ParamKind::Enum(values) => json!({"enum": values}),
-        };
-        if !p.description.is_empty() {
-            schema["description"] = json!(p.description);
-        }
-        properties.insert(p.name.clone(), schema);
-        if p.required && p.default.is_none() {
-            required.push(Value::from(p.name.clone()));
-        }
-    }
-    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
 }
 
 /// Runs the loop of a skill with tools; `call` is its first step.

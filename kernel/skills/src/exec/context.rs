@@ -156,3 +156,24 @@ fn read_within_limits(
     }
     Ok(files)
 }
+
+/// [`gather`] for a conversation skill, on the blocking pool (it reads
+/// files); no context globs, no files.
+pub async fn gather_off_thread(
+    skill: &crate::model::ConversationSkill,
+    workdir: &Path,
+) -> Result<Vec<ContextFile>, SkillError> {
+    if skill.context.include.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (spec, dir) = (skill.context.clone(), workdir.to_path_buf());
+    tokio::task::spawn_blocking(move || gather(&spec, &dir))
+        .await
+        .map_err(|e| {
+            SkillError::new(
+                ErrorCode::SkillExecutionError,
+                format!("reading the context files failed: {e}"),
+                "try again; if it persists, report it with the kernel log",
+            )
+        })?
+}

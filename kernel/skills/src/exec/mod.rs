@@ -39,6 +39,7 @@ pub mod params;
 mod phase_value;
 mod program;
 mod prompt;
+mod render;
 mod resilience;
 mod structured;
 mod workflow;
@@ -60,6 +61,7 @@ pub use breaker::{BreakerState, CircuitState};
 pub use context::ContextFile;
 pub use events::{ExecEvent, PhaseResult, RunOutput, ToolStep, Totals};
 pub use params::Args;
+pub use render::render_prompt;
 
 use self::breaker::{Breakers, Outcome};
 use self::call::{Call, Run};
@@ -68,7 +70,7 @@ use self::prompt::Values;
 use self::resilience::timeout_error;
 use super::metrics::SkillMetrics;
 use super::model::{CommandSkill, SessionSkill, SkillBody, WorkflowSkill};
-use super::{ErrorCode, Skill, SkillError};
+use super::{Skill, SkillError};
 use skillkernel_sandbox::Sandbox;
 
 /// One execution of a skill.
@@ -312,20 +314,7 @@ async fn plan<'a>(
         SkillBody::Workflow(w) => return Ok(Plan::Workflow(w)),
         SkillBody::Prompt(p) => prompt::prompt_messages(p, values)?,
         SkillBody::Conversation(c) => {
-            let files = if c.context.include.is_empty() {
-                Vec::new()
-            } else {
-                let (spec, dir) = (c.context.clone(), req.workdir.clone());
-                tokio::task::spawn_blocking(move || context::gather(&spec, &dir))
-                    .await
-                    .map_err(|e| {
-                        SkillError::new(
-                            ErrorCode::SkillExecutionError,
-                            format!("reading the context files failed: {e}"),
-                            "try again; if it persists, report it with the kernel log",
-                        )
-                    })??
-            };
+            let files = context::gather_off_thread(c, &req.workdir).await?;
             prompt::conversation_messages(c, values, &files, &req.history)?
         }
         SkillBody::Agent(a) => {

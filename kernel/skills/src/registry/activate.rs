@@ -80,6 +80,17 @@ impl SkillRegistry {
         Ok(self.entries(&read(&self.catalog), &slot).swap_remove(0))
     }
 
+    /// The version `spec` selects, loaded and initialised (as
+    /// [`SkillRegistry::load`]): for callers that describe a skill in full
+    /// (an MCP tool's schemas) without running it. **Blocking.**
+    pub fn loaded(&self, spec: &str) -> Result<Arc<Skill>, SkillError> {
+        let slot = self.select(spec)?;
+        self.ensure_loaded(&slot)?;
+        self.ensure_ready(&slot)?;
+        let skill = lock(&slot.state).life.skill.clone();
+        skill.ok_or_else(|| not_ready(&slot))
+    }
+
     /// A session starts using the version `spec` selects: loaded and
     /// initialised if needed, then Active. **Blocking** (parses on first
     /// use).

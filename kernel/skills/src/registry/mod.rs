@@ -139,6 +139,9 @@ pub struct SkillRegistry {
     rescan_lock: Mutex<()>,
     watcher: Mutex<Option<watch::Watcher>>,
     reports: tokio::sync::broadcast::Sender<Arc<ReloadReport>>,
+    /// Bumped whenever the catalog is changed (reload, enable, disable,
+    /// load, unload): what MCP sessions turn into list-changed notices.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn read(c: &RwLock<Catalog>) -> RwLockReadGuard<'_, Catalog> {
@@ -172,6 +175,7 @@ impl SkillRegistry {
             rescan_lock: Mutex::new(()),
             watcher: Mutex::new(None),
             reports: tokio::sync::broadcast::channel(16).0,
+            changes: tokio::sync::watch::channel(0).0,
         });
         if registry.config.builtins {
             registry.add_builtins();
@@ -181,6 +185,19 @@ impl SkillRegistry {
             registry.sync_watcher();
         }
         (registry, report)
+    }
+
+    /// The catalog, to change it: readers of [`SkillRegistry::changes`]
+    /// are told, and see the change once the guard is dropped.
+    fn catalog_mut(&self) -> RwLockWriteGuard<'_, Catalog> {
+        let guard = write(&self.catalog);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        guard
+    }
+
+    /// Ticks whenever the catalog changes (a spurious tick is possible).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn config(&self) -> &RegistryConfig {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::catalog::Slot;
 use super::lifecycle::{Hook, State};
 use super::select::{unknown_name, SkillSpec};
-use super::{read, write, SkillRegistry};
+use super::{read, SkillRegistry};
 use crate::model::Origin;
 use crate::{Skill, SkillError};
 use skillkernel_stdx::lock;
@@ -21,7 +21,7 @@ impl SkillRegistry {
     pub fn disable(&self, spec: &str, reason: &str) -> Result<Vec<String>, SkillError> {
         let slots = self.matching(spec)?;
         {
-            let mut cat = write(&self.catalog);
+            let mut cat = self.catalog_mut();
             for s in &slots {
                 cat.disabled.insert(s.id.clone(), reason.to_string());
             }
@@ -48,7 +48,7 @@ impl SkillRegistry {
     pub fn enable(&self, spec: &str) -> Result<Vec<String>, SkillError> {
         let slots = self.matching(spec)?;
         {
-            let mut cat = write(&self.catalog);
+            let mut cat = self.catalog_mut();
             for s in &slots {
                 cat.disabled.remove(&s.id);
             }
@@ -97,7 +97,7 @@ impl SkillRegistry {
     /// Returns its id.
     pub fn register_inline(&self, mut skill: Skill) -> String {
         skill.source.origin = Origin::Cell;
-        let mut cat = write(&self.catalog);
+        let mut cat = self.catalog_mut();
         let slot = cat.put_cell(Arc::new(skill));
         cat.rebuild_docs();
         slot.id.clone()
@@ -105,7 +105,7 @@ impl SkillRegistry {
 
     /// Forgets the cell definition of `name`; whether there was one.
     pub fn remove_inline(&self, name: &str) -> bool {
-        let mut cat = write(&self.catalog);
+        let mut cat = self.catalog_mut();
         let had = cat.remove_cell(name);
         cat.rebuild_docs();
         had

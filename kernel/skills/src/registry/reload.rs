@@ -22,7 +22,7 @@ use super::index::IndexEntry;
 use super::lifecycle::{Hook, State};
 use super::scan::{scan, How, Outcome, Prior};
 use super::select::unknown_name;
-use super::{builtin, read, write, Failure, ReloadReport, SkillRegistry};
+use super::{builtin, read, Failure, ReloadReport, SkillRegistry};
 use crate::SkillError;
 use skillkernel_stdx::lock;
 
@@ -159,7 +159,7 @@ impl SkillRegistry {
         let mut report = ReloadReport::default();
         let mut changed = Vec::new();
         {
-            let mut cat = write(&self.catalog);
+            let mut cat = self.catalog_mut();
             for path in &gone {
                 cat.remove_path(path, &mut report, &mut changed);
             }
@@ -250,7 +250,7 @@ impl SkillRegistry {
 
     /// Adds the built-in skills (at open).
     pub(super) fn add_builtins(&self) {
-        let mut cat = write(&self.catalog);
+        let mut cat = self.catalog_mut();
         let mut changed = Vec::new();
         for candidate in builtin::candidates() {
             match candidate {

@@ -1,5 +1,5 @@
 //! skillkernel's extension messages: `model_request`, `skill_request`,
-//! `sandbox_request` and `status_request`, and their replies.
+//! `sandbox_request`, `status_request` and `mcp_request`, and their replies.
 //!
 //! One contract for both ends of the wire: the kernel parses requests into
 //! these types and builds its replies from them; `skillctl` builds its
@@ -13,12 +13,14 @@
 //! A reply's content is a [`Reply`]: `{"status": "ok", …}` with the
 //! request's answer, or `{"status": "error", ename, evalue, traceback}`.
 
+mod mcp;
 mod model;
 mod parse;
 mod sandbox;
 mod skill;
 mod status;
 
+pub use mcp::*;
 pub use model::*;
 pub use parse::RequestError;
 pub use sandbox::*;

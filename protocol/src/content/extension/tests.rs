@@ -219,6 +219,42 @@ fn sandbox_and_status_requests_have_the_documented_shape() {
 }
 
 #[test]
+fn mcp_requests_and_replies_have_the_documented_shape() {
+    round_trip(
+        McpRequest::Send {
+            session: "s1".into(),
+            message: json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+        },
+        json!({"action": "send", "session": "s1", "message": {"jsonrpc": "2.0", "id": 1, "method": "ping"}}),
+    );
+    round_trip(
+        McpRequest::Close {
+            session: "s1".into(),
+        },
+        json!({"action": "close", "session": "s1"}),
+    );
+    assert_eq!(McpRequest::actions(), ["send", "close"]);
+    assert_eq!(McpRequest::TYPE.reply(), "mcp_reply");
+    let sent: McpReply = serde_json::from_value(json!({"messages": []})).unwrap();
+    assert_eq!(sent, McpReply::Sent { messages: vec![] });
+    let closed: McpReply = serde_json::from_value(json!({"closed": true})).unwrap();
+    assert_eq!(closed, McpReply::Closed { closed: true });
+    assert_eq!(
+        McpRequest::parse(&json!({"action": "send", "message": {}})).unwrap_err(),
+        RequestError::MissingField {
+            action: "send".into(),
+            field: "session"
+        }
+    );
+    assert_eq!(
+        McpRequest::parse(&json!({"action": "send", "session": "s1"}))
+            .unwrap_err()
+            .to_string(),
+        "missing field `message`"
+    );
+}
+
+#[test]
 fn content_that_is_not_a_request_says_what_is_wrong() {
     let missing = ModelRequest::parse(&json!({})).unwrap_err();
     assert_eq!(
