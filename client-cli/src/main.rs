@@ -5,6 +5,7 @@
 //! Jupyter protocol to the kernel like any front end.
 
 mod control;
+mod mcp_servers;
 mod model;
 mod request;
 mod sandbox;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mcp_servers::McpCommand;
 use serde_json::json;
 use skillctl::render::{bundle_text, TerminalOutput};
 use skillctl::{ExecuteOptions, KernelClient, Target};
@@ -118,8 +120,12 @@ enum Command {
     },
     /// Serve the daemon's skills as an MCP server on stdin/stdout, for an
     /// agent that launches MCP servers (Claude Desktop or Code, VS Code,
-    /// Cursor); see docs/mcp.md.
-    Mcp,
+    /// Cursor); `servers` and `tools` list the MCP servers the daemon
+    /// uses. See docs/mcp.md.
+    Mcp {
+        #[command(subcommand)]
+        command: Option<mcp_servers::McpCommand>,
+    },
     /// Show the kernel's kernel_info.
     Info {
         /// Print the raw kernel_info_reply content as JSON.
@@ -226,7 +232,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Shutdown { restart, json } => {
             control::shutdown(&mut client, restart, json, timeout).await
         }
-        Command::Mcp => {
+        Command::Mcp {
+            command: Some(command @ (McpCommand::Servers { .. } | McpCommand::Tools { .. })),
+        } => mcp_servers::run(&mut client, command, timeout).await,
+        Command::Mcp { .. } => {
             client
                 .wait_ready(timeout)
                 .await

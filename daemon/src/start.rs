@@ -358,6 +358,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         sandbox: Some(sandbox_setup(&settings, &working_dir)),
         telemetry,
         mcp: settings.mcp.server.settings(),
+        mcp_servers: settings.mcp.servers.clone(),
         ..KernelConfig::default()
     };
     let kernel = Kernel::start(sockets, info.signer(), config);

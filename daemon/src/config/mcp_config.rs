@@ -11,7 +11,20 @@
 //! ```
 //!
 //! `skillctl mcp` (stdio) needs none of this: it reaches the daemon over
-//! the wire protocol. Takes effect at the next start.
+//! the wire protocol.
+//!
+//! `[mcp.servers.NAME]`: the other way, MCP servers whose tools skills
+//! and cells call (see [`skillkernel_mcp::client::config`]):
+//!
+//! ```toml
+//! [mcp.servers.time]
+//! command = "mcp-server-time"      # stdio, launched in the sandbox
+//! [mcp.servers.search]
+//! url = "http://127.0.0.1:9000/mcp" # Streamable HTTP
+//! token_env = "SEARCH_MCP_TOKEN"
+//! ```
+//!
+//! Both take effect at the next start.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +35,21 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct McpConfig {
     pub server: McpServerConfig,
+    /// The MCP servers skills may use, by name.
+    pub servers: std::collections::BTreeMap<String, skillkernel_mcp::ServerConfig>,
+}
+
+impl McpConfig {
+    /// What is wrong with these settings, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        self.server
+            .check()
+            .map_err(|e| format!("[mcp.server] {e}"))?;
+        for (name, server) in &self.servers {
+            server.check(name)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -164,11 +164,7 @@ impl Config {
             .tracing
             .check()
             .map_err(|e| invalid(format!("[tracing] {e}")))?;
-        config
-            .mcp
-            .server
-            .check()
-            .map_err(|e| invalid(format!("[mcp.server] {e}")))?;
+        config.mcp.check().map_err(invalid)?;
         config.log.check_sizes().map_err(invalid)?;
         Ok(config)
     }

@@ -56,6 +56,9 @@ pub enum KernelError {
     NoSandbox,
     #[error("the usage ledger is off, so model calls are not recorded; the daemon's log at start says why (its state directory is not writable?)")]
     NoUsageLedger,
+    /// An MCP server or tool failed; the message names it.
+    #[error("{0}")]
+    Mcp(String),
 }
 
 impl KernelError {
@@ -78,6 +81,7 @@ impl KernelError {
             KernelError::NoSkills => "SKILL_NOT_FOUND",
             KernelError::NoSandbox => "SandboxUnavailableError",
             KernelError::NoUsageLedger => "UsageLedgerUnavailableError",
+            KernelError::Mcp(_) => "McpError",
         }
     }
 

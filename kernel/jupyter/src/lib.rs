@@ -118,6 +118,9 @@ pub struct KernelConfig {
     pub telemetry: Vec<Arc<skillkernel_stdx::outlet::Outlet>>,
     /// What MCP clients are offered beyond the skills (`[mcp.server]`).
     pub mcp: skillkernel_mcp::ServerSettings,
+    /// The MCP servers whose tools skills and cells call
+    /// (`[mcp.servers]`), each already checked.
+    pub mcp_servers: std::collections::BTreeMap<String, skillkernel_mcp::ServerConfig>,
 }
 
 impl Default for KernelConfig {
@@ -134,6 +137,7 @@ impl Default for KernelConfig {
             sandbox: None,
             telemetry: Vec::new(),
             mcp: skillkernel_mcp::ServerSettings::default(),
+            mcp_servers: Default::default(),
         }
     }
 }

@@ -52,6 +52,7 @@ impl Host for KernelHost {
                 options: models.options.clone(),
                 sandbox: shared.sandbox(),
                 session: session.to_owned(),
+                external: shared.external_tools(),
             }),
             None if !needs_model => Ok(RunContext {
                 registry: Arc::new(Registry::new(Vec::new(), ModelsConfig::default())),
@@ -59,6 +60,7 @@ impl Host for KernelHost {
                 options: GenerationOptions::default(),
                 sandbox: shared.sandbox(),
                 session: session.to_owned(),
+                external: shared.external_tools(),
             }),
             None => Err(HostRefusal::NoModel),
         }

@@ -89,9 +89,9 @@ async fn answer(
     request: McpRequest,
 ) -> Result<McpReply, ErrorContent> {
     let sessions = &shared.mcp;
-    let bridge = bridge(shared);
     match request {
         McpRequest::Send { session, message } => {
+            let bridge = bridge(shared);
             {
                 let mut parents = lock(&sessions.parents);
                 if parents.len() >= 2 * skillkernel_mcp::bridge::MAX_SESSIONS {
@@ -106,10 +106,31 @@ async fn answer(
                 .map_err(|e| ErrorContent::new("McpSessionError", e.to_string()))?;
             Ok(McpReply::Sent { messages })
         }
+        McpRequest::Servers => Ok(McpReply::Servers {
+            servers: shared
+                .mcp_clients()
+                .status()
+                .iter()
+                .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
+                .collect(),
+        }),
+        McpRequest::Tools { server } => {
+            let listed = shared
+                .mcp_clients()
+                .catalog(server.as_deref())
+                .await
+                .map_err(|e| ErrorContent::new("McpError", e))?;
+            Ok(McpReply::Tools {
+                tools: listed
+                    .iter()
+                    .map(|s| serde_json::to_value(s).unwrap_or(Value::Null))
+                    .collect(),
+            })
+        }
         McpRequest::Close { session } => {
             lock(&sessions.parents).remove(&session);
             Ok(McpReply::Closed {
-                closed: bridge.close(&session),
+                closed: bridge(shared).close(&session),
             })
         }
     }

@@ -218,6 +218,17 @@ pub(crate) async fn run(shared: &Arc<Shared>, reason: ExitReason) -> ShutdownRep
     }
 
     timeline.next(Phase::Cleanup);
+    // MCP servers first, gently (an HTTP server's session is ended);
+    // the sandbox's kill then gets any stdio server that did not stop.
+    if tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        shared.mcp_clients().stop_all(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("stopping MCP servers timed out");
+    }
     shared.kill_children();
     // The skill registry stops its watcher and flushes its index here, not
     // after the PID file is gone: a supervisor that waits for the PID

@@ -61,6 +61,7 @@ pub async fn run(
             options: models.options.clone(),
             sandbox: shared.sandbox(),
             session: shared.usage_caller(None).session,
+            external: shared.external_tools(),
         },
         // Programs need no model.
         None if runs_program => RunContext {
@@ -69,6 +70,7 @@ pub async fn run(
             options: GenerationOptions::default(),
             sandbox: shared.sandbox(),
             session: shared.usage_caller(None).session,
+            external: shared.external_tools(),
         },
         None => return Err(KernelError::NoModel),
     };

@@ -8,6 +8,9 @@
 //!   carries a session message by message over another protocol — the
 //!   kernel's `mcp_request`, which `skillctl mcp` speaks for an agent that
 //!   launches it as a stdio server.
+//! * [`client`] is the other way: the servers of `[mcp.servers]`, launched
+//!   in the sandbox (stdio) or reached over HTTP, whose tools skills call
+//!   in their tool loop and cells call with `%mcp call`.
 //! * The process embedding the server gives it the skills, models and
 //!   sandbox as they are now through [`host::Host`].
 //!
@@ -21,16 +24,19 @@
 //!   bridge to its messages (`kernel/jupyter/src/mcp_request.rs`).
 //! * Run a skill or a program any other way than the engine and the
 //!   sandbox do for a notebook: same executor, same policies, same audit.
+//! * Launch an MCP server outside the sandbox.
 //! * Accept an HTTP request without the bearer token, or answer a
 //!   `Host` it was not configured for.
 
 pub mod bridge;
+pub mod client;
 pub mod host;
 pub mod http;
 pub mod jsonrpc;
 pub mod server;
 
 pub use bridge::{Bridge, BridgeError};
+pub use client::{McpClients, ServerConfig};
 pub use host::{Host, HostRefusal, OperationGuard};
 pub use http::McpHttpServer;
 pub use server::{ServerSettings, SkillServer};

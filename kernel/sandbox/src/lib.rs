@@ -8,7 +8,8 @@
 //!   status pipes, [`run`] drives one program to its end (output streamed
 //!   and capped, timeout, interrupt, group kill), [`verdict`] says what the
 //!   ending means, [`audit`] writes security events, [`sessions`] keeps
-//!   session skills' processes, [`cgroup`] removes the per-run pids
+//!   session skills' processes, [`resident`] keeps servers the kernel
+//!   talks to (MCP servers), [`cgroup`] removes the per-run pids
 //!   cgroups root helpers make, and [`service::Sandbox`] ties them
 //!   together for the kernel.
 //!
@@ -24,6 +25,7 @@ pub mod launch;
 pub mod manifest;
 pub mod policy;
 pub mod report;
+pub mod resident;
 pub mod run;
 pub mod service;
 pub mod sessions;

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::audit::{AuditLog, Subject, AUDIT_FILE};
 use super::launch::{Helper, LaunchError, Setup, Stdin};
+use super::resident::{ResidentError, ResidentProcess};
 use super::run::{self, OutputSink, RunBounds};
 use super::sessions::{Exchange, SessionError, SessionSpec, Sessions};
 use super::verdict::{self, Denial, Verdict};
@@ -83,7 +84,7 @@ pub struct Sandbox {
     host: OnceCell<Result<HostSupport, String>>,
     pub sessions: Sessions,
     /// Process groups of programs running now, killed at exit.
-    running: std::sync::Mutex<std::collections::HashSet<i32>>,
+    running: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i32>>>,
     /// Runs by how they ended, in [`Verdict::KINDS`]'s order.
     endings: [std::sync::atomic::AtomicU64; 7],
     /// Accesses the sandbox refused, counted in every run.
@@ -233,6 +234,29 @@ impl Sandbox {
             Err(e) => mark_failed(&span, e),
         }
         ran
+    }
+
+    /// Starts `argv` under `policy` as a resident program (a server the
+    /// kernel talks to over its pipes; see [`super::resident`]).
+    pub async fn start_resident(
+        &self,
+        subject: &Subject,
+        policy: &SandboxPolicy,
+        argv: &[String],
+    ) -> Result<ResidentProcess, ResidentError> {
+        let mut policy = policy.clone();
+        self.enforce_config(&mut policy);
+        self.audit_grants(subject, &policy);
+        let spawned = self.helper.spawn(&policy, argv, Stdin::Piped).await?;
+        let started = ResidentProcess::start(spawned, std::sync::Arc::clone(&self.running)).await;
+        let mut fields = Map::new();
+        fields.insert("argv".into(), json!(argv));
+        match &started {
+            Ok(process) => fields.insert("pid".into(), json!(process.id())),
+            Err(e) => fields.insert("error".into(), json!(e.to_string())),
+        };
+        self.audit.record("resident_start", subject, fields);
+        started
     }
 
     /// One exchange with the session `spec.name` (started if needed).

@@ -83,6 +83,7 @@ fn context(provider: Arc<ScriptedProvider>) -> RunContext {
         options: GenerationOptions::default(),
         sandbox: None,
         session: "test".into(),
+        external: None,
     }
 }
 

@@ -27,6 +27,7 @@ pub mod arguments;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod external;
 pub mod format;
 pub mod metrics;
 pub mod model;

@@ -6,7 +6,9 @@
 //! * a script of an Agent Skill (`scripts/…` in its folder), run in the
 //!   sandbox with the arguments the model gives, in the working directory;
 //! * `read_reference`: a file of an Agent Skill's `references/`, read on
-//!   demand (progressive disclosure) up to [`REFERENCE_BYTES`].
+//!   demand (progressive disclosure) up to [`REFERENCE_BYTES`];
+//! * the tools of a configured MCP server (`tools: [{mcp: NAME}]`, or
+//!   `mcp__NAME` / `mcp__NAME__TOOL` in an Agent Skill's `allowed-tools`).
 //!
 //! The loop itself is in `exec/agent.rs`.
 
@@ -80,6 +82,9 @@ pub enum ToolSource {
     },
     /// Reads one of `files` (relative to the skill's folder).
     References { files: Vec<PathBuf> },
+    /// Tools of a configured MCP server (see [`crate::external`]): those
+    /// named in `tools`, or all of them when it is empty.
+    Mcp { server: String, tools: Vec<String> },
 }
 
 /// A tool name every API accepts: letters, digits, `_`, `-`; at most 64.

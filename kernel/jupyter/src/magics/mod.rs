@@ -6,6 +6,7 @@
 
 pub mod help;
 mod history;
+mod mcp;
 mod misc;
 mod model;
 pub mod sandbox;
@@ -174,6 +175,18 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
         takes_variable: false,
     },
     MagicSpec {
+        name: "mcp",
+        usage: mcp::USAGE,
+        summary: "The MCP servers skills may use: their state and tools, and calling a tool from a cell.",
+        help: "* `%mcp` or `%mcp servers` — each server of `[mcp.servers]`: stdio (launched in the sandbox) or HTTP, its state (stopped until first use, running with its pid, crashed, failed with why), its tools, its restarts\n\
+               * `%mcp tools [SERVER]` — start the servers (or one) and list their tools with their arguments (`*`: required)\n\
+               * `%mcp call SERVER.TOOL {\"arg\": …}` — call a tool; the result shows as text and JSON; interrupt cancels the call\n\n\
+               Skills call them in their tool loop with `tools: [{mcp: SERVER}]` (or `mcp__SERVER` in a SKILL.md's `allowed-tools`). \
+               `skillctl mcp servers|tools` gives the same lists. See `docs/mcp.md`.",
+        subcommands: &["servers", "tools", "call"],
+        takes_variable: false,
+    },
+    MagicSpec {
         name: "usage",
         usage: usage::USAGE,
         summary: "What model calls used and cost: today, the last days, by model and by skill, and the budgets.",
@@ -291,6 +304,7 @@ pub async fn run_line(
         "skill" => skill::run(ctx, args).await,
         "sandbox" => sandbox::run(ctx, args).await,
         "usage" => usage::run(ctx, args).await,
+        "mcp" => mcp::run(ctx, args).await,
         _ => Err(unknown("%", name, LINE_MAGICS)),
     }
 }

@@ -139,7 +139,7 @@ fn persistence_rows(p: &PersistenceStatus) -> String {
 }
 
 /// Text safe inside a Markdown table cell.
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 

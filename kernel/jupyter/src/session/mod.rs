@@ -138,6 +138,8 @@ pub struct Shared {
     skills_replaced: watch::Sender<u64>,
     /// MCP sessions carried by `mcp_request` (`skillctl mcp`).
     pub(crate) mcp: mcp_sessions::McpSessions,
+    /// The MCP servers of `[mcp.servers]`, started on first use.
+    mcp_clients: Arc<skillkernel_mcp::McpClients>,
 }
 
 /// Opens the skills and logs what discovery found.
@@ -193,6 +195,10 @@ impl Shared {
             .clone()
             .map(|setup| Arc::new(Sandbox::new(setup)));
         let config_mcp = config.mcp;
+        let mcp_clients = Arc::new(skillkernel_mcp::McpClients::new(
+            config.mcp_servers.clone(),
+            sandbox.clone(),
+        ));
         let shared = Shared {
             session_id,
             username,
@@ -217,6 +223,7 @@ impl Shared {
             sandbox,
             skills_replaced: watch::channel(0).0,
             mcp: mcp_sessions::McpSessions::new(config_mcp),
+            mcp_clients,
         };
         shared.withhold_model_keys(shared.models().as_ref());
         (shared, exit_rx)
@@ -238,6 +245,24 @@ impl Shared {
     /// The sandbox, if the kernel has one.
     pub fn sandbox(&self) -> Option<Arc<Sandbox>> {
         self.sandbox.clone()
+    }
+
+    /// The MCP servers of `[mcp.servers]`.
+    pub fn mcp_clients(&self) -> &Arc<skillkernel_mcp::McpClients> {
+        &self.mcp_clients
+    }
+
+    /// What skills' tool loops call MCP servers through; `None` when none
+    /// is configured.
+    pub(crate) fn external_tools(
+        &self,
+    ) -> Option<Arc<dyn skillkernel_skills::external::ExternalTools>> {
+        if self.mcp_clients.is_empty() {
+            return None;
+        }
+        let clients: Arc<dyn skillkernel_skills::external::ExternalTools> =
+            self.mcp_clients.clone();
+        Some(clients)
     }
 
     /// Replaces the skills (a reload that changed `[skills]`).

@@ -28,6 +28,7 @@ use super::events::{Answer, ExecEvent, PhaseResult, ToolStep};
 use super::resilience::{call_with_retries, provider_error};
 use super::{Args, Executor, RunContext, RunRequest};
 use crate::arguments::skill_arguments_schema;
+use crate::external::{model_name, ExternalTool};
 use crate::tools::{tool_name, ToolSource, Toolbox, REFERENCE_BYTES, RESULT_BYTES};
 use crate::verdict_error::{verdict_error, Grantor};
 use crate::{ErrorCode, Skill, SkillError};
@@ -43,6 +44,59 @@ enum Ready {
     Skill(Arc<Skill>),
     Script(PathBuf),
     References(PathBuf),
+    /// `tool` of MCP server `server`.
+    Mcp {
+        server: String,
+        tool: String,
+    },
+}
+
+/// The MCP servers' tools `skill` names, as the servers describe them
+/// (starting the servers that are not running).
+async fn mcp_tools(
+    ctx: &RunContext,
+    skill: &Skill,
+) -> Result<Vec<(String, ExternalTool)>, SkillError> {
+    let mut found = Vec::new();
+    for source in &skill.tools.tools {
+        let ToolSource::Mcp { server, tools } = source else {
+            continue;
+        };
+        let Some(external) = &ctx.external else {
+            return Err(SkillError::new(
+                ErrorCode::DependencyError,
+                format!("MCP server `{server}` is not available: this kernel has no MCP servers"),
+                "configure it in the daemon's `[mcp.servers]`; docs/mcp.md shows how",
+            ));
+        };
+        let offered = external.tools(server).await.map_err(|e| {
+            SkillError::new(
+                ErrorCode::DependencyError,
+                e,
+                "`%mcp` shows the servers and their state; the daemon log says more",
+            )
+        })?;
+        for wanted in tools {
+            if !offered.iter().any(|t| &t.name == wanted) {
+                let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
+                return Err(SkillError::new(
+                    ErrorCode::DependencyError,
+                    format!(
+                        "MCP server `{server}` has no tool `{wanted}`; it offers: {}",
+                        names.join(", ")
+                    ),
+                    "name one of its tools in `tools`, or leave `tools` out to offer them all",
+                ));
+            }
+        }
+        found.extend(
+            offered
+                .into_iter()
+                .filter(|t| tools.is_empty() || tools.contains(&t.name))
+                .map(|t| (server.clone(), t)),
+        );
+    }
+    Ok(found)
 }
 
 struct Tool {
@@ -53,10 +107,34 @@ struct Tool {
 
 /// The tools of `skill`, resolved: other skills from `skills` (handed in
 /// by the caller, which resolved them), files from the skill's folder.
-fn resolve(skill: &Skill, skills: &[Arc<Skill>]) -> Result<Vec<Tool>, SkillError> {
+fn resolve(
+    skill: &Skill,
+    skills: &[Arc<Skill>],
+    mcp: Vec<(String, ExternalTool)>,
+) -> Result<Vec<Tool>, SkillError> {
     let dir = skill.source.dir();
     let mut tools = Vec::new();
-    for source in &skill.tools.tools {
+    let mcp = mcp.into_iter().map(|(server, tool)| {
+        let spec = ToolSpec {
+            name: model_name(&server, &tool.name),
+            description: tool.description,
+            parameters: tool.input_schema,
+        };
+        (
+            spec,
+            Ready::Mcp {
+                server,
+                tool: tool.name,
+            },
+        )
+    });
+    let own = skill
+        .tools
+        .tools
+        .iter()
+        .filter(|s| !matches!(s, ToolSource::Mcp { .. }));
+    let mut specs = Vec::new();
+    for source in own {
         let (spec, ready) = match source {
             ToolSource::Skill { name, description } => {
                 let Some(tool) = skills.iter().find(|s| &s.meta.name == name) else {
@@ -111,7 +189,11 @@ fn resolve(skill: &Skill, skills: &[Arc<Skill>]) -> Result<Vec<Tool>, SkillError
                 };
                 (spec, Ready::References(dir.clone()))
             }
+            ToolSource::Mcp { .. } => continue,
         };
+        specs.push((spec, ready));
+    }
+    for (spec, ready) in specs.into_iter().chain(mcp) {
         let validator = jsonschema::validator_for(&spec.parameters).map_err(|e| {
             SkillError::new(
                 ErrorCode::SkillExecutionError,
@@ -138,7 +220,8 @@ pub(crate) async fn run(
 ) -> Result<Answer, SkillError> {
     let skill = &*req.skill;
     let toolbox: &Toolbox = &skill.tools;
-    let tools = resolve(skill, &req.tool_skills)?;
+    let mcp = mcp_tools(ctx, skill).await?;
+    let tools = resolve(skill, &req.tool_skills, mcp)?;
     call.tools = tools.iter().map(|t| t.spec.clone()).collect();
     // A step's text is shown only when it is the answer.
     call.streams_answer = false;
@@ -329,6 +412,7 @@ async fn invoke(
             Ready::Skill(skill) => call_skill(exec, ctx, req, run, skill, &call.arguments).await,
             Ready::Script(path) => call_script(ctx, req, run, path, &call.arguments, timeout).await,
             Ready::References(dir) => read_reference(dir, &call.arguments).await,
+            Ready::Mcp { server, tool } => call_mcp(ctx, run, server, tool, &call.arguments).await,
         }
     };
     match tokio::time::timeout(timeout + Duration::from_secs(1), work).await {
@@ -376,6 +460,27 @@ async fn call_skill(
     match exec.run_nested(ctx, sub).await {
         Ok(out) => (true, out.text),
         Err(e) => (false, format!("error: {}: {}", e.code, e.message)),
+    }
+}
+
+/// Calls `tool` of MCP server `server`.
+async fn call_mcp(
+    ctx: &RunContext,
+    run: &Run<'_>,
+    server: &str,
+    tool: &str,
+    arguments: &Value,
+) -> (bool, String) {
+    let Some(external) = &ctx.external else {
+        return (false, "error: this kernel has no MCP servers".into());
+    };
+    match external
+        .call(server, tool, arguments.clone(), run.cancel.child_token())
+        .await
+    {
+        Ok(result) if result.ok => (true, result.text),
+        Ok(result) => (false, format!("error: {}", result.text)),
+        Err(e) => (false, format!("error: {e}")),
     }
 }
 

@@ -126,6 +126,8 @@ pub struct RunContext {
     /// The kernel session the usage ledger records the run's model calls
     /// under.
     pub session: String,
+    /// The MCP servers' tools skills may call; `None`: none configured.
+    pub external: Option<Arc<dyn crate::external::ExternalTools>>,
 }
 
 /// Runs skills; one per kernel, shared by every session's runs.

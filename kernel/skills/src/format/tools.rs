@@ -10,12 +10,13 @@ use serde_json::Value;
 use super::doc::Obj;
 use super::validate;
 use crate::error::LoadError;
+use crate::external::is_server_name;
 use crate::tools::{tool_name, ToolSource, Toolbox};
 
 /// Keys of one entry of `tools`.
-pub const TOOL_KEYS: &[&str] = &["skill", "description"];
+pub const TOOL_KEYS: &[&str] = &["skill", "description", "mcp", "tools"];
 
-const REMEDY: &str = "list the skills the model may call: `tools: [summarize, {skill: translate, description: \"…\"}]`";
+const REMEDY: &str = "list the skills the model may call: `tools: [summarize, {skill: translate, description: \"…\"}]`, and MCP servers: `{mcp: time}`";
 
 /// `tools`, `max_steps` and `tool_timeout_secs` of a native manifest.
 pub fn native(root: &Obj<'_>) -> Result<Toolbox, LoadError> {
@@ -35,31 +36,61 @@ pub fn native(root: &Obj<'_>) -> Result<Toolbox, LoadError> {
     let mut seen = BTreeSet::new();
     for (i, item) in items.iter().enumerate() {
         let field = format!("{}[{i}]", root.field("tools"));
-        let (name, description) = match item {
-            Value::String(name) => (name.clone(), None),
+        let source = match item {
+            Value::String(name) => ToolSource::Skill {
+                name: name.clone(),
+                description: None,
+            },
             Value::Object(_) => {
                 let o = Obj::new(root.doc, &field, item)?;
                 o.deny_unknown(TOOL_KEYS, "a tool")?;
-                let name = o.req_str("skill", "name the skill: `skill: summarize`")?;
-                (name.to_owned(), o.str("description")?.map(str::to_owned))
+                match o.str("mcp")? {
+                    Some(server) => mcp_entry(&o, server)?,
+                    None => {
+                        let name = o.req_str(
+                            "skill",
+                            "name the skill: `skill: summarize`, or an MCP server: `mcp: time`",
+                        )?;
+                        for key in ["tools"] {
+                            if o.has(key) {
+                                return Err(o.error(
+                                    key,
+                                    format!("`{key}` belongs to an `mcp` tool"),
+                                    REMEDY,
+                                ));
+                            }
+                        }
+                        ToolSource::Skill {
+                            name: name.to_owned(),
+                            description: o.str("description")?.map(str::to_owned),
+                        }
+                    }
+                }
             }
             _ => {
                 return Err(root.doc.error(
                     &field,
-                    "a tool is a skill's name or `{skill: NAME}`",
+                    "a tool is a skill's name, `{skill: NAME}` or `{mcp: SERVER}`",
                     REMEDY,
                 ))
             }
         };
-        validate::check_name(&root.doc, &field, &name)?;
-        if !seen.insert(name.clone()) {
+        let key = match &source {
+            ToolSource::Skill { name, .. } => {
+                validate::check_name(&root.doc, &field, name)?;
+                name.clone()
+            }
+            ToolSource::Mcp { server, .. } => format!("mcp:{server}"),
+            _ => unreachable!("native tools are skills or MCP servers"),
+        };
+        if !seen.insert(key.clone()) {
             return Err(root.doc.error(
                 &field,
-                format!("`{name}` is listed twice"),
+                format!("`{}` is listed twice", key.trim_start_matches("mcp:")),
                 "list each tool once",
             ));
         }
-        toolbox.tools.push(ToolSource::Skill { name, description });
+        toolbox.tools.push(source);
     }
     if toolbox.tools.is_empty() {
         return Err(root.error("tools", "`tools` lists no tools", REMEDY));
@@ -98,10 +129,86 @@ pub fn native(root: &Obj<'_>) -> Result<Toolbox, LoadError> {
     Ok(toolbox)
 }
 
+/// `{mcp: SERVER, tools: [TOOL, …]}`: the server's tools named, or all.
+fn mcp_entry(o: &Obj<'_>, server: &str) -> Result<ToolSource, LoadError> {
+    if o.has("skill") || o.has("description") {
+        return Err(o.error(
+            "mcp",
+            "an `mcp` tool has no `skill` or `description`",
+            "the server describes its tools; write `{mcp: SERVER}` or `{mcp: SERVER, tools: [TOOL]}`",
+        ));
+    }
+    if !is_server_name(server) {
+        return Err(o.error(
+            "mcp",
+            format!("`{server}` is not an MCP server's name"),
+            "name a server of `[mcp.servers]`: letters, digits, `-` and `_`",
+        ));
+    }
+    let tools = o.str_list("tools")?;
+    if o.has("tools") && tools.is_empty() {
+        return Err(o.error(
+            "tools",
+            "`tools` lists no tools",
+            "leave `tools` out to offer all the server's tools",
+        ));
+    }
+    Ok(ToolSource::Mcp {
+        server: server.to_owned(),
+        tools,
+    })
+}
+
+/// `mcp__SERVER` and `mcp__SERVER__TOOL` entries of `allowed-tools` (the
+/// names Claude Code gives MCP tools), one source per server.
+fn mcp_allowed(allowed: &[String]) -> Vec<ToolSource> {
+    let mut sources: Vec<ToolSource> = Vec::new();
+    for entry in entries(allowed) {
+        let Some(rest) = entry.strip_prefix("mcp__") else {
+            continue;
+        };
+        let (server, tool) = match rest.split_once("__") {
+            Some((server, tool)) => (server, Some(tool)),
+            None => (rest, None),
+        };
+        if !is_server_name(server) || tool.is_some_and(str::is_empty) {
+            tracing::warn!(
+                entry,
+                "an `allowed-tools` entry names no MCP server; it is ignored"
+            );
+            continue;
+        }
+        let at = sources
+            .iter()
+            .position(|s| matches!(s, ToolSource::Mcp { server: s, .. } if s == server));
+        match (at, tool) {
+            (None, tool) => sources.push(ToolSource::Mcp {
+                server: server.to_owned(),
+                tools: tool.map(str::to_owned).into_iter().collect(),
+            }),
+            (Some(i), Some(tool)) => {
+                if let ToolSource::Mcp { tools, .. } = &mut sources[i] {
+                    // An entry for the whole server keeps all its tools.
+                    if !tools.is_empty() {
+                        tools.push(tool.to_owned());
+                    }
+                }
+            }
+            (Some(i), None) => {
+                if let ToolSource::Mcp { tools, .. } = &mut sources[i] {
+                    tools.clear();
+                }
+            }
+        }
+    }
+    sources
+}
+
 /// An Agent Skill's tools: each file under `scripts/` that `allowed-tools`
 /// permits (all of them when it is not given), and — when there is a
 /// loop, or `allowed-tools` names `Read` — `read_reference` over
-/// `references/`. `metadata.max_steps` bounds the loop;
+/// `references/`, and the MCP servers' tools it names (`mcp__SERVER`,
+/// `mcp__SERVER__TOOL`). `metadata.max_steps` bounds the loop;
 /// `metadata.tool_choice: required` makes the first step call a tool.
 pub fn agent(
     resources: &[PathBuf],
@@ -141,6 +248,7 @@ pub fn agent(
             });
         }
     }
+    toolbox.tools.extend(mcp_allowed(allowed));
     let references: Vec<PathBuf> = resources
         .iter()
         .filter(|p| p.starts_with("references"))

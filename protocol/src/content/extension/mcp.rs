@@ -26,6 +26,14 @@ pub enum McpRequest {
     Send { session: String, message: Value },
     /// Ends MCP session `session`.
     Close { session: String },
+    /// The MCP servers the kernel is a client of (`[mcp.servers]`) and
+    /// their state, without starting any.
+    Servers,
+    /// The tools of `server`, or of every server (starting them).
+    Tools {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
+    },
 }
 
 impl ExtensionRequest for McpRequest {
@@ -44,6 +52,12 @@ pub enum McpReply {
     Sent { messages: Vec<Value> },
     /// `close`: whether the session was open.
     Closed { closed: bool },
+    /// `servers`: each server's name, transport, target, state, pid,
+    /// tools, error, starts and crashes.
+    Servers { servers: Vec<Value> },
+    /// `tools`: per server, its `tools` (name, description,
+    /// input_schema) or the `error` that kept it from listing them.
+    Tools { tools: Vec<Value> },
 }
 
 /// IOPub `mcp_message` content: a message session `session`'s server

@@ -233,7 +233,20 @@ fn mcp_requests_and_replies_have_the_documented_shape() {
         },
         json!({"action": "close", "session": "s1"}),
     );
-    assert_eq!(McpRequest::actions(), ["send", "close"]);
+    round_trip(McpRequest::Servers, json!({"action": "servers"}));
+    round_trip(
+        McpRequest::Tools {
+            server: Some("time".into()),
+        },
+        json!({"action": "tools", "server": "time"}),
+    );
+    round_trip(
+        McpRequest::Tools { server: None },
+        json!({"action": "tools"}),
+    );
+    assert_eq!(McpRequest::actions(), ["send", "close", "servers", "tools"]);
+    let tools: McpReply = serde_json::from_value(json!({"tools": []})).unwrap();
+    assert_eq!(tools, McpReply::Tools { tools: vec![] });
     assert_eq!(McpRequest::TYPE.reply(), "mcp_reply");
     let sent: McpReply = serde_json::from_value(json!({"messages": []})).unwrap();
     assert_eq!(sent, McpReply::Sent { messages: vec![] });

@@ -117,6 +117,7 @@ pub(super) fn context(provider: &Arc<ScriptedProvider>) -> RunContext {
         options: GenerationOptions::default(),
         sandbox: None,
         session: "test".into(),
+        external: None,
     }
 }
 
