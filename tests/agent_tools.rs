@@ -7,7 +7,7 @@ use std::path::Path;
 
 use harness::fake_llm_api::{ApiScript, FakeApi, Flavor};
 use harness::fake_ollama::{ChatScript, Config, FakeOllama};
-use harness::{copy_dir, run, skill_request, Daemon, Launch};
+use harness::{copy_dir, run, skill_request, tool_displays, Daemon, Launch};
 use serde_json::{json, Value};
 
 /// A skills directory with `word-count`, a workspace with `notes.txt`
@@ -47,20 +47,6 @@ fn start(dir: &Path, extra: &[&str]) -> Daemon {
         },
         &args,
     )
-}
-
-/// The tool displays of a cell: each call's, shown then updated.
-fn tool_displays(outcome: &skillctl::ExecuteOutcome) -> Vec<&Value> {
-    outcome
-        .iopub
-        .iter()
-        .filter(|m| {
-            m.content["transient"]["display_id"]
-                .as_str()
-                .is_some_and(|id| id.starts_with("tool-"))
-        })
-        .map(|m| &m.content)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

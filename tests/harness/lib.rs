@@ -454,3 +454,17 @@ pub async fn skill_request(
         .await
         .expect("the skill_reply")
 }
+
+/// The tool displays of a cell: each call's, shown then updated.
+pub fn tool_displays(outcome: &ExecuteOutcome) -> Vec<&serde_json::Value> {
+    outcome
+        .iopub
+        .iter()
+        .filter(|m| {
+            m.content["transient"]["display_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("tool-"))
+        })
+        .map(|m| &m.content)
+        .collect()
+}

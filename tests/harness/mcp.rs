@@ -75,3 +75,41 @@ pub fn http(
         .unwrap_or_default();
     (status, body)
 }
+
+/// A program the test venv installed (`mcp-server-time`, `mcp-server-git`).
+pub fn venv_program(name: &str) -> std::path::PathBuf {
+    let program = crate::otlp::python()
+        .parent()
+        .expect("the venv's bin")
+        .join(name);
+    assert!(
+        program.exists(),
+        "{} is missing: run scripts/test (it installs tests/conformance/requirements.txt)",
+        program.display()
+    );
+    program
+}
+
+/// npm's `@modelcontextprotocol/server-everything`, which scripts/test
+/// installs under `SKILLKERNEL_MCP_NPM` when npm is there; `None` (the
+/// test says it skips) when this machine has no Node.
+pub fn server_everything() -> Option<std::path::PathBuf> {
+    let prefix = std::env::var_os("SKILLKERNEL_MCP_NPM")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/skillkernel/npm-mcp")
+        });
+    let program = prefix.join("node_modules/.bin/mcp-server-everything");
+    if program.exists() {
+        return Some(program);
+    }
+    let node = std::process::Command::new("node").arg("--version").output();
+    assert!(
+        node.is_err(),
+        "{} is missing though Node is here: run scripts/test (it installs it with npm)",
+        program.display()
+    );
+    eprintln!("skipped: no Node on this machine for @modelcontextprotocol/server-everything");
+    None
+}

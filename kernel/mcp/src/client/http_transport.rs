@@ -201,7 +201,10 @@ impl Post {
                     HttpTransportError(format!("{} broke off its answer: {e}", self.url))
                 })?;
                 for data in events.push(&chunk)? {
-                    self.accept(&data)?;
+                    // A priming event (an id, empty data) carries nothing.
+                    if !data.trim().is_empty() {
+                        self.accept(&data)?;
+                    }
                 }
             }
             return Ok(());

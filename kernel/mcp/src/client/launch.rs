@@ -153,7 +153,10 @@ mod tests {
         assert!(policy.read.contains(&work.join("data")));
         assert!(!policy.read.contains(&dir.path().to_path_buf()));
         assert!(!policy.network);
-        assert_eq!(find_program(&program.display().to_string()), Some(program.clone()));
+        assert_eq!(
+            find_program(&program.display().to_string()),
+            Some(program.clone())
+        );
         assert_eq!(find_program("surely-no-such-program-here"), None);
         // A script's interpreter, wherever it is installed, may be read.
         let python = dir.path().join("pyenv/versions/3.11/bin/python3");

@@ -1,0 +1,624 @@
+//! The daemon as an MCP client of real MCP servers — `mcp-server-time`
+//! and `mcp-server-git` from PyPI (in the test venv) and npm's
+//! `@modelcontextprotocol/server-everything` — launched in the sandbox
+//! over stdio or reached over Streamable HTTP. Cells call them with
+//! `%mcp`, `skillctl mcp servers|tools` lists them, and skills call their
+//! tools in the tool loop.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::fake_llm_api::{ApiScript, FakeApi, Flavor};
+use harness::mcp::{server_everything, venv_program};
+use harness::{free_port, run, shown, tool_displays, Daemon, Launch};
+use serde_json::{json, Value};
+use skillctl::ExecuteOutcome;
+
+/// A git repository with one commit, for `mcp-server-git`.
+fn make_repo(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("notes.txt"), "one\n").unwrap();
+    git(&["add", "notes.txt"]);
+    git(&[
+        "-c",
+        "user.name=Test",
+        "-c",
+        "user.email=test@example.com",
+        "commit",
+        "-qm",
+        "the first commit of the test",
+    ]);
+    repo
+}
+
+/// A stdio server section: `program` with `args`, and `more` lines.
+fn stdio(name: &str, program: &Path, args: &[&str], more: &str) -> String {
+    format!(
+        "[mcp.servers.{name}]\ncommand = {:?}\nargs = {args:?}\n{more}\n",
+        program.display().to_string()
+    )
+}
+
+/// A daemon whose config is `sections` (plus `[skills]` from `dir/skills`).
+fn start(dir: &Path, sections: &str, env: &[(&str, &str)], args: &[&str]) -> Daemon {
+    let config = dir.join("skillkernel.toml");
+    std::fs::create_dir_all(dir.join("skills")).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[skills]\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n{sections}",
+            dir.join("skills"),
+            dir.join("user-skills"),
+        ),
+    )
+    .unwrap();
+    let workspace = dir.join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    Daemon::start_with(
+        Launch {
+            cwd: Some(workspace),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Launch::default()
+        },
+        &all,
+    )
+}
+
+/// The `application/json` of a cell's display.
+fn json_shown(outcome: &ExecuteOutcome) -> Value {
+    outcome
+        .of_type("display_data")
+        .map(|m| m.content["data"]["application/json"].clone())
+        .next()
+        .unwrap_or(Value::Null)
+}
+
+fn servers(daemon: &Daemon) -> Vec<Value> {
+    let out = daemon.skillctl(&["mcp", "servers", "--json"]);
+    assert!(out.status.success(), "{out:?}\n{}", daemon.log());
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    reply["servers"].as_array().cloned().unwrap_or_default()
+}
+
+fn server<'a>(list: &'a [Value], name: &str) -> &'a Value {
+    list.iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no server {name} in {list:?}"))
+}
+
+async fn ok(client: &mut skillctl::KernelClient, daemon: &Daemon, code: &str) -> ExecuteOutcome {
+    let ran = run(client, code).await;
+    assert_eq!(
+        ran.status(),
+        "ok",
+        "{code}: {}\n--- daemon log ---\n{}",
+        shown(&ran),
+        daemon.log()
+    );
+    ran
+}
+
+async fn failed(client: &mut skillctl::KernelClient, code: &str) -> String {
+    let ran = run(client, code).await;
+    assert_eq!(ran.status(), "error", "{code}: {}", shown(&ran));
+    assert_eq!(ran.reply.content["ename"], "McpError", "{code}");
+    ran.reply.content["evalue"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_start_on_first_use_and_answer_cells_while_broken_ones_fail_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = make_repo(dir.path());
+    let sections = [
+        stdio(
+            "time",
+            &venv_program("mcp-server-time"),
+            &["--local-timezone", "UTC"],
+            "",
+        ),
+        stdio(
+            "git",
+            &venv_program("mcp-server-git"),
+            &["--repository", repo.to_str().unwrap()],
+            &format!(
+                "read = [{:?}]\nenv = {{ GIT_CONFIG_GLOBAL = \"/dev/null\" }}",
+                repo
+            ),
+        ),
+        stdio("missing", Path::new("/nonexistent/mcp-server"), &[], ""),
+        stdio(
+            "hangs",
+            Path::new("/bin/sleep"),
+            &["600"],
+            "startup_timeout_secs = 2",
+        ),
+    ]
+    .concat();
+    let daemon = start(dir.path(), &sections, &[], &[]);
+    let listed = servers(&daemon);
+    assert_eq!(listed.len(), 4);
+    assert!(
+        listed.iter().all(|s| s["state"] == "stopped"),
+        "nothing starts before it is used: {listed:?}"
+    );
+    let mut client = daemon.client().await;
+
+    let paris = ok(
+        &mut client,
+        &daemon,
+        r#"%mcp call time.get_current_time {"timezone": "Europe/Paris"}"#,
+    )
+    .await;
+    let answer = json_shown(&paris);
+    assert_eq!(answer["timezone"], "Europe/Paris", "{answer}");
+    assert!(answer["datetime"].as_str().is_some_and(|d| d.len() > 18));
+    assert!(shown(&paris).contains("```json"), "{}", shown(&paris));
+
+    let log = ok(
+        &mut client,
+        &daemon,
+        &format!("%mcp call git.git_log {{\"repo_path\": {:?}}}", repo),
+    )
+    .await;
+    assert!(
+        shown(&log).contains("the first commit of the test"),
+        "{}",
+        shown(&log)
+    );
+
+    // A tool's own error is shown and fails the cell.
+    let mars = failed(
+        &mut client,
+        r#"%mcp call time.get_current_time {"timezone": "Mars/Olympus"}"#,
+    )
+    .await;
+    assert!(
+        mars.contains("`time.get_current_time` reported an error"),
+        "{mars}"
+    );
+    assert!(mars.contains("Mars/Olympus"), "{mars}");
+
+    let missing = failed(&mut client, "%mcp call missing.anything {}").await;
+    assert!(
+        missing.contains("MCP server `missing` could not start"),
+        "{missing}"
+    );
+    assert!(missing.contains("/nonexistent/mcp-server"), "{missing}");
+    let hangs = failed(&mut client, "%mcp call hangs.anything").await;
+    assert!(
+        hangs.contains("MCP server `hangs` could not start"),
+        "{hangs}"
+    );
+    assert!(hangs.contains("within 2 s"), "{hangs}");
+    let unknown = failed(&mut client, "%mcp call nosuch.tool {}").await;
+    assert!(
+        unknown.contains("no MCP server `nosuch`") && unknown.contains("git, hangs, missing, time"),
+        "{unknown}"
+    );
+    let bad = run(&mut client, "%mcp call time.get_current_time [1]").await;
+    assert_eq!(bad.reply.content["ename"], "UsageError", "{}", shown(&bad));
+
+    // The kernel carries on: the good servers still answer.
+    ok(
+        &mut client,
+        &daemon,
+        r#"%mcp call time.get_current_time {"timezone": "UTC"}"#,
+    )
+    .await;
+
+    let listed = servers(&daemon);
+    let time = server(&listed, "time");
+    assert_eq!(time["state"], "running");
+    assert!(time["pid"].as_u64().is_some_and(|p| p > 1));
+    assert!(time["tools"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("get_current_time")));
+    assert_eq!(server(&listed, "missing")["state"], "failed");
+
+    // `skillctl mcp tools` lists every server's tools, says which could
+    // not list theirs, and exits 1 for them.
+    let tools = daemon.skillctl(&["mcp", "tools"]);
+    assert_eq!(tools.status.code(), Some(1), "{tools:?}");
+    let text = String::from_utf8_lossy(&tools.stdout);
+    assert!(text.contains("time.convert_time"), "{text}");
+    assert!(text.contains("git.git_status"), "{text}");
+    assert!(text.contains("missing.*"), "{text}");
+    let one = daemon.skillctl(&["mcp", "tools", "time"]);
+    assert!(one.status.success(), "{one:?}");
+    let markdown = ok(&mut client, &daemon, "%mcp").await;
+    assert!(
+        shown(&markdown).contains("| time | stdio |"),
+        "{}",
+        shown(&markdown)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_dies_is_started_again_and_a_call_it_dies_in_names_it() {
+    let Some(everything) = server_everything() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sections = stdio("everything", &everything, &["stdio"], "");
+    let daemon = start(dir.path(), &sections, &[], &[]);
+    let mut client = daemon.client().await;
+    let echo = r#"%mcp call everything.echo {"message": "still here"}"#;
+    let first = ok(&mut client, &daemon, echo).await;
+    assert!(
+        shown(&first).contains("Echo: still here"),
+        "{}",
+        shown(&first)
+    );
+    let pid = server(&servers(&daemon), "everything")["pid"]
+        .as_i64()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let crashed = servers(&daemon);
+    assert_eq!(
+        server(&crashed, "everything")["state"],
+        "crashed",
+        "{crashed:?}"
+    );
+    let again = ok(&mut client, &daemon, echo).await;
+    assert!(shown(&again).contains("Echo: still here"));
+    let restarted = servers(&daemon);
+    let entry = server(&restarted, "everything");
+    assert_eq!(
+        (entry["starts"].as_u64(), entry["crashes"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let new_pid = entry["pid"].as_i64().unwrap();
+    assert_ne!(new_pid, pid);
+
+    // Dying in the middle of a call: the call fails naming the server.
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(new_pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    });
+    let died = failed(
+        &mut client,
+        r#"%mcp call everything.trigger-long-running-operation {"duration": 20, "steps": 4}"#,
+    )
+    .await;
+    killer.join().unwrap();
+    assert!(
+        died.contains(
+            "MCP server `everything` ended during the call of `trigger-long-running-operation`"
+        ),
+        "{died}"
+    );
+    assert!(died.contains("SIGKILL"), "{died}");
+    ok(&mut client, &daemon, echo).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gets_only_the_environment_and_writes_its_section_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = make_repo(dir.path());
+    let git = venv_program("mcp-server-git");
+    let repo_args = ["--repository", repo.to_str().unwrap()];
+    let env = "env = { GIT_CONFIG_GLOBAL = \"/dev/null\" }";
+    let mut sections = [
+        stdio(
+            "reader",
+            &git,
+            &repo_args,
+            &format!("read = [{repo:?}]\n{env}"),
+        ),
+        stdio(
+            "writer",
+            &git,
+            &repo_args,
+            &format!("write = [{repo:?}]\n{env}"),
+        ),
+    ]
+    .concat();
+    let everything = server_everything();
+    if let Some(program) = &everything {
+        sections.push_str(&stdio(
+            "everything",
+            program,
+            &["stdio"],
+            "env = { GIVEN_TO_IT = \"yes\" }",
+        ));
+    }
+    let daemon = start(dir.path(), &sections, &[("DAEMON_SECRET", "s3cret")], &[]);
+    let mut client = daemon.client().await;
+    std::fs::write(repo.join("new.txt"), "two\n").unwrap();
+    let add = format!(
+        "%mcp call {{}}.git_add {{\"repo_path\": {:?}, \"files\": [\"new.txt\"]}}",
+        repo
+    );
+    // Read-only: the server reads the repository but cannot stage a file.
+    let status = ok(
+        &mut client,
+        &daemon,
+        &format!("%mcp call reader.git_status {{\"repo_path\": {:?}}}", repo),
+    )
+    .await;
+    assert!(shown(&status).contains("new.txt"), "{}", shown(&status));
+    let denied = failed(&mut client, &add.replace("{}", "reader")).await;
+    assert!(denied.contains("reported an error"), "{denied}");
+    // The same call with the repository writable stages it.
+    ok(&mut client, &daemon, &add.replace("{}", "writer")).await;
+    let staged = Command::new("git")
+        .args(["diff", "--cached", "--name-only"])
+        .current_dir(&repo)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&staged.stdout).trim(), "new.txt");
+
+    if everything.is_some() {
+        let env = ok(&mut client, &daemon, "%mcp call everything.get-env").await;
+        let env = json_shown(&env).to_string() + &shown(&env);
+        assert!(env.contains("GIVEN_TO_IT"), "{env}");
+        assert!(!env.contains("DAEMON_SECRET"), "{env}");
+    }
+}
+
+/// A prompt skill whose tools are all of server `time`'s, and an Agent
+/// Skill allowed only `get_current_time`.
+fn write_time_skills(dir: &Path) {
+    let skills = dir.join("skills");
+    std::fs::create_dir_all(skills.join("clock")).unwrap();
+    std::fs::write(
+        skills.join("clock/skill.yaml"),
+        "name: clock\nversion: 1.0.0\ndescription: Tells the time.\ntype: prompt\n\
+         template: \"{{ input }}\"\ntools: [{mcp: time}]\ntool_choice: required\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(skills.join("tokyo-time")).unwrap();
+    std::fs::write(
+        skills.join("tokyo-time/SKILL.md"),
+        "---\nname: tokyo-time\ndescription: Says what time it is in a city, using the time server.\n\
+         allowed-tools: mcp__time__get_current_time\nmetadata:\n  tool_choice: required\n---\n\
+         Call get_current_time with the city's IANA timezone, then answer with the time.\n",
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skill_calls_an_mcp_servers_tools_in_its_loop() {
+    let fake = FakeApi::start(
+        Flavor::OpenAi,
+        ApiScript {
+            pieces: vec!["It is late ".into(), "in Tokyo.".into()],
+            tool_calls: vec![(
+                "time__get_current_time".into(),
+                json!({"timezone": "Asia/Tokyo"}),
+            )],
+            ..ApiScript::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    write_time_skills(dir.path());
+    let sections = format!(
+        "[models]\ndefault = \"fake-model@fake\"\norder = [\"fake\"]\n\
+         [models.backends.fake]\nkind = \"openai\"\nurl = \"{}\"\n{}",
+        fake.url(),
+        stdio("time", &venv_program("mcp-server-time"), &[], "")
+    );
+    let daemon = start(dir.path(), &sections, &[], &[]);
+    let mut client = daemon.client().await;
+    let ran = ok(
+        &mut client,
+        &daemon,
+        "%%run clock\nWhat time is it in Tokyo?",
+    )
+    .await;
+    assert!(shown(&ran).contains("in Tokyo."), "{}", shown(&ran));
+    let chats: Vec<Value> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(chats.len(), 2, "{chats:?}");
+    let offered: Vec<&str> = chats[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert_eq!(offered, ["time__get_current_time", "time__convert_time"]);
+    assert_eq!(
+        chats[0]["tools"][0]["function"]["parameters"]["required"],
+        json!(["timezone"]),
+        "the server's own schema"
+    );
+    let messages = chats[1]["messages"].as_array().unwrap();
+    let result = messages.last().unwrap();
+    assert_eq!(result["role"], "tool");
+    let text = result["content"].as_str().unwrap();
+    assert!(
+        text.contains("Asia/Tokyo") && text.contains("datetime"),
+        "the real server's answer goes back to the model: {text}"
+    );
+
+    // The Agent Skill is offered only the tool its allowed-tools names.
+    let agent = ok(
+        &mut client,
+        &daemon,
+        "%%run tokyo-time\nWhat time is it in Tokyo?",
+    )
+    .await;
+    assert!(shown(&agent).contains("in Tokyo."), "{}", shown(&agent));
+    let third = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .nth(2)
+        .unwrap()
+        .body;
+    let offered: Vec<&str> = third["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .collect();
+    assert_eq!(offered, ["time__get_current_time"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_model_calls_an_mcp_tool_through_constrained_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    write_time_skills(dir.path());
+    let sections = stdio("time", &venv_program("mcp-server-time"), &[], "");
+    let model_dir = harness::default_model_dir();
+    let daemon = start(dir.path(), &sections, &[], &["--model-dir", &model_dir]);
+    let mut client = daemon.client().await;
+    let ran = ok(
+        &mut client,
+        &daemon,
+        "%%run tokyo-time\nWhat time is it in Tokyo?",
+    )
+    .await;
+    // Each step's display carries the call; the first must be the server's
+    // tool (tool_choice: required), answered by the server itself.
+    let first = tool_displays(&ran)
+        .last()
+        .map(|s| s["data"]["text/plain"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    assert!(
+        first.contains("time__get_current_time"),
+        "{first}\n{}",
+        shown(&ran)
+    );
+    // Whatever timezone the small model picked, the server answered it:
+    // a time, or its own complaint about the timezone.
+    assert!(
+        first.contains("datetime") || first.contains("timezone"),
+        "{first}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_server_is_reached_with_its_token_and_a_wrong_token_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("skills/say")).unwrap();
+    std::fs::write(
+        dir.path().join("skills/say/skill.yaml"),
+        "name: say\nversion: 1.0.0\ndescription: Echoes its input.\ntype: command\ncommand: /bin/echo\nargs: [\"{{ input }}\"]\n",
+    )
+    .unwrap();
+    // The daemon's own MCP endpoint is the HTTP server it reaches: a real
+    // Streamable HTTP server with a bearer token.
+    let port = free_port();
+    let token_file = dir.path().join("mcp-token");
+    std::fs::write(&token_file, "the-right-token\n").unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut sections = format!(
+        "[mcp.server]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = {token_file:?}\n\
+         [mcp.servers.self]\nurl = \"{url}\"\ntoken_env = \"SELF_TOKEN\"\n\
+         [mcp.servers.wrong]\nurl = \"{url}\"\ntoken_env = \"WRONG_TOKEN\"\n\
+         [mcp.servers.unset]\nurl = \"{url}\"\ntoken_env = \"NOT_SET_ANYWHERE\"\n"
+    );
+    // A third-party Streamable HTTP server, where Node is.
+    let mut node_server = None;
+    if let Some(everything) = server_everything() {
+        let port = free_port();
+        let child = Command::new(&everything)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server-everything did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        sections.push_str(&format!(
+            "[mcp.servers.remote]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+        ));
+        node_server = Some(KillOnDrop(child));
+    }
+    let daemon = start(
+        dir.path(),
+        &sections,
+        &[
+            ("SELF_TOKEN", "the-right-token"),
+            ("WRONG_TOKEN", "a-wrong-one"),
+        ],
+        &[],
+    );
+    let mut client = daemon.client().await;
+    let said = ok(
+        &mut client,
+        &daemon,
+        r#"%mcp call self.say {"input": "hello over http"}"#,
+    )
+    .await;
+    assert!(shown(&said).contains("hello over http"), "{}", shown(&said));
+    let wrong = failed(&mut client, r#"%mcp call wrong.say {"input": "x"}"#).await;
+    assert!(
+        wrong.contains("MCP server `wrong` could not start") && wrong.contains("401"),
+        "{wrong}"
+    );
+    assert!(wrong.contains("token"), "{wrong}");
+    let unset = failed(&mut client, r#"%mcp call unset.say {"input": "x"}"#).await;
+    assert!(unset.contains("`NOT_SET_ANYWHERE`"), "{unset}");
+    if node_server.is_some() {
+        let echo = ok(
+            &mut client,
+            &daemon,
+            r#"%mcp call remote.echo {"message": "over the network"}"#,
+        )
+        .await;
+        assert!(
+            shown(&echo).contains("Echo: over the network"),
+            "{}",
+            shown(&echo)
+        );
+        let listed = servers(&daemon);
+        assert_eq!(server(&listed, "remote")["transport"], "http");
+    }
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
