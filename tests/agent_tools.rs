@@ -8,7 +8,7 @@ use std::path::Path;
 use harness::fake_llm_api::{ApiScript, FakeApi, Flavor};
 use harness::fake_ollama::{ChatScript, Config, FakeOllama};
 use harness::{copy_dir, run, skill_request, tool_displays, Daemon, Launch};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A skills directory with `word-count`, a workspace with `notes.txt`
 /// (12 words) and a config; `extra` is added to the daemon's arguments.
