@@ -550,27 +550,12 @@ async fn an_http_server_is_reached_with_its_token_and_a_wrong_token_is_named() {
     );
     // A third-party Streamable HTTP server, where Node is.
     let mut node_server = None;
-    if let Some(everything) = server_everything() {
+    if server_everything().is_some() {
         let port = free_port();
-        let child = Command::new(&everything)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server-everything did not listen"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
         sections.push_str(&format!(
             "[mcp.servers.remote]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
         ));
-        node_server = Some(KillOnDrop(child));
+        node_server = Some((spawn_everything_http(port), port));
     }
     let daemon = start(
         dir.path(),
@@ -597,21 +582,48 @@ async fn an_http_server_is_reached_with_its_token_and_a_wrong_token_is_named() {
     assert!(wrong.contains("token"), "{wrong}");
     let unset = failed(&mut client, r#"%mcp call unset.say {"input": "x"}"#).await;
     assert!(unset.contains("`NOT_SET_ANYWHERE`"), "{unset}");
-    if node_server.is_some() {
-        let echo = ok(
-            &mut client,
-            &daemon,
-            r#"%mcp call remote.echo {"message": "over the network"}"#,
-        )
-        .await;
+    if let Some((mut child, port)) = node_server.take() {
+        let echo = r#"%mcp call remote.echo {"message": "over the network"}"#;
+        let first = ok(&mut client, &daemon, echo).await;
         assert!(
-            shown(&echo).contains("Echo: over the network"),
+            shown(&first).contains("Echo: over the network"),
             "{}",
-            shown(&echo)
+            shown(&first)
         );
         let listed = servers(&daemon);
         assert_eq!(server(&listed, "remote")["transport"], "http");
+        // The server restarts and forgets the session: the call on the
+        // old session fails naming it, and the next starts a new one.
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+        child = spawn_everything_http(port);
+        let lost = failed(&mut client, echo).await;
+        assert!(lost.contains("MCP server `remote`"), "{lost}");
+        let again = ok(&mut client, &daemon, echo).await;
+        assert!(shown(&again).contains("Echo: over the network"));
+        drop(child);
     }
+}
+
+/// npm's reference server over Streamable HTTP on `port`, listening.
+fn spawn_everything_http(port: u16) -> KillOnDrop {
+    let everything = server_everything().expect("server-everything");
+    let child = Command::new(&everything)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server-everything did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    KillOnDrop(child)
 }
 
 struct KillOnDrop(std::process::Child);

@@ -115,6 +115,14 @@ async fn answer(
                 .collect(),
         }),
         McpRequest::Tools { server } => {
+            // Listing starts servers: work a shutdown waits for or refuses.
+            if shared.exit_requested() {
+                return Err(ErrorContent::new(
+                    "KernelShuttingDown",
+                    "the kernel is shutting down; it starts no MCP server now",
+                ));
+            }
+            let _operation = shared.operations.begin("mcp", "tools");
             let listed = shared
                 .mcp_clients()
                 .catalog(server.as_deref())

@@ -12,9 +12,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncReadExt;
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::process::{ChildStdin, ChildStdout};
 
-use super::launch::{LaunchError, Setup};
+use super::launch::{LaunchError, Setup, Spawned};
 use super::text::{Tail, Utf8Carry};
 
 /// The stderr a resident program keeps for its error messages.
@@ -35,7 +35,7 @@ pub enum ResidentError {
 
 /// A sandboxed program that keeps running.
 pub struct ResidentProcess {
-    child: Child,
+    spawned: Spawned,
     pgid: i32,
     io: Option<(ChildStdout, ChildStdin)>,
     stderr_tail: Arc<Mutex<Tail>>,
@@ -44,10 +44,12 @@ pub struct ResidentProcess {
 }
 
 impl ResidentProcess {
+    /// Waits for the helper's word on `spawned`; the group is killed if
+    /// the set-up failed, and also if this future is dropped half-way.
     pub(super) async fn start(
-        mut spawned: super::launch::Spawned,
+        mut spawned: Spawned,
         running: Arc<Mutex<HashSet<i32>>>,
-    ) -> Result<ResidentProcess, ResidentError> {
+    ) -> (Result<ResidentProcess, ResidentError>, Setup) {
         let pgid = spawned.pgid;
         skillkernel_stdx::lock(&running).insert(pgid);
         let stderr_tail = Arc::new(Mutex::new(Tail::new(STDERR_TAIL_BYTES)));
@@ -69,23 +71,25 @@ impl ResidentProcess {
             (Some(stdout), Some(stdin)) => Some((stdout, stdin)),
             _ => None,
         };
-        let setup = spawned.setup().await;
-        let process = ResidentProcess {
-            child: spawned.child,
+        // Built before the wait, so that dropping this future kills it.
+        let mut process = ResidentProcess {
+            spawned,
             pgid,
             io,
             stderr_tail,
             running,
         };
-        match setup {
+        let setup = process.spawned.setup().await;
+        let started = match &setup {
             Setup::Applied(_) if process.io.is_some() => Ok(process),
             Setup::Applied(_) => Err(ResidentError::Pipes),
             Setup::Failed(failure) => Err(ResidentError::Setup {
                 stage: format!("{:?}", failure.stage).to_lowercase(),
-                message: failure.message,
+                message: failure.message.clone(),
             }),
             Setup::Silent => Err(ResidentError::Silent),
-        }
+        };
+        (started, setup)
     }
 
     /// The program's stdout and stdin (once).
@@ -95,12 +99,12 @@ impl ResidentProcess {
 
     /// The program's process id.
     pub fn id(&self) -> Option<u32> {
-        self.child.id()
+        self.spawned.child.id()
     }
 
     /// How the program ended, if it has.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        self.spawned.child.try_wait().ok().flatten()
     }
 
     /// The end of what the program wrote to stderr.
@@ -119,7 +123,7 @@ impl Drop for ResidentProcess {
         }
         // The child is reaped by tokio (kill_on_drop); the group's cgroup,
         // if a root helper made one, is removed once it is empty.
-        let _ = self.child.start_kill();
+        let _ = self.spawned.child.start_kill();
         skillkernel_stdx::lock(&self.running).remove(&self.pgid);
         let helper = self.pgid as u32;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -248,7 +248,8 @@ impl Sandbox {
         self.enforce_config(&mut policy);
         self.audit_grants(subject, &policy);
         let spawned = self.helper.spawn(&policy, argv, Stdin::Piped).await?;
-        let started = ResidentProcess::start(spawned, std::sync::Arc::clone(&self.running)).await;
+        let (started, setup) =
+            ResidentProcess::start(spawned, std::sync::Arc::clone(&self.running)).await;
         let mut fields = Map::new();
         fields.insert("argv".into(), json!(argv));
         match &started {
@@ -256,6 +257,15 @@ impl Sandbox {
             Err(e) => fields.insert("error".into(), json!(e.to_string())),
         };
         self.audit.record("resident_start", subject, fields);
+        match &setup {
+            Setup::Applied(report) => self.audit_report(subject, report),
+            Setup::Failed(failure) => self.audit.record(
+                "setup_failed",
+                subject,
+                map(json!({"program": argv.first(), "stage": failure.stage, "detail": failure.message})),
+            ),
+            Setup::Silent => {}
+        }
         started
     }
 
@@ -404,16 +414,20 @@ impl Sandbox {
             _ => {}
         }
         if let Some(report) = report {
-            if report.landlock.status != "fully_enforced" {
-                self.audit.record_once(
-                    "landlock_degraded",
-                    &report.landlock.status,
-                    subject,
-                    map(
-                        json!({"status": report.landlock.status, "reason": report.landlock.reason}),
-                    ),
-                );
-            }
+            self.audit_report(subject, report);
+        }
+    }
+
+    /// What a program's set-up report says the audit must know: a
+    /// Landlock that is not fully enforced (once per status).
+    fn audit_report(&self, subject: &Subject, report: &SetupReport) {
+        if report.landlock.status != "fully_enforced" {
+            self.audit.record_once(
+                "landlock_degraded",
+                &report.landlock.status,
+                subject,
+                map(json!({"status": report.landlock.status, "reason": report.landlock.reason})),
+            );
         }
     }
 

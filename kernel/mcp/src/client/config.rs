@@ -116,6 +116,16 @@ impl ServerConfig {
                  (no `__`): skills call its tools `{name}__TOOL`"
             ));
         }
+        for (key, secs) in [
+            ("startup_timeout_secs", self.startup_timeout_secs),
+            ("call_timeout_secs", self.call_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err(format!(
+                    "[mcp.servers.{name}]: `{key}` is 0; give it at least a second"
+                ));
+            }
+        }
         match (&self.command, &self.url) {
             (Some(_), Some(_)) => Err(format!(
                 "[mcp.servers.{name}] has both `command` and `url`; a server is launched (command) or reached (url)"

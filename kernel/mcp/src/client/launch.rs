@@ -19,7 +19,7 @@ pub async fn start(
     config: &ServerConfig,
 ) -> Result<ResidentProcess, String> {
     let command = config.command.as_deref().unwrap_or_default();
-    let program = find_program(command).ok_or_else(|| {
+    let program = find_program(command, sandbox.working_dir()).ok_or_else(|| {
         format!("its command `{command}` is not a file and not on the daemon's PATH")
     })?;
     let mut argv = vec![program.display().to_string()];
@@ -63,12 +63,13 @@ pub fn policy(workdir: &Path, config: &ServerConfig, program: &Path) -> SandboxP
     policy
 }
 
-/// `command` as a path: itself when it names a file, else the first
-/// match on the daemon's `PATH`.
-fn find_program(command: &str) -> Option<PathBuf> {
-    let given = Path::new(command);
+/// `command` as an absolute path: itself when it names a file (a
+/// relative one inside `workdir`, where the program starts), else the
+/// first match on the daemon's `PATH`.
+fn find_program(command: &str, workdir: &Path) -> Option<PathBuf> {
+    let given = workdir.join(command);
     if command.contains('/') {
-        return given.is_file().then(|| given.to_path_buf());
+        return given.is_file().then_some(given);
     }
     std::env::var_os("PATH")
         .into_iter()
@@ -92,7 +93,7 @@ fn interpreter_of(program: &Path) -> Option<PathBuf> {
     let first = words.next()?;
     if Path::new(first).file_name().is_some_and(|f| f == "env") {
         let name = words.find(|w| !w.starts_with('-'))?;
-        return find_program(name);
+        return find_program(name, Path::new("/"));
     }
     Some(PathBuf::from(first))
 }
@@ -100,21 +101,30 @@ fn interpreter_of(program: &Path) -> Option<PathBuf> {
 /// Where the program's code lives: the folder above its `bin/` (or
 /// `.bin/`), both as written and with links resolved — a virtualenv's
 /// `bin/python` links out of it, and its packages stay beside the link.
+///
+/// Never the root, the home directory or a folder right in it
+/// (`~/.local`, `~/.cargo`: they hold more than one program's code, and
+/// credentials): a program there gets its `bin/` only.
 fn install_dirs(program: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let resolved = std::fs::canonicalize(program).ok();
+    let home = home();
+    let too_wide = |dir: &Path| {
+        dir.parent().is_none()
+            || home
+                .as_deref()
+                .is_some_and(|h| dir == h || dir.parent() == Some(h))
+    };
     for path in std::iter::once(program.to_path_buf()).chain(resolved) {
         let Some(bin) = path.parent() else { continue };
         let prefix = match bin.file_name().and_then(|n| n.to_str()) {
             Some("bin" | ".bin") => bin.parent().unwrap_or(bin),
             _ => bin,
         };
-        // Never the whole home or root: a program in `~/bin` gets `~/bin`.
-        let prefix = if prefix.parent().is_none() || Some(prefix) == home().as_deref() {
-            bin
-        } else {
-            prefix
-        };
+        let prefix = if too_wide(prefix) { bin } else { prefix };
+        if too_wide(prefix) {
+            continue;
+        }
         if !dirs.iter().any(|d: &PathBuf| d == prefix) {
             dirs.push(prefix.to_path_buf());
         }
@@ -154,10 +164,15 @@ mod tests {
         assert!(!policy.read.contains(&dir.path().to_path_buf()));
         assert!(!policy.network);
         assert_eq!(
-            find_program(&program.display().to_string()),
+            find_program(&program.display().to_string(), &work),
             Some(program.clone())
         );
-        assert_eq!(find_program("surely-no-such-program-here"), None);
+        assert_eq!(find_program("surely-no-such-program-here", &work), None);
+        // A relative path is inside the working directory, where it runs.
+        assert_eq!(
+            find_program("venv/bin/mcp-server-time", dir.path()),
+            Some(dir.path().join("venv/bin/mcp-server-time"))
+        );
         // A script's interpreter, wherever it is installed, may be read.
         let python = dir.path().join("pyenv/versions/3.11/bin/python3");
         std::fs::create_dir_all(python.parent().unwrap()).unwrap();
@@ -168,6 +183,12 @@ mod tests {
             .read
             .contains(&dir.path().join("pyenv/versions/3.11")));
         std::fs::write(&program, "#!/usr/bin/env -S sh -e\n").unwrap();
-        assert_eq!(interpreter_of(&program), find_program("sh"));
+        assert_eq!(interpreter_of(&program), find_program("sh", Path::new("/")));
+        // A program in ~/.cargo/bin may read its bin/, not ~/.cargo.
+        if let Some(home) = home() {
+            let dirs = install_dirs(&home.join(".cargo/bin/some-server"));
+            assert!(!dirs.contains(&home.join(".cargo")), "{dirs:?}");
+            assert!(!dirs.contains(&home), "{dirs:?}");
+        }
     }
 }

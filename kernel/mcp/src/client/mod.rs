@@ -47,6 +47,8 @@ pub struct McpClients {
 struct Server {
     name: String,
     config: ServerConfig,
+    /// Set by [`McpClients::stop_all`]: nothing starts after it.
+    closed: Arc<AtomicBool>,
     live: tokio::sync::Mutex<Option<Live>>,
     record: std::sync::Mutex<status::Record>,
 }
@@ -131,6 +133,7 @@ impl McpClients {
     /// The servers of `config` (each already checked); `sandbox` launches
     /// stdio servers (without one they are refused).
     pub fn new(config: BTreeMap<String, ServerConfig>, sandbox: Option<Arc<Sandbox>>) -> Self {
+        let closed = Arc::new(AtomicBool::new(false));
         let servers = config
             .into_iter()
             .map(|(name, config)| {
@@ -138,6 +141,7 @@ impl McpClients {
                 let server = Server {
                     name: name.clone(),
                     config,
+                    closed: Arc::clone(&closed),
                     live: tokio::sync::Mutex::new(None),
                     record: std::sync::Mutex::new(record),
                 };
@@ -170,25 +174,46 @@ impl McpClients {
     /// `server`'s tools (started if needed).
     pub async fn list_tools(&self, server: &str) -> Result<Vec<rmcp::model::Tool>, String> {
         let server = self.server(server)?;
-        let mut live = server.ensure(self.sandbox.as_deref()).await?;
-        let Some(running) = live.as_mut() else {
-            return Err(format!("MCP server `{}` is not running", server.name));
+        let (peer, changed, tools) = {
+            let live = server.ensure(self.sandbox.as_deref()).await?;
+            let Some(running) = live.as_ref() else {
+                return Err(format!("MCP server `{}` is not running", server.name));
+            };
+            if !running.tools_changed.load(Ordering::SeqCst) {
+                return Ok(running.tools.clone());
+            }
+            (
+                running.service.peer().clone(),
+                Arc::clone(&running.tools_changed),
+                running.tools.clone(),
+            )
         };
-        if running.tools_changed.swap(false, Ordering::SeqCst) {
-            match running.service.peer().list_all_tools().await {
-                Ok(tools) => {
-                    running.tools = tools;
-                    server.note_tools(&running.tools);
+        // Listed again without the lock: a slow server holds up no one.
+        changed.store(false, Ordering::SeqCst);
+        let listed =
+            tokio::time::timeout(server.config.call_timeout(), peer.list_all_tools()).await;
+        match listed {
+            Ok(Ok(fresh)) => {
+                let mut live = server.live.lock().await;
+                if let Some(running) = live.as_mut() {
+                    if Arc::ptr_eq(&running.tools_changed, &changed) {
+                        running.tools = fresh.clone();
+                    }
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "MCP server `{}` did not list its tools: {e}",
-                        server.name
-                    ))
-                }
+                server.note_tools(&fresh);
+                Ok(fresh)
+            }
+            Ok(Err(e)) => {
+                changed.store(true, Ordering::SeqCst);
+                tracing::warn!(server = %server.name, error = %e, "MCP server did not list its changed tools; the earlier list is used");
+                Ok(tools)
+            }
+            Err(_) => {
+                changed.store(true, Ordering::SeqCst);
+                tracing::warn!(server = %server.name, "MCP server did not list its changed tools in time; the earlier list is used");
+                Ok(tools)
             }
         }
-        Ok(running.tools.clone())
     }
 
     /// The tools of `server`, or of every server (each started if
@@ -235,12 +260,15 @@ impl McpClients {
                 ))
             }
         };
-        let peer = {
-            let live = server.ensure(self.sandbox.as_deref()).await?;
-            match live.as_ref() {
-                Some(running) => running.service.peer().clone(),
-                None => return Err(format!("MCP server `{}` is not running", server.name)),
+        let started = tokio::select! {
+            started = server.ensure(self.sandbox.as_deref()) => started,
+            _ = cancel.cancelled() => {
+                return Err(format!("the call of `{}.{tool}` was interrupted", server.name));
             }
+        };
+        let peer = match started?.as_ref() {
+            Some(running) => running.service.peer().clone(),
+            None => return Err(format!("MCP server `{}` is not running", server.name)),
         };
         let started = Instant::now();
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
@@ -253,7 +281,7 @@ impl McpClients {
         };
         match called {
             Ok(Ok(result)) => Ok(CallOutcome::of(result, started.elapsed())),
-            Ok(Err(e)) => Err(server.call_failed(tool, &e).await),
+            Ok(Err(e)) => Err(server.call_failed(tool, e).await),
             Err(_) => Err(format!(
                 "MCP server `{}` did not answer `{tool}` within {} s (call_timeout_secs); the call was cancelled",
                 server.name,
@@ -262,9 +290,10 @@ impl McpClients {
         }
     }
 
-    /// Stops every server (shutdown).
+    /// Stops every server, all at once, and starts none after (shutdown).
     pub async fn stop_all(&self) {
-        for server in self.servers.values() {
+        let stops = self.servers.values().map(|server| async move {
+            server.closed.store(true, Ordering::SeqCst);
             let live = server.live.lock().await.take();
             if let Some(mut live) = live {
                 let _ = live
@@ -275,7 +304,8 @@ impl McpClients {
                 server.record().state = ServerState::Stopped;
                 tracing::info!(server = %server.name, "MCP server stopped");
             }
-        }
+        });
+        futures::future::join_all(stops).await;
     }
 }
 
@@ -317,6 +347,12 @@ impl Server {
             self.record().crashed(why);
             *live = None;
         }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(format!(
+                "MCP server `{}` is not started: the daemon is shutting down",
+                self.name
+            ));
+        }
         if let Some((at, error)) = self.record().failed_recently(RETRY_AFTER) {
             return Err(format!(
                 "MCP server `{}` could not start {} s ago: {error}",
@@ -325,8 +361,12 @@ impl Server {
             ));
         }
         self.record().state = ServerState::Starting;
+        // A start abandoned half-way (an interrupt) leaves it stopped,
+        // not starting forever; its process dies with the dropped future.
+        let mut abandoned = Abandoned(Some(self));
         let started =
             tokio::time::timeout(self.config.startup_timeout(), self.start(sandbox)).await;
+        abandoned.0 = None;
         let started = match started {
             Ok(started) => started,
             Err(_) => Err(format!(
@@ -386,8 +426,12 @@ impl Server {
                     })?),
                     None => None,
                 };
-                let transport =
-                    http_transport::HttpTransport::new(url, token).map_err(|e| e.to_string())?;
+                let transport = http_transport::HttpTransport::new(
+                    url,
+                    token,
+                    self.config.call_timeout() + Duration::from_secs(5),
+                )
+                .map_err(|e| e.to_string())?;
                 let service = notices
                     .serve(transport)
                     .await
@@ -418,7 +462,17 @@ impl Server {
 
     /// The error of a call that got no answer; a server that died is
     /// marked so its next use starts it again.
-    async fn call_failed(&self, tool: &str, error: &rmcp::ServiceError) -> String {
+    async fn call_failed(&self, tool: &str, error: rmcp::ServiceError) -> String {
+        let transport_ended = matches!(
+            error,
+            rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_)
+        );
+        if !transport_ended {
+            return format!(
+                "MCP server `{}` failed the call of `{tool}`: {error}",
+                self.name
+            );
+        }
         let mut live = self.live.lock().await;
         if let Some(running) = live.as_mut() {
             if let Some(process) = running.process.as_mut() {
@@ -438,6 +492,20 @@ impl Server {
             "MCP server `{}` failed the call of `{tool}`: {error}",
             self.name
         )
+    }
+}
+
+/// Marks a server whose start was abandoned as stopped.
+struct Abandoned<'a>(Option<&'a Server>);
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(server) = self.0 {
+            let mut record = server.record();
+            if record.state == ServerState::Starting {
+                record.state = ServerState::Stopped;
+            }
+        }
     }
 }
 

@@ -73,7 +73,7 @@ async fn mcp_tools(
             SkillError::new(
                 ErrorCode::DependencyError,
                 e,
-                "`%mcp` shows the servers and their state; the daemon log says more",
+                "the MCP server listing (`%mcp`, `skillctl mcp servers`) shows its state; the daemon log says more",
             )
         })?;
         for wanted in tools {
@@ -194,13 +194,34 @@ fn resolve(
         specs.push((spec, ready));
     }
     for (spec, ready) in specs.into_iter().chain(mcp) {
-        let validator = jsonschema::validator_for(&spec.parameters).map_err(|e| {
-            SkillError::new(
-                ErrorCode::SkillExecutionError,
-                format!("tool `{}` has an unusable schema: {e}", spec.name),
-                "report it with the skill's manifest",
-            )
-        })?;
+        if tools.iter().any(|t: &Tool| t.spec.name == spec.name) {
+            // Two MCP tools whose names differ only in what a tool name
+            // may not hold (`a.b`, `a_b`), or cut at 64 characters.
+            tracing::warn!(tool = %spec.name, "two tools have the same name for the model; the second is not offered");
+            continue;
+        }
+        let validator = match (jsonschema::validator_for(&spec.parameters), &ready) {
+            (Ok(validator), _) => validator,
+            // A server's schema that does not compile: its arguments go
+            // unchecked here, and the server checks them.
+            (Err(e), Ready::Mcp { server, .. }) => {
+                tracing::warn!(tool = %spec.name, %server, error = %e, "an MCP tool's input schema does not compile; its arguments are not checked");
+                jsonschema::validator_for(&json!({})).map_err(|e| {
+                    SkillError::new(
+                        ErrorCode::SkillExecutionError,
+                        e.to_string(),
+                        "this is a bug",
+                    )
+                })?
+            }
+            (Err(e), _) => {
+                return Err(SkillError::new(
+                    ErrorCode::SkillExecutionError,
+                    format!("tool `{}` has an unusable schema: {e}", spec.name),
+                    "report it with the skill's manifest",
+                ))
+            }
+        };
         tools.push(Tool {
             spec,
             ready,
@@ -220,7 +241,17 @@ pub(crate) async fn run(
 ) -> Result<Answer, SkillError> {
     let skill = &*req.skill;
     let toolbox: &Toolbox = &skill.tools;
-    let mcp = mcp_tools(ctx, skill).await?;
+    let mcp = tokio::select! {
+        mcp = mcp_tools(ctx, skill) => mcp?,
+        // Interrupted while a server starts: nothing was said yet.
+        _ = run.cancel.cancelled() => return Ok(Answer {
+            text: String::new(),
+            json: None,
+            phases: Vec::new(),
+            tool_steps: Vec::new(),
+            interrupted: true,
+        }),
+    };
     let tools = resolve(skill, &req.tool_skills, mcp)?;
     call.tools = tools.iter().map(|t| t.spec.clone()).collect();
     // A step's text is shown only when it is the answer.

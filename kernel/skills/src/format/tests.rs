@@ -312,3 +312,50 @@ fn tools_load_as_skill_names_or_mappings_with_their_limits() {
             .unwrap_err();
     assert!(choice.remedy.contains("required"), "{choice:?}");
 }
+
+#[test]
+fn mcp_servers_load_as_tools_and_bad_entries_name_the_field() {
+    use crate::tools::ToolSource;
+    let skill = native(
+        "name: clock\ndescription: Tells the time.\ntemplate: x\ntools: [summarize, {mcp: time}, {mcp: git, tools: [git_log, git_status]}]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        skill.tools.tools[1..],
+        [
+            ToolSource::Mcp {
+                server: "time".into(),
+                tools: vec![]
+            },
+            ToolSource::Mcp {
+                server: "git".into(),
+                tools: vec!["git_log".into(), "git_status".into()]
+            }
+        ]
+    );
+    for (tools, field, words) in [
+        ("[{mcp: time}, {mcp: time}]", "tools[1]", "twice"),
+        (
+            "[{mcp: \"a b\"}]",
+            "tools[0].mcp",
+            "not an MCP server's name",
+        ),
+        ("[{mcp: x__y}]", "tools[0].mcp", "not an MCP server's name"),
+        ("[{mcp: time, tools: []}]", "tools[0].tools", "no tools"),
+        ("[{mcp: time, tools: [\"\"]}]", "tools[0].tools", "is empty"),
+        ("[{mcp: time, tools: [a, a]}]", "tools[0].tools", "twice"),
+        ("[{mcp: time, skill: x}]", "tools[0].mcp", "no `skill`"),
+        (
+            "[{skill: x, tools: [a]}]",
+            "tools[0].tools",
+            "belongs to an `mcp` tool",
+        ),
+    ] {
+        let e = native(&format!(
+            "name: clock\ndescription: Tells.\ntemplate: x\ntools: {tools}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some(field), "{tools}: {e:?}");
+        assert!(e.message.contains(words), "{tools}: {}", e.message);
+    }
+}

@@ -153,6 +153,22 @@ fn mcp_entry(o: &Obj<'_>, server: &str) -> Result<ToolSource, LoadError> {
             "leave `tools` out to offer all the server's tools",
         ));
     }
+    if let Some(empty) = tools.iter().position(|t| t.trim().is_empty()) {
+        return Err(o.error(
+            "tools",
+            format!("`tools[{empty}]` is empty"),
+            "name a tool of the server, as `%mcp tools SERVER` lists them",
+        ));
+    }
+    for (i, tool) in tools.iter().enumerate() {
+        if tools[..i].contains(tool) {
+            return Err(o.error(
+                "tools",
+                format!("`{tool}` is listed twice"),
+                "list each tool once",
+            ));
+        }
+    }
     Ok(ToolSource::Mcp {
         server: server.to_owned(),
         tools,
@@ -168,6 +184,8 @@ fn mcp_allowed(allowed: &[String]) -> Vec<ToolSource> {
             continue;
         };
         let (server, tool) = match rest.split_once("__") {
+            // `mcp__SERVER__*` (Claude Code's wildcard): all its tools.
+            Some((server, "*")) => (server, None),
             Some((server, tool)) => (server, Some(tool)),
             None => (rest, None),
         };
@@ -319,6 +337,34 @@ mod tests {
 
     fn paths(v: &[&str]) -> Vec<PathBuf> {
         v.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn allowed_tools_name_mcp_servers_and_their_tools_as_claude_code_does() {
+        let allowed: Vec<String> =
+            "mcp__time__get_current_time mcp__git mcp__git__git_log mcp__web__* mcp__ Read"
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+        let toolbox = agent(&[], &allowed, &BTreeMap::new());
+        assert_eq!(
+            toolbox.tools,
+            [
+                ToolSource::Mcp {
+                    server: "time".into(),
+                    tools: vec!["get_current_time".into()]
+                },
+                // The whole server was named: all its tools.
+                ToolSource::Mcp {
+                    server: "git".into(),
+                    tools: vec![]
+                },
+                ToolSource::Mcp {
+                    server: "web".into(),
+                    tools: vec![]
+                },
+            ]
+        );
     }
 
     #[test]
