@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -137,14 +136,15 @@ def cell_times(kc: BlockingKernelClient, n: int) -> list[float]:
     return times
 
 
-async def load(url: str, token: str, clients: int, stop: threading.Event) -> tuple[list[int], list[str]]:
+async def load(url: str, token: str, clients: int, stop: Path) -> tuple[list[int], list[str]]:
+    """`clients` MCP clients calling the skill until `stop` exists."""
     counts = [0] * clients
     errors: list[str] = []
 
     async def one(i: int) -> None:
         try:
             async with Client(http_client(url, token), read_timeout_seconds=300) as client:
-                while not stop.is_set():
+                while not stop.exists():
                     result = await client.call_tool("hello", ARGS)
                     if result.is_error:
                         errors.append(str(result))
@@ -160,6 +160,10 @@ async def load(url: str, token: str, clients: int, stop: threading.Event) -> tup
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--load"]:
+        url, token, clients, stop = sys.argv[2:6]
+        print(json.dumps(anyio.run(load, url, token, int(clients), Path(stop))))
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--binary", required=True)
     parser.add_argument("--skillctl", required=True)
@@ -208,19 +212,19 @@ def main() -> None:
             kc.wait_for_ready(timeout=30)
             cell_times(kc, 20)
             idle = cell_times(kc, args.cells)
-            stop = threading.Event()
-            outcome: dict = {}
-
-            def run_load() -> None:
-                outcome["load"] = anyio.run(load, daemon.url, daemon.token, args.clients, stop)
-
-            loader = threading.Thread(target=run_load)
-            loader.start()
+            # The load runs in a process of its own: in this one, its
+            # event loop would hold the GIL the cell client needs.
+            stop_file = Path(tmp) / "stop-load"
+            loader = subprocess.Popen(
+                [py, __file__, "--load", daemon.url, daemon.token, str(args.clients), str(stop_file)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(3)  # every client connected and calling
             busy = cell_times(kc, args.cells)
-            stop.set()
-            loader.join(timeout=120)
-            counts, errors = outcome.get("load", ([], ["the load never ended"]))
+            stop_file.touch()
+            out, _ = loader.communicate(timeout=120)
+            counts, errors = json.loads(out) if out.strip() else ([], ["the load printed nothing"])
             kc.stop_channels()
             results["cells_idle"] = summary(idle, 3) | {"p99_ms": round(pct(idle, 0.99), 3)}
             results["cells_under_load"] = summary(busy, 3) | {"p99_ms": round(pct(busy, 0.99), 3)}

@@ -110,15 +110,19 @@ pub async fn start(
             return None;
         }
     };
-    match skillkernel_mcp::McpHttpServer::bind(
-        listen,
+    // Bound and served on the MCP worker, below the cells' priority.
+    let (host, settings, hosts) = (
         kernel.mcp_host(),
         config.settings(),
-        &token,
         config.allowed_hosts.clone(),
-    )
+    );
+    let address = listen.to_owned();
+    let bound = skillkernel_mcp::worker::spawn(async move {
+        skillkernel_mcp::McpHttpServer::bind(&address, host, settings, &token, hosts).await
+    })
     .await
-    {
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    match bound {
         Ok(server) => {
             let addr = server
                 .local_addr()
@@ -128,7 +132,10 @@ pub async fn start(
                 token_file = %token_path.display(),
                 "MCP endpoint listening on http://{addr}/mcp"
             );
-            Some(tokio::spawn(server.serve(stop)))
+            let serving = skillkernel_mcp::worker::spawn(server.serve(stop));
+            Some(tokio::spawn(async move {
+                let _ = serving.await;
+            }))
         }
         Err(e) => {
             tracing::error!(listen, error = %e, "cannot serve MCP over HTTP; the kernel runs without it");

@@ -100,10 +100,12 @@ async fn answer(
                 }
                 parents.insert(session.clone(), req.clone());
             }
-            let messages = bridge
-                .send(&session, message)
-                .await
-                .map_err(|e| ErrorContent::new("McpSessionError", e.to_string()))?;
+            // On the MCP worker, below the cells' priority.
+            let messages =
+                skillkernel_mcp::worker::spawn(async move { bridge.send(&session, message).await })
+                    .await
+                    .map_err(|e| ErrorContent::new("McpSessionError", e.to_string()))?
+                    .map_err(|e| ErrorContent::new("McpSessionError", e.to_string()))?;
             Ok(McpReply::Sent { messages })
         }
         McpRequest::Servers => Ok(McpReply::Servers {

@@ -11,6 +11,8 @@
 //! * [`client`] is the other way: the servers of `[mcp.servers]`, launched
 //!   in the sandbox (stdio) or reached over HTTP, whose tools skills call
 //!   in their tool loop and cells call with `%mcp call`.
+//! * [`worker`] is where MCP clients' work runs: a runtime of its own at a
+//!   lower CPU priority, so agents never starve a notebook's cells.
 //! * The process embedding the server gives it the skills, models and
 //!   sandbox as they are now through [`host::Host`].
 //!
@@ -34,6 +36,7 @@ pub mod host;
 pub mod http;
 pub mod jsonrpc;
 pub mod server;
+pub mod worker;
 
 pub use bridge::{Bridge, BridgeError};
 pub use client::{McpClients, ServerConfig};
