@@ -317,10 +317,26 @@ async fn a_server_that_dies_is_started_again_and_a_call_it_dies_in_names_it() {
     );
     assert!(died.contains("SIGKILL"), "{died}");
     ok(&mut client, &daemon, echo).await;
+
+    // Servers stop with the daemon.
+    let last = server(&servers(&daemon), "everything")["pid"]
+        .as_i64()
+        .unwrap();
+    let mut daemon = daemon;
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(daemon
+        .wait_exit(std::time::Duration::from_secs(20))
+        .is_some());
+    // Reaped by init once the daemon is gone: give it a moment.
+    let gone = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(last as i32), None).is_err()
+    });
+    assert!(gone, "the server outlived the daemon:\n{}", daemon.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_gets_only_the_environment_and_writes_its_section_grants() {
+async fn a_server_gets_only_the_environment_network_and_writes_its_section_grants() {
     let dir = tempfile::tempdir().unwrap();
     let repo = make_repo(dir.path());
     let git = venv_program("mcp-server-git");
@@ -341,6 +357,17 @@ async fn a_server_gets_only_the_environment_and_writes_its_section_grants() {
         ),
     ]
     .concat();
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/net_probe_server.py");
+    let python = harness::otlp::python();
+    let probe_args = [probe.to_str().unwrap()];
+    let probe_dir = format!("read = [{:?}]", probe.parent().unwrap());
+    sections.push_str(&stdio("offline", &python, &probe_args, &probe_dir));
+    sections.push_str(&stdio(
+        "online",
+        &python,
+        &probe_args,
+        &format!("{probe_dir}\nnetwork = true"),
+    ));
     let everything = server_everything();
     if let Some(program) = &everything {
         sections.push_str(&stdio(
@@ -376,6 +403,16 @@ async fn a_server_gets_only_the_environment_and_writes_its_section_grants() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&staged.stdout).trim(), "new.txt");
+
+    // The network: a server may connect only when its section grants it
+    // (the same program, granted, connects: the positive control).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connect = format!("%mcp call {{}}.connect {{\"port\": {port}}}");
+    let offline = ok(&mut client, &daemon, &connect.replace("{}", "offline")).await;
+    assert!(shown(&offline).contains("refused"), "{}", shown(&offline));
+    let online = ok(&mut client, &daemon, &connect.replace("{}", "online")).await;
+    assert!(shown(&online).contains("connected"), "{}", shown(&online));
 
     if everything.is_some() {
         let env = ok(&mut client, &daemon, "%mcp call everything.get-env").await;
