@@ -5,7 +5,8 @@
 //! servers in its `tools` (`{mcp: NAME}`, or `mcp__NAME` in an Agent
 //! Skill's `allowed-tools`) and the tool loop offers their tools.
 //!
-//! This crate knows nothing of MCP: only names, schemas and text.
+//! Skills name servers in their manifests; the protocol itself is the
+//! host's business — this crate sees only names, schemas and text.
 
 use futures::future::BoxFuture;
 use serde_json::Value;
