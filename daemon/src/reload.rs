@@ -50,8 +50,9 @@ pub struct ReloadOutcome {
 }
 
 /// Sections whose keys take effect only at the next start.
-const RESTART_ONLY: [&str; 7] = [
+const RESTART_ONLY: [&str; 8] = [
     "daemon",
+    "mcp",
     "metrics",
     "tracing",
     "sandbox",
@@ -274,5 +275,8 @@ mod tests {
         assert!(RESTART_ONLY.iter().any(|p| is_under("log.dir", p)));
         assert!(!RESTART_ONLY.iter().any(|p| is_under("log.level", p)));
         assert!(!RESTART_ONLY.iter().any(|p| is_under("logx", p)));
+        assert!(RESTART_ONLY
+            .iter()
+            .any(|p| is_under("mcp.servers.time.command", p)));
     }
 }
