@@ -31,6 +31,7 @@ pub mod service;
 pub mod sessions;
 pub mod status;
 mod text;
+pub mod toolchains;
 pub mod verdict;
 
 pub use manifest::ManifestPolicyError;

@@ -89,6 +89,9 @@ pub struct Sandbox {
     endings: [std::sync::atomic::AtomicU64; 7],
     /// Accesses the sandbox refused, counted in every run.
     denials: std::sync::atomic::AtomicU64,
+    /// Install roots of the toolchains on the daemon's `PATH` under the
+    /// home directory, readable by every program (see [`super::toolchains`]).
+    toolchains: Vec<PathBuf>,
 }
 
 impl Sandbox {
@@ -108,7 +111,13 @@ impl Sandbox {
             running: Default::default(),
             endings: Default::default(),
             denials: Default::default(),
+            toolchains: home_toolchains(),
         }
+    }
+
+    /// The home directory's toolchains every program may read.
+    pub fn toolchains(&self) -> &[PathBuf] {
+        &self.toolchains
     }
 
     /// Runs so far by how they ended (each of [`Verdict::KINDS`]), and the
@@ -147,7 +156,7 @@ impl Sandbox {
         policy.read.extend(c.read.iter().cloned());
         policy.write.extend(c.write.iter().cloned());
         policy.env_allow.extend(c.env.iter().cloned());
-        policy.require_landlock = c.require_landlock;
+        self.enforce_config(&mut policy);
         policy
     }
 
@@ -157,9 +166,15 @@ impl Sandbox {
         self.helper.withhold_env(names);
     }
 
-    /// `[sandbox] require_landlock` applied over a skill's own policy.
+    /// What every policy gets from the daemon: `[sandbox]
+    /// require_landlock`, and the home directory's toolchains to read.
     pub fn enforce_config(&self, policy: &mut SandboxPolicy) {
         policy.require_landlock |= self.setup.config.require_landlock;
+        for root in &self.toolchains {
+            if !policy.read.contains(root) {
+                policy.read.push(root.clone());
+            }
+        }
     }
 
     /// Runs `argv` under `policy` to its end, with `stdin` (if any) as
@@ -469,6 +484,22 @@ impl Drop for Tracked<'_> {
     fn drop(&mut self) {
         skillkernel_stdx::lock(self.set).remove(&self.pgid);
     }
+}
+
+/// The toolchains of the daemon's `PATH` under its home directory,
+/// logged once.
+fn home_toolchains() -> Vec<PathBuf> {
+    let (Some(path), Some(home)) = (std::env::var_os("PATH"), std::env::var_os("HOME")) else {
+        return Vec::new();
+    };
+    let (roots, warnings) = super::toolchains::roots(&path.to_string_lossy(), Path::new(&home));
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    if !roots.is_empty() {
+        tracing::info!(roots = ?roots, "sandboxed programs may read the home directory's toolchains");
+    }
+    roots
 }
 
 fn map(value: Value) -> Map<String, Value> {

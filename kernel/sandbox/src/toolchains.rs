@@ -1,0 +1,335 @@
+//! Toolchains installed in the home directory — pyenv, conda, virtualenvs,
+//! `~/.local`, `~/.cargo` and rustup, nvm, uv — found through the daemon's
+//! `PATH`, so that `python3` from a pyenv shim runs in the sandbox as
+//! `/usr/bin/python3` does, without the rest of the home directory.
+//!
+//! Each `PATH` entry under the home directory gives its **install root**:
+//! the folder above a `bin/` that holds a virtualenv (`pyvenv.cfg`, whose
+//! base interpreter's install comes too) or a conda environment
+//! (`conda-meta`, with its conda root's `pkgs`), the root of a version
+//! manager whose `shims/` it is (the nearest folder with `versions/`), or
+//! else the folder above `bin/` — never the home directory itself or a
+//! folder right in it (`~/.local`, `~/.cargo`, `~/go`: they hold more than
+//! code), where only the entry is granted, with `~/.local/lib` beside
+//! `~/.local/bin` and `~/.rustup` beside `~/.cargo/bin`. Links in an entry
+//! (pipx, uv tools) are followed to their own install roots. A root that
+//! would contain a secret (`~/.ssh`, …: [`SECRETS`]) is never granted.
+//!
+//! Entries that are relative, missing or writable by others are skipped
+//! with a warning: they could make the sandbox wider than meant.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// What the home directory holds that no grant may include.
+pub const SECRETS: &[&str] = &[
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".kube",
+    ".docker",
+    ".config/gcloud",
+    ".netrc",
+    ".git-credentials",
+    ".local/share/keyrings",
+    ".password-store",
+    ".pypirc",
+    ".npmrc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+];
+
+/// The read grants for the toolchains on `path_var` under `home`, and a
+/// warning for each entry passed over.
+pub fn roots(path_var: &str, home: &Path) -> (Vec<PathBuf>, Vec<String>) {
+    let mut found = Found::default();
+    if home.parent().is_none() || !home.is_absolute() {
+        return (Vec::new(), Vec::new());
+    }
+    for entry in std::env::split_paths(path_var) {
+        if entry.as_os_str().is_empty() {
+            continue;
+        }
+        if !entry.is_absolute() {
+            found.warn(format!(
+                "PATH entry {} is relative; the sandbox grants nothing for it",
+                entry.display()
+            ));
+            continue;
+        }
+        if !entry.starts_with(home) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&entry) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o002 != 0 {
+            found.warn(format!(
+                "PATH entry {} may be written by anyone; the sandbox grants nothing for it",
+                entry.display()
+            ));
+            continue;
+        }
+        found.entry(&entry, home, true);
+    }
+    (found.roots, found.warnings)
+}
+
+#[derive(Default)]
+struct Found {
+    roots: Vec<PathBuf>,
+    warnings: Vec<String>,
+}
+
+impl Found {
+    fn warn(&mut self, warning: String) {
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
+    }
+
+    fn grant(&mut self, dir: &Path, home: &Path) {
+        if !dir.is_dir() && !dir.is_file() {
+            return;
+        }
+        if dir == home || dir.parent().is_none() || holds_secret(dir, home) {
+            return;
+        }
+        if !self.roots.iter().any(|r| dir.starts_with(r)) {
+            self.roots.retain(|r| !r.starts_with(dir));
+            self.roots.push(dir.to_path_buf());
+        }
+    }
+
+    /// Grants what `entry` (a folder of programs) needs; `follow`: also
+    /// the install roots its links lead to.
+    fn entry(&mut self, entry: &Path, home: &Path, follow: bool) {
+        for root in install_roots(entry, home) {
+            self.grant(&root, home);
+        }
+        if !follow {
+            return;
+        }
+        let Ok(dir) = std::fs::read_dir(entry) else {
+            return;
+        };
+        for file in dir.flatten().take(2000) {
+            let path = file.path();
+            if !path.is_symlink() {
+                continue;
+            }
+            // Loops and dangling links resolve to nothing.
+            let Ok(target) = std::fs::canonicalize(&path) else {
+                continue;
+            };
+            if let Some(folder) = target.parent() {
+                if !folder.starts_with(entry) {
+                    self.entry(folder, home, false);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `dir` is, or contains, one of the [`SECRETS`].
+fn holds_secret(dir: &Path, home: &Path) -> bool {
+    SECRETS.iter().any(|s| {
+        let secret = home.join(s);
+        secret.starts_with(dir) || dir.starts_with(&secret)
+    })
+}
+
+/// The install roots of one folder of programs (see the module docs).
+fn install_roots(entry: &Path, home: &Path) -> Vec<PathBuf> {
+    let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let Some(prefix) = entry.parent() else {
+        return Vec::new();
+    };
+    if name == "shims" {
+        // pyenv, rbenv, nodenv: the manager's root holds the versions.
+        return match entry
+            .ancestors()
+            .skip(1)
+            .take_while(|a| *a != home)
+            .find(|a| a.join("versions").is_dir())
+        {
+            Some(root) => vec![root.to_path_buf()],
+            None => vec![entry.to_path_buf()],
+        };
+    }
+    if !matches!(name, "bin" | "condabin" | ".bin") {
+        return vec![entry.to_path_buf()];
+    }
+    if prefix.join("pyvenv.cfg").is_file() {
+        let mut roots = vec![prefix.to_path_buf()];
+        roots.extend(venv_base(prefix));
+        return roots;
+    }
+    if prefix.join("conda-meta").is_dir() {
+        let mut roots = vec![prefix.to_path_buf()];
+        // An environment of `envs/` shares its conda root's `pkgs`.
+        if prefix.parent().and_then(Path::file_name) == Some("envs".as_ref()) {
+            if let Some(conda) = prefix.parent().and_then(Path::parent) {
+                roots.push(conda.join("pkgs"));
+            }
+        }
+        return roots;
+    }
+    if prefix == home || prefix.parent() == Some(home) {
+        let mut roots = vec![entry.to_path_buf()];
+        match prefix.file_name().and_then(|n| n.to_str()) {
+            Some(".local") => roots.push(prefix.join("lib")),
+            Some(".cargo") => roots.push(home.join(".rustup")),
+            _ => {}
+        }
+        return roots;
+    }
+    vec![prefix.to_path_buf()]
+}
+
+/// The install of a virtualenv's base interpreter (`home = …/bin` in its
+/// `pyvenv.cfg`), wherever it is.
+fn venv_base(venv: &Path) -> Option<PathBuf> {
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
+    let bin = cfg.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+    })?;
+    let bin = std::fs::canonicalize(bin).ok()?;
+    match bin.file_name().and_then(|n| n.to_str()) {
+        Some("bin") => bin.parent().map(Path::to_path_buf),
+        _ => Some(bin),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs(home: &Path, list: &[&str]) {
+        for d in list {
+            std::fs::create_dir_all(home.join(d)).unwrap();
+        }
+    }
+
+    #[test]
+    fn home_toolchains_are_granted_by_their_install_roots_and_never_a_secret() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        dirs(
+            &home,
+            &[
+                ".pyenv/shims",
+                ".pyenv/versions/3.12.1/bin",
+                ".pyenv/plugins/pyenv-virtualenv/shims",
+                "miniconda3/bin",
+                "miniconda3/conda-meta",
+                "miniconda3/envs/ml/bin",
+                "miniconda3/envs/ml/conda-meta",
+                "miniconda3/pkgs",
+                ".local/bin",
+                ".local/lib",
+                ".local/share/keyrings",
+                ".local/share/uv/tools/ruff/bin",
+                ".cargo/bin",
+                ".rustup/toolchains",
+                ".nvm/versions/node/v20.1.0/bin",
+                "projects/app/.venv/bin",
+                ".ssh",
+                "bin",
+            ],
+        );
+        std::fs::write(
+            home.join("projects/app/.venv/pyvenv.cfg"),
+            format!(
+                "home = {}\n",
+                home.join(".pyenv/versions/3.12.1/bin").display()
+            ),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            home.join(".local/share/uv/tools/ruff/bin/ruff"),
+            home.join(".local/bin/ruff"),
+        )
+        .unwrap();
+        std::fs::write(home.join(".local/share/uv/tools/ruff/bin/ruff"), "").unwrap();
+        let entries = [
+            ".pyenv/plugins/pyenv-virtualenv/shims",
+            ".pyenv/shims",
+            "miniconda3/envs/ml/bin",
+            "miniconda3/bin",
+            ".local/bin",
+            ".cargo/bin",
+            ".nvm/versions/node/v20.1.0/bin",
+            "projects/app/.venv/bin",
+            "bin",
+        ];
+        let path: Vec<PathBuf> = entries
+            .iter()
+            .map(|e| home.join(e))
+            .chain([PathBuf::from("/usr/bin"), PathBuf::from("relative/bin")])
+            .collect();
+        let path = std::env::join_paths(path).unwrap();
+        let (roots, warnings) = roots(path.to_str().unwrap(), &home);
+        let home_roots: Vec<String> = roots
+            .iter()
+            .map(|r| r.strip_prefix(&home).unwrap().display().to_string())
+            .collect();
+        for wanted in [
+            ".pyenv",
+            ".local/bin",
+            ".local/lib",
+            ".local/share/uv/tools/ruff",
+            ".cargo/bin",
+            ".rustup",
+            ".nvm/versions/node/v20.1.0",
+            "projects/app/.venv",
+            "bin",
+        ] {
+            assert!(
+                home_roots.iter().any(|r| r == wanted),
+                "{wanted} in {home_roots:?}"
+            );
+        }
+        // `miniconda3/bin` is a conda root's own bin: the whole install.
+        assert!(
+            home_roots.iter().any(|r| r == "miniconda3"),
+            "{home_roots:?}"
+        );
+        for never in ["", ".local", ".local/share", ".cargo", ".ssh"] {
+            assert!(
+                !home_roots.iter().any(|r| r == never),
+                "{never:?} in {home_roots:?}"
+            );
+        }
+        assert!(roots.iter().all(|r| !holds_secret(r, &home)));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("relative"));
+
+        // A conda environment alone: itself and its root's packages.
+        let (roots, _) = super::roots(home.join("miniconda3/envs/ml/bin").to_str().unwrap(), &home);
+        assert_eq!(
+            roots,
+            [
+                home.join("miniconda3/envs/ml"),
+                home.join("miniconda3/pkgs")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_entry_anyone_may_write_is_passed_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        dirs(&home, &["tools/bin"]);
+        std::fs::set_permissions(
+            home.join("tools/bin"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        let (roots, warnings) = roots(home.join("tools/bin").to_str().unwrap(), &home);
+        assert!(roots.is_empty(), "{roots:?}");
+        assert!(warnings[0].contains("anyone"), "{warnings:?}");
+    }
+}
