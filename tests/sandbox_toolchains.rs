@@ -92,6 +92,18 @@ async fn home_toolchains_run_and_the_rest_of_home_stays_shut() {
             "{probe}: {text}"
         );
     }
+    // A program installed where the sandbox does not look fails with
+    // the folder and the setting that would open it named.
+    let elsewhere = home.join("apps/tool/bin");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(&program, elsewhere.join("run")).unwrap();
+    let refused = run(&mut client, "!~/apps/tool/bin/run").await;
+    assert_eq!(refused.status(), "error", "{}", shown(&refused));
+    let said = shown(&refused) + &refused.reply.content["traceback"].to_string();
+    assert!(said.contains("apps/tool"), "{said}");
+    assert!(said.contains("read = ["), "{said}");
+    assert!(said.contains("[sandbox]"), "{said}");
+
     // The grants were logged once, naming the install roots.
     let log = daemon.log();
     assert!(log.contains("toolchains"), "{log}");

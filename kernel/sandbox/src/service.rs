@@ -224,7 +224,26 @@ impl Sandbox {
             let tracked = Tracked::new(&self.running, spawned.pgid);
             let finished = run::drive(spawned, sink, bounds, cancel).await;
             drop(tracked);
-            let (verdict, denials) = verdict::judge(&finished, policy);
+            let (mut verdict, mut denials) = verdict::judge(&finished, policy);
+            // A program whose own install it may not read fails in its
+            // own words; name the folder instead.
+            let landlocked =
+                matches!(&finished.setup, Setup::Applied(r) if r.landlock.status != "not_enforced");
+            if let (Verdict::Failed { .. }, Some(argv0), true) =
+                (&verdict, program_of(argv), landlocked)
+            {
+                if let Some(root) = super::toolchains::unreadable_install(&argv0, policy) {
+                    let denial = Denial::Path {
+                        path: Some(root.display().to_string()),
+                        line: format!(
+                            "{argv0} is installed in {}, which it may not read",
+                            root.display()
+                        ),
+                    };
+                    denials = vec![denial.clone()];
+                    verdict = Verdict::Denied(vec![denial]);
+                }
+            }
             let report = match &finished.setup {
                 Setup::Applied(report) => Some((**report).clone()),
                 _ => None,
@@ -365,6 +384,8 @@ impl Sandbox {
                     .any(|d| Path::new(d) == p.as_path())
             })
             .filter(|p| subject.own_dir.as_deref() != Some(p.as_path()))
+            // The daemon's own grant to every program, not the skill's.
+            .filter(|p| !self.toolchains.contains(p))
             .map(|p| p.display().to_string())
             .collect();
         if !extra_reads.is_empty() {
@@ -483,6 +504,26 @@ impl<'a> Tracked<'a> {
 impl Drop for Tracked<'_> {
     fn drop(&mut self) {
         skillkernel_stdx::lock(self.set).remove(&self.pgid);
+    }
+}
+
+/// The program `argv` runs: its first word, or for `sh -c 'CMD …'` the
+/// first word of the command (`~/` expanded, as the shell does).
+fn program_of(argv: &[String]) -> Option<String> {
+    let first = argv.first()?;
+    let shell = Path::new(first)
+        .file_name()
+        .is_some_and(|n| n == "sh" || n == "bash");
+    if !(shell && argv.get(1).map(String::as_str) == Some("-c")) {
+        return Some(first.clone());
+    }
+    let word = argv.get(2)?.split_whitespace().next()?;
+    if word.contains(['=', '$', '`', '(', '|', ';', '&', '<', '>', '"', '\'']) {
+        return None;
+    }
+    match word.strip_prefix("~/") {
+        Some(rest) => Some(format!("{}/{rest}", std::env::var("HOME").ok()?)),
+        None => Some(word.to_owned()),
     }
 }
 

@@ -188,6 +188,45 @@ fn install_roots(entry: &Path, home: &Path) -> Vec<PathBuf> {
     vec![prefix.to_path_buf()]
 }
 
+/// Where program `argv0` (found as the program's `PATH` would find it)
+/// keeps its code, when the policy does not let it read there: the
+/// reason a program fails with its own confusing message (Python's "path
+/// configuration" dump) rather than "permission denied".
+pub fn unreadable_install(argv0: &str, policy: &crate::SandboxPolicy) -> Option<PathBuf> {
+    let program = if argv0.contains('/') {
+        let path = Path::new(argv0);
+        match &policy.workspace {
+            Some(workspace) if path.is_relative() => workspace.join(path),
+            _ => path.to_path_buf(),
+        }
+    } else {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(argv0))
+            .find(|p| p.is_file())?
+    };
+    let readable = |p: &Path| {
+        policy
+            .read
+            .iter()
+            .chain(&policy.write)
+            .chain(&policy.workspace)
+            .any(|r| p.starts_with(r))
+    };
+    let real = std::fs::canonicalize(&program).ok()?;
+    for path in [program, real] {
+        let folder = path.parent()?;
+        let root = match folder.file_name().and_then(|n| n.to_str()) {
+            Some("bin" | "shims" | ".bin") => folder.parent().unwrap_or(folder),
+            _ => folder,
+        };
+        if !readable(&path) || !readable(root) {
+            return Some(root.to_path_buf());
+        }
+    }
+    None
+}
+
 /// The install of a virtualenv's base interpreter (`home = …/bin` in its
 /// `pyvenv.cfg`), wherever it is.
 fn venv_base(venv: &Path) -> Option<PathBuf> {

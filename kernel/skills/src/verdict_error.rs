@@ -24,6 +24,16 @@ impl Grantor {
         }
     }
 
+    /// The setting that lets programs read `path`.
+    fn read_setting(self, path: &str) -> String {
+        match self {
+            Grantor::Cell => format!("`read = [{path:?}]` in the daemon's `[sandbox]` section"),
+            Grantor::Skill => {
+                format!("`permissions: {{read: [{path:?}]}}` in the skill's manifest")
+            }
+        }
+    }
+
     fn limits(self) -> &'static str {
         match self {
             Grantor::Cell => "the limits are the sandbox defaults (docs/security.md)",
@@ -50,10 +60,19 @@ pub fn verdict_error(verdict: &Verdict, program: &str, grantor: Grantor) -> Opti
                 "the sandbox stopped {program}: {}",
                 describe_denials(denials)
             ),
-            format!(
-                "if it should be allowed, grant it in {}; see docs/security.md",
-                grantor.permissions()
-            ),
+            match denials.iter().find_map(|d| match d {
+                Denial::Path { path: Some(p), .. } => Some(p),
+                _ => None,
+            }) {
+                Some(path) => format!(
+                    "if it should be allowed, grant it: {}; see docs/security.md",
+                    grantor.read_setting(path)
+                ),
+                None => format!(
+                    "if it should be allowed, grant it in {}; see docs/security.md",
+                    grantor.permissions()
+                ),
+            },
         ),
         Verdict::LimitKilled { limit, detail } => SkillError::new(
             match limit {
