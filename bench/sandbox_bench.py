@@ -109,11 +109,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sandbox-bench-") as workspace:
         policy = json.dumps({"workspace": workspace}).encode()
         no_pids = json.dumps({"workspace": workspace, "limits": {"processes": None}}).encode()
+        # What the daemon adds to every policy: the home directory's
+        # toolchains found through PATH (as `sandbox-exec --readable` says).
+        readable = json.loads(
+            subprocess.run([args.binary, "sandbox-exec", "--readable"], capture_output=True, check=True).stdout
+        )
+        toolchains = json.dumps(
+            {"workspace": workspace, "read": readable["default_read"] + readable["toolchains"]}
+        ).encode()
         cleanup: list[float] = []
         ways = {
             "bare": bare,
             "sandboxed": lambda: sandboxed(args.binary, policy, cleanup),
             "no_pids": lambda: sandboxed(args.binary, no_pids),
+            "toolchains": lambda: sandboxed(args.binary, toolchains),
         }
         probe = subprocess.run([args.binary, "sandbox-exec", "--probe"], capture_output=True, check=True)
         layers = {k: v["available"] for k, v in json.loads(probe.stdout).items() if isinstance(v, dict)}
@@ -136,12 +145,15 @@ def main() -> None:
         "p50_ratio": round(sb["p50_ms"] / b["p50_ms"], 2),
         "p95_ratio": round(sb["p95_ms"] / b["p95_ms"], 2),
         "pids_cgroup_p50_ms": round(sb["p50_ms"] - s["no_pids"]["p50_ms"], 3),
+        "toolchains_p50_ms": round(s["toolchains"]["p50_ms"] - b["p50_ms"], 3),
+        "toolchains_p95_ms": round(s["toolchains"]["p95_ms"] - b["p95_ms"], 3),
     }
     result = {
         "machine": machine(),
         "uid": os.getuid(),
         "layers": layers,
         "program": PROGRAM,
+        "toolchain_roots": readable["toolchains"],
         **s,
         "overhead": overhead,
         "target_ms": TARGET_MS,
@@ -150,7 +162,12 @@ def main() -> None:
 
     print(f"machine: {result['machine']}; uid {os.getuid()}; layers {layers}")
     print(f"{'':<28}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
-    for name, label in [("bare", "bare spawn"), ("sandboxed", "sandbox-exec"), ("no_pids", "sandbox-exec, no pids cgroup")]:
+    for name, label in [
+        ("bare", "bare spawn"),
+        ("sandboxed", "sandbox-exec"),
+        ("no_pids", "sandbox-exec, no pids cgroup"),
+        ("toolchains", "sandbox-exec + toolchains"),
+    ]:
         print(f"{label:<28}{s[name]['p50_ms']:>10.3f}{s[name]['p95_ms']:>10.3f}{s[name]['max_ms']:>10.3f}")
     if cleanup:
         c = s["cleanup"]
@@ -159,6 +176,7 @@ def main() -> None:
         f"set-up cost: p50 +{overhead['p50_ms']:.3f} ms ({overhead['p50_ratio']}x), "
         f"p95 +{overhead['p95_ms']:.3f} ms ({overhead['p95_ratio']}x); "
         f"pids cgroup p50 +{overhead['pids_cgroup_p50_ms']:.3f} ms; "
+        f"with the {len(readable['toolchains'])} toolchain roots p50 +{overhead['toolchains_p50_ms']:.3f} ms; "
         f"target <= {TARGET_MS} ms: {'met' if result['met'] else 'NOT met'}"
     )
     text = json.dumps(result)

@@ -52,13 +52,19 @@ use crate::{SandboxPolicy, SetupFailure, SetupReport, SetupStage, StatusLine, EX
 use status::StatusSink;
 
 /// `skillkernel sandbox-exec [--policy-json J|--policy-file F|--policy-fd N]
-/// [--status-fd N] -- PROGRAM ARGS…` or `skillkernel sandbox-exec --probe`.
+/// [--status-fd N] -- PROGRAM ARGS…`, `skillkernel sandbox-exec --probe` or
+/// `--readable`.
 /// The daemon's command line embeds these arguments as they are.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecArgs {
     /// Print the host's sandbox support as JSON and exit.
     #[arg(long, conflicts_with_all = ["policy_json", "policy_file", "policy_fd", "status_fd", "program"])]
     pub probe: bool,
+    /// Print, as JSON, the paths every program may read: the defaults
+    /// (`default_read`) and the home directory's toolchains found through
+    /// `PATH` (`toolchains`, see [`crate::toolchains`]); then exit.
+    #[arg(long, conflicts_with_all = ["probe", "policy_json", "policy_file", "policy_fd", "status_fd", "program"])]
+    pub readable: bool,
     /// The policy as a JSON string (visible in the process list: no secrets).
     #[arg(long, value_name = "JSON", group = "policy")]
     pub policy_json: Option<String>,
@@ -82,6 +88,18 @@ pub struct ExecArgs {
 pub fn run(args: ExecArgs) -> ExitCode {
     if args.probe {
         return probe::print();
+    }
+    if args.readable {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let path = std::env::var("PATH").unwrap_or_default();
+        let (toolchains, warnings) = crate::toolchains::roots(&path, std::path::Path::new(&home));
+        let out = serde_json::json!({
+            "default_read": crate::DEFAULT_READ_PATHS,
+            "toolchains": toolchains,
+            "warnings": warnings,
+        });
+        println!("{out}");
+        return ExitCode::SUCCESS;
     }
     let status = StatusSink::new(args.status_fd);
     match confine_and_exec(&args, &status) {
