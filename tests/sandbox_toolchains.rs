@@ -104,6 +104,19 @@ async fn home_toolchains_run_and_the_rest_of_home_stays_shut() {
     assert!(said.contains("read = ["), "{said}");
     assert!(said.contains("[sandbox]"), "{said}");
 
+    // `%sandbox status` and `skillctl sandbox status` name the roots.
+    let status = run(&mut client, "%sandbox status").await;
+    assert!(
+        shown(&status).contains(&version.display().to_string()),
+        "{}",
+        shown(&status)
+    );
+    let listed = daemon.skillctl(&["sandbox", "status"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&version.display().to_string()),
+        "{listed:?}"
+    );
+
     // The grants were logged once, naming the install roots.
     let log = daemon.log();
     assert!(log.contains("toolchains"), "{log}");

@@ -108,6 +108,9 @@ fn print_status(c: &SandboxStatus) {
         "audit log: {}",
         c.audit_log.as_deref().unwrap_or("the daemon log only")
     );
+    if !c.toolchains.is_empty() {
+        println!("home toolchains readable: {}", c.toolchains.join(", "));
+    }
     let sessions: Vec<Vec<String>> = c
         .sessions
         .iter()

@@ -44,6 +44,7 @@ fn status(report: Report) -> SandboxStatus {
             .collect(),
         probe_error: report.probe_error,
         workspace: path(&report.workspace),
+        toolchains: report.toolchains.iter().map(|p| path(p)).collect(),
         config,
         sessions: report
             .sessions

@@ -37,6 +37,8 @@ pub struct SandboxStatus {
     pub config: SandboxConfig,
     pub sessions: Vec<SessionInfo>,
     pub audit_log: Option<PathBuf>,
+    /// The home directory's toolchains every program may read.
+    pub toolchains: Vec<PathBuf>,
 }
 
 impl SandboxStatus {
@@ -59,6 +61,7 @@ impl SandboxStatus {
             config: sandbox.config().clone(),
             sessions: sandbox.sessions.list(),
             audit_log: sandbox.audit().path().map(|p| p.to_path_buf()),
+            toolchains: sandbox.toolchains().to_vec(),
         }
     }
 
@@ -110,6 +113,17 @@ pub fn markdown(s: &SandboxStatus) -> String {
             .as_ref()
             .map_or("the daemon log only".to_owned(), |p| format!("`{}`", p.display())),
     ));
+    if !s.toolchains.is_empty() {
+        let roots: Vec<String> = s
+            .toolchains
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect();
+        out.push_str(&format!(
+            "\nToolchains in the home directory every program may read: {}\n",
+            roots.join(", ")
+        ));
+    }
     if !s.sessions.is_empty() {
         out.push_str("\n| session | skill | pid | exchanges | idle |\n|---|---|---|---|---|\n");
         for x in &s.sessions {

@@ -188,6 +188,53 @@ fn install_roots(entry: &Path, home: &Path) -> Vec<PathBuf> {
     vec![prefix.to_path_buf()]
 }
 
+/// What running `program` by its path needs to read: the install roots
+/// of its folder, as written and with links resolved (a virtualenv's
+/// `bin/python` links out of it, its packages stay beside the link), and
+/// of the interpreter its `#!` line names — by the same rules as the
+/// `PATH` entries above, never a secret.
+pub fn program_roots(program: &Path, home: &Path) -> Vec<PathBuf> {
+    let mut found = Found::default();
+    let interpreter = interpreter_of(program);
+    let paths = [Some(program.to_path_buf()), interpreter]
+        .into_iter()
+        .flatten()
+        .flat_map(|p| [std::fs::canonicalize(&p).ok(), Some(p)])
+        .flatten();
+    for path in paths {
+        if let Some(folder) = path.parent() {
+            for root in install_roots(folder, home) {
+                found.grant(&root, home);
+            }
+        }
+    }
+    found.roots
+}
+
+/// `name` on the daemon's `PATH`.
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The interpreter a script names on its `#!` line (`#!/usr/bin/env
+/// node` looks `node` up on the daemon's `PATH`).
+fn interpreter_of(program: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.lines().next()?.split_whitespace();
+    let first = words.next()?;
+    if Path::new(first).file_name().is_some_and(|f| f == "env") {
+        return find_on_path(words.find(|w| !w.starts_with('-'))?);
+    }
+    Some(PathBuf::from(first))
+}
+
 /// Where program `argv0` (found as the program's `PATH` would find it)
 /// keeps its code, when the policy does not let it read there: the
 /// reason a program fails with its own confusing message (Python's "path
@@ -200,10 +247,7 @@ pub fn unreadable_install(argv0: &str, policy: &crate::SandboxPolicy) -> Option<
             _ => path.to_path_buf(),
         }
     } else {
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(argv0))
-            .find(|p| p.is_file())?
+        find_on_path(argv0)?
     };
     let readable = |p: &Path| {
         policy
@@ -355,6 +399,33 @@ mod tests {
                 home.join("miniconda3/pkgs")
             ]
         );
+    }
+
+    #[test]
+    fn a_programs_roots_are_its_install_and_its_interpreters_never_wider() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        dirs(
+            &home,
+            &[".cargo/bin", "py/versions/3.11/bin", "tools/x/bin"],
+        );
+        let python = home.join("py/versions/3.11/bin/python3");
+        std::fs::write(&python, "").unwrap();
+        let script = home.join("tools/x/bin/run");
+        std::fs::write(&script, format!("#!{}\nimport x\n", python.display())).unwrap();
+        let roots = program_roots(&script, &home);
+        assert!(roots.contains(&home.join("tools/x")), "{roots:?}");
+        assert!(roots.contains(&home.join("py/versions/3.11")), "{roots:?}");
+        // A program in ~/.cargo/bin may read its bin/, not ~/.cargo.
+        let server = home.join(".cargo/bin/some-server");
+        std::fs::write(&server, "").unwrap();
+        let roots = program_roots(&server, &home);
+        assert!(roots.contains(&home.join(".cargo/bin")), "{roots:?}");
+        assert!(!roots.contains(&home.join(".cargo")), "{roots:?}");
+        assert!(!roots.contains(&home), "{roots:?}");
+        std::fs::write(&script, "#!/usr/bin/env -S sh -e\n").unwrap();
+        assert_eq!(interpreter_of(&script), find_on_path("sh"));
+        assert!(interpreter_of(&script).is_some());
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Launching a stdio server inside the sandbox, under the policy its
 //! `[mcp.servers.NAME]` section gives: the system paths, the server's
-//! own install (the folder above the `bin/` its command is in, where a
-//! virtualenv or `node_modules` keeps its code), the working directory,
-//! and only what the section adds — no network unless `network = true`.
+//! own install and its interpreter's
+//! ([`toolchains::program_roots`]: where a virtualenv or `node_modules`
+//! keeps its code), the working directory, and only what the section
+//! adds — no network unless `network = true`.
 
 use std::path::{Path, PathBuf};
 
 use skillkernel_sandbox::audit::Subject;
 use skillkernel_sandbox::resident::ResidentProcess;
-use skillkernel_sandbox::{Sandbox, SandboxPolicy};
+use skillkernel_sandbox::{toolchains, Sandbox, SandboxPolicy};
 
 use super::config::ServerConfig;
 
@@ -47,14 +48,10 @@ pub fn policy(workdir: &Path, config: &ServerConfig, program: &Path) -> SandboxP
             workdir.join(p)
         }
     };
-    policy.read.extend(install_dirs(program));
-    if let Some(interpreter) = interpreter_of(program) {
-        for dir in install_dirs(&interpreter) {
-            if !policy.read.contains(&dir) {
-                policy.read.push(dir);
-            }
-        }
-    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    policy
+        .read
+        .extend(toolchains::program_roots(program, &home));
     policy.read.extend(config.read.iter().map(inside));
     policy.write.extend(config.write.iter().map(inside));
     policy.network = config.network;
@@ -67,73 +64,11 @@ pub fn policy(workdir: &Path, config: &ServerConfig, program: &Path) -> SandboxP
 /// relative one inside `workdir`, where the program starts), else the
 /// first match on the daemon's `PATH`.
 fn find_program(command: &str, workdir: &Path) -> Option<PathBuf> {
-    let given = workdir.join(command);
     if command.contains('/') {
+        let given = workdir.join(command);
         return given.is_file().then_some(given);
     }
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join(command))
-        .find(|p| p.is_file())
-}
-
-/// The interpreter a script names on its `#!` line (`#!/usr/bin/env
-/// node` looks `node` up on the daemon's `PATH`): a virtualenv's Python
-/// may live in the home directory (pyenv), which the sandbox does not
-/// open otherwise.
-fn interpreter_of(program: &Path) -> Option<PathBuf> {
-    use std::io::Read;
-    let mut head = [0u8; 256];
-    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
-    let line = head[..n].strip_prefix(b"#!")?;
-    let line = String::from_utf8_lossy(line);
-    let line = line.lines().next()?;
-    let mut words = line.split_whitespace();
-    let first = words.next()?;
-    if Path::new(first).file_name().is_some_and(|f| f == "env") {
-        let name = words.find(|w| !w.starts_with('-'))?;
-        return find_program(name, Path::new("/"));
-    }
-    Some(PathBuf::from(first))
-}
-
-/// Where the program's code lives: the folder above its `bin/` (or
-/// `.bin/`), both as written and with links resolved — a virtualenv's
-/// `bin/python` links out of it, and its packages stay beside the link.
-///
-/// Never the root, the home directory or a folder right in it
-/// (`~/.local`, `~/.cargo`: they hold more than one program's code, and
-/// credentials): a program there gets its `bin/` only.
-fn install_dirs(program: &Path) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    let resolved = std::fs::canonicalize(program).ok();
-    let home = home();
-    let too_wide = |dir: &Path| {
-        dir.parent().is_none()
-            || home
-                .as_deref()
-                .is_some_and(|h| dir == h || dir.parent() == Some(h))
-    };
-    for path in std::iter::once(program.to_path_buf()).chain(resolved) {
-        let Some(bin) = path.parent() else { continue };
-        let prefix = match bin.file_name().and_then(|n| n.to_str()) {
-            Some("bin" | ".bin") => bin.parent().unwrap_or(bin),
-            _ => bin,
-        };
-        let prefix = if too_wide(prefix) { bin } else { prefix };
-        if too_wide(prefix) {
-            continue;
-        }
-        if !dirs.iter().any(|d: &PathBuf| d == prefix) {
-            dirs.push(prefix.to_path_buf());
-        }
-    }
-    dirs
-}
-
-fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
+    toolchains::find_on_path(command)
 }
 
 #[cfg(test)]
@@ -182,13 +117,7 @@ mod tests {
         assert!(policy
             .read
             .contains(&dir.path().join("pyenv/versions/3.11")));
-        std::fs::write(&program, "#!/usr/bin/env -S sh -e\n").unwrap();
-        assert_eq!(interpreter_of(&program), find_program("sh", Path::new("/")));
-        // A program in ~/.cargo/bin may read its bin/, not ~/.cargo.
-        if let Some(home) = home() {
-            let dirs = install_dirs(&home.join(".cargo/bin/some-server"));
-            assert!(!dirs.contains(&home.join(".cargo")), "{dirs:?}");
-            assert!(!dirs.contains(&home), "{dirs:?}");
-        }
+        // (`#!/usr/bin/env` and folders right in the home directory:
+        // `toolchains::tests`.)
     }
 }

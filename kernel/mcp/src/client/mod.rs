@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    ProtocolVersion,
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion,
 };
 use rmcp::service::{NotificationContext, RoleClient, RunningService, ServiceExt};
 use rmcp::ClientHandler;
@@ -540,9 +539,4 @@ impl ExternalTools for McpClients {
             })
         })
     }
-}
-
-/// The text of a result: its text blocks, else its structured content.
-pub fn result_text(result: &CallToolResult) -> String {
-    status::result_text(result)
 }

@@ -42,6 +42,7 @@ mod prompt;
 mod render;
 mod resilience;
 mod structured;
+mod tool_calls;
 mod workflow;
 
 #[cfg(test)]

@@ -50,6 +50,10 @@ pub struct SandboxStatus {
     pub config: Value,
     pub sessions: Vec<SandboxSession>,
     pub audit_log: Option<String>,
+    /// The home directory's toolchains every program may read (install
+    /// roots found through the daemon's `PATH`).
+    #[serde(default)]
+    pub toolchains: Vec<String>,
     /// Every layer is active.
     pub complete: bool,
 }

@@ -447,6 +447,7 @@ fn sandbox_replies_are_told_apart_by_shape() {
         config: json!({"network": false}),
         sessions: vec![],
         audit_log: None,
+        toolchains: vec!["/home/u/.pyenv".into()],
         complete: true,
     };
     reply_round_trip(
@@ -454,7 +455,7 @@ fn sandbox_replies_are_told_apart_by_shape() {
         json!({"status": "ok", "helper": "/usr/bin/skillkernel", "kernel_release": "6.1",
                "arch": "x86_64", "layers": [{"name": "landlock", "active": true, "detail": "abi 4"}],
                "probe_error": null, "workspace": "/w", "config": {"network": false},
-               "sessions": [], "audit_log": null, "complete": true}),
+               "sessions": [], "audit_log": null, "toolchains": ["/home/u/.pyenv"], "complete": true}),
     );
 }
 
