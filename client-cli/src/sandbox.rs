@@ -96,10 +96,13 @@ fn print_status(c: &SandboxStatus) {
     );
     println!(
         "!command network: {}; require Landlock: {}; output cap: {} bytes",
-        if cfg["network"] == true {
-            "allowed"
+        if let Some(hosts) = cfg["network"].as_array() {
+            let hosts: Vec<&str> = hosts.iter().filter_map(|h| h.as_str()).collect();
+            format!("by host: {}", hosts.join(", "))
+        } else if cfg["network"] == true {
+            "allowed".to_string()
         } else {
-            "denied"
+            "denied".to_string()
         },
         text(&cfg["require_landlock"]),
         text(&cfg["max_output_bytes"])
@@ -110,6 +113,9 @@ fn print_status(c: &SandboxStatus) {
     );
     if !c.toolchains.is_empty() {
         println!("home toolchains readable: {}", c.toolchains.join(", "));
+    }
+    if !c.deny.is_empty() {
+        println!("kept shut whatever is granted: {}", c.deny.join(", "));
     }
     let sessions: Vec<Vec<String>> = c
         .sessions

@@ -218,11 +218,24 @@ pub fn skills_setup(config: &Config, working_dir: &Path) -> SkillsSetup {
 /// The sandbox: this very binary is the helper (`skillkernel sandbox-exec`),
 /// run through `/proc/self/exe` so that an upgrade that replaces the file
 /// on disk still runs the helper matching this daemon.
-fn sandbox_setup(config: &Config, working_dir: &Path) -> SandboxSetup {
+/// No program may read the kernel's own files: its connection file (and
+/// Jupyter's folder of them), its config files and its logs.
+fn sandbox_setup(
+    config: &Config,
+    working_dir: &Path,
+    connection_file: &Path,
+    config_files: &[PathBuf],
+) -> SandboxSetup {
+    let kernel_files = std::iter::once(connection_file.to_path_buf())
+        .chain(config_files.iter().cloned())
+        .chain(config.log.dir.clone())
+        .collect();
     SandboxSetup {
         helper: PathBuf::from("/proc/self/exe"),
         state_dir: Some(config.state_dir()),
         working_dir: working_dir.to_path_buf(),
+        kernel_files,
+        connection_folders: vec![paths::jupyter_runtime_dir()],
         config: config.sandbox.clone(),
     }
 }
@@ -355,7 +368,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         persistence: persistence(&settings, args.connection_file.as_deref()),
         health: settings.health.clone(),
         skills: Some(skills_setup(&settings, &working_dir)),
-        sandbox: Some(sandbox_setup(&settings, &working_dir)),
+        sandbox: Some(sandbox_setup(&settings, &working_dir, &path, &files)),
         telemetry,
         mcp: settings.mcp.server.settings(),
         mcp_servers: settings.mcp.servers.clone(),

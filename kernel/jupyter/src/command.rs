@@ -41,7 +41,9 @@ impl OutputSink for CellSink<'_, '_> {
 /// Runs `script` with `sh -c` in the sandbox, streaming its output.
 pub async fn run(ctx: &mut ExecContext<'_>, script: &str) -> Result<(), KernelError> {
     let sandbox: Arc<Sandbox> = ctx.shared.sandbox().ok_or(KernelError::NoSandbox)?;
-    let policy = sandbox.cell_policy();
+    let policy = sandbox
+        .cell_policy()
+        .map_err(|e| KernelError::CommandSpawn(e.to_string()))?;
     let argv = ["/bin/sh", "-c", script].map(String::from);
     let timeout = ctx.shared.command_timeout();
     let cancel = ctx.cancel.clone();

@@ -45,6 +45,7 @@ fn status(report: Report) -> SandboxStatus {
         probe_error: report.probe_error,
         workspace: path(&report.workspace),
         toolchains: report.toolchains.iter().map(|p| path(p)).collect(),
+        deny: report.deny.iter().map(|p| path(p)).collect(),
         config,
         sessions: report
             .sessions

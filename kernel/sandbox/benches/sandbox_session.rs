@@ -126,6 +126,8 @@ fn main() {
             helper,
             state_dir: None,
             working_dir: workspace.path().to_path_buf(),
+            kernel_files: Vec::new(),
+            connection_folders: Vec::new(),
             config: SandboxConfig::default(),
         });
         let peer = summary(bare().await);

@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 
+use super::audit::Subject;
+use super::proxy::{proxy_env, ProxyHost, RunProxy};
 use super::{SandboxPolicy, SetupFailure, SetupReport, StatusLine};
 
 /// Why a sandboxed program could not even be started.
@@ -36,6 +38,8 @@ pub enum LaunchError {
     },
     #[error("cannot pass the policy to the sandbox helper: {0}")]
     Policy(std::io::Error),
+    #[error("cannot start the network proxy for this run: {0}")]
+    Proxy(std::io::Error),
 }
 
 /// The `skillkernel` binary, which runs the helper as `sandbox-exec`.
@@ -46,6 +50,8 @@ pub struct Helper {
     /// can pass them on: the daemon's secrets (model API keys). Shared by
     /// clones; it only grows.
     withheld: Arc<RwLock<BTreeSet<String>>>,
+    /// Where programs granted network by host get their proxy.
+    proxies: Option<ProxyHost>,
 }
 
 /// Whether the program gets a stdin pipe (sessions) or `/dev/null`.
@@ -63,6 +69,8 @@ pub struct Spawned {
     /// descendants (the helper's pid).
     pub pgid: i32,
     status: pipe::Receiver,
+    /// The run's proxy (network by host), served while this is kept.
+    pub proxy: Option<RunProxy>,
 }
 
 /// What the helper said before the program started (or did not).
@@ -81,7 +89,15 @@ impl Helper {
         Helper {
             path: path.into(),
             withheld: Arc::default(),
+            proxies: None,
         }
+    }
+
+    /// Serves network by host through proxies of `host`'s (without it, a
+    /// policy naming hosts is refused).
+    pub fn with_proxies(mut self, host: ProxyHost) -> Self {
+        self.proxies = Some(host);
+        self
     }
 
     /// Never lets `names` reach a program, whatever a policy's allow-list
@@ -101,13 +117,33 @@ impl Helper {
         &self.path
     }
 
-    /// Starts `argv` under `policy`.
+    /// Starts `argv` under `policy` for `subject`; a policy granting
+    /// network by host gets a proxy of its own (in [`Spawned::proxy`]).
     pub async fn spawn(
         &self,
         policy: &SandboxPolicy,
         argv: &[String],
         stdin: Stdin,
+        subject: &Subject,
     ) -> Result<Spawned, LaunchError> {
+        let mut proxy = None;
+        let by_host;
+        let policy = if policy.network || policy.network_hosts.is_empty() {
+            policy
+        } else {
+            let host = self.proxies.as_ref().ok_or_else(|| {
+                LaunchError::Proxy(std::io::Error::other("this sandbox serves no proxies"))
+            })?;
+            let started = host
+                .start(policy.network_hosts.clone(), subject.clone())
+                .map_err(LaunchError::Proxy)?;
+            let mut with_proxy = policy.clone();
+            with_proxy.proxy_socket = Some(started.socket().to_path_buf());
+            with_proxy.env.extend(proxy_env());
+            by_host = with_proxy;
+            proxy = Some(started);
+            &by_host
+        };
         let (policy_read, policy_write) = cloexec_pipe()?;
         let (status_read, status_write) = cloexec_pipe()?;
         let inherited = [policy_read.as_raw_fd(), status_write.as_raw_fd()];
@@ -163,6 +199,7 @@ impl Helper {
             child,
             pgid,
             status,
+            proxy,
         })
     }
 }

@@ -9,7 +9,9 @@
 //!   and capped, timeout, interrupt, group kill), [`verdict`] says what the
 //!   ending means, [`audit`] writes security events, [`sessions`] keeps
 //!   session skills' processes, [`resident`] keeps servers the kernel
-//!   talks to (MCP servers), [`cgroup`] removes the per-run pids
+//!   talks to (MCP servers), [`deny`] keeps secrets and the kernel's own
+//!   files out whatever is granted, [`proxy`] lets programs reach the
+//!   hosts they are granted and nothing else, [`cgroup`] removes the per-run pids
 //!   cgroups root helpers make, and [`service::Sandbox`] ties them
 //!   together for the kernel.
 //!
@@ -20,10 +22,12 @@
 
 pub mod audit;
 pub mod cgroup;
+pub mod deny;
 pub mod helper;
 pub mod launch;
 pub mod manifest;
 pub mod policy;
+pub mod proxy;
 pub mod report;
 pub mod resident;
 pub mod run;
@@ -37,8 +41,8 @@ pub mod verdict;
 pub use manifest::ManifestPolicyError;
 pub use policy::{Limits, SandboxPolicy, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
 pub use report::{
-    HostSupport, LandlockOutcome, LayerSupport, ProcessLimitEnforcement, ProcessLimitOutcome,
-    SetupFailure, SetupReport, SetupStage, StatusLine, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND,
-    EXIT_SETUP_FAILED,
+    HiddenOutcome, HostSupport, LandlockOutcome, LayerSupport, ProcessLimitEnforcement,
+    ProcessLimitOutcome, SetupFailure, SetupReport, SetupStage, StatusLine, EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND, EXIT_SETUP_FAILED,
 };
 pub use service::{Sandbox, SandboxConfig, SandboxSetup};

@@ -5,7 +5,7 @@
 //!
 //! ```yaml
 //! permissions:
-//!   network: false            # default false
+//!   network: false            # default false; true: all; [api.example.com, "*.pypi.org:443"]: by host
 //!   read: [/data/corpus]      # added to the system read paths
 //!   write: [/tmp/out]         # added to the workspace and /dev/null
 //!   env: [OPENAI_BASE_URL]    # parent variables to keep, added to the defaults
@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::proxy::NetworkGrant;
 use super::SandboxPolicy;
 
 /// A manifest field the sandbox cannot use.
@@ -43,7 +44,7 @@ pub struct ManifestPolicyError {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct Permissions {
-    network: bool,
+    network: NetworkGrant,
     read: Vec<PathBuf>,
     write: Vec<PathBuf>,
     env: Vec<String>,
@@ -85,7 +86,7 @@ impl SandboxPolicy {
             }
         };
         let mut out = Self::for_workspace(workspace);
-        out.network = permissions.network;
+        permissions.network.apply_to(&mut out);
         out.read.extend(permissions.read.into_iter().map(inside));
         out.write.extend(permissions.write.into_iter().map(inside));
         out.env_allow.extend(permissions.env);

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::proxy::HostPattern;
+
 /// Paths a sandboxed program may read (and execute) by default: what a
 /// dynamically linked program, a shell or an interpreter needs to start.
 /// `/etc` is deliberately absent (it holds `shadow`, keys, credentials);
@@ -68,8 +70,23 @@ pub struct SandboxPolicy {
     /// Paths (files or directory trees) the program may read, write,
     /// create and remove in.
     pub write: Vec<PathBuf>,
+    /// Paths (files or directory trees) no grant above reaches: secrets
+    /// and the kernel's own files. Where one lies inside a grant, the helper
+    /// hides it (see `helper/hidden.rs`). A grant at or inside one is kept:
+    /// the daemon puts one there only for a skill trusted with exactly it.
+    pub deny: Vec<PathBuf>,
+    /// Hide denied paths inside grants with mounts in a mount namespace of
+    /// the run's own (`false`: by granting around them, Landlock alone).
+    pub mount_namespace: bool,
     /// May the program open network sockets (anything but `AF_UNIX`)?
     pub network: bool,
+    /// Without `network`: the hosts the program may reach through the
+    /// daemon's proxy (see [`crate::proxy`]); empty: none.
+    pub network_hosts: Vec<HostPattern>,
+    /// The run's proxy socket, set by the parent when `network_hosts` is
+    /// not empty: the program then runs in a network namespace of its own
+    /// and reaches the proxy through the helper's bridge.
+    pub proxy_socket: Option<PathBuf>,
     /// Names of the parent's environment variables to keep (`PREFIX*` for
     /// a prefix); everything else is dropped.
     pub env_allow: Vec<String>,
@@ -87,7 +104,11 @@ impl Default for SandboxPolicy {
             workspace: None,
             read: DEFAULT_READ_PATHS.iter().map(PathBuf::from).collect(),
             write: vec![PathBuf::from("/dev/null")],
+            deny: Vec::new(),
+            mount_namespace: true,
             network: false,
+            network_hosts: Vec::new(),
+            proxy_socket: None,
             env_allow: DEFAULT_ENV_ALLOW.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
             limits: Limits::default(),
@@ -103,6 +124,11 @@ impl SandboxPolicy {
             workspace: Some(workspace.as_ref().to_path_buf()),
             ..Self::default()
         }
+    }
+
+    /// Does the program reach the network through the proxy (by host)?
+    pub fn network_by_host(&self) -> bool {
+        !self.network && self.proxy_socket.is_some()
     }
 
     /// Does `name` pass the environment allow-list?

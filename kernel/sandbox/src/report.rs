@@ -53,6 +53,13 @@ pub struct SetupReport {
     pub processes: ProcessLimitOutcome,
     pub no_new_privs: bool,
     pub landlock: LandlockOutcome,
+    /// How the denied paths inside grants were kept out.
+    #[serde(default)]
+    pub hidden: HiddenOutcome,
+    /// Network by host: the run's network namespace (`privileged` or
+    /// `user`) holding only `lo` and the bridge to the proxy.
+    #[serde(default)]
+    pub network_namespace: Option<String>,
     /// `network_denied` (network and process-group walls) or
     /// `network_allowed` (network granted: the process-group wall only,
     /// `setsid`/`setpgid` refused so the program stays in its group).
@@ -73,6 +80,25 @@ pub struct LandlockOutcome {
     /// Allow-listed paths that do not exist on this host (no rule made).
     pub missing_paths: Vec<PathBuf>,
     /// Why the status is not `fully_enforced`.
+    pub reason: Option<String>,
+}
+
+/// How the policy's denied paths that lie inside a grant were kept out
+/// (denied paths outside every grant need nothing: Landlock never grants
+/// them). Empty when no denied path lies inside a grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HiddenOutcome {
+    /// Covered by a mount in the run's own mount namespace: an empty
+    /// read-only folder, or `/dev/null` for a file (it reads as empty).
+    pub masked: Vec<PathBuf>,
+    /// Kept out by granting each entry around them instead of the folder
+    /// holding them: the folders on the way lose their own rights (listing,
+    /// creating in them).
+    pub allowed_around: Vec<PathBuf>,
+    /// `user` when the mount namespace needed a user namespace (not
+    /// privileged), `privileged` otherwise; `None`: no namespace made.
+    pub namespace: Option<String>,
+    /// Why paths were allowed around rather than masked.
     pub reason: Option<String>,
 }
 
@@ -112,6 +138,8 @@ pub enum SetupStage {
     Workspace,
     NoNewPrivs,
     Landlock,
+    /// The network namespace and bridge of network by host.
+    Network,
     Seccomp,
     Environment,
     Rlimits,

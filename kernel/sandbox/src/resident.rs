@@ -25,6 +25,8 @@ const STDERR_TAIL_BYTES: usize = 4 * 1024;
 pub enum ResidentError {
     #[error(transparent)]
     Launch(#[from] LaunchError),
+    #[error(transparent)]
+    KeptShut(#[from] crate::deny::KeptShut),
     #[error("the sandbox refused to start it ({stage}): {message}")]
     Setup { stage: String, message: String },
     #[error("the sandbox helper ended before the program started")]

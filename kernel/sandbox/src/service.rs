@@ -17,26 +17,40 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::audit::{AuditLog, Subject, AUDIT_FILE};
+use super::deny::{DenyList, KeptShut};
 use super::launch::{Helper, LaunchError, Setup, Stdin};
+use super::proxy::{NetworkGrant, ProxyHost};
 use super::resident::{ResidentError, ResidentProcess};
 use super::run::{self, OutputSink, RunBounds};
 use super::sessions::{Exchange, SessionError, SessionSpec, Sessions};
 use super::verdict::{self, Denial, Verdict};
 use super::{HostSupport, SandboxPolicy, SetupReport, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
+use std::sync::Arc;
 
 /// The daemon's `[sandbox]` section: what `!command` cells may do beyond
 /// the defaults, and the bounds every sandboxed program runs under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// May `!command` cells use the network?
-    pub network: bool,
+    /// May `!command` cells use the network: `false`, `true`, or a list of
+    /// hosts they reach through the proxy.
+    pub network: NetworkGrant,
     /// Extra paths `!command` cells may read.
     pub read: Vec<PathBuf>,
     /// Extra paths `!command` cells may write (the working directory always).
     pub write: Vec<PathBuf>,
     /// Extra environment variables `!command` cells keep.
     pub env: Vec<String>,
+    /// Paths no program may read or write, whatever is granted, beside the
+    /// built-in secrets and the kernel's own files (`~/` is the home
+    /// directory; see [`super::deny`]).
+    pub deny: Vec<PathBuf>,
+    /// Skill name → denied paths that skill alone may be granted, each
+    /// exactly (its manifest must still ask for them).
+    pub trust: std::collections::BTreeMap<String, Vec<PathBuf>>,
+    /// Hide denied paths inside grants with mounts in a mount namespace of
+    /// each run's own; `false`: with Landlock alone (granting around them).
+    pub mount_namespace: bool,
     /// Refuse to run any program where Landlock is not fully enforced.
     pub require_landlock: bool,
     /// stdout and stderr of one program together; it is killed beyond.
@@ -51,10 +65,13 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
-            network: false,
+            network: NetworkGrant::Nothing,
             read: Vec::new(),
             write: Vec::new(),
             env: Vec::new(),
+            deny: Vec::new(),
+            trust: Default::default(),
+            mount_namespace: true,
             require_landlock: false,
             max_output_bytes: 64 << 20,
             max_sessions: 8,
@@ -73,6 +90,12 @@ pub struct SandboxSetup {
     pub state_dir: Option<PathBuf>,
     /// The workspace of cells and skills: the kernel's working directory.
     pub working_dir: PathBuf,
+    /// The kernel's own files no program may read (connection file, config
+    /// files, log folder); the state folder is added to them.
+    pub kernel_files: Vec<PathBuf>,
+    /// Folders of connection files (Jupyter's runtime folder): denied whole,
+    /// or only their connection files for a workspace inside one.
+    pub connection_folders: Vec<PathBuf>,
     pub config: SandboxConfig,
 }
 
@@ -80,7 +103,7 @@ pub struct SandboxSetup {
 pub struct Sandbox {
     setup: SandboxSetup,
     helper: Helper,
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
     host: OnceCell<Result<HostSupport, String>>,
     pub sessions: Sessions,
     /// Process groups of programs running now, killed at exit.
@@ -92,6 +115,8 @@ pub struct Sandbox {
     /// Install roots of the toolchains on the daemon's `PATH` under the
     /// home directory, readable by every program (see [`super::toolchains`]).
     toolchains: Vec<PathBuf>,
+    /// What no program may read, whatever is granted.
+    deny: DenyList,
 }
 
 impl Sandbox {
@@ -102,8 +127,26 @@ impl Sandbox {
             Duration::from_secs(setup.config.session_idle_timeout_secs),
             setup.config.max_output_bytes,
         );
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let own: Vec<PathBuf> = setup
+            .kernel_files
+            .iter()
+            .chain(setup.state_dir.as_ref())
+            .cloned()
+            .collect();
+        let c = &setup.config;
+        let deny = DenyList::new(
+            home.as_deref(),
+            &own,
+            &setup.connection_folders,
+            &c.deny,
+            &c.trust,
+        );
+        let audit = Arc::new(audit);
+        let proxies = ProxyHost::new(proxy_dir(), Arc::clone(&audit));
         Sandbox {
-            helper: Helper::new(&setup.helper),
+            deny,
+            helper: Helper::new(&setup.helper).with_proxies(proxies),
             setup,
             audit,
             host: OnceCell::new(),
@@ -147,17 +190,23 @@ impl Sandbox {
         &self.setup.working_dir
     }
 
+    /// What no program may read, whatever is granted.
+    pub fn deny_list(&self) -> Vec<PathBuf> {
+        self.deny.paths()
+    }
+
     /// The policy of `!command` cells: the defaults in the working
-    /// directory, widened by `[sandbox]`.
-    pub fn cell_policy(&self) -> SandboxPolicy {
+    /// directory, widened by `[sandbox]`; refused when that reaches a
+    /// denied path.
+    pub fn cell_policy(&self) -> Result<SandboxPolicy, KeptShut> {
         let c = &self.setup.config;
         let mut policy = SandboxPolicy::for_workspace(&self.setup.working_dir);
-        policy.network = c.network;
+        c.network.apply_to(&mut policy);
         policy.read.extend(c.read.iter().cloned());
         policy.write.extend(c.write.iter().cloned());
         policy.env_allow.extend(c.env.iter().cloned());
-        self.enforce_config(&mut policy);
-        policy
+        self.enforce_config(&mut policy, None)?;
+        Ok(policy)
     }
 
     /// Keeps `names` out of every program's environment from now on, even
@@ -167,14 +216,23 @@ impl Sandbox {
     }
 
     /// What every policy gets from the daemon: `[sandbox]
-    /// require_landlock`, and the home directory's toolchains to read.
-    pub fn enforce_config(&self, policy: &mut SandboxPolicy) {
+    /// require_landlock` and `mount_namespace`, the home directory's
+    /// toolchains to read and the deny list; refused when a grant reaches a
+    /// denied path that `[sandbox.trust]` does not give `skill`.
+    pub fn enforce_config(
+        &self,
+        policy: &mut SandboxPolicy,
+        skill: Option<&str>,
+    ) -> Result<(), KeptShut> {
         policy.require_landlock |= self.setup.config.require_landlock;
+        policy.mount_namespace = self.setup.config.mount_namespace;
+        self.deny.apply(policy, skill)?;
         for root in &self.toolchains {
             if !policy.read.contains(root) {
                 policy.read.push(root.clone());
             }
         }
+        Ok(())
     }
 
     /// Runs `argv` under `policy` to its end, with `stdin` (if any) as
@@ -207,7 +265,9 @@ impl Sandbox {
             } else {
                 Stdin::Null
             };
-            let mut spawned = self.helper.spawn(policy, argv, mode).await?;
+            let mut spawned = self.helper.spawn(policy, argv, mode, subject).await?;
+            // Kept to the end of the run: it says which hosts it refused.
+            let proxy = spawned.proxy.take();
             if let (Some(text), Some(mut pipe)) = (stdin, spawned.child.stdin.take()) {
                 // Written aside: a program that does not read its input must
                 // not stall the run (the pipe then just closes).
@@ -225,6 +285,14 @@ impl Sandbox {
             let finished = run::drive(spawned, sink, bounds, cancel).await;
             drop(tracked);
             let (mut verdict, mut denials) = verdict::judge(&finished, policy);
+            let refused_hosts = proxy.as_ref().map(|p| p.denied()).unwrap_or_default();
+            drop(proxy);
+            for target in refused_hosts {
+                denials.push(Denial::Host { target });
+            }
+            if matches!(verdict, Verdict::Failed { .. }) && !denials.is_empty() {
+                verdict = Verdict::Denied(denials.clone());
+            }
             // A program whose own install it may not read fails in its
             // own words; name the folder instead.
             let landlocked =
@@ -234,6 +302,7 @@ impl Sandbox {
             {
                 if let Some(root) = super::toolchains::unreadable_install(&argv0, policy) {
                     let denial = Denial::Path {
+                        kept_shut: false,
                         path: Some(root.display().to_string()),
                         line: format!(
                             "{argv0} is installed in {}, which it may not read",
@@ -279,9 +348,12 @@ impl Sandbox {
         argv: &[String],
     ) -> Result<ResidentProcess, ResidentError> {
         let mut policy = policy.clone();
-        self.enforce_config(&mut policy);
+        self.enforce_config(&mut policy, subject.skill.as_deref())?;
         self.audit_grants(subject, &policy);
-        let spawned = self.helper.spawn(&policy, argv, Stdin::Piped).await?;
+        let spawned = self
+            .helper
+            .spawn(&policy, argv, Stdin::Piped, subject)
+            .await?;
         let (started, setup) =
             ResidentProcess::start(spawned, std::sync::Arc::clone(&self.running)).await;
         let mut fields = Map::new();
@@ -420,7 +492,7 @@ impl Sandbox {
         let program = argv.first().cloned().unwrap_or_default();
         for denial in denials {
             let (event, fields) = match denial {
-                Denial::Path { path, line } => (
+                Denial::Path { path, line, .. } => (
                     "denied_path",
                     json!({"program": program, "path": path, "detail": line}),
                 ),
@@ -428,6 +500,8 @@ impl Sandbox {
                     "denied_network",
                     json!({"program": program, "detail": line}),
                 ),
+                // Recorded by the proxy as it refused it.
+                Denial::Host { .. } => continue,
             };
             self.audit.record(event, subject, map(fields));
         }
@@ -463,6 +537,24 @@ impl Sandbox {
                 &report.landlock.status,
                 subject,
                 map(json!({"status": report.landlock.status, "reason": report.landlock.reason})),
+            );
+        }
+        // How denied paths inside grants were kept out, once per way.
+        let hidden = &report.hidden;
+        if !hidden.masked.is_empty() || !hidden.allowed_around.is_empty() {
+            let how = if hidden.allowed_around.is_empty() {
+                "masked"
+            } else {
+                "allowed_around"
+            };
+            self.audit.record_once(
+                "denied_paths_hidden",
+                how,
+                subject,
+                map(
+                    json!({"masked": hidden.masked, "allowed_around": hidden.allowed_around,
+                           "namespace": hidden.namespace, "reason": hidden.reason}),
+                ),
             );
         }
     }
@@ -525,6 +617,18 @@ fn program_of(argv: &[String]) -> Option<String> {
         Some(rest) => Some(format!("{}/{rest}", std::env::var("HOME").ok()?)),
         None => Some(word.to_owned()),
     }
+}
+
+/// Where the runs' proxy sockets go: a private folder with a short path (a
+/// UNIX socket's path holds 107 bytes).
+fn proxy_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.as_os_str().len() < 60)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join(format!("skillkernel-{uid}-proxy"))
 }
 
 /// The toolchains of the daemon's `PATH` under its home directory,

@@ -39,6 +39,8 @@ pub struct SandboxStatus {
     pub audit_log: Option<PathBuf>,
     /// The home directory's toolchains every program may read.
     pub toolchains: Vec<PathBuf>,
+    /// What no program may read, whatever is granted.
+    pub deny: Vec<PathBuf>,
 }
 
 impl SandboxStatus {
@@ -62,6 +64,7 @@ impl SandboxStatus {
             sessions: sandbox.sessions.list(),
             audit_log: sandbox.audit().path().map(|p| p.to_path_buf()),
             toolchains: sandbox.toolchains().to_vec(),
+            deny: sandbox.deny_list(),
         }
     }
 
@@ -104,7 +107,7 @@ pub fn markdown(s: &SandboxStatus) -> String {
         s.kernel_release.as_deref().unwrap_or("?"),
         s.arch.as_deref().unwrap_or("?"),
         s.workspace.display(),
-        if c.network { "allowed" } else { "denied" },
+        c.network.describe(),
         c.require_landlock,
         c.max_output_bytes,
         s.sessions.len(),
@@ -122,6 +125,17 @@ pub fn markdown(s: &SandboxStatus) -> String {
         out.push_str(&format!(
             "\nToolchains in the home directory every program may read: {}\n",
             roots.join(", ")
+        ));
+    }
+    if !s.deny.is_empty() {
+        let shut: Vec<String> = s
+            .deny
+            .iter()
+            .map(|p| format!("`{}`", p.display()))
+            .collect();
+        out.push_str(&format!(
+            "\nKept shut whatever is granted (secrets, the kernel's own files): {}\n",
+            shut.join(", ")
         ));
     }
     if !s.sessions.is_empty() {

@@ -51,9 +51,17 @@ pub enum Denial {
     Path {
         path: Option<String>,
         line: String,
+        /// The path is on the deny list: no `read` grant opens it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        kept_shut: bool,
     },
     Network {
         line: String,
+    },
+    /// A host off the run's network allow-list, refused by the proxy
+    /// (`host:port`; the proxy audits it).
+    Host {
+        target: String,
     },
 }
 
@@ -268,24 +276,47 @@ pub fn denials(stderr: &str, policy: &SandboxPolicy) -> Vec<Denial> {
         }
         let line = line.trim().chars().take(300).collect::<String>();
         let path = path_in(&line);
-        // Where the program may write, nothing the sandbox does refuses
-        // anything: a denial there is the file's own permissions.
-        if path
+        let kept_shut = path
             .as_deref()
-            .is_some_and(|p| inside_writable(Path::new(p), policy))
+            .is_some_and(|p| is_denied(Path::new(p), policy));
+        // Where the program may write, nothing the sandbox does refuses
+        // anything but the deny list: a denial there is the file's own
+        // permissions.
+        if !kept_shut
+            && path
+                .as_deref()
+                .is_some_and(|p| inside_writable(Path::new(p), policy))
         {
             continue;
         }
         let denial = if unresolved || (!policy.network && networky && path.is_none()) {
             Denial::Network { line }
         } else {
-            Denial::Path { path, line }
+            Denial::Path {
+                path,
+                line,
+                kept_shut,
+            }
         };
         if !found.contains(&denial) {
             found.push(denial);
         }
     }
     found
+}
+
+/// Is `path` (relative ones are in the workspace) at or inside one of the
+/// policy's denied paths, as written or resolved through links?
+fn is_denied(path: &Path, policy: &SandboxPolicy) -> bool {
+    let path = match &policy.workspace {
+        Some(w) => w.join(path),
+        None => path.to_path_buf(),
+    };
+    let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+    policy
+        .deny
+        .iter()
+        .any(|d| path.starts_with(d) || real.starts_with(d))
 }
 
 /// Is `path` (relative ones are in the workspace), resolved through
@@ -335,6 +366,15 @@ fn path_in(line: &str) -> Option<String> {
             if !word.is_empty() {
                 return Some(word.to_owned());
             }
+        }
+    }
+    // `cat: kernel.json: Permission denied` (coreutils, relative).
+    if let Some((_, path)) = line
+        .strip_suffix(": Permission denied")
+        .and_then(|head| head.rsplit_once(": "))
+    {
+        if !path.is_empty() && !path.starts_with('(') {
+            return Some(path.to_owned());
         }
     }
     // `cat: /etc/shadow: …`, `sh: 1: ./run.sh: …`.
@@ -390,6 +430,20 @@ mod tests {
         assert_eq!(denials(&through_link, &policy).len(), 1);
         assert_eq!(denials(escaped, &policy).len(), 1, "a symlink out");
         assert!(denials("kill: (1) - Operation not permitted\n", &policy).is_empty());
+        // The deny list holds inside the workspace too.
+        let mut guarded = policy.clone();
+        guarded.deny.push(dir.path().join("kernel.json"));
+        let shut = denials("cat: kernel.json: Permission denied\n", &guarded);
+        assert!(
+            matches!(
+                &shut[..],
+                [Denial::Path {
+                    kept_shut: true,
+                    ..
+                }]
+            ),
+            "{shut:?}"
+        );
     }
 
     #[test]

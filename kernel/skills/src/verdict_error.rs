@@ -34,6 +34,30 @@ impl Grantor {
         }
     }
 
+    /// The setting that lets programs reach `target` (`host:port`).
+    fn host_setting(self, target: &str) -> String {
+        let setting = match self {
+            Grantor::Cell => "`network = [...]` in the daemon's `[sandbox]` section",
+            Grantor::Skill => "`permissions: {network: [...]}` in the skill's manifest",
+        };
+        format!("if it should be reached, add {target:?} (or a pattern for it) to {setting}; see docs/security.md")
+    }
+
+    /// How `path`, on the deny list, can still be read.
+    fn trust_setting(self, path: &str) -> String {
+        match self {
+            Grantor::Cell => {
+                "cells cannot reopen it: copy what the command needs into the working directory"
+                    .to_string()
+            }
+            Grantor::Skill => format!(
+                "a skill the user trusts with exactly it gets it through `[sandbox.trust]` \
+                 (`SKILL = [{path:?}]`) in the daemon's config, with the path in its \
+                 `permissions.read`"
+            ),
+        }
+    }
+
     fn limits(self) -> &'static str {
         match self {
             Grantor::Cell => "the limits are the sandbox defaults (docs/security.md)",
@@ -60,19 +84,7 @@ pub fn verdict_error(verdict: &Verdict, program: &str, grantor: Grantor) -> Opti
                 "the sandbox stopped {program}: {}",
                 describe_denials(denials)
             ),
-            match denials.iter().find_map(|d| match d {
-                Denial::Path { path: Some(p), .. } => Some(p),
-                _ => None,
-            }) {
-                Some(path) => format!(
-                    "if it should be allowed, grant it: {}; see docs/security.md",
-                    grantor.read_setting(path)
-                ),
-                None => format!(
-                    "if it should be allowed, grant it in {}; see docs/security.md",
-                    grantor.permissions()
-                ),
-            },
+            denied_hint(denials, grantor),
         ),
         Verdict::LimitKilled { limit, detail } => SkillError::new(
             match limit {
@@ -125,6 +137,40 @@ pub fn verdict_error(verdict: &Verdict, program: &str, grantor: Grantor) -> Opti
     Some(error)
 }
 
+/// What to do about `denials`: the setting that grants the first host,
+/// path or network refused.
+fn denied_hint(denials: &[Denial], grantor: Grantor) -> String {
+    if let Some(target) = denials.iter().find_map(|d| match d {
+        Denial::Host { target } => Some(target),
+        _ => None,
+    }) {
+        return grantor.host_setting(target);
+    }
+    let path = denials.iter().find_map(|d| match d {
+        Denial::Path {
+            path: Some(p),
+            kept_shut,
+            ..
+        } => Some((p, *kept_shut)),
+        _ => None,
+    });
+    match path {
+        Some((path, true)) => format!(
+            "{path} is on the sandbox's deny list (secrets and the kernel's own files), \
+             which no grant opens; {}; see docs/security.md",
+            grantor.trust_setting(path)
+        ),
+        Some((path, false)) => format!(
+            "if it should be allowed, grant it: {}; see docs/security.md",
+            grantor.read_setting(path)
+        ),
+        None => format!(
+            "if it should be allowed, grant it in {}; see docs/security.md",
+            grantor.permissions()
+        ),
+    }
+}
+
 fn describe_denials(denials: &[Denial]) -> String {
     let parts: Vec<String> = denials
         .iter()
@@ -133,6 +179,7 @@ fn describe_denials(denials: &[Denial]) -> String {
             Denial::Path { path: Some(p), .. } => format!("access to {p} denied"),
             Denial::Path { line, .. } => format!("a file access denied ({line})"),
             Denial::Network { .. } => "network access denied".to_owned(),
+            Denial::Host { target } => format!("{target} is not on its network allow-list"),
         })
         .collect();
     parts.join("; ")

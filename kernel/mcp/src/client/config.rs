@@ -4,7 +4,7 @@
 //! [mcp.servers.time]                 # stdio: launched in the sandbox
 //! command = "mcp-server-time"        # a path, or a name on the daemon's PATH
 //! args = ["--local-timezone", "UTC"]
-//! network = false                    # sockets beyond AF_UNIX only when true
+//! network = false                    # true: all; ["api.example.com"]: those hosts, by proxy
 //! read = []                          # paths readable beyond the system's and its install
 //! write = []                         # paths writable beyond the working directory
 //! env = { LOG_LEVEL = "warning" }    # variables set for it
@@ -15,6 +15,7 @@
 //! token_env = "SEARCH_MCP_TOKEN"     # sent as `Authorization: Bearer …`
 //! ```
 
+use skillkernel_sandbox::proxy::NetworkGrant;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,8 +29,8 @@ pub struct ServerConfig {
     /// The program of a stdio server.
     pub command: Option<String>,
     pub args: Vec<String>,
-    /// Whether the program may open network sockets.
-    pub network: bool,
+    /// What network the program may use: none, all, or hosts by proxy.
+    pub network: NetworkGrant,
     pub read: Vec<PathBuf>,
     pub write: Vec<PathBuf>,
     pub env: BTreeMap<String, String>,
@@ -50,7 +51,7 @@ impl Default for ServerConfig {
         ServerConfig {
             command: None,
             args: Vec::new(),
-            network: false,
+            network: NetworkGrant::Nothing,
             read: Vec::new(),
             write: Vec::new(),
             env: BTreeMap::new(),
@@ -144,7 +145,7 @@ impl ServerConfig {
                 }
                 let stdio_only = [
                     ("args", !self.args.is_empty()),
-                    ("network", self.network),
+                    ("network", self.network != NetworkGrant::Nothing),
                     ("read", !self.read.is_empty()),
                     ("write", !self.write.is_empty()),
                     ("env", !self.env.is_empty()),
@@ -188,7 +189,7 @@ mod tests {
             .contains("needs `command`"));
         let http = ServerConfig {
             url: Some("http://127.0.0.1:1/mcp".into()),
-            network: true,
+            network: NetworkGrant::Everything,
             ..ServerConfig::default()
         };
         assert!(http.check("x").unwrap_err().contains("`network`"));

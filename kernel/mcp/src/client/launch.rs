@@ -54,7 +54,7 @@ pub fn policy(workdir: &Path, config: &ServerConfig, program: &Path) -> SandboxP
         .extend(toolchains::program_roots(program, &home));
     policy.read.extend(config.read.iter().map(inside));
     policy.write.extend(config.write.iter().map(inside));
-    policy.network = config.network;
+    config.network.apply_to(&mut policy);
     policy.env_allow.extend(config.env_allow.iter().cloned());
     policy.env = config.env.clone();
     policy
@@ -85,7 +85,7 @@ mod tests {
         let config = ServerConfig {
             command: Some(program.display().to_string()),
             read: vec![PathBuf::from("data")],
-            network: false,
+            network: skillkernel_sandbox::proxy::NetworkGrant::Nothing,
             ..ServerConfig::default()
         };
         let work = dir.path().join("work");

@@ -127,7 +127,10 @@ async fn run_command(
     let Some(sandbox) = host.sandbox() else {
         return CallToolResult::error(vec![ContentBlock::text(HostRefusal::NoSandbox.to_string())]);
     };
-    let policy = sandbox.cell_policy();
+    let policy = match sandbox.cell_policy() {
+        Ok(policy) => policy,
+        Err(e) => return CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
+    };
     let argv = ["/bin/sh", "-c", command].map(String::from);
     let timeout = host.command_timeout();
     let subject = Subject {

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use crate::{LandlockOutcome, SandboxPolicy, SetupFailure, SetupStage};
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetError, RulesetStatus, Scope, ABI,
+    path_beneath_rules, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, ABI,
 };
 
 use super::failure;
@@ -54,17 +54,29 @@ pub fn kernel_abi() -> Result<u32, String> {
     })
 }
 
-/// Restricts the helper (and so the program) to the policy's paths.
-pub fn restrict(policy: &SandboxPolicy) -> Result<LandlockOutcome, SetupFailure> {
+/// Restricts the helper (and so the program) to `read` and `write`: the
+/// policy's paths (`write` with the workspace) once its denied paths are
+/// hidden.
+pub fn restrict(
+    policy: &SandboxPolicy,
+    read: &[PathBuf],
+    write: &[PathBuf],
+) -> Result<LandlockOutcome, SetupFailure> {
     let (abi, unavailable) = match kernel_abi() {
         Ok(abi) => (abi, None),
         Err(reason) => (0, Some(reason)),
     };
-    let (read, missing_read) = existing(&policy.read);
-    let writable = policy.write.iter().chain(policy.workspace.as_ref());
-    let (write, missing_write) = existing(writable);
+    let (read, missing_read) = existing(read);
+    let (write, missing_write) = existing(write);
     let tcp_denied = !policy.network && abi >= 4;
-    let status = apply(&read, &write, !policy.network).map_err(|e| {
+    let net = if policy.network {
+        Net::Open
+    } else if policy.network_by_host() {
+        Net::Port(crate::proxy::PROXY_PORT)
+    } else {
+        Net::Closed
+    };
+    let status = apply(&read, &write, net).map_err(|e| {
         failure(
             SetupStage::Landlock,
             format!("cannot apply Landlock rules: {e}"),
@@ -102,24 +114,31 @@ pub fn restrict(policy: &SandboxPolicy) -> Result<LandlockOutcome, SetupFailure>
     })
 }
 
-fn apply(
-    read: &[PathBuf],
-    write: &[PathBuf],
-    deny_network: bool,
-) -> Result<RulesetStatus, RulesetError> {
+/// What TCP the program may use.
+#[derive(Clone, Copy)]
+enum Net {
+    Open,
+    Closed,
+    /// Connect to this port only (the proxy bridge's, by host).
+    Port(u16),
+}
+
+fn apply(read: &[PathBuf], write: &[PathBuf], net: Net) -> Result<RulesetStatus, RulesetError> {
     let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(WANTED_ABI))?
         .scope(Scope::from_all(WANTED_ABI))?;
-    if deny_network {
-        // Handled with no rule: every TCP connect and bind is denied.
+    if !matches!(net, Net::Open) {
+        // Handled: every TCP connect and bind is denied but by a rule.
         ruleset = ruleset.handle_access(AccessNet::from_all(WANTED_ABI))?;
     }
-    let status = ruleset
+    let mut created = ruleset
         .create()?
         .add_rules(path_beneath_rules(read, AccessFs::from_read(WANTED_ABI)))?
-        .add_rules(path_beneath_rules(write, AccessFs::from_all(WANTED_ABI)))?
-        .restrict_self()?;
-    Ok(status.ruleset)
+        .add_rules(path_beneath_rules(write, AccessFs::from_all(WANTED_ABI)))?;
+    if let Net::Port(port) = net {
+        created = created.add_rule(NetPort::new(port, AccessNet::ConnectTcp))?;
+    }
+    Ok(created.restrict_self()?.ruleset)
 }
 
 /// Splits `paths` into those that exist and those that do not (no rule

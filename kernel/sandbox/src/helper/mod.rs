@@ -20,6 +20,11 @@
 //!    never a set-up failure (see `pids_cgroup.rs`).
 //! 3. **Workspace** (`chdir`): before Landlock, so a missing workspace is
 //!    reported as such rather than as a denied path.
+//!    Then the **namespaces** (`namespaces.rs`), when needed: a mount
+//!    namespace to hide denied paths inside grants in (`hidden.rs`),
+//!    before Landlock forbids mounting; a network namespace with only `lo`
+//!    for network by host, where the forked bridge (`bridge.rs`) leads to
+//!    the proxy (forked before any layer: it runs only our code).
 //! 4. **`PR_SET_NO_NEW_PRIVS`**: Landlock and unprivileged seccomp require
 //!    it, and it keeps set-uid programs from escaping the rules.
 //! 5. **Landlock**: filesystem (and TCP, ABI ≥ 4) rules.
@@ -35,9 +40,12 @@
 //! ([`crate::cgroup::remove_run_cgroup`]): the helper
 //! cannot, it has become the program.
 
+mod bridge;
 mod environment;
 mod exec;
+mod hidden;
 mod landlock_rules;
+mod namespaces;
 mod pids_cgroup;
 mod probe;
 mod rlimits;
@@ -135,9 +143,29 @@ fn confine_and_exec(args: &ExecArgs, status: &StatusSink) -> Result<Infallible, 
             )
         })?;
     }
+    let plan = hidden::Plan::new(&policy);
+    let by_host = policy.network_by_host();
+    let namespace = (plan.needs_mount_namespace() || by_host)
+        .then(|| namespaces::enter(plan.needs_mount_namespace(), by_host));
+    let network_namespace = match (&namespace, &policy.proxy_socket) {
+        (Some(Ok(made)), Some(socket)) if by_host => {
+            bridge::start(socket).map_err(|e| failure(SetupStage::Network, e))?;
+            Some(made.as_str().to_string())
+        }
+        // Never a wider network than asked: no namespace, no run.
+        (Some(Err(e)), _) if by_host => {
+            return Err(failure(
+                SetupStage::Network,
+                format!("network by host needs a network namespace: {e}"),
+            ))
+        }
+        _ => None,
+    };
+    let hidden = plan.apply(namespace);
     exec::set_no_new_privs()?;
-    let landlock = landlock_rules::restrict(&policy)?;
-    let seccomp = seccomp_filter::install(policy.network)?;
+    let landlock = landlock_rules::restrict(&policy, &hidden.read, &hidden.write)?;
+    // By host, sockets are allowed: the namespace holds only `lo`.
+    let seccomp = seccomp_filter::install(policy.network || by_host)?;
     let rlimits = rlimits::apply(&policy.limits)?;
     status.send(&StatusLine::Applied(SetupReport {
         program: program.display(),
@@ -146,6 +174,8 @@ fn confine_and_exec(args: &ExecArgs, status: &StatusSink) -> Result<Infallible, 
         processes,
         no_new_privs: true,
         landlock,
+        hidden: hidden.outcome,
+        network_namespace,
         seccomp: seccomp.to_string(),
         env: environment::names(&env),
     }));

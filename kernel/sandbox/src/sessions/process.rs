@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Reply, SessionError, SessionSpec};
+use crate::audit::Subject;
 use crate::launch::{Helper, Setup, Stdin};
 use crate::run::{Ending, Finished, OutputSink, Stream};
 use crate::text::{Tail, Utf8Carry};
@@ -83,7 +84,11 @@ impl Live {
         spec: &SessionSpec,
         fingerprint: String,
     ) -> Result<Live, SessionError> {
-        let mut spawned = helper.spawn(&spec.policy, &spec.argv, Stdin::Piped).await?;
+        let (name, version) = spec.skill.split_once('@').unwrap_or((&spec.skill, ""));
+        let subject = Subject::skill("session", name, version);
+        let mut spawned = helper
+            .spawn(&spec.policy, &spec.argv, Stdin::Piped, &subject)
+            .await?;
         let setup = spawned.setup().await;
         let (Some(stdin), Some(stdout)) = (spawned.child.stdin.take(), spawned.child.stdout.take())
         else {

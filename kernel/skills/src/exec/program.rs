@@ -119,7 +119,15 @@ pub(super) fn policy_of(
     if let Some(dir) = skill.source.dir() {
         policy.read.push(dir);
     }
-    sandbox.enforce_config(&mut policy);
+    sandbox
+        .enforce_config(&mut policy, Some(&skill.meta.name))
+        .map_err(|e| {
+            SkillError::new(
+                ErrorCode::SecurityViolation,
+                e.to_string(),
+                "see `%sandbox status` for what stays shut",
+            )
+        })?;
     Ok(policy)
 }
 

@@ -54,6 +54,10 @@ pub struct SandboxStatus {
     /// roots found through the daemon's `PATH`).
     #[serde(default)]
     pub toolchains: Vec<String>,
+    /// What no program may read whatever is granted: secrets and the
+    /// kernel's own files.
+    #[serde(default)]
+    pub deny: Vec<String>,
     /// Every layer is active.
     pub complete: bool,
 }

@@ -448,6 +448,7 @@ fn sandbox_replies_are_told_apart_by_shape() {
         sessions: vec![],
         audit_log: None,
         toolchains: vec!["/home/u/.pyenv".into()],
+        deny: vec!["/home/u/.ssh".into()],
         complete: true,
     };
     reply_round_trip(
@@ -455,7 +456,8 @@ fn sandbox_replies_are_told_apart_by_shape() {
         json!({"status": "ok", "helper": "/usr/bin/skillkernel", "kernel_release": "6.1",
                "arch": "x86_64", "layers": [{"name": "landlock", "active": true, "detail": "abi 4"}],
                "probe_error": null, "workspace": "/w", "config": {"network": false},
-               "sessions": [], "audit_log": null, "toolchains": ["/home/u/.pyenv"], "complete": true}),
+               "sessions": [], "audit_log": null, "toolchains": ["/home/u/.pyenv"],
+               "deny": ["/home/u/.ssh"], "complete": true}),
     );
 }
 

@@ -1,0 +1,227 @@
+//! Network by host: the proxy a sandboxed program granted a list of hosts
+//! (`permissions.network: [api.example.com]`, `[sandbox] network = [...]`)
+//! reaches the network through.
+//!
+//! Such a program runs in a network namespace of its own, with only a
+//! loopback interface: the helper's bridge (`helper/bridge.rs`) listens
+//! there on `127.0.0.1:`[`PROXY_PORT`] and carries each connection to this
+//! proxy's UNIX socket, one per run ([`RunProxy`]), which the daemon serves.
+//! The program finds it through `HTTP_PROXY`, `HTTPS_PROXY` and
+//! `ALL_PROXY` (set by the parent); there is no other way out.
+//!
+//! The proxy speaks HTTP `CONNECT`, plain HTTP in absolute form
+//! (`GET http://host/…`, sent on as origin form with `Connection: close`)
+//! and SOCKS5 (`CONNECT`, no authentication; names resolved here, so
+//! `socks5h`). Every request is checked against the run's allow-list
+//! ([`hosts`]) by the name the client asked for — names are resolved by
+//! the daemon, never by the program — and recorded in the audit log as a
+//! `network_connection` with host, port and verdict.
+//!
+//! This module must never connect anywhere the allow-list does not name.
+
+pub mod hosts;
+mod http;
+mod socks;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{AuditLog, Subject};
+pub use hosts::{BadHostPattern, HostPattern, NetworkGrant};
+
+/// The port the bridge listens on inside the run's network namespace
+/// (each run has its own, so one fixed port serves them all).
+pub const PROXY_PORT: u16 = 3128;
+
+/// The longest request head (request line and headers) the proxy reads.
+const MAX_HEAD: usize = 64 << 10;
+
+/// What the daemon needs to serve proxies: where their sockets go, and
+/// the audit log.
+#[derive(Clone)]
+pub struct ProxyHost {
+    dir: PathBuf,
+    audit: Arc<AuditLog>,
+}
+
+/// The environment that points a program at the proxy.
+pub fn proxy_env() -> Vec<(String, String)> {
+    let http = format!("http://127.0.0.1:{PROXY_PORT}");
+    let socks = format!("socks5h://127.0.0.1:{PROXY_PORT}");
+    let mut env = Vec::new();
+    for (name, value) in [
+        ("HTTP_PROXY", &http),
+        ("HTTPS_PROXY", &http),
+        ("ALL_PROXY", &socks),
+    ] {
+        env.push((name.to_string(), value.clone()));
+        env.push((name.to_lowercase(), value.clone()));
+    }
+    env.push(("NO_PROXY".to_string(), String::new()));
+    env.push(("no_proxy".to_string(), String::new()));
+    env
+}
+
+impl std::fmt::Debug for ProxyHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHost").field("dir", &self.dir).finish()
+    }
+}
+
+impl ProxyHost {
+    /// Sockets in `dir` (short: a UNIX socket path holds 107 bytes).
+    pub fn new(dir: PathBuf, audit: Arc<AuditLog>) -> Self {
+        ProxyHost { dir, audit }
+    }
+
+    /// Starts a proxy for one run of `subject`, letting it reach `hosts`.
+    pub fn start(&self, hosts: Vec<HostPattern>, subject: Subject) -> std::io::Result<RunProxy> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        std::fs::create_dir_all(&self.dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700))?;
+        let name = format!(
+            "p{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)?;
+        let stop = CancellationToken::new();
+        let run = Arc::new(Run {
+            hosts,
+            subject,
+            audit: Arc::clone(&self.audit),
+            denied: Mutex::new(Vec::new()),
+        });
+        tokio::spawn(serve(listener, Arc::clone(&run), stop.clone()));
+        Ok(RunProxy { path, stop, run })
+    }
+}
+
+/// One run's proxy: served until dropped, then its socket is removed.
+pub struct RunProxy {
+    path: PathBuf,
+    stop: CancellationToken,
+    run: Arc<Run>,
+}
+
+impl RunProxy {
+    pub fn socket(&self) -> &Path {
+        &self.path
+    }
+
+    /// `host:port` the run asked for and was refused, so far.
+    pub fn denied(&self) -> Vec<String> {
+        skillkernel_stdx::lock(&self.run.denied).clone()
+    }
+}
+
+impl Drop for RunProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct Run {
+    hosts: Vec<HostPattern>,
+    subject: Subject,
+    audit: Arc<AuditLog>,
+    denied: Mutex<Vec<String>>,
+}
+
+impl Run {
+    /// Checks `host:port` and records the verdict.
+    fn check(&self, via: &str, host: &str, port: u16) -> bool {
+        let allowed = hosts::allowed(&self.hosts, host, port);
+        if !allowed {
+            let target = format!("{host}:{port}");
+            let mut denied = skillkernel_stdx::lock(&self.denied);
+            if !denied.contains(&target) {
+                denied.push(target);
+            }
+        }
+        let verdict = if allowed { "allowed" } else { "denied" };
+        self.record(via, host, port, verdict, None);
+        allowed
+    }
+
+    fn record(&self, via: &str, host: &str, port: u16, verdict: &str, detail: Option<String>) {
+        let mut fields = map(json!({"host": host, "port": port, "verdict": verdict, "via": via}));
+        if let Some(detail) = detail {
+            fields.insert("detail".into(), detail.into());
+        }
+        self.audit
+            .record("network_connection", &self.subject, fields);
+    }
+
+    /// Connects to an allowed `host:port`; a failure is recorded.
+    async fn connect(&self, via: &str, host: &str, port: u16) -> Option<TcpStream> {
+        let addr = (host.trim_start_matches('[').trim_end_matches(']'), port);
+        match TcpStream::connect(addr).await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                self.record(via, host, port, "failed", Some(e.to_string()));
+                None
+            }
+        }
+    }
+}
+
+async fn serve(listener: UnixListener, run: Arc<Run>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sandbox proxy: accept failed");
+                    continue;
+                }
+            },
+        };
+        let run = Arc::clone(&run);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = handle(stream, &run) => {}
+            }
+        });
+    }
+}
+
+async fn handle(mut client: UnixStream, run: &Run) {
+    let mut first = [0u8; 1];
+    if client.read_exact(&mut first).await.is_err() {
+        return;
+    }
+    if first[0] == socks::VERSION {
+        socks::serve(client, run).await;
+    } else {
+        http::serve(client, first[0], run).await;
+    }
+}
+
+/// Carries bytes both ways until either side closes.
+async fn splice(
+    mut a: impl AsyncRead + AsyncWrite + Unpin,
+    mut b: impl AsyncRead + AsyncWrite + Unpin,
+) {
+    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+}
+
+fn map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}

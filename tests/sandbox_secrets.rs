@@ -1,0 +1,236 @@
+//! Secrets stay shut whatever else is granted: with the whole home
+//! directory granted by `[sandbox] read`, a connection file and the state
+//! folder inside the working directory, and a symlink into `~/.ssh`, no
+//! `!command` cell or skill reads a key, the HMAC key or the audit log —
+//! while, as controls, the same programs read the files beside them and
+//! create files in the working directory. Once with the denied paths
+//! masked in a mount namespace (the default), once with Landlock alone
+//! (`mount_namespace = false`). A skill reaches a denied path only when
+//! `[sandbox.trust]` names it with exactly that path.
+
+use std::path::{Path, PathBuf};
+
+use harness::{run, shown, Daemon, Launch};
+use serde_json::Value;
+use skillctl::{ExecuteOutcome, KernelClient};
+
+struct Machine {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    home: PathBuf,
+    workspace: PathBuf,
+    config: PathBuf,
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn skill(skills: &Path, name: &str, file: &Path) {
+    write(
+        &skills.join(name).join("skill.yaml"),
+        &format!(
+            "name: {name}\nversion: 1.0.0\ndescription: Reads a file.\ntype: command\n\
+             command: cat\nargs: [{file:?}]\npermissions:\n  read: [{file:?}]\n"
+        ),
+    );
+}
+
+fn machine(mount_namespace: bool) -> Machine {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let (home, workspace) = (root.join("home"), root.join("ws"));
+    write(&home.join(".ssh/id_ed25519"), "PRIVATE KEY\n");
+    write(&home.join(".aws/credentials"), "AWS SECRET KEY\n");
+    write(&home.join(".aws/config"), "region = eu-north-1\n");
+    write(&home.join("private/token"), "PRIVATE TOKEN\n");
+    write(&home.join("notes.txt"), "home notes\n");
+    write(&workspace.join("notes.txt"), "workspace notes\n");
+    std::fs::create_dir_all(workspace.join("sub")).unwrap();
+    std::os::unix::fs::symlink(home.join(".ssh"), workspace.join("keys")).unwrap();
+    let skills = root.join("skills");
+    skill(&skills, "aws-region", &home.join(".aws/config"));
+    skill(&skills, "aws-region-copy", &home.join(".aws/config"));
+    skill(&skills, "aws-keys", &home.join(".aws/credentials"));
+    skill(&skills, "home-notes", &home.join("notes.txt"));
+    let config = root.join("config.toml");
+    write(
+        &config,
+        &format!(
+            "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
+             [sandbox]\nread = [{home:?}]\ndeny = [\"~/private\"]\nmount_namespace = {mount_namespace}\n\
+             [sandbox.trust]\naws-region = [\"~/.aws/config\"]\n",
+            root.join("user-skills"),
+        ),
+    );
+    Machine {
+        _dir: dir,
+        root,
+        home,
+        workspace,
+        config,
+    }
+}
+
+/// The daemon works in the workspace, with its connection file and its
+/// state folder there too.
+fn start(m: &Machine) -> Daemon {
+    let daemon_dir = tempfile::tempdir_in(&m.root).unwrap();
+    let launch = Launch {
+        cwd: Some(m.workspace.clone()),
+        env: vec![("HOME".into(), m.home.display().to_string())],
+        ..Launch::default()
+    };
+    let state = m.workspace.join("state");
+    Daemon::start_in_with(
+        daemon_dir,
+        m.workspace.join("kernel-ws.json"),
+        &[
+            "--config",
+            m.config.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        launch,
+    )
+}
+
+/// A probe: whatever it ends with, it shows none of `secrets`.
+async fn probe(client: &mut KernelClient, code: &str, secrets: &[&str]) -> ExecuteOutcome {
+    let outcome = run(client, code).await;
+    let text = shown(&outcome) + &outcome.reply.content.to_string();
+    for secret in secrets {
+        assert!(!text.contains(secret), "{code} showed {secret}: {text}");
+    }
+    outcome
+}
+
+/// A control: it succeeds and shows `expected`.
+async fn control(client: &mut KernelClient, code: &str, expected: &str, daemon: &Daemon) {
+    let outcome = run(client, code).await;
+    assert_eq!(
+        outcome.status(),
+        "ok",
+        "{code}: {}\n{}",
+        shown(&outcome),
+        daemon.log()
+    );
+    assert!(
+        shown(&outcome).contains(expected),
+        "{code}: {}",
+        shown(&outcome)
+    );
+}
+
+fn audit(m: &Machine) -> Vec<Value> {
+    std::fs::read_to_string(m.workspace.join("state/sandbox-audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn secrets_stay_shut(mount_namespace: bool) {
+    let m = machine(mount_namespace);
+    let daemon = start(&m);
+    let mut client = daemon.client().await;
+    let key = daemon.info.key.clone();
+    assert!(key.len() >= 16, "{key}");
+    let secrets = ["PRIVATE KEY", "AWS SECRET", "PRIVATE TOKEN", key.as_str()];
+
+    // Controls: the grants work around what stays shut.
+    control(&mut client, "!cat notes.txt", "workspace notes", &daemon).await;
+    control(&mut client, "!cat ~/notes.txt", "home notes", &daemon).await;
+    control(
+        &mut client,
+        "!echo made > sub/f && cat sub/f",
+        "made",
+        &daemon,
+    )
+    .await;
+    if mount_namespace {
+        // Masks leave the working directory's own top level whole.
+        control(
+            &mut client,
+            "!echo top > top.txt && cat top.txt",
+            "top",
+            &daemon,
+        )
+        .await;
+    }
+
+    for code in [
+        "!cat kernel-ws.json",
+        "!cat ~/.ssh/id_ed25519",
+        "!cat keys/id_ed25519",
+        "!cat ~/.aws/credentials",
+        "!cat ~/.aws/config",
+        "!cat ~/private/token",
+        "!cat state/sandbox-audit.jsonl",
+        "!grep -r . ~/.ssh ~/.aws ~/private",
+        "!cat /proc/self/root$HOME/.ssh/id_ed25519",
+    ] {
+        probe(&mut client, code, &secrets).await;
+    }
+    // Landlock alone refuses them, named as kept shut.
+    if !mount_namespace {
+        let refused = probe(&mut client, "!cat kernel-ws.json", &secrets).await;
+        assert_eq!(refused.status(), "error");
+        let said = shown(&refused) + &refused.reply.content.to_string();
+        assert!(said.contains("deny list"), "{said}");
+    }
+
+    // Skills: a denied path only for the skill trusted with exactly it.
+    let trusted = run(&mut client, "%skill run aws-region").await;
+    assert_eq!(
+        trusted.status(),
+        "ok",
+        "{}\n{}",
+        shown(&trusted),
+        daemon.log()
+    );
+    assert!(
+        shown(&trusted).contains("eu-north-1"),
+        "{}",
+        shown(&trusted)
+    );
+    for name in ["aws-region-copy", "aws-keys"] {
+        let refused = probe(&mut client, &format!("%skill run {name}"), &secrets).await;
+        assert_eq!(refused.status(), "error", "{name}");
+        let said = shown(&refused) + &refused.reply.content.to_string();
+        assert!(said.contains("[sandbox.trust]"), "{name}: {said}");
+    }
+    control(&mut client, "%skill run home-notes", "home notes", &daemon).await;
+
+    // Operators see what stays shut and how.
+    let status = run(&mut client, "%sandbox status").await;
+    let text = shown(&status);
+    assert!(text.contains("kernel-ws.json"), "{text}");
+    assert!(text.contains(".ssh"), "{text}");
+    let hidden: Vec<Value> = audit(&m)
+        .into_iter()
+        .filter(|e| e["event"] == "denied_paths_hidden")
+        .collect();
+    let how = if mount_namespace {
+        "masked"
+    } else {
+        "allowed_around"
+    };
+    assert!(
+        hidden.iter().any(|e| e[how].as_array().is_some_and(|a| a
+            .iter()
+            .any(|p| p.as_str().unwrap_or("").ends_with("kernel-ws.json")))),
+        "{hidden:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_shut_when_masked_in_a_mount_namespace() {
+    secrets_stay_shut(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_shut_with_landlock_alone() {
+    secrets_stay_shut(false).await;
+}
