@@ -117,12 +117,27 @@ def main() -> None:
         toolchains = json.dumps(
             {"workspace": workspace, "read": readable["default_read"] + readable["toolchains"]}
         ).encode()
+        # A connection file kept in the workspace: on the deny list, inside
+        # a grant, so hidden for each run — masked in a mount namespace of
+        # its own (the default), or granted around with Landlock alone.
+        kernel_json = os.path.join(workspace, "kernel-bench.json")
+        Path(kernel_json).write_text("{}")
+        Path(workspace, "notes.txt").write_text("notes")
+        hidden = {
+            "workspace": workspace,
+            "read": readable["default_read"] + readable["toolchains"],
+            "deny": [kernel_json],
+        }
+        masked = json.dumps(hidden).encode()
+        around = json.dumps({**hidden, "mount_namespace": False}).encode()
         cleanup: list[float] = []
         ways = {
             "bare": bare,
             "sandboxed": lambda: sandboxed(args.binary, policy, cleanup),
             "no_pids": lambda: sandboxed(args.binary, no_pids),
             "toolchains": lambda: sandboxed(args.binary, toolchains),
+            "masked": lambda: sandboxed(args.binary, masked),
+            "around": lambda: sandboxed(args.binary, around),
         }
         probe = subprocess.run([args.binary, "sandbox-exec", "--probe"], capture_output=True, check=True)
         layers = {k: v["available"] for k, v in json.loads(probe.stdout).items() if isinstance(v, dict)}
@@ -147,6 +162,8 @@ def main() -> None:
         "pids_cgroup_p50_ms": round(sb["p50_ms"] - s["no_pids"]["p50_ms"], 3),
         "toolchains_p50_ms": round(s["toolchains"]["p50_ms"] - b["p50_ms"], 3),
         "toolchains_p95_ms": round(s["toolchains"]["p95_ms"] - b["p95_ms"], 3),
+        "masked_p50_ms": round(s["masked"]["p50_ms"] - b["p50_ms"], 3),
+        "around_p50_ms": round(s["around"]["p50_ms"] - b["p50_ms"], 3),
     }
     result = {
         "machine": machine(),
@@ -167,6 +184,8 @@ def main() -> None:
         ("sandboxed", "sandbox-exec"),
         ("no_pids", "sandbox-exec, no pids cgroup"),
         ("toolchains", "sandbox-exec + toolchains"),
+        ("masked", "+ a denied file, masked"),
+        ("around", "+ a denied file, around"),
     ]:
         print(f"{label:<28}{s[name]['p50_ms']:>10.3f}{s[name]['p95_ms']:>10.3f}{s[name]['max_ms']:>10.3f}")
     if cleanup:
@@ -177,6 +196,8 @@ def main() -> None:
         f"p95 +{overhead['p95_ms']:.3f} ms ({overhead['p95_ratio']}x); "
         f"pids cgroup p50 +{overhead['pids_cgroup_p50_ms']:.3f} ms; "
         f"with the {len(readable['toolchains'])} toolchain roots p50 +{overhead['toolchains_p50_ms']:.3f} ms; "
+        f"and a denied file in the workspace, masked +{overhead['masked_p50_ms']:.3f} ms, "
+        f"granted around +{overhead['around_p50_ms']:.3f} ms; "
         f"target <= {TARGET_MS} ms: {'met' if result['met'] else 'NOT met'}"
     )
     text = json.dumps(result)

@@ -6,7 +6,10 @@
 //! create files in the working directory. Once with the denied paths
 //! masked in a mount namespace (the default), once with Landlock alone
 //! (`mount_namespace = false`). A skill reaches a denied path only when
-//! `[sandbox.trust]` names it with exactly that path.
+//! `[sandbox.trust]` names it with exactly that path. And the rest of
+//! the escape corpus that is not a file: the daemon's process (`/proc/PID`
+//! root and environment), the terminal (`TIOCSTI`) and the kernel's own
+//! ports, each beside the same program doing allowed work.
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +57,13 @@ fn machine(mount_namespace: bool) -> Machine {
     skill(&skills, "aws-region-copy", &home.join(".aws/config"));
     skill(&skills, "aws-keys", &home.join(".aws/credentials"));
     skill(&skills, "home-notes", &home.join("notes.txt"));
+    write(&workspace.join("probe.py"), PROBE);
+    write(
+        &skills.join("port-opener/skill.yaml"),
+        "name: port-opener\nversion: 1.0.0\ndescription: Connects.\ntype: command\n\
+         command: /usr/bin/python3\nargs: [probe.py, connect, \"{{input}}\"]\n\
+         permissions:\n  network: true\n",
+    );
     let config = root.join("config.toml");
     write(
         &config,
@@ -73,13 +83,41 @@ fn machine(mount_namespace: bool) -> Machine {
     }
 }
 
+/// What a program may try beyond files: `connect PORT` (TCP to
+/// 127.0.0.1), `tiocsti` (push a character into the controlling
+/// terminal, then, as the control, an ioctl on its own pipe).
+const PROBE: &str = r#"
+import fcntl, os, socket, struct, sys, termios
+if sys.argv[1] == "connect":
+    socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=5).close()
+    print("connected")
+elif sys.argv[1] == "tiocsti":
+    for target in ("/dev/tty", 0, 1, 2):
+        try:
+            fd = os.open(target, os.O_RDWR) if isinstance(target, str) else target
+            fcntl.ioctl(fd, termios.TIOCSTI, b"x")
+            print("TIOCSTI WORKED on", target)
+        except OSError as e:
+            print("refused", target, e.errno)
+    r, w = os.pipe()
+    os.write(w, b"abc")
+    n = struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0\0\0\0"))[0]
+    print("own pipe holds", n)
+"#;
+
 /// The daemon works in the workspace, with its connection file and its
 /// state folder there too.
 fn start(m: &Machine) -> Daemon {
     let daemon_dir = tempfile::tempdir_in(&m.root).unwrap();
     let launch = Launch {
         cwd: Some(m.workspace.clone()),
-        env: vec![("HOME".into(), m.home.display().to_string())],
+        env: vec![
+            ("HOME".into(), m.home.display().to_string()),
+            (
+                "SKILLKERNEL_TEST_SECRET".into(),
+                "hunter2-daemon-env".into(),
+            ),
+        ],
         ..Launch::default()
     };
     let state = m.workspace.join("state");
@@ -233,4 +271,59 @@ async fn secrets_stay_shut_when_masked_in_a_mount_namespace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_stay_shut_with_landlock_alone() {
     secrets_stay_shut(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_process_the_terminal_and_the_kernels_ports_are_out_of_reach() {
+    let m = machine(true);
+    let daemon = start(&m);
+    let mut client = daemon.client().await;
+    let pid = daemon.pid();
+    let secrets = ["PRIVATE KEY", "hunter2-daemon-env"];
+
+    // /proc: the program's own is there, the daemon's is not.
+    let ws = m.workspace.display();
+    let own_root = format!("!cat /proc/self/root{ws}/notes.txt");
+    control(&mut client, &own_root, "workspace notes", &daemon).await;
+    control(
+        &mut client,
+        "!tr '\\0' '\\n' < /proc/self/environ",
+        "PATH=",
+        &daemon,
+    )
+    .await;
+    for code in [
+        format!("!cat /proc/{pid}/root$HOME/.ssh/id_ed25519"),
+        format!("!cat /proc/{pid}/root{ws}/notes.txt"),
+        format!("!tr '\\0' '\\n' < /proc/{pid}/environ"),
+        format!("!ls /proc/{pid}/fd"),
+    ] {
+        let outcome = probe(&mut client, &code, &secrets).await;
+        assert_eq!(outcome.status(), "error", "{code}: {}", shown(&outcome));
+    }
+
+    // The terminal: nothing to push characters into; the control ioctl
+    // on the program's own pipe works.
+    let tty = run(&mut client, "!python3 probe.py tiocsti").await;
+    let text = shown(&tty);
+    assert!(!text.contains("WORKED"), "{text}");
+    assert!(text.contains("refused /dev/tty"), "{text}");
+    assert!(text.contains("own pipe holds 3"), "{text}");
+
+    // The kernel's own ports: refused without network; the same program
+    // with the whole network connects (so the probe can fail).
+    for port in [daemon.info.shell_port, daemon.info.control_port] {
+        let code = format!("!python3 probe.py connect {port}");
+        let refused = probe(&mut client, &code, &secrets).await;
+        assert_eq!(refused.status(), "error", "{code}");
+        assert!(
+            !shown(&refused).contains("connected"),
+            "{}",
+            shown(&refused)
+        );
+    }
+    let opened = format!("%skill run port-opener -- {}", daemon.info.shell_port);
+    control(&mut client, &opened, "connected", &daemon).await;
+    // And the kernel still answers.
+    control(&mut client, "!echo still serving", "still serving", &daemon).await;
 }

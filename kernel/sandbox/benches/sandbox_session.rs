@@ -13,8 +13,9 @@
 //! with `cargo bench -p skillkernel-sandbox --bench sandbox_session`; prints
 //! p50/p95 and one JSON line (also appended to `$BENCH_JSON` when set).
 
-use std::io::Write;
-use std::path::PathBuf;
+mod common;
+
+use common::{helper, publish, summary};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -32,25 +33,6 @@ struct Discard;
 impl OutputSink for Discard {
     async fn output(&mut self, _stream: Stream, _text: &str) {}
     async fn flush(&mut self) {}
-}
-
-fn helper() -> PathBuf {
-    if let Some(bin) = std::env::var_os("SKILLKERNEL_BIN") {
-        return PathBuf::from(bin);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("release/skillkernel")
-}
-
-fn summary(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort();
-    let at = |q: f64| {
-        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-        (samples[i].as_secs_f64() * 1e6).round() / 1e3
-    };
-    (at(0.50), at(0.95))
 }
 
 /// Round trips through a sandboxed session: `input` must answer `hello`.
@@ -163,15 +145,5 @@ fn main() {
         "line_ms": {"p50": line.0, "p95": line.1},
         "marker_ms": {"p50": marker.0, "p95": marker.1},
     });
-    println!("{out}");
-    if let Ok(path) = std::env::var("BENCH_JSON") {
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| writeln!(f, "{out}"));
-        if let Err(e) = appended {
-            eprintln!("cannot append to {path}: {e}");
-        }
-    }
+    publish(&out);
 }

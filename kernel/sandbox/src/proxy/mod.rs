@@ -113,6 +113,14 @@ pub struct RunProxy {
     run: Arc<Run>,
 }
 
+impl std::fmt::Debug for RunProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunProxy")
+            .field("socket", &self.path)
+            .finish()
+    }
+}
+
 impl RunProxy {
     pub fn socket(&self) -> &Path {
         &self.path
@@ -223,5 +231,53 @@ fn map(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(m) => m,
         _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(dir: PathBuf) -> ProxyHost {
+        ProxyHost::new(dir, Arc::new(AuditLog::new(None)))
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_cannot_bind_says_why_and_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-folder");
+        std::fs::write(&file, "").unwrap();
+        let err = host(file.join("proxy"))
+            .start(Vec::new(), Subject::cell())
+            .unwrap_err();
+        assert!(!err.to_string().is_empty());
+        // The control: in a folder it can make, it serves and cleans up.
+        let proxy = host(dir.path().join("proxy"))
+            .start(Vec::new(), Subject::cell())
+            .unwrap();
+        let socket = proxy.socket().to_path_buf();
+        assert!(socket.exists());
+        drop(proxy);
+        assert!(!socket.exists());
+    }
+
+    #[tokio::test]
+    async fn a_host_off_the_list_gets_403_and_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let allowed = vec![HostPattern::parse("example.com:443").unwrap()];
+        let proxy = host(dir.path().join("p"))
+            .start(allowed, Subject::cell())
+            .unwrap();
+        let mut client = UnixStream::connect(proxy.socket()).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        client
+            .write_all(b"CONNECT 10.1.2.3:22 HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        assert!(answer.contains("10.1.2.3:22"), "{answer}");
+        assert_eq!(proxy.denied(), vec!["10.1.2.3:22".to_string()]);
     }
 }

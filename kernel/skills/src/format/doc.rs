@@ -255,10 +255,16 @@ impl<'a> Obj<'a> {
     }
 
     pub fn list(&self, key: &str) -> Result<Option<&'a Vec<Value>>, LoadError> {
+        self.list_like(key, "[a, b]")
+    }
+
+    /// A list whose items have a shape of their own: `example` shows one
+    /// in the hint when the value is not a list.
+    pub fn list_like(&self, key: &str, example: &str) -> Result<Option<&'a Vec<Value>>, LoadError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Array(items)) => Ok(Some(items)),
-            Some(v) => Err(self.wrong_type(key, "a list", v, "[a, b]")),
+            Some(v) => Err(self.wrong_type(key, "a list", v, example)),
         }
     }
 

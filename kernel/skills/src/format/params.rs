@@ -32,7 +32,7 @@ fn is_identifier(name: &str) -> bool {
 
 /// The `parameters` list of `root`.
 pub fn parameters(root: &Obj<'_>) -> Result<Vec<Parameter>, LoadError> {
-    let Some(items) = root.list("parameters")? else {
+    let Some(items) = root.list_like("parameters", "[{name: language, type: string}]")? else {
         return Ok(Vec::new());
     };
     let mut out: Vec<Parameter> = Vec::new();

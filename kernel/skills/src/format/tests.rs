@@ -143,6 +143,13 @@ fn a_key_of_another_kind_names_the_type_it_belongs_to() {
 }
 
 #[test]
+fn parameters_written_as_a_mapping_get_a_hint_with_their_shape() {
+    let text = "name: a\ndescription: d\ntemplate: x\nparameters:\n  kind: {type: string}\n";
+    let e = native(text).unwrap_err();
+    assert!(e.remedy.contains("[{name: language"), "{}", e.remedy);
+}
+
+#[test]
 fn command_skills_keep_their_sandbox_policy_raw() {
     let text = "name: ls\ndescription: Lists.\ntype: command\ncommand: ls\nargs: [-l]\ntimeout: 5\npermissions: {network: false}\nfallback:\n  command: dir\n";
     let s = native(text).unwrap();
