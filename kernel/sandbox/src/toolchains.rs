@@ -62,6 +62,10 @@ pub fn roots(path_var: &str, home: &Path) -> (Vec<PathBuf>, Vec<String>) {
             continue;
         }
         let Ok(meta) = std::fs::metadata(&entry) else {
+            found.warn(format!(
+                "PATH entry {} does not exist (or is a link that loops); the sandbox grants nothing for it",
+                entry.display()
+            ));
             continue;
         };
         if meta.permissions().mode() & 0o002 != 0 {
@@ -121,6 +125,10 @@ impl Found {
             }
             // Loops and dangling links resolve to nothing.
             let Ok(target) = std::fs::canonicalize(&path) else {
+                self.warn(format!(
+                    "{} is a link that loops or leads nowhere; the sandbox grants nothing for it",
+                    path.display()
+                ));
                 continue;
             };
             if let Some(folder) = target.parent() {
@@ -441,5 +449,31 @@ mod tests {
         let (roots, warnings) = roots(home.join("tools/bin").to_str().unwrap(), &home);
         assert!(roots.is_empty(), "{roots:?}");
         assert!(warnings[0].contains("anyone"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_missing_entry_and_a_shim_that_loops_are_named_and_grant_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        dirs(&home, &[".tool/shims", ".tool/versions/1/bin"]);
+        let shims = home.join(".tool/shims");
+        std::os::unix::fs::symlink(shims.join("b"), shims.join("a")).unwrap();
+        std::os::unix::fs::symlink(shims.join("a"), shims.join("b")).unwrap();
+        let path = std::env::join_paths([shims.clone(), home.join("gone/bin")]).unwrap();
+        let (roots, warnings) = roots(path.to_str().unwrap(), &home);
+        // The control: the manager's root is still granted for its shims.
+        assert_eq!(roots, vec![home.join(".tool")], "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("loops") && w.contains("shims/a")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("gone/bin") && w.contains("does not exist")),
+            "{warnings:?}"
+        );
     }
 }
