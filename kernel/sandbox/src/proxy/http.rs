@@ -77,9 +77,14 @@ pub(super) async fn serve(mut client: UnixStream, first: u8, run: &Run) {
     // Origin form, one request per connection: a client reusing the
     // connection for another host must come back through the check.
     let mut out = format!("{method} {path} {version}\r\n");
+    // The Host header is the checked authority: a different one would
+    // ask the allowed server (a CDN, a shared host) for another site.
+    let host_header = authority.rsplit('@').next().unwrap_or(authority);
+    out.push_str(&format!("Host: {host_header}\r\n"));
     for line in lines.filter(|l| !l.is_empty()) {
         let name = line.split(':').next().unwrap_or("").trim();
         let hop = [
+            "host",
             "connection",
             "proxy-connection",
             "proxy-authorization",
