@@ -93,6 +93,18 @@ fn setup(allowed: u16) -> Setup {
          parameters:\n  - name: kind\npermissions:\n  network: true\n",
     )
     .unwrap();
+    // A shell session granted the host: its proxy lives as long as it.
+    let session = root.join("skills/netsh");
+    std::fs::create_dir_all(&session).unwrap();
+    std::fs::write(
+        session.join("skill.yaml"),
+        format!(
+            "name: netsh\nversion: 1.0.0\ndescription: A shell with one host.\ntype: session\n\
+             command: /bin/sh\npermissions:\n  network: [\"127.0.0.1:{allowed}\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(workspace.join("steal.py"), STEAL).unwrap();
     let config = root.join("config.toml");
     std::fs::write(
         &config,
@@ -169,6 +181,42 @@ except OSError as e:
     print("direct failed:", e, file=sys.stderr)
     sys.exit(1)
 "#;
+
+/// Connects straight to a proxy socket (another run's) and asks for a
+/// tunnel: `refused` when the proxy closes without answering.
+const STEAL: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+    s.sendall(b"CONNECT 127.0.0.1:%s HTTP/1.1\r\n\r\n" % sys.argv[2].encode())
+    answer = s.recv(100)
+    print("answered" if answer else "refused", answer)
+except OSError as e:
+    print("refused", e)
+"#;
+
+/// Where the daemon puts its runs' proxy sockets (as `service.rs` does).
+fn proxy_sockets(daemon_pid: i32) -> Vec<PathBuf> {
+    let uid = nix::unistd::getuid();
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.as_os_str().len() < 60)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let dir = base.join(format!("skillkernel-{uid}-proxy"));
+    let prefix = format!("p{daemon_pid}-");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 fn start(s: &Setup) -> Daemon {
     let launch = Launch {
@@ -333,6 +381,21 @@ async fn only_the_hosts_on_the_list_are_reached_and_only_through_the_proxy() {
             .any(|e| e["skill"] == "fetcher" && e["verdict"] == "allowed"),
         "{connections:?}"
     );
+
+    // A session keeps its proxy from one exchange to the next, and a
+    // program of another run cannot use it.
+    let fetch = format!("%skill run netsh -- python3 fetch.py {url}");
+    for _ in 0..2 {
+        ok(&mut client, &fetch, hello, &daemon).await;
+    }
+    let sockets = proxy_sockets(daemon.pid());
+    assert_eq!(sockets.len(), 1, "the session's proxy only: {sockets:?}");
+    let before = allowed_hits.load(Ordering::SeqCst);
+    let steal = format!("!python3 steal.py {} {allowed}", sockets[0].display());
+    let stolen = run(&mut client, &steal).await;
+    assert!(shown(&stolen).contains("refused"), "{}", said(&stolen));
+    assert_eq!(allowed_hits.load(Ordering::SeqCst), before);
+    ok(&mut client, &fetch, hello, &daemon).await;
 
     // Operators see the list.
     let status = run(&mut client, "%sandbox status").await;

@@ -185,6 +185,9 @@ impl Helper {
         drop(policy_read);
         drop(status_write);
         let pgid = child.id().map(|id| id as i32).unwrap_or_default();
+        if let Some(proxy) = &proxy {
+            proxy.set_owner(pgid);
+        }
         let json = serde_json::to_vec(policy)
             .map_err(|e| LaunchError::Policy(std::io::Error::other(e)))?;
         let mut sender = pipe::Sender::from_owned_fd(policy_write).map_err(LaunchError::Policy)?;

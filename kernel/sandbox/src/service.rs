@@ -135,6 +135,7 @@ impl Sandbox {
             .cloned()
             .collect();
         let c = &setup.config;
+        let own: Vec<PathBuf> = own.into_iter().chain([proxy_dir()]).collect();
         let deny = DenyList::new(
             home.as_deref(),
             &own,
@@ -142,6 +143,15 @@ impl Sandbox {
             &c.deny,
             &c.trust,
         );
+        // A toolchain root at or inside a denied path is not granted.
+        let mut toolchains = home_toolchains();
+        toolchains.retain(|root| {
+            let denied = deny.paths().into_iter().find(|d| root.starts_with(d));
+            if let Some(denied) = &denied {
+                tracing::warn!(root = %root.display(), denied = %denied.display(), "a toolchain root on the deny list is not granted");
+            }
+            denied.is_none()
+        });
         let audit = Arc::new(audit);
         let proxies = ProxyHost::new(proxy_dir(), Arc::clone(&audit));
         Sandbox {
@@ -154,7 +164,7 @@ impl Sandbox {
             running: Default::default(),
             endings: Default::default(),
             denials: Default::default(),
-            toolchains: home_toolchains(),
+            toolchains,
         }
     }
 
@@ -348,7 +358,12 @@ impl Sandbox {
         argv: &[String],
     ) -> Result<ResidentProcess, ResidentError> {
         let mut policy = policy.clone();
-        self.enforce_config(&mut policy, subject.skill.as_deref())?;
+        // Trust is given to skills by name, never to servers.
+        let trusted = match subject.source {
+            "skill" | "session" => subject.skill.as_deref(),
+            _ => None,
+        };
+        self.enforce_config(&mut policy, trusted)?;
         self.audit_grants(subject, &policy);
         let spawned = self
             .helper

@@ -51,11 +51,23 @@ fn bridge(listener: TcpListener, socket: PathBuf, parent: libc::pid_t) -> ! {
         for std_fd in 0..3 {
             libc::dup2(null, std_fd);
         }
-        libc::close_range(4, libc::c_uint::MAX, 0);
+        if libc::close_range(4, libc::c_uint::MAX, 0) != 0 {
+            // Before Linux 5.9: one by one (the status pipe must close, or
+            // the parent would wait on it).
+            let max = libc::sysconf(libc::_SC_OPEN_MAX).clamp(64, 1 << 20) as i32;
+            for fd in 4..max {
+                libc::close(fd);
+            }
+        }
     }
     // SAFETY: fd 3 is the listener, owned from here on.
     let listener = unsafe { TcpListener::from_raw_fd(3) };
-    for client in listener.incoming().flatten() {
+    for client in listener.incoming() {
+        let Ok(client) = client else {
+            // Out of descriptors, most likely: wait, do not spin.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        };
         let socket = socket.clone();
         let _ = std::thread::Builder::new().spawn(move || forward(client, &socket));
     }
@@ -71,13 +83,15 @@ fn forward(client: TcpStream, socket: &Path) {
     let (Ok(client_back), Ok(proxy_back)) = (client.try_clone(), proxy.try_clone()) else {
         return;
     };
-    let up = std::thread::spawn(move || {
+    let up = std::thread::Builder::new().spawn(move || {
         copy(&client, &proxy);
         let _ = proxy.shutdown(Shutdown::Write);
     });
     copy(&proxy_back, &client_back);
     let _ = client_back.shutdown(Shutdown::Write);
-    let _ = up.join();
+    if let Ok(up) = up {
+        let _ = up.join();
+    }
 }
 
 fn copy(mut from: impl Read, mut to: impl Write) {

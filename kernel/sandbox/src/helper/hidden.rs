@@ -7,7 +7,8 @@
 //! * **masked** (preferred): the helper enters a mount namespace of its own
 //!   (`unshare(CLONE_NEWNS)`; with a user namespace when that is refused)
 //!   and mounts over each such path an empty read-only tmpfs (a folder) or
-//!   `/dev/null` (a file, which then reads as empty). The grants stay
+//!   `/dev/null` bound read-only and without devices (a file: opening it
+//!   fails, and its metadata cannot be changed). The grants stay
 //!   whole: the workspace keeps every right on its own top level. Mounts
 //!   never reach the host (`/` is made private first), and Landlock forbids
 //!   the program any mount or unmount of its own.
@@ -69,8 +70,12 @@ impl Plan {
         let exposed = deny
             .into_iter()
             .filter(|d| grants().any(|g| d.starts_with(g) && d != g));
-        let (to_mask, around): (Vec<PathBuf>, Vec<PathBuf>) =
+        let (mut to_mask, around): (Vec<PathBuf>, Vec<PathBuf>) =
             exposed.partition(|d| policy.mount_namespace && !grants().any(|g| g.starts_with(d)));
+        // A path under another masked one is hidden with it (and mounting
+        // over it after would fail).
+        let outer = to_mask.clone();
+        to_mask.retain(|d| !outer.iter().any(|o| o != d && d.starts_with(o)));
         let reason = (!around.is_empty()).then(|| {
             if policy.mount_namespace {
                 "a grant lies inside them (a mount would hide it)".to_string()
@@ -183,7 +188,21 @@ fn mask(path: &Path) -> std::io::Result<()> {
         let data = c"size=4k,nr_inodes=1,mode=000";
         namespaces::mount_call(Some(c"tmpfs"), &target, Some(c"tmpfs"), flags, Some(data))
     } else {
-        namespaces::mount_call(Some(c"/dev/null"), &target, None, libc::MS_BIND, None)
+        namespaces::mount_call(Some(c"/dev/null"), &target, None, libc::MS_BIND, None)?;
+        // Read-only and without devices: opening it fails ("Permission
+        // denied"), and chmod or chown cannot reach the real /dev/null.
+        let flags = libc::MS_REMOUNT
+            | libc::MS_BIND
+            | libc::MS_RDONLY
+            | libc::MS_NOSUID
+            | libc::MS_NOEXEC
+            | libc::MS_NODEV;
+        if let Err(e) = namespaces::mount_call(None, &target, None, flags, None) {
+            // SAFETY: target is a valid C string; the mount is ours.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+            return Err(e);
+        }
+        Ok(())
     }
 }
 

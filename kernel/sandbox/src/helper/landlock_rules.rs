@@ -68,7 +68,8 @@ pub fn restrict(
     };
     let (read, missing_read) = existing(read);
     let (write, missing_write) = existing(write);
-    let tcp_denied = !policy.network && abi >= 4;
+    // By host, TCP is denied but to the bridge's port.
+    let tcp_denied = !policy.network && !policy.network_by_host() && abi >= 4;
     let net = if policy.network {
         Net::Open
     } else if policy.network_by_host() {

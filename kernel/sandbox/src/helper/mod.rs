@@ -164,8 +164,15 @@ fn confine_and_exec(args: &ExecArgs, status: &StatusSink) -> Result<Infallible, 
     let hidden = plan.apply(namespace);
     exec::set_no_new_privs()?;
     let landlock = landlock_rules::restrict(&policy, &hidden.read, &hidden.write)?;
-    // By host, sockets are allowed: the namespace holds only `lo`.
-    let seccomp = seccomp_filter::install(policy.network || by_host)?;
+    // By host, internet sockets are allowed: the namespace holds only `lo`.
+    let sockets = if policy.network {
+        seccomp_filter::Sockets::Any
+    } else if by_host {
+        seccomp_filter::Sockets::Inet
+    } else {
+        seccomp_filter::Sockets::UnixOnly
+    };
+    let seccomp = seccomp_filter::install(sockets)?;
     let rlimits = rlimits::apply(&policy.limits)?;
     status.send(&StatusLine::Applied(SetupReport {
         program: program.display(),

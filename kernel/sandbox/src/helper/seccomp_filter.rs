@@ -25,20 +25,34 @@ use seccompiler::{
 
 use super::failure;
 
-/// What was installed.
+/// What was installed: which network walls.
 #[derive(Debug, Clone, Copy)]
 pub enum SeccompOutcome {
     /// Group and network walls.
-    NetworkDenied,
+    Denied,
+    /// Network by host: the group wall, and sockets of `AF_UNIX`,
+    /// `AF_INET`, `AF_INET6` and `AF_NETLINK` only (the run's network
+    /// namespace holds only `lo`; families it does not separate, such as
+    /// `AF_VSOCK`, stay shut).
+    ByHost,
     /// Network granted: the process-group wall only.
-    NetworkAllowed,
+    Allowed,
+}
+
+/// Which sockets a program may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sockets {
+    UnixOnly,
+    Inet,
+    Any,
 }
 
 impl fmt::Display for SeccompOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::NetworkDenied => "network_denied",
-            Self::NetworkAllowed => "network_allowed",
+            Self::Denied => "network_denied",
+            Self::ByHost => "network_by_host",
+            Self::Allowed => "network_allowed",
         })
     }
 }
@@ -53,35 +67,44 @@ pub fn target_arch() -> Result<TargetArch, String> {
     })
 }
 
-/// Installs the filter: the group wall, and the network wall unless
-/// `network` is granted.
-pub fn install(network: bool) -> Result<SeccompOutcome, SetupFailure> {
+/// Installs the filter: the group wall, and the network wall as far as
+/// `sockets` says.
+pub fn install(sockets: Sockets) -> Result<SeccompOutcome, SetupFailure> {
     let fail = |e: String| failure(SetupStage::Seccomp, e);
     let arch = target_arch().map_err(fail)?;
-    let program = filter(arch, network).map_err(fail)?;
+    let program = filter(arch, sockets).map_err(fail)?;
     seccompiler::apply_filter(&program)
         .map_err(|e| fail(format!("cannot install the seccomp filter: {e}")))?;
-    Ok(if network {
-        SeccompOutcome::NetworkAllowed
-    } else {
-        SeccompOutcome::NetworkDenied
+    Ok(match sockets {
+        Sockets::UnixOnly => SeccompOutcome::Denied,
+        Sockets::Inet => SeccompOutcome::ByHost,
+        Sockets::Any => SeccompOutcome::Allowed,
     })
 }
 
 /// The compiled filter for `arch`.
-fn filter(arch: TargetArch, network: bool) -> Result<BpfProgram, String> {
-    let not_unix = SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Dword,
-        SeccompCmpOp::Ne,
-        libc::AF_UNIX as u64,
-    )
-    .and_then(|c| SeccompRule::new(vec![c]))
-    .map_err(|e| e.to_string())?;
+fn filter(arch: TargetArch, sockets: Sockets) -> Result<BpfProgram, String> {
+    let families: &[i32] = match sockets {
+        Sockets::UnixOnly => &[libc::AF_UNIX],
+        Sockets::Inet => &[
+            libc::AF_UNIX,
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_NETLINK,
+        ],
+        Sockets::Any => &[],
+    };
+    // Refused when the family is none of `families` (conditions AND).
+    let others = families
+        .iter()
+        .map(|f| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, *f as u64))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(SeccompRule::new)
+        .map_err(|e| e.to_string());
     // An empty rule list matches the syscall unconditionally.
     let mut rules = BTreeMap::from([(libc::SYS_setsid, vec![]), (libc::SYS_setpgid, vec![])]);
-    if !network {
-        rules.insert(libc::SYS_socket, vec![not_unix]);
+    if sockets != Sockets::Any {
+        rules.insert(libc::SYS_socket, vec![others?]);
         rules.insert(libc::SYS_io_uring_setup, vec![]);
     }
     let filter = SeccompFilter::new(

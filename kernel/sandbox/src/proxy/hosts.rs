@@ -238,9 +238,18 @@ impl<'de> Deserialize<'de> for NetworkGrant {
     }
 }
 
-/// Does any of `patterns` let a program reach `host:port`?
+/// Does any of `patterns` let a program reach `host:port`? A host that is
+/// neither an IP address nor a plain host name (a tab, a space, an `@`)
+/// never matches: a resolver might read it otherwise than the check did.
 pub fn allowed(patterns: &[HostPattern], host: &str, port: u16) -> bool {
-    patterns.iter().any(|p| p.matches(host, port))
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let plain = bare.parse::<IpAddr>().is_ok()
+        || (!bare.is_empty()
+            && bare.len() <= 253
+            && bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    plain && patterns.iter().any(|p| p.matches(host, port))
 }
 
 #[cfg(test)]
@@ -262,6 +271,10 @@ mod tests {
         assert!(p("::1").matches("::1", 1));
         assert!(!p("localhost").matches("127.0.0.1", 80));
         assert_eq!(p("*.Example.com:8443").to_string(), "*.example.com:8443");
+        let wild = [p("*.example.com")];
+        assert!(allowed(&wild, "a.example.com", 1));
+        assert!(!allowed(&wild, "1.2.3.4\t.example.com", 1));
+        assert!(!allowed(&wild, "x@a.example.com", 1));
     }
 
     #[test]

@@ -5,22 +5,13 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::{splice, Run, MAX_HEAD};
+use super::{in_time, splice, Refusal, Run, MAX_HEAD};
 
 pub(super) async fn serve(mut client: UnixStream, first: u8, run: &Run) {
-    let mut head = vec![first];
-    let end = loop {
-        if let Some(end) = find(&head, b"\r\n\r\n") {
-            break end + 4;
-        }
-        if head.len() > MAX_HEAD {
-            return answer(&mut client, 431, "request head too large").await;
-        }
-        let mut chunk = [0u8; 4096];
-        match client.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
+    let (mut head, end) = match in_time(read_head(&mut client, first)).await {
+        Some(Ok(read)) => read,
+        Some(Err(true)) => return answer(&mut client, 431, "request head too large").await,
+        Some(Err(false)) | None => return,
     };
     let rest = head.split_off(end);
     let Ok(text) = std::str::from_utf8(&head) else {
@@ -40,8 +31,12 @@ pub(super) async fn serve(mut client: UnixStream, first: u8, run: &Run) {
         if !run.check("http_connect", &host, port) {
             return refuse(&mut client, &host, port).await;
         }
-        let Some(mut upstream) = run.connect("http_connect", &host, port).await else {
-            return answer(&mut client, 502, "cannot connect to the host").await;
+        let mut upstream = match run.connect("http_connect", &host, port).await {
+            Ok(upstream) => upstream,
+            Err(Refusal::Denied) => return refuse(&mut client, &host, port).await,
+            Err(Refusal::Failed) => {
+                return answer(&mut client, 502, "cannot connect to the host").await
+            }
         };
         if client
             .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -71,8 +66,12 @@ pub(super) async fn serve(mut client: UnixStream, first: u8, run: &Run) {
     if !run.check("http", &host, port) {
         return refuse(&mut client, &host, port).await;
     }
-    let Some(mut upstream) = run.connect("http", &host, port).await else {
-        return answer(&mut client, 502, "cannot connect to the host").await;
+    let mut upstream = match run.connect("http", &host, port).await {
+        Ok(upstream) => upstream,
+        Err(Refusal::Denied) => return refuse(&mut client, &host, port).await,
+        Err(Refusal::Failed) => {
+            return answer(&mut client, 502, "cannot connect to the host").await
+        }
     };
     // Origin form, one request per connection: a client reusing the
     // connection for another host must come back through the check.
@@ -101,6 +100,25 @@ pub(super) async fn serve(mut client: UnixStream, first: u8, run: &Run) {
         return;
     }
     splice(client, upstream).await;
+}
+
+/// Reads to the end of the request head: the bytes and where the head
+/// ends; `Err(true)`: too large, `Err(false)`: closed.
+async fn read_head(client: &mut UnixStream, first: u8) -> Result<(Vec<u8>, usize), bool> {
+    let mut head = vec![first];
+    loop {
+        if let Some(end) = find(&head, b"\r\n\r\n") {
+            return Ok((head, end + 4));
+        }
+        if head.len() > MAX_HEAD {
+            return Err(true);
+        }
+        let mut chunk = [0u8; 4096];
+        match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(false),
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 /// `host:port`, `[v6]:port` or, with a default port, `host`.

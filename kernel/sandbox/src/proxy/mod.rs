@@ -24,7 +24,7 @@ mod http;
 mod socks;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
@@ -41,6 +41,15 @@ pub const PROXY_PORT: u16 = 3128;
 
 /// The longest request head (request line and headers) the proxy reads.
 const MAX_HEAD: usize = 64 << 10;
+
+/// Connections one run may hold open through its proxy.
+const MAX_CONNECTIONS: usize = 256;
+
+/// Refused `host:port`s kept for the run's error (each is audited anyway).
+const MAX_DENIED_KEPT: usize = 32;
+
+/// How long a client may take to say where it goes.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the daemon needs to serve proxies: where their sockets go, and
 /// the audit log.
@@ -100,6 +109,8 @@ impl ProxyHost {
             subject,
             audit: Arc::clone(&self.audit),
             denied: Mutex::new(Vec::new()),
+            owner: AtomicI32::new(0),
+            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
         });
         tokio::spawn(serve(listener, Arc::clone(&run), stop.clone()));
         Ok(RunProxy { path, stop, run })
@@ -126,6 +137,13 @@ impl RunProxy {
         &self.path
     }
 
+    /// Serves only processes of the run's group `pgid` (its bridge): the
+    /// socket's folder is reachable by other sandboxed programs, whose
+    /// connections are refused.
+    pub fn set_owner(&self, pgid: i32) {
+        self.run.owner.store(pgid, Ordering::SeqCst);
+    }
+
     /// `host:port` the run asked for and was refused, so far.
     pub fn denied(&self) -> Vec<String> {
         skillkernel_stdx::lock(&self.run.denied).clone()
@@ -144,6 +162,9 @@ struct Run {
     subject: Subject,
     audit: Arc<AuditLog>,
     denied: Mutex<Vec<String>>,
+    /// The run's process group (0 until set: nobody is served).
+    owner: AtomicI32,
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Run {
@@ -153,7 +174,7 @@ impl Run {
         if !allowed {
             let target = format!("{host}:{port}");
             let mut denied = skillkernel_stdx::lock(&self.denied);
-            if !denied.contains(&target) {
+            if !denied.contains(&target) && denied.len() < MAX_DENIED_KEPT {
                 denied.push(target);
             }
         }
@@ -171,15 +192,65 @@ impl Run {
             .record("network_connection", &self.subject, fields);
     }
 
-    /// Connects to an allowed `host:port`; a failure is recorded.
-    async fn connect(&self, via: &str, host: &str, port: u16) -> Option<TcpStream> {
-        let addr = (host.trim_start_matches('[').trim_end_matches(']'), port);
-        match TcpStream::connect(addr).await {
-            Ok(stream) => Some(stream),
+    /// Connects to an allowed `host:port`, at an address checked here: a
+    /// name (other than `localhost`) that resolves to a loopback or
+    /// link-local address (the kernel's ports, a cloud's metadata service)
+    /// is refused — grant such an address by IP if it is meant. Recorded.
+    async fn connect(&self, via: &str, host: &str, port: u16) -> Result<TcpStream, Refusal> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let named_as_such =
+            bare.parse::<std::net::IpAddr>().is_ok() || bare.eq_ignore_ascii_case("localhost");
+        let resolved = match tokio::net::lookup_host((bare, port)).await {
+            Ok(addrs) => addrs.collect::<Vec<_>>(),
             Err(e) => {
                 self.record(via, host, port, "failed", Some(e.to_string()));
-                None
+                return Err(Refusal::Failed);
             }
+        };
+        let usable: Vec<_> = resolved
+            .iter()
+            .filter(|a| named_as_such || !internal(a.ip()))
+            .collect();
+        if usable.is_empty() {
+            let detail =
+                format!("{host} resolves to {resolved:?}, a loopback or link-local address");
+            self.record(via, host, port, "denied", Some(detail));
+            let mut denied = skillkernel_stdx::lock(&self.denied);
+            if denied.len() < MAX_DENIED_KEPT {
+                denied.push(format!("{host}:{port}"));
+            }
+            return Err(Refusal::Denied);
+        }
+        let mut last = None;
+        for addr in usable {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        let detail = last.map(|e| e.to_string());
+        self.record(via, host, port, "failed", detail);
+        Err(Refusal::Failed)
+    }
+}
+
+/// Why [`Run::connect`] gave no connection.
+enum Refusal {
+    /// Not allowed after all (the name led somewhere internal).
+    Denied,
+    /// Could not resolve or connect.
+    Failed,
+}
+
+/// Loopback, unspecified or link-local (`169.254/16`, `fe80::/10`).
+fn internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| internal(v4.into()))
         }
     }
 }
@@ -191,10 +262,25 @@ async fn serve(listener: UnixListener, run: Arc<Run>, stop: CancellationToken) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
+                    // Out of descriptors, most likely: wait, do not spin.
                     tracing::warn!(error = %e, "sandbox proxy: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     continue;
                 }
             },
+        };
+        if !run.owns(&stream) {
+            tracing::warn!(
+                peer = ?stream.peer_cred().ok().and_then(|c| c.pid()),
+                "sandbox proxy: a process outside the run connected; refused"
+            );
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&run.connections).try_acquire_owned() else {
+            tracing::warn!(
+                "sandbox proxy: {MAX_CONNECTIONS} connections open for one run; refused"
+            );
+            continue;
         };
         let run = Arc::clone(&run);
         let stop = stop.clone();
@@ -203,7 +289,21 @@ async fn serve(listener: UnixListener, run: Arc<Run>, stop: CancellationToken) {
                 _ = stop.cancelled() => {}
                 _ = handle(stream, &run) => {}
             }
+            drop(permit);
         });
+    }
+}
+
+impl Run {
+    /// Is the peer of `stream` a process of the run's group?
+    fn owns(&self, stream: &UnixStream) -> bool {
+        let owner = self.owner.load(Ordering::SeqCst);
+        let Some(pid) = stream.peer_cred().ok().and_then(|c| c.pid()) else {
+            return false;
+        };
+        owner > 0
+            && nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+                .is_ok_and(|g| g.as_raw() == owner)
     }
 }
 
@@ -217,6 +317,12 @@ async fn handle(mut client: UnixStream, run: &Run) {
     } else {
         http::serve(client, first[0], run).await;
     }
+}
+
+/// Runs a request's opening exchange (head, handshake) within
+/// [`HANDSHAKE_TIMEOUT`]; `None` when it took longer.
+async fn in_time<T>(work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, work).await.ok()
 }
 
 /// Carries bytes both ways until either side closes.
@@ -268,6 +374,13 @@ mod tests {
         let proxy = host(dir.path().join("p"))
             .start(allowed, Subject::cell())
             .unwrap();
+        // Nobody is served before the run's group is known...
+        let mut early = UnixStream::connect(proxy.socket()).await.unwrap();
+        let mut nothing = Vec::new();
+        early.read_to_end(&mut nothing).await.unwrap();
+        assert!(nothing.is_empty());
+        // ...then the run's own processes are (here: the test's group).
+        proxy.set_owner(nix::unistd::getpgrp().as_raw());
         let mut client = UnixStream::connect(proxy.socket()).await.unwrap();
         use tokio::io::AsyncWriteExt;
         client

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::{splice, Run};
+use super::{in_time, splice, Refusal, Run};
 
 pub(super) const VERSION: u8 = 5;
 
@@ -22,41 +22,48 @@ const ADDRESS_NOT_SUPPORTED: u8 = 8;
 
 /// Serves a client whose version byte was read.
 pub(super) async fn serve(mut client: UnixStream, run: &Run) {
-    let Ok(methods) = read_greeting(&mut client).await else {
+    let Some((host, port, command)) = in_time(handshake(&mut client)).await.flatten() else {
         return;
     };
-    if !methods.contains(&NO_AUTH) {
-        let _ = client.write_all(&[VERSION, NO_ACCEPTABLE_METHOD]).await;
-        return;
-    }
-    if client.write_all(&[VERSION, NO_AUTH]).await.is_err() {
-        return;
-    }
-    let mut request = [0u8; 4];
-    if client.read_exact(&mut request).await.is_err() || request[0] != VERSION {
-        return;
-    }
-    let host = match read_address(&mut client, request[3]).await {
-        Ok(Some(host)) => host,
-        Ok(None) => return reply(&mut client, ADDRESS_NOT_SUPPORTED).await,
-        Err(_) => return,
-    };
-    let mut port = [0u8; 2];
-    if client.read_exact(&mut port).await.is_err() {
-        return;
-    }
-    let port = u16::from_be_bytes(port);
-    if request[1] != CMD_CONNECT {
+    if command != CMD_CONNECT {
         return reply(&mut client, COMMAND_NOT_SUPPORTED).await;
     }
     if !run.check("socks5", &host, port) {
         return reply(&mut client, NOT_ALLOWED).await;
     }
-    let Some(upstream) = run.connect("socks5", &host, port).await else {
-        return reply(&mut client, HOST_UNREACHABLE).await;
+    let upstream = match run.connect("socks5", &host, port).await {
+        Ok(upstream) => upstream,
+        Err(Refusal::Denied) => return reply(&mut client, NOT_ALLOWED).await,
+        Err(Refusal::Failed) => return reply(&mut client, HOST_UNREACHABLE).await,
     };
     reply(&mut client, SUCCEEDED).await;
     splice(client, upstream).await;
+}
+
+/// The greeting and the request: host, port and command; `None` when the
+/// client went away or was answered already.
+async fn handshake(client: &mut UnixStream) -> Option<(String, u16, u8)> {
+    let methods = read_greeting(client).await.ok()?;
+    if !methods.contains(&NO_AUTH) {
+        let _ = client.write_all(&[VERSION, NO_ACCEPTABLE_METHOD]).await;
+        return None;
+    }
+    client.write_all(&[VERSION, NO_AUTH]).await.ok()?;
+    let mut request = [0u8; 4];
+    client.read_exact(&mut request).await.ok()?;
+    if request[0] != VERSION {
+        return None;
+    }
+    let host = match read_address(client, request[3]).await.ok()? {
+        Some(host) => host,
+        None => {
+            reply(client, ADDRESS_NOT_SUPPORTED).await;
+            return None;
+        }
+    };
+    let mut port = [0u8; 2];
+    client.read_exact(&mut port).await.ok()?;
+    Some((host, u16::from_be_bytes(port), request[1]))
 }
 
 async fn read_greeting(client: &mut UnixStream) -> std::io::Result<Vec<u8>> {

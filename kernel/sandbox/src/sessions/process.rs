@@ -67,6 +67,8 @@ pub(super) struct Live {
     /// An exchange began and did not finish (its future was dropped): the
     /// process is out of step and must not be reused.
     pub in_exchange: bool,
+    /// The session's proxy (network by host): served while it lives.
+    _proxy: Option<crate::proxy::RunProxy>,
 }
 
 /// How an exchange that ended the session went.
@@ -132,6 +134,7 @@ impl Live {
             exchanges: 0,
             last_used: Instant::now(),
             in_exchange: false,
+            _proxy: spawned.proxy,
         })
     }
 
