@@ -11,6 +11,7 @@
 //! root and environment), the terminal (`TIOCSTI`) and the kernel's own
 //! ports, each beside the same program doing allowed work.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use harness::{run, shown, Daemon, Launch};
@@ -95,7 +96,8 @@ elif sys.argv[1] == "tiocsti":
     for target in ("/dev/tty", 0, 1, 2):
         try:
             fd = os.open(target, os.O_RDWR) if isinstance(target, str) else target
-            fcntl.ioctl(fd, termios.TIOCSTI, b"x")
+            for ch in (b"x", b"\n"):
+                fcntl.ioctl(fd, termios.TIOCSTI, ch)
             print("TIOCSTI WORKED on", target)
         except OSError as e:
             print("refused", target, e.errno)
@@ -108,6 +110,11 @@ elif sys.argv[1] == "tiocsti":
 /// The daemon works in the workspace, with its connection file and its
 /// state folder there too.
 fn start(m: &Machine) -> Daemon {
+    start_on(m, None)
+}
+
+/// [`start`], with `terminal` as the daemon's controlling terminal.
+fn start_on(m: &Machine, terminal: Option<PathBuf>) -> Daemon {
     let daemon_dir = tempfile::tempdir_in(&m.root).unwrap();
     let launch = Launch {
         cwd: Some(m.workspace.clone()),
@@ -118,6 +125,7 @@ fn start(m: &Machine) -> Daemon {
                 "hunter2-daemon-env".into(),
             ),
         ],
+        controlling_terminal: terminal,
         ..Launch::default()
     };
     let state = m.workspace.join("state");
@@ -276,9 +284,20 @@ async fn secrets_stay_shut_with_landlock_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemons_process_the_terminal_and_the_kernels_ports_are_out_of_reach() {
     let m = machine(true);
-    let daemon = start(&m);
+    // Started from a terminal, as from a shell: the daemon has one to
+    // steer (the target of TIOCSTI is there).
+    let (mut master, tty) = harness::terminal();
+    let daemon = start_on(&m, Some(tty.clone()));
     let mut client = daemon.client().await;
     let pid = daemon.pid();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let tty_nr: i64 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(4))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert_ne!(tty_nr, 0, "the daemon has no controlling terminal: {stat}");
     let secrets = ["PRIVATE KEY", "hunter2-daemon-env"];
 
     // /proc: the program's own is there, the daemon's is not.
@@ -302,13 +321,33 @@ async fn the_daemons_process_the_terminal_and_the_kernels_ports_are_out_of_reach
         assert_eq!(outcome.status(), "error", "{code}: {}", shown(&outcome));
     }
 
+    // What is typed at the terminal can be read from it (the control of
+    // the check below).
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(&tty)
+        .unwrap();
+    std::io::Write::write_all(&mut master, b"y\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut typed = [0u8; 16];
+    let n = std::io::Read::read(&mut reader, &mut typed).unwrap();
+    assert_eq!(&typed[..n], b"y\n");
+
     // The terminal: nothing to push characters into; the control ioctl
     // on the program's own pipe works.
-    let tty = run(&mut client, "!python3 probe.py tiocsti").await;
-    let text = shown(&tty);
+    let tty_run = run(&mut client, "!python3 probe.py tiocsti").await;
+    let text = shown(&tty_run);
     assert!(!text.contains("WORKED"), "{text}");
     assert!(text.contains("refused /dev/tty"), "{text}");
     assert!(text.contains("own pipe holds 3"), "{text}");
+    // Nothing was typed into the daemon's terminal.
+    let read = std::io::Read::read(&mut reader, &mut typed);
+    assert!(
+        matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the terminal got input: {read:?} {:?}",
+        &typed
+    );
 
     // The kernel's own ports: refused without network; the same program
     // with the whole network connects (so the probe can fail).

@@ -75,6 +75,32 @@ pub struct Launch {
     /// directory).
     pub in_own_dir: bool,
     pub env: Vec<(String, String)>,
+    /// A terminal (a pty's slave, see [`terminal`]) the daemon gets as its
+    /// controlling terminal and stdin, as when started from a shell.
+    pub controlling_terminal: Option<PathBuf>,
+}
+
+/// A new pseudo-terminal: its master (keep it open while the daemon runs)
+/// and its slave's path, for [`Launch::controlling_terminal`].
+pub fn terminal() -> (std::fs::File, PathBuf) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc calls; the name is copied out at once.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(
+            master >= 0,
+            "posix_openpt: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(libc::grantpt(master), 0);
+        assert_eq!(libc::unlockpt(master), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+        let path = std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        (std::fs::File::from_raw_fd(master), PathBuf::from(path))
+    }
 }
 
 impl Launch {
@@ -276,6 +302,23 @@ fn spawn(
         command.current_dir(cwd);
     } else if launch.in_own_dir {
         command.current_dir(dir);
+    }
+    if let Some(tty) = &launch.controlling_terminal {
+        let tty = std::ffi::CString::new(tty.as_os_str().as_encoded_bytes()).expect("tty path");
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let fd = libc::open(tty.as_ptr(), libc::O_RDWR);
+                if fd < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::dup2(fd, 0);
+                Ok(())
+            });
+        }
     }
     command
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
