@@ -9,8 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 use skillkernel_stdx::span::mark_failed;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -19,85 +18,18 @@ use tracing::Instrument;
 use super::audit::{AuditLog, Subject, AUDIT_FILE};
 use super::deny::{DenyList, KeptShut};
 use super::launch::{Helper, LaunchError, Setup, Stdin};
-use super::proxy::{NetworkGrant, ProxyHost};
+use super::proxy::ProxyHost;
 use super::resident::{ResidentError, ResidentProcess};
 use super::run::{self, OutputSink, RunBounds};
 use super::sessions::{Exchange, SessionError, SessionSpec, Sessions};
 use super::verdict::{self, Denial, Verdict};
-use super::{HostSupport, SandboxPolicy, SetupReport, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
+use super::{HostSupport, SandboxPolicy};
 use std::sync::Arc;
 
-/// The daemon's `[sandbox]` section: what `!command` cells may do beyond
-/// the defaults, and the bounds every sandboxed program runs under.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SandboxConfig {
-    /// May `!command` cells use the network: `false`, `true`, or a list of
-    /// hosts they reach through the proxy.
-    pub network: NetworkGrant,
-    /// Extra paths `!command` cells may read.
-    pub read: Vec<PathBuf>,
-    /// Extra paths `!command` cells may write (the working directory always).
-    pub write: Vec<PathBuf>,
-    /// Extra environment variables `!command` cells keep.
-    pub env: Vec<String>,
-    /// Paths no program may read or write, whatever is granted, beside the
-    /// built-in secrets and the kernel's own files (`~/` is the home
-    /// directory; see [`super::deny`]).
-    pub deny: Vec<PathBuf>,
-    /// Skill name → denied paths that skill alone may be granted, each
-    /// exactly (its manifest must still ask for them).
-    pub trust: std::collections::BTreeMap<String, Vec<PathBuf>>,
-    /// Hide denied paths inside grants with mounts in a mount namespace of
-    /// each run's own; `false`: with Landlock alone (granting around them).
-    pub mount_namespace: bool,
-    /// Refuse to run any program where Landlock is not fully enforced.
-    pub require_landlock: bool,
-    /// stdout and stderr of one program together; it is killed beyond.
-    pub max_output_bytes: u64,
-    /// Session skills' processes alive at once; the least recently used
-    /// idle one is ended to make room.
-    pub max_sessions: usize,
-    /// A session idle this long is ended.
-    pub session_idle_timeout_secs: u64,
-}
+mod auditing;
+mod config;
 
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        SandboxConfig {
-            network: NetworkGrant::Nothing,
-            read: Vec::new(),
-            write: Vec::new(),
-            env: Vec::new(),
-            deny: Vec::new(),
-            trust: Default::default(),
-            mount_namespace: true,
-            require_landlock: false,
-            max_output_bytes: 64 << 20,
-            max_sessions: 8,
-            session_idle_timeout_secs: 1800,
-        }
-    }
-}
-
-/// How the kernel sets up its sandbox.
-#[derive(Debug, Clone)]
-pub struct SandboxSetup {
-    /// The `skillkernel` binary (run as `skillkernel sandbox-exec`).
-    pub helper: PathBuf,
-    /// Where the audit log goes (`<state_dir>/sandbox-audit.jsonl`);
-    /// `None`: the daemon log only.
-    pub state_dir: Option<PathBuf>,
-    /// The workspace of cells and skills: the kernel's working directory.
-    pub working_dir: PathBuf,
-    /// The kernel's own files no program may read (connection file, config
-    /// files, log folder); the state folder is added to them.
-    pub kernel_files: Vec<PathBuf>,
-    /// Folders of connection files (Jupyter's runtime folder): denied whole,
-    /// or only their connection files for a workspace inside one.
-    pub connection_folders: Vec<PathBuf>,
-    pub config: SandboxConfig,
-}
+pub use config::{SandboxConfig, SandboxSetup};
 
 /// The kernel's sandbox.
 pub struct Sandbox {
@@ -383,7 +315,7 @@ impl Sandbox {
             Setup::Failed(failure) => self.audit.record(
                 "setup_failed",
                 subject,
-                map(json!({"program": argv.first(), "stage": failure.stage, "detail": failure.message})),
+                auditing::map(json!({"program": argv.first(), "stage": failure.stage, "detail": failure.message})),
             ),
             Setup::Silent => {}
         }
@@ -441,137 +373,6 @@ impl Sandbox {
             })
             .await
             .clone()
-    }
-
-    /// Audits the grants `policy` makes over the defaults, once per skill.
-    pub fn audit_grants(&self, subject: &Subject, policy: &SandboxPolicy) {
-        if subject.skill.is_none() {
-            return;
-        }
-        if policy.network {
-            self.audit.record_grant_once(subject, "network", Map::new());
-        }
-        let workspace = policy.workspace.as_deref();
-        let extra_writes: Vec<_> = policy
-            .write
-            .iter()
-            .filter(|p| Some(p.as_path()) != workspace && p.as_path() != Path::new("/dev/null"))
-            .map(|p| p.display().to_string())
-            .collect();
-        if !extra_writes.is_empty() {
-            let fields = map(json!({"paths": extra_writes}));
-            self.audit.record_grant_once(subject, "write", fields);
-        }
-        let extra_reads: Vec<_> = policy
-            .read
-            .iter()
-            .filter(|p| {
-                !DEFAULT_READ_PATHS
-                    .iter()
-                    .any(|d| Path::new(d) == p.as_path())
-            })
-            .filter(|p| subject.own_dir.as_deref() != Some(p.as_path()))
-            // The daemon's own grant to every program, not the skill's.
-            .filter(|p| !self.toolchains.contains(p))
-            .map(|p| p.display().to_string())
-            .collect();
-        if !extra_reads.is_empty() {
-            let fields = map(json!({"paths": extra_reads}));
-            self.audit.record_grant_once(subject, "read", fields);
-        }
-        let extra_env: Vec<_> = policy
-            .env_allow
-            .iter()
-            .filter(|n| !DEFAULT_ENV_ALLOW.contains(&n.as_str()))
-            .cloned()
-            .collect();
-        if !extra_env.is_empty() {
-            let fields = map(json!({"names": extra_env}));
-            self.audit.record_grant_once(subject, "env", fields);
-        }
-    }
-
-    /// Audits a judged run: denials, limit kills, timeouts, set-up
-    /// failures, and a Landlock that could not be fully enforced.
-    pub fn audit_run(
-        &self,
-        subject: &Subject,
-        argv: &[String],
-        verdict: &Verdict,
-        denials: &[Denial],
-        report: Option<&SetupReport>,
-    ) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.endings[verdict.kind_index()].fetch_add(1, Relaxed);
-        self.denials.fetch_add(denials.len() as u64, Relaxed);
-        let program = argv.first().cloned().unwrap_or_default();
-        for denial in denials {
-            let (event, fields) = match denial {
-                Denial::Path { path, line, .. } => (
-                    "denied_path",
-                    json!({"program": program, "path": path, "detail": line}),
-                ),
-                Denial::Network { line } => (
-                    "denied_network",
-                    json!({"program": program, "detail": line}),
-                ),
-                // Recorded by the proxy as it refused it.
-                Denial::Host { .. } => continue,
-            };
-            self.audit.record(event, subject, map(fields));
-        }
-        match verdict {
-            Verdict::LimitKilled { limit, detail } => self.audit.record(
-                "limit_kill",
-                subject,
-                map(json!({"program": program, "limit": limit.as_str(), "detail": detail})),
-            ),
-            Verdict::TimedOut { after } => self.audit.record(
-                "timeout",
-                subject,
-                map(json!({"program": program, "after_ms": after.as_millis() as u64})),
-            ),
-            Verdict::SetupFailed(failure) => self.audit.record(
-                "setup_failed",
-                subject,
-                map(json!({"program": program, "stage": failure.stage, "detail": failure.message})),
-            ),
-            _ => {}
-        }
-        if let Some(report) = report {
-            self.audit_report(subject, report);
-        }
-    }
-
-    /// What a program's set-up report says the audit must know: a
-    /// Landlock that is not fully enforced (once per status).
-    fn audit_report(&self, subject: &Subject, report: &SetupReport) {
-        if report.landlock.status != "fully_enforced" {
-            self.audit.record_once(
-                "landlock_degraded",
-                &report.landlock.status,
-                subject,
-                map(json!({"status": report.landlock.status, "reason": report.landlock.reason})),
-            );
-        }
-        // How denied paths inside grants were kept out, once per way.
-        let hidden = &report.hidden;
-        if !hidden.masked.is_empty() || !hidden.allowed_around.is_empty() {
-            let how = if hidden.allowed_around.is_empty() {
-                "masked"
-            } else {
-                "allowed_around"
-            };
-            self.audit.record_once(
-                "denied_paths_hidden",
-                how,
-                subject,
-                map(
-                    json!({"masked": hidden.masked, "allowed_around": hidden.allowed_around,
-                           "namespace": hidden.namespace, "reason": hidden.reason}),
-                ),
-            );
-        }
     }
 
     /// Kills every sandboxed process group now: programs running and
@@ -660,11 +461,4 @@ fn home_toolchains() -> Vec<PathBuf> {
         tracing::info!(roots = ?roots, "sandboxed programs may read the home directory's toolchains");
     }
     roots
-}
-
-fn map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
 }
