@@ -150,6 +150,17 @@ fn parameters_written_as_a_mapping_get_a_hint_with_their_shape() {
 }
 
 #[test]
+fn a_network_host_that_is_not_a_host_is_a_load_error_naming_it() {
+    let text = "name: f\ndescription: d\ntype: command\ncommand: curl\n\
+                permissions: {network: [\"https://api.example.com\"]}\n";
+    let e = native(text).unwrap_err();
+    assert!(e.to_string().contains("not a host pattern"), "{e}");
+    // The control: a host is fine.
+    let text = text.replace("https://api.example.com", "api.example.com");
+    native(&text).unwrap();
+}
+
+#[test]
 fn command_skills_keep_their_sandbox_policy_raw() {
     let text = "name: ls\ndescription: Lists.\ntype: command\ncommand: ls\nargs: [-l]\ntimeout: 5\npermissions: {network: false}\nfallback:\n  command: dir\n";
     let s = native(text).unwrap();
