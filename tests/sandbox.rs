@@ -571,3 +571,63 @@ fn check_masked(run: &harness::sandbox::Run, namespace: &str) {
         run.describe()
     );
 }
+
+/// Network by host at the helper: the program's network namespace holds
+/// only `lo`, where `127.0.0.1:3128` is the bridge to the run's proxy
+/// socket (here the test's own listener, which gets what the program
+/// sends) — and a server on the host's loopback, reached straight, is not
+/// there for it.
+#[test]
+fn by_host_the_bridge_is_the_only_way_out() {
+    require_landlock!();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("proxy.sock");
+    let proxy = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let got = std::thread::spawn(move || {
+        let (mut stream, _) = proxy.accept().unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut text).unwrap();
+        text
+    });
+    let host = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port();
+    let workspace = tempfile::tempdir().unwrap();
+    let mut policy = policy_in(workspace.path());
+    policy["network_hosts"] = json!(["example.com"]);
+    policy["proxy_socket"] = json!(socket);
+    let script = format!(
+        "import socket\n\
+         s = socket.create_connection(('127.0.0.1', 3128)); s.sendall(b'through the bridge'); s.close()\n\
+         try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2); print('REACHED')\n\
+         except OSError as e:\n    print('straight refused', e.errno)\n"
+    );
+    let run = sandboxed(&policy, &[PYTHON, "-c", &script]);
+    assert!(run.status.success(), "{}", run.describe());
+    assert_eq!(got.join().unwrap(), "through the bridge");
+    assert!(
+        run.stdout.contains("straight refused"),
+        "{}",
+        run.describe()
+    );
+    assert!(!run.stdout.contains("REACHED"), "{}", run.describe());
+    assert_eq!(
+        run.applied()["network_namespace"],
+        "privileged",
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.applied()["seccomp"],
+        "network_by_host",
+        "{}",
+        run.describe()
+    );
+    // The control: with the whole network the same server is reached.
+    let mut open = policy_in(workspace.path());
+    open["network"] = json!(true);
+    let control = format!(
+        "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('reached')\n"
+    );
+    let run = sandboxed(&open, &[PYTHON, "-c", &control]);
+    assert!(run.stdout.contains("reached"), "{}", run.describe());
+}

@@ -196,14 +196,9 @@ except OSError as e:
     print("refused", e)
 "#;
 
-/// Where the daemon puts its runs' proxy sockets (as `service.rs` does).
+/// The proxy sockets of daemon `daemon_pid`'s runs.
 fn proxy_sockets(daemon_pid: i32) -> Vec<PathBuf> {
-    let uid = nix::unistd::getuid();
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute() && d.as_os_str().len() < 60)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let dir = base.join(format!("skillkernel-{uid}-proxy"));
+    let dir = skillkernel_sandbox::proxy::proxy_dir();
     let prefix = format!("p{daemon_pid}-");
     std::fs::read_dir(dir)
         .map(|d| {

@@ -30,6 +30,14 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// An event's fields from a `json!` object (anything else: none).
+pub fn fields_of(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 /// The log file's name inside the state directory.
 pub const AUDIT_FILE: &str = "sandbox-audit.jsonl";
 

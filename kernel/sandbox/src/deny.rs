@@ -158,7 +158,7 @@ pub fn expand_home(path: &Path, home: Option<&Path>) -> PathBuf {
 }
 
 /// `path` through its links as far as it exists, the rest as written.
-fn resolved(path: &Path) -> PathBuf {
+pub(crate) fn resolved(path: &Path) -> PathBuf {
     let mut existing = path;
     let mut rest = Vec::new();
     loop {

@@ -30,6 +30,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::namespaces::{self, Made};
+use crate::deny::resolved;
 use crate::{HiddenOutcome, SandboxPolicy};
 
 /// What Landlock grants once the denied paths are hidden.
@@ -57,9 +58,9 @@ impl Plan {
             .write
             .iter()
             .chain(policy.workspace.as_ref())
-            .map(|p| real(p))
+            .map(|p| resolved(p))
             .collect();
-        let read: Vec<PathBuf> = policy.read.iter().map(|p| real(p)).collect();
+        let read: Vec<PathBuf> = policy.read.iter().map(|p| resolved(p)).collect();
         // A denied path that does not exist has nothing to hide.
         let deny: Vec<PathBuf> = policy
             .deny
@@ -141,11 +142,6 @@ impl Plan {
             outcome,
         }
     }
-}
-
-/// `path` resolved as Landlock will resolve it (unchanged if missing).
-fn real(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// `grants` with each one holding a path of `denied` replaced by the

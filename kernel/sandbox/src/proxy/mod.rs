@@ -27,12 +27,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{AuditLog, Subject};
+use crate::audit::{fields_of, AuditLog, Subject};
 pub use hosts::{BadHostPattern, HostPattern, NetworkGrant};
 
 /// The port the bridge listens on inside the run's network namespace
@@ -57,6 +57,17 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub struct ProxyHost {
     dir: PathBuf,
     audit: Arc<AuditLog>,
+}
+
+/// Where a daemon puts its runs' proxy sockets: a private folder with a
+/// short path (a UNIX socket's path holds 107 bytes).
+pub fn proxy_dir() -> PathBuf {
+    let uid = nix::unistd::getuid();
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute() && d.as_os_str().len() < 60)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join(format!("skillkernel-{uid}-proxy"))
 }
 
 /// The environment that points a program at the proxy.
@@ -172,19 +183,25 @@ impl Run {
     fn check(&self, via: &str, host: &str, port: u16) -> bool {
         let allowed = hosts::allowed(&self.hosts, host, port);
         if !allowed {
-            let target = format!("{host}:{port}");
-            let mut denied = skillkernel_stdx::lock(&self.denied);
-            if !denied.contains(&target) && denied.len() < MAX_DENIED_KEPT {
-                denied.push(target);
-            }
+            self.remember_denied(host, port);
         }
         let verdict = if allowed { "allowed" } else { "denied" };
         self.record(via, host, port, verdict, None);
         allowed
     }
 
+    /// Keeps `host:port` for the run's error (a bounded list).
+    fn remember_denied(&self, host: &str, port: u16) {
+        let target = format!("{host}:{port}");
+        let mut denied = skillkernel_stdx::lock(&self.denied);
+        if !denied.contains(&target) && denied.len() < MAX_DENIED_KEPT {
+            denied.push(target);
+        }
+    }
+
     fn record(&self, via: &str, host: &str, port: u16, verdict: &str, detail: Option<String>) {
-        let mut fields = map(json!({"host": host, "port": port, "verdict": verdict, "via": via}));
+        let mut fields =
+            fields_of(json!({"host": host, "port": port, "verdict": verdict, "via": via}));
         if let Some(detail) = detail {
             fields.insert("detail".into(), detail.into());
         }
@@ -215,10 +232,7 @@ impl Run {
             let detail =
                 format!("{host} resolves to {resolved:?}, a loopback or link-local address");
             self.record(via, host, port, "denied", Some(detail));
-            let mut denied = skillkernel_stdx::lock(&self.denied);
-            if denied.len() < MAX_DENIED_KEPT {
-                denied.push(format!("{host}:{port}"));
-            }
+            self.remember_denied(host, port);
             return Err(Refusal::Denied);
         }
         let mut last = None;
@@ -333,13 +347,6 @@ async fn splice(
     let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
 }
 
-fn map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +364,8 @@ mod tests {
             .start(Vec::new(), Subject::cell())
             .unwrap_err();
         assert!(!err.to_string().is_empty());
+        assert_eq!(err.kind(), std::io::ErrorKind::NotADirectory, "{err}");
+        assert!(!file.join("proxy").exists());
         // The control: in a folder it can make, it serves and cleans up.
         let proxy = host(dir.path().join("proxy"))
             .start(Vec::new(), Subject::cell())

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
 use super::Sandbox;
-use crate::audit::Subject;
+use crate::audit::{fields_of, Subject};
 use crate::verdict::{Denial, Verdict};
 use crate::{SandboxPolicy, SetupReport, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
 
@@ -28,7 +28,7 @@ impl Sandbox {
             .map(|p| p.display().to_string())
             .collect();
         if !extra_writes.is_empty() {
-            let fields = map(json!({"paths": extra_writes}));
+            let fields = fields_of(json!({"paths": extra_writes}));
             self.audit.record_grant_once(subject, "write", fields);
         }
         let extra_reads: Vec<_> = policy
@@ -45,7 +45,7 @@ impl Sandbox {
             .map(|p| p.display().to_string())
             .collect();
         if !extra_reads.is_empty() {
-            let fields = map(json!({"paths": extra_reads}));
+            let fields = fields_of(json!({"paths": extra_reads}));
             self.audit.record_grant_once(subject, "read", fields);
         }
         let extra_env: Vec<_> = policy
@@ -55,7 +55,7 @@ impl Sandbox {
             .cloned()
             .collect();
         if !extra_env.is_empty() {
-            let fields = map(json!({"names": extra_env}));
+            let fields = fields_of(json!({"names": extra_env}));
             self.audit.record_grant_once(subject, "env", fields);
         }
     }
@@ -87,23 +87,25 @@ impl Sandbox {
                 // Recorded by the proxy as it refused it.
                 Denial::Host { .. } => continue,
             };
-            self.audit.record(event, subject, map(fields));
+            self.audit.record(event, subject, fields_of(fields));
         }
         match verdict {
             Verdict::LimitKilled { limit, detail } => self.audit.record(
                 "limit_kill",
                 subject,
-                map(json!({"program": program, "limit": limit.as_str(), "detail": detail})),
+                fields_of(json!({"program": program, "limit": limit.as_str(), "detail": detail})),
             ),
             Verdict::TimedOut { after } => self.audit.record(
                 "timeout",
                 subject,
-                map(json!({"program": program, "after_ms": after.as_millis() as u64})),
+                fields_of(json!({"program": program, "after_ms": after.as_millis() as u64})),
             ),
             Verdict::SetupFailed(failure) => self.audit.record(
                 "setup_failed",
                 subject,
-                map(json!({"program": program, "stage": failure.stage, "detail": failure.message})),
+                fields_of(
+                    json!({"program": program, "stage": failure.stage, "detail": failure.message}),
+                ),
             ),
             _ => {}
         }
@@ -120,7 +122,9 @@ impl Sandbox {
                 "landlock_degraded",
                 &report.landlock.status,
                 subject,
-                map(json!({"status": report.landlock.status, "reason": report.landlock.reason})),
+                fields_of(
+                    json!({"status": report.landlock.status, "reason": report.landlock.reason}),
+                ),
             );
         }
         // How denied paths inside grants were kept out, once per way.
@@ -135,18 +139,11 @@ impl Sandbox {
                 "denied_paths_hidden",
                 how,
                 subject,
-                map(
+                fields_of(
                     json!({"masked": hidden.masked, "allowed_around": hidden.allowed_around,
                            "namespace": hidden.namespace, "reason": hidden.reason}),
                 ),
             );
         }
-    }
-}
-
-pub(super) fn map(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(m) => m,
-        _ => Map::new(),
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::audit::{AuditLog, Subject, AUDIT_FILE};
+use super::audit::{fields_of, AuditLog, Subject, AUDIT_FILE};
 use super::deny::{DenyList, KeptShut};
 use super::launch::{Helper, LaunchError, Setup, Stdin};
 use super::proxy::ProxyHost;
@@ -67,7 +67,7 @@ impl Sandbox {
             .cloned()
             .collect();
         let c = &setup.config;
-        let own: Vec<PathBuf> = own.into_iter().chain([proxy_dir()]).collect();
+        let own: Vec<PathBuf> = own.into_iter().chain([super::proxy::proxy_dir()]).collect();
         let deny = DenyList::new(
             home.as_deref(),
             &own,
@@ -85,7 +85,7 @@ impl Sandbox {
             denied.is_none()
         });
         let audit = Arc::new(audit);
-        let proxies = ProxyHost::new(proxy_dir(), Arc::clone(&audit));
+        let proxies = ProxyHost::new(super::proxy::proxy_dir(), Arc::clone(&audit));
         Sandbox {
             deny,
             helper: Helper::new(&setup.helper).with_proxies(proxies),
@@ -315,7 +315,7 @@ impl Sandbox {
             Setup::Failed(failure) => self.audit.record(
                 "setup_failed",
                 subject,
-                auditing::map(json!({"program": argv.first(), "stage": failure.stage, "detail": failure.message})),
+                fields_of(json!({"program": argv.first(), "stage": failure.stage, "detail": failure.message})),
             ),
             Setup::Silent => {}
         }
@@ -433,18 +433,6 @@ fn program_of(argv: &[String]) -> Option<String> {
         Some(rest) => Some(format!("{}/{rest}", std::env::var("HOME").ok()?)),
         None => Some(word.to_owned()),
     }
-}
-
-/// Where the runs' proxy sockets go: a private folder with a short path (a
-/// UNIX socket's path holds 107 bytes).
-fn proxy_dir() -> PathBuf {
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|d| d.is_absolute() && d.as_os_str().len() < 60)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join(format!("skillkernel-{uid}-proxy"))
 }
 
 /// The toolchains of the daemon's `PATH` under its home directory,
