@@ -83,9 +83,11 @@ pub struct StartArgs {
     #[arg(short = 'f', long = "connection-file", value_name = "FILE")]
     pub connection_file: Option<PathBuf>,
 
-    /// Address to listen on when creating a connection file.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub ip: String,
+    /// Address to listen on when creating a connection file. Default
+    /// 127.0.0.1; in an Enterprise Gateway launch 0.0.0.0, since the
+    /// gateway connects from its own host.
+    #[arg(long)]
+    pub ip: Option<String>,
 
     /// Detach and run as a daemon: double-fork, new session, stdio to the
     /// log or /dev/null, PID file held under a lock. The launching process
@@ -177,6 +179,42 @@ pub struct StartArgs {
     /// Tokio worker threads for IO (inference uses its own threads).
     #[arg(long, env = "SKILLKERNEL_IO_THREADS", default_value_t = 2)]
     pub io_threads: usize,
+
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// Enterprise Gateway's launcher protocol, in place of a connection file:
+/// what its remote process proxies and `gateway_provisioners` put in the
+/// kernelspec's argv (`{kernel_id}`, `{response_address}`,
+/// `{public_key}`, `{port_range}`), or in a kernel container's
+/// environment. See docs/operations.md.
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// The kernel's id, as the gateway names it.
+    #[arg(long, env = "KERNEL_ID", value_name = "ID")]
+    pub kernel_id: Option<String>,
+    /// Where to send the connection information (HOST:PORT); its presence
+    /// makes this a gateway launch.
+    #[arg(long, env = "RESPONSE_ADDRESS", value_name = "HOST:PORT")]
+    pub response_address: Option<String>,
+    /// The gateway's RSA public key (base64), which seals the connection
+    /// information.
+    #[arg(long, env = "PUBLIC_KEY", value_name = "KEY")]
+    pub public_key: Option<String>,
+    /// Ports the kernel may listen on, LOWER..UPPER (0..0: any).
+    #[arg(long, env = "PORT_RANGE", value_name = "LOWER..UPPER")]
+    pub port_range: Option<String>,
+    /// Seconds without a word from the gateway on the communication port
+    /// (it probes every few seconds) after which the kernel takes it for
+    /// gone and shuts down, exiting non-zero. 0: never.
+    #[arg(
+        long,
+        env = "SKILLKERNEL_GATEWAY_ORPHAN_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 300
+    )]
+    pub gateway_orphan_timeout: u64,
 }
 
 impl StartArgs {

@@ -4,6 +4,9 @@
 //!   Jupyter launches it through the kernelspec's `{connection_file}`.
 //!   With `--daemon` it detaches (double fork, PID file) and the launcher
 //!   exits once the kernel serves.
+//!   With `--response-address` (and `--kernel-id`, `--public-key`,
+//!   `--port-range`) it is launched by Jupyter Enterprise Gateway instead:
+//!   see the `gateway` module.
 //! * `skillkernel stop|status|reload|dump` act on a running daemon
 //!   through its PID file and signals.
 //! * `skillkernel install [--user|--sys-prefix|--prefix P]` writes the
@@ -25,6 +28,7 @@ mod config;
 mod config_command;
 mod daemonize;
 mod dump;
+mod gateway;
 mod install;
 mod logging;
 mod manage;

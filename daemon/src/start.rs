@@ -21,6 +21,7 @@ use thiserror::Error;
 use crate::cli::StartArgs;
 use crate::config::{Config, ConfigError};
 use crate::daemonize::{self, DaemonizeError, Readiness};
+use crate::gateway::{self, GatewayError, Launch};
 use crate::logging;
 use crate::pidfile::{PidFile, PidFileError};
 use crate::reload::{self, Reloader};
@@ -54,12 +55,19 @@ pub enum StartError {
     Cwd(std::io::Error),
     #[error(transparent)]
     Log(#[from] logging::LogError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
 }
 
 pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     // Paths are made absolute before `--daemon` changes to `/`, and so a
     // reload reads the same files.
     let args = absolute_paths(args)?;
+    // A gateway launch that cannot work fails before anything starts.
+    let launch = Launch::from_args(&args.gateway)?;
+    if launch.is_some() && !args.daemon {
+        gateway::lead_own_process_group();
+    }
     // Project skills (`.skillkernel/skills`) and conversation skills'
     // context files are found from where the kernel was started.
     let working_dir = std::env::current_dir().map_err(StartError::Cwd)?;
@@ -90,6 +98,7 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
     };
     let result = run_detached(
         args,
+        launch,
         settings,
         files,
         working_dir,
@@ -103,8 +112,10 @@ pub fn run(args: StartArgs) -> Result<ExitCode, StartError> {
 }
 
 /// Everything after the (optional) fork: logging, the runtime, the kernel.
+#[allow(clippy::too_many_arguments)]
 fn run_detached(
     args: StartArgs,
+    launch: Option<Launch>,
     settings: Config,
     files: Vec<PathBuf>,
     working_dir: PathBuf,
@@ -144,6 +155,7 @@ fn run_detached(
         .map_err(StartError::Runtime)?;
     let started = Started {
         args,
+        launch,
         settings,
         files,
         working_dir,
@@ -269,10 +281,10 @@ fn models(config: &Config) -> Models {
 
 /// The persisted session this kernel continues, unless `[state] persist`
 /// is off: `[daemon] session` (`--session`, `SKILLKERNEL_SESSION`), else
-/// the connection file's stem — Jupyter names it `kernel-<uuid>.json`, so
-/// each notebook kernel has its own session and a restarted one (same
-/// file) finds it — else `default`.
-fn persistence(config: &Config, connection_file: Option<&Path>) -> Option<PersistConfig> {
+/// `fallback` (see [`session_hint`]) — Jupyter names connection files
+/// `kernel-<uuid>.json`, so each notebook kernel has its own session and a
+/// restarted one (same file) finds it — else `default`.
+fn persistence(config: &Config, fallback: Option<String>) -> Option<PersistConfig> {
     if !config.state.persist {
         return None;
     }
@@ -281,11 +293,7 @@ fn persistence(config: &Config, connection_file: Option<&Path>) -> Option<Persis
         .session
         .clone()
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| {
-            connection_file
-                .and_then(Path::file_stem)
-                .map(|stem| stem.to_string_lossy().into_owned())
-        })
+        .or(fallback)
         .unwrap_or_else(|| "default".into());
     Some(PersistConfig {
         state_dir: config.state_dir(),
@@ -295,6 +303,20 @@ fn persistence(config: &Config, connection_file: Option<&Path>) -> Option<Persis
     })
 }
 
+/// The session a kernel continues when none is configured: in a gateway
+/// launch `kernel-<kernel id>` (a gateway restart keeps the id), else the
+/// connection file's stem.
+fn session_hint(args: &StartArgs, launch: Option<&Launch>) -> Option<String> {
+    match launch {
+        Some(launch) => Some(format!("kernel-{}", launch.kernel_id)),
+        None => args
+            .connection_file
+            .as_deref()
+            .and_then(Path::file_stem)
+            .map(|stem| stem.to_string_lossy().into_owned()),
+    }
+}
+
 /// Where the connection comes from, and whether this process owns the file.
 struct Connection {
     info: ConnectionInfo,
@@ -302,7 +324,26 @@ struct Connection {
     created: bool,
 }
 
-fn connection(args: &StartArgs) -> Result<Connection, StartError> {
+fn connection(args: &StartArgs, launch: Option<&Launch>) -> Result<Connection, StartError> {
+    if let Some(launch) = launch {
+        // The gateway gets the connection over its response address; the
+        // file is for local tools (`skillctl --existing`). Not
+        // `kernel-<id>.json`: a gateway on this host writes and removes
+        // that one itself.
+        let name = format!("skillkernel-gateway-{}.json", launch.kernel_id);
+        return Ok(Connection {
+            info: ConnectionInfo::new_random(
+                args.ip.as_deref().unwrap_or("0.0.0.0"),
+                "skillkernel",
+            ),
+            path: args
+                .connection_file
+                .clone()
+                .unwrap_or_else(|| paths::jupyter_runtime_dir().join(name)),
+            created: true,
+        });
+    }
+    let ip = args.ip.as_deref().unwrap_or("127.0.0.1");
     match &args.connection_file {
         Some(path) if path.exists() => Ok(Connection {
             info: ConnectionInfo::read(path)?,
@@ -310,14 +351,14 @@ fn connection(args: &StartArgs) -> Result<Connection, StartError> {
             created: false,
         }),
         Some(path) => Ok(Connection {
-            info: ConnectionInfo::new_random(&args.ip, "skillkernel"),
+            info: ConnectionInfo::new_random(ip, "skillkernel"),
             path: path.clone(),
             created: true,
         }),
         None => {
             let name = format!("kernel-skillkernel-{}.json", uuid::Uuid::new_v4());
             Ok(Connection {
-                info: ConnectionInfo::new_random(&args.ip, "skillkernel"),
+                info: ConnectionInfo::new_random(ip, "skillkernel"),
                 path: paths::jupyter_runtime_dir().join(name),
                 created: true,
             })
@@ -328,6 +369,8 @@ fn connection(args: &StartArgs) -> Result<Connection, StartError> {
 /// What `serve` starts from.
 struct Started {
     args: StartArgs,
+    /// An Enterprise Gateway launch, in place of a connection file.
+    launch: Option<Launch>,
     settings: Config,
     files: Vec<PathBuf>,
     working_dir: PathBuf,
@@ -340,6 +383,7 @@ struct Started {
 async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, StartError> {
     let Started {
         args,
+        launch,
         settings,
         files,
         working_dir,
@@ -351,11 +395,37 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         mut info,
         path,
         created,
-    } = connection(&args)?;
-    let sockets = ZmqTransport.bind(&mut info).await?;
+    } = connection(&args, launch.as_ref())?;
+    // Before anyone learns where we are: a signal that arrives early (a
+    // gateway's interrupt or SIGTERM right after our response) waits for
+    // its handler instead of killing the process.
+    let signals = Signals::new(signals::HANDLED).map_err(StartError::Signals)?;
+    let (sockets, comm) = match &launch {
+        Some(launch) => {
+            let sockets = launch.bind(&mut info).await?;
+            let comm = launch.listen_comm(&info.ip)?;
+            (sockets, Some(comm))
+        }
+        None => (ZmqTransport.bind(&mut info).await?, None),
+    };
     if created {
         info.write(&path)?;
         announce(&path);
+    }
+    if let (Some(launch), Some(comm)) = (&launch, &comm) {
+        let comm_port = comm.local_addr().map_err(GatewayError::Comm)?.port();
+        if let Err(e) = launch.respond(&info, comm_port).await {
+            if created {
+                remove_connection_file(&path);
+            }
+            return Err(e.into());
+        }
+        tracing::info!(
+            kernel_id = %launch.kernel_id,
+            response_address = %launch.response_address(),
+            comm_port,
+            "connection information sent to Enterprise Gateway"
+        );
     }
     let config = KernelConfig {
         command_timeout: Duration::from_secs(settings.limits.command_timeout_secs),
@@ -365,7 +435,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         },
         models: Some(models(&settings)),
         shutdown: reload::shutdown_settings(&settings),
-        persistence: persistence(&settings, args.connection_file.as_deref()),
+        persistence: persistence(&settings, session_hint(&args, launch.as_ref())),
         health: settings.health.clone(),
         skills: Some(skills_setup(&settings, &working_dir)),
         sandbox: Some(sandbox_setup(&settings, &working_dir, &path, &files)),
@@ -386,7 +456,6 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
             .handle
             .on_cleanup("PID file", move || pid_file.remove());
     }
-    let signals = Signals::new(signals::HANDLED).map_err(StartError::Signals)?;
     let signal_handle = signals.handle();
     let metrics = settings.metrics.clone();
     let mcp = settings.mcp.server.clone();
@@ -399,8 +468,19 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     let mcp_stop = tokio_util::sync::CancellationToken::new();
     let mcp_task =
         crate::mcp_endpoint::start(&mcp, &state_dir, &kernel.handle, mcp_stop.clone()).await;
-    let parent_watch =
-        parent_pid_to_watch().map(|pid| tokio::spawn(watch_parent(pid, kernel.handle.clone())));
+    // A gateway kernel's owner is the gateway, heard on the communication
+    // port; the process that started it (an SSH shell, a container
+    // runtime) may be long gone.
+    let comm_task = comm.zip(launch.as_ref()).map(|(listener, launch)| {
+        tokio::spawn(gateway::comm::serve(
+            listener,
+            kernel.handle.clone(),
+            launch.orphan_timeout,
+        ))
+    });
+    let parent_watch = parent_pid_to_watch()
+        .filter(|_| launch.is_none())
+        .map(|pid| tokio::spawn(watch_parent(pid, kernel.handle.clone())));
     tracing::info!(
         connection_file = %path.display(),
         ip = %info.ip,
@@ -423,12 +503,28 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     if let Some(task) = parent_watch {
         task.abort();
     }
+    let gateway_lost = match comm_task {
+        Some(task) if task.is_finished() => {
+            matches!(task.await, Ok(gateway::comm::CommEnd::GatewayLost))
+        }
+        Some(task) => {
+            task.abort();
+            false
+        }
+        None => false,
+    };
     tracing::info!(
         total_ms = report.total().as_secs_f64() * 1000.0,
         forced = report.forced,
         "skillkernel stopped"
     );
-    Ok(ExitCode::SUCCESS)
+    // Non-zero, so whatever runs the kernel (a container, a supervisor)
+    // sees the loss of its gateway as a failure.
+    Ok(if gateway_lost {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Prints where the connection file is. Whoever started us may have closed

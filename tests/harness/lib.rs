@@ -8,6 +8,7 @@
 pub mod detached;
 pub mod fake_llm_api;
 pub mod fake_ollama;
+pub mod gateway;
 pub mod llama_server;
 pub mod mcp;
 pub mod otlp;
