@@ -11,7 +11,7 @@
 //!   `scripts/setup-gateway` builds (`SKILLKERNEL_EG_VENV`, else
 //!   `~/.cache/skillkernel/venv-eg`), whose `HOME` holds the client key
 //!   and the server's host key, so paramiko trusts exactly that server.
-//! * [`distributed_kernelspec`]: the kernelspec `packaging/gateway` ships,
+//! * [`packaged_kernelspec`]: a kernelspec `packaging/gateway` ships,
 //!   pointed at the built binary.
 
 use std::path::{Path, PathBuf};
@@ -240,16 +240,24 @@ impl Drop for Gateway {
     }
 }
 
-/// Writes `packaging/gateway`'s distributed kernelspec under
-/// `kernels_dir/name`, running the built binary with `env` added.
-pub fn distributed_kernelspec(kernels_dir: &Path, name: &str, env: Value) -> PathBuf {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../packaging/gateway/kernelspecs/skillkernel_distributed/kernel.json");
-    let mut spec: Value =
-        serde_json::from_str(&std::fs::read_to_string(&shipped).unwrap()).unwrap();
+/// Writes the kernelspec `packaging/gateway/kernelspecs/<shipped>` under
+/// `kernels_dir/name`, running the built binary with `env`, after `edit`.
+pub fn packaged_kernelspec(
+    kernels_dir: &Path,
+    shipped: &str,
+    name: &str,
+    env: Value,
+    edit: impl FnOnce(&mut Value),
+) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/gateway/kernelspecs")
+        .join(shipped)
+        .join("kernel.json");
+    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(spec["argv"][0], "/usr/bin/skillkernel", "{spec}");
     spec["argv"][0] = json!(crate::bin("skillkernel"));
     spec["env"] = env;
+    edit(&mut spec);
     let dir = kernels_dir.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("kernel.json"), spec.to_string()).unwrap();
@@ -268,7 +276,7 @@ pub fn kernel_processes(kernel_id: &str) -> Vec<u32> {
         };
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
         let is_kernel = args.first().is_some_and(|a| a.ends_with(b"skillkernel"));
-        if is_kernel && args.iter().any(|a| *a == kernel_id.as_bytes()) && !is_zombie(pid) {
+        if is_kernel && args.contains(&kernel_id.as_bytes()) && !is_zombie(pid) {
             pids.push(pid);
         }
     }
