@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use harness::detached::wait_until;
 use harness::gateway::{self, Gateway, Sshd};
 use serde_json::{json, Value};
 
@@ -144,8 +145,14 @@ fn a_gateway_client_runs_cells_prompts_interrupts_restarts_and_shuts_down_skillk
             .contains(&format!("Kernel launched on '{}'", gateway::REMOTE_HOST)),
         "{context}"
     );
-    // Every port both kernel processes listened on lies in the range.
-    let ports = served_ports(&kernel_log);
+    assert_two_launches_in_range_and_none_left(&kernel_log, &kernel_id, &context);
+}
+
+/// Both launches (the first and the restart) listened only inside the
+/// port range — shell, iopub and communication ports — and no kernel
+/// process is left after the shutdown.
+fn assert_two_launches_in_range_and_none_left(kernel_log: &str, kernel_id: &str, context: &str) {
+    let ports = served_ports(kernel_log);
     assert_eq!(
         ports.len(),
         6,
@@ -158,14 +165,13 @@ fn a_gateway_client_runs_cells_prompts_interrupts_restarts_and_shuts_down_skillk
             port_range()
         );
     }
-    // Nothing is left running after the shutdown.
     assert!(
-        gateway::wait_until(Duration::from_secs(15), || gateway::kernel_processes(
-            &kernel_id
+        wait_until(Duration::from_secs(15), || gateway::kernel_processes(
+            kernel_id
         )
         .is_empty()),
         "kernel processes still alive: {:?}\n{context}",
-        gateway::kernel_processes(&kernel_id)
+        gateway::kernel_processes(kernel_id)
     );
 }
 
@@ -208,7 +214,7 @@ fn a_kernel_whose_gateway_vanishes_shuts_down_and_exits_non_zero() {
 
     gateway.kill();
     assert!(
-        gateway::wait_until(Duration::from_secs(30), || !alive()),
+        wait_until(Duration::from_secs(30), || !alive()),
         "the kernel outlived its gateway:\n{}",
         gateway.kernel_log(&kernel_id)
     );
@@ -235,7 +241,7 @@ fn launch(dir: &Path, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let exited = gateway::wait_until(Duration::from_secs(30), || {
+    let exited = wait_until(Duration::from_secs(30), || {
         child.try_wait().ok().flatten().is_some()
     });
     if !exited {
@@ -342,7 +348,7 @@ fn a_launch_that_cannot_reach_its_gateway_or_is_misconfigured_fails_before_servi
     std::io::Read::read_to_string(&mut stream, &mut payload).unwrap();
     assert!(!payload.is_empty());
     assert!(
-        gateway::wait_until(Duration::from_secs(10), || !runtime_files(dir.path())
+        wait_until(Duration::from_secs(10), || !runtime_files(dir.path())
             .is_empty()),
         "no connection file for local tools"
     );
@@ -393,7 +399,7 @@ fn the_communication_port_takes_signals_and_a_release_and_keeps_a_polled_kernel_
     let (mut stream, _) = listener.accept().unwrap();
     std::io::Read::read_to_string(&mut stream, &mut String::new()).unwrap();
     let comm_port = {
-        assert!(gateway::wait_until(Duration::from_secs(10), || {
+        assert!(wait_until(Duration::from_secs(10), || {
             std::fs::read_to_string(&log)
                 .unwrap_or_default()
                 .contains("comm_port=")
@@ -428,7 +434,7 @@ fn the_communication_port_takes_signals_and_a_release_and_keeps_a_polled_kernel_
     // SIGUSR2 through the port: the daemon writes a state dump.
     send(r#"{"signum": 12}"#);
     assert!(
-        gateway::wait_until(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(10), || {
             std::fs::read_to_string(&log)
                 .unwrap_or_default()
                 .contains("state dump written")
@@ -437,7 +443,7 @@ fn the_communication_port_takes_signals_and_a_release_and_keeps_a_polled_kernel_
         std::fs::read_to_string(&log).unwrap()
     );
     send(r#"{"shutdown": 1}"#);
-    assert!(gateway::wait_until(Duration::from_secs(15), || child
+    assert!(wait_until(Duration::from_secs(15), || child
         .try_wait()
         .unwrap()
         .is_some()));
@@ -550,27 +556,7 @@ fn jupyter_clients_kernel_manager_runs_skillkernel_through_a_gateway_provisioner
     assert_eq!(report["alive_after_shutdown"], false, "{report}\n{context}");
     assert!(sshd.accepted_logins() >= 2, "launched over SSH: {context}");
     let kernel_id = report["kernel_id"].as_str().unwrap();
-    let ports = served_ports(&kernel_logs);
-    assert_eq!(
-        ports.len(),
-        6,
-        "two launches × shell, iopub, comm: {ports:?}\n{context}"
-    );
-    for port in ports {
-        assert!(
-            (PORT_RANGE.0..=PORT_RANGE.1).contains(&port),
-            "port {port} outside {}",
-            port_range()
-        );
-    }
-    assert!(
-        gateway::wait_until(Duration::from_secs(15), || gateway::kernel_processes(
-            kernel_id
-        )
-        .is_empty()),
-        "kernel processes still alive: {:?}\n{context}",
-        gateway::kernel_processes(kernel_id)
-    );
+    assert_two_launches_in_range_and_none_left(&kernel_logs, kernel_id, &context);
 }
 
 /// `ENTRYPOINT` + `CMD` and the `ENV` of packaging/gateway/Containerfile.

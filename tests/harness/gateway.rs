@@ -276,35 +276,11 @@ pub fn kernel_processes(kernel_id: &str) -> Vec<u32> {
         };
         let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
         let is_kernel = args.first().is_some_and(|a| a.ends_with(b"skillkernel"));
-        if is_kernel && args.contains(&kernel_id.as_bytes()) && !is_zombie(pid) {
+        if is_kernel && args.contains(&kernel_id.as_bytes()) && crate::detached::alive(pid as i32) {
             pids.push(pid);
         }
     }
     pids
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
-}
-
-/// Waits until `check` holds, up to `timeout`.
-pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// An RSA public key in the form the gateway passes (`{public_key}`),
