@@ -9,8 +9,9 @@ Target: skillkernel ≤ 0.5× ipykernel.
 
 Usage: gateway_bench.py --bin target/release/skillkernel --launcher DIR
        [--rounds N] [--out results.json]
-  --launcher  the folder holding launch_ipykernel.py and server_listener.py
-              (gateway_provisioners ships them)
+  --launcher  gateway_provisioners' kernel-launchers folder: its
+              python/scripts/launch_ipykernel.py and shared/scripts/server_listener.py
+              are put together as its own assembly step does
 Run with the EG venv's python (requests, websocket-client, ipykernel).
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -76,6 +78,16 @@ def start_sshd(root: Path) -> tuple[subprocess.Popen, int, Path]:
                             stdout=subprocess.DEVNULL, stderr=open(root / "sshd.log", "w"))
     wait_port(REMOTE_HOST, port, "sshd")
     return proc, port, home
+
+
+def assemble_launcher(root: Path, launchers: Path) -> Path:
+    """EG's Python launcher with its shared listener beside it (the
+    package keeps a placeholder there until assembled)."""
+    scripts = root / "launcher"
+    scripts.mkdir()
+    shutil.copy(launchers / "python" / "scripts" / "launch_ipykernel.py", scripts)
+    shutil.copy(launchers / "shared" / "scripts" / "server_listener.py", scripts)
+    return scripts
 
 
 def write_kernelspecs(root: Path, binary: str, launcher: Path, model_dir: str) -> Path:
@@ -162,7 +174,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         sshd, ssh_port, home = start_sshd(root)
-        jupyter_path = write_kernelspecs(root, os.path.abspath(args.bin), args.launcher,
+        launcher = assemble_launcher(root, args.launcher)
+        jupyter_path = write_kernelspecs(root, os.path.abspath(args.bin), launcher,
                                          args.model_dir)
         result = {"machine": machine(),
                   "proxy": "DistributedProcessProxy over SSH to 127.0.0.2"}

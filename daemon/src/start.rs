@@ -330,7 +330,7 @@ fn connection(args: &StartArgs, launch: Option<&Launch>) -> Result<Connection, S
         // file is for local tools (`skillctl --existing`). Not
         // `kernel-<id>.json`: a gateway on this host writes and removes
         // that one itself.
-        let name = format!("skillkernel-gateway-{}.json", launch.kernel_id);
+        let name = format!("kernel-skillkernel-gateway-{}.json", launch.kernel_id);
         return Ok(Connection {
             info: ConnectionInfo::new_random(
                 args.ip.as_deref().unwrap_or("0.0.0.0"),
@@ -404,16 +404,27 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         Some(launch) => {
             let sockets = launch.bind(&mut info).await?;
             let comm = launch.listen_comm(&info.ip)?;
-            (sockets, Some(comm))
+            let comm_port = comm.local_addr().map_err(GatewayError::Comm)?.port();
+            (sockets, Some((comm, comm_port)))
         }
         None => (ZmqTransport.bind(&mut info).await?, None),
     };
-    if created {
-        info.write(&path)?;
-        announce(&path);
-    }
-    if let (Some(launch), Some(comm)) = (&launch, &comm) {
-        let comm_port = comm.local_addr().map_err(GatewayError::Comm)?.port();
+    // A gateway kernel's file is a convenience: a container user without a
+    // home (any uid a gateway picks) must still serve the gateway.
+    let created = created
+        && match info.write(&path) {
+            Ok(()) => {
+                announce(&path);
+                true
+            }
+            Err(e) if launch.is_some() => {
+                tracing::warn!("{e}; serving without a local connection file");
+                false
+            }
+            Err(e) => return Err(e.into()),
+        };
+    if let (Some(launch), Some((_, comm_port))) = (&launch, &comm) {
+        let comm_port = *comm_port;
         if let Err(e) = launch.respond(&info, comm_port).await {
             if created {
                 remove_connection_file(&path);
@@ -471,7 +482,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     // A gateway kernel's owner is the gateway, heard on the communication
     // port; the process that started it (an SSH shell, a container
     // runtime) may be long gone.
-    let comm_task = comm.zip(launch.as_ref()).map(|(listener, launch)| {
+    let comm_task = comm.zip(launch.as_ref()).map(|((listener, _), launch)| {
         tokio::spawn(gateway::comm::serve(
             listener,
             kernel.handle.clone(),
@@ -486,6 +497,9 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         ip = %info.ip,
         shell = info.shell_port,
         iopub = info.iopub_port,
+        stdin = info.stdin_port,
+        control = info.control_port,
+        hb = info.hb_port,
         pid = std::process::id(),
         "skillkernel serving"
     );
@@ -503,16 +517,12 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     if let Some(task) = parent_watch {
         task.abort();
     }
-    let gateway_lost = match comm_task {
-        Some(task) if task.is_finished() => {
-            matches!(task.await, Ok(gateway::comm::CommEnd::GatewayLost))
-        }
-        Some(task) => {
-            task.abort();
-            false
-        }
-        None => false,
-    };
+    // The communication port ends on its own only when the gateway is lost.
+    let gateway_lost = comm_task.is_some_and(|task| {
+        let finished = task.is_finished();
+        task.abort();
+        finished
+    });
     tracing::info!(
         total_ms = report.total().as_secs_f64() * 1000.0,
         forced = report.forced,

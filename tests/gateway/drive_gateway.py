@@ -65,6 +65,20 @@ class Channels:
                 outputs.append({"type": kind, **msg["content"]})
         return reply, outputs
 
+    def wait_for(self, msg_id: str, msg_type: str, timeout: float = REPLY_TIMEOUT) -> dict:
+        """The first message of `msg_type` caused by `msg_id` (others seen
+        meanwhile are dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {msg_type} for {msg_id} within {timeout}s")
+            self.ws.settimeout(left)
+            msg = json.loads(self.ws.recv())
+            if (msg["header"]["msg_type"] == msg_type
+                    and msg.get("parent_header", {}).get("msg_id") == msg_id):
+                return msg
+
     def execute(self, code: str, timeout: float = REPLY_TIMEOUT):
         msg_id = self.send("shell", "execute_request", {
             "code": code, "silent": False, "store_history": True,
@@ -125,7 +139,8 @@ def main() -> int:
     msg_id = channels.send("shell", "execute_request", {
         "code": "!sleep 30", "silent": False, "store_history": True,
         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
-    time.sleep(1.5)
+    channels.wait_for(msg_id, "execute_input")
+    time.sleep(0.5)  # the command starts right after its execute_input
     interrupted_at = time.monotonic()
     response = requests.post(f"{base}/api/kernels/{kernel_id}/interrupt", timeout=REPLY_TIMEOUT)
     assert response.status_code == 204, f"interrupt: {response.status_code} {response.text}"

@@ -53,7 +53,13 @@ def main() -> int:
     report["echo"] = run(kc, "!echo through a provisioner")
 
     msg_id = kc.execute("!sleep 30")
-    time.sleep(1.5)
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the cell has started once its execute_input is out
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if (msg["msg_type"] == "execute_input"
+                and msg["parent_header"].get("msg_id") == msg_id):
+            break
+    time.sleep(0.5)
     began = time.monotonic()
     km.interrupt_kernel()
     reply = kc.get_shell_msg(timeout=25)

@@ -9,13 +9,18 @@
 //! * `{"signum": N}` — deliver signal N to the kernel, as EG's own
 //!   launchers do with `os.kill`: SIGINT interrupts, SIGTERM shuts down
 //!   with the grace period, SIGKILL ends the process.
-//! * `{"shutdown": 1}` — the gateway is done with this kernel. Nobody can
+//! * `{"shutdown": 1}` — the gateway is done with this kernel. Nobody would
 //!   signal it after that, so the kernel shuts down rather than live on
-//!   unowned.
+//!   unowned; the port keeps answering until the process exits, because
+//!   jupyter_client sends this right after `shutdown_request` and then
+//!   polls (signal 0) to learn when the kernel is really gone.
 //!
 //! Every request is also a sign of life from the gateway. With an
-//! orphan timeout set, a kernel that hears nothing for that long takes
-//! its gateway for gone and shuts down, ending with a non-zero exit.
+//! orphan timeout set, a kernel that hears nothing for that long after
+//! the gateway's first word takes it for gone and shuts down, ending with
+//! a non-zero exit. The clock starts at the first request: EG's container
+//! proxies (Kubernetes, Docker) watch the pod instead and never probe the
+//! port, and their kernels must not time out for it.
 
 use std::time::Duration;
 
@@ -30,14 +35,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request read; the real ones are a few dozen bytes.
 const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 
-/// How the listener ended.
+/// Why the listener ended: nothing came from the gateway within the
+/// orphan timeout (it serves until the process exits otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommEnd {
-    /// The gateway sent `shutdown`: it let the kernel go.
-    Released,
-    /// Nothing came from the gateway within the orphan timeout.
-    GatewayLost,
-}
+pub struct GatewayLost;
+
+/// Pause after a failed accept (e.g. out of file descriptors), so the
+/// loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One request, as the gateway sends it.
 #[derive(Debug, PartialEq)]
@@ -76,15 +81,20 @@ fn parse(bytes: &[u8]) -> Result<Request, String> {
     }
 }
 
-/// Serves the communication port until the gateway lets go or is lost.
+/// Serves the communication port until the process ends, or until the
+/// gateway, once heard from, falls silent for `orphan_timeout`.
 pub async fn serve(
     listener: TcpListener,
     kernel: KernelHandle,
     orphan_timeout: Option<Duration>,
-) -> CommEnd {
-    let mut last_word = Instant::now();
+) -> GatewayLost {
+    let mut last_word: Option<Instant> = None;
+    let mut released = false;
     loop {
-        let deadline = orphan_timeout.map(|t| last_word + t);
+        let deadline = orphan_timeout
+            .zip(last_word)
+            .filter(|_| !released)
+            .map(|(timeout, at)| at + timeout);
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = sleep_until(deadline) => {
@@ -93,13 +103,14 @@ pub async fn serve(
                     "no word from Enterprise Gateway on the communication port within the orphan timeout: it is gone; shutting down so no kernel is left running unowned"
                 );
                 kernel.shutdown(ShutdownOrigin::ParentExited);
-                return CommEnd::GatewayLost;
+                return GatewayLost;
             }
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "communication port: accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -110,14 +121,17 @@ pub async fn serve(
                 continue;
             }
         };
-        last_word = Instant::now();
-        match request {
-            Request::Signal(signum) => deliver(signum),
-            Request::Shutdown => return release(&kernel),
-            Request::SignalThenShutdown(signum) => {
-                deliver(signum);
-                return release(&kernel);
-            }
+        last_word = Some(Instant::now());
+        let (signum, release) = match request {
+            Request::Signal(signum) => (signum, false),
+            Request::Shutdown => (0, true),
+            Request::SignalThenShutdown(signum) => (signum, true),
+        };
+        deliver(signum);
+        if release && !released {
+            released = true;
+            tracing::info!("Enterprise Gateway released the kernel (shutdown on the communication port); shutting down");
+            kernel.shutdown(ShutdownOrigin::ParentExited);
         }
     }
 }
@@ -153,12 +167,6 @@ fn deliver(signum: i32) {
         let e = std::io::Error::last_os_error();
         tracing::warn!(signum, error = %e, "cannot deliver the gateway's signal");
     }
-}
-
-fn release(kernel: &KernelHandle) -> CommEnd {
-    tracing::info!("Enterprise Gateway released the kernel (shutdown on the communication port); shutting down");
-    kernel.shutdown(ShutdownOrigin::ParentExited);
-    CommEnd::Released
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ use ports::{PortRange, PortRangeError};
 
 /// Longest the response address may take to accept the connection info.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Rounds of choosing and binding the channels' ports.
+const BIND_ATTEMPTS: u32 = 3;
 
 /// Why a gateway launch failed.
 #[derive(Debug, Error)]
@@ -51,6 +53,12 @@ pub enum GatewayError {
     },
     #[error("Enterprise Gateway launch: the response address {0:?} is not HOST:PORT")]
     ResponseAddress(String),
+    #[error("Enterprise Gateway launch: {0} given without --response-address (RESPONSE_ADDRESS); the kernelspec must pass {{response_address}} too")]
+    NoResponseAddress(&'static str),
+    #[error("Enterprise Gateway launch: the kernel id {0:?} is not an id (letters, digits, '-', '_', '.'; at most 128)")]
+    KernelId(String),
+    #[error("Enterprise Gateway launch: cannot encode the connection information: {0}")]
+    Encode(serde_json::Error),
     #[error("Enterprise Gateway launch: {0}")]
     Key(#[from] PayloadError),
     #[error("Enterprise Gateway launch: {0}")]
@@ -78,25 +86,36 @@ impl Launch {
     /// The launch the arguments ask for: `None` without a response
     /// address (an ordinary, connection-file start).
     pub fn from_args(args: &GatewayArgs) -> Result<Option<Launch>, GatewayError> {
+        let given = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.trim().is_empty());
         let Some(address) = args.response_address.as_deref().filter(|a| !a.is_empty()) else {
+            // Half a launch would serve on loopback, where no gateway looks.
+            if given(&args.public_key) {
+                return Err(GatewayError::NoResponseAddress("--public-key (PUBLIC_KEY)"));
+            }
+            if given(&args.port_range) {
+                return Err(GatewayError::NoResponseAddress("--port-range (PORT_RANGE)"));
+            }
             return Ok(None);
         };
-        let kernel_id =
-            args.kernel_id
-                .clone()
-                .filter(|k| !k.is_empty())
-                .ok_or(GatewayError::Missing {
+        let kernel_id = match args.kernel_id.as_deref() {
+            None | Some("") => {
+                return Err(GatewayError::Missing {
                     missing: "--kernel-id",
                     placeholder: "{kernel_id}",
-                })?;
-        let key =
-            args.public_key
-                .as_deref()
-                .filter(|k| !k.is_empty())
-                .ok_or(GatewayError::Missing {
+                })
+            }
+            Some(id) if !is_kernel_id(id) => return Err(GatewayError::KernelId(id.to_owned())),
+            Some(id) => id.to_owned(),
+        };
+        let key = match args.public_key.as_deref() {
+            None | Some("") => {
+                return Err(GatewayError::Missing {
                     missing: "--public-key",
                     placeholder: "{public_key}",
-                })?;
+                })
+            }
+            Some(key) => GatewayKey::parse(key)?,
+        };
         let (host, port) = address
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
@@ -110,7 +129,7 @@ impl Launch {
             kernel_id,
             response_host: host.trim_matches(['[', ']']).to_owned(),
             response_port: port,
-            key: GatewayKey::parse(key)?,
+            key,
             ports,
             orphan_timeout: (args.gateway_orphan_timeout > 0)
                 .then(|| Duration::from_secs(args.gateway_orphan_timeout)),
@@ -122,28 +141,27 @@ impl Launch {
         format!("{}:{}", self.response_host, self.response_port)
     }
 
-    /// Binds the kernel's channels on `info.ip` at ports inside the range,
-    /// trying fresh candidates when one is taken.
+    /// Binds the kernel's channels on `info.ip` at distinct ports inside
+    /// the range. A port taken between choosing and binding (someone else
+    /// was quicker) costs a fresh choice, a few times.
     pub async fn bind(&self, info: &mut ConnectionInfo) -> Result<KernelSockets, GatewayError> {
         let mut last = None;
-        for _ in 0..self.ports.tries() {
-            info.shell_port = self.ports.candidate();
-            info.iopub_port = self.ports.candidate();
-            info.stdin_port = self.ports.candidate();
-            info.control_port = self.ports.candidate();
-            info.hb_port = self.ports.candidate();
+        for _ in 0..BIND_ATTEMPTS {
+            let ports = self.ports.pick(&info.ip, 5)?;
+            info.shell_port = ports[0];
+            info.iopub_port = ports[1];
+            info.stdin_port = ports[2];
+            info.control_port = ports[3];
+            info.hb_port = ports[4];
             match ZmqTransport.bind(info).await {
                 Ok(sockets) => return Ok(sockets),
                 Err(e) => last = Some(e),
             }
         }
-        match last {
-            Some(e) if self.ports.bounds().is_some() => {
-                Err(GatewayError::Ports(self.ports.exhausted(e.to_string())))
-            }
-            Some(e) => Err(GatewayError::Bind(e)),
-            None => Err(GatewayError::Ports(self.ports.exhausted(String::new()))),
-        }
+        Err(match last {
+            Some(e) => GatewayError::Bind(e),
+            None => GatewayError::Ports(self.ports.exhausted(&info.ip, String::new())),
+        })
     }
 
     /// Binds the communication port on `ip`, inside the range.
@@ -155,7 +173,7 @@ impl Launch {
 
     /// Sends the connection information to the gateway's response address.
     pub async fn respond(&self, info: &ConnectionInfo, comm_port: u16) -> Result<(), GatewayError> {
-        let sealed = self.key.seal(&self.connection_payload(info, comm_port))?;
+        let sealed = self.key.seal(&self.connection_payload(info, comm_port)?)?;
         let fail = |reason: String| GatewayError::Respond {
             address: self.response_address(),
             reason,
@@ -179,15 +197,28 @@ impl Launch {
     }
 
     /// The connection file's fields and what the gateway adds to them.
-    fn connection_payload(&self, info: &ConnectionInfo, comm_port: u16) -> Vec<u8> {
-        let mut value = serde_json::to_value(info).unwrap_or(Value::Null);
-        let pid = std::process::id();
-        value["pid"] = pid.into();
+    fn connection_payload(
+        &self,
+        info: &ConnectionInfo,
+        comm_port: u16,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let mut value = serde_json::to_value(info).map_err(GatewayError::Encode)?;
+        value["pid"] = std::process::id().into();
         value["pgid"] = nix::unistd::getpgrp().as_raw().into();
         value["comm_port"] = comm_port.into();
-        value["kernel_id"] = self.kernel_id.clone().into();
-        value.to_string().into_bytes()
+        value["kernel_id"] = Value::from(self.kernel_id.clone());
+        Ok(value.to_string().into_bytes())
     }
+}
+
+/// Whether `id` can name files: the kernel id ends up in the connection
+/// file's and the session's names. EG's ids are UUIDs.
+fn is_kernel_id(id: &str) -> bool {
+    id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Makes this process lead its own process group (and session), so the
@@ -228,7 +259,9 @@ mod tests {
 
     #[test]
     fn without_a_response_address_the_start_is_an_ordinary_one() {
-        assert!(Launch::from_args(&args(None)).unwrap().is_none());
+        let mut plain = args(None);
+        plain.public_key = None;
+        assert!(Launch::from_args(&plain).unwrap().is_none());
     }
 
     #[test]
@@ -248,6 +281,30 @@ mod tests {
         no_id.kernel_id = None;
         let e = Launch::from_args(&no_id).unwrap_err().to_string();
         assert!(e.contains("--kernel-id"), "{e}");
+    }
+
+    #[test]
+    fn half_a_launch_or_an_id_that_is_no_id_is_refused() {
+        let mut half = args(None);
+        let e = Launch::from_args(&half).unwrap_err().to_string();
+        assert!(
+            e.contains("--public-key") && e.contains("{response_address}"),
+            "{e}"
+        );
+        half.public_key = None;
+        half.port_range = Some("42000..43000".into());
+        let e = Launch::from_args(&half).unwrap_err().to_string();
+        assert!(e.contains("--port-range"), "{e}");
+        // The control: a kernel id alone (EG sets KERNEL_ID for every
+        // kernel) is an ordinary start.
+        half.port_range = None;
+        assert!(Launch::from_args(&half).unwrap().is_none());
+        for bad in ["../x", "a/b", ".hidden", &"x".repeat(129)] {
+            let mut launch = args(Some("10.0.0.5:8877"));
+            launch.kernel_id = Some(bad.to_owned());
+            let e = Launch::from_args(&launch).unwrap_err();
+            assert!(matches!(e, GatewayError::KernelId(_)), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //!
 //! As EG's own launchers do: `0..0` (or no range) means any free port; a
 //! real range must span at least `EG_MIN_PORT_RANGE_SIZE` ports (default
-//! 1000), and a port taken by someone else is retried with another random
-//! candidate up to `EG_MAX_PORT_RANGE_RETRIES` times (default 5) per port
-//! (also read as `GP_…` and unprefixed).
+//! 1000), and each port is found on its own: a taken one is retried with
+//! another random candidate up to `EG_MAX_PORT_RANGE_RETRIES` times
+//! (default 5; also read as `GP_…` and unprefixed).
 
 use std::net::TcpListener;
 
@@ -31,6 +31,8 @@ pub enum PortRangeError {
         tries: u32,
         last: String,
     },
+    #[error("cannot listen on {ip}: {reason}")]
+    Unbound { ip: String, reason: String },
 }
 
 /// Where the kernel may listen.
@@ -91,11 +93,13 @@ impl PortRange {
     }
 
     /// The range, when one is imposed.
+    #[cfg(test)]
     pub fn bounds(&self) -> Option<(u16, u16)> {
         self.bounds
     }
 
     /// How many random candidates to try per port.
+    #[cfg(test)]
     pub fn tries(&self) -> u32 {
         self.tries
     }
@@ -111,30 +115,63 @@ impl PortRange {
 
     /// Binds a TCP listener on `ip` at a port of the range.
     pub fn listen(&self, ip: &str) -> Result<TcpListener, PortRangeError> {
+        self.listen_avoiding(ip, &[])
+    }
+
+    /// Binds a listener at a port of the range other than `taken`, trying
+    /// up to `tries` random candidates.
+    fn listen_avoiding(&self, ip: &str, taken: &[u16]) -> Result<TcpListener, PortRangeError> {
         let mut last = String::new();
         for _ in 0..self.tries {
-            match TcpListener::bind((ip, self.candidate())) {
+            let port = self.candidate();
+            if port != 0 && taken.contains(&port) {
+                last = format!("port {port} already chosen");
+                continue;
+            }
+            match TcpListener::bind((ip, port)) {
                 Ok(listener) => return Ok(listener),
                 Err(e) => last = e.to_string(),
             }
         }
-        let (lower, upper) = self.bounds.unwrap_or((0, 0));
-        Err(PortRangeError::Exhausted {
-            lower,
-            upper,
-            tries: self.tries,
-            last,
-        })
+        Err(self.exhausted(ip, last))
     }
 
-    /// The error for a range in which the kernel's channels found no room.
-    pub fn exhausted(&self, last: String) -> PortRangeError {
-        let (lower, upper) = self.bounds.unwrap_or((0, 0));
-        PortRangeError::Exhausted {
-            lower,
-            upper,
-            tries: self.tries,
-            last,
+    /// `count` distinct free ports of the range on `ip`, each found with
+    /// its own tries (as EG's launcher picks them). They are free when
+    /// returned; whoever binds them next races everyone else for them.
+    pub fn pick(&self, ip: &str, count: usize) -> Result<Vec<u16>, PortRangeError> {
+        if self.bounds.is_none() {
+            // The kernel's own bind takes any free port.
+            return Ok(vec![0; count]);
+        }
+        // Held until all are chosen, so none is chosen twice.
+        let mut held = Vec::with_capacity(count);
+        let mut ports = Vec::with_capacity(count);
+        for _ in 0..count {
+            let listener = self.listen_avoiding(ip, &ports)?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| self.exhausted(ip, e.to_string()))?
+                .port();
+            ports.push(port);
+            held.push(listener);
+        }
+        Ok(ports)
+    }
+
+    /// The error for a range in which nothing could be bound on `ip`.
+    pub fn exhausted(&self, ip: &str, last: String) -> PortRangeError {
+        match self.bounds {
+            Some((lower, upper)) => PortRangeError::Exhausted {
+                lower,
+                upper,
+                tries: self.tries,
+                last,
+            },
+            None => PortRangeError::Unbound {
+                ip: ip.to_owned(),
+                reason: last,
+            },
         }
     }
 
@@ -161,6 +198,7 @@ mod tests {
 
     #[test]
     fn a_range_is_lower_dot_dot_upper_and_zero_means_any_port() {
+        assert_eq!(PortRange::any().pick("127.0.0.1", 5).unwrap(), [0; 5]);
         let range = PortRange::parse_with("40000..41000", 1000, 5).unwrap();
         assert_eq!(range.bounds(), Some((40000, 41000)));
         assert_eq!(range.tries(), 6);
@@ -212,9 +250,13 @@ mod tests {
             matches!(e, PortRangeError::Exhausted { tries: 4, .. }),
             "{e}"
         );
-        // The control: with one port freed, the same range binds.
+        // The control: with both ports freed, the same range gives two
+        // distinct ones (enough tries that both candidates come up).
         drop(taken);
-        let listener = range.listen("127.0.0.1").unwrap();
-        assert_eq!(listener.local_addr().unwrap().port(), port);
+        drop(taken_too);
+        let range = PortRange::parse_with(&format!("{port}..{}", port + 1), 1, 200).unwrap();
+        let mut ports = range.pick("127.0.0.1", 2).unwrap();
+        ports.sort_unstable();
+        assert_eq!(ports, [port, port + 1]);
     }
 }
