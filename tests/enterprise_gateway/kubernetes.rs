@@ -258,3 +258,76 @@ fn the_kubernetes_launcher_renders_our_pod_and_its_container_answers_the_gateway
         "{stderr}"
     );
 }
+
+#[test]
+fn every_packaged_kernelspec_names_a_process_proxy_or_provisioner_that_exists() {
+    let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/gateway/kernelspecs");
+    let mut proxies = Vec::new();
+    let mut provisioners = Vec::new();
+    for entry in std::fs::read_dir(&specs).unwrap() {
+        let path = entry.unwrap().path().join("kernel.json");
+        let spec: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let argv: Vec<&str> = spec["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        // Every launch passes the four placeholders the gateway fills in.
+        for placeholder in [
+            "{kernel_id}",
+            "{response_address}",
+            "{public_key}",
+            "{port_range}",
+        ] {
+            assert!(
+                argv.contains(&placeholder),
+                "{}: no {placeholder}",
+                path.display()
+            );
+        }
+        let metadata = &spec["metadata"];
+        if let Some(class) = metadata["process_proxy"]["class_name"].as_str() {
+            proxies.push(class.to_owned());
+        } else {
+            let name = metadata["kernel_provisioner"]["provisioner_name"].as_str();
+            provisioners.push(
+                name.unwrap_or_else(|| panic!("{}: neither", path.display()))
+                    .to_owned(),
+            );
+        }
+    }
+    assert_eq!(
+        (proxies.len(), provisioners.len()),
+        (3, 1),
+        "{proxies:?} {provisioners:?}"
+    );
+    // The gateway's venv defines each proxy class (read, not imported:
+    // the Docker proxy's module talks to a Docker daemon on import)...
+    let check = format!(
+        "import ast, importlib.util\nfor name in {proxies:?}:\n    module, cls = name.rsplit('.', 1)\n    tree = ast.parse(open(importlib.util.find_spec(module).origin).read())\n    assert any(isinstance(n, ast.ClassDef) and n.name == cls for n in tree.body), name\nprint('ok')"
+    );
+    let out = Command::new(gateway::python())
+        .args(["-c", &check])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...and jupyter_client finds each provisioner by its entry point.
+    let check = format!(
+        "from importlib.metadata import entry_points\nnames = {{e.name for e in entry_points(group='jupyter_client.kernel_provisioners')}}\nmissing = [n for n in {provisioners:?} if n not in names]\nassert not missing, missing\nprint('ok')"
+    );
+    let out = Command::new(harness::otlp::python())
+        .args(["-c", &check])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
