@@ -308,23 +308,17 @@ fn every_packaged_kernelspec_names_a_process_proxy_or_provisioner_that_exists() 
     let check = format!(
         "import ast, importlib.util\nfor name in {proxies:?}:\n    module, cls = name.rsplit('.', 1)\n    tree = ast.parse(open(importlib.util.find_spec(module).origin).read())\n    assert any(isinstance(n, ast.ClassDef) and n.name == cls for n in tree.body), name\nprint('ok')"
     );
-    let out = Command::new(gateway::python())
-        .args(["-c", &check])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_check(&gateway::python(), &check);
     // ...and jupyter_client finds each provisioner by its entry point.
     let check = format!(
         "from importlib.metadata import entry_points\nnames = {{e.name for e in entry_points(group='jupyter_client.kernel_provisioners')}}\nmissing = [n for n in {provisioners:?} if n not in names]\nassert not missing, missing\nprint('ok')"
     );
-    let out = Command::new(harness::otlp::python())
-        .args(["-c", &check])
-        .output()
-        .unwrap();
+    python_check(&harness::otlp::python(), &check);
+}
+
+/// Runs `script` with `python`; fails the test with its traceback.
+fn python_check(python: &Path, script: &str) {
+    let out = Command::new(python).args(["-c", script]).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
