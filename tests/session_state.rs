@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use harness::{run, Daemon};
+use harness::{run, skill_request, Daemon, Launch};
 use serde_json::{json, Value};
 use skillctl::{ExecuteOptions, KernelClient, Quiet, Target};
 
@@ -303,5 +303,66 @@ async fn history_that_memory_let_go_of_is_answered_from_the_store() {
         text.starts_with("   1: %set marker = early\n"),
         "{}",
         &text[..200]
+    );
+}
+
+/// How many turns conversation skill `name` holds, as `skill_request info`
+/// reports them.
+async fn skill_turns(client: &mut KernelClient, name: &str) -> u64 {
+    let info = skill_request(client, json!({"action": "info", "skill": name})).await;
+    info.reply.content["skill"]["conversation_turns"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no conversation_turns: {}", info.reply.content))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_skills_turns_survive_a_killed_daemon_until_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let skill = dir.path().join(".skillkernel/skills/chat");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::write(
+        skill.join("skill.yaml"),
+        "name: chat\nversion: 1.0.0\ndescription: A conversation.\ntype: conversation\n\
+         system: You are terse.\ncontext:\n  include: [\"*.none\"]\ngeneration:\n  max_tokens: 6\n",
+    )
+    .unwrap();
+    let connection_file = dir.path().join("kernel-test.json");
+    let model_dir = harness::default_model_dir();
+    let args = ["--model-dir", model_dir.as_str()];
+    let mut daemon = Daemon::start_in_with(dir, connection_file, &args, Launch::in_own_dir());
+    {
+        let mut client = daemon.client().await;
+        for question in ["Name a colour.", "Name another."] {
+            let asked = run(&mut client, &format!("%%run chat\n{question}")).await;
+            assert_eq!(asked.status(), "ok", "{}", asked.reply.content);
+        }
+        assert_eq!(skill_turns(&mut client, "chat").await, 4);
+        wait_saved(&mut client).await;
+    }
+    daemon.kill();
+
+    daemon.restart(&args);
+    let mut client = daemon.client().await;
+    assert_eq!(
+        skill_turns(&mut client, "chat").await,
+        4,
+        "the turns came back after kill -9"
+    );
+    // The next question carries on from them.
+    let asked = run(&mut client, "%%run chat\nAnd one more.").await;
+    assert_eq!(asked.status(), "ok", "{}", asked.reply.content);
+    assert_eq!(skill_turns(&mut client, "chat").await, 6);
+    // `%skill reset` forgets them in the store too.
+    assert_eq!(run(&mut client, "%skill reset chat").await.status(), "ok");
+    assert_eq!(skill_turns(&mut client, "chat").await, 0);
+    wait_saved(&mut client).await;
+    drop(client);
+    daemon.kill();
+    daemon.restart(&args);
+    let mut client = daemon.client().await;
+    assert_eq!(
+        skill_turns(&mut client, "chat").await,
+        0,
+        "reset survived too"
     );
 }

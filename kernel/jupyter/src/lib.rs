@@ -284,11 +284,12 @@ impl KernelHandle {
         let mut setup = self.shared.config.skills.clone()?;
         setup.config = config;
         let executor = Arc::clone(&current.executor);
+        let conversations = current.conversations().clone();
         // The old registry lets go of its index and watcher before the new
         // one opens them (a run still holding it keeps it a little longer).
         self.shared.set_skills(None);
         drop(current);
-        let skills = session::open_skills(&setup, Some(executor));
+        let skills = session::open_skills(&setup, Some(executor), conversations);
         let report = skills.registry.reload_all();
         self.shared.set_skills(Some(Arc::new(skills)));
         Some(report)

@@ -345,13 +345,14 @@ pub fn metrics(
 }
 
 /// Closes the skill's circuit breaker, zeroes its metrics and forgets its
-/// conversation.
-pub fn reset(skills: &Skills, spec: &str) -> Result<SkillReset, KernelError> {
+/// conversation, in memory and in the session store.
+pub fn reset(shared: &Shared, skills: &Skills, spec: &str) -> Result<SkillReset, KernelError> {
     let entry = skills.registry.get(spec)?;
     let name = entry.header.meta.name;
     skills.executor.reset(&name);
     skills.metrics().reset(&name);
     let forgot = skills.clear_conversation(&name);
+    shared.forget_skill_conversation(&name);
     Ok(SkillReset {
         breaker: to_json(&skills.executor.breaker(&name)),
         skill: name,

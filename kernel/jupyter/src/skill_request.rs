@@ -85,7 +85,9 @@ async fn answer(
             skill.as_deref(),
             format == MetricsFormat::Prometheus,
         )?),
-        SkillRequest::Reset { skill } => SkillReply::Reset(actions::reset(&skills, &skill)?),
+        SkillRequest::Reset { skill } => {
+            SkillReply::Reset(actions::reset(shared, &skills, &skill)?)
+        }
         SkillRequest::Run { skill, input, args } => {
             let call = SkillCall {
                 spec: skill,

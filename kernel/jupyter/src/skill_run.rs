@@ -115,7 +115,8 @@ pub async fn run(
         live.push(out, &output.text).await;
     }
     live.finish(out).await;
-    skills.extend_conversation(&name, &output.new_turns);
+    let first = skills.extend_conversation(&name, &output.new_turns);
+    shared.record_skill_turns(&name, first, &output.new_turns);
     out.set_metadata(
         "skill",
         serde_json::to_value(run_report(&output)).unwrap_or_default(),

@@ -41,23 +41,30 @@ pub struct Skills {
 }
 
 /// Conversation skills' turns so far, by skill name, for one client: the
-/// notebook's session, or one MCP session.
-#[derive(Debug, Default)]
-pub struct Conversations(Mutex<HashMap<String, Vec<ChatMessage>>>);
+/// notebook's session, or one MCP session. A clone shares the turns: the
+/// notebook's outlive a reload of the skills (which makes a new
+/// [`Skills`]), and the kernel restores them from its session store.
+#[derive(Debug, Default, Clone)]
+pub struct Conversations(Arc<Mutex<HashMap<String, Vec<ChatMessage>>>>);
 
 impl Conversations {
+    /// Conversations that already have turns (restored at start).
+    pub fn restored(turns: impl IntoIterator<Item = (String, Vec<ChatMessage>)>) -> Conversations {
+        Conversations(Arc::new(Mutex::new(turns.into_iter().collect())))
+    }
+
     /// The turns of conversation skill `name` so far.
     pub fn turns(&self, name: &str) -> Vec<ChatMessage> {
         lock(&self.0).get(name).cloned().unwrap_or_default()
     }
 
-    pub fn extend(&self, name: &str, turns: &[ChatMessage]) {
-        if !turns.is_empty() {
-            lock(&self.0)
-                .entry(name.to_owned())
-                .or_default()
-                .extend_from_slice(turns);
-        }
+    /// Appends `turns`; returns the index the first of them got.
+    pub fn extend(&self, name: &str, turns: &[ChatMessage]) -> usize {
+        let mut all = lock(&self.0);
+        let kept = all.entry(name.to_owned()).or_default();
+        let first = kept.len();
+        kept.extend_from_slice(turns);
+        first
     }
 
     /// Forgets conversation skill `name`'s turns.
@@ -96,6 +103,18 @@ impl Skills {
             conversations: Conversations::default(),
         };
         (skills, report)
+    }
+
+    /// These skills with `conversations` in place of empty ones: the
+    /// notebook's turns carried over a reload, or restored at start.
+    pub fn carrying(mut self, conversations: Conversations) -> Skills {
+        self.conversations = conversations;
+        self
+    }
+
+    /// The notebook's conversation-skill turns.
+    pub fn conversations(&self) -> &Conversations {
+        &self.conversations
     }
 
     pub fn metrics(&self) -> &Arc<SkillMetrics> {
@@ -140,8 +159,10 @@ impl Skills {
         self.conversations.turns(name)
     }
 
-    pub fn extend_conversation(&self, name: &str, turns: &[ChatMessage]) {
-        self.conversations.extend(name, turns);
+    /// Appends the notebook's new turns of `name`; returns the index the
+    /// first of them got (where the session store writes them).
+    pub fn extend_conversation(&self, name: &str, turns: &[ChatMessage]) -> usize {
+        self.conversations.extend(name, turns)
     }
 
     /// Forgets conversation skill `name`'s turns (`%skill reset`).

@@ -155,7 +155,7 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
             }
         }
         "reset" => {
-            let v = actions::reset(&skills, one(&words, "a skill name")?)?;
+            let v = actions::reset(ctx.shared, &skills, one(&words, "a skill name")?)?;
             show_text(
                 ctx,
                 &format!(

@@ -33,7 +33,7 @@ use crate::{ExitReason, KernelConfig, Models};
 use skillkernel_protocol::WireLimits;
 use skillkernel_sandbox::Sandbox;
 use skillkernel_skills::exec::Executor;
-use skillkernel_skills::service::{Skills, SkillsSetup};
+use skillkernel_skills::service::{Conversations, Skills, SkillsSetup};
 
 /// What a notebook session accumulates.
 #[derive(Debug, Default)]
@@ -142,9 +142,15 @@ pub struct Shared {
     mcp_clients: Arc<skillkernel_mcp::McpClients>,
 }
 
-/// Opens the skills and logs what discovery found.
-pub(crate) fn open_skills(setup: &SkillsSetup, executor: Option<Arc<Executor>>) -> Skills {
+/// Opens the skills, with the notebook's conversation-skill turns, and
+/// logs what discovery found.
+pub(crate) fn open_skills(
+    setup: &SkillsSetup,
+    executor: Option<Arc<Executor>>,
+    conversations: Conversations,
+) -> Skills {
     let (skills, report) = Skills::open_with(setup, executor);
+    let skills = skills.carrying(conversations);
     tracing::info!(
         skills = skills.registry.list().len(),
         failed = report.failed.len(),
@@ -183,13 +189,19 @@ impl Shared {
             models: config.models.clone(),
         });
         let (persistence, restored) = Persistence::open(config.persistence.as_ref());
-        let state = restored.map(SessionState::restored).unwrap_or_default();
+        let (state, skill_turns) = match restored {
+            Some(mut restored) => {
+                let turns = std::mem::take(&mut restored.skill_conversations);
+                (SessionState::restored(restored), turns)
+            }
+            None => Default::default(),
+        };
         let state_dir = config.persistence.as_ref().map(|p| p.state_dir.clone());
         let health = HealthMonitor::start(config.health.clone(), state_dir);
-        let skills = config
-            .skills
-            .as_ref()
-            .map(|setup| Arc::new(open_skills(setup, None)));
+        let skills = config.skills.as_ref().map(|setup| {
+            let conversations = Conversations::restored(skill_turns);
+            Arc::new(open_skills(setup, None, conversations))
+        });
         let sandbox = config
             .sandbox
             .clone()

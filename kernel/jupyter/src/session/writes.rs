@@ -171,6 +171,22 @@ impl Shared {
         state.conversation.push(assistant);
     }
 
+    /// Stores conversation skill `skill`'s new turns, the first of which
+    /// is turn `first` (the notebook's turns themselves live in
+    /// [`Skills`](skillkernel_skills::service::Skills)).
+    pub fn record_skill_turns(&self, skill: &str, first: usize, turns: &[ChatMessage]) {
+        if !turns.is_empty() {
+            self.persistence
+                .write(|store| store.put_skill_turns(skill, first, turns));
+        }
+    }
+
+    /// Forgets conversation skill `skill`'s stored turns.
+    pub fn forget_skill_conversation(&self, skill: &str) {
+        self.persistence
+            .write(|store| store.clear_skill_conversation(skill));
+    }
+
     /// Ends the conversation: the next prompt starts a new one. Returns
     /// how many messages were dropped.
     pub fn clear_conversation(&self) -> usize {

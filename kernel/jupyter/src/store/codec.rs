@@ -248,6 +248,35 @@ impl HistoryRecord {
     }
 }
 
+/// The `skill_conversation` key of turn `index` of skill `skill`: the
+/// name, a 0 byte (names never hold one), the index big-endian — so a
+/// skill's turns are contiguous and in order.
+pub fn skill_turn_key(skill: &str, index: u64) -> Vec<u8> {
+    let mut key = skill_turn_prefix(skill);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The prefix every key of skill `skill`'s turns starts with.
+pub fn skill_turn_prefix(skill: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(skill.len() + 9);
+    key.extend_from_slice(skill.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The skill name and turn index of a `skill_conversation` key.
+pub fn parse_skill_turn_key(key: &[u8]) -> Result<(String, u64), CodecError> {
+    let split = key
+        .len()
+        .checked_sub(9)
+        .filter(|&i| key[i] == 0)
+        .ok_or(CodecError::Truncated(key.len()))?;
+    let name = std::str::from_utf8(&key[..split]).map_err(|_| CodecError::NotUtf8)?;
+    let index = decode_u64(&key[split + 1..])?;
+    Ok((name.to_owned(), index))
+}
+
 /// One conversation turn: role and content.
 pub fn encode_turn(role: &str, content: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(role.len() + content.len() + 9);

@@ -1,5 +1,6 @@
 //! The session store: what a notebook session accumulates (execution
-//! count, history, variables, conversation, current model), kept in sled
+//! count, history, variables, conversation, conversation skills' turns,
+//! current model), kept in sled
 //! so that a restarted kernel carries on where the last one stopped.
 //!
 //! One sled database per session name, at
@@ -14,6 +15,7 @@
 //! | `history_chunks` | session ‖ group ‖ chunk    | many `HistoryRecord`s          |
 //! | `variables`    | name                         | JSON                           |
 //! | `conversation` | turn index (big-endian)      | role + content                 |
+//! | `skill_conversation` | skill ‖ 0 ‖ turn index (big-endian) | JSON chat message |
 //! | `artifacts`    | blake3 of the content        | header + (lz4) bytes           |
 //!
 //! [`Store`] is the typed door to those trees; [`Persistence`] wraps it
@@ -32,6 +34,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use skillkernel_providers::ChatMessage;
 use sled::Transactional;
 use thiserror::Error;
 
@@ -128,6 +131,8 @@ pub enum StoreError {
     },
     #[error("session state is only in memory: {reason}")]
     InMemory { reason: String },
+    #[error("cannot encode a record for the session store: {0}")]
+    Encode(String),
 }
 
 /// Keys of the `meta` tree.
@@ -155,6 +160,7 @@ pub struct Store {
     history_chunks: sled::Tree,
     variables: sled::Tree,
     conversation: sled::Tree,
+    skill_conversation: sled::Tree,
     artifacts: sled::Tree,
     compress_above: usize,
 }
@@ -199,6 +205,7 @@ impl Store {
             history_chunks: tree("history_chunks")?,
             variables: tree("variables")?,
             conversation: tree("conversation")?,
+            skill_conversation: tree("skill_conversation")?,
             artifacts: tree("artifacts")?,
             db: db.clone(),
             path: path.clone(),
@@ -257,6 +264,35 @@ impl Store {
     /// Forgets every conversation turn.
     pub fn clear_conversation(&self) -> Result<(), StoreError> {
         self.conversation.clear().map_err(self.write_err())
+    }
+
+    /// Writes conversation skill `skill`'s turns from index `first` on.
+    pub fn put_skill_turns(
+        &self,
+        skill: &str,
+        first: usize,
+        turns: &[ChatMessage],
+    ) -> Result<(), StoreError> {
+        for (i, turn) in turns.iter().enumerate() {
+            let value = serde_json::to_vec(turn).map_err(|e| StoreError::Encode(e.to_string()))?;
+            self.skill_conversation
+                .insert(codec::skill_turn_key(skill, (first + i) as u64), value)
+                .map_err(self.write_err())?;
+        }
+        Ok(())
+    }
+
+    /// Forgets conversation skill `skill`'s turns.
+    pub fn clear_skill_conversation(&self, skill: &str) -> Result<(), StoreError> {
+        let write = self.write_err();
+        for item in self
+            .skill_conversation
+            .scan_prefix(codec::skill_turn_prefix(skill))
+        {
+            let (key, _) = item.map_err(self.read_err())?;
+            self.skill_conversation.remove(key).map_err(&write)?;
+        }
+        Ok(())
     }
 
     pub fn set_current_model(&self, model: Option<&str>) -> Result<(), StoreError> {

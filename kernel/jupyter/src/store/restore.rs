@@ -1,8 +1,8 @@
 //! Reading a session back at start, and the session rules applied then.
 //!
 //! Each start begins a new history session (the previous number + 1), as
-//! IPython does, while the execution count, variables, conversation and
-//! model carry on — a daemon restart loses nothing. The exception is a
+//! IPython does, while the execution count, variables, conversation
+//! (the prompt cells' and each conversation skill's) and model carry on — a daemon restart loses nothing. The exception is a
 //! start after a client asked for `shutdown_request` with `restart: true`
 //! (the store carries a fresh-start mark): that session begins fresh —
 //! count 0, no variables, no conversation, the default model — and only
@@ -33,6 +33,8 @@ pub struct Restored {
     pub history_total: usize,
     pub variables: BTreeMap<String, Value>,
     pub conversation: Vec<ChatMessage>,
+    /// Conversation skills' turns, by skill name, in order.
+    pub skill_conversations: BTreeMap<String, Vec<ChatMessage>>,
     pub current_model: Option<String>,
     /// Whether the fresh-start mark was found (and applied).
     pub fresh_start: bool,
@@ -51,6 +53,7 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
     if restored.fresh_start {
         store.variables.clear().map_err(&write)?;
         store.conversation.clear().map_err(&write)?;
+        store.skill_conversation.clear().map_err(&write)?;
         store.meta.remove(meta::CURRENT_MODEL).map_err(&write)?;
         store.set_execution_count(0)?;
         // Removed last: a crash half-way through leaves the mark, and the
@@ -142,6 +145,26 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
         match codec::decode_turn(&value) {
             Ok((role, content)) => restored.conversation.push(ChatMessage::new(role, content)),
             Err(e) => skip(store, &mut restored, "conversation turn", &e.to_string()),
+        }
+    }
+
+    // Keys sort by skill, then index: each skill's turns arrive in order.
+    for item in store.skill_conversation.iter() {
+        let (key, value) = item.map_err(&read)?;
+        let turn = codec::parse_skill_turn_key(&key)
+            .map_err(|e| e.to_string())
+            .and_then(|(skill, _)| {
+                serde_json::from_slice::<ChatMessage>(&value)
+                    .map(|turn| (skill, turn))
+                    .map_err(|e| e.to_string())
+            });
+        match turn {
+            Ok((skill, turn)) => restored
+                .skill_conversations
+                .entry(skill)
+                .or_default()
+                .push(turn),
+            Err(e) => skip(store, &mut restored, "conversation skill turn", &e),
         }
     }
     Ok(restored)

@@ -160,6 +160,54 @@ fn unreadable_records_are_skipped_and_the_rest_restored() {
 }
 
 #[test]
+fn conversation_skill_turns_come_back_in_order_per_skill_and_a_clear_or_fresh_start_drops_them() {
+    use skillkernel_providers::ChatMessage;
+    let dir = tempfile::tempdir().unwrap();
+    let turn = |role: &str, text: &str| ChatMessage::new(role, text);
+    {
+        let (store, _) = Store::open(&config(&dir)).unwrap();
+        // Twelve turns: index 10 must sort after 9 (big-endian keys).
+        let chat: Vec<ChatMessage> = (0..12)
+            .map(|i| {
+                turn(
+                    if i % 2 == 0 { "user" } else { "assistant" },
+                    &i.to_string(),
+                )
+            })
+            .collect();
+        store.put_skill_turns("chat", 0, &chat[..2]).unwrap();
+        store.put_skill_turns("chat", 2, &chat[2..]).unwrap();
+        // A skill whose name is the other's prefix keeps its own turns.
+        store
+            .put_skill_turns("ch", 0, &[turn("user", "other")])
+            .unwrap();
+        store
+            .put_skill_turns("gone", 0, &[turn("user", "x")])
+            .unwrap();
+        store.clear_skill_conversation("gone").unwrap();
+        store.flush().unwrap();
+    }
+    {
+        let (store, restored) = Store::open(&config(&dir)).unwrap();
+        let chat: Vec<&str> = restored.skill_conversations["chat"]
+            .iter()
+            .map(|t| t.content.as_str())
+            .collect();
+        let expected: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+        assert_eq!(chat, expected);
+        assert_eq!(restored.skill_conversations["ch"][0].content, "other");
+        assert!(!restored.skill_conversations.contains_key("gone"));
+        assert_eq!(restored.skipped, 0);
+        store.mark_fresh_start().unwrap();
+    }
+    let (_, restored) = Store::open(&config(&dir)).unwrap();
+    assert!(
+        restored.skill_conversations.is_empty(),
+        "a client restart starts fresh"
+    );
+}
+
+#[test]
 fn a_fresh_start_mark_resets_the_session_but_keeps_history() {
     let dir = tempfile::tempdir().unwrap();
     {
