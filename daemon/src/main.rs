@@ -26,6 +26,7 @@
 mod cli;
 mod config;
 mod config_command;
+mod connection;
 mod daemonize;
 mod dump;
 mod gateway;

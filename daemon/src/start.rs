@@ -10,16 +10,16 @@ use std::sync::Arc;
 use skillkernel_kernel::{
     Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
 };
-use skillkernel_protocol::{ConnectionError, ConnectionInfo, WireLimits};
+use skillkernel_protocol::{ConnectionError, WireLimits};
 use skillkernel_providers::{usage::Ledger, Registry};
 use skillkernel_sandbox::SandboxSetup;
 use skillkernel_skills::service::SkillsSetup;
-use skillkernel_transport::zmq::ZmqTransport;
-use skillkernel_transport::{Transport, TransportError};
+use skillkernel_transport::TransportError;
 use thiserror::Error;
 
 use crate::cli::StartArgs;
 use crate::config::{Config, ConfigError};
+use crate::connection::{self, Opened};
 use crate::daemonize::{self, DaemonizeError, Readiness};
 use crate::gateway::{self, GatewayError, Launch};
 use crate::logging;
@@ -303,69 +303,6 @@ fn persistence(config: &Config, fallback: Option<String>) -> Option<PersistConfi
     })
 }
 
-/// The session a kernel continues when none is configured: in a gateway
-/// launch `kernel-<kernel id>` (a gateway restart keeps the id), else the
-/// connection file's stem.
-fn session_hint(args: &StartArgs, launch: Option<&Launch>) -> Option<String> {
-    match launch {
-        Some(launch) => Some(format!("kernel-{}", launch.kernel_id)),
-        None => args
-            .connection_file
-            .as_deref()
-            .and_then(Path::file_stem)
-            .map(|stem| stem.to_string_lossy().into_owned()),
-    }
-}
-
-/// Where the connection comes from, and whether this process owns the file.
-struct Connection {
-    info: ConnectionInfo,
-    path: PathBuf,
-    created: bool,
-}
-
-fn connection(args: &StartArgs, launch: Option<&Launch>) -> Result<Connection, StartError> {
-    if let Some(launch) = launch {
-        // The gateway gets the connection over its response address; the
-        // file is for local tools (`skillctl --existing`). Not
-        // `kernel-<id>.json`: a gateway on this host writes and removes
-        // that one itself.
-        let name = format!("kernel-skillkernel-gateway-{}.json", launch.kernel_id);
-        return Ok(Connection {
-            info: ConnectionInfo::new_random(
-                args.ip.as_deref().unwrap_or("0.0.0.0"),
-                "skillkernel",
-            ),
-            path: args
-                .connection_file
-                .clone()
-                .unwrap_or_else(|| paths::jupyter_runtime_dir().join(name)),
-            created: true,
-        });
-    }
-    let ip = args.ip.as_deref().unwrap_or("127.0.0.1");
-    match &args.connection_file {
-        Some(path) if path.exists() => Ok(Connection {
-            info: ConnectionInfo::read(path)?,
-            path: path.clone(),
-            created: false,
-        }),
-        Some(path) => Ok(Connection {
-            info: ConnectionInfo::new_random(ip, "skillkernel"),
-            path: path.clone(),
-            created: true,
-        }),
-        None => {
-            let name = format!("kernel-skillkernel-{}.json", uuid::Uuid::new_v4());
-            Ok(Connection {
-                info: ConnectionInfo::new_random(ip, "skillkernel"),
-                path: paths::jupyter_runtime_dir().join(name),
-                created: true,
-            })
-        }
-    }
-}
-
 /// What `serve` starts from.
 struct Started {
     args: StartArgs,
@@ -391,53 +328,17 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         telemetry,
         log,
     } = started;
-    let Connection {
-        mut info,
-        path,
-        created,
-    } = connection(&args, launch.as_ref())?;
     // Before anyone learns where we are: a signal that arrives early (a
     // gateway's interrupt or SIGTERM right after our response) waits for
     // its handler instead of killing the process.
     let signals = Signals::new(signals::HANDLED).map_err(StartError::Signals)?;
-    let (sockets, comm) = match &launch {
-        Some(launch) => {
-            let sockets = launch.bind(&mut info).await?;
-            let comm = launch.listen_comm(&info.ip)?;
-            let comm_port = comm.local_addr().map_err(GatewayError::Comm)?.port();
-            (sockets, Some((comm, comm_port)))
-        }
-        None => (ZmqTransport.bind(&mut info).await?, None),
-    };
-    // A gateway kernel's file is a convenience: a container user without a
-    // home (any uid a gateway picks) must still serve the gateway.
-    let created = created
-        && match info.write(&path) {
-            Ok(()) => {
-                announce(&path);
-                true
-            }
-            Err(e) if launch.is_some() => {
-                tracing::warn!("{e}; serving without a local connection file");
-                false
-            }
-            Err(e) => return Err(e.into()),
-        };
-    if let (Some(launch), Some((_, comm_port))) = (&launch, &comm) {
-        let comm_port = *comm_port;
-        if let Err(e) = launch.respond(&info, comm_port).await {
-            if created {
-                remove_connection_file(&path);
-            }
-            return Err(e.into());
-        }
-        tracing::info!(
-            kernel_id = %launch.kernel_id,
-            response_address = %launch.response_address(),
-            comm_port,
-            "connection information sent to Enterprise Gateway"
-        );
-    }
+    let Opened {
+        info,
+        path,
+        created,
+        sockets,
+        comm,
+    } = connection::open(&args, launch.as_ref()).await?;
     let config = KernelConfig {
         command_timeout: Duration::from_secs(settings.limits.command_timeout_secs),
         limits: WireLimits {
@@ -446,7 +347,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
         },
         models: Some(models(&settings)),
         shutdown: reload::shutdown_settings(&settings),
-        persistence: persistence(&settings, session_hint(&args, launch.as_ref())),
+        persistence: persistence(&settings, connection::session_hint(&args, launch.as_ref())),
         health: settings.health.clone(),
         skills: Some(skills_setup(&settings, &working_dir)),
         sandbox: Some(sandbox_setup(&settings, &working_dir, &path, &files)),
@@ -458,9 +359,9 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     let kernel = Kernel::start(sockets, info.signer(), config);
     if created {
         let path = path.clone();
-        kernel
-            .handle
-            .on_cleanup("connection file", move || remove_connection_file(&path));
+        kernel.handle.on_cleanup("connection file", move || {
+            connection::remove_connection_file(&path)
+        });
     }
     if let Some(pid_file) = pid_file {
         kernel
@@ -482,7 +383,7 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     // A gateway kernel's owner is the gateway, heard on the communication
     // port; the process that started it (an SSH shell, a container
     // runtime) may be long gone.
-    let comm_task = comm.zip(launch.as_ref()).map(|((listener, _), launch)| {
+    let comm_task = comm.zip(launch.as_ref()).map(|(listener, launch)| {
         tokio::spawn(gateway::comm::serve(
             listener,
             kernel.handle.clone(),
@@ -537,21 +438,6 @@ async fn serve(started: Started, readiness: &mut Readiness) -> Result<ExitCode, 
     })
 }
 
-/// Prints where the connection file is. Whoever started us may have closed
-/// stdout already (a launcher that read the first line); that is not an
-/// error worth dying for, so write failures are ignored.
-fn announce(path: &Path) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "Connection file: {}", path.display());
-    let _ = writeln!(
-        out,
-        "Connect with:    skillctl --existing {}",
-        path.display()
-    );
-    let _ = out.flush();
-}
-
 /// The launcher's PID when it asked us to die with it: Jupyter sets
 /// `JPY_PARENT_PID` for the kernels it starts.
 fn parent_pid_to_watch() -> Option<u32> {
@@ -570,12 +456,6 @@ async fn watch_parent(parent: u32, kernel: KernelHandle) {
             kernel.shutdown(ShutdownOrigin::ParentExited);
             return;
         }
-    }
-}
-
-fn remove_connection_file(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        tracing::warn!(path = %path.display(), error = %e, "could not remove connection file");
     }
 }
 

@@ -135,3 +135,23 @@ pub const PYTHON: &str = "/usr/bin/python3";
 pub fn policy_in(workspace: &Path) -> Value {
     json!({ "workspace": workspace })
 }
+
+/// Skips the test, with the probe's reason, when the host cannot enforce
+/// `$layer`.
+#[macro_export]
+macro_rules! require_layer {
+    ($layer:literal, $what:literal) => {
+        if let Some(reason) = $crate::sandbox::layer_unavailable($layer) {
+            eprintln!("SKIPPED: {} on this host: {reason}", $what);
+            return;
+        }
+    };
+}
+
+/// Skips the test, with the probe's reason, when Landlock is missing.
+#[macro_export]
+macro_rules! require_landlock {
+    () => {
+        $crate::require_layer!("landlock", "Landlock is not available")
+    };
+}
