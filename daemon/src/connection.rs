@@ -7,14 +7,25 @@
 
 use std::path::{Path, PathBuf};
 
-use skillkernel_protocol::{paths, ConnectionInfo};
+use skillkernel_protocol::{paths, ConnectionError, ConnectionInfo};
 use skillkernel_transport::zmq::ZmqTransport;
-use skillkernel_transport::{KernelSockets, Transport};
+use skillkernel_transport::{KernelSockets, Transport, TransportError};
+use thiserror::Error;
 use tokio::net::TcpListener;
 
 use crate::cli::StartArgs;
 use crate::gateway::{GatewayError, Launch};
-use crate::start::StartError;
+
+/// Why the kernel's connection could not be set up.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
 
 /// The kernel's sockets, bound, and what a client needs to reach them.
 pub struct Opened {
@@ -30,7 +41,7 @@ pub struct Opened {
 /// Binds the kernel's channels, writes the connection file it owns, and,
 /// in a gateway launch, answers the gateway. A launch that cannot answer
 /// fails here, before anything serves.
-pub async fn open(args: &StartArgs, launch: Option<&Launch>) -> Result<Opened, StartError> {
+pub async fn open(args: &StartArgs, launch: Option<&Launch>) -> Result<Opened, OpenError> {
     let Connection {
         mut info,
         path,
@@ -108,7 +119,7 @@ struct Connection {
     created: bool,
 }
 
-fn connection(args: &StartArgs, launch: Option<&Launch>) -> Result<Connection, StartError> {
+fn connection(args: &StartArgs, launch: Option<&Launch>) -> Result<Connection, OpenError> {
     if let Some(launch) = launch {
         // The gateway gets the connection over its response address; the
         // file is for local tools (`skillctl --existing`). Not

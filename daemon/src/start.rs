@@ -10,16 +10,15 @@ use std::sync::Arc;
 use skillkernel_kernel::{
     Kernel, KernelConfig, KernelHandle, Models, PersistConfig, ShutdownOrigin,
 };
-use skillkernel_protocol::{ConnectionError, WireLimits};
+use skillkernel_protocol::WireLimits;
 use skillkernel_providers::{usage::Ledger, Registry};
 use skillkernel_sandbox::SandboxSetup;
 use skillkernel_skills::service::SkillsSetup;
-use skillkernel_transport::TransportError;
 use thiserror::Error;
 
 use crate::cli::StartArgs;
 use crate::config::{Config, ConfigError};
-use crate::connection::{self, Opened};
+use crate::connection::{self, OpenError, Opened};
 use crate::daemonize::{self, DaemonizeError, Readiness};
 use crate::gateway::{self, GatewayError, Launch};
 use crate::logging;
@@ -33,9 +32,7 @@ use skillkernel_protocol::paths;
 #[derive(Debug, Error)]
 pub enum StartError {
     #[error(transparent)]
-    Connection(#[from] ConnectionError),
-    #[error("{0}")]
-    Transport(#[from] TransportError),
+    Open(#[from] OpenError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
