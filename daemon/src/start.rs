@@ -221,6 +221,7 @@ pub fn skills_setup(config: &Config, working_dir: &Path) -> SkillsSetup {
         config: config.skills.clone(),
         working_dir: working_dir.to_path_buf(),
         index_path: Some(config.state_dir().join("skills-index")),
+        trust_store: Some(config.state_dir().join("skill-trust.json")),
     }
 }
 

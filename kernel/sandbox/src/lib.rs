@@ -38,7 +38,7 @@ mod text;
 pub mod toolchains;
 pub mod verdict;
 
-pub use manifest::ManifestPolicyError;
+pub use manifest::{ManifestGrants, ManifestPolicyError};
 pub use policy::{Limits, SandboxPolicy, DEFAULT_ENV_ALLOW, DEFAULT_READ_PATHS};
 pub use report::{
     HiddenOutcome, HostSupport, LandlockOutcome, LayerSupport, ProcessLimitEnforcement,

@@ -66,6 +66,40 @@ struct SandboxSection {
     require_landlock: bool,
 }
 
+/// What a manifest's `permissions` add to the safe defaults, relative
+/// paths already taken inside the workspace: what a skill asks to be
+/// trusted with, and what [`SandboxPolicy::from_manifest`] grants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManifestGrants {
+    pub network: NetworkGrant,
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub env: Vec<String>,
+}
+
+impl ManifestGrants {
+    /// The `permissions` of a manifest's `policy` map, for `workspace`.
+    pub fn from_manifest(
+        policy: &serde_json::Map<String, serde_json::Value>,
+        workspace: &Path,
+    ) -> Result<Self, ManifestPolicyError> {
+        let permissions: Permissions = section(policy, "permissions")?;
+        let inside = |p: PathBuf| {
+            if p.is_absolute() {
+                p
+            } else {
+                workspace.join(p)
+            }
+        };
+        Ok(ManifestGrants {
+            network: permissions.network,
+            read: permissions.read.into_iter().map(inside).collect(),
+            write: permissions.write.into_iter().map(inside).collect(),
+            env: permissions.env,
+        })
+    }
+}
+
 impl SandboxPolicy {
     /// The policy for a skill: the safe defaults, working in `workspace`,
     /// widened and limited by the manifest's `policy` map, with the skill's
@@ -75,21 +109,14 @@ impl SandboxPolicy {
         env: &BTreeMap<String, String>,
         workspace: &Path,
     ) -> Result<Self, ManifestPolicyError> {
-        let permissions: Permissions = section(policy, "permissions")?;
+        let grants = ManifestGrants::from_manifest(policy, workspace)?;
         let limits: ResourceLimits = section(policy, "resource_limits")?;
         let sandbox: SandboxSection = section(policy, "sandbox")?;
-        let inside = |p: PathBuf| {
-            if p.is_absolute() {
-                p
-            } else {
-                workspace.join(p)
-            }
-        };
         let mut out = Self::for_workspace(workspace);
-        permissions.network.apply_to(&mut out);
-        out.read.extend(permissions.read.into_iter().map(inside));
-        out.write.extend(permissions.write.into_iter().map(inside));
-        out.env_allow.extend(permissions.env);
+        grants.network.apply_to(&mut out);
+        out.read.extend(grants.read);
+        out.write.extend(grants.write);
+        out.env_allow.extend(grants.env);
         out.env = env.clone();
         let mib = |v: Option<u64>| v.map(|v| v.saturating_mul(1 << 20));
         let l = &mut out.limits;

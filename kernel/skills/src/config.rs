@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::registry::{default_user_dir, RegistryConfig};
+use super::trust::{TrustPolicy, TrustSettings};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +29,10 @@ pub struct SkillsConfig {
     pub index: bool,
     /// Skills (names) disabled at start.
     pub disabled: Vec<String>,
+    /// Which skills may ask for more than the default (a program, network,
+    /// paths, environment): `ask` — those the user trusted (`%skill
+    /// trust`); `all` — every skill; `builtin-only` — only built-ins.
+    pub trust: TrustPolicy,
 }
 
 impl Default for SkillsConfig {
@@ -40,6 +45,7 @@ impl Default for SkillsConfig {
             watch: true,
             index: true,
             disabled: Vec::new(),
+            trust: TrustPolicy::Ask,
         }
     }
 }
@@ -47,13 +53,19 @@ impl Default for SkillsConfig {
 impl SkillsConfig {
     /// The registry's settings: these, rooted in `working_dir` (for the
     /// project's `.skillkernel/skills`), with the index at `index_path`
-    /// when `index` is on.
+    /// when `index` is on and trust decisions in `trust_store`.
     pub fn registry_config(
         &self,
         working_dir: &Path,
         index_path: Option<PathBuf>,
+        trust_store: Option<PathBuf>,
     ) -> RegistryConfig {
         RegistryConfig {
+            trust: TrustSettings {
+                policy: self.trust,
+                store: trust_store,
+                workspace: working_dir.to_path_buf(),
+            },
             working_dir: self.project.then(|| working_dir.to_path_buf()),
             dirs: self.dirs.clone(),
             user_dir: self.user_dir.clone().or_else(default_user_dir),

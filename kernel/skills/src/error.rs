@@ -30,6 +30,8 @@ pub enum ErrorCode {
     ProviderUnavailable,
     /// The sandbox stopped something the skill was not allowed to do.
     SecurityViolation,
+    /// The skill asks for more than the default and is not trusted.
+    TrustRequired,
 }
 
 impl ErrorCode {
@@ -43,6 +45,7 @@ impl ErrorCode {
             ErrorCode::DependencyError => "DEPENDENCY_ERROR",
             ErrorCode::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             ErrorCode::SecurityViolation => "SECURITY_VIOLATION",
+            ErrorCode::TrustRequired => "TRUST_REQUIRED",
         }
     }
 }

@@ -20,6 +20,9 @@
 //!   will exist when they render, its workflow is acyclic.
 //! * A broken skill never stops the others: it is reported with its file,
 //!   field, line and remedy, and every other skill keeps loading and running.
+//! * A skill from outside the binary that asks for more than the default
+//!   (a program, network, paths, environment) runs only once trusted at its
+//!   current files' digest ([`trust`]).
 //! * Errors users see are [`SkillError`]s with a stable [`ErrorCode`] and a
 //!   hint.
 
@@ -36,6 +39,7 @@ pub mod registry;
 pub mod service;
 pub mod template;
 pub mod tools;
+pub mod trust;
 pub mod verdict_error;
 
 pub use error::{ErrorCode, LoadError, SkillError};

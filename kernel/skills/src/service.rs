@@ -28,6 +28,8 @@ pub struct SkillsSetup {
     pub working_dir: PathBuf,
     /// The persisted discovery index (`<state_dir>/skills-index`).
     pub index_path: Option<PathBuf>,
+    /// The user's trust decisions (`<state_dir>/skill-trust.json`).
+    pub trust_store: Option<PathBuf>,
 }
 
 /// The kernel's skills.
@@ -86,9 +88,11 @@ impl Skills {
         setup: &SkillsSetup,
         executor: Option<Arc<Executor>>,
     ) -> (Skills, ReloadReport) {
-        let config = setup
-            .config
-            .registry_config(&setup.working_dir, setup.index_path.clone());
+        let config = setup.config.registry_config(
+            &setup.working_dir,
+            setup.index_path.clone(),
+            setup.trust_store.clone(),
+        );
         let (registry, report) = SkillRegistry::open(config);
         for name in &setup.config.disabled {
             if let Err(e) = registry.disable(name, "disabled in the [skills] config") {

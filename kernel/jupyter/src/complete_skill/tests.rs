@@ -40,6 +40,7 @@ fn skills(dir: &Path) -> Skills {
         },
         working_dir: dir.to_path_buf(),
         index_path: None,
+        trust_store: None,
     };
     let (skills, _) = Skills::open(&setup);
     for text in [

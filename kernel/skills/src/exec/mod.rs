@@ -26,6 +26,7 @@
 //! | `SKILL_NOT_FOUND` | the registry: resolving the name the user typed |
 //! | `DEPENDENCY_ERROR` | the registry: resolving the skill's dependencies before it is handed here |
 //! | `SECURITY_VIOLATION` | the sandbox (command/session skills) |
+//! | `TRUST_REQUIRED` | the registry: a skill that asks for more than the default, not trusted (`crate::trust`) |
 //!
 //! The executor never looks a skill up, never reads a skill file and never
 //! knows Jupyter; it gets a `Skill` and hands back values.

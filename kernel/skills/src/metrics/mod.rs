@@ -31,7 +31,7 @@ pub const EXECUTION_BUCKETS: &[f64] = &[
 ];
 
 /// Every code, in the order errors are counted.
-const CODES: [ErrorCode; 8] = [
+const CODES: [ErrorCode; 9] = [
     ErrorCode::SkillNotFound,
     ErrorCode::ValidationError,
     ErrorCode::SkillExecutionError,
@@ -40,6 +40,7 @@ const CODES: [ErrorCode; 8] = [
     ErrorCode::DependencyError,
     ErrorCode::ProviderUnavailable,
     ErrorCode::SecurityViolation,
+    ErrorCode::TrustRequired,
 ];
 
 /// The metrics of every skill. Share it in an `Arc`.

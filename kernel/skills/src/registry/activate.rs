@@ -102,12 +102,16 @@ impl SkillRegistry {
     /// Starts a run of the version `spec` selects (activating it if
     /// needed); the skill is Executing until every guard is dropped.
     /// **Blocking** (parses on first use).
+    ///
+    /// A skill that asks for more than the default and is not trusted is
+    /// refused here with `TRUST_REQUIRED` ([`crate::trust`]).
     pub fn begin_execution(self: &Arc<Self>, spec: &str) -> Result<ExecutionGuard, SkillError> {
         let slot = self.select(spec)?;
         let was_unloaded = lock(&slot.state).life.state() == State::Unloaded;
         let mut last = None;
         for _ in 0..ATTEMPTS {
-            self.activate_slot(&slot)?;
+            let skill = self.activate_slot(&slot)?;
+            self.trust.check(&skill)?;
             let mut st = lock(&slot.state);
             let loaded_in = if was_unloaded {
                 st.life

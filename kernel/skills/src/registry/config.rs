@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::model::Origin;
+use crate::trust::{TrustPolicy, TrustSettings};
 
 /// How a [`super::SkillRegistry`] is opened.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,14 +35,25 @@ pub struct RegistryConfig {
     pub max_depth: usize,
     /// Lifecycle transitions kept per skill version for `%skill info`.
     pub history_len: usize,
+    /// Which skills may ask for more than the default ([`crate::trust`]).
+    pub trust: TrustSettings,
 }
 
 impl RegistryConfig {
     /// The defaults: project skills of `working_dir`, the user's directory,
     /// built-ins, watching, no index.
+    /// Trust as `[skills] trust` defaults to (`ask`), without a store: a
+    /// skill that asks for more than the default cannot run until a store
+    /// is set and it is trusted.
     pub fn new(working_dir: impl Into<PathBuf>) -> RegistryConfig {
+        let working_dir = working_dir.into();
         RegistryConfig {
-            working_dir: Some(working_dir.into()),
+            trust: TrustSettings {
+                policy: TrustPolicy::Ask,
+                store: None,
+                workspace: working_dir.clone(),
+            },
+            working_dir: Some(working_dir),
             dirs: Vec::new(),
             user_dir: default_user_dir(),
             builtins: true,
@@ -54,7 +66,8 @@ impl RegistryConfig {
     }
 
     /// Only `dirs` (as configured directories), nothing else: no project,
-    /// user or built-in skills, no index, no watcher.
+    /// user or built-in skills, no index, no watcher; every skill trusted
+    /// (`trust = "all"`: what the engine's own tests and benches run).
     pub fn only(dirs: impl IntoIterator<Item = PathBuf>) -> RegistryConfig {
         RegistryConfig {
             working_dir: None,
@@ -62,6 +75,11 @@ impl RegistryConfig {
             user_dir: None,
             builtins: false,
             watch: false,
+            trust: TrustSettings {
+                policy: TrustPolicy::All,
+                store: None,
+                workspace: PathBuf::new(),
+            },
             ..RegistryConfig::new("")
         }
     }

@@ -20,6 +20,10 @@
 //! | `watch`     | the debounced `notify` watcher                               |
 //! | `builtin`   | the skills compiled into the binary                          |
 //!
+//! Workspace trust ([`crate::trust`]) is checked by `begin_execution`: a
+//! run of a skill that asks for more than the default and is not trusted
+//! fails with `TRUST_REQUIRED` and leaves the skill Active.
+//!
 //! # Precedence
 //!
 //! Roots are searched in this order, and where two sources declare the
@@ -123,6 +127,7 @@ use index::IndexHandle;
 use scan::ScanStats;
 use select::{pick, Offer};
 
+use crate::trust::Trust;
 use crate::SkillError;
 
 /// The registry of every skill this kernel can run. See the module docs.
@@ -142,6 +147,9 @@ pub struct SkillRegistry {
     /// Bumped whenever the catalog is changed (reload, enable, disable,
     /// load, unload): what MCP sessions turn into list-changed notices.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Which skills may ask for more than the default; checked by
+    /// [`SkillRegistry::begin_execution`].
+    trust: Trust,
 }
 
 fn read(c: &RwLock<Catalog>) -> RwLockReadGuard<'_, Catalog> {
@@ -166,6 +174,7 @@ impl SkillRegistry {
             ..Catalog::default()
         };
         let registry = Arc::new(SkillRegistry {
+            trust: Trust::new(config.trust.clone()),
             roots: config.roots(),
             config,
             catalog: RwLock::new(catalog),
@@ -202,6 +211,11 @@ impl SkillRegistry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// Workspace trust: where skills stand, and the user's decisions.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     /// The directories searched, highest precedence first.

@@ -45,6 +45,7 @@ impl SkillRegistry {
     /// appeared since are watched. For SIGUSR1 and `%skill reload`.
     /// **Blocking.**
     pub fn reload_all(self: &Arc<Self>) -> ReloadReport {
+        self.trust.forget_all();
         let report = self.rescan_roots(Reset::AllLoaded);
         if self.config.watch {
             self.sync_watcher();
@@ -77,6 +78,7 @@ impl SkillRegistry {
     /// (new files elsewhere are found by `reload_all` or the watcher).
     /// **Blocking.**
     pub fn reload(&self, name: &str) -> Result<ReloadReport, SkillError> {
+        self.trust.forget_all();
         let paths: Vec<PathBuf> = {
             let cat = read(&self.catalog);
             let Some(versions) = cat.names.get(name) else {

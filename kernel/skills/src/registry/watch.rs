@@ -71,11 +71,15 @@ impl SkillRegistry {
                 }
             }
         }
+        self.trust.set_watched(w.watched.clone());
     }
 
     /// Applies what the watcher saw change under `paths`, and publishes the
     /// report. **Blocking.**
     pub(super) fn apply_changes(&self, paths: Vec<PathBuf>) -> ReloadReport {
+        // Before anything is filtered out: a hidden file is part of a
+        // skill's digest too.
+        self.trust.forget(&paths);
         let mut scopes: BTreeSet<(usize, PathBuf)> = BTreeSet::new();
         let mut touched: Vec<PathBuf> = Vec::new();
         {

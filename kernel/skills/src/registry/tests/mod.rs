@@ -6,4 +6,5 @@ mod discovery;
 mod index_reuse;
 mod lifecycle_paths;
 mod reloading;
+mod trust;
 mod versions_and_deps;
