@@ -165,7 +165,8 @@ class Daemon:
         self.state_dir = root / "state"
         self.config = root / "config.toml"
         self.log = root / "stderr.log"
-        lines = ["[skills]", "project = false", f"index = {str(index).lower()}", f"watch = {str(watch).lower()}"]
+        # `trust = "all"`: the metrics benchmark runs generated command skills.
+        lines = ["[skills]", "project = false", 'trust = "all"', f"index = {str(index).lower()}", f"watch = {str(watch).lower()}"]
         if skill_dir is not None:
             lines.append(f"dirs = [{json.dumps(str(skill_dir))}]")
         self.config.write_text("\n".join(lines) + "\n")

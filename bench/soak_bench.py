@@ -65,7 +65,7 @@ class Daemon:
             f'[models]\ndir = "{model_dir}"\n\n'
             f"[models.generation]\n{generation}\n"
             f"[models.candle]\n{candle}\n"
-            f'[skills]\ndirs = ["{skills}"]\nproject = false\n\n'
+            f'[skills]\ndirs = ["{skills}"]\nproject = false\ntrust = "all"\n\n'
             f"[state]\npersist = {'true' if persist else 'false'}\n"
         )
         self.argv = [

@@ -27,7 +27,7 @@ fn start(dir: &Path, extra: &[&str]) -> Daemon {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            "[skills]\ntrust = \"all\"\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
             dir.join("user-skills")
         ),
     )
@@ -190,7 +190,7 @@ fn remote(dir: &Path, kind: &str, url: &str) -> Daemon {
         format!(
             "[models]\ndefault = \"fake-model@fake\"\norder = [\"fake\"]\n\
              [models.backends.fake]\nkind = \"{kind}\"\nurl = \"{url}\"\n\
-             [skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+             [skills]\ntrust = \"all\"\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
             dir.join("user-skills")
         ),
     )

@@ -45,7 +45,7 @@ fn skillctl_to_a_pipe_prints_a_workflow_answer_once_and_progress_on_stderr() {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            "[skills]\ntrust = \"all\"\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
             skills,
             dir.path().join("user-skills")
         ),

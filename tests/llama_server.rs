@@ -26,7 +26,7 @@ fn setup(dir: &Path, server: &LlamaServer) -> PathBuf {
             "[models]\ndefault = \"{ALIAS}@llama\"\norder = [\"llama\"]\n\
              [models.generation]\nmax_tokens = 24\ntemperature = 0.0\n\
              [models.backends.llama]\nkind = \"openai\"\nurl = \"{}\"\n\
-             [skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+             [skills]\ntrust = \"all\"\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
             server.url(),
             dir.join("user-skills")
         ),

@@ -63,7 +63,7 @@ async fn start(script: ApiScript) -> Setup {
         format!(
             "[models]\ndefault = \"fake-model@gpu\"\norder = [\"gpu\"]\n\
              [models.backends.gpu]\nkind = \"openai\"\nurl = \"{}\"\n\
-             [skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
+             [skills]\ntrust = \"all\"\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
              [mcp.server]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = {token_file:?}\n\
              run_command = true\nlist_models = true\n",
             api.url(),

@@ -109,7 +109,7 @@ fn setup(allowed: u16) -> Setup {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
+            "[skills]\ntrust = \"all\"\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
              [sandbox]\nnetwork = [\"127.0.0.1:{allowed}\", \"localhost:{allowed}\"]\n",
             root.join("skills"),
             root.join("user-skills")

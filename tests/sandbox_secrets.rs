@@ -69,7 +69,7 @@ fn machine(mount_namespace: bool) -> Machine {
     write(
         &config,
         &format!(
-            "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
+            "[skills]\ntrust = \"all\"\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
              [sandbox]\nread = [{home:?}]\ndeny = [\"~/private\"]\nmount_namespace = {mount_namespace}\n\
              [sandbox.trust]\naws-region = [\"~/.aws/config\"]\n",
             root.join("user-skills"),

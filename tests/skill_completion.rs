@@ -46,7 +46,7 @@ fn daemon() -> Daemon {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\nindex = false\n",
+            "[skills]\ntrust = \"all\"\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\nindex = false\n",
             skills,
             dir.path().join("no-user-dir"),
         ),

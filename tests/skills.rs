@@ -35,7 +35,7 @@ fn setup(watch: bool) -> Setup {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = {watch}\n",
+            "[skills]\ntrust = \"all\"\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = {watch}\n",
             skills,
             dir.path().join("user-skills")
         ),
@@ -455,7 +455,7 @@ async fn every_example_skill_runs_on_the_default_model() {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{examples:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            "[skills]\ntrust = \"all\"\ndirs = [{examples:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
             dir.path().join("user-skills")
         ),
     )

@@ -106,7 +106,7 @@ fn skills_config(dir: &Path) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+            "[skills]\ntrust = \"all\"\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
             dir.join("user-skills")
         ),
     )

@@ -48,7 +48,7 @@ fn daemon(dir: &Path, endpoint: &str, tracing_extra: &str) -> Daemon {
         &config,
         format!(
             "[tracing]\notlp_endpoint = {endpoint:?}\n{tracing_extra}\n\
-             [skills]\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\n",
+             [skills]\ntrust = \"all\"\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\n",
             dir.join("skills"),
             dir.join("user-skills"),
         ),

@@ -60,7 +60,7 @@ async fn model_calls_are_recorded_priced_reported_and_kept_across_a_restart() {
         &format!(
             "[models]\ndefault = \"fake-model@gpu\"\norder = [\"gpu\"]\n\
              [models.backends.gpu]\nkind = \"openai\"\nurl = \"{}\"\n{PRICE}\
-             [skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
+             [skills]\ntrust = \"all\"\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n",
             gpu.url(),
             dir.path().join("user-skills")
         ),

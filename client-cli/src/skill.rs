@@ -15,7 +15,7 @@ use skillctl::render::TerminalOutput;
 use skillctl::{KernelClient, OutputHandler, Quiet};
 use skillkernel_protocol::content::{
     MetricsFormat, MetricsReport, Reply, SkillFailure, SkillReply, SkillRequest, SkillSummary,
-    ValidationError,
+    TrustReport, ValidationError,
 };
 
 use crate::table::{print_table, text};
@@ -56,6 +56,18 @@ pub enum SkillCommand {
         #[arg(long)]
         prometheus: bool,
     },
+    /// Trust a skill that asks for more than the default (a program,
+    /// network, paths, environment): shows what it would be granted, asks
+    /// (on a terminal) and records the trust against the digest of its
+    /// files. Any later change to them withdraws it.
+    Trust {
+        skill: String,
+        /// Trust without asking (what was shown is still what is trusted).
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Withdraw trust in a skill.
+    Untrust { skill: String },
 }
 
 impl SkillCommand {
@@ -93,6 +105,14 @@ impl SkillCommand {
             SkillCommand::Reload { skill } => SkillRequest::Reload {
                 skill: skill.clone(),
             },
+            SkillCommand::Trust { skill, .. } => SkillRequest::Trust {
+                skill: skill.clone(),
+                digest: None,
+                confirm: false,
+            },
+            SkillCommand::Untrust { skill } => SkillRequest::Untrust {
+                skill: skill.clone(),
+            },
             SkillCommand::Metrics { skill, prometheus } => SkillRequest::Metrics {
                 skill: skill.clone(),
                 format: if *prometheus {
@@ -126,6 +146,7 @@ fn skill_rows<'a>(skills: impl IntoIterator<Item = &'a SkillSummary>) -> Vec<Vec
                 s.kind.clone(),
                 s.state.clone(),
                 s.origin.clone(),
+                s.trust_label().to_owned(),
                 s.tags.join(","),
                 s.description.clone(),
             ]
@@ -133,12 +154,13 @@ fn skill_rows<'a>(skills: impl IntoIterator<Item = &'a SkillSummary>) -> Vec<Vec
         .collect()
 }
 
-const SKILL_COLUMNS: [&str; 7] = [
+const SKILL_COLUMNS: [&str; 8] = [
     "name",
     "version",
     "kind",
     "state",
     "origin",
+    "trust",
     "tags",
     "description",
 ];
@@ -201,6 +223,7 @@ fn validated_rows(skills: &[Value]) -> Vec<Vec<String>> {
                 text(&s["kind"]),
                 text(&s["state"]),
                 text(&s["origin"]),
+                String::new(),
                 tags.join(","),
                 text(&s["description"]),
             ]
@@ -258,6 +281,8 @@ fn print_reply(command: &SkillCommand, reply: &SkillReply) {
             "{}",
             serde_json::to_string_pretty(metrics).unwrap_or_default()
         ),
+        SkillReply::Trust(report) => println!("{}", report.text(false)),
+        SkillReply::Untrust(report) => println!("{}", report.text(true)),
         SkillReply::Load { .. }
         | SkillReply::Unload { .. }
         | SkillReply::Enable { .. }
@@ -307,6 +332,9 @@ pub async fn run(
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let (SkillCommand::Trust { skill, yes }, SkillReply::Trust(review)) = (&command, &answer) {
+        return confirm_trust(client, skill, *yes, review, json_out, timeout).await;
+    }
     if !json_out {
         print_reply(&command, &answer);
     }
@@ -316,6 +344,69 @@ pub async fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `skillctl skill trust`, after the review: ask (on a terminal, unless
+/// `--yes`), then trust exactly what was reviewed.
+async fn confirm_trust(
+    client: &mut KernelClient,
+    skill: &str,
+    yes: bool,
+    review: &TrustReport,
+    json_out: bool,
+    timeout: Duration,
+) -> Result<ExitCode, String> {
+    if !json_out {
+        println!("{}", review.text(false));
+    }
+    match review.mark.as_str() {
+        "untrusted" | "changed" => {}
+        "refused" | "unknown" => return Ok(ExitCode::FAILURE),
+        _ => return Ok(ExitCode::SUCCESS),
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "not trusted: confirm on a terminal, or pass --yes to trust what is shown above"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        eprint!("Trust {skill} with what it asks for above? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| format!("cannot read the answer: {e}"))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("not trusted");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let request = SkillRequest::Trust {
+        skill: skill.to_owned(),
+        digest: review.digest.clone(),
+        confirm: true,
+    };
+    let wait = timeout.max(Duration::from_secs(60));
+    let raw = crate::request::send(client, &request, timeout, wait, &mut Quiet).await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&raw).unwrap_or_default());
+    }
+    match crate::request::parse::<SkillRequest>(&raw)? {
+        Reply::Ok(SkillReply::Trust(report)) => {
+            if !json_out {
+                println!("{}", report.text(false));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Reply::Ok(_) => Err("the kernel answered `trust` with another action".into()),
+        Reply::Error(e) => {
+            eprintln!("{}: {}", e.error.ename, e.error.evalue);
+            if !e.hint.is_empty() {
+                eprintln!("hint: {}", e.hint);
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 #[cfg(test)]

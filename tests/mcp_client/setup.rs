@@ -53,7 +53,7 @@ pub fn start(dir: &Path, sections: &str, env: &[(&str, &str)], args: &[&str]) ->
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n{sections}",
+            "[skills]\ntrust = \"all\"\ndirs = [{:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n{sections}",
             dir.join("skills"),
             dir.join("user-skills"),
         ),

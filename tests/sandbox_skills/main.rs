@@ -141,7 +141,7 @@ fn corpus() -> Corpus {
     std::fs::write(
         &config,
         format!(
-            "[skills]\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
+            "[skills]\ntrust = \"all\"\ndirs = [{skills:?}]\nproject = false\nbuiltin = false\nuser_dir = {:?}\nwatch = false\n\
              [sandbox]\nmax_output_bytes = 100000\n",
             root.join("user-skills")
         ),

@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use skillkernel_protocol::content::{
     self as wire, MetricsReport, SkillDependency, SkillDetails, SkillErrorInfo, SkillFailure,
-    SkillHit, SkillListing, SkillParameter, SkillReset, SkillSummary, Validation, ValidationError,
+    SkillHit, SkillListing, SkillParameter, SkillReset, SkillSummary, TrustReport, Validation,
+    ValidationError,
 };
 
 use crate::errors::KernelError;
@@ -23,7 +24,8 @@ use skillkernel_skills::format;
 use skillkernel_skills::model::Origin;
 use skillkernel_skills::registry::{Failure, ReloadReport, SkillEntry, State, FOLDER_MANIFESTS};
 use skillkernel_skills::service::Skills;
-use skillkernel_skills::{LoadError, SkillError};
+use skillkernel_skills::trust::{TrustMark, TrustPolicy, TrustStatus};
+use skillkernel_skills::{LoadError, Skill, SkillError};
 
 pub fn skills(shared: &Shared) -> Result<Arc<Skills>, KernelError> {
     shared.skills().ok_or(KernelError::NoSkills)
@@ -78,6 +80,7 @@ pub fn summary(e: &SkillEntry) -> SkillSummary {
         disabled: e.disabled.clone(),
         shadowed_by: e.shadowed_by.map(|o| o.as_str().to_owned()),
         error: e.error.as_ref().map(error_info),
+        trust: None,
     }
 }
 
@@ -113,10 +116,86 @@ pub fn report(r: &ReloadReport) -> wire::ReloadReport {
     }
 }
 
-pub fn list(skills: &Skills) -> SkillListing {
+/// Every skill, each marked with where it stands with workspace trust
+/// (which parses and digests what is not known yet: on the blocking pool).
+pub async fn list(skills: &Skills) -> SkillListing {
+    let marked = skills
+        .with_registry(|r| {
+            Ok(r.list()
+                .iter()
+                .map(|e| {
+                    let mut s = summary(e);
+                    s.trust = r.trust_of(e).map(|t| serde_name(&t.mark));
+                    s
+                })
+                .collect::<Vec<_>>())
+        })
+        .await;
     SkillListing {
-        skills: skills.registry.list().iter().map(summary).collect(),
+        skills: marked.unwrap_or_else(|_| skills.registry.list().iter().map(summary).collect()),
         failures: skills.registry.failures().iter().map(failure).collect(),
+    }
+}
+
+/// Where `spec`'s skill stands with workspace trust; with `confirm`,
+/// trusted at its digest now (which must be `reviewed` when given).
+pub async fn trust(
+    skills: &Skills,
+    spec: &str,
+    reviewed: Option<String>,
+    confirm: bool,
+    via: &'static str,
+) -> Result<TrustReport, KernelError> {
+    let owned = spec.to_owned();
+    let report = skills
+        .with_registry(move |r| {
+            let skill = r.loaded(&owned)?;
+            let status = if confirm {
+                r.trust().grant(&skill, reviewed.as_deref(), via)?
+            } else {
+                r.trust().status(&skill)
+            };
+            let recorded = confirm && status.mark == TrustMark::Trusted;
+            Ok(trust_report(&skill, &status, recorded, r.trust().policy()))
+        })
+        .await?;
+    Ok(report)
+}
+
+/// Withdraws trust in `spec`'s skill.
+pub async fn untrust(skills: &Skills, spec: &str) -> Result<TrustReport, KernelError> {
+    let owned = spec.to_owned();
+    let report = skills
+        .with_registry(move |r| {
+            let skill = r.loaded(&owned)?;
+            let before = r.trust().status(&skill);
+            let removed = r.trust().withdraw(&skill)?;
+            let mut status = r.trust().status(&skill);
+            // What was withdrawn, for the report.
+            status.record = before.record;
+            Ok(trust_report(&skill, &status, removed, r.trust().policy()))
+        })
+        .await?;
+    Ok(report)
+}
+
+fn trust_report(
+    skill: &Skill,
+    status: &TrustStatus,
+    recorded: bool,
+    policy: TrustPolicy,
+) -> TrustReport {
+    TrustReport {
+        skill: skill.id(),
+        path: skill.source.path.as_deref().map(path_text),
+        mark: serde_name(&status.mark),
+        asks: status.asks.iter().map(|a| a.to_string()).collect(),
+        digest: status.digest.clone(),
+        trusted_at: status.record.as_ref().map(|r| r.trusted_at.clone()),
+        via: status.record.as_ref().map(|r| r.via.clone()),
+        recorded,
+        problem: status.problem.clone(),
+        policy: policy.as_str().to_owned(),
     }
 }
 

@@ -46,7 +46,7 @@ async fn answer(
     let sandbox = shared.sandbox();
     let sandbox = sandbox.as_deref();
     Ok(match request {
-        SkillRequest::List => SkillReply::List(actions::list(&skills)),
+        SkillRequest::List => SkillReply::List(actions::list(&skills).await),
         SkillRequest::Search { query } => SkillReply::Search {
             skills: actions::search(&skills, &query)?,
         },
@@ -87,6 +87,16 @@ async fn answer(
         )?),
         SkillRequest::Reset { skill } => {
             SkillReply::Reset(actions::reset(shared, &skills, &skill)?)
+        }
+        SkillRequest::Trust {
+            skill,
+            digest,
+            confirm,
+        } => SkillReply::Trust(
+            actions::trust(&skills, &skill, digest, confirm, "skill_request trust").await?,
+        ),
+        SkillRequest::Untrust { skill } => {
+            SkillReply::Untrust(actions::untrust(&skills, &skill).await?)
         }
         SkillRequest::Run { skill, input, args } => {
             let call = SkillCall {

@@ -158,9 +158,10 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
                * `%skill unload|enable|disable NAME`\n\
                * `%skill validate [NAME|PATH]` — check a skill without running it; with no argument, every skill (discovery reads only headers, so template errors otherwise show at first use)\n\
                * `%skill metrics [NAME] [--prometheus]` — runs, errors, retries, cache hits, tokens, times\n\
-               * `%skill reset NAME` — close its circuit breaker, zero its metrics, forget its conversation\n\n\
+               * `%skill reset NAME` — close its circuit breaker, zero its metrics, forget its conversation\n\
+               * `%skill trust NAME` — trust a skill that asks for more than the default (a program, network, paths, environment): shows what it is granted and records it against the digest of its files; any later change to them withdraws it. `%skill untrust NAME` withdraws it.\n\n\
                `NAME` may carry a version requirement: `summarize@^1`. See `docs/skills.md`.",
-        subcommands: &["list", "search", "info", "run", "load", "reload", "unload", "enable", "disable", "validate", "metrics", "reset"],
+        subcommands: &["list", "search", "info", "run", "load", "reload", "unload", "enable", "disable", "validate", "metrics", "reset", "trust", "untrust"],
         takes_variable: false,
     },
     MagicSpec {

@@ -21,7 +21,7 @@ use skillkernel_skills::format;
 use skillkernel_skills::model::{Origin, SkillFormat};
 use skillkernel_skills::SkillError;
 
-pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate [NAME|PATH] | metrics [NAME] [--prometheus] | reset NAME]";
+pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate [NAME|PATH] | metrics [NAME] [--prometheus] | reset NAME | trust NAME | untrust NAME]";
 
 fn usage(message: impl Into<String>) -> KernelError {
     KernelError::usage("skill", message, USAGE)
@@ -44,7 +44,7 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
     let skills = actions::skills(ctx.shared)?;
     match action {
         "list" => {
-            let listing = actions::list(&skills);
+            let listing = actions::list(&skills).await;
             show_skills(ctx, listing.skills.iter(), &listing.failures).await
         }
         "search" => {
@@ -169,6 +169,15 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
                 ),
             )
             .await
+        }
+        "trust" => {
+            let name = one(&words, "a skill name")?;
+            let report = actions::trust(&skills, name, None, true, "%skill trust").await?;
+            show_text(ctx, &report.text(false)).await
+        }
+        "untrust" => {
+            let report = actions::untrust(&skills, one(&words, "a skill name")?).await?;
+            show_text(ctx, &report.text(true)).await
         }
         other => Err(usage(format!("unknown subcommand `{other}`"))),
     }

@@ -50,12 +50,21 @@ pub(super) async fn show_skills<'a>(
                 e.kind.clone(),
                 state,
                 e.origin.clone(),
+                e.trust_label().to_owned(),
                 e.description.clone(),
             ]
         })
         .collect();
     let mut data = table(
-        &["name", "version", "kind", "state", "origin", "description"],
+        &[
+            "name",
+            "version",
+            "kind",
+            "state",
+            "origin",
+            "trust",
+            "description",
+        ],
         &rows,
     );
     let failures: Vec<String> = failures

@@ -19,6 +19,7 @@
 //! | `reload`    | rescans: discover, reload, reload_all, watcher changes       |
 //! | `watch`     | the debounced `notify` watcher                               |
 //! | `builtin`   | the skills compiled into the binary                          |
+//! | `trusted`   | workspace trust as listings show it (blocking)               |
 //!
 //! Workspace trust ([`crate::trust`]) is checked by `begin_execution`: a
 //! run of a skill that asks for more than the default and is not trusted
@@ -73,6 +74,7 @@
 //! | [`SkillRegistry::load`] | parse + resolve dependencies (Ready) | blocking on first use |
 //! | [`SkillRegistry::activate`] | … then Active, returns `Arc<Skill>` | blocking on first use |
 //! | [`SkillRegistry::begin_execution`] | … then Executing until the guard drops | blocking on first use |
+//! | [`SkillRegistry::trust_of`] | where a listed skill stands with workspace trust | blocking (parse, digest) |
 //! | `enable` / `disable` | selectable or not, persisted | blocking (index write) |
 //! | `unload` | drop the parsed skill, keep the header | cheap |
 //! | `register_inline` / `remove_inline` | `%%skill` cells | cheap |
@@ -107,6 +109,7 @@ mod search;
 mod select;
 #[cfg(test)]
 pub(crate) mod tests;
+mod trusted;
 mod watch;
 
 use std::path::Path;

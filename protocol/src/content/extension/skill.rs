@@ -73,6 +73,21 @@ pub enum SkillRequest {
     Reset {
         skill: String,
     },
+    /// Workspace trust in a skill that asks for more than the default:
+    /// without `confirm`, what it asks for and where it stands (the
+    /// review); with `confirm`, recorded against its digest now — which
+    /// must be `digest` when given (what the user reviewed).
+    Trust {
+        skill: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
+        #[serde(default, deserialize_with = "null_as_default")]
+        confirm: bool,
+    },
+    /// Withdraws trust in a skill.
+    Untrust {
+        skill: String,
+    },
 }
 
 impl ExtensionRequest for SkillRequest {
@@ -145,6 +160,8 @@ pub enum SkillReply {
     Validate(Validation),
     Metrics(MetricsReport),
     Reset(SkillReset),
+    Trust(TrustReport),
+    Untrust(TrustReport),
 }
 
 /// `list`: the skills and the files or versions that did not load.
@@ -180,6 +197,26 @@ pub struct SkillSummary {
     pub shadowed_by: Option<String>,
     /// Why it is `Failed`.
     pub error: Option<SkillErrorInfo>,
+    /// Workspace trust (see [`TrustReport::mark`]); absent when unknown
+    /// (a file that does not load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<String>,
+}
+
+impl SkillSummary {
+    /// The trust column of a listing: blank where nothing is asked of the
+    /// user (built in, a cell's, asks for nothing).
+    pub fn trust_label(&self) -> &'static str {
+        match self.trust.as_deref() {
+            Some("trusted") => "trusted",
+            Some("by_config") => "trusted (all)",
+            Some("untrusted") => "UNTRUSTED",
+            Some("changed") => "CHANGED",
+            Some("refused") => "refused",
+            Some("unknown") => "?",
+            _ => "",
+        }
+    }
 }
 
 /// A skill error: its code (`SKILL_NOT_FOUND` …), what went wrong and
@@ -368,4 +405,89 @@ pub struct SkillReset {
     pub breaker: Value,
     /// Whether a conversation was forgotten.
     pub conversation_cleared: bool,
+}
+
+/// `trust` / `untrust`: where a skill stands with workspace trust.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustReport {
+    /// `name@version`.
+    pub skill: String,
+    /// The manifest.
+    pub path: Option<String>,
+    /// `own` (built in, or a cell's), `not_needed`, `by_config` (`[skills]
+    /// trust = "all"`), `trusted`, `untrusted`, `changed` (trusted once,
+    /// its files differ now), `refused` (`builtin-only`), `unknown`.
+    pub mark: String,
+    /// What it asks for beyond the default, as a person reads it.
+    pub asks: Vec<String>,
+    /// The blake3 digest of its files now (hex).
+    pub digest: Option<String>,
+    /// When the trust in force (or withdrawn) was given, and how.
+    pub trusted_at: Option<String>,
+    pub via: Option<String>,
+    /// Whether this request changed the trust store.
+    pub recorded: bool,
+    /// What could not be read, when `mark` is `unknown`.
+    pub problem: Option<String>,
+    /// `[skills] trust`: `ask`, `all` or `builtin-only`.
+    pub policy: String,
+}
+
+impl TrustReport {
+    /// The report as a person reads it (`%skill trust`, `skillctl skill
+    /// trust`): where the skill stands, what it asks for, what changed.
+    /// `withdrawing`: the answer to `untrust`.
+    pub fn text(&self, withdrawing: bool) -> String {
+        let r = self;
+        let mut out = match (withdrawing, r.recorded, r.mark.as_str()) {
+            (true, true, _) => format!("{}: trust withdrawn", r.skill),
+            (true, false, _) => format!("{}: was not trusted", r.skill),
+            (false, true, _) => format!("{}: trusted", r.skill),
+            (false, false, "own") => format!(
+                "{}: built in or defined by a cell; no trust needed",
+                r.skill
+            ),
+            (false, false, "not_needed") => {
+                format!(
+                    "{}: asks for nothing beyond the default; no trust needed",
+                    r.skill
+                )
+            }
+            (false, false, "by_config") => {
+                format!(
+                    "{}: every skill is trusted ([skills] trust = \"all\")",
+                    r.skill
+                )
+            }
+            (false, false, "trusted") => format!("{}: trusted", r.skill),
+            (false, false, "untrusted") => format!("{}: not trusted", r.skill),
+            (false, false, "changed") => {
+                format!("{}: its files changed since it was trusted", r.skill)
+            }
+            (false, false, "refused") => format!(
+                "{}: may not run here ([skills] trust = \"builtin-only\")",
+                r.skill
+            ),
+            (false, false, mark) => format!("{}: {mark}", r.skill),
+        };
+        if let Some(path) = &r.path {
+            out.push_str(&format!("\n  from {path}"));
+        }
+        if !r.asks.is_empty() {
+            out.push_str("\n  it asks for:");
+            for ask in &r.asks {
+                out.push_str(&format!("\n    - {ask}"));
+            }
+        }
+        if let Some(d) = &r.digest {
+            out.push_str(&format!("\n  digest (blake3 of its files): {d}"));
+        }
+        if let (Some(at), Some(via)) = (&r.trusted_at, &r.via) {
+            out.push_str(&format!("\n  trusted at {at} by {via}"));
+        }
+        if let Some(p) = &r.problem {
+            out.push_str(&format!("\n  problem: {p}"));
+        }
+        out
+    }
 }

@@ -162,8 +162,29 @@ fn skill_requests_have_the_documented_shape() {
         SkillRequest::actions(),
         [
             "list", "search", "info", "run", "load", "reload", "unload", "enable", "disable",
-            "validate", "metrics", "reset"
+            "validate", "metrics", "reset", "trust", "untrust"
         ]
+    );
+    round_trip(
+        SkillRequest::Trust {
+            skill: "x".into(),
+            digest: Some("ab12".into()),
+            confirm: true,
+        },
+        json!({"action": "trust", "skill": "x", "digest": "ab12", "confirm": true}),
+    );
+    round_trip(
+        SkillRequest::Untrust { skill: "x".into() },
+        json!({"action": "untrust", "skill": "x"}),
+    );
+    // Without `confirm` (or with null) a trust request only reviews.
+    assert_eq!(
+        SkillRequest::parse(&json!({"action": "trust", "skill": "x", "confirm": null})).unwrap(),
+        SkillRequest::Trust {
+            skill: "x".into(),
+            digest: None,
+            confirm: false
+        }
     );
 }
 
