@@ -217,6 +217,45 @@ async fn a_project_skill_that_asks_for_network_and_ssh_runs_only_once_trusted_an
     assert!(gone.contains("trust withdrawn"), "{gone}");
     assert!(refused(&run(&mut client, "%%run fetch\n").await).contains("is not trusted"));
 
+    // Each decision, and each refusal once per digest, is in the audit log.
+    let events: Vec<(String, String)> = audit(&p)
+        .iter()
+        .filter(|e| e["skill"] == "fetch")
+        .map(|e| {
+            let detail = e["mark"].as_str().or(e["via"].as_str()).unwrap_or("");
+            (
+                e["event"].as_str().unwrap_or("").to_owned(),
+                detail.to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("skill_refused_untrusted", "untrusted"),
+        ("skill_trusted", "skill_request trust"),
+        ("skill_refused_untrusted", "changed"),
+        ("skill_trusted", "%skill trust"),
+        ("skill_trust_withdrawn", ""),
+        ("skill_refused_untrusted", "untrusted"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let trust_events: Vec<(String, String)> = events
+        .into_iter()
+        .filter(|(e, _)| e.starts_with("skill_"))
+        .collect();
+    assert_eq!(trust_events, expected);
+    let trusted = audit(&p)
+        .into_iter()
+        .find(|e| e["event"] == "skill_trusted")
+        .unwrap();
+    assert_eq!(trusted["asks"][1], "network access: any host", "{trusted}");
+    assert_eq!(
+        trusted["digest"].as_str().map(str::len),
+        Some(64),
+        "{trusted}"
+    );
+
     // The decision is the user's: it survives a restart and nothing of it
     // is written into the project.
     ran(&mut client, "%skill trust fetch", &daemon).await;
@@ -290,6 +329,14 @@ async fn builtin_only_refuses_outright_and_a_broken_trust_store_names_its_remedy
     assert!(ran(&mut client, "%%run fetch\n", &daemon)
         .await
         .contains("TEST KEY MATERIAL"));
+}
+
+fn audit(p: &Project) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p.state.join("sandbox-audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

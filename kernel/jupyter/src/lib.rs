@@ -289,7 +289,9 @@ impl KernelHandle {
         // one opens them (a run still holding it keeps it a little longer).
         self.shared.set_skills(None);
         drop(current);
-        let skills = session::open_skills(&setup, Some(executor), conversations);
+        let sandbox = self.shared.sandbox();
+        let skills =
+            session::open_skills(&setup, Some(executor), conversations, sandbox.as_deref());
         let report = skills.registry.reload_all();
         self.shared.set_skills(Some(Arc::new(skills)));
         Some(report)

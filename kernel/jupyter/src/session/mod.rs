@@ -148,9 +148,14 @@ pub(crate) fn open_skills(
     setup: &SkillsSetup,
     executor: Option<Arc<Executor>>,
     conversations: Conversations,
+    sandbox: Option<&Sandbox>,
 ) -> Skills {
     let (skills, report) = Skills::open_with(setup, executor);
     let skills = skills.carrying(conversations);
+    if let Some(sandbox) = sandbox {
+        // Trust given, withdrawn and refused go to the sandbox's audit log.
+        skills.registry.trust().set_audit(sandbox.audit_log());
+    }
     tracing::info!(
         skills = skills.registry.list().len(),
         failed = report.failed.len(),
@@ -198,14 +203,14 @@ impl Shared {
         };
         let state_dir = config.persistence.as_ref().map(|p| p.state_dir.clone());
         let health = HealthMonitor::start(config.health.clone(), state_dir);
-        let skills = config.skills.as_ref().map(|setup| {
-            let conversations = Conversations::restored(skill_turns);
-            Arc::new(open_skills(setup, None, conversations))
-        });
         let sandbox = config
             .sandbox
             .clone()
             .map(|setup| Arc::new(Sandbox::new(setup)));
+        let skills = config.skills.as_ref().map(|setup| {
+            let conversations = Conversations::restored(skill_turns);
+            Arc::new(open_skills(setup, None, conversations, sandbox.as_deref()))
+        });
         let config_mcp = config.mcp;
         let mcp_clients = Arc::new(skillkernel_mcp::McpClients::new(
             config.mcp_servers.clone(),

@@ -128,6 +128,12 @@ impl Sandbox {
         &self.audit
     }
 
+    /// The audit log, to share with what records skill lifecycle events
+    /// (workspace trust) beside the sandbox's own.
+    pub fn audit_log(&self) -> Arc<AuditLog> {
+        Arc::clone(&self.audit)
+    }
+
     pub fn working_dir(&self) -> &Path {
         &self.setup.working_dir
     }

@@ -30,9 +30,11 @@ pub mod store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use skillkernel_sandbox::audit::{fields_of, AuditLog, Subject};
 use skillkernel_stdx::{lock, read, write};
 
 pub use asks::{asks_of, Ask};
@@ -152,6 +154,9 @@ pub struct Trust {
     watched: RwLock<Vec<PathBuf>>,
     /// Bumped by every forget: a digest computed across one is not cached.
     forgets: AtomicU64,
+    /// Where trust given, withdrawn and refused is recorded (the sandbox's
+    /// audit log); unset: the daemon log only.
+    audit: OnceLock<Arc<AuditLog>>,
 }
 
 impl Trust {
@@ -162,6 +167,7 @@ impl Trust {
             known: Mutex::new(HashMap::new()),
             watched: RwLock::new(Vec::new()),
             forgets: AtomicU64::new(0),
+            audit: OnceLock::new(),
         }
     }
 
@@ -247,7 +253,27 @@ impl Trust {
         if status.mark.may_run() {
             return Ok(status);
         }
+        if let Some(audit) = self.audit.get() {
+            // Once per skill version, standing and digest: a refusal
+            // repeats per run.
+            let key = format!(
+                "{}:{}",
+                status.mark.as_str(),
+                status.digest.as_deref().unwrap_or("")
+            );
+            audit.record_once(
+                "skill_refused_untrusted",
+                &key,
+                &subject(skill),
+                audit_fields(skill, &status, json!({ "mark": status.mark })),
+            );
+        }
         Err(refusal(skill, &status, self.settings.policy))
+    }
+
+    /// Records trust events in `audit` from now on.
+    pub fn set_audit(&self, audit: Arc<AuditLog>) {
+        let _ = self.audit.set(audit);
     }
 
     /// Records trust in `skill` at its digest now; `reviewed`, when given,
@@ -312,6 +338,13 @@ impl Trust {
             .update(|f| f.skills.insert(key, record.clone()))
             .map_err(|e| trust_error(&id, e.to_string(), "then trust it again"))?;
         tracing::info!(target: "skillkernel::skills", skill = %id, via, "skill trusted");
+        if let Some(audit) = self.audit.get() {
+            audit.record(
+                "skill_trusted",
+                &subject(skill),
+                audit_fields(skill, &status, json!({ "via": via })),
+            );
+        }
         status.mark = TrustMark::Trusted;
         status.record = Some(record);
         Ok(status)
@@ -329,6 +362,14 @@ impl Trust {
             .map_err(|e| trust_error(&id, e.to_string(), "then withdraw it again"))?;
         if removed {
             tracing::info!(target: "skillkernel::skills", skill = %id, "skill trust withdrawn");
+            if let Some(audit) = self.audit.get() {
+                let status = self.status(skill);
+                audit.record(
+                    "skill_trust_withdrawn",
+                    &subject(skill),
+                    audit_fields(skill, &status, json!({})),
+                );
+            }
         }
         Ok(removed)
     }
@@ -379,6 +420,27 @@ impl Trust {
         }
         known
     }
+}
+
+fn subject(skill: &Skill) -> Subject {
+    Subject::skill("skill", &skill.meta.name, &skill.meta.version.to_string())
+}
+
+/// An audit event's fields: the skill's path, digest and what it asks
+/// for, then `extra`.
+fn audit_fields(
+    skill: &Skill,
+    status: &TrustStatus,
+    extra: serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    let asks: Vec<String> = status.asks.iter().map(|a| a.to_string()).collect();
+    let mut fields = fields_of(json!({
+        "path": skill.source.path.as_ref().map(|p| p.display().to_string()),
+        "digest": status.digest,
+        "asks": asks,
+    }));
+    fields.extend(fields_of(extra));
+    fields
 }
 
 fn trust_error(id: &str, message: String, hint: &str) -> SkillError {
