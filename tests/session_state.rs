@@ -366,3 +366,81 @@ async fn a_conversation_skills_turns_survive_a_killed_daemon_until_reset() {
         "reset survived too"
     );
 }
+
+/// Skill `name`'s `skill_request info`: its metrics and breaker.
+async fn skill_info(client: &mut KernelClient, name: &str) -> Value {
+    let info = skill_request(client, json!({"action": "info", "skill": name})).await;
+    info.reply.content["skill"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skill_metrics_and_an_open_breaker_survive_a_killed_daemon_until_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let skills = dir.path().join(".skillkernel/skills");
+    for (name, command) in [("steady", "true"), ("flaky", "false")] {
+        std::fs::create_dir_all(skills.join(name)).unwrap();
+        std::fs::write(
+            skills.join(name).join("skill.yaml"),
+            format!(
+                "name: {name}\nversion: 1.0.0\ndescription: Runs {command}.\ntype: command\n\
+                 command: \"{command}\"\nresilience:\n  circuit_threshold: 2\n  circuit_recovery_secs: 3600\n"
+            ),
+        )
+        .unwrap();
+    }
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[skills]\ntrust = \"all\"\n").unwrap();
+    let connection_file = dir.path().join("kernel-test.json");
+    let args = ["--config", config.to_str().unwrap()];
+    let mut daemon = Daemon::start_in_with(dir, connection_file, &args, Launch::in_own_dir());
+    {
+        let mut client = daemon.client().await;
+        for _ in 0..3 {
+            assert_eq!(run(&mut client, "%%run steady\n").await.status(), "ok");
+        }
+        for _ in 0..2 {
+            assert_eq!(run(&mut client, "%%run flaky\n").await.status(), "error");
+        }
+        let refused = run(&mut client, "%%run flaky\n").await;
+        assert_eq!(refused.reply.content["ename"], "CIRCUIT_BREAKER_OPEN");
+        wait_saved(&mut client).await;
+    }
+    daemon.kill();
+
+    daemon.restart(&args);
+    let mut client = daemon.client().await;
+    let steady = skill_info(&mut client, "steady").await;
+    assert_eq!(steady["metrics"]["executions"], 3, "{steady}");
+    assert_eq!(steady["metrics"]["execution"]["count"], 3, "{steady}");
+    let flaky = skill_info(&mut client, "flaky").await;
+    assert_eq!(flaky["breaker"]["state"], "open", "{flaky}");
+    assert_eq!(flaky["breaker"]["consecutive_failures"], 2, "{flaky}");
+    assert_eq!(
+        flaky["metrics"]["errors"]["SKILL_EXECUTION_ERROR"], 2,
+        "{flaky}"
+    );
+    // Still refused after kill -9: the breaker did not forget.
+    let refused = run(&mut client, "%%run flaky\n").await;
+    assert_eq!(
+        refused.reply.content["ename"], "CIRCUIT_BREAKER_OPEN",
+        "{}",
+        refused.reply.content
+    );
+    // Metrics go on counting from where they were.
+    assert_eq!(run(&mut client, "%%run steady\n").await.status(), "ok");
+    assert_eq!(
+        skill_info(&mut client, "steady").await["metrics"]["executions"],
+        4
+    );
+
+    // `%skill reset` closes the breaker and zeroes the metrics, on disk too.
+    assert_eq!(run(&mut client, "%skill reset flaky").await.status(), "ok");
+    wait_saved(&mut client).await;
+    drop(client);
+    daemon.kill();
+    daemon.restart(&args);
+    let mut client = daemon.client().await;
+    let flaky = skill_info(&mut client, "flaky").await;
+    assert_eq!(flaky["breaker"]["state"], "closed", "{flaky}");
+    assert!(flaky["metrics"].is_null(), "{flaky}");
+}

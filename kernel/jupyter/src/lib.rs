@@ -331,6 +331,13 @@ impl Kernel {
         } = sockets;
         let (shared, exit) = Shared::new(signer, config, iopub, stdin.sender);
         let shared = Arc::new(shared);
+        if let Some(skills) = shared.skills() {
+            skills
+                .executor
+                .set_sink(Arc::new(session::SkillStateRecorder(Arc::downgrade(
+                    &shared,
+                ))));
+        }
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(stdin::read_replies(
             shared.clone(),

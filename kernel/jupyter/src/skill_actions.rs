@@ -430,6 +430,7 @@ pub fn reset(shared: &Shared, skills: &Skills, spec: &str) -> Result<SkillReset,
     let name = entry.header.meta.name;
     skills.executor.reset(&name);
     skills.metrics().reset(&name);
+    shared.forget_skill_state(&name);
     let forgot = skills.clear_conversation(&name);
     shared.forget_skill_conversation(&name);
     Ok(SkillReset {

@@ -168,6 +168,33 @@ impl Histogram {
         self.observe(d.as_secs_f64());
     }
 
+    /// Sets the counts to `values` (a histogram as it stood, saved and
+    /// read back); refused (false) when its bounds are not these.
+    pub fn restore(&self, values: &HistogramValues) -> bool {
+        let same = values.buckets.len() == self.bounds.len()
+            && values
+                .buckets
+                .iter()
+                .zip(self.bounds)
+                .all(|((le, _), b)| le == b);
+        if !same {
+            return false;
+        }
+        let mut previous = 0;
+        for ((_, cumulative), bucket) in values.buckets.iter().zip(&self.buckets) {
+            bucket.store(cumulative.saturating_sub(previous), Relaxed);
+            previous = previous.max(*cumulative);
+        }
+        self.buckets[self.bounds.len()].store(values.count.saturating_sub(previous), Relaxed);
+        let sum = if values.sum.is_finite() {
+            values.sum.max(0.0)
+        } else {
+            0.0
+        };
+        self.sum_micros.store((sum * 1e6).round() as u64, Relaxed);
+        true
+    }
+
     pub fn values(&self) -> HistogramValues {
         let mut cumulative = 0;
         let buckets = self
@@ -194,6 +221,20 @@ impl Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_histogram_restored_from_its_values_gives_them_back() {
+        static BOUNDS: &[f64] = &[0.1, 1.0];
+        let h = Histogram::new(BOUNDS);
+        for v in [0.05, 0.5, 0.7, 3.0] {
+            h.observe(v);
+        }
+        let again = Histogram::new(BOUNDS);
+        assert!(again.restore(&h.values()));
+        assert_eq!(again.values(), h.values());
+        static OTHER: &[f64] = &[0.2, 1.0];
+        assert!(!Histogram::new(OTHER).restore(&h.values()));
+    }
 
     #[test]
     fn families_samples_and_histograms_are_written_as_the_format_wants() {

@@ -171,6 +171,19 @@ pub(crate) fn open_skills(
     skills
 }
 
+/// Writes a skill's metrics and breaker to the session store whenever a
+/// run of it ends (the executor's sink; it outlives reloads of the
+/// skills, as the executor does).
+pub(crate) struct SkillStateRecorder(pub(crate) std::sync::Weak<Shared>);
+
+impl skillkernel_skills::exec::SkillStateSink for SkillStateRecorder {
+    fn save(&self, skill: &str, state: &skillkernel_skills::exec::SavedSkill) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.record_skill_state(skill, state);
+        }
+    }
+}
+
 /// Work the embedding process asks to run in the shutdown's Cleanup phase.
 pub(crate) type Cleanup = Box<dyn FnOnce() + Send>;
 
@@ -194,10 +207,11 @@ impl Shared {
             models: config.models.clone(),
         });
         let (persistence, restored) = Persistence::open(config.persistence.as_ref());
-        let (state, skill_turns) = match restored {
+        let (state, skill_turns, skill_states) = match restored {
             Some(mut restored) => {
                 let turns = std::mem::take(&mut restored.skill_conversations);
-                (SessionState::restored(restored), turns)
+                let states = std::mem::take(&mut restored.skill_states);
+                (SessionState::restored(restored), turns, states)
             }
             None => Default::default(),
         };
@@ -209,7 +223,13 @@ impl Shared {
             .map(|setup| Arc::new(Sandbox::new(setup)));
         let skills = config.skills.as_ref().map(|setup| {
             let conversations = Conversations::restored(skill_turns);
-            Arc::new(open_skills(setup, None, conversations, sandbox.as_deref()))
+            let skills = open_skills(setup, None, conversations, sandbox.as_deref());
+            // Metrics and breakers as the last process left them (its
+            // runs write them as they end: see `SkillStateRecorder`).
+            for (name, state) in &skill_states {
+                skills.executor.restore(name, state);
+            }
+            Arc::new(skills)
         });
         let config_mcp = config.mcp;
         let mcp_clients = Arc::new(skillkernel_mcp::McpClients::new(

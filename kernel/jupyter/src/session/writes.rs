@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use skillkernel_providers::{ChatMessage, GenerationStats};
+use skillkernel_skills::exec::SavedSkill;
 
 use crate::history::{summarize, HistoryEntry, MEMORY_TAIL_ALONE};
 use crate::session::Shared;
@@ -179,6 +180,18 @@ impl Shared {
             self.persistence
                 .write(|store| store.put_skill_turns(skill, first, turns));
         }
+    }
+
+    /// Stores skill `skill`'s metrics and breaker as they stand.
+    pub fn record_skill_state(&self, skill: &str, state: &SavedSkill) {
+        self.persistence
+            .write(|store| store.put_skill_state(skill, state));
+    }
+
+    /// Forgets skill `skill`'s stored metrics and breaker.
+    pub fn forget_skill_state(&self, skill: &str) {
+        self.persistence
+            .write(|store| store.clear_skill_state(skill));
     }
 
     /// Forgets conversation skill `skill`'s stored turns.

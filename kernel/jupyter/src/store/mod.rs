@@ -16,6 +16,7 @@
 //! | `variables`    | name                         | JSON                           |
 //! | `conversation` | turn index (big-endian)      | role + content                 |
 //! | `skill_conversation` | skill ‖ 0 ‖ turn index (big-endian) | JSON chat message |
+//! | `skill_state`  | skill name                   | JSON metrics and breaker ([`SavedSkill`](skillkernel_skills::exec::SavedSkill)) |
 //! | `artifacts`    | blake3 of the content        | header + (lz4) bytes           |
 //!
 //! [`Store`] is the typed door to those trees; [`Persistence`] wraps it
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use skillkernel_providers::ChatMessage;
+use skillkernel_skills::exec::SavedSkill;
 use sled::Transactional;
 use thiserror::Error;
 
@@ -161,6 +163,7 @@ pub struct Store {
     variables: sled::Tree,
     conversation: sled::Tree,
     skill_conversation: sled::Tree,
+    skill_state: sled::Tree,
     artifacts: sled::Tree,
     compress_above: usize,
 }
@@ -206,6 +209,7 @@ impl Store {
             variables: tree("variables")?,
             conversation: tree("conversation")?,
             skill_conversation: tree("skill_conversation")?,
+            skill_state: tree("skill_state")?,
             artifacts: tree("artifacts")?,
             db: db.clone(),
             path: path.clone(),
@@ -292,6 +296,23 @@ impl Store {
             let (key, _) = item.map_err(self.read_err())?;
             self.skill_conversation.remove(key).map_err(&write)?;
         }
+        Ok(())
+    }
+
+    /// Writes skill `skill`'s metrics and breaker as they stand.
+    pub fn put_skill_state(&self, skill: &str, state: &SavedSkill) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(state).map_err(|e| StoreError::Encode(e.to_string()))?;
+        self.skill_state
+            .insert(skill.as_bytes(), value)
+            .map_err(self.write_err())?;
+        Ok(())
+    }
+
+    /// Forgets skill `skill`'s saved metrics and breaker.
+    pub fn clear_skill_state(&self, skill: &str) -> Result<(), StoreError> {
+        self.skill_state
+            .remove(skill.as_bytes())
+            .map_err(self.write_err())?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use skillkernel_providers::ChatMessage;
+use skillkernel_skills::exec::SavedSkill;
 
 use super::codec;
 use super::{meta, Store, StoreError};
@@ -35,6 +36,8 @@ pub struct Restored {
     pub conversation: Vec<ChatMessage>,
     /// Conversation skills' turns, by skill name, in order.
     pub skill_conversations: BTreeMap<String, Vec<ChatMessage>>,
+    /// Skills' metrics and breakers, by skill name.
+    pub skill_states: BTreeMap<String, SavedSkill>,
     pub current_model: Option<String>,
     /// Whether the fresh-start mark was found (and applied).
     pub fresh_start: bool,
@@ -54,6 +57,7 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
         store.variables.clear().map_err(&write)?;
         store.conversation.clear().map_err(&write)?;
         store.skill_conversation.clear().map_err(&write)?;
+        store.skill_state.clear().map_err(&write)?;
         store.meta.remove(meta::CURRENT_MODEL).map_err(&write)?;
         store.set_execution_count(0)?;
         // Removed last: a crash half-way through leaves the mark, and the
@@ -165,6 +169,23 @@ pub(super) fn load(store: &Store) -> Result<Restored, StoreError> {
                 .or_default()
                 .push(turn),
             Err(e) => skip(store, &mut restored, "conversation skill turn", &e),
+        }
+    }
+
+    for item in store.skill_state.iter() {
+        let (key, value) = item.map_err(&read)?;
+        let state = std::str::from_utf8(&key)
+            .map_err(|e| e.to_string())
+            .and_then(|skill| {
+                serde_json::from_slice::<SavedSkill>(&value)
+                    .map(|state| (skill.to_owned(), state))
+                    .map_err(|e| e.to_string())
+            });
+        match state {
+            Ok((skill, state)) => {
+                restored.skill_states.insert(skill, state);
+            }
+            Err(e) => skip(store, &mut restored, "skill metrics and breaker", &e),
         }
     }
     Ok(restored)

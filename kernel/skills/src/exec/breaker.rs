@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use tokio::time::Instant;
 
 use crate::model::Resilience;
@@ -82,6 +82,19 @@ impl Breaker {
             times_opened: self.times_opened,
         }
     }
+}
+
+/// A breaker as it is saved to survive a restart: when it opened is
+/// wall-clock time, so the recovery counts the time the kernel was down.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedBreaker {
+    pub failures: u32,
+    /// Milliseconds since the Unix epoch, while open.
+    pub opened_at_unix_ms: Option<u64>,
+    pub times_opened: u64,
+    /// The skill's figures when saved (the next run sets them again).
+    pub threshold: u32,
+    pub recovery_ms: u64,
 }
 
 /// How a run that was let through ended.
@@ -153,6 +166,46 @@ impl Breakers {
         open
     }
 
+    /// `skill`'s breaker to save; `None` when it has nothing to keep.
+    pub(crate) fn saved(&self, skill: &str) -> Option<SavedBreaker> {
+        let map = self.lock();
+        let b = map.get(skill)?;
+        let opened_at_unix_ms = b.opened_at.map(|at| {
+            let ago = Instant::now().saturating_duration_since(at).as_millis() as u64;
+            unix_ms().saturating_sub(ago)
+        });
+        let kept = b.failures > 0 || b.opened_at.is_some() || b.times_opened > 0;
+        kept.then_some(SavedBreaker {
+            failures: b.failures,
+            opened_at_unix_ms,
+            times_opened: b.times_opened,
+            threshold: b.threshold,
+            recovery_ms: b.recovery.as_millis() as u64,
+        })
+    }
+
+    /// Puts back a saved breaker (a restart): open still, half-open when
+    /// its recovery passed meanwhile (the skill's own figures apply at the
+    /// next run).
+    pub(crate) fn restore(&self, skill: &str, saved: &SavedBreaker) {
+        let now = Instant::now();
+        let opened_at = saved.opened_at_unix_ms.map(|at| {
+            let ago = Duration::from_millis(unix_ms().saturating_sub(at));
+            now.checked_sub(ago).unwrap_or(now)
+        });
+        self.lock().insert(
+            skill.to_owned(),
+            Breaker {
+                failures: saved.failures,
+                opened_at,
+                times_opened: saved.times_opened,
+                threshold: saved.threshold,
+                recovery: Duration::from_millis(saved.recovery_ms),
+                trial_running: false,
+            },
+        );
+    }
+
     /// Closes the breaker and forgets its failures.
     pub(crate) fn reset(&self, skill: &str) {
         self.lock().remove(skill);
@@ -183,6 +236,12 @@ impl Breakers {
             }
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn refusal(skill: &str, state: &BreakerState, trial_running: bool) -> SkillError {
@@ -277,6 +336,33 @@ mod tests {
             (closed.state, closed.consecutive_failures),
             (CircuitState::Closed, 0)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_saved_open_breaker_is_open_after_a_restart_and_half_open_once_its_time_passed() {
+        let (b, r) = (Breakers::default(), resilience(2));
+        assert_eq!(b.saved("s"), None, "nothing to keep");
+        fail(&b, &r);
+        fail(&b, &r);
+        let saved = b.saved("s").unwrap();
+        assert_eq!((saved.failures, saved.times_opened), (2, 1));
+
+        let restarted = Breakers::default();
+        restarted.restore("s", &saved);
+        let open = restarted.state("s");
+        assert_eq!((open.state, open.threshold), (CircuitState::Open, 2));
+        assert!(open.retry_in.unwrap() > Duration::from_secs(29));
+        assert!(restarted.admit("s", &r).is_err());
+
+        let long_ago = SavedBreaker {
+            opened_at_unix_ms: Some(unix_ms() - 60_000),
+            ..saved
+        };
+        let later = Breakers::default();
+        later.restore("s", &long_ago);
+        assert_eq!(later.state("s").state, CircuitState::HalfOpen);
+        later.admit("s", &r).unwrap().finish(Outcome::Success);
+        assert_eq!(later.state("s").state, CircuitState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -42,6 +42,7 @@ mod program;
 mod prompt;
 mod render;
 mod resilience;
+mod saved;
 mod structured;
 mod tool_calls;
 mod workflow;
@@ -59,11 +60,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use breaker::{BreakerState, CircuitState};
+pub use breaker::{BreakerState, CircuitState, SavedBreaker};
 pub use context::ContextFile;
 pub use events::{ExecEvent, PhaseResult, RunOutput, ToolStep, Totals};
 pub use params::Args;
 pub use render::render_prompt;
+pub use saved::{SavedSkill, SkillStateSink};
 
 use self::breaker::{Breakers, Outcome};
 use self::call::{Call, Run};
@@ -136,6 +138,8 @@ pub struct RunContext {
 pub struct Executor {
     metrics: Arc<SkillMetrics>,
     breakers: Breakers,
+    /// Where a skill's metrics and breaker go when a run ends.
+    sink: std::sync::OnceLock<Arc<dyn SkillStateSink>>,
 }
 
 /// The model calls a run will make, prepared before the first.
@@ -153,6 +157,7 @@ impl Executor {
         Executor {
             metrics,
             breakers: Breakers::default(),
+            sink: std::sync::OnceLock::new(),
         }
     }
 
@@ -207,6 +212,7 @@ impl Executor {
         let code = result.as_ref().err().map(|e| e.code);
         self.metrics
             .record_execution(&skill.meta.name, started.elapsed(), code);
+        self.save(&skill.meta.name);
         result.map_err(|e| match e.skill {
             Some(_) => e,
             None => e.for_skill(skill.id()),

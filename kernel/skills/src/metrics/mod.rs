@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use skillkernel_providers::GenerationStats;
-use skillkernel_stdx::prometheus::Histogram;
+use skillkernel_stdx::prometheus::{Histogram, HistogramValues};
 
 use super::ErrorCode;
 
@@ -199,6 +199,40 @@ impl SkillMetrics {
         }
     }
 
+    /// Puts back `skill`'s metrics as a snapshot saved them (a restart);
+    /// a histogram whose buckets this build does not have starts empty.
+    pub fn restore(&self, skill: &str, saved: &SkillSnapshot) {
+        let c = Counters::default();
+        c.executions.store(saved.executions, Relaxed);
+        for (code, n) in CODES.iter().zip(&c.errors) {
+            n.store(
+                saved.errors.get(code.as_str()).copied().unwrap_or(0),
+                Relaxed,
+            );
+        }
+        c.retries.store(saved.retries, Relaxed);
+        c.cache_hits.store(saved.cache_hits, Relaxed);
+        c.prompt_tokens.store(saved.prompt_tokens, Relaxed);
+        c.completion_tokens.store(saved.completion_tokens, Relaxed);
+        for (h, s) in [(&c.load, &saved.load), (&c.execution, &saved.execution)] {
+            let values = HistogramValues {
+                buckets: s.buckets.iter().map(|b| (b.le, b.count)).collect(),
+                count: s.count,
+                sum: s.sum_seconds,
+            };
+            if !h.restore(&values) {
+                tracing::warn!(
+                    skill,
+                    "a saved skill histogram has other buckets; it starts empty"
+                );
+            }
+        }
+        self.skills
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(skill.to_owned(), Arc::new(c));
+    }
+
     /// Forgets `skill`'s metrics (`%skill reset`).
     pub fn reset(&self, skill: &str) {
         self.skills
@@ -272,6 +306,9 @@ mod tests {
         assert_eq!(h.p50_seconds, Some(0.01));
         assert_eq!(h.p95_seconds, None);
         assert_eq!(s.errors, BTreeMap::from([("SKILL_TIMEOUT".into(), 1)]));
+        let again = SkillMetrics::new();
+        again.restore("s", &s);
+        assert_eq!(again.skill("s").unwrap(), s);
         m.reset("s");
         assert!(m.skill("s").is_none());
     }

@@ -2,8 +2,9 @@
 //!
 //! The check itself is in `activate.rs` (`begin_execution`); this is the
 //! read side, **blocking**: a skill not loaded yet is parsed from its file
-//! (without touching its lifecycle) to learn what it asks for, and what
-//! asks for trust has its files digested.
+//! (without touching its lifecycle) to learn what it asks for — once while
+//! its folder is watched — and what asks for trust has its files digested
+//! (also cached while watched).
 
 use super::{read, SkillEntry, SkillRegistry};
 use crate::format;
@@ -35,13 +36,13 @@ impl SkillRegistry {
                     (first.path() == Some(path)).then(|| st.life.skill.clone())?
                 })
         };
-        let skill = match loaded {
-            Some(skill) => skill,
-            None => {
-                self.io.count_full_parse();
-                std::sync::Arc::new(format::load_file(path, source.origin).ok()?)
-            }
-        };
-        Some(self.trust.status(&skill))
+        if let Some(skill) = loaded {
+            return Some(self.trust.status(&skill));
+        }
+        let asks = self.trust.asks_for_file(path, || {
+            self.io.count_full_parse();
+            format::load_file(path, source.origin).ok()
+        })?;
+        Some(self.trust.status_of(source.origin, Some(path), asks))
     }
 }

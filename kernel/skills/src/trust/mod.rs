@@ -149,6 +149,8 @@ pub struct Trust {
     settings: TrustSettings,
     store: Option<TrustStore>,
     known: Mutex<HashMap<PathBuf, Arc<Known>>>,
+    /// What each manifest's skill asks for, while watched (listings).
+    asks: Mutex<HashMap<PathBuf, Vec<Ask>>>,
     /// Directories the registry's watcher watches: digests under them are
     /// cached until [`Trust::forget`].
     watched: RwLock<Vec<PathBuf>>,
@@ -165,6 +167,7 @@ impl Trust {
             store: settings.store.as_ref().map(TrustStore::new),
             settings,
             known: Mutex::new(HashMap::new()),
+            asks: Mutex::new(HashMap::new()),
             watched: RwLock::new(Vec::new()),
             forgets: AtomicU64::new(0),
             audit: OnceLock::new(),
@@ -185,6 +188,39 @@ impl Trust {
             Origin::Builtin | Origin::Cell => Vec::new(),
             _ => asks_of(skill, &self.settings.workspace),
         };
+        self.status_of(skill.source.origin, skill.source.path.as_deref(), asks)
+    }
+
+    /// What the skill whose manifest is `manifest` asks for: remembered
+    /// while its folder is watched, else from `parse` (a full parse, for
+    /// listings of skills not loaded yet). `None` when it does not parse.
+    pub fn asks_for_file(
+        &self,
+        manifest: &Path,
+        parse: impl FnOnce() -> Option<Skill>,
+    ) -> Option<Vec<Ask>> {
+        if let Some(asks) = lock(&self.asks).get(manifest) {
+            return Some(asks.clone());
+        }
+        let before = self.forgets.load(Ordering::SeqCst);
+        let asks = asks_of(&parse()?, &self.settings.workspace);
+        if self.is_watched(manifest) {
+            let mut cache = lock(&self.asks);
+            if self.forgets.load(Ordering::SeqCst) == before {
+                cache.insert(manifest.to_path_buf(), asks.clone());
+            }
+        }
+        Some(asks)
+    }
+
+    /// Where a skill from `origin` at `manifest` that asks for `asks`
+    /// stands. **Blocking** when its digest is not cached.
+    pub fn status_of(
+        &self,
+        origin: Origin,
+        manifest: Option<&Path>,
+        asks: Vec<Ask>,
+    ) -> TrustStatus {
         let mut status = TrustStatus {
             mark: TrustMark::NotNeeded,
             asks,
@@ -192,7 +228,8 @@ impl Trust {
             record: None,
             problem: None,
         };
-        if matches!(skill.source.origin, Origin::Builtin | Origin::Cell) {
+        if matches!(origin, Origin::Builtin | Origin::Cell) {
+            status.asks.clear();
             status.mark = TrustMark::Own;
             return status;
         }
@@ -210,7 +247,7 @@ impl Trust {
             }
             TrustPolicy::Ask => {}
         }
-        let Some(manifest) = skill.source.path.as_deref() else {
+        let Some(manifest) = manifest else {
             status.mark = TrustMark::Untrusted;
             return status;
         };
@@ -378,22 +415,29 @@ impl Trust {
     /// computed again when next needed.
     pub fn forget(&self, paths: &[PathBuf]) {
         self.forgets.fetch_add(1, Ordering::SeqCst);
-        lock(&self.known).retain(|root, _| {
-            !paths
+        let touched = |root: &Path| {
+            paths
                 .iter()
                 .any(|p| p.starts_with(root) || root.starts_with(p))
-        });
+        };
+        lock(&self.known).retain(|root, _| !touched(root));
+        lock(&self.asks).retain(|manifest, _| !touched(&digest::skill_root(manifest)));
     }
 
     /// Every digest is computed again when next needed (a rescan).
     pub fn forget_all(&self) {
         self.forgets.fetch_add(1, Ordering::SeqCst);
         lock(&self.known).clear();
+        lock(&self.asks).clear();
     }
 
     /// The directories the registry's watcher now watches.
     pub fn set_watched(&self, dirs: Vec<PathBuf>) {
         *write(&self.watched) = dirs;
+    }
+
+    fn is_watched(&self, path: &Path) -> bool {
+        read(&self.watched).iter().any(|d| path.starts_with(d))
     }
 
     /// The digest of the skill whose manifest is `manifest`: cached while
@@ -412,7 +456,7 @@ impl Trust {
             key,
             digest: digest::manifest(&root).map(|m| m.digest()),
         });
-        if read(&self.watched).iter().any(|d| root.starts_with(d)) {
+        if self.is_watched(&root) {
             let mut cache = lock(&self.known);
             if self.forgets.load(Ordering::SeqCst) == before {
                 cache.insert(root, Arc::clone(&known));

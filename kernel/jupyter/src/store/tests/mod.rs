@@ -160,6 +160,52 @@ fn unreadable_records_are_skipped_and_the_rest_restored() {
 }
 
 #[test]
+fn skill_metrics_and_breakers_come_back_an_unreadable_one_is_skipped_and_fresh_start_drops_them() {
+    use skillkernel_skills::exec::{SavedBreaker, SavedSkill};
+    let dir = tempfile::tempdir().unwrap();
+    let saved = SavedSkill {
+        metrics: None,
+        breaker: Some(SavedBreaker {
+            failures: 3,
+            opened_at_unix_ms: Some(1_700_000_000_000),
+            times_opened: 1,
+            threshold: 3,
+            recovery_ms: 30_000,
+        }),
+    };
+    {
+        let (store, _) = Store::open(&config(&dir)).unwrap();
+        store.put_skill_state("flaky", &saved).unwrap();
+        store
+            .put_skill_state("gone", &SavedSkill::default())
+            .unwrap();
+        store.clear_skill_state("gone").unwrap();
+        store
+            .skill_state
+            .insert("broken", &b"{not json"[..])
+            .unwrap();
+        store.flush().unwrap();
+    }
+    {
+        let (store, restored) = Store::open(&config(&dir)).unwrap();
+        assert_eq!(
+            restored.skill_states.len(),
+            1,
+            "{:?}",
+            restored.skill_states
+        );
+        assert_eq!(restored.skill_states["flaky"], saved);
+        assert_eq!(restored.skipped, 1, "the unreadable record is left out");
+        store.mark_fresh_start().unwrap();
+    }
+    let (_, restored) = Store::open(&config(&dir)).unwrap();
+    assert!(
+        restored.skill_states.is_empty(),
+        "a client restart starts fresh"
+    );
+}
+
+#[test]
 fn conversation_skill_turns_come_back_in_order_per_skill_and_a_clear_or_fresh_start_drops_them() {
     use skillkernel_providers::ChatMessage;
     let dir = tempfile::tempdir().unwrap();

@@ -159,3 +159,34 @@ fn an_unreadable_store_refuses_skills_that_need_it_and_names_the_remedy() {
         "{\"version\": 1, \"skills\": ["
     );
 }
+
+#[test]
+fn listings_mark_unloaded_skills_and_parse_each_once_while_watched() {
+    let t = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    skills(t.path());
+    let store = state.path().join("skill-trust.json");
+    let r = registry(t.path(), TrustPolicy::Ask, Some(&store));
+    let mark = |name: &str| r.trust_of(&r.get(name).unwrap()).unwrap().mark;
+    let before = r.io_counts();
+    assert_eq!(mark("fetch"), TrustMark::Untrusted);
+    assert_eq!(mark("plain"), TrustMark::NotNeeded);
+    assert_eq!(r.io_counts().since(before).full_parses, 2);
+    assert_eq!(mark("fetch"), TrustMark::Untrusted);
+    assert_eq!(
+        r.io_counts().since(before).full_parses,
+        2,
+        "remembered while watched"
+    );
+    // An edit that makes `plain` ask for a program is seen.
+    write(
+        t.path(),
+        "plain/skill.yaml",
+        "name: plain\nversion: 1.0.0\ndescription: d\ntype: command\ncommand: ls\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mark("plain") != TrustMark::Untrusted {
+        assert!(Instant::now() < deadline, "the edit was not seen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
