@@ -48,6 +48,9 @@ pub use validate::name_problem;
 use crate::error::LoadError;
 use crate::model::{Origin, Skill, SkillFormat, SkillHeader};
 
+/// The manifest names that make a folder one skill, in order of preference.
+pub const FOLDER_MANIFESTS: &[&str] = &["skill.yaml", "skill.yml", "skill.json", "SKILL.md"];
+
 /// Which format `path` holds, from its name: `skill.yaml`, `skill.yml`,
 /// `skill.json` → native; `SKILL.md` → Agent Skills; any other `*.yaml` /
 /// `*.yml` → Skillrunner when it has a top-level `phases:` key (the file's

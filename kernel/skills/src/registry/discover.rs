@@ -23,8 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::format;
 use crate::model::SkillFormat;
 
-/// The manifest names that make a folder one skill, in order of preference.
-pub const FOLDER_MANIFESTS: &[&str] = &["skill.yaml", "skill.yml", "skill.json", "SKILL.md"];
+pub use crate::format::FOLDER_MANIFESTS;
 
 /// A file the walk found.
 #[derive(Debug, Clone, PartialEq, Eq)]

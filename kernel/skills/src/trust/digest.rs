@@ -17,7 +17,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::registry::FOLDER_MANIFESTS;
+use crate::format::FOLDER_MANIFESTS;
 
 /// The most files a skill's digest covers.
 pub const MAX_FILES: usize = 10_000;
