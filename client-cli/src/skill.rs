@@ -22,8 +22,12 @@ use crate::table::{print_table, text};
 
 #[derive(Debug, Subcommand)]
 pub enum SkillCommand {
-    /// Every skill the kernel knows, and the files that failed to load.
-    List,
+    /// Every skill the kernel knows, and the files that failed to load;
+    /// `--installed`: the skills installed with `skill install`.
+    List {
+        #[arg(long)]
+        installed: bool,
+    },
     /// One skill: metadata, parameters, state, lifecycle, breaker, metrics.
     Info {
         /// NAME, or NAME@VERSION-RANGE (`summarize@^1`).
@@ -68,12 +72,44 @@ pub enum SkillCommand {
     },
     /// Withdraw trust in a skill.
     Untrust { skill: String },
+    /// Install a skill into the kernel's user skill directory: a git URL
+    /// (`--ref`, `--subdir`), an http(s)/file URL or path of a .tar.gz or
+    /// .zip, or a local folder.
+    Install {
+        source: String,
+        /// A branch, tag or commit of a git source.
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        /// The skill's folder inside the source.
+        #[arg(long)]
+        subdir: Option<String>,
+    },
+    /// Fetch an installed skill (or every one) again from its source.
+    Update { skill: Option<String> },
+    /// Remove an installed skill.
+    Remove { skill: String },
 }
 
 impl SkillCommand {
     fn request(&self) -> Result<SkillRequest, String> {
         Ok(match self {
-            SkillCommand::List => SkillRequest::List,
+            SkillCommand::List { installed: false } => SkillRequest::List,
+            SkillCommand::List { installed: true } => SkillRequest::Installed,
+            SkillCommand::Install {
+                source,
+                git_ref,
+                subdir,
+            } => SkillRequest::Install {
+                source: source.clone(),
+                git_ref: git_ref.clone(),
+                subdir: subdir.clone(),
+            },
+            SkillCommand::Update { skill } => SkillRequest::Update {
+                skill: skill.clone(),
+            },
+            SkillCommand::Remove { skill } => SkillRequest::Remove {
+                skill: skill.clone(),
+            },
             SkillCommand::Info { skill } => SkillRequest::Info {
                 skill: skill.clone(),
             },
@@ -281,6 +317,35 @@ fn print_reply(command: &SkillCommand, reply: &SkillReply) {
             "{}",
             serde_json::to_string_pretty(metrics).unwrap_or_default()
         ),
+        SkillReply::Install(report) => println!("{}", report.text()),
+        SkillReply::Update { skills } => {
+            if skills.is_empty() {
+                println!("no installed skills");
+            }
+            for r in skills {
+                println!("{}", r.text());
+            }
+        }
+        SkillReply::Remove { skill, path } => println!("removed {skill} ({path})"),
+        SkillReply::Installed { skills } => {
+            let rows: Vec<Vec<String>> = skills
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.name.clone(),
+                        s.skill.clone(),
+                        s.state.clone(),
+                        s.source.clone(),
+                        s.resolved.clone(),
+                        s.signed_by.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["name", "skill", "state", "source", "resolved", "signed by"],
+                &rows,
+            );
+        }
         SkillReply::Trust(report) => println!("{}", report.text(false)),
         SkillReply::Untrust(report) => println!("{}", report.text(true)),
         SkillReply::Load { .. }

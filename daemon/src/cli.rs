@@ -28,6 +28,14 @@ pub enum Command {
     /// Print the effective configuration (files, then environment), secrets
     /// redacted; with --check, only validate it.
     Config(ConfigArgs),
+    /// Print a skill folder's digest manifest (`HASH  PATH` lines, what a
+    /// `skill.minisig` signs); with --digest, only the skill's digest.
+    SkillDigest {
+        /// The skill's folder (or a loose workflow file).
+        path: std::path::PathBuf,
+        #[arg(long)]
+        digest: bool,
+    },
     /// Run one program confined (rlimits, no_new_privs, Landlock, seccomp,
     /// scrubbed environment); the daemon re-executes itself with this. With
     /// --probe, print which sandbox layers this host supports, as JSON.

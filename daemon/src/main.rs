@@ -53,6 +53,18 @@ fn main() -> ExitCode {
         cli::Command::Install(args) => install::run(args),
         cli::Command::Manage(command) => manage::run(command).map_err(Into::into),
         cli::Command::Config(args) => config_command::run(args).map_err(Into::into),
+        cli::Command::SkillDigest { path, digest } => {
+            skillkernel_skills::trust::digest::manifest(&path)
+                .map(|m| {
+                    if digest {
+                        println!("{}", m.digest());
+                    } else {
+                        print!("{}", m.text());
+                    }
+                    ExitCode::SUCCESS
+                })
+                .map_err(Into::into)
+        }
         // Before any runtime or thread exists: the helper must stay single-threaded.
         cli::Command::SandboxExec(args) => return skillkernel_sandbox::helper::run(args),
     };

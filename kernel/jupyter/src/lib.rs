@@ -64,6 +64,7 @@ pub mod session;
 pub mod shell;
 pub mod shutdown;
 pub mod skill_actions;
+mod skill_install;
 mod skill_request;
 pub mod skill_run;
 pub mod status;

@@ -18,6 +18,7 @@ use crate::errors::KernelError;
 use crate::exec_context::output::Output;
 use crate::session::Shared;
 use crate::skill_actions::{self as actions, Switch};
+use crate::skill_install;
 use crate::skill_run::{self, run_report, SkillCall};
 use skillkernel_skills::exec::Args;
 
@@ -98,6 +99,23 @@ async fn answer(
         SkillRequest::Untrust { skill } => {
             SkillReply::Untrust(actions::untrust(&skills, &skill).await?)
         }
+        SkillRequest::Install {
+            source,
+            git_ref,
+            subdir,
+        } => SkillReply::Install(
+            skill_install::install(shared, &skills, source, git_ref, subdir).await?,
+        ),
+        SkillRequest::Update { skill } => SkillReply::Update {
+            skills: skill_install::update(shared, &skills, skill.as_deref()).await?,
+        },
+        SkillRequest::Remove { skill } => {
+            let (skill, path) = skill_install::remove(shared, &skills, &skill).await?;
+            SkillReply::Remove { skill, path }
+        }
+        SkillRequest::Installed => SkillReply::Installed {
+            skills: skill_install::installed(&skills).await?,
+        },
         SkillRequest::Run { skill, input, args } => {
             let call = SkillCall {
                 spec: skill,

@@ -33,6 +33,45 @@ pub struct SkillsConfig {
     /// paths, environment): `ask` — those the user trusted (`%skill
     /// trust`); `all` — every skill; `builtin-only` — only built-ins.
     pub trust: TrustPolicy,
+    /// `[skills.signatures]`: minisign signatures of installed skills.
+    pub signatures: SignatureConfig,
+}
+
+/// `[skills.signatures]`: which authors' signatures `skill install`
+/// checks, and what a good one is worth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignatureConfig {
+    /// `require`: an install without a good signature from one of `keys`
+    /// is refused; `warn` (default): installed, with a warning; `off`:
+    /// signatures are not read.
+    pub policy: SignaturePolicy,
+    /// Trusted minisign public keys: the base64 line of a `minisign.pub`
+    /// (`RW…`).
+    pub keys: Vec<String>,
+    /// A good signature from one of `keys` trusts the installed skill
+    /// (workspace trust) without `%skill trust`.
+    pub trust_signed: bool,
+}
+
+impl Default for SignatureConfig {
+    fn default() -> Self {
+        SignatureConfig {
+            policy: SignaturePolicy::Warn,
+            keys: Vec::new(),
+            trust_signed: true,
+        }
+    }
+}
+
+/// `[skills.signatures] policy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignaturePolicy {
+    Require,
+    #[default]
+    Warn,
+    Off,
 }
 
 impl Default for SkillsConfig {
@@ -46,6 +85,7 @@ impl Default for SkillsConfig {
             index: true,
             disabled: Vec::new(),
             trust: TrustPolicy::Ask,
+            signatures: SignatureConfig::default(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     SecurityViolation,
     /// The skill asks for more than the default and is not trusted.
     TrustRequired,
+    /// A skill could not be installed, updated or removed.
+    InstallError,
 }
 
 impl ErrorCode {
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             ErrorCode::SecurityViolation => "SECURITY_VIOLATION",
             ErrorCode::TrustRequired => "TRUST_REQUIRED",
+            ErrorCode::InstallError => "INSTALL_ERROR",
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct Skills {
     pub registry: Arc<SkillRegistry>,
     pub executor: Arc<Executor>,
     pub working_dir: PathBuf,
+    /// How installed skills' signatures are checked (`[skills.signatures]`).
+    pub signatures: crate::config::SignatureConfig,
+    /// The user's trust decisions (`<state_dir>/skill-trust.json`).
+    pub trust_store: Option<PathBuf>,
     /// Conversation skills' turns so far in the notebook's session; other
     /// clients (MCP sessions) keep their own [`Conversations`].
     conversations: Conversations,
@@ -104,6 +108,8 @@ impl Skills {
             executor: executor
                 .unwrap_or_else(|| Arc::new(Executor::new(Arc::new(SkillMetrics::new())))),
             working_dir: setup.working_dir.clone(),
+            signatures: setup.config.signatures.clone(),
+            trust_store: setup.trust_store.clone(),
             conversations: Conversations::default(),
         };
         (skills, report)

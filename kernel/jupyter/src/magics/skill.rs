@@ -15,13 +15,14 @@ use super::split_args;
 use crate::errors::KernelError;
 use crate::exec_context::ExecContext;
 use crate::skill_actions::{self as actions, Switch};
+use crate::skill_install;
 use crate::skill_run::{self, SkillCall};
 use skillkernel_skills::exec::Args;
 use skillkernel_skills::format;
 use skillkernel_skills::model::{Origin, SkillFormat};
 use skillkernel_skills::SkillError;
 
-pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate [NAME|PATH] | metrics [NAME] [--prometheus] | reset NAME | trust NAME | untrust NAME]";
+pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate [NAME|PATH] | metrics [NAME] [--prometheus] | reset NAME | trust NAME | untrust NAME | install SOURCE [--ref REF] [--subdir PATH] | update [NAME] | remove NAME | list --installed]";
 
 fn usage(message: impl Into<String>) -> KernelError {
     KernelError::usage("skill", message, USAGE)
@@ -43,6 +44,31 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
     let action = words[0].as_str();
     let skills = actions::skills(ctx.shared)?;
     match action {
+        "list" if words.iter().any(|w| w == "--installed") => {
+            let list = skill_install::installed(&skills).await?;
+            show_text(ctx, &installed_text(&list)).await
+        }
+        "install" => {
+            let (source, git_ref, subdir) = install_args(&words[1..])?;
+            let r = skill_install::install(ctx.shared, &skills, source, git_ref, subdir).await?;
+            show_text(ctx, &r.text()).await
+        }
+        "update" => {
+            let done = skill_install::update(ctx.shared, &skills, words.get(1).map(String::as_str))
+                .await?;
+            let lines: Vec<String> = done.iter().map(|r| r.text()).collect();
+            let text = if lines.is_empty() {
+                "no installed skills".to_owned()
+            } else {
+                lines.join("\n")
+            };
+            show_text(ctx, &text).await
+        }
+        "remove" => {
+            let (name, path) =
+                skill_install::remove(ctx.shared, &skills, one(&words, "a skill name")?).await?;
+            show_text(ctx, &format!("removed {name} ({path})")).await
+        }
         "list" => {
             let listing = actions::list(&skills).await;
             show_skills(ctx, listing.skills.iter(), &listing.failures).await
@@ -181,6 +207,41 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
         }
         other => Err(usage(format!("unknown subcommand `{other}`"))),
     }
+}
+
+/// `SOURCE [--ref REF] [--subdir PATH]`.
+fn install_args(words: &[String]) -> Result<(String, Option<String>, Option<String>), KernelError> {
+    let mut source = None;
+    let (mut git_ref, mut subdir) = (None, None);
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "--ref" => git_ref = it.next().cloned(),
+            "--subdir" => subdir = it.next().cloned(),
+            other if source.is_none() && !other.starts_with("--") => {
+                source = Some(other.to_owned())
+            }
+            other => return Err(usage(format!("`%skill install`: unexpected `{other}`"))),
+        }
+    }
+    let source = source.ok_or_else(|| usage("`%skill install` needs a SOURCE"))?;
+    Ok((source, git_ref, subdir))
+}
+
+/// `%skill list --installed` as text.
+fn installed_text(list: &[skillkernel_protocol::content::InstalledSkill]) -> String {
+    if list.is_empty() {
+        return "no installed skills".into();
+    }
+    list.iter()
+        .map(|s| {
+            format!(
+                "{}  {}  [{}]  from {} ({})",
+                s.name, s.skill, s.state, s.source, s.resolved
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `%%run NAME k=v …` with the body as input.

@@ -31,7 +31,7 @@ pub const EXECUTION_BUCKETS: &[f64] = &[
 ];
 
 /// Every code, in the order errors are counted.
-const CODES: [ErrorCode; 9] = [
+const CODES: [ErrorCode; 10] = [
     ErrorCode::SkillNotFound,
     ErrorCode::ValidationError,
     ErrorCode::SkillExecutionError,
@@ -41,6 +41,7 @@ const CODES: [ErrorCode; 9] = [
     ErrorCode::ProviderUnavailable,
     ErrorCode::SecurityViolation,
     ErrorCode::TrustRequired,
+    ErrorCode::InstallError,
 ];
 
 /// The metrics of every skill. Share it in an `Arc`.

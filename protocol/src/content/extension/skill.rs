@@ -88,6 +88,28 @@ pub enum SkillRequest {
     Untrust {
         skill: String,
     },
+    /// Installs a skill into the user's skill directory from `source`: a
+    /// git URL (with `ref` and `subdir`), an http(s) or file URL or path of
+    /// a `.tar.gz`/`.zip`, or a local folder.
+    Install {
+        source: String,
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        git_ref: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subdir: Option<String>,
+    },
+    /// Fetches an installed skill again from its source; without `skill`,
+    /// every installed skill.
+    Update {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skill: Option<String>,
+    },
+    /// Removes an installed skill.
+    Remove {
+        skill: String,
+    },
+    /// The installed skills, as the lock file records them.
+    Installed,
 }
 
 impl ExtensionRequest for SkillRequest {
@@ -162,6 +184,57 @@ pub enum SkillReply {
     Reset(SkillReset),
     Trust(TrustReport),
     Untrust(TrustReport),
+    Install(InstallReport),
+    Update {
+        skills: Vec<InstallReport>,
+    },
+    Remove {
+        /// The folder's name.
+        skill: String,
+        /// Where it was.
+        path: String,
+    },
+    Installed {
+        skills: Vec<InstalledSkill>,
+    },
+}
+
+/// `install` / `update`: what was put into place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallReport {
+    /// The folder's name in the user's skill directory (the skill's name).
+    pub name: String,
+    /// `name@version`.
+    pub skill: String,
+    pub path: String,
+    pub source: String,
+    /// The commit a git source resolved to; the URL or path otherwise.
+    pub resolved: String,
+    /// The skill's digest (blake3 of its files, hex).
+    pub digest: String,
+    /// The digest before, for an update.
+    pub previous_digest: Option<String>,
+    /// `signed by KEY`, `not signed …`, `bad signature: …`, `signatures not checked`.
+    pub signature: String,
+    pub signed_by: Option<String>,
+    /// Whether a trusted key's signature trusted it (workspace trust).
+    pub trusted: bool,
+}
+
+/// `installed`: one installed skill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledSkill {
+    pub name: String,
+    pub skill: String,
+    pub source: String,
+    pub subdir: Option<String>,
+    pub resolved: String,
+    pub digest: String,
+    pub installed_at: String,
+    pub signed_by: Option<String>,
+    /// `ok`, `modified` (its files differ from what was installed) or
+    /// `missing`.
+    pub state: String,
 }
 
 /// `list`: the skills and the files or versions that did not load.
@@ -487,6 +560,26 @@ impl TrustReport {
         }
         if let Some(p) = &r.problem {
             out.push_str(&format!("\n  problem: {p}"));
+        }
+        out
+    }
+}
+
+impl InstallReport {
+    /// The report as a person reads it (`%skill install`, `skillctl skill
+    /// install`).
+    pub fn text(&self) -> String {
+        let verb = match &self.previous_digest {
+            Some(d) if *d == self.digest => "reinstalled (unchanged)",
+            Some(_) => "updated",
+            None => "installed",
+        };
+        let mut out = format!(
+            "{} {verb} at {}\n  from {} ({})\n  digest {}\n  {}",
+            self.skill, self.path, self.source, self.resolved, self.digest, self.signature
+        );
+        if self.trusted {
+            out.push_str("\n  trusted: signed by a key in [skills.signatures] keys");
         }
         out
     }

@@ -161,8 +161,24 @@ fn skill_requests_have_the_documented_shape() {
     assert_eq!(
         SkillRequest::actions(),
         [
-            "list", "search", "info", "run", "load", "reload", "unload", "enable", "disable",
-            "validate", "metrics", "reset", "trust", "untrust"
+            "list",
+            "search",
+            "info",
+            "run",
+            "load",
+            "reload",
+            "unload",
+            "enable",
+            "disable",
+            "validate",
+            "metrics",
+            "reset",
+            "trust",
+            "untrust",
+            "install",
+            "update",
+            "remove",
+            "installed"
         ]
     );
     round_trip(
@@ -177,6 +193,23 @@ fn skill_requests_have_the_documented_shape() {
         SkillRequest::Untrust { skill: "x".into() },
         json!({"action": "untrust", "skill": "x"}),
     );
+    round_trip(
+        SkillRequest::Install {
+            source: "file:///srv/skills.git".into(),
+            git_ref: Some("v1".into()),
+            subdir: Some("fetch".into()),
+        },
+        json!({"action": "install", "source": "file:///srv/skills.git", "ref": "v1", "subdir": "fetch"}),
+    );
+    round_trip(
+        SkillRequest::Update { skill: None },
+        json!({"action": "update"}),
+    );
+    round_trip(
+        SkillRequest::Remove { skill: "x".into() },
+        json!({"action": "remove", "skill": "x"}),
+    );
+    round_trip(SkillRequest::Installed, json!({"action": "installed"}));
     // Without `confirm` (or with null) a trust request only reviews.
     assert_eq!(
         SkillRequest::parse(&json!({"action": "trust", "skill": "x", "confirm": null})).unwrap(),

@@ -1,0 +1,387 @@
+//! Installing shared skills: `skill install SOURCE`, `update`, `remove`,
+//! `list --installed`.
+//!
+//! A source ([`source`]) — a git repository (a ref, a subfolder), an
+//! archive over HTTP(S) or on disk, a local folder — is fetched
+//! ([`fetch`]) into a hidden staging folder inside the user's skill
+//! directory, unpacked safely ([`unpack`]), checked (it must hold one
+//! skill that loads), digested, its minisign signature checked
+//! ([`signature`]), and only then moved into place with one `rename`; the
+//! [`lock`] file records source, resolved commit or URL, and digest.
+//! Whatever fails, the staging folder goes and nothing half-installed is
+//! left.
+//!
+//! This crate never runs a skill and never writes outside the user's
+//! skill directory, except a trust decision for a skill a trusted key
+//! signed (`[skills.signatures] trust_signed`), through the engine's own
+//! trust store.
+
+pub mod fetch;
+pub mod lock;
+pub mod signature;
+pub mod source;
+pub mod unpack;
+
+use std::path::{Path, PathBuf};
+
+use skillkernel_skills::config::{SignatureConfig, SignaturePolicy};
+use skillkernel_skills::format::{self, FOLDER_MANIFESTS};
+use skillkernel_skills::model::Origin;
+use skillkernel_skills::trust::{digest, TrustRecord, TrustStore};
+
+pub use lock::{Lock, LockEntry};
+pub use signature::SignatureCheck;
+pub use source::Source;
+
+/// An install that did not happen, with what to do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InstallError {
+    #[error("cannot install from {source_text}: {reason}")]
+    BadSource { source_text: String, reason: String },
+    #[error("refused to install from {source_text}: {reason}; nothing was installed")]
+    Unsafe { source_text: String, reason: String },
+    #[error("cannot fetch {source_text}: {reason}; {remedy}")]
+    Fetch {
+        source_text: String,
+        reason: String,
+        remedy: String,
+    },
+    #[error("the ref `{git_ref}` does not resolve in {url}; check the branch, tag or commit name")]
+    BadRef { url: String, git_ref: String },
+    #[error("{0}")]
+    NotASkill(String),
+    #[error("`{name}` is already installed at {path}; `skillctl skill update {name}` fetches it again, `skillctl skill remove {name}` removes it")]
+    Exists { name: String, path: PathBuf },
+    #[error("`{0}` is not an installed skill; `skillctl skill list --installed` shows what is")]
+    NotInstalled(String),
+    #[error("refused: {check}; [skills.signatures] policy is `require` — sign the skill with a key in [skills.signatures] keys, or change the policy")]
+    Signature { check: String },
+    #[error("the lock file {path} cannot be used: {reason}; undo the edit, or remove the file and install the skills again")]
+    Lock { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("the install failed: {0}; this is a bug, please report it with the log")]
+    Internal(String),
+}
+
+impl InstallError {
+    pub(crate) fn bad_source(source: &str, reason: impl Into<String>) -> Self {
+        InstallError::BadSource {
+            source_text: source.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn unsafe_source(source: &str, reason: impl Into<String>) -> Self {
+        InstallError::Unsafe {
+            source_text: source.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, e: std::io::Error) -> Self {
+        InstallError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// What to install.
+#[derive(Debug, Clone, Default)]
+pub struct InstallRequest {
+    pub source: String,
+    pub git_ref: Option<String>,
+    /// The skill's folder inside the source.
+    pub subdir: Option<String>,
+}
+
+/// An installed (or updated) skill.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The folder's name in the user's skill directory (the skill's name).
+    pub name: String,
+    pub entry: LockEntry,
+    pub path: PathBuf,
+    pub signature: SignatureCheck,
+    /// Whether a trusted key's signature trusted it.
+    pub trusted: bool,
+    /// The digest it had before, for an update.
+    pub previous_digest: Option<String>,
+}
+
+/// An installed skill as `list --installed` shows it.
+#[derive(Debug, Clone)]
+pub struct InstalledStatus {
+    pub name: String,
+    pub entry: LockEntry,
+    /// `ok`, `modified` (its files differ from the digest installed) or
+    /// `missing` (its folder is gone).
+    pub state: &'static str,
+}
+
+/// Installs into one user skill directory.
+pub struct Installer {
+    user_dir: PathBuf,
+    signatures: SignatureConfig,
+    trust: Option<PathBuf>,
+}
+
+impl Installer {
+    /// Into `user_dir`; signatures as `signatures` says; a signed skill's
+    /// trust recorded in the trust store at `trust_store`.
+    pub fn new(
+        user_dir: PathBuf,
+        signatures: SignatureConfig,
+        trust_store: Option<PathBuf>,
+    ) -> Self {
+        Installer {
+            user_dir,
+            signatures,
+            trust: trust_store,
+        }
+    }
+
+    pub fn user_dir(&self) -> &Path {
+        &self.user_dir
+    }
+
+    fn lock(&self) -> Lock {
+        Lock::new(&self.user_dir)
+    }
+
+    /// Installs `req`'s skill; refused when one of its name is installed.
+    pub async fn install(&self, req: &InstallRequest) -> Result<Installed, InstallError> {
+        let source = Source::parse(&req.source, req.git_ref.as_deref())?;
+        self.put(source, req.subdir.clone(), None).await
+    }
+
+    /// Fetches installed skill `name` again from its recorded source and
+    /// replaces it (even when the source did not change).
+    pub async fn update(&self, name: &str) -> Result<Installed, InstallError> {
+        let entries = self.lock().read()?;
+        let entry = entries
+            .get(name)
+            .ok_or_else(|| InstallError::NotInstalled(name.to_owned()))?;
+        self.put(entry.source.clone(), entry.subdir.clone(), Some(name))
+            .await
+    }
+
+    /// Removes installed skill `name`: its folder and its lock entry.
+    pub fn remove(&self, name: &str) -> Result<LockEntry, InstallError> {
+        let lock = self.lock();
+        let entry = lock
+            .read()?
+            .remove(name)
+            .ok_or_else(|| InstallError::NotInstalled(name.to_owned()))?;
+        let path = self.user_dir.join(name);
+        if path.exists() {
+            // Moved aside first: the watcher sees one removal.
+            let aside = self
+                .user_dir
+                .join(format!(".removing-{name}-{}", std::process::id()));
+            std::fs::rename(&path, &aside).map_err(|e| InstallError::io(&path, e))?;
+            std::fs::remove_dir_all(&aside).map_err(|e| InstallError::io(&aside, e))?;
+        }
+        lock.update(|s| s.remove(name))?;
+        Ok(entry)
+    }
+
+    /// Every installed skill and whether its files are as installed.
+    pub fn list(&self) -> Result<Vec<InstalledStatus>, InstallError> {
+        Ok(self
+            .lock()
+            .read()?
+            .into_iter()
+            .map(|(name, entry)| {
+                let path = self.user_dir.join(&name);
+                let state = if !path.is_dir() {
+                    "missing"
+                } else {
+                    match digest::manifest(&path) {
+                        Ok(m) if m.digest() == entry.digest => "ok",
+                        _ => "modified",
+                    }
+                };
+                InstalledStatus { name, entry, state }
+            })
+            .collect())
+    }
+
+    async fn put(
+        &self,
+        source: Source,
+        subdir: Option<String>,
+        replacing: Option<&str>,
+    ) -> Result<Installed, InstallError> {
+        std::fs::create_dir_all(&self.user_dir).map_err(|e| InstallError::io(&self.user_dir, e))?;
+        let lock = self.lock();
+        let entries = lock.read()?;
+        let staging = Staging::new(&self.user_dir)?;
+        let fetched = staging.path.join("fetched");
+        let resolved = fetch::fetch(&source, &fetched).await?;
+        let root = match &subdir {
+            Some(s) => fetched.join(source::checked_subdir(s)?),
+            None => fetched.clone(),
+        };
+        let root = skill_folder(&root, &source)?;
+        let manifest = FOLDER_MANIFESTS
+            .iter()
+            .map(|m| root.join(m))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                InstallError::NotASkill(format!("no skill manifest in {}", source.display()))
+            })?;
+        let skill = format::load_file(&manifest, Origin::User).map_err(|e| {
+            InstallError::NotASkill(format!(
+                "the skill from {} does not load: {e}",
+                source.display()
+            ))
+        })?;
+        let name = skill.meta.name.clone();
+        if let Some(old) = replacing {
+            if old != name {
+                return Err(InstallError::NotASkill(format!(
+                    "the source now holds `{name}`, not `{old}`; remove `{old}` and install it anew"
+                )));
+            }
+        }
+        let digest_manifest = digest::manifest(&root).map_err(|e| InstallError::Io {
+            path: root.clone(),
+            reason: e.reason,
+        })?;
+        let digest = digest_manifest.digest();
+        let check = signature::check(&root, &digest_manifest.text(), &self.signatures);
+        match (&check, self.signatures.policy) {
+            (SignatureCheck::Verified { .. }, _) | (_, SignaturePolicy::Off) => {}
+            (_, SignaturePolicy::Require) => {
+                return Err(InstallError::Signature {
+                    check: check.describe(),
+                })
+            }
+            (_, SignaturePolicy::Warn) => {
+                tracing::warn!(skill = %name, source = %source.display(), "installing {}", check.describe())
+            }
+        }
+        let target = self.user_dir.join(&name);
+        let previous = entries.get(&name).map(|e| e.digest.clone());
+        if replacing.is_none() && (target.exists() || previous.is_some()) {
+            return Err(InstallError::Exists { name, path: target });
+        }
+        // Into place: the old folder (an update) aside, the new one in.
+        let aside = staging.path.join("previous");
+        if target.exists() {
+            std::fs::rename(&target, &aside).map_err(|e| InstallError::io(&target, e))?;
+        }
+        if let Err(e) = std::fs::rename(&root, &target) {
+            if aside.exists() {
+                let _ = std::fs::rename(&aside, &target);
+            }
+            return Err(InstallError::io(&target, e));
+        }
+        let entry = LockEntry {
+            skill: skill.id(),
+            source,
+            subdir,
+            resolved,
+            digest: digest.clone(),
+            installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            signed_by: match &check {
+                SignatureCheck::Verified { key } => Some(key.clone()),
+                _ => None,
+            },
+        };
+        lock.update(|s| s.insert(name.clone(), entry.clone()))?;
+        let trusted = match (&check, &self.trust, self.signatures.trust_signed) {
+            (SignatureCheck::Verified { key }, Some(store), true) => {
+                self.trust_signed(store, &target, &entry, key)
+            }
+            _ => false,
+        };
+        tracing::info!(skill = %entry.skill, source = %entry.source.display(), digest = %digest, "skill installed");
+        Ok(Installed {
+            name,
+            path: target,
+            entry,
+            signature: check,
+            trusted,
+            previous_digest: previous,
+        })
+    }
+
+    /// Records trust in a skill a configured key signed.
+    fn trust_signed(&self, store: &Path, target: &Path, entry: &LockEntry, key: &str) -> bool {
+        let key_path = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
+        let record = TrustRecord {
+            skill: entry.skill.clone(),
+            digest: entry.digest.clone(),
+            asks: Vec::new(),
+            trusted_at: entry.installed_at.clone(),
+            via: format!("signature by {key}"),
+        };
+        match TrustStore::new(store)
+            .update(|f| f.skills.insert(key_path.display().to_string(), record))
+        {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(skill = %entry.skill, error = %e, "a signed skill was installed but not trusted");
+                false
+            }
+        }
+    }
+}
+
+/// The skill's folder in what was fetched: `root` when it holds a
+/// manifest, else its only subfolder when that does (an archive's
+/// `name-1.0/`).
+fn skill_folder(root: &Path, source: &Source) -> Result<PathBuf, InstallError> {
+    let has_manifest = |d: &Path| FOLDER_MANIFESTS.iter().any(|m| d.join(m).is_file());
+    if !root.is_dir() {
+        return Err(InstallError::NotASkill(format!(
+            "{} has no such subfolder",
+            source.display()
+        )));
+    }
+    if has_manifest(root) {
+        return Ok(root.to_path_buf());
+    }
+    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| InstallError::io(root, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    match dirs.as_slice() {
+        [only] if has_manifest(only) => Ok(only.clone()),
+        _ => Err(InstallError::NotASkill(format!(
+            "no skill manifest ({}) at the top of {}; name the skill's folder with a subfolder",
+            FOLDER_MANIFESTS.join(", "),
+            source.display()
+        ))),
+    }
+}
+
+/// A hidden folder in the user's skill directory (so discovery skips it
+/// and a rename from it is atomic), removed when dropped.
+struct Staging {
+    path: PathBuf,
+}
+
+impl Staging {
+    fn new(user_dir: &Path) -> Result<Staging, InstallError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = user_dir.join(format!(".install-{}-{nanos}", std::process::id()));
+        std::fs::create_dir(&path).map_err(|e| InstallError::io(&path, e))?;
+        Ok(Staging { path })
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove an install's staging folder");
+        }
+    }
+}
