@@ -97,6 +97,17 @@ fn world() -> World {
         "git",
         &["push", "--quiet", bare.to_str().unwrap(), "main"],
     );
+    // Branch `evil`: the same skill with a link to the user's keys.
+    sh(&work, "git", &["checkout", "--quiet", "-b", "evil"]);
+    std::os::unix::fs::symlink("/root/.ssh", work.join("skills/fetch/keys")).unwrap();
+    sh(&work, "git", &["add", "."]);
+    sh(&work, "git", &["commit", "--quiet", "-m", "keys"]);
+    sh(
+        &work,
+        "git",
+        &["push", "--quiet", bare.to_str().unwrap(), "evil"],
+    );
+    sh(&work, "git", &["checkout", "--quiet", "main"]);
     let (public, secret) = (root.join("minisign.pub"), root.join("minisign.key"));
     sh(
         &root,
@@ -371,6 +382,20 @@ async fn skills_install_from_git_archives_and_folders_update_and_remove_and_bad_
         (vec![&url("dotdot.tar.gz")[..]], "outside the skill"),
         (vec![&url("linkout.tar.gz")[..]], "outside the skill"),
         (vec![&url("missing.tar.gz")[..]], "404"),
+        (
+            vec![
+                w.repo_url.as_str(),
+                "--ref",
+                "evil",
+                "--subdir",
+                "skills/fetch",
+            ],
+            "outside the skill",
+        ),
+        (
+            vec![w.repo_url.as_str(), "--ref=--upload-pack=touch /tmp/pwned"],
+            "is not a branch",
+        ),
         (
             vec![w.repo_url.as_str(), "--subdir", "skills/none"],
             "no such subfolder",

@@ -100,7 +100,7 @@ impl SkillCommand {
                 git_ref,
                 subdir,
             } => SkillRequest::Install {
-                source: source.clone(),
+                source: local_path(source),
                 git_ref: git_ref.clone(),
                 subdir: subdir.clone(),
             },
@@ -159,6 +159,19 @@ impl SkillCommand {
             },
         })
     }
+}
+
+/// A relative path that exists here, made absolute: the kernel would
+/// take it inside its own working directory. Anything else as typed.
+fn local_path(source: &str) -> String {
+    let path = std::path::Path::new(source);
+    let plain = !source.contains("://") && !source.starts_with("git+") && !source.contains('@');
+    if plain && path.is_relative() && path.exists() {
+        if let Ok(abs) = std::path::absolute(path) {
+            return abs.display().to_string();
+        }
+    }
+    source.to_owned()
 }
 
 /// `NAME=VALUE` words into the request's `args` (values stay strings; the

@@ -72,6 +72,7 @@ fn main() {
         source: url.clone(),
         git_ref: Some("main".into()),
         subdir: Some("skills/fetch".into()),
+        base: None,
     };
     let mut install = Vec::new();
     let mut clone = Vec::new();
@@ -82,7 +83,19 @@ fn main() {
         installer.remove("fetch").unwrap();
         let dest: PathBuf = root.path().join(format!("clone-{round}"));
         let t = Instant::now();
-        git(root.path(), &["clone", "--quiet", "--depth", "1", "--branch", "main", &url, dest.to_str().unwrap()]);
+        git(
+            root.path(),
+            &[
+                "clone",
+                "--quiet",
+                "--depth",
+                "1",
+                "--branch",
+                "main",
+                &url,
+                dest.to_str().unwrap(),
+            ],
+        );
         let cloned = t.elapsed().as_secs_f64() * 1e3;
         if round >= 2 {
             install.push(took);

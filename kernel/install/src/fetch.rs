@@ -81,6 +81,9 @@ async fn git(url: &str, git_ref: Option<&str>, dest: &Path) -> Result<String, In
     let dir = dest.display().to_string();
     let commit = run_git(&["-C", &dir, "rev-parse", "HEAD"], None).await?;
     let _ = std::fs::remove_dir_all(dest.join(".git"));
+    // A repository may hold links as well as an archive may.
+    let (what, tree) = (url.to_owned(), dest.to_path_buf());
+    blocking(move || unpack::check_links(&what, &tree)).await?;
     Ok(commit.trim().to_owned())
 }
 
@@ -97,6 +100,7 @@ async fn run_git(args: &[&str], dest: Option<&Path>) -> Result<String, InstallEr
     .env("GIT_TERMINAL_PROMPT", "0")
     .env("GIT_ASKPASS", "/bin/false")
     .env("GIT_CONFIG_NOSYSTEM", "1")
+    .env("GIT_SSH_COMMAND", "ssh -oBatchMode=yes")
     .stdin(std::process::Stdio::null())
     .kill_on_drop(true);
     if let Some(d) = dest {

@@ -52,6 +52,10 @@ pub enum InstallError {
     NotASkill(String),
     #[error("`{name}` is already installed at {path}; `skillctl skill update {name}` fetches it again, `skillctl skill remove {name}` removes it")]
     Exists { name: String, path: PathBuf },
+    #[error(
+        "{path} already exists and was not installed with `skill install`; move or remove it first"
+    )]
+    Occupied { name: String, path: PathBuf },
     #[error("`{0}` is not an installed skill; `skillctl skill list --installed` shows what is")]
     NotInstalled(String),
     #[error("refused: {check}; [skills.signatures] policy is `require` — sign the skill with a key in [skills.signatures] keys, or change the policy")]
@@ -94,6 +98,9 @@ pub struct InstallRequest {
     pub git_ref: Option<String>,
     /// The skill's folder inside the source.
     pub subdir: Option<String>,
+    /// Where a relative path is taken (the kernel's working directory);
+    /// `None`: the process's.
+    pub base: Option<PathBuf>,
 }
 
 /// An installed (or updated) skill.
@@ -152,7 +159,10 @@ impl Installer {
 
     /// Installs `req`'s skill; refused when one of its name is installed.
     pub async fn install(&self, req: &InstallRequest) -> Result<Installed, InstallError> {
-        let source = Source::parse(&req.source, req.git_ref.as_deref())?;
+        let source = match &req.base {
+            Some(base) => Source::parse_in(&req.source, req.git_ref.as_deref(), base)?,
+            None => Source::parse(&req.source, req.git_ref.as_deref())?,
+        };
         self.put(source, req.subdir.clone(), None).await
     }
 
@@ -265,20 +275,15 @@ impl Installer {
         }
         let target = self.user_dir.join(&name);
         let previous = entries.get(&name).map(|e| e.digest.clone());
-        if replacing.is_none() && (target.exists() || previous.is_some()) {
+        if replacing.is_none() && previous.is_some() {
             return Err(InstallError::Exists { name, path: target });
+        }
+        if replacing.is_none() && std::fs::symlink_metadata(&target).is_ok() {
+            return Err(InstallError::Occupied { name, path: target });
         }
         // Into place: the old folder (an update) aside, the new one in.
         let aside = staging.path.join("previous");
-        if target.exists() {
-            std::fs::rename(&target, &aside).map_err(|e| InstallError::io(&target, e))?;
-        }
-        if let Err(e) = std::fs::rename(&root, &target) {
-            if aside.exists() {
-                let _ = std::fs::rename(&aside, &target);
-            }
-            return Err(InstallError::io(&target, e));
-        }
+        let swap = Swap::new(&target, &aside, &root)?;
         let entry = LockEntry {
             skill: skill.id(),
             source,
@@ -291,7 +296,9 @@ impl Installer {
                 _ => None,
             },
         };
+        // The lock is the last step: if it fails, the swap is undone.
         lock.update(|s| s.insert(name.clone(), entry.clone()))?;
+        swap.keep();
         let trusted = match (&check, &self.trust, self.signatures.trust_signed) {
             (SignatureCheck::Verified { key }, Some(store), true) => {
                 self.trust_signed(store, &target, &entry, key)
@@ -342,6 +349,20 @@ fn skill_folder(root: &Path, source: &Source) -> Result<PathBuf, InstallError> {
             source.display()
         )));
     }
+    // Inside what was fetched, whatever links lie on the way (links were
+    // checked to stay inside already; this is the belt to those braces).
+    if let (Ok(real), Some(fetched)) = (
+        std::fs::canonicalize(root),
+        root.ancestors()
+            .find(|a| a.file_name().is_some_and(|n| n == "fetched")),
+    ) {
+        if !real.starts_with(std::fs::canonicalize(fetched).unwrap_or_default()) {
+            return Err(InstallError::unsafe_source(
+                &source.display(),
+                "the skill's folder lies outside the source",
+            ));
+        }
+    }
     if has_manifest(root) {
         return Ok(root.to_path_buf());
     }
@@ -358,6 +379,67 @@ fn skill_folder(root: &Path, source: &Source) -> Result<PathBuf, InstallError> {
             FOLDER_MANIFESTS.join(", "),
             source.display()
         ))),
+    }
+}
+
+/// The new folder in place of the old; undone when dropped before
+/// [`Swap::keep`] (the old folder back, the new one back in staging).
+struct Swap {
+    target: PathBuf,
+    aside: PathBuf,
+    new: PathBuf,
+    had_old: bool,
+    kept: bool,
+}
+
+impl Swap {
+    fn new(target: &Path, aside: &Path, new: &Path) -> Result<Swap, InstallError> {
+        let had_old = std::fs::symlink_metadata(target).is_ok();
+        if had_old {
+            std::fs::rename(target, aside).map_err(|e| InstallError::io(target, e))?;
+        }
+        let swap = Swap {
+            target: target.to_path_buf(),
+            aside: aside.to_path_buf(),
+            new: new.to_path_buf(),
+            had_old,
+            kept: false,
+        };
+        if let Err(e) = std::fs::rename(new, target) {
+            // Dropping `swap` puts the old folder back.
+            drop(swap);
+            return Err(InstallError::io(target, e));
+        }
+        Ok(swap)
+    }
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Swap {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if std::fs::symlink_metadata(&self.target).is_ok() && !self.new.exists() {
+            let _ = std::fs::rename(&self.target, &self.new);
+        }
+        if self.had_old {
+            if let Err(e) = std::fs::rename(&self.aside, &self.target) {
+                // Never lose the user's skill: keep it where it is and say so.
+                tracing::error!(from = %self.aside.display(), to = %self.target.display(), error = %e, "cannot put an installed skill back; move it by hand");
+                let keep = self.target.with_file_name(format!(
+                    ".kept-{}",
+                    self.target
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ));
+                let _ = std::fs::rename(&self.aside, keep);
+            }
+        }
     }
 }
 

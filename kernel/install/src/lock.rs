@@ -35,7 +35,7 @@ pub struct LockEntry {
     /// The skill's digest (hex) as installed.
     pub digest: String,
     pub installed_at: String,
-    /// The minisign key (its id, hex) whose signature verified, if any.
+    /// The minisign public key (base64) whose signature verified, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_by: Option<String>,
 }

@@ -42,7 +42,18 @@ pub fn check(root: &Path, manifest_text: &str, config: &SignatureConfig) -> Sign
     if config.policy == SignaturePolicy::Off {
         return SignatureCheck::NotChecked;
     }
-    let Ok(text) = std::fs::read_to_string(root.join(SIGNATURE_FILE)) else {
+    // A regular file of a signature's size, never a link or a device.
+    let path = root.join(SIGNATURE_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() && m.len() <= 4096 => {}
+        Ok(_) => {
+            return SignatureCheck::Bad(format!(
+                "{SIGNATURE_FILE} is not a regular file of at most 4 KiB"
+            ))
+        }
+        Err(_) => return SignatureCheck::Missing,
+    }
+    let Ok(text) = std::fs::read_to_string(&path) else {
         return SignatureCheck::Missing;
     };
     let signature = match minisign_verify::Signature::decode(&text) {

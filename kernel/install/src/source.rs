@@ -37,10 +37,55 @@ pub enum Source {
 
 impl Source {
     /// `text` as a source; `git_ref` only applies to git.
+    /// `text` as a source; a relative path is taken inside `base` (the
+    /// kernel's working directory).
+    pub fn parse_in(
+        text: &str,
+        git_ref: Option<&str>,
+        base: &Path,
+    ) -> Result<Source, InstallError> {
+        let t = text.trim();
+        let relative = !t.is_empty()
+            && !t.contains("://")
+            && !t.starts_with('/')
+            && !t.contains('@')
+            && !t.starts_with("git+");
+        if relative {
+            return Source::parse(&base.join(t).display().to_string(), git_ref);
+        }
+        Source::parse(text, git_ref)
+    }
+
     pub fn parse(text: &str, git_ref: Option<&str>) -> Result<Source, InstallError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(InstallError::bad_source(text, "the source is empty"));
+        }
+        if let Some(r) = git_ref {
+            if r.is_empty() || r.starts_with('-') || r.contains(char::is_whitespace) {
+                return Err(InstallError::bad_source(
+                    text,
+                    format!("`{r}` is not a branch, tag or commit name"),
+                ));
+            }
+        }
+        if text.starts_with('-') {
+            return Err(InstallError::bad_source(
+                text,
+                "a source cannot start with `-`",
+            ));
+        }
+        if let Some((scheme, rest)) = text.split_once("://") {
+            let authority = rest.split('/').next().unwrap_or("");
+            let password = authority
+                .rsplit_once('@')
+                .is_some_and(|(user, _)| user.contains(':'));
+            if password && scheme.starts_with("http") {
+                return Err(InstallError::bad_source(
+                    "the URL",
+                    "it carries a password, which would be kept in the lock file and the logs; use a git credential helper instead",
+                ));
+            }
         }
         let git = |url: &str| Source::Git {
             url: url.to_owned(),

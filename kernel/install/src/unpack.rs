@@ -73,13 +73,7 @@ impl Budget {
 
     /// A link at `rel` (inside `dest`) to `target`, refused when it would
     /// lead out of `dest`; made by [`Budget::finish`].
-    fn link(
-        &mut self,
-        what: &str,
-        dest: &Path,
-        rel: &Path,
-        target: &Path,
-    ) -> Result<(), InstallError> {
+    fn link(&mut self, what: &str, rel: &Path, target: &Path) -> Result<(), InstallError> {
         let parent = rel.parent().unwrap_or(Path::new(""));
         if target.is_absolute() || !stays_inside(&parent.join(target)) {
             return Err(InstallError::unsafe_source(
@@ -91,19 +85,88 @@ impl Budget {
                 ),
             ));
         }
-        self.links.push((dest.join(rel), target.to_path_buf()));
+        self.links.push((rel.to_path_buf(), target.to_path_buf()));
         Ok(())
     }
 
-    fn finish(self) -> Result<(), InstallError> {
-        for (at, target) in self.links {
+    /// Makes the links — never through another link — then checks that
+    /// every link in `dest` resolves inside it (see [`check_links`]).
+    fn finish(self, what: &str, dest: &Path) -> Result<(), InstallError> {
+        for (rel, target) in self.links {
+            no_link_on_the_way(what, dest, &rel)?;
+            let at = dest.join(&rel);
             if let Some(parent) = at.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| InstallError::io(parent, e))?;
             }
             std::os::unix::fs::symlink(&target, &at).map_err(|e| InstallError::io(&at, e))?;
         }
-        Ok(())
+        check_links(what, dest)
     }
+}
+
+/// Refuses `rel` (inside `dest`) when one of its folders is a link: a
+/// path through a link may lead anywhere.
+fn no_link_on_the_way(what: &str, dest: &Path, rel: &Path) -> Result<(), InstallError> {
+    let mut at = dest.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        at.push(part);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(InstallError::unsafe_source(
+                what,
+                format!("`{}` lies behind a link", rel.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every link under `dest` resolves to something inside it: links
+/// chained through links included, dangling links refused. What git
+/// clones goes through this too.
+pub fn check_links(what: &str, dest: &Path) -> Result<(), InstallError> {
+    let root = std::fs::canonicalize(dest).map_err(|e| InstallError::io(dest, e))?;
+    let mut stack = vec![dest.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| InstallError::io(&dir, e))? {
+            let entry = entry.map_err(|e| InstallError::io(&dir, e))?;
+            seen += 1;
+            if seen > MAX_FILES {
+                return Err(InstallError::unsafe_source(
+                    what,
+                    format!("more than {MAX_FILES} entries"),
+                ));
+            }
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| InstallError::io(&path, e))?;
+            if kind.is_symlink() {
+                let rel = path
+                    .strip_prefix(dest)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                match std::fs::canonicalize(&path) {
+                    Ok(real) if real.starts_with(&root) => {}
+                    Ok(real) => {
+                        return Err(InstallError::unsafe_source(
+                            what,
+                            format!("`{rel}` is a link to {}, outside the skill", real.display()),
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(InstallError::unsafe_source(
+                            what,
+                            format!("`{rel}` is a link to nothing (or outside the skill)"),
+                        ))
+                    }
+                }
+            } else if kind.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a relative path, `..` taken lexically, stays inside its root.
@@ -145,6 +208,7 @@ fn safe_rel(what: &str, path: &Path) -> Result<PathBuf, InstallError> {
 /// Unpacks `bytes`, a `.tar.gz` or a `.zip` (told by their first bytes),
 /// into `dest`.
 pub fn archive(what: &str, bytes: &[u8], dest: &Path) -> Result<(), InstallError> {
+    std::fs::create_dir_all(dest).map_err(|e| InstallError::io(dest, e))?;
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         zip(what, bytes, dest)
     } else if bytes.starts_with(&[0x1f, 0x8b]) {
@@ -186,7 +250,7 @@ fn tar_gz(what: &str, bytes: &[u8], dest: &Path) -> Result<(), InstallError> {
                 .map_err(broken)?
                 .map(|t| t.into_owned())
                 .unwrap_or_default();
-            budget.link(what, dest, &rel, &target)?;
+            budget.link(what, &rel, &target)?;
         } else {
             return Err(InstallError::unsafe_source(
                 what,
@@ -197,7 +261,7 @@ fn tar_gz(what: &str, bytes: &[u8], dest: &Path) -> Result<(), InstallError> {
             ));
         }
     }
-    budget.finish()
+    budget.finish(what, dest)
 }
 
 fn zip(what: &str, bytes: &[u8], dest: &Path) -> Result<(), InstallError> {
@@ -221,12 +285,12 @@ fn zip(what: &str, bytes: &[u8], dest: &Path) -> Result<(), InstallError> {
                 .map_err(|e| {
                     InstallError::bad_source(what, format!("the archive is broken: {e}"))
                 })?;
-            budget.link(what, dest, &rel, Path::new(&target))?;
+            budget.link(what, &rel, Path::new(&target))?;
         } else {
             budget.write(what, &mut file, &dest.join(&rel), mode & 0o111 != 0)?;
         }
     }
-    budget.finish()
+    budget.finish(what, dest)
 }
 
 /// Copies folder `from` into `dest`: files, folders, and links that stay
@@ -234,8 +298,9 @@ fn zip(what: &str, bytes: &[u8], dest: &Path) -> Result<(), InstallError> {
 pub fn folder(from: &Path, dest: &Path) -> Result<(), InstallError> {
     let what = from.display().to_string();
     let mut budget = Budget::default();
+    std::fs::create_dir_all(dest).map_err(|e| InstallError::io(dest, e))?;
     copy_into(&what, from, from, dest, &mut budget)?;
-    budget.finish()
+    budget.finish(&what, dest)
 }
 
 fn copy_into(
@@ -257,7 +322,7 @@ fn copy_into(
         let kind = entry.file_type().map_err(|e| InstallError::io(&path, e))?;
         if kind.is_symlink() {
             let target = std::fs::read_link(&path).map_err(|e| InstallError::io(&path, e))?;
-            budget.link(what, dest, &rel, &target)?;
+            budget.link(what, &rel, &target)?;
         } else if kind.is_dir() {
             std::fs::create_dir_all(dest.join(&rel)).map_err(|e| InstallError::io(dest, e))?;
             copy_into(what, root, &path, dest, budget)?;
@@ -334,6 +399,24 @@ mod tests {
             let e = archive("bad.tar.gz", &bad, t.path()).unwrap_err();
             assert!(e.to_string().contains(why), "{e}");
         }
+        // Links chained through links (each lexically inside) that would
+        // land outside: refused, and nothing is made outside.
+        let chained = tar_gz_of(&[
+            ("s/skill.yaml", Regular, b"name: s\n", None),
+            ("s/d1/d2/d3/u", Symlink, b"", Some("../../..")),
+            ("s/d1/d2/d3/u/e", Symlink, b"", Some("../../../../../x")),
+        ]);
+        let t = tempfile::tempdir().unwrap();
+        let e = archive("chain.tar.gz", &chained, t.path()).unwrap_err();
+        assert!(e.to_string().contains("behind a link"), "{e}");
+        assert!(!t.path().join("s/e").exists());
+        let escaping = tar_gz_of(&[
+            ("s/skill.yaml", Regular, b"name: s\n", None),
+            ("s/d1/d2/d3/u", Symlink, b"", Some("../../..")),
+            ("s/x", Symlink, b"", Some("d1/d2/d3/u/../../..")),
+        ]);
+        let e = archive("esc.tar.gz", &escaping, tempfile::tempdir().unwrap().path()).unwrap_err();
+        assert!(e.to_string().contains("outside the skill"), "{e}");
         let e = archive(
             "x.zip",
             b"not an archive",

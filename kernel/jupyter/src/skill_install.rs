@@ -85,6 +85,7 @@ pub async fn install(
             source,
             git_ref,
             subdir,
+            base: Some(skills.working_dir.clone()),
         })
         .await
         .map_err(failed)?;

@@ -189,8 +189,11 @@ impl Breakers {
     /// next run).
     pub(crate) fn restore(&self, skill: &str, saved: &SavedBreaker) {
         let now = Instant::now();
+        let recovery = Duration::from_millis(saved.recovery_ms);
         let opened_at = saved.opened_at_unix_ms.map(|at| {
-            let ago = Duration::from_millis(unix_ms().saturating_sub(at));
+            // Longer ago than the recovery is as good as the recovery (and
+            // the monotonic clock may not reach back past a reboot).
+            let ago = Duration::from_millis(unix_ms().saturating_sub(at)).min(recovery);
             now.checked_sub(ago).unwrap_or(now)
         });
         self.lock().insert(
@@ -200,7 +203,7 @@ impl Breakers {
                 opened_at,
                 times_opened: saved.times_opened,
                 threshold: saved.threshold,
-                recovery: Duration::from_millis(saved.recovery_ms),
+                recovery,
                 trial_running: false,
             },
         );

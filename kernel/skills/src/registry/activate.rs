@@ -113,6 +113,19 @@ impl SkillRegistry {
             let skill = self.activate_slot(&slot)?;
             self.trust.check(&skill)?;
             let mut st = lock(&slot.state);
+            // A reload meanwhile: run only what was checked.
+            if !st
+                .life
+                .skill
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &skill))
+            {
+                last = Some(
+                    st.life
+                        .refuse(Hook::Execute, ", reloaded while it was checked"),
+                );
+                continue;
+            }
             let loaded_in = if was_unloaded {
                 st.life
                     .history()

@@ -81,6 +81,10 @@ impl SkillRegistry {
         // skill's digest too.
         self.trust.forget(&paths);
         let mut scopes: BTreeSet<(usize, PathBuf)> = BTreeSet::new();
+        if paths.iter().any(|p| p.as_os_str() == "/") {
+            // Events were lost: every root is scanned again.
+            scopes.extend(self.roots.iter().map(|r| (r.rank, r.dir.clone())));
+        }
         let mut touched: Vec<PathBuf> = Vec::new();
         {
             let cat = read(&self.catalog);
@@ -168,9 +172,15 @@ fn next_batch(events: &Events, debounce: Duration) -> Option<Vec<PathBuf>> {
 
 fn add(paths: &mut Vec<PathBuf>, event: notify::Result<notify::Event>) {
     match event {
+        // Events were lost (a queue overflow): anything may have changed,
+        // so `/` — which every cached digest lies under — goes in the batch.
+        Ok(e) if e.need_rescan() => paths.push(PathBuf::from("/")),
         Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
         Ok(e) => paths.extend(e.paths),
-        Err(e) => tracing::debug!("skill watcher: {e}"),
+        Err(e) => {
+            tracing::debug!("skill watcher: {e}");
+            paths.push(PathBuf::from("/"));
+        }
     }
 }
 

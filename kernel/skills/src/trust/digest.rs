@@ -3,8 +3,11 @@
 //! A folder skill (a folder holding `skill.yaml`, `SKILL.md` …) is the
 //! whole folder, subfolders and hidden files included, except a `.git`
 //! folder and `skill.minisig` (a signature cannot cover itself). A loose
-//! workflow is its one file. Links are followed, each real directory
-//! once, so a linked script counts with the content it runs.
+//! workflow is its one file. Each link is a line of its own (where it
+//! points); a link that leads out of the skill's folder is also followed
+//! (each real directory once), so a linked script counts with the content
+//! it runs. Names are escaped as `b3sum` escapes them (`\\`, `\n`), and
+//! a name that is not UTF-8 is refused.
 //!
 //! The digest is built in two steps so a signature can cover it: the
 //! [`DigestManifest`] lists each file's own blake3 and relative path, one
@@ -34,10 +37,14 @@ pub struct DigestError {
     pub reason: String,
 }
 
-/// Each file's blake3 by relative path, in path order.
+/// Each file's blake3 by relative path, in path order; a link is a line
+/// of its own (`PATH (link)`, the hash of `link -> TARGET`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestManifest {
     pub files: Vec<(String, blake3::Hash)>,
+    /// Whether a link leads out of the skill's folder: the watcher cannot
+    /// see such files change, so this digest must not be cached.
+    pub follows_outside: bool,
 }
 
 impl DigestManifest {
@@ -80,10 +87,14 @@ pub fn manifest(root: &Path) -> Result<DigestManifest, DigestError> {
         reason,
     };
     let meta = std::fs::metadata(root).map_err(|e| fail(e.to_string()))?;
+    // The skill's own files are those under its real folder.
+    let real_root = std::fs::canonicalize(root).map_err(|e| fail(e.to_string()))?;
     let mut walk = Walk {
         files: Vec::new(),
         bytes: 0,
         visited: HashSet::new(),
+        real_root,
+        follows_outside: false,
     };
     if meta.is_dir() {
         walk.dir(root, "", &meta).map_err(fail)?;
@@ -92,16 +103,27 @@ pub fn manifest(root: &Path) -> Result<DigestManifest, DigestError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        walk.file(root, name, &meta).map_err(fail)?;
+        walk.file(root, escape(&name), &meta).map_err(fail)?;
     }
     walk.files.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(DigestManifest { files: walk.files })
+    Ok(DigestManifest {
+        files: walk.files,
+        follows_outside: walk.follows_outside,
+    })
+}
+
+/// A path as a manifest line holds it: `\` and a newline escaped, as
+/// b3sum does, so no name can pass for two lines.
+fn escape(path: &str) -> String {
+    path.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
 struct Walk {
     files: Vec<(String, blake3::Hash)>,
     bytes: u64,
     visited: HashSet<(u64, u64)>,
+    real_root: PathBuf,
+    follows_outside: bool,
 }
 
 impl Walk {
@@ -112,27 +134,43 @@ impl Walk {
         let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                return Err(format!(
+                    "{}: a file name that is not UTF-8",
+                    entry.path().display()
+                ));
+            };
             if name == ".git" || (rel.is_empty() && name == SIGNATURE_FILE) {
                 continue;
             }
             let path = entry.path();
             let rel = if rel.is_empty() {
-                name
+                escape(&name)
             } else {
-                format!("{rel}/{name}")
+                format!("{rel}/{}", escape(&name))
             };
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if is_link {
+                // Every link counts as where it points...
+                let target =
+                    std::fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let text = format!("link -> {}", target.display());
+                self.files
+                    .push((format!("{rel} (link)"), blake3::hash(text.as_bytes())));
+                // ...and what it leads to outside the skill counts too
+                // (inside, those files count under their own paths).
+                let inside = std::fs::canonicalize(&path)
+                    .map(|real| real.starts_with(&self.real_root))
+                    .unwrap_or(true);
+                if inside {
+                    continue;
+                }
+                self.follows_outside = true;
+            }
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => self.dir(&path, &rel, &m)?,
                 Ok(m) if m.is_file() => self.file(&path, rel, &m)?,
-                Ok(_) => {} // a socket or fifo: nothing a skill runs
-                Err(_) => {
-                    // A dangling link: its target is what the digest sees.
-                    let target = std::fs::read_link(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    let text = format!("link -> {}", target.display());
-                    self.files.push((rel, blake3::hash(text.as_bytes())));
-                }
+                Ok(_) | Err(_) => {} // a socket, a fifo, a dangling link (counted above)
             }
             if self.files.len() > MAX_FILES {
                 return Err(format!("more than {MAX_FILES} files"));
@@ -193,6 +231,35 @@ mod tests {
         assert_ne!(edited, first.digest());
         fs::write(t.path().join(".hidden"), "x").unwrap();
         assert_ne!(manifest(t.path()).unwrap().digest(), edited);
+    }
+
+    #[test]
+    fn a_link_counts_as_where_it_points_and_one_out_of_the_skill_also_by_what_it_leads_to() {
+        let t = folder();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("tool"), "v1\n").unwrap();
+        std::os::unix::fs::symlink("scripts", t.path().join("bin")).unwrap();
+        let inside = manifest(t.path()).unwrap();
+        assert!(!inside.follows_outside);
+        assert!(
+            inside.text().contains("  bin (link)\n"),
+            "{}",
+            inside.text()
+        );
+        fs::remove_file(t.path().join("bin")).unwrap();
+        std::os::unix::fs::symlink(".", t.path().join("bin")).unwrap();
+        assert_ne!(
+            manifest(t.path()).unwrap().digest(),
+            inside.digest(),
+            "retargeted"
+        );
+        std::os::unix::fs::symlink(outside.path().join("tool"), t.path().join("tool")).unwrap();
+        let out = manifest(t.path()).unwrap();
+        assert!(out.follows_outside);
+        fs::write(outside.path().join("tool"), "v2\n").unwrap();
+        assert_ne!(manifest(t.path()).unwrap().digest(), out.digest());
+        fs::write(t.path().join("a\nb"), "x").unwrap();
+        assert!(manifest(t.path()).unwrap().text().contains("a\\nb"));
     }
 
     #[test]

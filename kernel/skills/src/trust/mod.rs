@@ -341,6 +341,22 @@ impl Trust {
             }
             TrustMark::Trusted | TrustMark::Untrusted | TrustMark::Changed => {}
         }
+        if let Some(path) = skill.source.path.as_deref() {
+            // What is trusted is what is on disk now: a definition loaded
+            // before an edit must not pass for it.
+            let fresh = crate::format::load_file(path, skill.source.origin)
+                .map(|f| asks_of(&f, &self.settings.workspace));
+            if fresh.as_ref().ok() != Some(&status.asks) {
+                return Err(trust_error(
+                    &id,
+                    format!("`{id}` changed on disk since it was loaded"),
+                    &format!(
+                        "`%skill reload {}` (or wait for the watcher), review it, then trust it",
+                        skill.meta.name
+                    ),
+                ));
+            }
+        }
         let (Some(store), Some(digest), Some(manifest)) = (
             &self.store,
             status.digest.clone(),
@@ -452,11 +468,14 @@ impl Trust {
             .unwrap_or_else(|_| root.clone())
             .display()
             .to_string();
+        let manifest = digest::manifest(&root);
+        // What a link out of the skill leads to, the watcher cannot see.
+        let cacheable = manifest.as_ref().is_ok_and(|m| !m.follows_outside);
         let known = Arc::new(Known {
             key,
-            digest: digest::manifest(&root).map(|m| m.digest()),
+            digest: manifest.map(|m| m.digest()),
         });
-        if self.is_watched(&root) {
+        if cacheable && self.is_watched(&root) {
             let mut cache = lock(&self.known);
             if self.forgets.load(Ordering::SeqCst) == before {
                 cache.insert(root, Arc::clone(&known));

@@ -190,3 +190,36 @@ fn listings_mark_unloaded_skills_and_parse_each_once_while_watched() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_definition_loaded_before_an_edit_is_not_trusted_for_what_is_on_disk() {
+    let t = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    skills(t.path());
+    let store = state.path().join("skill-trust.json");
+    let mut config = RegistryConfig::only([t.path().to_path_buf()]);
+    config.trust = TrustSettings {
+        policy: TrustPolicy::Ask,
+        store: Some(store),
+        workspace: t.path().join("workspace"),
+    };
+    let r = SkillRegistry::open(config).0; // no watcher
+    let loaded = r.loaded("fetch").unwrap();
+    // The manifest now also asks for the environment; the registry has
+    // not re-read it.
+    write(
+        t.path(),
+        "fetch/skill.yaml",
+        &format!("{FETCH}  env: [AWS_SECRET_ACCESS_KEY]\n"),
+    );
+    let e = r.trust().grant(&loaded, None, "test").unwrap_err();
+    assert!(e.message.contains("changed on disk"), "{}", e.message);
+    assert!(e.hint.contains("%skill reload fetch"), "{}", e.hint);
+    r.reload("fetch").unwrap();
+    let fresh = r.loaded("fetch").unwrap();
+    let granted = r.trust().grant(&fresh, None, "test").unwrap();
+    assert!(granted
+        .asks
+        .iter()
+        .any(|a| a.to_string().contains("AWS_SECRET_ACCESS_KEY")));
+}
