@@ -15,7 +15,7 @@ use skillctl::render::TerminalOutput;
 use skillctl::{KernelClient, OutputHandler, Quiet};
 use skillkernel_protocol::content::{
     MetricsFormat, MetricsReport, Reply, SkillFailure, SkillReply, SkillRequest, SkillSummary,
-    TrustReport, ValidationError,
+    TestMode, TrustReport, ValidationError,
 };
 
 use crate::table::{print_table, text};
@@ -88,6 +88,19 @@ pub enum SkillCommand {
     Update { skill: Option<String> },
     /// Remove an installed skill.
     Remove { skill: String },
+    /// Run a skill's own tests; exit 1 when one fails.
+    Test {
+        skill: String,
+        /// Run live and keep the answers beside the skill.
+        #[arg(long, conflicts_with = "replay")]
+        record: bool,
+        /// Answer from the kept answers: no model.
+        #[arg(long)]
+        replay: bool,
+        /// The model to run against (default: the skill's own routing).
+        #[arg(long)]
+        model: Option<String>,
+    },
 }
 
 impl SkillCommand {
@@ -109,6 +122,22 @@ impl SkillCommand {
             },
             SkillCommand::Remove { skill } => SkillRequest::Remove {
                 skill: skill.clone(),
+            },
+            SkillCommand::Test {
+                skill,
+                record,
+                replay,
+                model,
+            } => SkillRequest::Test {
+                skill: skill.clone(),
+                mode: if *record {
+                    TestMode::Record
+                } else if *replay {
+                    TestMode::Replay
+                } else {
+                    TestMode::Live
+                },
+                model: model.clone(),
             },
             SkillCommand::Info { skill } => SkillRequest::Info {
                 skill: skill.clone(),
@@ -340,6 +369,7 @@ fn print_reply(command: &SkillCommand, reply: &SkillReply) {
             }
         }
         SkillReply::Remove { skill, path } => println!("removed {skill} ({path})"),
+        SkillReply::Test(report) => println!("{}", report.text()),
         SkillReply::Installed { skills } => {
             let rows: Vec<Vec<String>> = skills
                 .iter()
@@ -377,7 +407,10 @@ pub async fn run(
     json_out: bool,
     timeout: Duration,
 ) -> Result<ExitCode, String> {
-    let running = matches!(command, SkillCommand::Run { .. });
+    let running = matches!(
+        command,
+        SkillCommand::Run { .. } | SkillCommand::Test { .. }
+    );
     let wait = if running {
         // A skill runs as long as its timeout allows; Ctrl-C interrupts it.
         Duration::from_secs(24 * 3600)
@@ -416,7 +449,8 @@ pub async fn run(
     if !json_out {
         print_reply(&command, &answer);
     }
-    let invalid = matches!(&answer, SkillReply::Validate(v) if !v.valid);
+    let invalid = matches!(&answer, SkillReply::Validate(v) if !v.valid)
+        || matches!(&answer, SkillReply::Test(r) if r.failed > 0);
     Ok(if invalid {
         ExitCode::FAILURE
     } else {

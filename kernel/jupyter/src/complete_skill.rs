@@ -19,7 +19,7 @@ use skillkernel_skills::service::Skills;
 /// The `%skill` subcommands whose argument is a skill name.
 pub const NAME_SUBCOMMANDS: &[&str] = &[
     "run", "info", "load", "reload", "unload", "enable", "disable", "validate", "metrics", "reset",
-    "trust", "untrust",
+    "trust", "untrust", "test", "update", "remove",
 ];
 
 /// What the word at the cursor is in a skill command.

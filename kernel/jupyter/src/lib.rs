@@ -67,6 +67,7 @@ pub mod skill_actions;
 mod skill_install;
 mod skill_request;
 pub mod skill_run;
+mod skill_test;
 pub mod status;
 pub mod stdin;
 pub mod store;

@@ -20,6 +20,7 @@ use crate::session::Shared;
 use crate::skill_actions::{self as actions, Switch};
 use crate::skill_install;
 use crate::skill_run::{self, run_report, SkillCall};
+use crate::skill_test;
 use skillkernel_skills::exec::Args;
 
 /// `{"action": "list" | "search" | …, "skill": NAME, …}`.
@@ -116,6 +117,13 @@ async fn answer(
         SkillRequest::Installed => SkillReply::Installed {
             skills: skill_install::installed(&skills).await?,
         },
+        SkillRequest::Test { skill, mode, model } => {
+            // An interrupt_request stops the tests as it stops a cell.
+            let cancel = shared.begin_cell();
+            let result = skill_test::run(shared, &skill, mode, model, &cancel).await;
+            shared.end_cell();
+            SkillReply::Test(result?)
+        }
         SkillRequest::Run { skill, input, args } => {
             let call = SkillCall {
                 spec: skill,

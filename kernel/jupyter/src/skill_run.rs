@@ -54,26 +54,7 @@ pub async fn run(
     let skill = Arc::clone(guard.skill());
     let name = skill.meta.name.clone();
     let runs_program = matches!(skill.kind(), SkillKind::Command | SkillKind::Session);
-    let ctx = match shared.models() {
-        Some(models) => RunContext {
-            registry: Arc::clone(&models.registry),
-            default_model: shared.current_model().unwrap_or_default(),
-            options: models.options.clone(),
-            sandbox: shared.sandbox(),
-            session: shared.usage_caller(None).session,
-            external: shared.external_tools(),
-        },
-        // Programs need no model.
-        None if runs_program => RunContext {
-            registry: Arc::new(Registry::new(Vec::new(), ModelsConfig::default())),
-            default_model: String::new(),
-            options: GenerationOptions::default(),
-            sandbox: shared.sandbox(),
-            session: shared.usage_caller(None).session,
-            external: shared.external_tools(),
-        },
-        None => return Err(KernelError::NoModel),
-    };
+    let ctx = run_context(shared, runs_program)?;
     let (tool_guards, tool_skills) = skills.tool_skills(&skill).await?;
     let request = RunRequest {
         skill: Arc::clone(&skill),
@@ -125,6 +106,35 @@ pub async fn run(
         return Err(KernelError::Interrupted);
     }
     Ok(output)
+}
+
+/// The context a run of a skill gets in this kernel: the models, the
+/// session's model and options, the sandbox, the MCP tools. A skill that
+/// only runs a program needs no model.
+pub(crate) fn run_context(
+    shared: &Arc<Shared>,
+    runs_program: bool,
+) -> Result<RunContext, KernelError> {
+    Ok(match shared.models() {
+        Some(models) => RunContext {
+            registry: Arc::clone(&models.registry),
+            default_model: shared.current_model().unwrap_or_default(),
+            options: models.options.clone(),
+            sandbox: shared.sandbox(),
+            session: shared.usage_caller(None).session,
+            external: shared.external_tools(),
+        },
+        // Programs need no model.
+        None if runs_program => RunContext {
+            registry: Arc::new(Registry::new(Vec::new(), ModelsConfig::default())),
+            default_model: String::new(),
+            options: GenerationOptions::default(),
+            sandbox: shared.sandbox(),
+            session: shared.usage_caller(None).session,
+            external: shared.external_tools(),
+        },
+        None => return Err(KernelError::NoModel),
+    })
 }
 
 /// The run's figures, for the reply's `metadata.skill` and `skill_reply`.

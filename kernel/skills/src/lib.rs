@@ -38,6 +38,7 @@ pub mod output;
 pub mod registry;
 pub mod service;
 pub mod template;
+pub mod testing;
 pub mod tools;
 pub mod trust;
 pub mod verdict_error;

@@ -159,9 +159,11 @@ pub const LINE_MAGICS: &[MagicSpec] = &[
                * `%skill validate [NAME|PATH]` — check a skill without running it; with no argument, every skill (discovery reads only headers, so template errors otherwise show at first use)\n\
                * `%skill metrics [NAME] [--prometheus]` — runs, errors, retries, cache hits, tokens, times\n\
                * `%skill reset NAME` — close its circuit breaker, zero its metrics, forget its conversation\n\
-               * `%skill trust NAME` — trust a skill that asks for more than the default (a program, network, paths, environment): shows what it is granted and records it against the digest of its files; any later change to them withdraws it. `%skill untrust NAME` withdraws it.\n\n\
+               * `%skill trust NAME` — trust a skill that asks for more than the default (a program, network, paths, environment): shows what it is granted and records it against the digest of its files; any later change to them withdraws it. `%skill untrust NAME` withdraws it.\n\
+               * `%skill install SOURCE [--ref REF] [--subdir PATH]` — install a shared skill from git, an archive or a folder (checked, signed with minisign, recorded in the lock file); `%skill update [NAME]`, `%skill remove NAME`, `%skill list --installed`\n\
+               * `%skill test NAME [--record|--replay] [--model M]` — run the skill's own tests (`tests` in its manifest, or tests.yaml beside it), live, recording the answers beside the skill, or replaying them without a model\n\n\
                `NAME` may carry a version requirement: `summarize@^1`. See `docs/skills.md`.",
-        subcommands: &["list", "search", "info", "run", "load", "reload", "unload", "enable", "disable", "validate", "metrics", "reset", "trust", "untrust"],
+        subcommands: &["list", "search", "info", "run", "load", "reload", "unload", "enable", "disable", "validate", "metrics", "reset", "trust", "untrust", "install", "update", "remove", "test"],
         takes_variable: false,
     },
     MagicSpec {

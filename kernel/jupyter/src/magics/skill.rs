@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use skillkernel_protocol::content::MetricsReport;
+use skillkernel_protocol::content::{MetricsReport, TestMode};
 
 use super::skill_view::{
     info_markdown, report_text, show_markdown, show_metrics, show_skills, show_text,
@@ -22,7 +22,7 @@ use skillkernel_skills::format;
 use skillkernel_skills::model::{Origin, SkillFormat};
 use skillkernel_skills::SkillError;
 
-pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate [NAME|PATH] | metrics [NAME] [--prometheus] | reset NAME | trust NAME | untrust NAME | install SOURCE [--ref REF] [--subdir PATH] | update [NAME] | remove NAME | list --installed]";
+pub(super) const USAGE: &str = "%skill [list | search QUERY | info NAME | run NAME [k=v …] [-- INPUT] | load NAME|PATH | reload [NAME] | unload NAME | enable NAME | disable NAME | validate [NAME|PATH] | metrics [NAME] [--prometheus] | reset NAME | trust NAME | untrust NAME | install SOURCE [--ref REF] [--subdir PATH] | update [NAME] | remove NAME | list --installed | test NAME [--record|--replay] [--model M]]";
 
 fn usage(message: impl Into<String>) -> KernelError {
     KernelError::usage("skill", message, USAGE)
@@ -68,6 +68,37 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
             let (name, path) =
                 skill_install::remove(ctx.shared, &skills, one(&words, "a skill name")?).await?;
             show_text(ctx, &format!("removed {name} ({path})")).await
+        }
+        "test" => {
+            let name = one(&words, "a skill name")?;
+            let mode = if words.iter().any(|w| w == "--record") {
+                TestMode::Record
+            } else if words.iter().any(|w| w == "--replay") {
+                TestMode::Replay
+            } else {
+                TestMode::Live
+            };
+            let model = words
+                .iter()
+                .position(|w| w == "--model")
+                .and_then(|i| words.get(i + 1).cloned());
+            let cancel = ctx.cancel.clone();
+            let report = crate::skill_test::run(ctx.shared, name, mode, model, &cancel).await?;
+            show_text(ctx, &report.text()).await?;
+            if report.failed > 0 {
+                return Err(SkillError::new(
+                    skillkernel_skills::ErrorCode::ValidationError,
+                    format!(
+                        "{} of {} tests of {} failed",
+                        report.failed,
+                        report.tests.len(),
+                        report.skill
+                    ),
+                    "the answers above show what did not hold",
+                )
+                .into());
+            }
+            Ok(())
         }
         "list" => {
             let listing = actions::list(&skills).await;

@@ -24,6 +24,7 @@ pub const COMMON_KEYS: &[&str] = &[
     "generation",
     "dependencies",
     "resilience",
+    "tests",
 ];
 pub const PROMPT_KEYS: &[&str] = &[
     "system",

@@ -28,6 +28,8 @@ pub const MAX_FILES: usize = 10_000;
 pub const MAX_BYTES: u64 = 512 << 20;
 /// The signature file beside a skill's manifest, left out of its digest.
 pub const SIGNATURE_FILE: &str = "skill.minisig";
+/// Recorded test answers beside a skill's manifest, left out too.
+pub const RECORDING_FILE: &str = "skill-tests.recorded.json";
 
 /// Why a skill's files could not be digested.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,7 +142,11 @@ impl Walk {
                     entry.path().display()
                 ));
             };
-            if name == ".git" || (rel.is_empty() && name == SIGNATURE_FILE) {
+            // The signature cannot cover itself; recorded test answers
+            // never change what a run does.
+            if name == ".git"
+                || (rel.is_empty() && (name == SIGNATURE_FILE || name == RECORDING_FILE))
+            {
                 continue;
             }
             let path = entry.path();

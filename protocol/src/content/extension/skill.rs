@@ -110,6 +110,26 @@ pub enum SkillRequest {
     },
     /// The installed skills, as the lock file records them.
     Installed,
+    /// Runs a skill's own tests: live against `model` (default: its own
+    /// routing), `record` (live, answers kept beside the skill) or
+    /// `replay` (answered from what was kept: no model).
+    Test {
+        skill: String,
+        #[serde(default, deserialize_with = "null_as_default")]
+        mode: TestMode,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+}
+
+/// How `test` answers the tests' model calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestMode {
+    #[default]
+    Live,
+    Record,
+    Replay,
 }
 
 impl ExtensionRequest for SkillRequest {
@@ -197,6 +217,59 @@ pub enum SkillReply {
     Installed {
         skills: Vec<InstalledSkill>,
     },
+    Test(SkillTestReport),
+}
+
+/// `test`: how each of a skill's tests went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillTestReport {
+    /// `name@version`.
+    pub skill: String,
+    pub mode: TestMode,
+    /// The model asked for, if one was.
+    pub model: Option<String>,
+    pub passed: usize,
+    pub failed: usize,
+    pub tests: Vec<SkillTestResult>,
+}
+
+/// One test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkillTestResult {
+    pub name: String,
+    pub passed: bool,
+    /// What did not hold, or why the run failed.
+    pub failures: Vec<String>,
+    pub answer: String,
+    pub elapsed_ms: f64,
+}
+
+impl SkillTestReport {
+    /// As a person reads it: one line per test, failures under it.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{}: {} passed, {} failed ({})",
+            self.skill,
+            self.passed,
+            self.failed,
+            match self.mode {
+                TestMode::Live => "live",
+                TestMode::Record => "recorded",
+                TestMode::Replay => "replayed",
+            }
+        );
+        if self.tests.is_empty() {
+            out.push_str("\n  no tests: add `tests` to the manifest, or a tests.yaml beside it");
+        }
+        for t in &self.tests {
+            let mark = if t.passed { "ok  " } else { "FAIL" };
+            out.push_str(&format!("\n  {mark} {} ({:.0} ms)", t.name, t.elapsed_ms));
+            for f in &t.failures {
+                out.push_str(&format!("\n       answer {f}"));
+            }
+        }
+        out
+    }
 }
 
 /// `install` / `update`: what was put into place.
