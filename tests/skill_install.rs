@@ -107,6 +107,18 @@ fn world() -> World {
         "git",
         &["push", "--quiet", bare.to_str().unwrap(), "evil"],
     );
+    // Branch `escape`: a link fine in the repository, out of the subfolder.
+    sh(&work, "git", &["checkout", "--quiet", "main"]);
+    sh(&work, "git", &["checkout", "--quiet", "-b", "escape"]);
+    write(&work.join("README.md"), "the repository's readme\n");
+    std::os::unix::fs::symlink("../../README.md", work.join("skills/fetch/readme")).unwrap();
+    sh(&work, "git", &["add", "."]);
+    sh(&work, "git", &["commit", "--quiet", "-m", "readme"]);
+    sh(
+        &work,
+        "git",
+        &["push", "--quiet", bare.to_str().unwrap(), "escape"],
+    );
     sh(&work, "git", &["checkout", "--quiet", "main"]);
     let (public, secret) = (root.join("minisign.pub"), root.join("minisign.key"));
     sh(
@@ -387,6 +399,16 @@ async fn skills_install_from_git_archives_and_folders_update_and_remove_and_bad_
                 w.repo_url.as_str(),
                 "--ref",
                 "evil",
+                "--subdir",
+                "skills/fetch",
+            ],
+            "outside the skill",
+        ),
+        (
+            vec![
+                w.repo_url.as_str(),
+                "--ref",
+                "escape",
                 "--subdir",
                 "skills/fetch",
             ],

@@ -235,6 +235,14 @@ impl Installer {
             None => fetched.clone(),
         };
         let root = skill_folder(&root, &source)?;
+        // The links of what is moved into place, checked against it alone
+        // (a link fine inside the whole source may leave the subfolder).
+        {
+            let (what, tree) = (source.display(), root.clone());
+            tokio::task::spawn_blocking(move || unpack::check_links(&what, &tree))
+                .await
+                .map_err(|e| InstallError::Internal(e.to_string()))??;
+        }
         let manifest = FOLDER_MANIFESTS
             .iter()
             .map(|m| root.join(m))
@@ -363,6 +371,13 @@ fn skill_folder(root: &Path, source: &Source) -> Result<PathBuf, InstallError> {
             ));
         }
     }
+    let is_link = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link(root) {
+        return Err(InstallError::unsafe_source(
+            &source.display(),
+            "the skill's folder is a link; name the folder it points to",
+        ));
+    }
     if has_manifest(root) {
         return Ok(root.to_path_buf());
     }
@@ -373,6 +388,10 @@ fn skill_folder(root: &Path, source: &Source) -> Result<PathBuf, InstallError> {
         .filter(|p| p.is_dir())
         .collect();
     match dirs.as_slice() {
+        [only] if is_link(only) => Err(InstallError::unsafe_source(
+            &source.display(),
+            "the skill's folder is a link; name the folder it points to",
+        )),
         [only] if has_manifest(only) => Ok(only.clone()),
         _ => Err(InstallError::NotASkill(format!(
             "no skill manifest ({}) at the top of {}; name the skill's folder with a subfolder",
@@ -431,7 +450,11 @@ impl Drop for Swap {
                 // Never lose the user's skill: keep it where it is and say so.
                 tracing::error!(from = %self.aside.display(), to = %self.target.display(), error = %e, "cannot put an installed skill back; move it by hand");
                 let keep = self.target.with_file_name(format!(
-                    ".kept-{}",
+                    ".kept-{}-{}-{}",
+                    std::process::id(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos()),
                     self.target
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())

@@ -75,12 +75,12 @@ impl Source {
                 "a source cannot start with `-`",
             ));
         }
-        if let Some((scheme, rest)) = text.split_once("://") {
+        if let Some((_, rest)) = text.split_once("://") {
             let authority = rest.split('/').next().unwrap_or("");
             let password = authority
                 .rsplit_once('@')
                 .is_some_and(|(user, _)| user.contains(':'));
-            if password && scheme.starts_with("http") {
+            if password {
                 return Err(InstallError::bad_source(
                     "the URL",
                     "it carries a password, which would be kept in the lock file and the logs; use a git credential helper instead",
@@ -226,6 +226,10 @@ mod tests {
             Source::parse(folder.to_str().unwrap(), None).unwrap(),
             Source::Folder { .. }
         ));
+        for secret in ["https://ana:tok@host/r.git", "git+https://ana:tok@host/r"] {
+            let e = Source::parse(secret, None).unwrap_err().to_string();
+            assert!(e.contains("password") && !e.contains("tok"), "{e}");
+        }
         let missing = Source::parse("/nonexistent/skill", None).unwrap_err();
         assert!(
             missing.to_string().contains("no such file or folder"),

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use skillkernel_protocol::content::{SkillTestReport, SkillTestResult, TestMode as WireMode};
+use skillkernel_skills::exec::Executor;
+use skillkernel_skills::metrics::SkillMetrics;
 use skillkernel_skills::testing::{self, TestMode, TestSetup};
 use skillkernel_skills::{SkillError, SkillKind};
 use tokio_util::sync::CancellationToken;
@@ -39,9 +41,12 @@ pub async fn run(
         })?
         .map_err(SkillError::from)?;
     let (tool_guards, tool_skills) = skills.tool_skills(&skill).await?;
-    let outcomes = testing::run_tests(
+    // An executor of the tests' own: their runs neither count in the
+    // skill's metrics nor move its circuit breaker.
+    let executor = Executor::new(Arc::new(SkillMetrics::new()));
+    let run = testing::run_tests(
         TestSetup {
-            executor: &skills.executor,
+            executor: &executor,
             ctx,
             skill: Arc::clone(&skill),
             tool_skills,
@@ -59,6 +64,7 @@ pub async fn run(
     .await?;
     drop(tool_guards);
     drop(guard);
+    let outcomes = run.outcomes;
     let passed = outcomes.iter().filter(|o| o.passed).count();
     Ok(SkillTestReport {
         skill: skill.id(),
@@ -66,6 +72,7 @@ pub async fn run(
         model,
         passed,
         failed: outcomes.len() - passed,
+        recorded: run.recorded.map(|p| p.display().to_string()),
         tests: outcomes
             .into_iter()
             .map(|o| SkillTestResult {

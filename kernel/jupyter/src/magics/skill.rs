@@ -70,18 +70,8 @@ pub async fn run(ctx: &mut ExecContext<'_>, args: &str) -> Result<(), KernelErro
             show_text(ctx, &format!("removed {name} ({path})")).await
         }
         "test" => {
-            let name = one(&words, "a skill name")?;
-            let mode = if words.iter().any(|w| w == "--record") {
-                TestMode::Record
-            } else if words.iter().any(|w| w == "--replay") {
-                TestMode::Replay
-            } else {
-                TestMode::Live
-            };
-            let model = words
-                .iter()
-                .position(|w| w == "--model")
-                .and_then(|i| words.get(i + 1).cloned());
+            let (name, mode, model) = test_args(&words[1..])?;
+            let name = name.as_str();
             let cancel = ctx.cancel.clone();
             let report = crate::skill_test::run(ctx.shared, name, mode, model, &cancel).await?;
             show_text(ctx, &report.text()).await?;
@@ -257,6 +247,39 @@ fn install_args(words: &[String]) -> Result<(String, Option<String>, Option<Stri
     }
     let source = source.ok_or_else(|| usage("`%skill install` needs a SOURCE"))?;
     Ok((source, git_ref, subdir))
+}
+
+/// `NAME [--record | --replay] [--model M | --model=M]`, strictly.
+fn test_args(words: &[String]) -> Result<(String, TestMode, Option<String>), KernelError> {
+    let (mut name, mut mode, mut model) = (None, None, None);
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        let flag_mode = match w.as_str() {
+            "--record" => Some(TestMode::Record),
+            "--replay" => Some(TestMode::Replay),
+            _ => None,
+        };
+        if let Some(m) = flag_mode {
+            if mode.replace(m).is_some_and(|old| old != m) {
+                return Err(usage(
+                    "`%skill test`: --record and --replay exclude each other",
+                ));
+            }
+        } else if w == "--model" {
+            match it.next() {
+                Some(m) if !m.starts_with("--") => model = Some(m.clone()),
+                _ => return Err(usage("`%skill test`: --model needs a model")),
+            }
+        } else if let Some(m) = w.strip_prefix("--model=") {
+            model = Some(m.to_owned());
+        } else if w.starts_with("--") {
+            return Err(usage(format!("`%skill test`: unknown option `{w}`")));
+        } else if name.replace(w.clone()).is_some() {
+            return Err(usage("`%skill test` takes one skill name"));
+        }
+    }
+    let name = name.ok_or_else(|| usage("`%skill test` needs a skill name"))?;
+    Ok((name, mode.unwrap_or(TestMode::Live), model))
 }
 
 /// `%skill list --installed` as text.

@@ -79,7 +79,11 @@ impl SkillRegistry {
     pub(super) fn apply_changes(&self, paths: Vec<PathBuf>) -> ReloadReport {
         // Before anything is filtered out: a hidden file is part of a
         // skill's digest too.
+        if paths.iter().any(|p| p.as_os_str() == FORGET_DIGESTS) {
+            self.trust.forget_all();
+        }
         self.trust.forget(&paths);
+        let lost = paths.iter().any(|p| p.as_os_str() == "/");
         let mut scopes: BTreeSet<(usize, PathBuf)> = BTreeSet::new();
         if paths.iter().any(|p| p.as_os_str() == "/") {
             // Events were lost: every root is scanned again.
@@ -119,7 +123,14 @@ impl SkillRegistry {
             .filter(|(_, d)| !scopes.iter().any(|(_, o)| o != d && d.starts_with(o)))
             .filter_map(|(rank, d)| Some((self.roots.get(*rank)?.clone(), d.clone())))
             .collect();
-        let report = self.rescan(scopes, Vec::new(), Reset::Folders(touched));
+        // After lost events every loaded skill is read again, as its
+        // digest will be.
+        let reset = if lost {
+            Reset::AllLoaded
+        } else {
+            Reset::Folders(touched)
+        };
+        let report = self.rescan(scopes, Vec::new(), reset);
         if !report.is_quiet() {
             tracing::info!(target: "skillkernel::skills", "skills changed on disk: {report}");
         }
@@ -170,6 +181,9 @@ fn next_batch(events: &Events, debounce: Duration) -> Option<Vec<PathBuf>> {
     Some(paths)
 }
 
+/// A batch entry that only drops every cached trust digest.
+const FORGET_DIGESTS: &str = "/.skillkernel-forget-digests";
+
 fn add(paths: &mut Vec<PathBuf>, event: notify::Result<notify::Event>) {
     match event {
         // Events were lost (a queue overflow): anything may have changed,
@@ -177,9 +191,11 @@ fn add(paths: &mut Vec<PathBuf>, event: notify::Result<notify::Event>) {
         Ok(e) if e.need_rescan() => paths.push(PathBuf::from("/")),
         Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
         Ok(e) => paths.extend(e.paths),
+        // A watch that failed (inotify's limit): what it would have seen is
+        // unseen, so cached digests go — without a rescan each time.
         Err(e) => {
             tracing::debug!("skill watcher: {e}");
-            paths.push(PathBuf::from("/"));
+            paths.push(PathBuf::from(FORGET_DIGESTS));
         }
     }
 }

@@ -12,8 +12,8 @@ pub struct Expect {
     pub contains: Vec<String>,
     #[serde(deserialize_with = "one_or_many")]
     pub not_contains: Vec<String>,
-    /// A regular expression the answer must match (anywhere; anchor it
-    /// with `^…$` for the whole).
+    /// A regular expression the answer, trimmed, must match (anywhere;
+    /// anchor it with `^…$` for the whole).
     pub regex: Option<String>,
     /// The whole answer, both sides trimmed.
     pub equals: Option<String>,
@@ -64,7 +64,7 @@ impl Expect {
         }
         if let Some(r) = &self.regex {
             match regex::Regex::new(r) {
-                Ok(re) if re.is_match(answer) => {}
+                Ok(re) if re.is_match(answer.trim()) => {}
                 Ok(_) => failures.push(format!("does not match /{r}/")),
                 Err(e) => failures.push(format!("`regex` does not compile: {e}")),
             }

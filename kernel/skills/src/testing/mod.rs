@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{ModelsConfig, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -76,10 +77,7 @@ pub struct TestSetup<'a> {
 }
 
 /// Runs `tests`; in record mode writes the recordings beside the skill.
-pub async fn run_tests(
-    setup: TestSetup<'_>,
-    tests: &[SkillTest],
-) -> Result<Vec<TestOutcome>, SkillError> {
+pub async fn run_tests(setup: TestSetup<'_>, tests: &[SkillTest]) -> Result<TestRun, SkillError> {
     let TestSetup {
         executor,
         mut ctx,
@@ -91,7 +89,7 @@ pub async fn run_tests(
         cancel,
     } = setup;
     let id = skill.id();
-    let recordings = skill.source.path.as_deref().map(Recording::path_for);
+    let recordings = skill.source.path.as_deref().and_then(Recording::path_for);
     let mut models = None;
     let (skill, tool_skills) = match (mode, &model) {
         (TestMode::Live, None) => (skill, tool_skills),
@@ -108,7 +106,8 @@ pub async fn run_tests(
         }
         TestMode::Record => {
             let chosen = model.unwrap_or_else(|| ctx.default_model.clone());
-            let recorder = TestModels::recording(Arc::clone(&ctx.registry));
+            let caller = Caller::skill(ctx.session.clone(), skill.meta.name.clone());
+            let recorder = TestModels::recording(Arc::clone(&ctx.registry), caller);
             ctx.registry = Arc::new(Registry::new(
                 vec![recorder.clone()],
                 ModelsConfig::default(),
@@ -117,8 +116,20 @@ pub async fn run_tests(
             models = Some(recorder);
         }
         TestMode::Replay => {
-            let path = recordings.as_ref().ok_or_else(|| no_file(&id))?;
-            let recording = Recording::read(path).map_err(|e| test_error(&id, e))?;
+            let path = recordings.clone().ok_or_else(|| no_file(&id))?;
+            let recording = tokio::task::spawn_blocking(move || Recording::read(&path))
+                .await
+                .map_err(|e| test_error(&id, e.to_string()))?
+                .map_err(|e| test_error(&id, e))?;
+            if recording.skill.split('@').next() != Some(skill.meta.name.as_str()) {
+                return Err(test_error(
+                    &id,
+                    format!(
+                        "the recordings beside `{id}` are of `{}`; run the tests with --record again",
+                        recording.skill
+                    ),
+                ));
+            }
             let replayer = TestModels::replaying(recording);
             ctx.registry = Arc::new(Registry::new(
                 vec![replayer.clone()],
@@ -129,8 +140,12 @@ pub async fn run_tests(
         }
     }
     let mut outcomes = Vec::new();
+    // Whether every test ran to an answer: only then are recordings kept
+    // (a partial recording would replace a good one).
+    let mut complete = true;
     for test in tests {
         if cancel.is_cancelled() {
+            complete = false;
             break;
         }
         if let Some(m) = &models {
@@ -148,12 +163,18 @@ pub async fn run_tests(
         };
         let started = Instant::now();
         let (answer, failures) = match executor.run(&ctx, request, |_| {}).await {
-            Ok(out) if out.interrupted => (out.text, vec!["interrupted".to_owned()]),
+            Ok(out) if out.interrupted => {
+                complete = false;
+                (out.text, vec!["interrupted".to_owned()])
+            }
             Ok(out) => {
                 let failures = test.expect.check(&out.text, out.json.as_ref());
                 (out.text, failures)
             }
-            Err(e) => (String::new(), vec![format!("the run failed: {e}")]),
+            Err(e) => {
+                complete = false;
+                (String::new(), vec![format!("the run failed: {e}")])
+            }
         };
         outcomes.push(TestOutcome {
             name: test.name.clone(),
@@ -163,17 +184,31 @@ pub async fn run_tests(
             elapsed: started.elapsed(),
         });
     }
-    if let (TestMode::Record, Some(m)) = (mode, &models) {
-        let path = recordings.as_ref().ok_or_else(|| no_file(&id))?;
-        Recording {
+    let mut recorded = None;
+    if let (TestMode::Record, Some(m), true) = (mode, &models, complete) {
+        let path = recordings.clone().ok_or_else(|| no_file(&id))?;
+        let recording = Recording {
             version: 1,
             skill: id.clone(),
             calls: m.recorded(),
-        }
-        .write(path)
-        .map_err(|e| test_error(&id, e))?;
+        };
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || recording.write(&target))
+            .await
+            .map_err(|e| test_error(&id, e.to_string()))?
+            .map_err(|e| test_error(&id, e))?;
+        recorded = Some(path);
     }
-    Ok(outcomes)
+    Ok(TestRun { outcomes, recorded })
+}
+
+/// What a test run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRun {
+    pub outcomes: Vec<TestOutcome>,
+    /// Where the recordings were written (record mode, every test ran to
+    /// an answer); `None` otherwise — a partial recording is not kept.
+    pub recorded: Option<PathBuf>,
 }
 
 /// `skill` with every model call sent to the run's default model.
@@ -200,6 +235,6 @@ fn test_error(id: &str, message: String) -> SkillError {
 fn no_file(id: &str) -> SkillError {
     test_error(
         id,
-        format!("`{id}` has no folder to keep recordings in (a cell's or a built-in skill)"),
+        format!("`{id}` has no folder of its own to keep recordings in (a cell's, a built-in or a loose workflow)"),
     )
 }

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use skillkernel_providers::usage::Caller;
 use skillkernel_providers::{
     CompletionRequest, GenerationStats, ModelInfo, Provider, ProviderError, ProviderStatus,
     PullStream, Registry, StreamEvent, TokenStream, ToolCall,
@@ -62,12 +63,14 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Where `manifest`'s recordings are: beside it.
-    pub fn path_for(manifest: &Path) -> PathBuf {
-        manifest
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(RECORDING_FILE)
+    /// Where `manifest`'s recordings are: beside it, in its folder — a
+    /// folder skill's only (a loose workflow shares its folder).
+    pub fn path_for(manifest: &Path) -> Option<PathBuf> {
+        let name = manifest.file_name()?.to_str()?;
+        crate::format::FOLDER_MANIFESTS
+            .contains(&name)
+            .then(|| manifest.parent().map(|d| d.join(RECORDING_FILE)))
+            .flatten()
     }
 
     pub fn read(path: &Path) -> Result<Recording, String> {
@@ -110,6 +113,8 @@ pub fn request_key(request: &CompletionRequest) -> String {
 enum Mode {
     Record {
         inner: Arc<Registry>,
+        /// Whose calls these are, for the usage ledger and budgets.
+        caller: Caller,
         kept: Arc<Mutex<Vec<RecordedCall>>>,
     },
     Replay {
@@ -126,10 +131,11 @@ pub struct TestModels {
 
 impl TestModels {
     /// Hands calls to `inner` and keeps what comes back.
-    pub fn recording(inner: Arc<Registry>) -> Arc<TestModels> {
+    pub fn recording(inner: Arc<Registry>, caller: Caller) -> Arc<TestModels> {
         Arc::new(TestModels {
             mode: Mode::Record {
                 inner,
+                caller,
                 kept: Arc::default(),
             },
             test: Mutex::new(String::new()),
@@ -256,8 +262,12 @@ impl Provider for TestModels {
                     .collect();
                 Ok(Box::pin(futures::stream::iter(items)))
             }
-            Mode::Record { inner, kept } => {
-                let (route, stream) = inner.stream(request, cancel).await?;
+            Mode::Record {
+                inner,
+                caller,
+                kept,
+            } => {
+                let (route, stream) = inner.stream_for(caller, request, cancel).await?;
                 let model = route.spec();
                 let test = lock(&self.test).clone();
                 let kept = Arc::clone(kept);

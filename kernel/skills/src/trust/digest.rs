@@ -30,6 +30,8 @@ pub const MAX_BYTES: u64 = 512 << 20;
 pub const SIGNATURE_FILE: &str = "skill.minisig";
 /// Recorded test answers beside a skill's manifest, left out too.
 pub const RECORDING_FILE: &str = "skill-tests.recorded.json";
+/// The file a recording is written to before it replaces the last.
+pub const RECORDING_TMP: &str = "skill-tests.recorded.json.tmp";
 
 /// Why a skill's files could not be digested.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,7 +147,8 @@ impl Walk {
             // The signature cannot cover itself; recorded test answers
             // never change what a run does.
             if name == ".git"
-                || (rel.is_empty() && (name == SIGNATURE_FILE || name == RECORDING_FILE))
+                || (rel.is_empty()
+                    && (name == SIGNATURE_FILE || name == RECORDING_FILE || name == RECORDING_TMP))
             {
                 continue;
             }
@@ -165,9 +168,10 @@ impl Walk {
                     .push((format!("{rel} (link)"), blake3::hash(text.as_bytes())));
                 // ...and what it leads to outside the skill counts too
                 // (inside, those files count under their own paths).
+                // A link to nothing may lead somewhere later: outside.
                 let inside = std::fs::canonicalize(&path)
                     .map(|real| real.starts_with(&self.real_root))
-                    .unwrap_or(true);
+                    .unwrap_or(false);
                 if inside {
                     continue;
                 }

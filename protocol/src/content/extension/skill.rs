@@ -231,6 +231,10 @@ pub struct SkillTestReport {
     pub passed: usize,
     pub failed: usize,
     pub tests: Vec<SkillTestResult>,
+    /// Where the answers were kept (`record`, when every test ran to an
+    /// answer; a partial recording is not kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<String>,
 }
 
 /// One test.
@@ -258,6 +262,13 @@ impl SkillTestReport {
                 TestMode::Replay => "replayed",
             }
         );
+        match (&self.recorded, self.mode) {
+            (Some(path), _) => out.push_str(&format!("\n  answers kept in {path}")),
+            (None, TestMode::Record) => {
+                out.push_str("\n  answers not kept: a test did not run to an answer")
+            }
+            _ => {}
+        }
         if self.tests.is_empty() {
             out.push_str("\n  no tests: add `tests` to the manifest, or a tests.yaml beside it");
         }
