@@ -354,12 +354,18 @@ async fn skills_install_from_git_archives_and_folders_update_and_remove_and_bad_
     let signed = w.root.join("signed-src");
     fetch_skill(&signed, "signed", "1.0.0");
     sign(&w, &signed);
-    let out = daemon.skillctl(&["skill", "install", signed.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    // From the notebook this time.
+    let cell = run(&mut client, &format!("%skill install {}", signed.display())).await;
+    assert_eq!(cell.status(), "ok", "{}", shown(&cell));
     assert!(
-        text(&out).contains(&format!("signed by {}", w.public_key)),
+        shown(&cell).contains(&format!("signed by {}", w.public_key)),
         "{}",
-        text(&out)
+        shown(&cell)
+    );
+    assert!(
+        shown(&cell).contains("trusted: signed by a key"),
+        "{}",
+        shown(&cell)
     );
     let ran = run(&mut client, "%%run signed\n").await;
     assert_eq!(ran.status(), "ok", "{}", shown(&ran));

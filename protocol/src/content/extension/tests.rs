@@ -178,7 +178,8 @@ fn skill_requests_have_the_documented_shape() {
             "install",
             "update",
             "remove",
-            "installed"
+            "installed",
+            "test"
         ]
     );
     round_trip(
@@ -210,6 +211,14 @@ fn skill_requests_have_the_documented_shape() {
         json!({"action": "remove", "skill": "x"}),
     );
     round_trip(SkillRequest::Installed, json!({"action": "installed"}));
+    round_trip(
+        SkillRequest::Test {
+            skill: "x".into(),
+            mode: TestMode::Replay,
+            model: None,
+        },
+        json!({"action": "test", "skill": "x", "mode": "replay"}),
+    );
     // Without `confirm` (or with null) a trust request only reviews.
     assert_eq!(
         SkillRequest::parse(&json!({"action": "trust", "skill": "x", "confirm": null})).unwrap(),
