@@ -154,7 +154,7 @@ async fn skill_names_parameters_and_values_complete_in_place() {
     }
     // The subcommands themselves still complete.
     let (got, cursor_start, _) = complete(&mut client, "%skill re").await;
-    assert_eq!(got, json!(["reload", "reset"]));
+    assert_eq!(got, json!(["reload", "remove", "reset"]));
     assert_eq!(cursor_start, 7);
 }
 
