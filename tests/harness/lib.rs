@@ -392,8 +392,21 @@ pub async fn invalid_execute_request(client: &mut KernelClient) -> skillkernel_p
     reply
 }
 
-/// A TCP port free right now on 127.0.0.1.
+/// A TCP port free right now on 127.0.0.1, below Linux's ephemeral range
+/// (32768 and up): a daemon binding its own channels to port 0 can never
+/// be handed the same port before the test uses it. Each call in a process
+/// gets another port; the start depends on the pid.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() * 97) % 12_000;
+    for _ in 0..2_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (20_000 + (base - 20_000 + n * 7) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
