@@ -18,6 +18,7 @@ mod model;
 mod parse;
 mod sandbox;
 mod skill;
+mod skill_share;
 mod status;
 
 pub use mcp::*;
@@ -25,6 +26,7 @@ pub use model::*;
 pub use parse::RequestError;
 pub use sandbox::*;
 pub use skill::*;
+pub use skill_share::*;
 pub use status::*;
 
 use serde::de::DeserializeOwned;
