@@ -2,7 +2,6 @@
 //! backend's own inference thread, never on the IO runtime.
 
 use std::fs::File;
-use std::io::BufReader;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -15,6 +14,7 @@ use super::constrain::{Constraints, Grammar};
 use super::detok::{Detokenizer, StopFilter};
 use super::gguf::{invalid, Architecture, GgufFile};
 use super::model::{KvType, Model, ModelError};
+use super::quant::Mapped;
 use super::template::{ChatTemplate, CHATML};
 use super::tokenizer;
 use crate::{ChatMessage, GenerationOptions, GenerationStats, OutputFormat, ProviderError};
@@ -150,20 +150,15 @@ impl LoadedModel {
         let context_length = gguf.context_length().unwrap_or(4096) as usize;
         let architecture = gguf.architecture;
         let path = gguf.path.clone();
-        let mut reader = BufReader::new(
-            File::open(&path).map_err(|e| invalid(&path, format!("cannot open: {e}")))?,
-        );
+        let map = map_file(&path)?;
         let content = gguf.content;
-        let cannot = |e: &dyn std::fmt::Display| {
-            invalid(
-                &path,
-                format!("cannot load weights ({e}); the file may be truncated"),
-            )
-        };
-        let network = match Model::load(architecture, &content, &mut reader, threads.max(1)) {
+        let cannot =
+            |e: &dyn std::fmt::Display| invalid(&path, format!("cannot load weights: {e}"));
+        let network = match Model::load(architecture, &content, &map, threads.max(1)) {
             Ok(model) => Network::Native(Box::new(model)),
             Err(ModelError::Unsupported(why)) if architecture == Architecture::Llama => {
                 tracing::info!(model = name, "{why}: using candle-transformers' llama");
+                let mut reader = std::io::Cursor::new(&map[..]);
                 quantized_llama::ModelWeights::from_gguf(content, &mut reader, &Device::Cpu)
                     .map(|m| Network::CandleMoe(Box::new(m)))
                     .map_err(|e| cannot(&e))?
@@ -219,6 +214,16 @@ impl LoadedModel {
             self.network.truncate(0);
         }
         self.cached.clear();
+    }
+
+    /// The logits after running `tokens` from an empty KV cache, which is
+    /// emptied again after: the figures to compare with another engine
+    /// on the same file.
+    pub fn logits_after(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ProviderError> {
+        self.clear_cache();
+        let logits = self.network.forward(tokens, 0);
+        self.clear_cache();
+        logits
     }
 
     /// The prompt tokens for a conversation, trimmed to fit the context.
@@ -405,6 +410,21 @@ impl LoadedModel {
             cached: false,
         })
     }
+}
+
+/// Maps a model file read-only, its pages read in now (as llama.cpp's
+/// default `MAP_POPULATE`), so the first generation does not fault them
+/// in one by one.
+fn map_file(path: &std::path::Path) -> Result<Mapped, ProviderError> {
+    let file = File::open(path).map_err(|e| invalid(path, format!("cannot open: {e}")))?;
+    // SAFETY: the mapping is read-only and private to this process. A
+    // model file changed or truncated while loaded would change what the
+    // forward pass reads (or fault on truncation); model files are
+    // written aside and renamed into place (pull, import), never
+    // rewritten in place, so a loaded model keeps its own inode.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        .map_err(|e| invalid(path, format!("cannot map into memory: {e}")))?;
+    Ok(std::sync::Arc::new(map))
 }
 
 /// Runs `tokens` after the cached ones and records them as cached.

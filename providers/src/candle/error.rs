@@ -19,6 +19,12 @@ pub enum ModelError {
     /// A model this forward pass does not implement (Candle's may).
     #[error("{0}")]
     Unsupported(String),
+    /// A weight type without a kernel here.
+    #[error(
+        "tensor `{tensor}` is stored as {dtype}, which the embedded engine does not run; it runs {}",
+        super::quant::matrix::SUPPORTED
+    )]
+    UnsupportedType { tensor: String, dtype: String },
 }
 
 /// Why the cache could not take more positions.

@@ -17,14 +17,14 @@ mod reserved;
 #[cfg(test)]
 mod tests;
 
-use std::io::{Read, Seek};
+use std::io::Cursor;
 
 use candle_core::quantized::gguf_file::Content;
 
 pub use super::error::ModelError;
 use super::gguf::Architecture;
 use super::pool::Pool;
-use super::quant::{self, BlockQ8, Job, Matrix};
+use super::quant::{self, Acts, Job, Mapped, Matrix};
 use attention::{attend, rms_norm, Heads, Rope};
 use kv::KvCache;
 pub use kv::{KvError, KvType};
@@ -80,7 +80,7 @@ struct Scratch {
     o: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    q8: Vec<BlockQ8>,
+    acts: Acts,
     cos: Vec<f32>,
     sin: Vec<f32>,
 }
@@ -105,27 +105,25 @@ pub struct Model {
     scratch: Scratch,
 }
 
-fn vector<R: Read + Seek>(
-    content: &Content,
-    reader: &mut R,
-    name: &str,
-) -> Result<Vec<f32>, ModelError> {
+/// A small tensor (a norm's weights, a bias) as f32, through Candle's
+/// reader over the mapped file.
+fn vector(content: &Content, map: &Mapped, name: &str) -> Result<Vec<f32>, ModelError> {
     if !content.tensor_infos.contains_key(name) {
         return Err(ModelError::Missing(name.to_owned()));
     }
-    let t = content.tensor(reader, name, &candle_core::Device::Cpu)?;
+    let t = content.tensor(&mut Cursor::new(&map[..]), name, &candle_core::Device::Cpu)?;
     Ok(t.dequantize(&candle_core::Device::Cpu)?
         .flatten_all()?
         .to_vec1()?)
 }
 
 impl Model {
-    /// Loads the weights of a llama, qwen2 or qwen3 GGUF and starts
-    /// `threads` inference threads (the caller's included).
-    pub fn load<R: Read + Seek>(
+    /// Views the weights of a llama, qwen2 or qwen3 GGUF in its mapped
+    /// file and starts `threads` inference threads (the caller's included).
+    pub fn load(
         arch: Architecture,
         content: &Content,
-        reader: &mut R,
+        map: &Mapped,
         threads: usize,
     ) -> Result<Self, ModelError> {
         let a = arch.as_str();
@@ -160,22 +158,23 @@ impl Model {
             Architecture::Qwen3 => Rope::new_f64(head_dim, base as f64, true),
         };
         let n_layer = meta_u32(content, &key("block_count"))?;
-        let embed = Matrix::load(content, reader, "token_embd.weight", true)?;
+        let embed = Matrix::load(content, map, "token_embd.weight")?;
         let output = if content.tensor_infos.contains_key("output.weight") {
-            Some(Matrix::load(content, reader, "output.weight", false)?)
+            Some(Matrix::load(content, map, "output.weight")?)
         } else {
             None
         };
-        let norm = vector(content, reader, "output_norm.weight")?;
+        let norm = vector(content, map, "output_norm.weight")?;
         let mut layers = Vec::with_capacity(n_layer);
         for l in 0..n_layer {
             let name = |s: &str| format!("blk.{l}.{s}");
-            let mat = |reader: &mut R, s: &str| Matrix::load(content, reader, &name(s), false);
+            let mat = |s: &str| Matrix::load(content, map, &name(s));
+            let vector = |s: &str| vector(content, map, &name(s));
             let bias = if content.tensor_infos.contains_key(&name("attn_q.bias")) {
                 Some([
-                    vector(content, reader, &name("attn_q.bias"))?,
-                    vector(content, reader, &name("attn_k.bias"))?,
-                    vector(content, reader, &name("attn_v.bias"))?,
+                    vector("attn_q.bias")?,
+                    vector("attn_k.bias")?,
+                    vector("attn_v.bias")?,
                 ])
             } else if arch == Architecture::Qwen2 {
                 return Err(ModelError::Missing(name("attn_q.bias")));
@@ -183,25 +182,22 @@ impl Model {
                 None
             };
             let qk_norm = if arch == Architecture::Qwen3 {
-                Some([
-                    vector(content, reader, &name("attn_q_norm.weight"))?,
-                    vector(content, reader, &name("attn_k_norm.weight"))?,
-                ])
+                Some([vector("attn_q_norm.weight")?, vector("attn_k_norm.weight")?])
             } else {
                 None
             };
             layers.push(Layer {
-                attn_norm: vector(content, reader, &name("attn_norm.weight"))?,
-                wq: mat(reader, "attn_q.weight")?,
-                wk: mat(reader, "attn_k.weight")?,
-                wv: mat(reader, "attn_v.weight")?,
+                attn_norm: vector("attn_norm.weight")?,
+                wq: mat("attn_q.weight")?,
+                wk: mat("attn_k.weight")?,
+                wv: mat("attn_v.weight")?,
                 bias,
                 qk_norm,
-                wo: mat(reader, "attn_output.weight")?,
-                ffn_norm: vector(content, reader, &name("ffn_norm.weight"))?,
-                gate: mat(reader, "ffn_gate.weight")?,
-                up: mat(reader, "ffn_up.weight")?,
-                down: mat(reader, "ffn_down.weight")?,
+                wo: mat("attn_output.weight")?,
+                ffn_norm: vector("ffn_norm.weight")?,
+                gate: mat("ffn_gate.weight")?,
+                up: mat("ffn_up.weight")?,
+                down: mat("ffn_down.weight")?,
                 cache: KvCache::new(KvType::default(), 0, 0, 0),
             });
         }
@@ -378,7 +374,7 @@ impl Model {
                     out: v,
                 },
             ];
-            quant::matmul(pool, hn, m, &mut jobs, &mut s.q8)?;
+            quant::matmul(pool, hn, m, &mut jobs, &mut s.acts)?;
             let [Job { out: q, .. }, Job { out: k, .. }, Job { out: v, .. }] = jobs;
             if let Some([bq, bk, bv]) = &layer.bias {
                 for (out, b) in [(&mut *q, bq), (&mut *k, bk), (&mut *v, bv)] {
@@ -413,7 +409,7 @@ impl Model {
                     w: &layer.wo,
                     out: o,
                 }],
-                &mut s.q8,
+                &mut s.acts,
             )?;
             x.iter_mut().zip(o.iter()).for_each(|(x, o)| *x += o);
 
@@ -431,7 +427,7 @@ impl Model {
                     out: u,
                 },
             ];
-            quant::matmul(pool, hn, m, &mut jobs, &mut s.q8)?;
+            quant::matmul(pool, hn, m, &mut jobs, &mut s.acts)?;
             let [Job { out: g, .. }, Job { out: u, .. }] = jobs;
             // SiLU(gate) · up, as Candle: x / (1 + e^-x).
             g.iter_mut()
@@ -446,7 +442,7 @@ impl Model {
                     w: &layer.down,
                     out: o,
                 }],
-                &mut s.q8,
+                &mut s.acts,
             )?;
             x.iter_mut().zip(o.iter()).for_each(|(x, o)| *x += o);
         }
@@ -464,7 +460,7 @@ impl Model {
                 w: out_w,
                 out: &mut logits,
             }],
-            &mut s.q8,
+            &mut s.acts,
         )?;
         Ok(logits)
     }

@@ -138,8 +138,10 @@ fn open(path: &Path) -> (Content, BufReader<File>) {
 
 /// Our model, with an f32 KV cache like candle-transformers'.
 fn ours(path: &Path, arch: Architecture, threads: usize) -> Model {
-    let (content, mut reader) = open(path);
-    let mut model = Model::load(arch, &content, &mut reader, threads).unwrap();
+    let (content, _) = open(path);
+    let file = File::open(path).unwrap();
+    let map = std::sync::Arc::new(unsafe { memmap2::Mmap::map(&file) }.unwrap());
+    let mut model = Model::load(arch, &content, &map, threads).unwrap();
     model.set_kv_type(KvType::F32);
     model
 }
