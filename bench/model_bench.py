@@ -402,6 +402,15 @@ def markdown(s, meta):
         ("RSS after all generation (VmRSS)",
          fmt(c["rss_after_gen_mib"], " MiB"), fmt(l["rss_after_gen_mib"], " MiB"), "",
          f"≤ {lim:.1f} MiB", status(c["rss_after_gen_mib"] <= lim)),
+        # Issue 18's targets for the files users download (any --model):
+        # load and memory no worse than llama.cpp on the same file.
+        ("Model load against llama.cpp",
+         fmt(c["load_ms"], " ms"), fmt(l["load_ms"], " ms"), f"{c['load_ms'] / l['load_ms']:.2f}× the time",
+         "≤ 1.0× llama.cpp's", status(c["load_ms"] <= l["load_ms"])),
+        ("RSS after all generation against llama.cpp",
+         fmt(c["rss_after_gen_mib"], " MiB"), fmt(l["rss_after_gen_mib"], " MiB"),
+         f"{c['rss_after_gen_mib'] / l['rss_after_gen_mib']:.2f}×",
+         "≤ llama.cpp's", status(c["rss_after_gen_mib"] <= l["rss_after_gen_mib"])),
     ]
     out = []
     out.append(f"Machine: {meta['machine']}; {meta['date']}")
