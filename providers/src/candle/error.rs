@@ -1,6 +1,10 @@
 //! What can go wrong loading or running an embedded model: a leaf that
 //! the forward pass and the quantized kernels both report through.
 
+/// The GGUF tensor types the engine runs (`quant::matrix`), for error
+/// messages.
+pub const SUPPORTED_TYPES: &str = "F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
+
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -22,7 +26,7 @@ pub enum ModelError {
     /// A weight type without a kernel here.
     #[error(
         "tensor `{tensor}` is stored as {dtype}, which the embedded engine does not run; it runs {}",
-        super::quant::matrix::SUPPORTED
+        SUPPORTED_TYPES
     )]
     UnsupportedType { tensor: String, dtype: String },
 }

@@ -24,9 +24,6 @@ use super::{f16, Block};
 /// A model file mapped into memory, shared by its matrices.
 pub type Mapped = Arc<memmap2::Mmap>;
 
-/// The GGUF tensor types the engine runs, for error messages.
-pub const SUPPORTED: &str = "F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
-
 /// `len` values of `T` at `offset` in the mapped file.
 pub struct View<T> {
     map: Mapped,
