@@ -8,11 +8,10 @@
 //! file atomically.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use skillkernel_stdx::files;
 
 use crate::source::Source;
 use crate::InstallError;
@@ -99,16 +98,8 @@ impl Lock {
         change: impl FnOnce(&mut BTreeMap<String, LockEntry>) -> T,
     ) -> Result<T, InstallError> {
         let io = |e: std::io::Error| InstallError::io(&self.path, e);
-        let guard = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.path.with_extension("json.lock"))
-            .map_err(io)?;
-        // SAFETY: flock on a descriptor we own; released when it closes.
-        if unsafe { libc::flock(guard.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io(std::io::Error::last_os_error()));
-        }
+        let guard =
+            files::lock_exclusive(&self.path.with_extension("json.lock"), 0o644).map_err(io)?;
         let mut skills = self.read()?;
         let out = change(&mut skills);
         let file = LockFile {
@@ -117,18 +108,7 @@ impl Lock {
             skills,
         };
         let text = serde_json::to_string_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let written = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(e));
-        }
+        files::replace(&self.path, format!("{text}\n").as_bytes(), 0o644).map_err(io)?;
         drop(guard);
         Ok(out)
     }

@@ -1,6 +1,7 @@
 //! Small generic helpers that every skillkernel crate may use, in the
 //! spirit of rust-analyzer's `stdx`: things the standard library almost
-//! has — poison-tolerant locks ([`sync`]), opening a sled database that
+//! has — poison-tolerant locks ([`sync`]), locked and atomically
+//! replaced small files ([`files`]), opening a sled database that
 //! this process just closed (`sled_open`, with the `sled` feature), text for people
 //! ([`text`]: durations, plain-text tables, HTML escaping), and the
 //! Prometheus text format with an atomic histogram ([`prometheus`]), and
@@ -17,6 +18,7 @@
 //! * Depend on another skillkernel crate, or pull a heavy dependency into
 //!   every user (sled and chrono are behind the `sled` and `stamps` features).
 
+pub mod files;
 pub mod outlet;
 pub mod prometheus;
 pub mod secret;

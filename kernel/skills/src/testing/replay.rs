@@ -91,9 +91,7 @@ impl Recording {
     /// Written atomically.
     pub fn write(&self, path: &Path) -> Result<(), String> {
         let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, format!("{text}\n"))
-            .and_then(|()| std::fs::rename(&tmp, path))
+        skillkernel_stdx::files::replace(path, format!("{text}\n").as_bytes(), 0o644)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 }

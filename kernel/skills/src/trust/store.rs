@@ -13,14 +13,12 @@
 //! it, and nothing is trusted meanwhile.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use skillkernel_stdx::lock;
+use skillkernel_stdx::{files, lock};
 
 /// The file's layout version.
 const VERSION: u32 = 1;
@@ -111,17 +109,8 @@ impl TrustStore {
             std::fs::create_dir_all(dir).map_err(|e| unwritable(e.to_string()))?;
         }
         let lock_path = self.path.with_extension("json.lock");
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
+        let guard = files::lock_exclusive(&lock_path, 0o600)
             .map_err(|e| unwritable(format!("{}: {e}", lock_path.display())))?;
-        // SAFETY: flock on a descriptor we own; released when it closes.
-        if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(unwritable(std::io::Error::last_os_error().to_string()));
-        }
         let mut file = match std::fs::metadata(&self.path) {
             Ok(_) => self.parse()?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => TrustFile::empty(),
@@ -129,25 +118,10 @@ impl TrustStore {
         };
         let out = change(&mut file);
         let text = serde_json::to_string_pretty(&file).map_err(|e| unwritable(e.to_string()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let written = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(unwritable(e.to_string()));
-        }
+        files::replace(&self.path, format!("{text}\n").as_bytes(), 0o600)
+            .map_err(|e| unwritable(e.to_string()))?;
         *lock(&self.cached) = None;
-        drop(lock_file);
+        drop(guard);
         Ok(out)
     }
 
