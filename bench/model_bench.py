@@ -34,8 +34,9 @@ Figures, the same definitions for both engines:
 * decode    — forward passes after the first token / time from the first
               token to the end.
 * RSS       — VmRSS of the engine's process after load and after all
-              generation (llama.cpp mmaps the file, so its pages show up as
-              RssFile once touched; Candle reads the weights into the heap).
+              generation (both engines map the file, so its pages show up
+              as RssFile once touched; llama.cpp also repacks some types
+              into anonymous memory).
 
 Before each engine run the script waits until the machine is idle (CPU busy
 < --idle-busy over a short window), and after it checks how much CPU other

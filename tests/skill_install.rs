@@ -370,6 +370,25 @@ async fn skills_install_from_git_archives_and_folders_update_and_remove_and_bad_
     let ran = run(&mut client, "%%run signed\n").await;
     assert_eq!(ran.status(), "ok", "{}", shown(&ran));
     assert!(shown(&ran).contains("signed-1.0.0"), "{}", shown(&ran));
+    // Trusted as any grant is: audited, with what it asks for.
+    let audit = std::fs::read_to_string(daemon.dir.path().join("state/sandbox-audit.jsonl"))
+        .unwrap_or_default();
+    let trusted: serde_json::Value = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "skill_trusted")
+        .unwrap_or_else(|| panic!("no skill_trusted event in the audit log:\n{audit}"));
+    assert_eq!(
+        trusted["via"],
+        format!("signature by {}", w.public_key),
+        "{trusted}"
+    );
+    assert!(
+        trusted["asks"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.contains("network")))),
+        "{trusted}"
+    );
 
     // Archives over HTTP: one installs (its top folder descended into).
     let www = archives(&w);
@@ -441,7 +460,11 @@ async fn skills_install_from_git_archives_and_folders_update_and_remove_and_bad_
         assert!(text(&out).contains(expected), "{argv:?}: {}", text(&out));
         assert_eq!(contents(&user_dir), before, "{argv:?} left something");
     }
-    assert!(!w.root.join("escaped.txt").exists() && !www.join("escaped.txt").exists());
+    // `../../escaped.txt` from the staging folder would land in the user
+    // skill dir or beside it: nowhere has it.
+    for dir in [&w.root, &www, &user_dir, user_dir.parent().unwrap()] {
+        assert!(!dir.join("escaped.txt").exists(), "{}", dir.display());
+    }
 
     // Remove: gone from disk, the lock and the registry.
     let out = daemon.skillctl(&["skill", "remove", "fetch"]);

@@ -66,7 +66,7 @@ fn main() {
     let root = tempfile::tempdir().unwrap();
     let url = repository(root.path());
     let user_dir = root.path().join("user-skills");
-    let installer = Installer::new(user_dir.clone(), SignatureConfig::default(), None);
+    let installer = Installer::new(user_dir.clone(), SignatureConfig::default());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let request = InstallRequest {
         source: url.clone(),

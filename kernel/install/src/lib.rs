@@ -11,10 +11,10 @@
 //! Whatever fails, the staging folder goes and nothing half-installed is
 //! left.
 //!
-//! This crate never runs a skill and never writes outside the user's
-//! skill directory, except a trust decision for a skill a trusted key
-//! signed (`[skills.signatures] trust_signed`), through the engine's own
-//! trust store.
+//! This crate never runs a skill, never writes outside the user's skill
+//! directory and never records trust: trusting a skill a configured key
+//! signed (`[skills.signatures] trust_signed`) is the kernel's, through
+//! the registry's `Trust::grant`, as any other trust decision.
 
 pub mod fetch;
 pub mod lock;
@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use skillkernel_skills::config::{SignatureConfig, SignaturePolicy};
 use skillkernel_skills::format::{self, FOLDER_MANIFESTS};
 use skillkernel_skills::model::Origin;
-use skillkernel_skills::trust::{digest, TrustRecord, TrustStore};
+use skillkernel_skills::trust::digest;
 
 pub use lock::{Lock, LockEntry};
 pub use signature::SignatureCheck;
@@ -111,8 +111,6 @@ pub struct Installed {
     pub entry: LockEntry,
     pub path: PathBuf,
     pub signature: SignatureCheck,
-    /// Whether a trusted key's signature trusted it.
-    pub trusted: bool,
     /// The digest it had before, for an update.
     pub previous_digest: Option<String>,
 }
@@ -131,21 +129,14 @@ pub struct InstalledStatus {
 pub struct Installer {
     user_dir: PathBuf,
     signatures: SignatureConfig,
-    trust: Option<PathBuf>,
 }
 
 impl Installer {
-    /// Into `user_dir`; signatures as `signatures` says; a signed skill's
-    /// trust recorded in the trust store at `trust_store`.
-    pub fn new(
-        user_dir: PathBuf,
-        signatures: SignatureConfig,
-        trust_store: Option<PathBuf>,
-    ) -> Self {
+    /// Into `user_dir`; signatures as `signatures` says.
+    pub fn new(user_dir: PathBuf, signatures: SignatureConfig) -> Self {
         Installer {
             user_dir,
             signatures,
-            trust: trust_store,
         }
     }
 
@@ -197,6 +188,11 @@ impl Installer {
         Ok(entry)
     }
 
+    /// The names of the installed skills (the lock file's entries).
+    pub fn installed_names(&self) -> Result<Vec<String>, InstallError> {
+        Ok(self.lock().read()?.into_keys().collect())
+    }
+
     /// Every installed skill and whether its files are as installed.
     pub fn list(&self) -> Result<Vec<InstalledStatus>, InstallError> {
         Ok(self
@@ -243,13 +239,9 @@ impl Installer {
                 .await
                 .map_err(|e| InstallError::Internal(e.to_string()))??;
         }
-        let manifest = FOLDER_MANIFESTS
-            .iter()
-            .map(|m| root.join(m))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                InstallError::NotASkill(format!("no skill manifest in {}", source.display()))
-            })?;
+        let manifest = format::folder_manifest(&root).ok_or_else(|| {
+            InstallError::NotASkill(format!("no skill manifest in {}", source.display()))
+        })?;
         let skill = format::load_file(&manifest, Origin::User).map_err(|e| {
             InstallError::NotASkill(format!(
                 "the skill from {} does not load: {e}",
@@ -307,42 +299,14 @@ impl Installer {
         // The lock is the last step: if it fails, the swap is undone.
         lock.update(|s| s.insert(name.clone(), entry.clone()))?;
         swap.keep();
-        let trusted = match (&check, &self.trust, self.signatures.trust_signed) {
-            (SignatureCheck::Verified { key }, Some(store), true) => {
-                self.trust_signed(store, &target, &entry, key)
-            }
-            _ => false,
-        };
         tracing::info!(skill = %entry.skill, source = %entry.source.display(), digest = %digest, "skill installed");
         Ok(Installed {
             name,
             path: target,
             entry,
             signature: check,
-            trusted,
             previous_digest: previous,
         })
-    }
-
-    /// Records trust in a skill a configured key signed.
-    fn trust_signed(&self, store: &Path, target: &Path, entry: &LockEntry, key: &str) -> bool {
-        let key_path = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
-        let record = TrustRecord {
-            skill: entry.skill.clone(),
-            digest: entry.digest.clone(),
-            asks: Vec::new(),
-            trusted_at: entry.installed_at.clone(),
-            via: format!("signature by {key}"),
-        };
-        match TrustStore::new(store)
-            .update(|f| f.skills.insert(key_path.display().to_string(), record))
-        {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(skill = %entry.skill, error = %e, "a signed skill was installed but not trusted");
-                false
-            }
-        }
     }
 }
 
@@ -350,7 +314,7 @@ impl Installer {
 /// manifest, else its only subfolder when that does (an archive's
 /// `name-1.0/`).
 fn skill_folder(root: &Path, source: &Source) -> Result<PathBuf, InstallError> {
-    let has_manifest = |d: &Path| FOLDER_MANIFESTS.iter().any(|m| d.join(m).is_file());
+    let has_manifest = |d: &Path| format::folder_manifest(d).is_some();
     if !root.is_dir() {
         return Err(InstallError::NotASkill(format!(
             "{} has no such subfolder",

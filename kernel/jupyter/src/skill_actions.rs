@@ -22,7 +22,7 @@ use crate::session::Shared;
 use skillkernel_sandbox::Sandbox;
 use skillkernel_skills::format;
 use skillkernel_skills::model::Origin;
-use skillkernel_skills::registry::{Failure, ReloadReport, SkillEntry, State, FOLDER_MANIFESTS};
+use skillkernel_skills::registry::{Failure, ReloadReport, SkillEntry, State};
 use skillkernel_skills::service::Skills;
 use skillkernel_skills::trust::{TrustMark, TrustPolicy, TrustStatus};
 use skillkernel_skills::{LoadError, Skill, SkillError};
@@ -453,17 +453,13 @@ async fn load_path(path: &Path, origin: Origin) -> Result<skillkernel_skills::Sk
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let file = if path.is_dir() {
-            FOLDER_MANIFESTS
-                .iter()
-                .map(|m| path.join(m))
-                .find(|p| p.is_file())
-                .ok_or_else(|| {
-                    LoadError::new(
-                        &path,
-                        "no skill manifest in this folder",
-                        "a skill folder holds skill.yaml, skill.yml, skill.json or SKILL.md",
-                    )
-                })?
+            skillkernel_skills::format::folder_manifest(&path).ok_or_else(|| {
+                LoadError::new(
+                    &path,
+                    "no skill manifest in this folder",
+                    "a skill folder holds skill.yaml, skill.yml, skill.json or SKILL.md",
+                )
+            })?
         } else {
             path.clone()
         };

@@ -4,10 +4,12 @@
 //! at once, so the skill runs (or is gone) in the very next cell.
 
 use serde_json::json;
+use skillkernel_install::signature::SignatureCheck;
 use skillkernel_install::{InstallError, InstallRequest, Installed, Installer};
 use skillkernel_protocol::content::{InstallReport, InstalledSkill};
 use skillkernel_sandbox::audit::{fields_of, Subject};
 use skillkernel_skills::service::Skills;
+use skillkernel_skills::trust::TrustMark;
 use skillkernel_skills::{ErrorCode, SkillError};
 
 use crate::errors::KernelError;
@@ -31,14 +33,10 @@ fn installer(skills: &Skills) -> Result<Installer, KernelError> {
         )
         .into());
     };
-    Ok(Installer::new(
-        user_dir,
-        skills.signatures.clone(),
-        skills.trust_store.clone(),
-    ))
+    Ok(Installer::new(user_dir, skills.signatures.clone()))
 }
 
-fn report(i: &Installed) -> InstallReport {
+fn report(i: &Installed, trusted: bool) -> InstallReport {
     InstallReport {
         name: i.name.clone(),
         skill: i.entry.skill.clone(),
@@ -49,7 +47,7 @@ fn report(i: &Installed) -> InstallReport {
         previous_digest: i.previous_digest.clone(),
         signature: i.signature.describe(),
         signed_by: i.entry.signed_by.clone(),
-        trusted: i.trusted,
+        trusted,
     }
 }
 
@@ -64,6 +62,35 @@ fn audit(shared: &Shared, event: &str, id: &str, fields: serde_json::Value) {
         &Subject::skill("skill", name, version),
         fields_of(fields),
     );
+}
+
+/// Trusts a skill a configured key signed (`[skills.signatures]
+/// trust_signed`) at the digest installed, through the registry's trust
+/// as `%skill trust` does (recorded with its asks, audited). Called after
+/// the rescan, so the registry knows the new files. Whether it is trusted.
+async fn trust_signed(skills: &Skills, i: &Installed) -> bool {
+    let SignatureCheck::Verified { key } = &i.signature else {
+        return false;
+    };
+    if !skills.signatures.trust_signed {
+        return false;
+    }
+    let (name, digest, via) = (
+        i.name.clone(),
+        i.entry.digest.clone(),
+        format!("signature by {key}"),
+    );
+    let granted = skills
+        .with_registry(move |r| {
+            let skill = r.loaded(&name)?;
+            let status = r.trust().grant(&skill, Some(&digest), &via)?;
+            Ok(status.mark == TrustMark::Trusted)
+        })
+        .await;
+    granted.unwrap_or_else(|e| {
+        tracing::warn!(skill = %i.entry.skill, error = %e, "a signed skill was installed but not trusted");
+        false
+    })
 }
 
 /// Rescans the skill directories so the change shows at once.
@@ -89,14 +116,14 @@ pub async fn install(
         })
         .await
         .map_err(failed)?;
-    let r = report(&installed);
+    rescan(skills).await;
+    let r = report(&installed, trust_signed(skills, &installed).await);
     audit(
         shared,
         "skill_installed",
         &r.skill,
         json!({"source": r.source, "resolved": r.resolved, "digest": r.digest, "signature": r.signature, "trusted": r.trusted}),
     );
-    rescan(skills).await;
     Ok(r)
 }
 
@@ -109,26 +136,24 @@ pub async fn update(
     let installer = installer(skills)?;
     let names: Vec<String> = match name {
         Some(n) => vec![n.to_owned()],
-        None => installer
-            .list()
-            .map_err(failed)?
-            .into_iter()
-            .map(|s| s.name)
-            .collect(),
+        None => installer.installed_names().map_err(failed)?,
     };
-    let mut out = Vec::new();
+    let mut updated = Vec::new();
     for n in names {
-        let updated = installer.update(&n).await.map_err(failed)?;
-        let r = report(&updated);
+        updated.push(installer.update(&n).await.map_err(failed)?);
+    }
+    rescan(skills).await;
+    let mut out = Vec::new();
+    for u in &updated {
+        let r = report(u, trust_signed(skills, u).await);
         audit(
             shared,
             "skill_updated",
             &r.skill,
-            json!({"source": r.source, "resolved": r.resolved, "digest": r.digest, "previous_digest": r.previous_digest, "signature": r.signature}),
+            json!({"source": r.source, "resolved": r.resolved, "digest": r.digest, "previous_digest": r.previous_digest, "signature": r.signature, "trusted": r.trusted}),
         );
         out.push(r);
     }
-    rescan(skills).await;
     Ok(out)
 }
 

@@ -39,8 +39,6 @@ pub struct Skills {
     pub working_dir: PathBuf,
     /// How installed skills' signatures are checked (`[skills.signatures]`).
     pub signatures: crate::config::SignatureConfig,
-    /// The user's trust decisions (`<state_dir>/skill-trust.json`).
-    pub trust_store: Option<PathBuf>,
     /// Conversation skills' turns so far in the notebook's session; other
     /// clients (MCP sessions) keep their own [`Conversations`].
     conversations: Conversations,
@@ -109,7 +107,6 @@ impl Skills {
                 .unwrap_or_else(|| Arc::new(Executor::new(Arc::new(SkillMetrics::new())))),
             working_dir: setup.working_dir.clone(),
             signatures: setup.config.signatures.clone(),
-            trust_store: setup.trust_store.clone(),
             conversations: Conversations::default(),
         };
         (skills, report)

@@ -419,11 +419,12 @@ impl LoadedModel {
 /// the page cache the read-ahead filled.
 fn map_file(path: &std::path::Path) -> Result<Mapped, ProviderError> {
     let file = File::open(path).map_err(|e| invalid(path, format!("cannot open: {e}")))?;
-    // SAFETY: the mapping is read-only and private to this process. A
-    // model file changed or truncated while loaded would change what the
-    // forward pass reads (or fault on truncation); model files are
-    // written aside and renamed into place (pull, import), never
-    // rewritten in place, so a loaded model keeps its own inode.
+    // SAFETY: the mapping is read-only, and every view into it checks its
+    // bounds and alignment. A model file rewritten in place while loaded
+    // would change what the forward pass reads (or fault, if truncated),
+    // as with llama.cpp; the backend itself never does that: pull and
+    // import write aside and rename into place, and remove unlinks, so a
+    // loaded model keeps its own inode.
     let map = unsafe { memmap2::Mmap::map(&file) }
         .map_err(|e| invalid(path, format!("cannot map into memory: {e}")))?;
     if let Err(e) = map.advise(memmap2::Advice::WillNeed) {

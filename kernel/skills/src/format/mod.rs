@@ -40,7 +40,7 @@ mod tools;
 mod validate;
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use limits::{MAX_MANIFEST_BYTES, UNVERSIONED};
 pub use validate::name_problem;
@@ -50,6 +50,22 @@ use crate::model::{Origin, Skill, SkillFormat, SkillHeader};
 
 /// The manifest names that make a folder one skill, in order of preference.
 pub const FOLDER_MANIFESTS: &[&str] = &["skill.yaml", "skill.yml", "skill.json", "SKILL.md"];
+
+/// Whether `path` is named like a folder manifest.
+pub fn is_folder_manifest(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| FOLDER_MANIFESTS.contains(&n))
+}
+
+/// The manifest of the skill folder `dir`: the first of
+/// [`FOLDER_MANIFESTS`] that is a file there.
+pub fn folder_manifest(dir: &Path) -> Option<PathBuf> {
+    FOLDER_MANIFESTS
+        .iter()
+        .map(|m| dir.join(m))
+        .find(|p| p.is_file())
+}
 
 /// Which format `path` holds, from its name: `skill.yaml`, `skill.yml`,
 /// `skill.json` → native; `SKILL.md` → Agent Skills; any other `*.yaml` /

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::format;
 use crate::model::SkillFormat;
 
-pub use crate::format::FOLDER_MANIFESTS;
+pub use crate::format::{is_folder_manifest, FOLDER_MANIFESTS};
 
 /// A file the walk found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +32,6 @@ pub struct Found {
     /// A `*.yaml` outside a skill folder: a workflow only if it has a
     /// top-level `phases`.
     pub loose: bool,
-}
-
-/// Whether `path` is named like a folder manifest.
-pub fn is_folder_manifest(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| FOLDER_MANIFESTS.contains(&n))
 }
 
 /// Whether `name` is hidden.

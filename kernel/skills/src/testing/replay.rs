@@ -66,9 +66,7 @@ impl Recording {
     /// Where `manifest`'s recordings are: beside it, in its folder — a
     /// folder skill's only (a loose workflow shares its folder).
     pub fn path_for(manifest: &Path) -> Option<PathBuf> {
-        let name = manifest.file_name()?.to_str()?;
-        crate::format::FOLDER_MANIFESTS
-            .contains(&name)
+        crate::format::is_folder_manifest(manifest)
             .then(|| manifest.parent().map(|d| d.join(RECORDING_FILE)))
             .flatten()
     }

@@ -56,10 +56,7 @@ pub fn load_tests(skill: &Skill) -> Result<Vec<SkillTest>, LoadError> {
         return Ok(Vec::new());
     };
     let mut tests = from_manifest(manifest)?;
-    let folder_skill = manifest
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| crate::format::FOLDER_MANIFESTS.contains(&n));
+    let folder_skill = crate::format::is_folder_manifest(manifest);
     if tests.is_empty() && folder_skill {
         if let Some(dir) = manifest.parent() {
             let file = dir.join(TESTS_FILE);

@@ -20,7 +20,7 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::format::FOLDER_MANIFESTS;
+use crate::format::is_folder_manifest;
 
 /// The most files a skill's digest covers.
 pub const MAX_FILES: usize = 10_000;
@@ -73,12 +73,8 @@ impl DigestManifest {
 /// What a skill's digest covers, for its manifest at `manifest`: its
 /// folder when the manifest is a folder manifest, else the file itself.
 pub fn skill_root(manifest: &Path) -> PathBuf {
-    let is_folder_manifest = manifest
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| FOLDER_MANIFESTS.contains(&n));
     match manifest.parent() {
-        Some(dir) if is_folder_manifest => dir.to_path_buf(),
+        Some(dir) if is_folder_manifest(manifest) => dir.to_path_buf(),
         _ => manifest.to_path_buf(),
     }
 }

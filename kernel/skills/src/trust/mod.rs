@@ -272,8 +272,19 @@ impl Trust {
             }
             Ok(file) => {
                 status.record = file.skills.get(&known.key).cloned();
+                // The files and what the running definition asks for must
+                // both be what was trusted: a definition loaded before the
+                // files changed (no watcher, or trust given by another
+                // kernel) would otherwise run under the new files' trust.
+                let asks_granted = |r: &TrustRecord| {
+                    r.asks.len() == status.asks.len()
+                        && r.asks
+                            .iter()
+                            .zip(&status.asks)
+                            .all(|(g, a)| *g == a.to_string())
+                };
                 status.mark = match &status.record {
-                    Some(r) if r.digest == digest => TrustMark::Trusted,
+                    Some(r) if r.digest == digest && asks_granted(r) => TrustMark::Trusted,
                     Some(_) => TrustMark::Changed,
                     None => TrustMark::Untrusted,
                 };

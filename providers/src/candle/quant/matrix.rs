@@ -129,7 +129,10 @@ impl Matrix {
                     "{name}: width {cols} is not a multiple of its block size {per_block}"
                 )));
             }
-            View::new(map, offset, rows * (cols / per_block), name)
+            let blocks = rows.checked_mul(cols / per_block).ok_or_else(|| {
+                ModelError::Invalid(format!("{name}: {rows} × {cols} is too large"))
+            })?;
+            View::new(map, offset, blocks, name)
         }
         macro_rules! blocks {
             ($variant:ident, $block:ty) => {

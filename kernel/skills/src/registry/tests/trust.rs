@@ -223,3 +223,49 @@ fn a_definition_loaded_before_an_edit_is_not_trusted_for_what_is_on_disk() {
         .iter()
         .any(|a| a.to_string().contains("AWS_SECRET_ACCESS_KEY")));
 }
+
+#[test]
+fn trust_another_kernel_gave_to_new_files_does_not_cover_a_stale_definition() {
+    let t = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    skills(t.path());
+    let store = state.path().join("skill-trust.json");
+    let open = || {
+        let mut config = RegistryConfig::only([t.path().to_path_buf()]);
+        config.trust = TrustSettings {
+            policy: TrustPolicy::Ask,
+            store: Some(store.clone()),
+            workspace: t.path().join("workspace"),
+        };
+        SkillRegistry::open(config).0 // no watcher
+    };
+    let stale = open();
+    stale.loaded("fetch").unwrap();
+    // The files change to ask for less; a second kernel loads and trusts
+    // them. The first still holds the definition that asks for ~/.ssh.
+    write(
+        t.path(),
+        "fetch/skill.yaml",
+        &FETCH.replace("  read: [/home/ana/.ssh]\n", ""),
+    );
+    let other = open();
+    let granted = other
+        .trust()
+        .grant(&other.loaded("fetch").unwrap(), None, "test")
+        .unwrap();
+    assert_eq!(granted.mark, TrustMark::Trusted);
+    other
+        .begin_execution("fetch")
+        .expect("the trusted definition runs");
+    let e = refused(&stale, "fetch");
+    assert_eq!(e.code, ErrorCode::TrustRequired);
+    assert_eq!(
+        stale.trust().status(&stale.loaded("fetch").unwrap()).mark,
+        TrustMark::Changed
+    );
+    // Re-read, the first kernel runs what was trusted.
+    stale.reload("fetch").unwrap();
+    stale
+        .begin_execution("fetch")
+        .expect("the fresh definition runs");
+}
