@@ -37,7 +37,7 @@ pub async fn fetch(source: &Source, dest: &Path) -> Result<String, InstallError>
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, InstallError> + Send + 'static,
 ) -> Result<T, InstallError> {
     tokio::task::spawn_blocking(f)

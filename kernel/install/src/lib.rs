@@ -214,6 +214,9 @@ impl Installer {
             .collect())
     }
 
+    /// Fetches `source` into a staging folder, then checks and places it
+    /// off the async runtime (digesting, verifying and moving a skill of
+    /// up to 256 MiB is blocking work).
     async fn put(
         &self,
         source: Source,
@@ -221,11 +224,33 @@ impl Installer {
         replacing: Option<&str>,
     ) -> Result<Installed, InstallError> {
         std::fs::create_dir_all(&self.user_dir).map_err(|e| InstallError::io(&self.user_dir, e))?;
+        let staging = Staging::new(&self.user_dir)?;
+        let resolved = fetch::fetch(&source, &staging.path.join("fetched")).await?;
+        let (user_dir, signatures) = (self.user_dir.clone(), self.signatures.clone());
+        let replacing = replacing.map(str::to_owned);
+        fetch::blocking(move || {
+            let installer = Installer {
+                user_dir,
+                signatures,
+            };
+            installer.place(staging, source, subdir, resolved, replacing.as_deref())
+        })
+        .await
+    }
+
+    /// Checks what `staging` fetched and moves it into place; `staging`
+    /// goes when this returns, whatever happened. **Blocking.**
+    fn place(
+        &self,
+        staging: Staging,
+        source: Source,
+        subdir: Option<String>,
+        resolved: String,
+        replacing: Option<&str>,
+    ) -> Result<Installed, InstallError> {
         let lock = self.lock();
         let entries = lock.read()?;
-        let staging = Staging::new(&self.user_dir)?;
         let fetched = staging.path.join("fetched");
-        let resolved = fetch::fetch(&source, &fetched).await?;
         let root = match &subdir {
             Some(s) => fetched.join(source::checked_subdir(s)?),
             None => fetched.clone(),
@@ -233,12 +258,7 @@ impl Installer {
         let root = skill_folder(&root, &source)?;
         // The links of what is moved into place, checked against it alone
         // (a link fine inside the whole source may leave the subfolder).
-        {
-            let (what, tree) = (source.display(), root.clone());
-            tokio::task::spawn_blocking(move || unpack::check_links(&what, &tree))
-                .await
-                .map_err(|e| InstallError::Internal(e.to_string()))??;
-        }
+        unpack::check_links(&source.display(), &root)?;
         let manifest = format::folder_manifest(&root).ok_or_else(|| {
             InstallError::NotASkill(format!("no skill manifest in {}", source.display()))
         })?;
