@@ -55,7 +55,7 @@ impl SkillRegistry {
 
     /// Rescans every root, then drops index entries of files no longer
     /// discovered and flushes the index.
-    fn rescan_roots(&self, reset: Reset) -> ReloadReport {
+    pub(super) fn rescan_roots(&self, reset: Reset) -> ReloadReport {
         let scopes = self.roots.iter().map(|r| (r.clone(), r.dir.clone()));
         let report = self.rescan(scopes.collect(), Vec::new(), reset);
         if let Some(paths) = self.index.with(|i| i.paths()) {

@@ -82,13 +82,14 @@ impl SkillRegistry {
         if paths.iter().any(|p| p.as_os_str() == FORGET_DIGESTS) {
             self.trust.forget_all();
         }
-        self.trust.forget(&paths);
-        let lost = paths.iter().any(|p| p.as_os_str() == "/");
-        let mut scopes: BTreeSet<(usize, PathBuf)> = BTreeSet::new();
         if paths.iter().any(|p| p.as_os_str() == "/") {
-            // Events were lost: every root is scanned again.
-            scopes.extend(self.roots.iter().map(|r| (r.rank, r.dir.clone())));
+            // Events were lost: as `reload_all`, every digest goes and
+            // every root is scanned again, every loaded skill re-read.
+            self.trust.forget_all();
+            return self.publish(self.rescan_roots(Reset::AllLoaded));
         }
+        self.trust.forget(&paths);
+        let mut scopes: BTreeSet<(usize, PathBuf)> = BTreeSet::new();
         let mut touched: Vec<PathBuf> = Vec::new();
         {
             let cat = read(&self.catalog);
@@ -123,14 +124,11 @@ impl SkillRegistry {
             .filter(|(_, d)| !scopes.iter().any(|(_, o)| o != d && d.starts_with(o)))
             .filter_map(|(rank, d)| Some((self.roots.get(*rank)?.clone(), d.clone())))
             .collect();
-        // After lost events every loaded skill is read again, as its
-        // digest will be.
-        let reset = if lost {
-            Reset::AllLoaded
-        } else {
-            Reset::Folders(touched)
-        };
-        let report = self.rescan(scopes, Vec::new(), reset);
+        self.publish(self.rescan(scopes, Vec::new(), Reset::Folders(touched)))
+    }
+
+    /// Logs and sends what the watcher's changes did.
+    fn publish(&self, report: ReloadReport) -> ReloadReport {
         if !report.is_quiet() {
             tracing::info!(target: "skillkernel::skills", "skills changed on disk: {report}");
         }
