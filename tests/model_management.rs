@@ -73,7 +73,7 @@ async fn model_pull_in_a_cell_shows_a_progress_bar_and_the_model_then_answers() 
         hub,
         daemon,
         model_dir,
-        ..
+        _dir,
     } = with_hub(&["--repeat-penalty", "1.0"]).await;
     let mut client = daemon.client().await;
 
@@ -125,7 +125,12 @@ async fn model_pull_in_a_cell_shows_a_progress_bar_and_the_model_then_answers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_request_pull_reports_progress_on_iopub_and_a_structured_reply() {
-    let WithHub { daemon, .. } = with_hub(&[]).await;
+    let WithHub {
+        daemon,
+        _dir,
+        hub: _hub,
+        ..
+    } = with_hub(&[]).await;
     let mut client = daemon.client().await;
     let msg = client.message(
         "model_request",
@@ -152,7 +157,10 @@ async fn model_request_pull_reports_progress_on_iopub_and_a_structured_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skillctl_model_commands_pull_list_use_and_remove() {
     let WithHub {
-        daemon, model_dir, ..
+        daemon,
+        model_dir,
+        _dir,
+        hub: _hub,
     } = with_hub(&[]).await;
 
     let pull = daemon.skillctl(&["model", "pull", HUB_PATH]);

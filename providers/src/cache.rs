@@ -168,6 +168,7 @@ mod tests {
                 total_ms: 2.0,
                 finish_reason: "stop".into(),
                 cached: false,
+                ..Default::default()
             },
         }
     }

@@ -181,7 +181,7 @@ impl Default for GenerationOptions {
 }
 
 /// How a generation went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GenerationStats {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -195,6 +195,14 @@ pub struct GenerationStats {
     /// The answer came from the response cache, not from the model.
     #[serde(default)]
     pub cached: bool,
+    /// Time spent waiting for a free slot on a busy model before the
+    /// prompt began (part of `first_token_ms` and `total_ms`).
+    #[serde(default)]
+    pub queue_ms: f64,
+    /// Prompt tokens whose keys and values came from a cached prefix
+    /// instead of being run.
+    #[serde(default)]
+    pub cached_prompt_tokens: u32,
 }
 
 impl GenerationStats {

@@ -119,6 +119,7 @@ impl Provider for Scripted {
             }
             .into(),
             cached: false,
+            ..Default::default()
         };
         let events = vec![
             Ok(StreamEvent::Text(format!("{} says ", self.name))),

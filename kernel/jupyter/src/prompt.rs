@@ -169,6 +169,10 @@ pub fn generation_metadata(model: &str, s: &GenerationStats) -> Value {
         json!(s.first_token_ms.map(|t| t.round())),
     );
     m.insert("total_ms".into(), json!(s.total_ms.round()));
+    // Time waiting for a busy model, and prompt tokens a cached prefix
+    // spared (both 0 where the backend does not say).
+    m.insert("queue_ms".into(), json!(s.queue_ms.round()));
+    m.insert("cached_prompt_tokens".into(), json!(s.cached_prompt_tokens));
     m.insert("finish_reason".into(), json!(s.finish_reason));
     m.insert("cached".into(), json!(s.cached));
     Value::Object(m)

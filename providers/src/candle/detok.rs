@@ -1,11 +1,13 @@
 //! Incremental detokenisation: text pieces as tokens arrive, never cutting
 //! a multi-byte character in half.
 
+use std::sync::Arc;
+
 use tokenizers::Tokenizer;
 
 /// Turns a growing token sequence into text deltas.
-pub struct Detokenizer<'a> {
-    tokenizer: &'a Tokenizer,
+pub struct Detokenizer {
+    tokenizer: Arc<Tokenizer>,
     tokens: Vec<u32>,
     /// Tokens before this index are fully emitted.
     prev: usize,
@@ -13,8 +15,8 @@ pub struct Detokenizer<'a> {
     current: usize,
 }
 
-impl<'a> Detokenizer<'a> {
-    pub fn new(tokenizer: &'a Tokenizer) -> Self {
+impl Detokenizer {
+    pub fn new(tokenizer: Arc<Tokenizer>) -> Self {
         Detokenizer {
             tokenizer,
             tokens: Vec::new(),
@@ -155,7 +157,7 @@ mod tests {
         let text = "héllo wörld 🎉 ok";
         let ids = tokenizer.encode(text, false).unwrap().get_ids().to_vec();
         assert_eq!(ids.len(), text.len(), "one token per byte");
-        let mut detok = Detokenizer::new(&tokenizer);
+        let mut detok = Detokenizer::new(Arc::new(tokenizer.clone()));
         let mut pieces = Vec::new();
         for id in ids {
             pieces.extend(detok.push(id));

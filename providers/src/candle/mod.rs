@@ -4,29 +4,35 @@
 //! Models are named by file: `SmolLM2-135M-Instruct.Q4_1.gguf` answers to
 //! its lower-cased stem and to any unique prefix of it (`smollm2-135m`).
 //! A model is loaded on first use and stays loaded. One inference thread
-//! runs one generation at a time; the IO runtime only ever waits on
-//! channels. A model's KV cache (the conversation so far, so that a next
-//! turn runs only its new tokens) is paid for only while used: it is
-//! stored as f16 by default (8-bit on request), bounded by the context window, dropped after
-//! `kv_cache_idle_secs` without a turn or when the kernel starts a new
-//! conversation ([`Provider::forget_context`]), and rebuilt from the
-//! conversation on the next turn.
+//! runs every generation ([`scheduler`]): up to `max_sequences` per model
+//! share each forward pass (continuous batching), later ones queue; the
+//! IO runtime only ever waits on channels. Each generation has its own KV
+//! cache, stored as f16 by default (8-bit on request) and bounded by the
+//! context window; when it ends, the cache joins the model's prefix cache
+//! ([`prefix`]), so a later prompt that starts alike (the conversation so
+//! far, a skill's fixed head) runs only its new tokens. Cached prefixes
+//! are dropped after `kv_cache_idle_secs` unused, when the kernel starts
+//! a new conversation ([`Provider::forget_context`]), and under memory
+//! pressure before a request is refused.
 
 mod constrain;
 mod detok;
 mod engine;
 mod error;
+mod generation;
 pub mod gguf;
 mod model;
 mod pool;
+mod prefix;
 pub mod pull;
 mod quant;
+mod scheduler;
 mod simd;
 mod template;
 mod tokenizer;
 mod tool_turns;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,37 +47,14 @@ pub use gguf::{Architecture, GgufFile};
 pub use model::{KvError, KvType};
 pub use tokenizer::load as load_tokenizer;
 
+use scheduler::{Job, Settings, Work};
+
 use crate::{
-    CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream, StreamEvent,
-    TokenStream,
+    CompletionRequest, ModelInfo, Provider, ProviderError, ProviderStatus, PullStream, TokenStream,
 };
 
 /// The backend name in model specifiers (`name@candle`).
 pub const BACKEND: &str = "candle";
-
-struct Job {
-    request: CompletionRequest,
-    path: PathBuf,
-    name: String,
-    cancel: CancellationToken,
-    events: mpsc::UnboundedSender<Result<StreamEvent, ProviderError>>,
-}
-
-/// What the inference thread is asked to do.
-enum Work {
-    Generate(Box<Job>),
-    /// Drop every model's KV cache (a new conversation began).
-    Forget,
-}
-
-/// How the inference thread runs models.
-#[derive(Clone, Copy)]
-struct Settings {
-    threads: usize,
-    kv_type: KvType,
-    /// A KV cache unused this long is dropped; `None` keeps it.
-    kv_idle: Option<Duration>,
-}
 
 /// Each loaded model's KV cache, as the inference thread last saw it.
 type Loaded = Arc<Mutex<BTreeMap<String, KvFigures>>>;
@@ -117,13 +100,16 @@ impl CandleProvider {
                 .unwrap_or_else(engine::default_threads),
             kv_type: config.kv_cache,
             kv_idle: Some(Duration::from_secs(config.kv_cache_idle_secs)).filter(|d| !d.is_zero()),
+            max_sequences: config.max_sequences.max(1),
+            kv_budget: config.kv_budget_mib.saturating_mul(1 << 20),
+            prefix_cache: config.prefix_cache_mib.saturating_mul(1 << 20),
         };
         let (tx, rx) = std_mpsc::channel::<Work>();
         let loaded = Loaded::default();
         let figures = loaded.clone();
         std::thread::Builder::new()
             .name("candle-inference".into())
-            .spawn(move || inference_thread(rx, settings, figures))
+            .spawn(move || scheduler::run(rx, settings, figures))
             .map_err(|e| ProviderError::Other(format!("cannot start the inference thread: {e}")))?;
         Ok(CandleProvider {
             model_dir: model_dir.into(),
@@ -264,185 +250,20 @@ pub fn model_name(path: &Path) -> Option<String> {
     path.file_stem()?.to_str().map(str::to_lowercase)
 }
 
-/// A loaded model and when it last generated.
-struct Resident {
-    model: LoadedModel,
-    last_used: Instant,
-}
-
-/// Runs jobs one at a time, keeping loaded models between them and
-/// dropping KV caches left unused past `settings.kv_idle`.
-fn inference_thread(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures: Loaded) {
-    let mut loaded: HashMap<PathBuf, Resident> = HashMap::new();
-    loop {
-        // Wake for the first cache to go idle, if any holds positions.
-        let next_idle = settings.kv_idle.and_then(|idle| {
-            loaded
-                .values()
-                .filter(|r| r.model.kv_figures().positions > 0)
-                .map(|r| {
-                    r.last_used.checked_add(idle).map_or(Duration::MAX, |at| {
-                        at.saturating_duration_since(Instant::now())
-                    })
-                })
-                .min()
-        });
-        let work = match next_idle {
-            Some(wait) => match jobs.recv_timeout(wait) {
-                Ok(work) => Some(work),
-                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-            },
-            None => match jobs.recv() {
-                Ok(work) => Some(work),
-                Err(_) => break,
-            },
-        };
-        let mut dropped = false;
-        match work {
-            Some(Work::Generate(job)) => generate(*job, &mut loaded, settings, &figures),
-            Some(Work::Forget) => {
-                for r in loaded.values_mut() {
-                    dropped |= drop_cache(r, "a new conversation began");
-                }
-            }
-            None => {}
-        }
-        // Swept after any work too: a steady stream of jobs for one model
-        // must not keep another's idle cache alive.
-        if let Some(idle) = settings.kv_idle {
-            for r in loaded.values_mut() {
-                if r.last_used.elapsed() >= idle {
-                    dropped |= drop_cache(r, "it was idle");
-                }
-            }
-        }
-        // (A generation publishes its own figures, before its last event.)
-        if dropped {
-            publish(&loaded, &figures);
-        }
-    }
-}
-
-/// Puts each loaded model's KV cache figures where `status` reads them.
-fn publish(loaded: &HashMap<PathBuf, Resident>, figures: &Loaded) {
-    if let Ok(mut f) = figures.lock() {
-        *f = loaded
-            .values()
-            .map(|r| (r.model.name.clone(), r.model.kv_figures()))
-            .collect();
-    }
-}
-
-/// Drops `r`'s KV cache; whether there was one.
-fn drop_cache(r: &mut Resident, why: &str) -> bool {
-    let figures = r.model.kv_figures();
-    if figures.positions == 0 {
-        return false;
-    }
-    r.model.clear_cache();
-    tracing::info!(
-        model = %r.model.name,
-        positions = figures.positions,
-        mib = figures.bytes as f64 / (1 << 20) as f64,
-        idle_secs = r.last_used.elapsed().as_secs(),
-        "dropped the KV cache: {why}"
-    );
-    true
-}
-
-fn generate(
-    job: Job,
-    loaded: &mut HashMap<PathBuf, Resident>,
-    settings: Settings,
-    figures: &Loaded,
-) {
-    if job.cancel.is_cancelled() {
-        let _ = job.events.send(Err(ProviderError::Cancelled));
-        return;
-    }
-    if !loaded.contains_key(&job.path) {
-        let started = Instant::now();
-        let result = GgufFile::open(&job.path)
-            .and_then(|g| LoadedModel::load_with_threads(&job.name, g, settings.threads));
-        match result {
-            Ok(mut model) => {
-                model.set_kv_type(settings.kv_type);
-                tracing::info!(model = %job.name, ms = started.elapsed().as_millis() as u64, "model loaded");
-                let resident = Resident {
-                    model,
-                    last_used: Instant::now(),
-                };
-                loaded.insert(job.path.clone(), resident);
-            }
-            Err(e) => {
-                let _ = job.events.send(Err(e));
-                return;
-            }
-        }
-    }
-    let Some(resident) = loaded.get_mut(&job.path) else {
-        return;
-    };
-    let events = job.events.clone();
-    let result = if job.request.tools.is_empty() {
-        let mut on_text = |piece: &str| {
-            let _ = events.send(Ok(StreamEvent::Text(piece.to_owned())));
-        };
-        resident.model.generate_as(
-            &job.request.messages,
-            &job.request.options,
-            job.request.format.as_ref(),
-            &job.cancel,
-            &mut on_text,
-        )
-    } else {
-        // A tool turn: JSON held to the call schema, read when complete.
-        let (messages, format) = tool_turns::prepare(&job.request);
-        // No repeat penalty: a tool turn copies names, paths and results
-        // from the conversation, which the penalty would steer it away from.
-        let options = crate::GenerationOptions {
-            repeat_penalty: None,
-            ..job.request.options.clone()
-        };
-        let mut written = String::new();
-        let result = resident.model.generate_as(
-            &messages,
-            &options,
-            Some(&format),
-            &job.cancel,
-            &mut |piece| written.push_str(piece),
-        );
-        if result.is_ok() {
-            let earlier: usize = job
-                .request
-                .messages
-                .iter()
-                .map(|m| m.tool_calls.len())
-                .sum();
-            let event = match tool_turns::interpret(&written, earlier, job.request.format.is_some())
-            {
-                tool_turns::Turn::Call(call) => StreamEvent::ToolCall(call),
-                tool_turns::Turn::Answer(text) => StreamEvent::Text(text),
-            };
-            let _ = events.send(Ok(event));
-        }
-        result
-    };
-    resident.last_used = Instant::now();
-    // Before the last event: a caller that has its answer sees the cache.
-    publish(loaded, figures);
-    let _ = job.events.send(result.map(StreamEvent::Done));
-}
-
-/// `12 positions, 0.4 MiB q8_0`, for status lines.
+/// `2 running, 3 cached prefixes: KV cache 812 positions, 18.4 MiB
+/// q8_0`, for status lines.
 fn describe(f: &KvFigures) -> String {
     let kind = f.kind.map_or("f32, Candle's".to_owned(), |k| k.to_string());
+    let running = match f.sequences {
+        0 => String::new(),
+        n => format!("{n} generation(s) running, "),
+    };
     if f.positions == 0 {
-        return format!("KV cache empty ({kind})");
+        return format!("{running}KV cache empty ({kind})");
     }
     format!(
-        "KV cache {} of {} positions, {:.1} MiB {kind}",
+        "{running}{} cached prefix(es); KV cache {} positions (window {}), {:.1} MiB {kind}",
+        f.prefixes,
         f.positions,
         f.context_length,
         f.bytes as f64 / (1 << 20) as f64
@@ -545,6 +366,7 @@ impl Provider for CandleProvider {
             name,
             cancel,
             events,
+            arrived: Instant::now(),
         };
         self.send(Work::Generate(Box::new(job)))?;
         Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {

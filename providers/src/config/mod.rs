@@ -133,21 +133,38 @@ pub struct CandleConfig {
     pub catalog: BTreeMap<String, String>,
     /// How the KV cache stores keys and values: `q8_0`, `f16` or `f32`.
     pub kv_cache: KvType,
-    /// A model's KV cache unused this long is dropped (its memory returns
-    /// to the OS) and rebuilt from the conversation on the next turn;
-    /// 0 keeps it.
+    /// A cached prefix unused this long is dropped (its memory returns to
+    /// the OS) and rebuilt from the conversation on the next turn; 0
+    /// keeps it.
     pub kv_cache_idle_secs: u64,
+    /// Generations one model runs together, sharing each forward pass;
+    /// further requests wait in a queue (their wait shows as `queue_ms`).
+    pub max_sequences: usize,
+    /// Memory for the KV caches of running generations and the prefix
+    /// cache together, in MiB. A generation is admitted with room for its
+    /// prompt and `max_tokens`; when that does not fit, cached prefixes
+    /// are dropped first, then the request is refused.
+    pub kv_budget_mib: u64,
+    /// The prefix cache's own bound, in MiB: the KV state of earlier
+    /// prompts and replies kept for later requests that start alike.
+    pub prefix_cache_mib: u64,
 }
 
 /// How long an unused KV cache is kept by default: as long as Ollama
 /// keeps an unused model loaded.
 pub const KV_CACHE_IDLE_SECS: u64 = 300;
+/// Generations a model runs together by default (llama.cpp's server
+/// runs 4 slots by default too).
+pub const MAX_SEQUENCES: usize = 4;
 
 impl Default for CandleConfig {
     fn default() -> Self {
         CandleConfig {
             kv_cache: KvType::default(),
             kv_cache_idle_secs: KV_CACHE_IDLE_SECS,
+            max_sequences: MAX_SEQUENCES,
+            kv_budget_mib: 2048,
+            prefix_cache_mib: 256,
             threads: 0,
             hub_url: "https://huggingface.co".into(),
             catalog: BTreeMap::new(),

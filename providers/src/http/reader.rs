@@ -221,6 +221,7 @@ impl Reader {
             total_ms: total,
             finish_reason: finish.to_owned(),
             cached: false,
+            ..Default::default()
         })
     }
 }

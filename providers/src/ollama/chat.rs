@@ -233,6 +233,7 @@ where
                 total_ms,
                 finish_reason: "cancelled".into(),
                 cached: false,
+                ..Default::default()
             })));
     }
 }
@@ -265,6 +266,7 @@ fn stats(done: &ChatChunk, started: Instant, pieces: u32) -> GenerationStats {
             .clone()
             .unwrap_or_else(|| "stop".to_owned()),
         cached: false,
+        ..Default::default()
     }
 }
 

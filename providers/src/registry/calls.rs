@@ -297,6 +297,7 @@ mod tests {
             total_ms: 140.0,
             finish_reason: "stop".into(),
             cached: false,
+            ..Default::default()
         }
     }
 

@@ -74,6 +74,7 @@ fn looping_model(
                 total_ms: 2.0,
                 finish_reason: "cancelled".into(),
                 cached: false,
+                ..Default::default()
             };
             return Some((Ok(StreamEvent::Done(stats)), (u32::MAX, cancel)));
         }
@@ -115,6 +116,7 @@ async fn an_answer_that_does_not_loop_passes_unchanged() {
         total_ms: 2.0,
         finish_reason: "stop".into(),
         cached: false,
+        ..Default::default()
     };
     let events: Vec<_> = pieces
         .into_iter()

@@ -96,6 +96,7 @@ fn tool_calls(text: &str, index: usize, running: Running) -> TokenStream {
         total_ms: 0.0,
         finish_reason: "tool_calls".into(),
         cached: false,
+        ..Default::default()
     })));
     Box::pin(futures::stream::iter(events).map(move |event| {
         // Held until the stream is dropped: the call counts as running.
@@ -392,6 +393,7 @@ impl Provider for ScriptedProvider {
             total_ms: 0.0,
             finish_reason: "stop".into(),
             cached: false,
+            ..Default::default()
         };
         let state = Streaming {
             pending: pieces(&text, self.piece_chars).into(),

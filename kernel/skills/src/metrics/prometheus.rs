@@ -151,6 +151,7 @@ mod tests {
             total_ms: 0.0,
             finish_reason: "stop".into(),
             cached,
+            ..Default::default()
         }
     }
 

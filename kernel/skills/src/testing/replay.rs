@@ -176,6 +176,7 @@ impl TestModels {
             total_ms: 0.0,
             finish_reason: "stop".into(),
             cached: false,
+            ..Default::default()
         }
     }
 }

@@ -50,14 +50,17 @@ impl Rope {
         Rope { theta, neox }
     }
 
-    /// The cos and sin tables for position `pos`.
-    pub fn at(&self, pos: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
-        cos.clear();
-        sin.clear();
-        for &t in &self.theta {
+    /// Rotated pairs per head: the length of a position's tables.
+    pub fn half(&self) -> usize {
+        self.theta.len()
+    }
+
+    /// The cos and sin tables for position `pos` ([`Rope::half`] long).
+    pub fn at(&self, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+        for ((&t, c), s) in self.theta.iter().zip(cos).zip(sin) {
             let angle = pos as f32 * t;
-            cos.push(angle.cos());
-            sin.push(angle.sin());
+            *c = angle.cos();
+            *s = angle.sin();
         }
     }
 
@@ -91,77 +94,86 @@ thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Causal attention of the `m` query rows in `q` (positions `pos0..pos0+m`)
-/// over the cache, which already holds those positions. Writes `out`
-/// (`m × n_head·head_dim`). Parallel over (row, head).
-pub fn attend(
-    pool: &Pool,
-    h: Heads,
-    q: &[f32],
-    cache: &KvCache,
-    pos0: usize,
-    m: usize,
-    out: &mut [f32],
-) {
-    assert!(cache.len() >= pos0 + m);
-    let Some((k, v)) = cache.views() else {
-        // Only an empty cache has no storage, and it holds no positions.
-        return;
-    };
-    match (k, v) {
-        (RowsView::F32(k), RowsView::F32(v)) => {
-            attend_over(pool, h, q, &F32Rows(k), &F32Rows(v), pos0, m, out)
-        }
-        (RowsView::F16(k), RowsView::F16(v)) => {
-            attend_over(pool, h, q, &F16Rows(k), &F16Rows(v), pos0, m, out)
-        }
-        (RowsView::Q8(kq, kd), RowsView::Q8(vq, vd)) => {
-            attend_over(pool, h, q, &Q8Rows(kq, kd), &Q8Rows(vq, vd), pos0, m, out)
-        }
-        _ => unreachable!("keys and values are stored alike"),
-    }
+/// One sequence's query rows in a batch: the next `rows` rows of `q`
+/// sit at positions `pos0..pos0 + rows` of `cache`, which already holds
+/// them.
+pub struct Segment<'a> {
+    pub cache: &'a KvCache,
+    pub pos0: usize,
+    pub rows: usize,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attend_over<K: KvRows, V: KvRows>(
-    pool: &Pool,
-    h: Heads,
-    q: &[f32],
-    keys: &K,
-    values: &V,
-    pos0: usize,
-    m: usize,
-    out: &mut [f32],
-) {
+/// Causal attention of each segment's query rows over its own cache, the
+/// segments' rows stacked in `q`. Writes `out` (rows × `n_head·head_dim`).
+/// Parallel over (row, head) of all segments at once, so a batch of
+/// one-token sequences pays one parallel step per layer, not one each.
+pub fn attend(pool: &Pool, h: Heads, q: &[f32], segments: &[Segment<'_>], out: &mut [f32]) {
     let qw = h.n_head * h.head_dim;
-    let kvw = h.n_kv_head * h.head_dim;
-    let group = h.n_head / h.n_kv_head;
-    let scale = 1.0 / (h.head_dim as f32).sqrt();
+    let mut starts = Vec::with_capacity(segments.len());
+    let mut views = Vec::with_capacity(segments.len());
+    let mut m = 0;
+    for s in segments {
+        assert!(s.cache.len() >= s.pos0 + s.rows);
+        starts.push(m);
+        // Only an empty cache has no storage, and it holds no positions.
+        views.push(s.cache.views());
+        m += s.rows;
+    }
     assert!(q.len() == m * qw && out.len() == m * qw);
     let dst = Out(out.as_mut_ptr());
     pool.run(m * h.n_head, &|item| {
         let (row, head) = (item / h.n_head, item % h.n_head);
-        let len = pos0 + row + 1;
-        let kv = (head / group) * h.head_dim;
+        let seg = starts.partition_point(|&s| s <= row) - 1;
+        let Some((k, v)) = views[seg] else {
+            return;
+        };
+        let len = segments[seg].pos0 + (row - starts[seg]) + 1;
         let qh = &q[row * qw + head * h.head_dim..][..h.head_dim];
         // SAFETY: this item alone writes head `head` of row `row`, which
         // lies inside `out` (asserted above); `out` outlives the call.
         let o = unsafe {
             std::slice::from_raw_parts_mut(dst.ptr().add(row * qw + head * h.head_dim), h.head_dim)
         };
-        SCORES.with_borrow_mut(|scores| {
-            scores.clear();
-            scores.extend((0..len).map(|t| keys.dot(qh, t * kvw + kv, h.head_dim) * scale));
-            let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
+        match (k, v) {
+            (RowsView::F32(k), RowsView::F32(v)) => {
+                attend_head(h, head, qh, &F32Rows(k), &F32Rows(v), len, o)
             }
-            o.fill(0.0);
-            for (t, &p) in scores.iter().enumerate() {
-                values.axpy(o, p / sum, t * kvw + kv, h.head_dim);
+            (RowsView::F16(k), RowsView::F16(v)) => {
+                attend_head(h, head, qh, &F16Rows(k), &F16Rows(v), len, o)
             }
-        });
+            (RowsView::Q8(kq, kd), RowsView::Q8(vq, vd)) => {
+                attend_head(h, head, qh, &Q8Rows(kq, kd), &Q8Rows(vq, vd), len, o)
+            }
+            _ => unreachable!("keys and values are stored alike"),
+        }
+    });
+}
+
+/// One query head `qh` over the first `len` cached positions, into `o`.
+fn attend_head<K: KvRows, V: KvRows>(
+    h: Heads,
+    head: usize,
+    qh: &[f32],
+    keys: &K,
+    values: &V,
+    len: usize,
+    o: &mut [f32],
+) {
+    let kvw = h.n_kv_head * h.head_dim;
+    let kv = (head / (h.n_head / h.n_kv_head)) * h.head_dim;
+    let scale = 1.0 / (h.head_dim as f32).sqrt();
+    SCORES.with_borrow_mut(|scores| {
+        scores.clear();
+        scores.extend((0..len).map(|t| keys.dot(qh, t * kvw + kv, h.head_dim) * scale));
+        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        o.fill(0.0);
+        for (t, &p) in scores.iter().enumerate() {
+            values.axpy(o, p / sum, t * kvw + kv, h.head_dim);
+        }
     });
 }

@@ -37,8 +37,43 @@ impl Rows {
         })
     }
 
-    /// Stores `x` from value `at` on; fails only when heap storage
-    /// cannot grow.
+    /// Makes the first `values` values writable; fails only when heap
+    /// storage cannot grow.
+    fn grow(&mut self, values: usize) -> Result<(), KvError> {
+        match self {
+            Rows::F32(r) => r.grow_to(values),
+            Rows::F16(r) => r.grow_to(values),
+            Rows::Q8 { q, d } => q
+                .grow_to(values)
+                .and_then(|()| d.grow_to(values / Q8_BLOCK)),
+        }
+        .map_err(KvError::Reserve)
+    }
+
+    /// Copies the first `values` values of `from` (stored alike).
+    fn copy_from(&mut self, from: &Rows, values: usize) -> std::io::Result<()> {
+        fn copy<T: super::reserved::Zeroable>(
+            to: &mut Reserved<T>,
+            from: &Reserved<T>,
+            n: usize,
+        ) -> std::io::Result<()> {
+            to.grow_to(n)?;
+            to.as_mut_slice()[..n].copy_from_slice(&from.as_slice()[..n]);
+            Ok(())
+        }
+        match (self, from) {
+            (Rows::F32(to), Rows::F32(from)) => copy(to, from, values),
+            (Rows::F16(to), Rows::F16(from)) => copy(to, from, values),
+            (Rows::Q8 { q, d }, Rows::Q8 { q: fq, d: fd }) => {
+                copy(q, fq, values)?;
+                copy(d, fd, values / Q8_BLOCK)
+            }
+            _ => Err(std::io::Error::other("KV rows are stored differently")),
+        }
+    }
+
+    /// Stores `x` from value `at` on (grown to by [`Rows::grow`] first;
+    /// growing again here is a no-op then).
     fn write(&mut self, at: usize, x: &[f32]) -> std::io::Result<()> {
         let end = at + x.len();
         match self {
@@ -193,28 +228,65 @@ impl KvCache {
         (self.len as f64 * self.width as f64 * 2.0 * self.kind.bytes_per_value()) as u64
     }
 
-    /// Appends the keys and values of `k.len() / width` positions.
-    pub fn append(&mut self, k: &[f32], v: &[f32]) -> Result<(), KvError> {
-        let positions = k.len() / self.width;
-        if self.len + positions > self.capacity {
+    /// Makes room for `more` positions after the stored ones, so that
+    /// appending them cannot fail: the context window must hold them and
+    /// the storage must grow (it only can fail on the heap fallback).
+    pub fn reserve(&mut self, more: usize) -> Result<(), KvError> {
+        let end = self.len + more;
+        if end > self.capacity {
             return Err(KvError::Full {
                 capacity: self.capacity,
             });
         }
-        let (ks, vs) = match &mut self.kv {
-            Some(kv) => kv,
-            None => {
-                let values = self.capacity * self.width;
-                let keys = Rows::new(self.kind, values).map_err(KvError::Reserve)?;
-                let vals = Rows::new(self.kind, values).map_err(KvError::Reserve)?;
-                self.kv.insert((keys, vals))
-            }
-        };
+        let values = end * self.width;
+        let (ks, vs) = self.rows()?;
+        ks.grow(values)?;
+        vs.grow(values)?;
+        Ok(())
+    }
+
+    /// The storage, created on first use.
+    fn rows(&mut self) -> Result<&mut (Rows, Rows), KvError> {
+        if self.kv.is_none() {
+            let values = self.capacity * self.width;
+            let keys = Rows::new(self.kind, values).map_err(KvError::Reserve)?;
+            let vals = Rows::new(self.kind, values).map_err(KvError::Reserve)?;
+            self.kv = Some((keys, vals));
+        }
+        Ok(self.kv.as_mut().expect("created above"))
+    }
+
+    /// Appends the keys and values of `k.len() / width` positions.
+    pub fn append(&mut self, k: &[f32], v: &[f32]) -> Result<(), KvError> {
+        let positions = k.len() / self.width;
+        self.reserve(positions)?;
         let at = self.len * self.width;
+        let (ks, vs) = self.rows()?;
         ks.write(at, k).map_err(KvError::Reserve)?;
         vs.write(at, v).map_err(KvError::Reserve)?;
         self.len += positions;
         Ok(())
+    }
+
+    /// A new cache holding a copy of this one's first `positions`
+    /// positions (what a later request sharing the prefix starts from).
+    pub fn copy_prefix(&self, positions: usize) -> Result<KvCache, KvError> {
+        let positions = positions.min(self.len);
+        let mut copy = KvCache {
+            kind: self.kind,
+            width: self.width,
+            capacity: self.capacity,
+            len: 0,
+            kv: None,
+        };
+        if let (Some((k, v)), true) = (&self.kv, positions > 0) {
+            let values = positions * self.width;
+            let (ck, cv) = copy.rows()?;
+            ck.copy_from(k, values).map_err(KvError::Reserve)?;
+            cv.copy_from(v, values).map_err(KvError::Reserve)?;
+            copy.len = positions;
+        }
+        Ok(copy)
     }
 
     /// Keeps the first `positions` positions, returning the memory of the
@@ -228,12 +300,6 @@ impl KvCache {
             k.release_from(positions * self.width);
             v.release_from(positions * self.width);
         }
-    }
-
-    /// Drops everything, memory included.
-    pub fn clear(&mut self) {
-        self.len = 0;
-        self.kv = None;
     }
 
     /// Keys and values for attention.
@@ -361,7 +427,7 @@ mod tests {
     }
 
     #[test]
-    fn the_context_window_bounds_the_cache_and_clear_frees_it() {
+    fn the_context_window_bounds_the_cache_and_a_copy_holds_its_prefix() {
         let mut cache = KvCache::new(KvType::Q8_0, 64, 64, 3);
         let x = row(0.0, 64 * 2);
         cache.append(&x, &x).unwrap();
@@ -369,8 +435,22 @@ mod tests {
         assert_eq!(cache.len(), 2);
         cache.truncate(1);
         assert_eq!((cache.len(), cache.bytes()), (1, 136));
-        cache.clear();
-        assert!(cache.views().is_none());
+        let copy = cache.copy_prefix(1).unwrap();
+        assert_eq!(
+            (copy.len(), copy.bytes(), copy.kind()),
+            (1, 136, KvType::Q8_0)
+        );
+        let (RowsView::Q8(q, d), RowsView::Q8(cq, cd)) =
+            (cache.views().unwrap().0, copy.views().unwrap().0)
+        else {
+            panic!("stored as Q8_0");
+        };
+        assert_eq!((&q[..64], &d[..2]), (&cq[..64], &cd[..2]));
+        assert!(KvCache::new(KvType::F16, 64, 64, 3)
+            .copy_prefix(0)
+            .unwrap()
+            .views()
+            .is_none());
         assert_eq!(KvCache::new(KvType::Q8_0, 48, 48, 4).kind(), KvType::F16);
     }
 }

@@ -12,8 +12,10 @@
 //! and `tests` checks the logits against them.
 
 mod attention;
+mod forward;
 mod kv;
 mod reserved;
+mod sequence;
 #[cfg(test)]
 mod tests;
 
@@ -24,10 +26,11 @@ use candle_core::quantized::gguf_file::Content;
 pub use super::error::ModelError;
 use super::gguf::Architecture;
 use super::pool::Pool;
-use super::quant::{self, Acts, Job, Mapped, Matrix};
-use attention::{attend, rms_norm, Heads, Rope};
-use kv::KvCache;
+use super::quant::{Acts, Mapped, Matrix};
+use attention::{Heads, Rope};
+pub use forward::Step;
 pub use kv::{KvError, KvType};
+pub use sequence::Sequence;
 
 /// Hyper-parameters from the GGUF metadata.
 struct Config {
@@ -65,7 +68,6 @@ struct Layer {
     gate: Matrix,
     up: Matrix,
     down: Matrix,
-    cache: KvCache,
 }
 
 /// Buffers reused across forward passes.
@@ -81,8 +83,11 @@ struct Scratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     acts: Acts,
+    /// RoPE tables of every row in the batch.
     cos: Vec<f32>,
     sin: Vec<f32>,
+    /// The rows whose logits are wanted, normed.
+    last: Vec<f32>,
 }
 
 fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -90,7 +95,8 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     &mut v[..n]
 }
 
-/// A loaded decoder with its KV cache.
+/// A loaded decoder. Its KV caches live in [`Sequence`]s, one per
+/// generation, which the forward pass takes as arguments.
 pub struct Model {
     cfg: Config,
     rope: Rope,
@@ -99,8 +105,8 @@ pub struct Model {
     output: Option<Matrix>,
     norm: Vec<f32>,
     layers: Vec<Layer>,
-    /// Positions held in the KV cache.
-    len: usize,
+    /// How new sequences store keys and values.
+    kv_kind: KvType,
     pool: Pool,
     scratch: Scratch,
 }
@@ -198,7 +204,6 @@ impl Model {
                 gate: mat("ffn_gate.weight")?,
                 up: mat("ffn_up.weight")?,
                 down: mat("ffn_down.weight")?,
-                cache: KvCache::new(KvType::default(), 0, 0, 0),
             });
         }
         let heads = Heads {
@@ -207,7 +212,7 @@ impl Model {
             head_dim,
         };
         let context = meta_u32(content, &key("context_length")).unwrap_or(4096);
-        let mut model = Model {
+        let model = Model {
             cfg: Config {
                 n_layer,
                 n_embd,
@@ -220,12 +225,11 @@ impl Model {
             output,
             norm,
             layers,
-            len: 0,
+            kv_kind: KvType::default(),
             pool: Pool::new(threads)?,
             scratch: Scratch::default(),
         };
         model.check_shapes()?;
-        model.set_kv_type(KvType::default());
         Ok(model)
     }
 
@@ -264,204 +268,53 @@ impl Model {
         }
     }
 
-    /// Positions in the KV cache.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Keeps the first `positions` positions of the KV cache, returning
-    /// the memory of the rest.
-    pub fn truncate(&mut self, positions: usize) {
-        let positions = positions.min(self.len);
-        for l in &mut self.layers {
-            l.cache.truncate(positions);
-        }
-        self.len = positions;
-    }
-
-    /// Stores keys and values as `kind` from now on (the cache is emptied).
-    pub fn set_kv_type(&mut self, kind: KvType) {
+    /// An empty sequence of this model, storing keys and values as the
+    /// model's KV type.
+    pub fn new_sequence(&self) -> Sequence {
         let h = self.cfg.heads;
-        let width = h.n_kv_head * h.head_dim;
-        for l in &mut self.layers {
-            l.cache = KvCache::new(kind, width, h.head_dim, self.cfg.context);
-        }
-        self.len = 0;
+        Sequence::new(
+            self.kv_kind,
+            self.cfg.n_layer,
+            h.n_kv_head * h.head_dim,
+            h.head_dim,
+            self.cfg.context,
+        )
     }
 
-    /// How keys and values are stored (Q8_0 may have fallen back to f16).
+    /// Stores keys and values of sequences made from now on as `kind`.
+    pub fn set_kv_type(&mut self, kind: KvType) {
+        self.kv_kind = kind;
+    }
+
+    /// How new sequences store keys and values (Q8_0 falls back to f16
+    /// where heads are narrower than its blocks).
     pub fn kv_type(&self) -> KvType {
-        self.layers
-            .first()
-            .map_or(KvType::default(), |l| l.cache.kind())
+        self.new_sequence().kind()
     }
 
-    /// Bytes the KV cache holds over all layers.
-    pub fn kv_bytes(&self) -> u64 {
-        self.layers.iter().map(|l| l.cache.bytes()).sum()
+    /// Bytes one position takes in a sequence, over all layers.
+    pub fn kv_bytes_per_position(&self) -> u64 {
+        let h = self.cfg.heads;
+        let values = (self.cfg.n_layer * h.n_kv_head * h.head_dim * 2) as f64;
+        (values * self.kv_type().bytes_per_value()).ceil() as u64
     }
 
-    /// Positions the context window (and so the KV cache) holds.
+    /// Positions the context window (and so a sequence) holds.
     pub fn context_length(&self) -> usize {
         self.cfg.context
     }
 
-    /// Empties the KV cache and releases its memory.
-    pub fn clear(&mut self) {
-        for l in &mut self.layers {
-            l.cache.clear();
-        }
-        self.len = 0;
-    }
-
-    /// Runs `tokens` at the positions after the cached ones, appends them
-    /// to the cache, and returns the logits of the last one.
-    pub fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        let result = self.run_layers(tokens);
-        if result.is_err() {
-            // Some layers may hold these positions already: every layer
-            // goes back to the length before the call.
-            let len = self.len;
-            for l in &mut self.layers {
-                l.cache.truncate(len);
-            }
-        }
-        result
-    }
-
-    fn run_layers(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        let m = tokens.len();
-        if m == 0 {
-            return Err(ModelError::Invalid("no tokens to run".into()));
-        }
-        let Model {
-            cfg,
-            rope,
-            embed,
-            output,
-            norm,
-            layers,
-            len,
-            pool,
-            scratch: s,
-        } = self;
-        let e = cfg.n_embd;
-        let h = cfg.heads;
-        let (qw, kvw) = (h.n_head * h.head_dim, h.n_kv_head * h.head_dim);
-        let x = sized(&mut s.x, m * e);
-        for (i, &t) in tokens.iter().enumerate() {
-            embed.row(t as usize, &mut x[i * e..(i + 1) * e])?;
-        }
-        for layer in layers.iter_mut() {
-            let hn = sized(&mut s.h, m * e);
-            rms_norm(x, &layer.attn_norm, cfg.eps, hn);
-            let (q, k, v) = (
-                sized(&mut s.q, m * qw),
-                sized(&mut s.k, m * kvw),
-                sized(&mut s.v, m * kvw),
-            );
-            let mut jobs = [
-                Job {
-                    w: &layer.wq,
-                    out: q,
-                },
-                Job {
-                    w: &layer.wk,
-                    out: k,
-                },
-                Job {
-                    w: &layer.wv,
-                    out: v,
-                },
-            ];
-            quant::matmul(pool, hn, m, &mut jobs, &mut s.acts)?;
-            let [Job { out: q, .. }, Job { out: k, .. }, Job { out: v, .. }] = jobs;
-            if let Some([bq, bk, bv]) = &layer.bias {
-                for (out, b) in [(&mut *q, bq), (&mut *k, bk), (&mut *v, bv)] {
-                    for row in out.chunks_exact_mut(b.len()) {
-                        row.iter_mut().zip(b).for_each(|(y, b)| *y += b);
-                    }
-                }
-            }
-            if let Some([qn, kn]) = &layer.qk_norm {
-                let mut tmp = vec![0f32; h.head_dim];
-                for (out, w) in [(&mut *q, qn), (&mut *k, kn)] {
-                    for head in out.chunks_exact_mut(h.head_dim) {
-                        rms_norm(head, w, cfg.eps, &mut tmp);
-                        head.copy_from_slice(&tmp);
-                    }
-                }
-            }
-            for i in 0..m {
-                rope.at(*len + i, &mut s.cos, &mut s.sin);
-                rope.apply(&mut q[i * qw..(i + 1) * qw], h.head_dim, &s.cos, &s.sin);
-                rope.apply(&mut k[i * kvw..(i + 1) * kvw], h.head_dim, &s.cos, &s.sin);
-            }
-            layer.cache.append(k, v)?;
-            let att = sized(&mut s.att, m * qw);
-            attend(pool, h, q, &layer.cache, *len, m, att);
-            let o = sized(&mut s.o, m * e);
-            quant::matmul(
-                pool,
-                att,
-                m,
-                &mut [Job {
-                    w: &layer.wo,
-                    out: o,
-                }],
-                &mut s.acts,
-            )?;
-            x.iter_mut().zip(o.iter()).for_each(|(x, o)| *x += o);
-
-            let hn = sized(&mut s.h, m * e);
-            rms_norm(x, &layer.ffn_norm, cfg.eps, hn);
-            let ff = layer.gate.rows;
-            let (g, u) = (sized(&mut s.gate, m * ff), sized(&mut s.up, m * ff));
-            let mut jobs = [
-                Job {
-                    w: &layer.gate,
-                    out: g,
-                },
-                Job {
-                    w: &layer.up,
-                    out: u,
-                },
-            ];
-            quant::matmul(pool, hn, m, &mut jobs, &mut s.acts)?;
-            let [Job { out: g, .. }, Job { out: u, .. }] = jobs;
-            // SiLU(gate) · up, as Candle: x / (1 + e^-x).
-            g.iter_mut()
-                .zip(u.iter())
-                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
-            let o = sized(&mut s.o, m * e);
-            quant::matmul(
-                pool,
-                g,
-                m,
-                &mut [Job {
-                    w: &layer.down,
-                    out: o,
-                }],
-                &mut s.acts,
-            )?;
-            x.iter_mut().zip(o.iter()).for_each(|(x, o)| *x += o);
-        }
-        *len += m;
-        let last = &x[(m - 1) * e..];
-        let hn = sized(&mut s.h, e);
-        rms_norm(last, norm, cfg.eps, hn);
-        let out_w = output.as_ref().unwrap_or(embed);
-        let mut logits = vec![0f32; out_w.rows];
-        quant::matmul(
-            pool,
-            hn,
-            1,
-            &mut [Job {
-                w: out_w,
-                out: &mut logits,
-            }],
-            &mut s.acts,
-        )?;
-        Ok(logits)
+    /// Runs `tokens` at the positions after `seq`'s, appends them to it,
+    /// and returns the logits of the last one.
+    pub fn forward(&mut self, seq: &mut Sequence, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let mut steps = [Step {
+            seq,
+            tokens,
+            logits: true,
+        }];
+        let [result] = self.forward_batch(&mut steps)?.try_into().map_err(|_| {
+            ModelError::Invalid("a forward pass of one sequence gave other than one result".into())
+        })?;
+        result?.ok_or_else(|| ModelError::Invalid("no logits".into()))
     }
 }

@@ -11,7 +11,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2, quantized_qwen3};
 
-use super::{KvType, Model};
+use super::{KvType, Model, Sequence, Step};
 use crate::candle::gguf::Architecture;
 
 const VOCAB: usize = 96;
@@ -189,9 +189,10 @@ fn candle_logits(path: &Path, arch: Architecture) -> Vec<Vec<f32>> {
 }
 
 fn our_logits(model: &mut Model) -> Vec<Vec<f32>> {
-    let mut out = vec![model.forward(&PROMPT).unwrap()];
+    let mut seq = model.new_sequence();
+    let mut out = vec![model.forward(&mut seq, &PROMPT).unwrap()];
     for &t in &DECODE {
-        out.push(model.forward(&[t]).unwrap());
+        out.push(model.forward(&mut seq, &[t]).unwrap());
     }
     out
 }
@@ -287,18 +288,169 @@ fn batching_threads_and_cache_reuse_give_identical_logits() {
     // The whole sequence at once, on one thread.
     let mut one = ours(&path, Architecture::Qwen2, 1);
     let all: Vec<u32> = PROMPT.iter().chain(&DECODE).copied().collect();
-    let batched = one.forward(&all).unwrap();
+    let batched = one.forward(&mut one.new_sequence(), &all).unwrap();
     // Token by token, on three threads.
     let mut three = ours(&path, Architecture::Qwen2, 3);
+    let mut seq = three.new_sequence();
     let mut last = Vec::new();
     for &t in &all {
-        last = three.forward(&[t]).unwrap();
+        last = three.forward(&mut seq, &[t]).unwrap();
     }
     assert_eq!(batched, last);
     // Drop the last four positions and run them again.
-    three.truncate(all.len() - 4);
-    assert_eq!(three.len(), all.len() - 4);
-    assert_eq!(three.forward(&all[all.len() - 4..]).unwrap(), batched);
-    three.clear();
-    assert_eq!(three.forward(&all).unwrap(), batched);
+    seq.truncate(all.len() - 4);
+    assert_eq!(seq.len(), all.len() - 4);
+    assert_eq!(
+        three.forward(&mut seq, &all[all.len() - 4..]).unwrap(),
+        batched
+    );
+    // A copy of the prefix continues as the original does.
+    let mut copy = seq.copy_prefix(all.len() - 6).unwrap();
+    assert_eq!(copy.len(), all.len() - 6);
+    assert_eq!(
+        three.forward(&mut copy, &all[all.len() - 6..]).unwrap(),
+        batched
+    );
+}
+
+/// Sequences at different positions, some in their prompt and some
+/// decoding, share passes; each gets exactly the logits it gets alone.
+#[test]
+fn sequences_batched_together_get_the_logits_they_get_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "llama", GgmlDType::Q4_1);
+    let mut model = ours(&path, Architecture::Llama, 2);
+    model.set_kv_type(KvType::F16);
+    let prompts: [&[u32]; 3] = [&PROMPT, &[7, 3, 9], &DECODE];
+    let follow: [u32; 3] = [5, 1, 8];
+    // Alone: each prompt, then two single tokens.
+    let alone: Vec<Vec<Vec<f32>>> = prompts
+        .iter()
+        .map(|p| {
+            let mut seq = model.new_sequence();
+            let mut out = vec![model.forward(&mut seq, p).unwrap()];
+            for &t in &follow[..2] {
+                out.push(model.forward(&mut seq, &[t]).unwrap());
+            }
+            out
+        })
+        .collect();
+    // Together: the first pass runs all three prompts, the next two one
+    // token each; the third sequence joins a pass late, by itself first.
+    let mut seqs: Vec<Sequence> = (0..3).map(|_| model.new_sequence()).collect();
+    let mut got: Vec<Vec<Vec<f32>>> = vec![Vec::new(); 3];
+    let [a, b, c] = &mut seqs[..] else {
+        unreachable!()
+    };
+    let first = model
+        .forward_batch(&mut [
+            Step {
+                seq: a,
+                tokens: prompts[0],
+                logits: true,
+            },
+            Step {
+                seq: b,
+                tokens: prompts[1],
+                logits: true,
+            },
+        ])
+        .unwrap();
+    for (i, r) in first.into_iter().enumerate() {
+        got[i].push(r.unwrap().unwrap());
+    }
+    let second = model
+        .forward_batch(&mut [
+            Step {
+                seq: a,
+                tokens: &follow[..1],
+                logits: true,
+            },
+            Step {
+                seq: c,
+                tokens: prompts[2],
+                logits: true,
+            },
+            Step {
+                seq: b,
+                tokens: &follow[..1],
+                logits: true,
+            },
+        ])
+        .unwrap();
+    let order = [0, 2, 1];
+    for (i, r) in order.into_iter().zip(second) {
+        got[i].push(r.unwrap().unwrap());
+    }
+    let third = model
+        .forward_batch(&mut [
+            Step {
+                seq: b,
+                tokens: &follow[1..2],
+                logits: true,
+            },
+            Step {
+                seq: c,
+                tokens: &follow[..1],
+                logits: true,
+            },
+            Step {
+                seq: a,
+                tokens: &follow[1..2],
+                logits: true,
+            },
+        ])
+        .unwrap();
+    for (i, r) in [1, 2, 0].into_iter().zip(third) {
+        got[i].push(r.unwrap().unwrap());
+    }
+    let [_, _, c] = &mut seqs[..] else {
+        unreachable!()
+    };
+    got[2].push(model.forward(c, &follow[1..2]).unwrap());
+    assert_eq!(got, alone);
+}
+
+/// A step that cannot run (a token outside the vocabulary, a full
+/// window) is answered with its error; the others run as if alone.
+#[test]
+fn one_sequences_bad_step_leaves_the_others_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "llama", GgmlDType::Q8_0);
+    let mut model = ours(&path, Architecture::Llama, 2);
+    let want = model.forward(&mut model.new_sequence(), &PROMPT).unwrap();
+    let (mut good, mut bad, mut full) = (
+        model.new_sequence(),
+        model.new_sequence(),
+        model.new_sequence(),
+    );
+    let window: Vec<u32> = (0..model.context_length() as u32 + 1)
+        .map(|i| i % 10)
+        .collect();
+    let results = model
+        .forward_batch(&mut [
+            Step {
+                seq: &mut bad,
+                tokens: &[1, 1_000_000],
+                logits: true,
+            },
+            Step {
+                seq: &mut good,
+                tokens: &PROMPT,
+                logits: true,
+            },
+            Step {
+                seq: &mut full,
+                tokens: &window,
+                logits: false,
+            },
+        ])
+        .unwrap();
+    let [bad_result, good_result, full_result] = <[_; 3]>::try_from(results).unwrap();
+    let e = bad_result.unwrap_err().to_string();
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let e = full_result.unwrap_err().to_string();
+    assert!(e.contains("context window"), "{e}");
+    assert_eq!(good_result.unwrap().unwrap(), want);
+    assert_eq!((good.len(), bad.len(), full.len()), (PROMPT.len(), 0, 0));
 }

@@ -1,0 +1,497 @@
+//! The inference thread: continuous batching over every loaded model.
+//!
+//! Requests arrive on a channel at any time. Each model has up to
+//! `max_sequences` generations running; they share every forward pass
+//! ([`LoadedModel::step`]), one token each per step, with prompts filling
+//! the rest of a step's budget, so none starves. A request beyond the
+//! bound waits in the model's queue, in order, and joins between two
+//! steps when a slot frees; its wait is reported as `queue_ms`. Admission
+//! also checks memory: a generation needs room in the KV budget for its
+//! prompt and `max_tokens` (and the machine must have it free); cached
+//! prefixes are dropped to make room before a request is refused.
+//!
+//! Between steps the thread takes new work without blocking, ends
+//! generations whose caller cancelled or went away, and streams each
+//! one's text as soon as it is decoded. With nothing running it sleeps
+//! until work arrives or a cached prefix goes idle.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{KvFigures, LoadedModel};
+use super::generation::Generation;
+use super::gguf::GgufFile;
+use super::model::KvType;
+use super::tool_turns;
+use super::Loaded;
+use crate::{CompletionRequest, ProviderError, StreamEvent};
+
+const MIB: u64 = 1 << 20;
+
+/// A request for a generation.
+pub struct Job {
+    pub request: CompletionRequest,
+    pub path: PathBuf,
+    pub name: String,
+    pub cancel: CancellationToken,
+    pub events: mpsc::UnboundedSender<Result<StreamEvent, ProviderError>>,
+    pub arrived: Instant,
+}
+
+/// What the inference thread is asked to do.
+pub enum Work {
+    Generate(Box<Job>),
+    /// Drop every model's cached prefixes (a new conversation began).
+    Forget,
+}
+
+/// How the inference thread runs models.
+#[derive(Clone, Copy)]
+pub struct Settings {
+    pub threads: usize,
+    pub kv_type: KvType,
+    /// A cached prefix unused this long is dropped; `None` keeps it.
+    pub kv_idle: Option<Duration>,
+    /// Generations per model sharing a forward pass.
+    pub max_sequences: usize,
+    /// Bytes for running generations' KV caches and the prefix caches.
+    pub kv_budget: u64,
+    /// Bytes for each model's prefix cache.
+    pub prefix_cache: u64,
+}
+
+/// Where a generation's text goes.
+enum Sink {
+    /// Streamed as it is decoded.
+    Stream,
+    /// A tool turn: JSON held to the call schema, read when complete.
+    Tool { written: String, earlier: usize },
+}
+
+/// A generation in a slot.
+struct Running {
+    job: Box<Job>,
+    generation: Generation,
+    sink: Sink,
+    /// KV bytes set aside for it: its prompt and `max_tokens`.
+    reserved: u64,
+}
+
+/// A loaded model with its running generations and its queue.
+struct Slot {
+    model: LoadedModel,
+    running: Vec<Running>,
+    waiting: VecDeque<Box<Job>>,
+}
+
+impl Slot {
+    fn busy(&self) -> bool {
+        !self.running.is_empty() || !self.waiting.is_empty()
+    }
+
+    fn figures(&self) -> KvFigures {
+        let mut f = self.model.kv_figures();
+        for r in &self.running {
+            if let Some(seq) = &r.generation.seq {
+                f.positions += seq.len();
+                f.bytes += seq.bytes();
+            }
+        }
+        f.sequences = self.running.len();
+        f
+    }
+}
+
+/// A generation that ended, with the events still to send: they go out
+/// after the figures are published, so a caller holding its answer sees
+/// the cache as it now is.
+type Ended = (Box<Job>, Vec<Result<StreamEvent, ProviderError>>);
+
+/// Runs generations for every model until the channel closes.
+pub fn run(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures: Loaded) {
+    let mut slots: HashMap<PathBuf, Slot> = HashMap::new();
+    loop {
+        let busy = slots.values().any(Slot::busy);
+        let first = if busy {
+            match jobs.try_recv() {
+                Ok(work) => Some(work),
+                Err(std_mpsc::TryRecvError::Empty) => None,
+                Err(std_mpsc::TryRecvError::Disconnected) => break,
+            }
+        } else {
+            let wait = settings.kv_idle.and_then(|idle| next_idle(&slots, idle));
+            match wait {
+                Some(wait) => match jobs.recv_timeout(wait) {
+                    Ok(work) => Some(work),
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match jobs.recv() {
+                    Ok(work) => Some(work),
+                    Err(_) => break,
+                },
+            }
+        };
+        let mut changed = false;
+        let mut ended: Vec<Ended> = Vec::new();
+        let mut work = first;
+        while let Some(w) = work {
+            changed |= take(w, &mut slots, settings, &mut ended);
+            work = jobs.try_recv().ok();
+        }
+        let paths: Vec<PathBuf> = slots.keys().cloned().collect();
+        for path in &paths {
+            changed |= admit(path, &mut slots, settings, &mut ended);
+        }
+        for slot in slots.values_mut() {
+            if !slot.running.is_empty() {
+                step(slot, &mut ended);
+                changed = true;
+            }
+        }
+        if let Some(idle) = settings.kv_idle {
+            for slot in slots.values_mut() {
+                let dropped = slot.model.prefix_cache().drop_idle(idle);
+                if dropped > 0 {
+                    tracing::info!(model = %slot.model.name, positions = dropped, "dropped cached prefixes: they were idle");
+                    changed = true;
+                }
+            }
+        }
+        if changed || !ended.is_empty() {
+            publish(&slots, &figures);
+        }
+        for (job, events) in ended {
+            for event in events {
+                let _ = job.events.send(event);
+            }
+        }
+    }
+}
+
+/// How long until the first cached prefix goes idle, if any is held.
+fn next_idle(slots: &HashMap<PathBuf, Slot>, idle: Duration) -> Option<Duration> {
+    slots
+        .values()
+        .filter_map(|s| s.model.cache_last_used())
+        .map(|used| {
+            used.checked_add(idle).map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(Instant::now())
+            })
+        })
+        .min()
+}
+
+/// Takes one piece of work; whether the figures changed.
+fn take(
+    work: Work,
+    slots: &mut HashMap<PathBuf, Slot>,
+    settings: Settings,
+    ended: &mut Vec<Ended>,
+) -> bool {
+    match work {
+        Work::Forget => {
+            let mut changed = false;
+            for slot in slots.values_mut() {
+                let f = slot.model.kv_figures();
+                if f.positions > 0 {
+                    slot.model.clear_cache();
+                    tracing::info!(model = %slot.model.name, positions = f.positions, mib = f.bytes as f64 / MIB as f64, "dropped cached prefixes: a new conversation began");
+                    changed = true;
+                }
+            }
+            changed
+        }
+        Work::Generate(job) => {
+            if job.cancel.is_cancelled() {
+                ended.push((job, vec![Err(ProviderError::Cancelled)]));
+                return false;
+            }
+            if !slots.contains_key(&job.path) {
+                match load(&job, settings) {
+                    Ok(model) => {
+                        let slot = Slot {
+                            model,
+                            running: Vec::new(),
+                            waiting: VecDeque::new(),
+                        };
+                        slots.insert(job.path.clone(), slot);
+                    }
+                    Err(e) => {
+                        ended.push((job, vec![Err(e)]));
+                        return false;
+                    }
+                }
+            }
+            let Some(slot) = slots.get_mut(&job.path) else {
+                return false;
+            };
+            let bound = if slot.model.batches() {
+                settings.max_sequences.max(1)
+            } else {
+                1
+            };
+            if slot.running.len() + slot.waiting.len() >= bound {
+                tracing::info!(
+                    model = %slot.model.name,
+                    running = slot.running.len(),
+                    ahead = slot.waiting.len(),
+                    "generation queued: the model runs {bound} at a time"
+                );
+            }
+            slot.waiting.push_back(job);
+            true
+        }
+    }
+}
+
+fn load(job: &Job, settings: Settings) -> Result<LoadedModel, ProviderError> {
+    let started = Instant::now();
+    let mut model = GgufFile::open(&job.path)
+        .and_then(|g| LoadedModel::load_with_threads(&job.name, g, settings.threads))?;
+    model.set_kv_type(settings.kv_type);
+    model.set_prefix_cache_limit(settings.prefix_cache);
+    tracing::info!(model = %job.name, ms = started.elapsed().as_millis() as u64, "model loaded");
+    Ok(model)
+}
+
+/// Bytes the running generations of every model have set aside, and
+/// the prefix caches hold.
+fn kv_in_use(slots: &HashMap<PathBuf, Slot>) -> u64 {
+    slots
+        .values()
+        .map(|s| s.running.iter().map(|r| r.reserved).sum::<u64>() + s.model.kv_figures().bytes)
+        .sum()
+}
+
+/// Drops the least recently used cached prefix of any model; the bytes
+/// freed (0 when none is left).
+fn evict_one(slots: &mut HashMap<PathBuf, Slot>) -> u64 {
+    let oldest = slots
+        .values_mut()
+        .filter_map(|s| {
+            let used = s.model.prefix_cache().oldest()?;
+            Some((used, s))
+        })
+        .min_by_key(|(used, _)| *used);
+    oldest.map_or(0, |(_, s)| s.model.prefix_cache().evict_oldest())
+}
+
+/// Memory the machine has free for new allocations, if it says.
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// What the machine keeps free however much KV memory is wanted.
+const MEM_RESERVE: u64 = 256 * MIB;
+
+/// Starts queued generations of the model at `path` while it has free
+/// slots; whether any started or was refused.
+fn admit(
+    path: &PathBuf,
+    slots: &mut HashMap<PathBuf, Slot>,
+    settings: Settings,
+    ended: &mut Vec<Ended>,
+) -> bool {
+    let mut changed = false;
+    loop {
+        let Some(slot) = slots.get_mut(path) else {
+            return changed;
+        };
+        let bound = if slot.model.batches() {
+            settings.max_sequences.max(1)
+        } else {
+            1
+        };
+        if slot.running.len() >= bound {
+            return changed;
+        }
+        let Some(job) = slot.waiting.pop_front() else {
+            return changed;
+        };
+        changed = true;
+        if job.cancel.is_cancelled() {
+            ended.push((job, vec![Err(ProviderError::Cancelled)]));
+            continue;
+        }
+        let (messages, format, options, sink) = if job.request.tools.is_empty() {
+            (
+                job.request.messages.clone(),
+                job.request.format.clone(),
+                job.request.options.clone(),
+                Sink::Stream,
+            )
+        } else {
+            let (messages, format) = tool_turns::prepare(&job.request);
+            // No repeat penalty: a tool turn copies names, paths and
+            // results from the conversation, which the penalty would
+            // steer it away from.
+            let options = crate::GenerationOptions {
+                repeat_penalty: None,
+                ..job.request.options.clone()
+            };
+            let earlier = job
+                .request
+                .messages
+                .iter()
+                .map(|m| m.tool_calls.len())
+                .sum();
+            let sink = Sink::Tool {
+                written: String::new(),
+                earlier,
+            };
+            (messages, Some(format), options, sink)
+        };
+        let begun = slot
+            .model
+            .begin(&messages, &options, format.as_ref(), job.arrived);
+        let generation = match begun {
+            Ok(g) => g,
+            Err(e) => {
+                ended.push((job, vec![Err(e)]));
+                continue;
+            }
+        };
+        let per_position = slot.model.kv_bytes_per_position();
+        let positions = (generation.prompt_len() + options.max_tokens as usize)
+            .min(slot.model.context_length());
+        let need = per_position * positions as u64;
+        let name = slot.model.name.clone();
+        if let Err(e) = make_room(slots, need, settings.kv_budget, &name) {
+            ended.push((job, vec![Err(e)]));
+            continue;
+        }
+        let Some(slot) = slots.get_mut(path) else {
+            return changed;
+        };
+        if generation.arrived().elapsed() > Duration::from_millis(50) {
+            tracing::debug!(model = %name, queue_ms = generation.stats().queue_ms, "generation admitted");
+        }
+        slot.running.push(Running {
+            job,
+            generation,
+            sink,
+            reserved: need,
+        });
+    }
+}
+
+/// Makes `need` bytes of KV memory available within `budget` and the
+/// machine's free memory, dropping cached prefixes (least recently used
+/// first) as needed; the error says why it cannot.
+fn make_room(
+    slots: &mut HashMap<PathBuf, Slot>,
+    need: u64,
+    budget: u64,
+    model: &str,
+) -> Result<(), ProviderError> {
+    if need == 0 {
+        return Ok(());
+    }
+    let fits = |slots: &HashMap<PathBuf, Slot>| {
+        let in_budget = kv_in_use(slots) + need <= budget;
+        // The reserved bytes of running generations are not all touched
+        // yet; the machine must hold this one's on top of what is in use.
+        let in_memory = mem_available().is_none_or(|free| free >= need + MEM_RESERVE);
+        in_budget && in_memory
+    };
+    let mut freed = 0;
+    while !fits(slots) {
+        let bytes = evict_one(slots);
+        if bytes == 0 {
+            let running: usize = slots.values().map(|s| s.running.len()).sum();
+            let held: u64 = slots
+                .values()
+                .flat_map(|s| &s.running)
+                .map(|r| r.reserved)
+                .sum();
+            let free = mem_available().map_or(String::new(), |f| {
+                format!(", and the machine has {} MiB free", f / MIB)
+            });
+            return Err(ProviderError::Unavailable {
+                backend: super::BACKEND.into(),
+                reason: format!(
+                    "not enough memory for another generation on {model}: it needs {} MiB of KV cache for its prompt and max_tokens; {running} running generation(s) hold {} MiB of the {} MiB budget{free}. Try again when they finish, ask for fewer max_tokens, or raise [models.candle] kv_budget_mib",
+                    need.div_ceil(MIB),
+                    held.div_ceil(MIB),
+                    budget / MIB,
+                ),
+            });
+        }
+        freed += bytes;
+    }
+    if freed > 0 {
+        tracing::info!(
+            model,
+            mib = freed as f64 / MIB as f64,
+            "dropped cached prefixes to make room for a generation"
+        );
+    }
+    Ok(())
+}
+
+/// One forward pass for the slot's running generations; their text goes
+/// out, and those that ended are moved to `ended`.
+fn step(slot: &mut Slot, ended: &mut Vec<Ended>) {
+    for r in &mut slot.running {
+        // A caller that went away cancels (its stream was dropped).
+        if r.job.cancel.is_cancelled() || r.job.events.is_closed() {
+            r.generation.cancel();
+        }
+    }
+    {
+        let mut gens: Vec<&mut Generation> =
+            slot.running.iter_mut().map(|r| &mut r.generation).collect();
+        slot.model.step(&mut gens);
+    }
+    for r in &mut slot.running {
+        let text = r.generation.take_text();
+        if text.is_empty() {
+            continue;
+        }
+        match &mut r.sink {
+            Sink::Stream => {
+                let _ = r.job.events.send(Ok(StreamEvent::Text(text)));
+            }
+            Sink::Tool { written, .. } => written.push_str(&text),
+        }
+    }
+    let mut i = 0;
+    while i < slot.running.len() {
+        if !slot.running[i].generation.is_finished() {
+            i += 1;
+            continue;
+        }
+        let r = slot.running.remove(i);
+        let typed = r.job.request.format.is_some();
+        let result = slot.model.end(r.generation);
+        let mut events = Vec::new();
+        if let (Ok(_), Sink::Tool { written, earlier }) = (&result, &r.sink) {
+            let event = match tool_turns::interpret(written, *earlier, typed) {
+                tool_turns::Turn::Call(call) => StreamEvent::ToolCall(call),
+                tool_turns::Turn::Answer(text) => StreamEvent::Text(text),
+            };
+            events.push(Ok(event));
+        }
+        events.push(result.map(StreamEvent::Done));
+        ended.push((r.job, events));
+    }
+}
+
+/// Puts each loaded model's KV figures where `status` reads them.
+fn publish(slots: &HashMap<PathBuf, Slot>, figures: &Loaded) {
+    if let Ok(mut f) = figures.lock() {
+        *f = slots
+            .values()
+            .map(|s| (s.model.name.clone(), s.figures()))
+            .collect::<BTreeMap<_, _>>();
+    }
+}
