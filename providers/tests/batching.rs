@@ -101,18 +101,24 @@ async fn concurrent_generations_share_passes_and_answer_as_they_do_alone() {
     drop(alone);
 
     let together = provider(CandleConfig::default());
-    let runs = QUESTIONS
-        .iter()
-        .map(|q| answer(&together, ask(system, q, 40), CancellationToken::new()));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let runs = async {
+        let runs = QUESTIONS
+            .iter()
+            .map(|q| answer(&together, ask(system, q, 40), CancellationToken::new()));
+        let results = futures::future::join_all(runs).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        results
+    };
     let watch = async {
         let mut most = 0;
-        for _ in 0..400 {
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
             most = most.max(running(&together));
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         most
     };
-    let (results, most) = tokio::join!(futures::future::join_all(runs), watch);
+    let (results, most) = tokio::join!(runs, watch);
     let mut slowest = 0f64;
     for (result, want) in results.into_iter().zip(&want) {
         let (text, stats) = result.unwrap();
@@ -159,7 +165,12 @@ async fn cancelling_one_generation_leaves_the_others_untouched() {
     let p = provider(CandleConfig::default());
     let mut want = Vec::new();
     for q in [QUESTIONS[0], QUESTIONS[1]] {
-        want.push(answer(&p, ask(system, q, 32), CancellationToken::new()).await.unwrap().0);
+        want.push(
+            answer(&p, ask(system, q, 32), CancellationToken::new())
+                .await
+                .unwrap()
+                .0,
+        );
     }
     // A fresh provider: no cached prefixes from the runs alone.
     let p = provider(CandleConfig::default());
@@ -220,14 +231,22 @@ async fn a_shared_prompt_head_is_run_once_and_reused() {
     );
     // The same request on a provider that has cached nothing.
     let fresh = provider(CandleConfig::default());
-    let (want, _) = answer(&fresh, ask(&head, QUESTIONS[1], 8), CancellationToken::new())
-        .await
-        .unwrap();
+    let (want, _) = answer(
+        &fresh,
+        ask(&head, QUESTIONS[1], 8),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(text, want);
     // An unrelated prompt shares nothing but the template's first tokens.
-    let (_, other) = answer(&p, ask("Be brief.", QUESTIONS[2], 4), CancellationToken::new())
-        .await
-        .unwrap();
+    let (_, other) = answer(
+        &p,
+        ask("Be brief.", QUESTIONS[2], 4),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert!(other.cached_prompt_tokens < 10, "{other:?}");
 }
 
@@ -251,13 +270,18 @@ async fn memory_pressure_drops_cached_prefixes_before_refusing_work() {
     let cached: usize = p.kv_caches().values().map(|f| f.positions).sum();
     assert!(cached > 20, "the first generation is cached: {cached}");
 
-    // Its prompt and 120 tokens need ~150 positions: the cached prefix
+    // Its prompt and 150 tokens need ~175 positions: the cached prefix
     // must go to make room, and it runs.
-    let (_, stats) = answer(&p, ask("Be brief.", QUESTIONS[2], 120), CancellationToken::new())
-        .await
-        .unwrap();
+    let (_, stats) = answer(
+        &p,
+        ask("Be brief.", QUESTIONS[2], 150),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     assert!(stats.completion_tokens > 0);
-    assert_eq!(stats.cached_prompt_tokens, 0);
+    let prefixes: usize = p.kv_caches().values().map(|f| f.prefixes).sum();
+    assert_eq!(prefixes, 1, "only the second generation is cached now");
 
     // 400 tokens can never fit in 4 MiB: refused, with the way out.
     let refused = answer(&p, ask(system, QUESTIONS[1], 400), CancellationToken::new())

@@ -40,8 +40,11 @@ pub struct Input {
 
 /// One generation in progress.
 pub struct Generation {
-    /// When the request arrived (it may have waited for a free slot).
+    /// When the request arrived (it may have waited for its model to load
+    /// and for a free slot).
     arrived: Instant,
+    /// When it began waiting for a slot.
+    queued: Instant,
     /// When it got one and began.
     admitted: Instant,
     /// The prompt, then each token sampled.
@@ -93,6 +96,7 @@ impl Generation {
         let limit = (o.max_tokens as usize).min(start.room);
         Generation {
             arrived: start.arrived,
+            queued: Instant::now(),
             admitted: Instant::now(),
             prompt_len: start.prompt.len(),
             fed: start.reused,
@@ -114,6 +118,12 @@ impl Generation {
             stopped_by_string: false,
             text: String::new(),
         }
+    }
+
+    /// Counts its wait for a slot from `queued` (the model had loaded).
+    pub fn queued_since(mut self, queued: Instant) -> Generation {
+        self.queued = queued.max(self.arrived);
+        self
     }
 
     /// What to run next, with at most `budget` prompt tokens; `None` once
@@ -277,11 +287,6 @@ impl Generation {
         self.prompt_len
     }
 
-    /// When the request arrived.
-    pub fn arrived(&self) -> Instant {
-        self.arrived
-    }
-
     /// Its figures, as they stand.
     pub fn stats(&self) -> GenerationStats {
         let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
@@ -294,7 +299,7 @@ impl Generation {
             total_ms: ms(self.arrived, now),
             finish_reason: self.finish.unwrap_or("length").to_owned(),
             cached: false,
-            queue_ms: ms(self.arrived, self.admitted),
+            queue_ms: ms(self.queued, self.admitted),
             cached_prompt_tokens: self.reused as u32,
         }
     }

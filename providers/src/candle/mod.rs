@@ -367,6 +367,7 @@ impl Provider for CandleProvider {
             cancel,
             events,
             arrived: Instant::now(),
+            queued: Instant::now(),
         };
         self.send(Work::Generate(Box::new(job)))?;
         Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {

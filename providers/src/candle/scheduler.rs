@@ -41,6 +41,8 @@ pub struct Job {
     pub cancel: CancellationToken,
     pub events: mpsc::UnboundedSender<Result<StreamEvent, ProviderError>>,
     pub arrived: Instant,
+    /// When it joined its model's queue (after any load).
+    pub queued: Instant,
 }
 
 /// What the inference thread is asked to do.
@@ -207,7 +209,7 @@ fn take(
             }
             changed
         }
-        Work::Generate(job) => {
+        Work::Generate(mut job) => {
             if job.cancel.is_cancelled() {
                 ended.push((job, vec![Err(ProviderError::Cancelled)]));
                 return false;
@@ -244,6 +246,7 @@ fn take(
                     "generation queued: the model runs {bound} at a time"
                 );
             }
+            job.queued = Instant::now();
             slot.waiting.push_back(job);
             true
         }
@@ -353,6 +356,7 @@ fn admit(
         let begun = slot
             .model
             .begin(&messages, &options, format.as_ref(), job.arrived);
+        let begun = begun.map(|g| g.queued_since(job.queued));
         let generation = match begun {
             Ok(g) => g,
             Err(e) => {
@@ -372,8 +376,9 @@ fn admit(
         let Some(slot) = slots.get_mut(path) else {
             return changed;
         };
-        if generation.arrived().elapsed() > Duration::from_millis(50) {
-            tracing::debug!(model = %name, queue_ms = generation.stats().queue_ms, "generation admitted");
+        let queue_ms = generation.stats().queue_ms;
+        if queue_ms > 50.0 {
+            tracing::info!(model = %name, queue_ms = queue_ms.round(), "queued generation admitted");
         }
         slot.running.push(Running {
             job,
