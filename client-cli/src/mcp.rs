@@ -141,6 +141,14 @@ where
                 continue;
             }
         };
+        if message.get("method").and_then(Value::as_str) == Some("initialize") {
+            // The session's lifecycle is settled by `initialize`: a request
+            // that overtook it would open a session without one (and be
+            // refused for want of per-request metadata). Later requests run
+            // concurrently.
+            pass_on(&link, message, &out_tx).await;
+            continue;
+        }
         let (link, out) = (Arc::clone(&link), out_tx.clone());
         in_flight.spawn(async move { pass_on(&link, message, &out).await });
         // Reap what has finished, so the set does not grow.

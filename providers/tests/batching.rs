@@ -145,7 +145,21 @@ async fn requests_beyond_the_bound_queue_and_report_their_wait() {
         tokio::time::sleep(Duration::from_millis(30)).await;
         answer(&p, ask(system, QUESTIONS[0], 16), CancellationToken::new()).await
     };
-    let (first, second) = tokio::join!(first, second);
+    // A third gives up while it waits: it hears so at once, not when a
+    // slot frees.
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let cancel = CancellationToken::new();
+        let waiting = answer(&p, ask(system, QUESTIONS[1], 16), cancel.clone());
+        let giving_up = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            cancel.cancel();
+        };
+        let (result, ()) = tokio::join!(waiting, giving_up);
+        (result, std::time::Instant::now())
+    };
+    let started = std::time::Instant::now();
+    let (first, second, (third, third_at)) = tokio::join!(first, second, third);
     let (_, first) = first.unwrap();
     let (text, second) = second.unwrap();
     assert!(text.contains("Paris"), "{text}");
@@ -154,6 +168,13 @@ async fn requests_beyond_the_bound_queue_and_report_their_wait() {
         "the second waited for the first: {second:?} after {first:?}"
     );
     assert!(second.first_token_ms.unwrap() > second.queue_ms);
+    assert!(matches!(third, Err(ProviderError::Cancelled)), "{third:?}");
+    let third_ms = (third_at - started).as_secs_f64() * 1e3;
+    assert!(
+        third_ms < first.total_ms,
+        "the cancelled request ended at {third_ms:.0} ms, after the first ({:.0} ms)",
+        first.total_ms
+    );
     assert!(first.queue_ms < 5.0, "{first:?}");
 }
 

@@ -146,6 +146,9 @@ pub fn run(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures: Loaded) 
             changed |= take(w, &mut slots, settings, &mut ended);
             work = jobs.try_recv().ok();
         }
+        for slot in slots.values_mut() {
+            changed |= drop_abandoned(slot, &mut ended);
+        }
         let paths: Vec<PathBuf> = slots.keys().cloned().collect();
         for path in &paths {
             changed |= admit(path, &mut slots, settings, &mut ended);
@@ -174,6 +177,20 @@ pub fn run(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures: Loaded) 
             }
         }
     }
+}
+
+/// Ends queued requests whose caller cancelled or went away, so they
+/// hear of it now rather than when a slot frees; whether any did.
+fn drop_abandoned(slot: &mut Slot, ended: &mut Vec<Ended>) -> bool {
+    let before = slot.waiting.len();
+    let (gone, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut slot.waiting)
+        .into_iter()
+        .partition(|job| job.cancel.is_cancelled() || job.events.is_closed());
+    slot.waiting = kept;
+    for job in gone {
+        ended.push((job, vec![Err(ProviderError::Cancelled)]));
+    }
+    slot.waiting.len() != before
 }
 
 /// How long until the first cached prefix goes idle, if any is held.
