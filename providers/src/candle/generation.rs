@@ -134,7 +134,7 @@ impl Generation {
         }
         if self.fed < self.prompt_len {
             let end = self.prompt_len.min(self.fed + PROMPT_CHUNK.min(budget));
-            return (end > self.fed).then(|| Input {
+            return (end > self.fed).then_some(Input {
                 range: self.fed..end,
                 logits: end == self.prompt_len,
             });

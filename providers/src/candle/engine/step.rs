@@ -13,6 +13,10 @@ use crate::candle::generation::{Generation, Start, PROMPT_CHUNK};
 use crate::candle::model::Step;
 use crate::{ChatMessage, GenerationOptions, GenerationStats, OutputFormat, ProviderError};
 
+/// What one generation's part of a pass came to: its index in `gens`,
+/// the tokens it ran, and its logits (if asked for) or its error.
+type Outcome = (usize, usize, Result<Option<Vec<f32>>, ProviderError>);
+
 fn inference(e: impl std::fmt::Display) -> ProviderError {
     ProviderError::Inference(e.to_string())
 }
@@ -96,85 +100,84 @@ impl LoadedModel {
         if planned.is_empty() {
             return;
         }
-        let outcomes: Vec<(usize, usize, Result<Option<Vec<f32>>, ProviderError>)> =
-            match &mut self.network {
-                Network::Native(m) => {
-                    let mut outcomes = Vec::new();
-                    let mut taken: Vec<(usize, usize)> = Vec::new();
-                    let mut steps = Vec::with_capacity(planned.len());
-                    // Lend each planned generation's tokens and cache to
-                    // the pass (they are distinct elements of `gens`).
-                    let mut rest: &mut [&mut Generation] = gens;
-                    let mut offset = 0;
-                    for (i, input) in &planned {
-                        let tail = std::mem::take(&mut rest);
-                        let (g, tail) = tail[i - offset..]
-                            .split_first_mut()
-                            .expect("planned indices are in order and in range");
-                        offset = i + 1;
-                        rest = tail;
-                        let n = input.range.len();
-                        match g.split(input.range.clone()) {
-                            (tokens, Some(seq)) => {
-                                taken.push((*i, n));
-                                steps.push(Step {
-                                    seq,
-                                    tokens,
-                                    logits: input.logits,
-                                });
-                            }
-                            (_, None) => {
-                                let e = ProviderError::Inference("no KV cache".into());
-                                outcomes.push((*i, n, Err(e)));
-                            }
+        let outcomes: Vec<Outcome> = match &mut self.network {
+            Network::Native(m) => {
+                let mut outcomes = Vec::new();
+                let mut taken: Vec<(usize, usize)> = Vec::new();
+                let mut steps = Vec::with_capacity(planned.len());
+                // Lend each planned generation's tokens and cache to
+                // the pass (they are distinct elements of `gens`).
+                let mut rest: &mut [&mut Generation] = gens;
+                let mut offset = 0;
+                for (i, input) in &planned {
+                    let tail = std::mem::take(&mut rest);
+                    let (g, tail) = tail[i - offset..]
+                        .split_first_mut()
+                        .expect("planned indices are in order and in range");
+                    offset = i + 1;
+                    rest = tail;
+                    let n = input.range.len();
+                    match g.split(input.range.clone()) {
+                        (tokens, Some(seq)) => {
+                            taken.push((*i, n));
+                            steps.push(Step {
+                                seq,
+                                tokens,
+                                logits: input.logits,
+                            });
+                        }
+                        (_, None) => {
+                            let e = ProviderError::Inference("no KV cache".into());
+                            outcomes.push((*i, n, Err(e)));
                         }
                     }
-                    match m.forward_batch(&mut steps) {
-                        Ok(results) => outcomes.extend(
+                }
+                match m.forward_batch(&mut steps) {
+                    Ok(results) => outcomes.extend(
+                        taken
+                            .iter()
+                            .zip(results)
+                            .map(|(&(i, n), r)| (i, n, r.map_err(inference))),
+                    ),
+                    Err(e) => {
+                        let e = e.to_string();
+                        outcomes.extend(
                             taken
                                 .iter()
-                                .zip(results)
-                                .map(|(&(i, n), r)| (i, n, r.map_err(inference))),
-                        ),
+                                .map(|&(i, n)| (i, n, Err(ProviderError::Inference(e.clone())))),
+                        );
+                    }
+                }
+                outcomes
+            }
+            Network::CandleMoe(moe) => {
+                let mut outcomes = Vec::new();
+                for (k, (i, input)) in planned.iter().enumerate() {
+                    let n = input.range.len();
+                    if k > 0 {
+                        let e = "this model runs one generation at a time";
+                        outcomes.push((*i, n, Err(ProviderError::Inference(e.into()))));
+                        continue;
+                    }
+                    let (tokens, _) = gens[*i].split(input.range.clone());
+                    let tokens = tokens.to_vec();
+                    let logits = match moe.forward(&tokens, self.moe_cached.len()) {
+                        Ok(l) => {
+                            self.moe_cached.extend_from_slice(&tokens);
+                            Ok(input.logits.then_some(l))
+                        }
                         Err(e) => {
-                            let e = e.to_string();
-                            outcomes.extend(
-                                taken.iter().map(|&(i, n)| {
-                                    (i, n, Err(ProviderError::Inference(e.clone())))
-                                }),
-                            );
+                            // Part of the call may be cached: start afresh.
+                            moe.truncate(0);
+                            self.moe_cached.clear();
+                            Err(e)
                         }
-                    }
-                    outcomes
+                    };
+                    outcomes.push((*i, n, logits));
                 }
-                Network::CandleMoe(moe) => {
-                    let mut outcomes = Vec::new();
-                    for (k, (i, input)) in planned.iter().enumerate() {
-                        let n = input.range.len();
-                        if k > 0 {
-                            let e = "this model runs one generation at a time";
-                            outcomes.push((*i, n, Err(ProviderError::Inference(e.into()))));
-                            continue;
-                        }
-                        let (tokens, _) = gens[*i].split(input.range.clone());
-                        let tokens = tokens.to_vec();
-                        let logits = match moe.forward(&tokens, self.moe_cached.len()) {
-                            Ok(l) => {
-                                self.moe_cached.extend_from_slice(&tokens);
-                                Ok(input.logits.then_some(l))
-                            }
-                            Err(e) => {
-                                // Part of the call may be cached: start afresh.
-                                moe.truncate(0);
-                                self.moe_cached.clear();
-                                Err(e)
-                            }
-                        };
-                        outcomes.push((*i, n, logits));
-                    }
-                    outcomes
-                }
-            };
+                outcomes
+            }
+        };
         for (i, n, outcome) in outcomes {
             let g = &mut *gens[i];
             let advanced = outcome.and_then(|logits| {
