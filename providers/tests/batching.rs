@@ -227,8 +227,44 @@ async fn cancelling_one_generation_leaves_the_others_untouched() {
     assert_eq!(stats.finish_reason, "cancelled");
     assert!(stats.completion_tokens < 200, "{stats:?}");
     for (got, want) in others.into_iter().zip(&want) {
-        assert_eq!(&got.unwrap().0, want);
+        let (text, stats) = got.unwrap();
+        assert_eq!(&text, want);
+        assert!(stats.queue_ms < 50.0, "it ran beside the others: {stats:?}");
     }
+}
+
+/// `%clear --conversation` (forget_context) while a generation runs: it
+/// finishes as it would, and its cache does not come back afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_during_a_generation_keeps_nothing_of_it() {
+    let p = provider(CandleConfig::default());
+    let system = "You are a helpful assistant.";
+    let mut stream = p
+        .stream(ask(system, QUESTIONS[3], 48), CancellationToken::new())
+        .await
+        .unwrap();
+    let mut forgot = false;
+    let mut stats = None;
+    while let Some(event) = stream.next().await {
+        match event.unwrap() {
+            StreamEvent::Text(_) if !forgot => {
+                p.forget_context().await;
+                forgot = true;
+            }
+            StreamEvent::Done(s) => stats = Some(s),
+            _ => {}
+        }
+    }
+    assert!(forgot);
+    assert!(stats.unwrap().completion_tokens > 1);
+    let held: usize = p.kv_caches().values().map(|f| f.positions).sum();
+    assert_eq!(held, 0, "the forgotten conversation was cached again");
+    // A positive control: without the forget, it is kept.
+    answer(&p, ask(system, QUESTIONS[0], 8), CancellationToken::new())
+        .await
+        .unwrap();
+    let held: usize = p.kv_caches().values().map(|f| f.positions).sum();
+    assert!(held > 20, "{held}");
 }
 
 /// A long fixed head (a skill's instructions) is run once: the next

@@ -510,7 +510,7 @@ mod tests {
         for name in &files {
             let text = fs::read_to_string(dir.path().join(name)).unwrap();
             assert!(
-                text.len() <= 1048 && text.len() % 100 == 0,
+                text.len() <= 1048 && text.len().is_multiple_of(100),
                 "{name}: {}",
                 text.len()
             );

@@ -40,6 +40,8 @@ pub struct Input {
 
 /// One generation in progress.
 pub struct Generation {
+    /// The model's forget epoch when it began.
+    epoch: u64,
     /// When the request arrived (it may have waited for its model to load
     /// and for a free slot).
     arrived: Instant,
@@ -78,6 +80,8 @@ pub struct Generation {
 
 /// How a generation starts.
 pub struct Start {
+    /// The model's forget epoch when it began.
+    pub epoch: u64,
     pub arrived: Instant,
     pub prompt: Vec<u32>,
     /// Prompt positions `seq` (or the network's own cache) already holds.
@@ -95,6 +99,7 @@ impl Generation {
         let o = &start.options;
         let limit = (o.max_tokens as usize).min(start.room);
         Generation {
+            epoch: start.epoch,
             arrived: start.arrived,
             queued: Instant::now(),
             admitted: Instant::now(),
@@ -276,6 +281,11 @@ impl Generation {
     /// The tokens its KV cache holds, in order.
     pub fn cached_tokens(&self) -> &[u32] {
         &self.tokens[..self.fed]
+    }
+
+    /// The model's forget epoch when it began.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Prompt positions taken from a cache rather than run.

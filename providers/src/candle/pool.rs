@@ -182,7 +182,7 @@ impl Pool {
         let mut spins = 0u32;
         while shared.done.load(Ordering::Acquire) < n {
             spins += 1;
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -230,7 +230,7 @@ fn worker(shared: &Shared) {
                 break e;
             }
             spins += 1;
-            if spins % 256 == 0 && started.elapsed() > SPIN {
+            if spins.is_multiple_of(256) && started.elapsed() > SPIN {
                 let mut guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
                 shared.sleeping.fetch_add(1, Ordering::SeqCst);
                 while unpack(shared.state.load(Ordering::SeqCst)).0 == seen

@@ -74,10 +74,21 @@ impl PrefixCache {
     /// whose tokens begin the new ones is dropped (the new one serves all
     /// its lookups); if the new tokens begin an existing entry, that one
     /// is kept instead. Evicts the least recently used beyond the bound.
-    pub fn insert(&mut self, tokens: Vec<u32>, mut seq: Sequence) {
+    pub fn insert(&mut self, mut tokens: Vec<u32>, mut seq: Sequence) {
         seq.truncate(tokens.len());
         if tokens.is_empty() || seq.len() < tokens.len() {
             return;
+        }
+        // Too long for the bound: keep the start that fits (a long
+        // conversation still reuses most of itself next turn).
+        let per_position = (seq.bytes() / seq.len() as u64).max(1);
+        let fits = (self.limit / per_position) as usize;
+        if fits < tokens.len() {
+            tokens.truncate(fits);
+            seq.truncate(fits);
+            if tokens.is_empty() {
+                return;
+            }
         }
         if let Some(e) = self
             .entries

@@ -8,7 +8,9 @@
 //! steps when a slot frees; its wait is reported as `queue_ms`. Admission
 //! also checks memory: a generation needs room in the KV budget for its
 //! prompt and `max_tokens` (and the machine must have it free); cached
-//! prefixes are dropped to make room before a request is refused.
+//! prefixes are dropped to make room, a request that fits once running
+//! generations end waits at the head of its queue, and one that cannot
+//! fit even alone is refused with what to change.
 //!
 //! Between steps the thread takes new work without blocking, ends
 //! generations whose caller cancelled or went away, and streams each
@@ -89,6 +91,9 @@ struct Slot {
     model: LoadedModel,
     running: Vec<Running>,
     waiting: VecDeque<Box<Job>>,
+    /// The head of the queue waits for running generations to release
+    /// KV memory: admission is retried only after one ends.
+    memory_wait: bool,
 }
 
 impl Slot {
@@ -117,13 +122,24 @@ type Ended = (Box<Job>, Vec<Result<StreamEvent, ProviderError>>);
 /// Runs generations for every model until the channel closes.
 pub fn run(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures: Loaded) {
     let mut slots: HashMap<PathBuf, Slot> = HashMap::new();
+    // Whether a generation ended (or caches were dropped) since the last
+    // admission: a request waiting for memory may fit now.
+    let mut released = false;
+    // The provider is gone: finish what runs and waits, then stop.
+    let mut closing = false;
     loop {
         let busy = slots.values().any(Slot::busy);
+        if closing && !busy {
+            break;
+        }
         let first = if busy {
             match jobs.try_recv() {
                 Ok(work) => Some(work),
                 Err(std_mpsc::TryRecvError::Empty) => None,
-                Err(std_mpsc::TryRecvError::Disconnected) => break,
+                Err(std_mpsc::TryRecvError::Disconnected) => {
+                    closing = true;
+                    None
+                }
             }
         } else {
             let wait = settings.kv_idle.and_then(|idle| next_idle(&slots, idle));
@@ -151,17 +167,20 @@ pub fn run(jobs: std_mpsc::Receiver<Work>, settings: Settings, figures: Loaded) 
         }
         let paths: Vec<PathBuf> = slots.keys().cloned().collect();
         for path in &paths {
-            changed |= admit(path, &mut slots, settings, &mut ended);
+            changed |= admit(path, &mut slots, settings, released, &mut ended);
         }
+        released = false;
         for slot in slots.values_mut() {
             if !slot.running.is_empty() {
+                let before = ended.len();
                 step(slot, &mut ended);
+                released |= ended.len() > before;
                 changed = true;
             }
         }
         if let Some(idle) = settings.kv_idle {
             for slot in slots.values_mut() {
-                let dropped = slot.model.prefix_cache().drop_idle(idle);
+                let dropped = slot.model.drop_idle(idle);
                 if dropped > 0 {
                     tracing::info!(model = %slot.model.name, positions = dropped, "dropped cached prefixes: they were idle");
                     changed = true;
@@ -218,8 +237,10 @@ fn take(
             let mut changed = false;
             for slot in slots.values_mut() {
                 let f = slot.model.kv_figures();
+                // Always: running generations must not put their caches
+                // back, even when nothing is cached yet.
+                slot.model.clear_cache();
                 if f.positions > 0 {
-                    slot.model.clear_cache();
                     tracing::info!(model = %slot.model.name, positions = f.positions, mib = f.bytes as f64 / MIB as f64, "dropped cached prefixes: a new conversation began");
                     changed = true;
                 }
@@ -238,6 +259,7 @@ fn take(
                             model,
                             running: Vec::new(),
                             waiting: VecDeque::new(),
+                            memory_wait: false,
                         };
                         slots.insert(job.path.clone(), slot);
                     }
@@ -280,15 +302,6 @@ fn load(job: &Job, settings: Settings) -> Result<LoadedModel, ProviderError> {
     Ok(model)
 }
 
-/// Bytes the running generations of every model have set aside, and
-/// the prefix caches hold.
-fn kv_in_use(slots: &HashMap<PathBuf, Slot>) -> u64 {
-    slots
-        .values()
-        .map(|s| s.running.iter().map(|r| r.reserved).sum::<u64>() + s.model.kv_figures().bytes)
-        .sum()
-}
-
 /// Drops the least recently used cached prefix of any model; the bytes
 /// freed (0 when none is left).
 fn evict_one(slots: &mut HashMap<PathBuf, Slot>) -> u64 {
@@ -319,6 +332,7 @@ fn admit(
     path: &PathBuf,
     slots: &mut HashMap<PathBuf, Slot>,
     settings: Settings,
+    released: bool,
     ended: &mut Vec<Ended>,
 ) -> bool {
     let mut changed = false;
@@ -326,6 +340,10 @@ fn admit(
         let Some(slot) = slots.get_mut(path) else {
             return changed;
         };
+        if slot.memory_wait && !released {
+            return changed;
+        }
+        slot.memory_wait = false;
         let bound = if slot.model.batches() {
             settings.max_sequences.max(1)
         } else {
@@ -386,13 +404,26 @@ fn admit(
             .min(slot.model.context_length());
         let need = per_position * positions as u64;
         let name = slot.model.name.clone();
-        if let Err(e) = make_room(slots, need, settings.kv_budget, &name) {
-            ended.push((job, vec![Err(e)]));
-            continue;
-        }
+        let room = make_room(slots, need, settings.kv_budget, &name);
         let Some(slot) = slots.get_mut(path) else {
             return changed;
         };
+        match room {
+            Room::Made => {}
+            Room::Wait => {
+                // It fits once running generations end: first in line.
+                slot.model.abandon(generation);
+                slot.waiting.push_front(job);
+                slot.memory_wait = true;
+                tracing::info!(model = %name, mib = need as f64 / MIB as f64, "generation waits for KV memory held by running ones");
+                return changed;
+            }
+            Room::Refused(e) => {
+                slot.model.abandon(generation);
+                ended.push((job, vec![Err(e)]));
+                continue;
+            }
+        }
         let queue_ms = generation.stats().queue_ms;
         if queue_ms > 50.0 {
             tracing::info!(model = %name, queue_ms = queue_ms.round(), "queued generation admitted");
@@ -406,47 +437,82 @@ fn admit(
     }
 }
 
+/// Whether a generation can start.
+enum Room {
+    /// Its KV memory is available (cached prefixes may have been dropped).
+    Made,
+    /// Not now, but once running generations end.
+    Wait,
+    /// Not while the budget and the machine are what they are.
+    Refused(ProviderError),
+}
+
 /// Makes `need` bytes of KV memory available within `budget` and the
 /// machine's free memory, dropping cached prefixes (least recently used
-/// first) as needed; the error says why it cannot.
-fn make_room(
-    slots: &mut HashMap<PathBuf, Slot>,
-    need: u64,
-    budget: u64,
-    model: &str,
-) -> Result<(), ProviderError> {
+/// first) when that is enough.
+fn make_room(slots: &mut HashMap<PathBuf, Slot>, need: u64, budget: u64, model: &str) -> Room {
     if need == 0 {
-        return Ok(());
+        return Room::Made;
+    }
+    let running = || slots.values().flat_map(|s| &s.running);
+    let count = running().count();
+    let reserved: u64 = running().map(|r| r.reserved).sum();
+    // What running generations set aside but have not written yet: the
+    // machine's free memory does not show it as taken.
+    let unwritten: u64 = running()
+        .map(|r| {
+            let written = r.generation.seq.as_ref().map_or(0, |s| s.bytes());
+            r.reserved.saturating_sub(written)
+        })
+        .sum();
+    let prefixes: u64 = slots.values().map(|s| s.model.kv_figures().bytes).sum();
+    let free = || mem_available().map(|f| f.saturating_sub(unwritten));
+    let refuse = |why: String| {
+        Room::Refused(ProviderError::Unavailable {
+            backend: super::BACKEND.into(),
+            reason: format!(
+                "not enough memory for another generation on {model}: it needs {} MiB of KV cache for its prompt and max_tokens; {why}. Ask for fewer max_tokens, or raise [models.candle] kv_budget_mib",
+                need.div_ceil(MIB),
+            ),
+        })
+    };
+    // What dropping every cached prefix cannot help with.
+    if reserved + need > budget {
+        if count > 0 && need <= budget {
+            return Room::Wait;
+        }
+        return refuse(format!(
+            "{count} running generation(s) hold {} MiB of the {} MiB budget",
+            reserved.div_ceil(MIB),
+            budget / MIB
+        ));
+    }
+    if free().is_some_and(|f| f + prefixes < need + MEM_RESERVE) {
+        if count > 0 {
+            return Room::Wait;
+        }
+        let f = free().unwrap_or(0);
+        return refuse(format!("the machine has {} MiB free", f / MIB));
     }
     let fits = |slots: &HashMap<PathBuf, Slot>| {
-        let in_budget = kv_in_use(slots) + need <= budget;
-        // The reserved bytes of running generations are not all touched
-        // yet; the machine must hold this one's on top of what is in use.
-        let in_memory = mem_available().is_none_or(|free| free >= need + MEM_RESERVE);
-        in_budget && in_memory
+        let in_use: u64 = slots
+            .values()
+            .map(|s| s.model.kv_figures().bytes)
+            .sum::<u64>()
+            + reserved;
+        let in_memory = free().is_none_or(|f| f >= need + MEM_RESERVE);
+        in_use + need <= budget && in_memory
     };
     let mut freed = 0;
     while !fits(slots) {
         let bytes = evict_one(slots);
         if bytes == 0 {
-            let running: usize = slots.values().map(|s| s.running.len()).sum();
-            let held: u64 = slots
-                .values()
-                .flat_map(|s| &s.running)
-                .map(|r| r.reserved)
-                .sum();
-            let free = mem_available().map_or(String::new(), |f| {
-                format!(", and the machine has {} MiB free", f / MIB)
-            });
-            return Err(ProviderError::Unavailable {
-                backend: super::BACKEND.into(),
-                reason: format!(
-                    "not enough memory for another generation on {model}: it needs {} MiB of KV cache for its prompt and max_tokens; {running} running generation(s) hold {} MiB of the {} MiB budget{free}. Try again when they finish, ask for fewer max_tokens, or raise [models.candle] kv_budget_mib",
-                    need.div_ceil(MIB),
-                    held.div_ceil(MIB),
-                    budget / MIB,
-                ),
-            });
+            // The machine's figure moved meanwhile.
+            return if count > 0 {
+                Room::Wait
+            } else {
+                refuse("the machine is short of memory".into())
+            };
         }
         freed += bytes;
     }
@@ -457,7 +523,7 @@ fn make_room(
             "dropped cached prefixes to make room for a generation"
         );
     }
-    Ok(())
+    Room::Made
 }
 
 /// One forward pass for the slot's running generations; their text goes

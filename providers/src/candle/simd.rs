@@ -13,6 +13,16 @@ pub fn has_avx2() -> bool {
     })
 }
 
+/// Whether the CPU also has AVX-512 VNNI with 256-bit forms (VL), for
+/// the quantized tiles' byte dot products.
+#[cfg(target_arch = "x86_64")]
+pub fn has_vnni() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        has_avx2() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    })
+}
+
 /// The sum of the eight lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]

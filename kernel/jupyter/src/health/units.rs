@@ -23,7 +23,7 @@ pub fn format_bytes(bytes: u64) -> String {
 pub fn format_mib(mib: u64) -> String {
     if mib < 1024 {
         format!("{mib} MiB")
-    } else if mib % 1024 == 0 {
+    } else if mib.is_multiple_of(1024) {
         format!("{} GiB", mib / 1024)
     } else {
         format!("{:.1} GiB", mib as f64 / 1024.0)

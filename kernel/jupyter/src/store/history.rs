@@ -66,7 +66,7 @@ impl Store {
             self.meta
                 .insert(meta::HISTORY_COUNT, &(count + 1).to_be_bytes()[..])
                 .map_err(self.write_err())?;
-            if line % HISTORY_GROUP == 0 && line >= HISTORY_GROUP {
+            if line.is_multiple_of(HISTORY_GROUP) && line >= HISTORY_GROUP {
                 self.seal_group(session, line - HISTORY_GROUP)?;
             }
         }

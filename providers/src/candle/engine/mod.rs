@@ -83,8 +83,17 @@ pub struct LoadedModel {
     /// conversation so far, a fixed template head) runs only the rest.
     prefix: PrefixCache,
     /// For Candle's model, which keeps one cache of its own: the tokens
-    /// it holds.
+    /// it holds, and when it last ran.
     moe_cached: Vec<u32>,
+    moe_used: Option<std::time::Instant>,
+    /// Candle's cache was forgotten while a generation used it: it is
+    /// emptied when the next one begins.
+    moe_stale: bool,
+    /// Generations begun and not yet ended.
+    active: usize,
+    /// Bumped by every [`LoadedModel::clear_cache`]: a generation begun
+    /// before it does not put its cache back into the prefix cache.
+    epoch: u64,
     tokenizer: Arc<Tokenizer>,
     template: ChatTemplate,
     eos: Vec<u32>,
@@ -164,6 +173,10 @@ impl LoadedModel {
             network,
             prefix: PrefixCache::new(DEFAULT_PREFIX_CACHE_BYTES),
             moe_cached: Vec::new(),
+            moe_used: None,
+            moe_stale: false,
+            active: 0,
+            epoch: 0,
             tokenizer: Arc::new(tokenizer),
             template,
             eos,
@@ -231,7 +244,28 @@ impl LoadedModel {
 
     /// When the least recently used cached prefix was last used.
     pub fn cache_last_used(&self) -> Option<std::time::Instant> {
-        self.prefix.oldest()
+        let moe = self
+            .moe_used
+            .filter(|_| self.active == 0 && !self.moe_cached.is_empty());
+        match (self.prefix.oldest(), moe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Drops cached prefixes (and Candle's cache, when no generation
+    /// uses it) unused for `idle`; the positions dropped.
+    pub fn drop_idle(&mut self, idle: std::time::Duration) -> usize {
+        let mut dropped = self.prefix.drop_idle(idle);
+        let moe_idle = self.moe_used.is_some_and(|t| t.elapsed() >= idle);
+        if self.active == 0 && moe_idle && !self.moe_cached.is_empty() {
+            dropped += self.moe_cached.len();
+            if let Network::CandleMoe(moe) = &mut self.network {
+                moe.truncate(0);
+            }
+            self.moe_cached.clear();
+        }
+        dropped
     }
 
     /// The prefix cache, for the scheduler's memory accounting.
@@ -243,6 +277,13 @@ impl LoadedModel {
     /// returns their memory, so the next generation runs its whole prompt.
     pub fn clear_cache(&mut self) {
         self.prefix.clear();
+        self.epoch += 1;
+        if self.active > 0 {
+            // A running generation still reads Candle's cache: empty it
+            // when the next one begins.
+            self.moe_stale = !self.moe_cached.is_empty();
+            return;
+        }
         if let Network::CandleMoe(moe) = &mut self.network {
             moe.truncate(0);
         }

@@ -45,6 +45,10 @@ impl LoadedModel {
                 }
             },
             Network::CandleMoe(moe) => {
+                if std::mem::take(&mut self.moe_stale) {
+                    moe.truncate(0);
+                    self.moe_cached.clear();
+                }
                 // Its one cache: keep what the prompt starts with, but
                 // run at least the last prompt token.
                 let common = self
@@ -53,7 +57,7 @@ impl LoadedModel {
                     .zip(&prompt)
                     .take_while(|(a, b)| a == b)
                     .count();
-                let kept = if common == self.moe_cached.len() {
+                let kept = if common == self.moe_cached.len() && common < prompt.len() {
                     // Nothing to drop: the prompt extends the cache.
                     common.min(prompt.len() - 1)
                 } else {
@@ -64,7 +68,9 @@ impl LoadedModel {
             }
         };
         let room = self.context_length.saturating_sub(prompt.len());
+        self.active += 1;
         Ok(Generation::new(Start {
+            epoch: self.epoch,
             arrived,
             prompt,
             reused,
@@ -197,10 +203,14 @@ impl LoadedModel {
     /// failed, when its cache may be half-written), and its figures or
     /// its error are returned.
     pub fn end(&mut self, mut g: Generation) -> Result<GenerationStats, ProviderError> {
+        self.active = self.active.saturating_sub(1);
         let error = g.take_error();
         let stats = g.stats();
         if let Some(seq) = g.seq.take() {
-            if matches!(error, None | Some(ProviderError::Cancelled)) {
+            // Not after a failure (the cache may be half-written), nor
+            // across a forget (the conversation it holds was cleared).
+            let sound = matches!(error, None | Some(ProviderError::Cancelled));
+            if sound && g.epoch() == self.epoch {
                 self.prefix.insert(g.cached_tokens().to_vec(), seq);
             }
         }
@@ -208,6 +218,13 @@ impl LoadedModel {
             Some(e) => Err(e),
             None => Ok(stats),
         }
+    }
+
+    /// Drops `g` without keeping anything of it (it was begun but never
+    /// ran: its request waits or was refused).
+    pub fn abandon(&mut self, g: Generation) {
+        self.active = self.active.saturating_sub(1);
+        drop(g);
     }
 
     /// Generates a reply to `messages`, handing text pieces to `on_text` as

@@ -201,7 +201,7 @@ impl KvCache {
     /// An empty cache of `capacity` positions of `width` values. Q8_0
     /// falls back to f16 when `head_dim` is not a multiple of its block.
     pub fn new(kind: KvType, width: usize, head_dim: usize, capacity: usize) -> KvCache {
-        let kind = if kind == KvType::Q8_0 && head_dim % Q8_BLOCK != 0 {
+        let kind = if kind == KvType::Q8_0 && !head_dim.is_multiple_of(Q8_BLOCK) {
             KvType::F16
         } else {
             kind

@@ -45,7 +45,7 @@ impl<T: Copy> View<T> {
         }
         // GGUF aligns tensor data (32 bytes by default); a file that does
         // not cannot be viewed in place.
-        if (map.as_ptr() as usize + offset) % std::mem::align_of::<T>() != 0 {
+        if !(map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<T>()) {
             return Err(ModelError::Invalid(format!(
                 "{name} is not aligned in the file"
             )));
@@ -124,7 +124,7 @@ impl Matrix {
             per_block: usize,
             name: &str,
         ) -> Result<View<B>, ModelError> {
-            if cols % per_block != 0 {
+            if !cols.is_multiple_of(per_block) {
                 return Err(ModelError::Invalid(format!(
                     "{name}: width {cols} is not a multiple of its block size {per_block}"
                 )));

@@ -36,9 +36,9 @@ pub use matmul::{matmul, Job};
 pub use matrix::{Mapped, Matrix};
 
 #[cfg(target_arch = "x86_64")]
-use super::simd::has_avx2;
-#[cfg(target_arch = "x86_64")]
 pub(crate) use super::simd::hsum256;
+#[cfg(target_arch = "x86_64")]
+use super::simd::{has_avx2, has_vnni};
 
 /// Values per 32-value block.
 pub const QK: usize = 32;
@@ -54,6 +54,11 @@ pub trait Block: Copy + Send + Sync + 'static {
     /// The AVX2 tile kernels for 1 to 4 activation rows.
     #[cfg(target_arch = "x86_64")]
     const AVX2: [Avx2Tile<Self>; 4];
+    /// The same tiles with AVX-512 VNNI's one-instruction byte dot
+    /// product, where the type has them; they give the AVX2 tiles'
+    /// results exactly.
+    #[cfg(target_arch = "x86_64")]
+    const VNNI: Option<[Avx2Tile<Self>; 4]> = None;
     /// The block's values as f32 (`out` is `VALUES` long).
     fn dequantize(&self, out: &mut [f32]);
     /// The reference dot product of one weight row with one activation
@@ -70,13 +75,18 @@ pub type Avx2Tile<B> = unsafe fn(&[B], usize, &[<B as Block>::Act], &mut [f32]);
 /// (`kb` blocks each) and the `r` ≤ 4 activation rows in `acts`: the AVX2
 /// tiles when the CPU has them, else the scalar reference row by row.
 pub fn gemm_tile<B: Block>(w: &[B], kb: usize, acts: &[B::Act], r: usize, out: &mut [f32]) {
-    assert!((1..=4).contains(&r) && acts.len() == r * kb && w.len() % kb == 0);
+    assert!((1..=4).contains(&r) && acts.len() == r * kb && w.len().is_multiple_of(kb));
     assert!(out.len() >= w.len() / kb * r);
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
+        let tiles = match B::VNNI {
+            Some(vnni) if has_vnni() => vnni,
+            _ => B::AVX2,
+        };
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above), and
-        // the asserts above guarantee every block the kernel reads exists.
-        unsafe { B::AVX2[r - 1](w, kb, acts, out) };
+        // AVX-512 VNNI and VL where the VNNI tiles are chosen; the asserts
+        // above guarantee every block the kernel reads exists.
+        unsafe { tiles[r - 1](w, kb, acts, out) };
         return;
     }
     for (j, row) in w.chunks_exact(kb).enumerate() {
@@ -152,6 +162,17 @@ pub(crate) mod tests {
                 }
                 let mut out = vec![0f32; rows * r];
                 gemm_tile(&w, kb, &acts, r, &mut out);
+                #[cfg(target_arch = "x86_64")]
+                if let (Some(vnni), true) = (B::VNNI, has_vnni()) {
+                    let mut avx2 = vec![0f32; rows * r];
+                    // SAFETY: has_vnni implies AVX2, FMA and F16C; the
+                    // shapes are those gemm_tile checked.
+                    unsafe { B::AVX2[r - 1](&w, kb, &acts, &mut avx2) };
+                    let mut with_vnni = vec![0f32; rows * r];
+                    // SAFETY: as above, and the CPU has AVX-512 VNNI and VL.
+                    unsafe { vnni[r - 1](&w, kb, &acts, &mut with_vnni) };
+                    assert_eq!(avx2, with_vnni, "kb {kb} r {r}: VNNI differs from AVX2");
+                }
                 for j in 0..rows {
                     let wrow = &wf[j * n..(j + 1) * n];
                     for (i, x) in xs.iter().enumerate() {

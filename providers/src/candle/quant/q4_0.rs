@@ -28,7 +28,7 @@ impl BlockQ4_0 {
 impl Block for BlockQ4_0 {
     type Act = BlockQ8;
     const VALUES: usize = QK;
-    avx2_tiles!();
+    avx2_tiles!(vnni);
 
     fn dequantize(&self, out: &mut [f32]) {
         let d = f16::to_f32(self.d);

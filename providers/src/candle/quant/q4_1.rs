@@ -18,7 +18,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 impl Block for BlockQ4_1 {
     type Act = BlockQ8;
     const VALUES: usize = QK;
-    avx2_tiles!();
+    avx2_tiles!(vnni);
 
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (f16::to_f32(self.d), f16::to_f32(self.m));

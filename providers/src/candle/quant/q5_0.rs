@@ -32,7 +32,7 @@ pub(super) fn five_bits(qs: &[u8; QK / 2], qh: [u8; 4]) -> [u8; QK] {
 impl Block for BlockQ5_0 {
     type Act = BlockQ8;
     const VALUES: usize = QK;
-    avx2_tiles!();
+    avx2_tiles!(vnni);
 
     fn dequantize(&self, out: &mut [f32]) {
         let d = f16::to_f32(self.d);

@@ -19,7 +19,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == 24);
 impl Block for BlockQ5_1 {
     type Act = BlockQ8;
     const VALUES: usize = QK;
-    avx2_tiles!();
+    avx2_tiles!(vnni);
 
     fn dequantize(&self, out: &mut [f32]) {
         let (d, m) = (f16::to_f32(self.d), f16::to_f32(self.m));

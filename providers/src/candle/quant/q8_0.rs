@@ -15,7 +15,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 impl Block for BlockQ8_0 {
     type Act = BlockQ8;
     const VALUES: usize = QK;
-    avx2_tiles!();
+    avx2_tiles!(vnni);
 
     fn dequantize(&self, out: &mut [f32]) {
         let d = f16::to_f32(self.d);

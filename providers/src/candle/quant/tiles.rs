@@ -3,7 +3,11 @@
 //!
 //! Both follow ggml: int8 × int8 products go through `maddubs` (unsigned ×
 //! signed, pairs summed to i16) and `madd` (pairs summed to i32), widened
-//! to f32 and accumulated scaled by the two blocks' scales.
+//! to f32 and accumulated scaled by the two blocks' scales. The 32-value
+//! tiles come twice, from one body: `avx2`, and `vnni`, where AVX-512
+//! VNNI's `vpdpbusd` does `maddubs` + `madd` in one instruction with the
+//! same result (a 4-row tile is bound by that arithmetic, so batched
+//! generations gain most).
 
 /// `avx2::tile::<R>` for a block with an f16 scale `d` whose 32 values
 /// unpack to signed bytes (`$unpack(&block) -> __m256i`, an unsafe AVX2
@@ -11,26 +15,31 @@
 /// activation so `maddubs` sees an unsigned operand.
 macro_rules! signed_tile {
     ($block:ident, $unpack:path) => {
+        signed_tile!(@module avx2, "avx2,fma,f16c", udot_avx2, $block, $unpack);
+        signed_tile!(@module vnni, "avx2,fma,f16c,avx512vnni,avx512vl", udot_vnni, $block, $unpack);
+    };
+    (@module $module:ident, $features:literal, $udot:ident, $block:ident, $unpack:path) => {
         #[cfg(target_arch = "x86_64")]
-        mod avx2 {
+        mod $module {
             use std::arch::x86_64::*;
 
+            use super::super::tiles::$udot as udot;
             use super::super::{hsum256, BlockQ8};
             use super::$block;
 
             /// `R` activation rows against every weight row.
             ///
             /// # Safety
-            /// Needs AVX2, FMA and F16C; `acts` holds `R * kb` blocks, `w`
-            /// a multiple of `kb`, `out` at least `R` per weight row.
-            #[target_feature(enable = "avx2,fma,f16c")]
+            /// Needs the CPU features this module is compiled for; `acts`
+            /// holds `R * kb` blocks, `w` a multiple of `kb`, `out` at
+            /// least `R` per weight row.
+            #[target_feature(enable = $features)]
             pub unsafe fn tile<const R: usize>(
                 w: &[$block],
                 kb: usize,
                 acts: &[BlockQ8],
                 out: &mut [f32],
             ) {
-                let ones = _mm256_set1_epi16(1);
                 for (j, row) in w.chunks_exact(kb).enumerate() {
                     let mut acc = [_mm256_setzero_ps(); R];
                     for (b, x) in row.iter().enumerate() {
@@ -44,7 +53,7 @@ macro_rules! signed_tile {
                             // SAFETY: `qs` is 32 bytes; unaligned load.
                             let qy = unsafe { _mm256_loadu_si256(y.qs.as_ptr().cast()) };
                             let sy = _mm256_sign_epi8(qy, qx);
-                            let pairs = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), ones);
+                            let pairs = udot(ax, sy);
                             *acc = _mm256_fmadd_ps(
                                 _mm256_set1_ps(d * y.d),
                                 _mm256_cvtepi32_ps(pairs),
@@ -67,26 +76,31 @@ macro_rules! signed_tile {
 /// m·s terms (s = d·Σq of the activation block) are summed apart.
 macro_rules! min_tile {
     ($block:ident, $unpack:path) => {
+        min_tile!(@module avx2, "avx2,fma,f16c", udot_avx2, $block, $unpack);
+        min_tile!(@module vnni, "avx2,fma,f16c,avx512vnni,avx512vl", udot_vnni, $block, $unpack);
+    };
+    (@module $module:ident, $features:literal, $udot:ident, $block:ident, $unpack:path) => {
         #[cfg(target_arch = "x86_64")]
-        mod avx2 {
+        mod $module {
             use std::arch::x86_64::*;
 
+            use super::super::tiles::$udot as udot;
             use super::super::{hsum256, BlockQ8};
             use super::$block;
 
             /// `R` activation rows against every weight row.
             ///
             /// # Safety
-            /// Needs AVX2, FMA and F16C; `acts` holds `R * kb` blocks, `w`
-            /// a multiple of `kb`, `out` at least `R` per weight row.
-            #[target_feature(enable = "avx2,fma,f16c")]
+            /// Needs the CPU features this module is compiled for; `acts`
+            /// holds `R * kb` blocks, `w` a multiple of `kb`, `out` at
+            /// least `R` per weight row.
+            #[target_feature(enable = $features)]
             pub unsafe fn tile<const R: usize>(
                 w: &[$block],
                 kb: usize,
                 acts: &[BlockQ8],
                 out: &mut [f32],
             ) {
-                let ones = _mm256_set1_epi16(1);
                 for (j, row) in w.chunks_exact(kb).enumerate() {
                     let mut acc = [_mm256_setzero_ps(); R];
                     let mut acc_ms = [_mm_setzero_ps(); R];
@@ -110,7 +124,7 @@ macro_rules! min_tile {
                             *acc_ms = _mm_add_ps(*acc_ms, prod);
                             // SAFETY: `qs` is 32 bytes; unaligned load.
                             let qy = unsafe { _mm256_loadu_si256(y.qs.as_ptr().cast()) };
-                            let pairs = _mm256_madd_epi16(_mm256_maddubs_epi16(qx, qy), ones);
+                            let pairs = udot(qx, qy);
                             *acc = _mm256_fmadd_ps(
                                 _mm256_broadcastss_ps(prod),
                                 _mm256_cvtepi32_ps(pairs),
@@ -258,6 +272,43 @@ macro_rules! avx2_tiles {
             avx2::tile::<4>,
         ];
     };
+    (vnni) => {
+        avx2_tiles!();
+        #[cfg(target_arch = "x86_64")]
+        const VNNI: Option<[super::Avx2Tile<Self>; 4]> = Some([
+            vnni::tile::<1>,
+            vnni::tile::<2>,
+            vnni::tile::<3>,
+            vnni::tile::<4>,
+        ]);
+    };
+}
+
+/// Unsigned bytes `x` times signed bytes `y`, each four neighbours summed
+/// to an i32: `maddubs` then `madd` (AVX2). Exact here: the tiles'
+/// operands never reach `maddubs`'s i16 saturation (x ≤ 128, |y| ≤ 127).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn udot_avx2(
+    x: std::arch::x86_64::__m256i,
+    y: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+}
+
+/// [`udot_avx2`] in one instruction (`vpdpbusd`, AVX-512 VNNI and VL),
+/// with the same result.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+#[inline]
+pub(super) fn udot_vnni(
+    x: std::arch::x86_64::__m256i,
+    y: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y)
 }
 
 /// The 32 nibbles of 16 bytes as bytes, ggml's order: byte `j` holds
