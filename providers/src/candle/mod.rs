@@ -101,7 +101,12 @@ impl CandleProvider {
             kv_type: config.kv_cache,
             kv_idle: Some(Duration::from_secs(config.kv_cache_idle_secs)).filter(|d| !d.is_zero()),
             max_sequences: config.max_sequences.max(1),
-            kv_budget: config.kv_budget_mib.saturating_mul(1 << 20),
+            // 0 sets no budget (the machine's free memory still bounds it),
+            // as 0 keeps idle caches for `kv_cache_idle_secs`.
+            kv_budget: match config.kv_budget_mib {
+                0 => u64::MAX,
+                mib => mib.saturating_mul(1 << 20),
+            },
             prefix_cache: config.prefix_cache_mib.saturating_mul(1 << 20),
         };
         let (tx, rx) = std_mpsc::channel::<Work>();

@@ -143,7 +143,8 @@ pub struct CandleConfig {
     /// Memory for the KV caches of running generations and the prefix
     /// cache together, in MiB. A generation is admitted with room for its
     /// prompt and `max_tokens`; when that does not fit, cached prefixes
-    /// are dropped first, then the request is refused.
+    /// are dropped first, then the request is refused. 0 sets no budget
+    /// (the machine's free memory still bounds it).
     pub kv_budget_mib: u64,
     /// The prefix cache's own bound, in MiB: the KV state of earlier
     /// prompts and replies kept for later requests that start alike.
