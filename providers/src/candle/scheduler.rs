@@ -97,6 +97,15 @@ struct Slot {
 }
 
 impl Slot {
+    /// Generations it runs together.
+    fn bound(&self, settings: Settings) -> usize {
+        if self.model.batches() {
+            settings.max_sequences.max(1)
+        } else {
+            1
+        }
+    }
+
     fn busy(&self) -> bool {
         !self.running.is_empty() || !self.waiting.is_empty()
     }
@@ -272,11 +281,7 @@ fn take(
             let Some(slot) = slots.get_mut(&job.path) else {
                 return false;
             };
-            let bound = if slot.model.batches() {
-                settings.max_sequences.max(1)
-            } else {
-                1
-            };
+            let bound = slot.bound(settings);
             if slot.running.len() + slot.waiting.len() >= bound {
                 tracing::info!(
                     model = %slot.model.name,
@@ -344,12 +349,7 @@ fn admit(
             return changed;
         }
         slot.memory_wait = false;
-        let bound = if slot.model.batches() {
-            settings.max_sequences.max(1)
-        } else {
-            1
-        };
-        if slot.running.len() >= bound {
+        if slot.running.len() >= slot.bound(settings) {
             return changed;
         }
         let Some(job) = slot.waiting.pop_front() else {

@@ -231,7 +231,7 @@ impl LoadedModel {
         }
     }
 
-    /// How many generations can share a forward pass: Candle's model
+    /// Whether generations can share a forward pass: Candle's model
     /// keeps a single cache, so it runs one at a time.
     pub fn batches(&self) -> bool {
         matches!(self.network, Network::Native(_))
